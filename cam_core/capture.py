@@ -1,0 +1,161 @@
+"""Activations at named layers, with hooks that live only inside one call.
+
+Why not module backward hooks: in-place ReLUs after a layer break full backward
+hooks (pytorch/pytorch#61519). Instead a forward hook *replaces* the layer's
+output by a fresh leaf tensor that requires grad (and a clone of it, so a later
+in-place op never touches the leaf). The caller runs the trunk under
+``torch.no_grad()``; the hook switches grad on, so autograd records only what
+happens after the layer: gradients come from ``torch.autograd.grad`` on the
+leaf, never from the parameters, and the trunk costs what inference costs.
+
+A model is shared by every dashboard session (threads of one process), so hooks
+on it must never see another call's forward: calls on one model are serialised
+by :func:`model_lock`.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from .errors import CamError, choices_hint
+
+__all__ = [
+    "Capture",
+    "LayerNotFound",
+    "capture_layers",
+    "get_layer",
+    "model_lock",
+    "replace_output",
+]
+
+_locks: weakref.WeakKeyDictionary[nn.Module, threading.RLock] = weakref.WeakKeyDictionary()
+_locks_guard = threading.Lock()
+
+
+def model_lock(module: nn.Module) -> threading.RLock:
+    """The lock that serialises hooked calls on ``module`` (one per model, re-entrant)."""
+    with _locks_guard:
+        lock = _locks.get(module)
+        if lock is None:
+            lock = _locks[module] = threading.RLock()
+        return lock
+
+
+class LayerNotFound(CamError, KeyError):
+    """A layer name that the model does not have."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+def get_layer(module: nn.Module, name: str) -> nn.Module:
+    """Return the submodule with dotted ``name``; a bad name lists close valid ones."""
+    modules = dict(module.named_modules())
+    if name in modules and name != "":
+        return modules[name]
+    names = [n for n in modules if n]
+    near = [n for n in names if name and (n.startswith(name) or name.startswith(n))][-12:]
+    raise LayerNotFound(
+        f"unknown layer {name!r}; valid layers include: {choices_hint(near or names[-12:])} "
+        f"(run `python -m cam_core layers` for all {len(names)})"
+    )
+
+
+@dataclass
+class Capture:
+    """What the hooks saw during one forward: layer name → leaf tensor (requires grad)."""
+
+    leaves: dict[str, torch.Tensor] = field(default_factory=dict)
+    calls: dict[str, int] = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> torch.Tensor:
+        return self.leaves[name]
+
+    def check(self) -> None:
+        """Fail loudly when a layer never ran or ran more than once in the forward."""
+        for name, count in self.calls.items():
+            if count == 0:
+                raise CamError(f"layer {name!r} was not used in the model's forward pass; pick another layer")
+            if count > 1:
+                raise CamError(
+                    f"layer {name!r} ran {count} times in one forward pass (a shared module); "
+                    "a CAM needs a layer that runs once"
+                )
+
+
+def _as_tensor(name: str, output: object) -> torch.Tensor:
+    if isinstance(output, torch.Tensor):
+        return output
+    raise CamError(f"layer {name!r} returns {type(output).__name__}, not a tensor; pick another layer")
+
+
+@contextmanager
+def capture_layers(
+    module: nn.Module,
+    names: Sequence[str],
+) -> Iterator[Capture]:
+    """Hook ``names`` for the forward passes run inside the ``with`` block.
+
+    Each hooked output becomes a leaf that requires grad, and grad mode is
+    switched on from the first hooked layer onwards, so run the model under
+    ``torch.no_grad()``: nothing below the layers is recorded.
+
+    Args:
+        module: the model (its lock is held for the whole block).
+        names: dotted layer names.
+
+    Yields:
+        A :class:`Capture` filled during the forward.
+    """
+    layers = {name: get_layer(module, name) for name in names}
+    cap = Capture(calls=dict.fromkeys(names, 0))
+
+    def make_hook(name: str) -> Callable[..., torch.Tensor]:
+        def hook(_mod: nn.Module, _inp: object, output: object) -> torch.Tensor:
+            out = _as_tensor(name, output)
+            cap.calls[name] += 1
+            leaf = out.detach().requires_grad_(True)
+            cap.leaves[name] = leaf
+            torch.set_grad_enabled(True)
+            # A clone, so an in-place op after the layer (ReLU(inplace=True)) leaves the leaf intact.
+            return leaf.clone()
+
+        return hook
+
+    with model_lock(module):
+        grad_was = torch.is_grad_enabled()
+        handles = [layer.register_forward_hook(make_hook(n)) for n, layer in layers.items()]
+        try:
+            yield cap
+        finally:
+            for h in handles:
+                h.remove()
+            torch.set_grad_enabled(grad_was)
+
+
+@contextmanager
+def replace_output(module: nn.Module, name: str, value: Callable[[torch.Tensor], torch.Tensor]) -> Iterator[None]:
+    """Within the block, the layer's output ``o`` is replaced by ``value(o)``.
+
+    Used by perturbation methods (Ablation-CAM) to run the rest of the network on
+    edited activations. The returned tensor may have a larger batch than ``o``:
+    everything before the layer then broadcasts from the single input.
+    """
+    layer = get_layer(module, name)
+
+    def hook(_mod: nn.Module, _inp: object, output: object) -> torch.Tensor:
+        return value(_as_tensor(name, output))
+
+    with model_lock(module):
+        handle = layer.register_forward_hook(hook)
+        try:
+            yield
+        finally:
+            handle.remove()

@@ -1,0 +1,158 @@
+"""Command line: ``python -m cam_core layers|explain``.
+
+User mistakes (unknown model, layer, class or method; unreadable image) end
+with one line on stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import CamError
+
+__all__ = ["build_parser", "main"]
+
+EXIT_USAGE = 2
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model")
+    g.add_argument(
+        "--model",
+        default="efficientnet_lite0",
+        help="efficientnet_lite0 (offline default), a torchvision name (resnet50), a .pt/.pth file, "
+        "or a factory package.module:function",
+    )
+    g.add_argument("--weights", default="DEFAULT", help="torchvision weights: DEFAULT, an enum name, or none")
+    g.add_argument("--arch", help="torchvision architecture for a state-dict checkpoint")
+    g.add_argument("--checkpoint", help="state dict to load into a factory's model")
+    g.add_argument("--labels", help="class names: a text file (one per line) or a JSON list")
+    g.add_argument("--trust-checkpoint", action="store_true", help="allow full pickled modules (runs their code)")
+    g.add_argument("--import-path", action="append", default=[], metavar="DIR", help="folder added to sys.path")
+    g.add_argument("--input-size", type=int, help="square input size (default: the model's)")
+    g.add_argument("--mean", type=float, nargs=3, help="normalisation mean (RGB)")
+    g.add_argument("--std", type=float, nargs=3, help="normalisation std (RGB)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for all subcommands."""
+    parser = argparse.ArgumentParser(prog="python -m cam_core", description="Class activation maps for PyTorch.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p_layers = sub.add_parser("layers", help="print the model's layer tree with shapes and hints")
+    _add_model_args(p_layers)
+
+    p_explain = sub.add_parser("explain", help="write maps (.npz) and overlays (.png) for images")
+    _add_model_args(p_explain)
+    p_explain.add_argument("--image", nargs="+", required=True, help="image files")
+    p_explain.add_argument("--layer", help="dotted layer name (default: the recommended layer)")
+    p_explain.add_argument("--classes", default="top3", help='top3 | 281,285 | "tabby,Egyptian cat"')
+    p_explain.add_argument("--method", action="append", help="CAM method (repeatable; default gradcam)")
+    p_explain.add_argument("--target", default="logit", choices=["logit", "softmax"], help="score explained")
+    p_explain.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
+    p_explain.add_argument("--batch-size", type=int, default=64, help="forward batch of Score-/Ablation-CAM")
+    p_explain.add_argument("--cmap", default=None, help="overlay colormap (default inferno; signed: RdBu)")
+    p_explain.add_argument("--alpha", type=float, default=0.5, help="overlay opacity")
+    p_explain.add_argument("--out", required=True, help="output folder")
+    return parser
+
+
+def _load(args: argparse.Namespace):  # -> LoadedModel
+    from .models import load_model
+
+    weights = None if str(args.weights).lower() in ("none", "") else args.weights
+    return load_model(
+        args.model,
+        weights=weights,
+        arch=args.arch,
+        checkpoint=args.checkpoint,
+        labels=args.labels,
+        trust_checkpoint=args.trust_checkpoint,
+        import_paths=args.import_path,
+        input_size=args.input_size,
+        mean=args.mean,
+        std=args.std,
+    )
+
+
+def _cmd_layers(args: argparse.Namespace) -> int:
+    from .layers import format_tree, list_layers
+
+    model = _load(args)
+    print(f"# {model.name}: input {model.input_size[0]}×{model.input_size[1]}, {len(model.class_names)} classes")
+    print(format_tree(list_layers(model)))
+    return 0
+
+
+def _unique_stems(paths: Sequence[str]) -> list[str]:
+    stems: list[str] = []
+    for p in paths:
+        stem, n = Path(p).stem, 1
+        while stem in stems:
+            n += 1
+            stem = f"{Path(p).stem}_{n}"
+        stems.append(stem)
+    return stems
+
+
+def model_view(model, x: torch.Tensor) -> np.ndarray:  # model: LoadedModel
+    """The image as the model saw it (resized, cropped), back in RGB uint8: (H, W, 3)."""
+    mean = torch.tensor(model.mean, dtype=x.dtype).view(3, 1, 1)
+    std = torch.tensor(model.std, dtype=x.dtype).view(3, 1, 1)
+    rgb = (x.cpu() * std + mean).clamp(0, 1).permute(1, 2, 0).numpy()
+    return (rgb * 255 + 0.5).astype(np.uint8)
+
+
+def _cmd_explain(args: argparse.Namespace) -> int:
+    from .engine import explain
+    from .images import load_image
+    from .render import overlay, save_png
+
+    model = _load(args)
+    images = [load_image(p) for p in args.image]  # all checked before any work
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    methods = args.method or ["gradcam"]
+    for path, stem, img in zip(args.image, _unique_stems(args.image), images, strict=True):
+        x = model.preprocess(img).unsqueeze(0)
+        res = explain(
+            model, x, layer=args.layer, classes=args.classes, methods=methods, device=args.device,
+            target=args.target, batch_size=args.batch_size,
+        )
+        arrays: dict[str, np.ndarray] = {
+            "logits": res.logits[0].numpy(),
+            "probs": res.probs[0].numpy(),
+            "class_ids": res.class_ids[0].numpy(),
+            "class_names": np.array(res.class_names[0]),
+            "layer": np.array(res.layer),
+        }
+        view = model_view(model, x[0])
+        for m in res.methods:
+            up = res.upsampled(m)[0].numpy()
+            arrays[f"maps_{m}"] = res.maps[m][0].numpy()
+            arrays[f"up_{m}"] = up
+            for k, cid in enumerate(res.class_ids[0].tolist()):
+                save_png(overlay(view, up[k], cmap=args.cmap, alpha=args.alpha), out / f"{stem}_{m}_{cid}.png")
+        np.savez_compressed(out / f"{stem}.npz", **arrays)
+        top = ", ".join(
+            f"{n} ({p:.1%})" for n, p in zip(res.class_names[0], res.probs[0, res.class_ids[0]].tolist(), strict=True)
+        )
+        untrained = "" if getattr(model, "pretrained", True) else " [untrained weights]"
+        print(f"{path}: {top} at {res.layer}{untrained} → {out / stem}.npz")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return {"layers": _cmd_layers, "explain": _cmd_explain}[args.command](args)
+    except CamError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE

@@ -1,0 +1,354 @@
+"""explain(): one forward, one batched backward, every requested map.
+
+Cost model (why it is fast): the trunk below the layer runs under
+``torch.no_grad()`` (inference cost and memory); autograd records only from
+the layer's output up (see :mod:`cam_core.capture`). Gradients for all K
+classes come from one vectorised backward over that short graph
+(``torch.autograd.grad(..., is_grads_batched=True)``), taken with respect to the
+layer's output only, never the parameters, and reduced to maps chunk by chunk
+so memory stays bounded for K = 1000. Every gradient method reuses the same
+captured tensors. Nothing with a graph outlives the call: maps come back
+detached, float32, on the CPU.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from . import perturb
+from .capture import capture_layers, model_lock
+from .errors import CamError, choices_hint
+from .methods import METHODS, check_methods, weighted_sum
+from .targets import Target, resolve_target
+
+__all__ = ["ExplainResult", "explain", "resolve_classes", "resolve_device"]
+
+# Upper bound on one chunk of batched gradients, in elements (float32: 256 MB).
+_GRAD_CHUNK_ELEMENTS = 64 * 2**20
+
+Progress = Callable[[float, str], None]
+
+
+@dataclass
+class ExplainResult:
+    """Maps and scores for N images and K classes per image (all on the CPU).
+
+    Attributes:
+        logits, probs: (N, C) model outputs.
+        class_ids: (N, K) explained classes; ``class_names`` the same as names.
+        maps: method → (N, K, h, w) signed float32 maps at the layer's resolution.
+        weights: method → (N, K, C) channel weights, for the methods that have them.
+        stats: small per-image/per-class facts about the layer for diagnosis
+            (``act_min``, ``act_max``, ``act_neg_frac`` (N,); ``grad_pos_frac`` (N, K)).
+        activations: (N, C, h, w) when asked for with ``keep_activations``.
+        cost: how many forward passes and backward batches the call ran.
+    """
+
+    logits: Tensor
+    probs: Tensor
+    class_ids: Tensor
+    class_names: list[list[str]]
+    layer: str
+    methods: tuple[str, ...]
+    maps: dict[str, Tensor]
+    input_size: tuple[int, int]
+    target: str = "logit"
+    weights: dict[str, Tensor] = field(default_factory=dict)
+    stats: dict[str, Tensor] = field(default_factory=dict)
+    activations: Tensor | None = None
+    cost: dict[str, int] = field(default_factory=dict)
+
+    def upsampled(self, method: str, size: tuple[int, int] | None = None) -> Tensor:
+        """Bilinear upsampling of ``maps[method]`` to the input size (or ``size``): (N, K, H, W)."""
+        if method not in self.maps:
+            raise CamError(f"method {method!r} was not computed; have: {choices_hint(self.maps)}")
+        return F.interpolate(self.maps[method], size=size or self.input_size, mode="bilinear", align_corners=False)
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``auto`` picks cuda, then mps, then cpu; an explicit device must exist."""
+    if str(device) == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise CamError(f"unknown device {device!r}; choose from: auto, cpu, cuda, mps") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise CamError("device 'cuda' asked for but no CUDA GPU is available; use --device auto or cpu")
+    return dev
+
+
+_TOPK = re.compile(r"^top(\d+)$")
+
+
+def resolve_classes(
+    spec: str | int | Sequence[int | str], logits: Tensor, class_names: Sequence[str]
+) -> Tensor:
+    """Turn a class spec into ids (N, K).
+
+    ``"top3"`` takes each image's own top classes; ints, names or a comma-separated
+    string (``"281,285"``, ``"tabby,Egyptian cat"``) give every image the same K.
+    """
+    n, c = logits.shape
+    if isinstance(spec, str):
+        match = _TOPK.match(spec.strip().lower())
+        if match:
+            k = int(match.group(1))
+            if not 1 <= k <= c:
+                raise CamError(f"{spec!r}: k must be between 1 and {c}")
+            return logits.topk(k, dim=1).indices
+        spec = [s.strip() for s in spec.split(",") if s.strip()]
+    elif isinstance(spec, int):
+        spec = [spec]
+    if not spec:
+        raise CamError("no class given; use e.g. top3, 281,285 or a class name")
+    lower = {name.lower(): i for i, name in reversed(list(enumerate(class_names)))}
+    ids: list[int] = []
+    for item in spec:
+        if isinstance(item, str) and item.lstrip("-").isdigit():
+            item = int(item)
+        if isinstance(item, int):
+            if not 0 <= item < c:
+                raise CamError(f"class index {item} is out of range: the model has classes 0..{c - 1}")
+            ids.append(item)
+        elif item.lower() in lower:
+            ids.append(lower[item.lower()])
+        else:
+            near = difflib.get_close_matches(item.lower(), list(lower), n=5, cutoff=0.6)
+            hint = f"; did you mean: {choices_hint(near)}" if near else "; give a class index or an exact name"
+            raise CamError(f"unknown class {item!r}{hint}")
+    return torch.tensor(ids, dtype=torch.long).expand(n, -1).clone()
+
+
+def _unwrap(model: object) -> tuple[nn.Module, list[str] | None]:
+    module = getattr(model, "module", model)
+    if not isinstance(module, nn.Module):
+        raise CamError(f"expected a LoadedModel or torch.nn.Module, got {type(model).__name__}")
+    names = getattr(model, "class_names", None)
+    return module, list(names) if names else None
+
+
+def _module_device(module: nn.Module) -> torch.device | None:
+    for tensor in (*module.parameters(), *module.buffers()):
+        return tensor.device
+    return None
+
+
+def _batched_grads(scores: Tensor, leaf: Tensor, to_grid: Callable[[Tensor], Tensor]) -> Callable[[int, int], Tensor]:
+    """A function giving gradients of classes [k0, k1) as (N, k, C, h, w) in grid layout.
+
+    One vectorised backward per chunk; a model whose backward ops have no vmap rule
+    falls back to one backward per class over the same (retained) graph.
+    """
+    n, k_all = scores.shape
+
+    def grads(k0: int, k1: int) -> Tensor:
+        eye = torch.zeros(k1 - k0, n, k_all, device=scores.device, dtype=scores.dtype)
+        eye[torch.arange(k1 - k0), :, torch.arange(k0, k1)] = 1.0
+        try:
+            (g,) = torch.autograd.grad(scores, leaf, eye, retain_graph=True, is_grads_batched=True)
+        except RuntimeError as exc:
+            if "vmap" not in str(exc).lower() and "batched" not in str(exc).lower():
+                raise
+            g = torch.stack([torch.autograd.grad(scores, leaf, e, retain_graph=True)[0] for e in eye])
+        # (k, N, *raw) → grid layout (k·N, C, h, w) → (N, k, C, h, w)
+        grid = to_grid(g.flatten(0, 1))
+        return grid.unflatten(0, (k1 - k0, n)).transpose(0, 1)
+
+    return grads
+
+
+def explain(
+    model: object,
+    x: Tensor,
+    layer: str | None = None,
+    classes: str | int | Sequence[int | str] = "top3",
+    methods: str | Sequence[str] = ("gradcam",),
+    device: str | torch.device = "auto",
+    target: str | Target = "logit",
+    batch_size: int = 64,
+    keep_activations: bool = False,
+    progress: Progress | None = None,
+) -> ExplainResult:
+    """Explain ``x`` with every requested method, for K classes per image.
+
+    Args:
+        model: a :class:`~cam_core.models.LoadedModel` or a plain ``nn.Module``
+            (its train/eval mode is left as it is; a warning is given in training mode).
+        x: (N, 3, H, W) preprocessed images.
+        layer: dotted layer name; default the model's recommended layer.
+        classes: ``"topK"``, class indices, class names, or a comma-separated string.
+        methods: names from :data:`cam_core.methods.METHODS`.
+        device: ``auto`` (cuda, mps, cpu), or an explicit device; the model is moved there.
+        target: ``"logit"`` (default), ``"softmax"`` or a callable (logits, ids) → scores.
+        batch_size: forward batch for the perturbation methods (Score-CAM, Ablation-CAM).
+        keep_activations: also return the layer's activations (for point inspection).
+        progress: optional callback(fraction, message) for long methods.
+
+    Returns:
+        An :class:`ExplainResult` with maps (N, K, h, w) per method, on the CPU.
+
+    Raises:
+        CamError: unknown layer, class, method or device; a layer the score does
+            not depend on; a layer whose output is not a spatial map.
+    """
+    from .layers import grid_transform, recommended_layer
+
+    methods = check_methods(methods)
+    target_fn = resolve_target(target)
+    module, class_names = _unwrap(model)
+    if x.ndim != 4:
+        raise CamError(f"expected images as an (N, 3, H, W) tensor, got shape {tuple(x.shape)}")
+    if module.training:
+        warnings.warn("model is in training mode: BatchNorm/Dropout make maps noisy; call .eval()", stacklevel=2)
+    dev = resolve_device(device)
+    with model_lock(module):
+        if _module_device(module) not in (None, dev):
+            module.to(dev)
+        layer = layer or recommended_layer(model)
+        to_grid = grid_transform(model, layer)
+        x = x.to(dev)
+        with capture_layers(module, [layer]) as cap, torch.no_grad():
+            out = module(x)
+        cap.check()
+        if not isinstance(out, Tensor) or out.ndim != 2:
+            raise CamError("the model's output is not (N, classes) logits; wrap it to return a tensor of scores")
+        names = class_names or [f"class {i}" for i in range(out.shape[1])]
+        if len(names) != out.shape[1]:
+            raise CamError(f"the model has {out.shape[1]} outputs but {len(names)} class names were given")
+        ids = resolve_classes(classes, out.detach(), names).to(dev)
+        leaf = cap[layer]
+        A = to_grid(leaf.detach())
+        maps: dict[str, Tensor] = {}
+        weights: dict[str, Tensor] = {}
+        stats = _activation_stats(A)
+        cost = {"forwards": 1, "backward_batches": 0}
+        needs_grad = [m for m in methods if METHODS[m].kind in ("gradient", "fc")]
+        if needs_grad:
+            with torch.enable_grad():
+                scores = target_fn(out, ids)
+            if not scores.requires_grad:
+                raise CamError(f"the class scores do not depend on layer {layer!r}; pick a layer before the head")
+            fc_rows = _fc_rows(module, A.shape[1], ids, target_fn) if "cam" in needs_grad else None
+            cost["backward_batches"] = _gradient_maps(scores, leaf, to_grid, A, needs_grad, fc_rows, maps, weights, stats)
+            del scores
+        logits = out.detach()
+        del out, leaf, cap  # drop the graph: nothing with autograd history outlives the call
+        if "eigencam" in methods:
+            maps["eigencam"] = METHODS["eigencam"].fn(A).expand(-1, ids.shape[1], -1, -1).contiguous()
+        for name in (m for m in methods if METHODS[m].kind == "perturbation"):
+            if name == "scorecam":
+                channel_scores, forwards = perturb.masked_input_scores(
+                    module, x, A, ids, target_fn, batch_size, progress
+                )
+                w = METHODS[name].fn(channel_scores)
+            else:
+                channel_scores, forwards = perturb.ablated_scores(
+                    module, layer, x, A, to_grid, ids, target_fn, batch_size, progress
+                )
+                w = METHODS[name].fn(target_fn(logits, ids), channel_scores)
+            cost["forwards"] += forwards
+            weights[name] = w
+            maps[name] = weighted_sum(w, A)
+    return ExplainResult(
+        logits=logits.float().cpu(),
+        probs=logits.float().softmax(1).cpu(),
+        class_ids=ids.cpu(),
+        class_names=[[names[i] for i in row] for row in ids.tolist()],
+        layer=layer,
+        methods=methods,
+        maps={m: maps[m].detach().float().cpu() for m in methods},
+        input_size=(x.shape[-2], x.shape[-1]),
+        target=str(getattr(target_fn, "__name__", target_fn)),
+        weights={k: v.detach().float().cpu() for k, v in weights.items()},
+        stats={k: v.detach().float().cpu() for k, v in stats.items()},
+        activations=A.float().cpu() if keep_activations else None,
+        cost=cost,
+    )
+
+
+def _activation_stats(A: Tensor) -> dict[str, Tensor]:
+    """Per-image facts about the layer's activations that explain empty maps (signed layers)."""
+    flat = A.flatten(1)
+    return {
+        "act_min": flat.amin(1),
+        "act_max": flat.amax(1),
+        "act_neg_frac": (flat < 0).float().mean(1),
+    }
+
+
+def _fc_rows(module: nn.Module, channels: int, ids: Tensor, target_fn: Target) -> Tensor:
+    """Rows of the linear head for CAM: the last ``nn.Linear`` taking ``channels`` inputs."""
+    if target_fn is not resolve_target("logit"):
+        raise CamError("CAM explains the class logit (it reads the fc weights); use target=logit or gradcam")
+    heads = [m for m in module.modules() if isinstance(m, nn.Linear) and m.in_features == channels]
+    if not heads:
+        raise CamError(
+            f"CAM needs a global-average-pool + linear head on this layer's {channels} channels and the model has "
+            "none; use gradcam (which equals CAM where CAM applies)"
+        )
+    return heads[-1].weight.detach()[ids]  # (N, K, C)
+
+
+def _gradient_maps(
+    scores: Tensor,
+    leaf: Tensor,
+    to_grid: Callable[[Tensor], Tensor],
+    A: Tensor,
+    names: Sequence[str],
+    fc_rows: Tensor | None,
+    maps: dict[str, Tensor],
+    weights: dict[str, Tensor],
+    stats: dict[str, Tensor],
+) -> int:
+    """Fill ``maps`` for gradient methods (and CAM, whose head it verifies), chunk by chunk over classes."""
+    n, k_all = scores.shape
+    chunk = max(1, min(k_all, _GRAD_CHUNK_ELEMENTS // max(1, leaf.numel())))
+    grads = _batched_grads(scores, leaf, to_grid)
+    parts: dict[str, list[Tensor]] = {m: [] for m in names}
+    pooled, pos_frac = [], []
+    batches = 0
+    for k0 in range(0, k_all, chunk):
+        k1 = min(k_all, k0 + chunk)
+        G = grads(k0, k1)
+        batches += 1
+        pooled.append(G.mean(dim=(-2, -1)))
+        pos_frac.append((G > 0).float().mean(dim=(2, 3, 4)))
+        for m in names:
+            if m == "cam":
+                _check_gap_linear(G, fc_rows[:, k0:k1])
+                parts[m].append(METHODS[m].fn(A, fc_rows[:, k0:k1]))
+            else:
+                parts[m].append(METHODS[m].fn(A, G))
+        del G
+    for m in names:
+        maps[m] = torch.cat(parts[m], dim=1)
+    weights["gradcam"] = torch.cat(pooled, dim=1)
+    if fc_rows is not None:
+        weights["cam"] = fc_rows
+    stats["grad_pos_frac"] = torch.cat(pos_frac, dim=1)
+    return batches
+
+
+def _check_gap_linear(G: Tensor, fc_rows: Tensor) -> None:
+    """CAM is only defined where gradients are the fc weights spread evenly over space."""
+    hw = G.shape[-1] * G.shape[-2]
+    spread = (G - G.mean(dim=(-2, -1), keepdim=True)).abs().amax()
+    scale = fc_rows.abs().amax().clamp_min(1e-12) / hw
+    if spread > 1e-3 * scale or not torch.allclose(G.mean(dim=(-2, -1)) * hw, fc_rows, rtol=1e-3, atol=1e-6):
+        raise CamError(
+            "CAM needs the layer to feed global average pooling and then the linear head directly; "
+            "here it does not, so use gradcam at this layer (CAM applies at the last conv block of GAP+linear nets)"
+        )

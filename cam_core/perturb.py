@@ -1,0 +1,125 @@
+"""Batched forward passes for the perturbation methods (Score-CAM, Ablation-CAM).
+
+They cost one forward per channel (C per image; 2048 for a ResNet-50 at
+``layer4``), so both run in batches of ``batch_size`` under ``torch.no_grad()``
+and report how many forwards they ran. Ablation-CAM edits the layer's output
+in place of the original: the single input image runs through the trunk once
+per batch and the edited activations broadcast through the rest of the
+network, so only the part above the layer is paid for per channel. Where the
+network mixes pre-layer tensors in a way that cannot broadcast (a concat), it
+falls back to feeding the image batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .capture import replace_output
+from .targets import Target
+
+__all__ = ["ablated_scores", "masked_input_scores"]
+
+Progress = Callable[[float, str], None]
+
+
+def _minmax_masks(A_i: Tensor, size: tuple[int, int]) -> Tensor:
+    """Each channel upsampled to the input and scaled to [0, 1] (a constant channel masks everything)."""
+    up = F.interpolate(A_i.unsqueeze(1), size=size, mode="bilinear", align_corners=False)  # (C, 1, H, W)
+    lo = up.amin(dim=(-2, -1), keepdim=True)
+    span = up.amax(dim=(-2, -1), keepdim=True) - lo
+    return torch.where(span > 0, (up - lo) / span.clamp_min(1e-12), torch.zeros_like(up))
+
+
+@torch.no_grad()
+def masked_input_scores(
+    module: nn.Module,
+    x: Tensor,
+    A: Tensor,
+    ids: Tensor,
+    target: Target,
+    batch_size: int,
+    progress: Progress | None = None,
+) -> tuple[Tensor, int]:
+    """Score-CAM's channel scores: target on ``x ⊙ mask_k`` for every channel k.
+
+    Returns:
+        (N, K, C) scores and the number of forward passes run.
+    """
+    n, c = A.shape[:2]
+    out = torch.empty(n, ids.shape[1], c, device=A.device)
+    forwards = 0
+    for i in range(n):
+        masks = _minmax_masks(A[i], x.shape[-2:])
+        for c0 in range(0, c, batch_size):
+            batch = x[i : i + 1] * masks[c0 : c0 + batch_size]
+            logits = module(batch)
+            out[i, :, c0 : c0 + batch.shape[0]] = target(logits, ids[i].expand(batch.shape[0], -1)).T
+            forwards += 1
+            if progress:
+                progress((i * c + c0 + batch.shape[0]) / (n * c), f"Score-CAM: masked forward {forwards}")
+    return out, forwards
+
+
+def _raw_drop_masks(to_grid: Callable[[Tensor], Tensor], raw_shape: torch.Size, drop_grid: Tensor) -> Tensor:
+    """Map channel masks in grid layout back to the layer's own layout (the adjoint of ``to_grid``)."""
+    probe = torch.zeros((drop_grid.shape[0], *raw_shape), device=drop_grid.device, requires_grad=True)
+    with torch.enable_grad():
+        (raw,) = torch.autograd.grad(to_grid(probe), probe, drop_grid)
+    return raw
+
+
+@torch.no_grad()
+def ablated_scores(
+    module: nn.Module,
+    layer: str,
+    x: Tensor,
+    A: Tensor,
+    to_grid: Callable[[Tensor], Tensor],
+    ids: Tensor,
+    target: Target,
+    batch_size: int,
+    progress: Progress | None = None,
+) -> tuple[Tensor, int]:
+    """Ablation-CAM's channel scores: target with channel k of the layer zeroed, for every k.
+
+    Returns:
+        (N, K, C) scores and the number of forward passes run.
+    """
+    n, c = A.shape[:2]
+    out = torch.empty(n, ids.shape[1], c, device=A.device)
+    forwards = 0
+    for i in range(n):
+        for c0 in range(0, c, batch_size):
+            b = min(batch_size, c - c0)
+            drop_grid = torch.zeros(b, *A.shape[1:], device=A.device)
+            drop_grid[torch.arange(b), torch.arange(c0, c0 + b)] = 1.0
+            logits = _forward_edited(module, layer, x[i : i + 1], to_grid, drop_grid)
+            out[i, :, c0 : c0 + b] = target(logits, ids[i].expand(b, -1)).T
+            forwards += 1
+            if progress:
+                progress((i * c + c0 + b) / (n * c), f"Ablation-CAM: forward {forwards}")
+    return out, forwards
+
+
+def _forward_edited(
+    module: nn.Module, layer: str, x1: Tensor, to_grid: Callable[[Tensor], Tensor], drop_grid: Tensor
+) -> Tensor:
+    """One forward of image ``x1`` with ``len(drop_grid)`` edited copies of the layer's output."""
+    b = drop_grid.shape[0]
+
+    def edit(output: Tensor) -> Tensor:
+        keep = 1.0 - _raw_drop_masks(to_grid, output.shape[1:], drop_grid)
+        return output[:1] * keep  # output[:1]: the fallback below feeds b identical images
+
+    with replace_output(module, layer, edit):
+        try:
+            logits = module(x1)
+            if logits.shape[0] == b:
+                return logits
+        except RuntimeError:
+            pass
+        return module(x1.expand(b, *x1.shape[1:]))

@@ -1,0 +1,115 @@
+"""Colormaps and overlays as arrays and PNGs, shared by the CLI and the dashboard.
+
+Display choices live here, not in the engine: the ReLU'd view min-max scales
+``relu(map)`` onto a sequential colormap; the signed view scales by the largest
+absolute value so that zero sits at the middle of a diverging colormap
+(positive evidence warm, negative cool). Colormaps are small lookup tables
+(anchor colours linearly interpolated to 256 entries) so no matplotlib is needed.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from PIL import Image
+
+__all__ = ["COLORMAPS", "View", "colorize", "overlay", "plotly_colorscale", "save_png", "to_png_bytes", "view_map"]
+
+View = Literal["relu", "signed"]
+
+# Anchor colours (RGB 0-255), evenly spaced over [0, 1].
+_ANCHORS: dict[str, list[tuple[int, int, int]]] = {
+    # sequential, perceptually ordered (after matplotlib's inferno/viridis and the classic jet)
+    "inferno": [(0, 0, 4), (40, 11, 84), (101, 21, 110), (159, 42, 99), (212, 72, 66), (245, 125, 21),
+                (250, 193, 39), (252, 255, 164)],
+    "viridis": [(68, 1, 84), (70, 50, 127), (54, 92, 141), (39, 127, 142), (31, 161, 135), (74, 194, 109),
+                (159, 218, 58), (253, 231, 37)],
+    "jet": [(0, 0, 131), (0, 60, 170), (5, 255, 255), (255, 255, 0), (250, 0, 0), (128, 0, 0)],
+    # diverging, low = blue (negative evidence), high = red (positive); the pale centre marks zero
+    "RdBu": [(5, 48, 97), (33, 102, 172), (103, 169, 207), (209, 229, 240), (247, 247, 247), (253, 219, 199),
+             (239, 138, 98), (178, 24, 43), (103, 0, 31)],
+    "coolwarm": [(59, 76, 192), (98, 130, 234), (141, 176, 254), (184, 208, 249), (221, 221, 221),
+                 (245, 196, 173), (244, 154, 123), (222, 96, 77), (180, 4, 38)],
+}
+DIVERGING = ("RdBu", "coolwarm")
+
+
+def _lut(name: str) -> np.ndarray:
+    anchors = np.asarray(_ANCHORS[name], dtype=np.float32)
+    xs = np.linspace(0.0, 1.0, len(anchors))
+    grid = np.linspace(0.0, 1.0, 256)
+    return np.stack([np.interp(grid, xs, anchors[:, c]) for c in range(3)], axis=1).astype(np.uint8)
+
+
+COLORMAPS: dict[str, np.ndarray] = {name: _lut(name) for name in _ANCHORS}
+
+
+def view_map(cam: np.ndarray, view: View = "relu") -> np.ndarray:
+    """Scale a signed map for display: ``relu`` → [0, 1]; ``signed`` → [0, 1] with 0.5 meaning zero.
+
+    The ReLU'd view divides by the largest positive value (not min-max), so an
+    all-negative map shows as empty: the honest rendering of "no positive evidence".
+    """
+    cam = np.asarray(cam, dtype=np.float32)
+    if view == "relu":
+        pos = np.maximum(cam, 0.0)
+        top = float(pos.max()) if pos.size else 0.0
+        return pos / top if top > 0 else np.zeros_like(pos)
+    if view == "signed":
+        top = float(np.abs(cam).max()) if cam.size else 0.0
+        return 0.5 + 0.5 * (cam / top if top > 0 else np.zeros_like(cam))
+    raise ValueError(f"unknown view {view!r}; choose relu or signed")
+
+
+def colorize(unit: np.ndarray, cmap: str = "inferno") -> np.ndarray:
+    """Values in [0, 1] (h, w) → RGB uint8 (h, w, 3) through a colormap lookup table."""
+    if cmap not in COLORMAPS:
+        raise ValueError(f"unknown colormap {cmap!r}; choose from {', '.join(COLORMAPS)}")
+    idx = np.clip(np.rint(np.asarray(unit, dtype=np.float32) * 255.0), 0, 255).astype(np.uint8)
+    return COLORMAPS[cmap][idx]
+
+
+def overlay(
+    image: np.ndarray | Image.Image,
+    cam: np.ndarray,
+    *,
+    view: View = "relu",
+    cmap: str | None = None,
+    alpha: float = 0.5,
+) -> np.ndarray:
+    """Blend a map (already at the image's size) over an RGB image: (H, W, 3) uint8.
+
+    In the ReLU'd view the colour's weight follows the map value too, so zero
+    evidence leaves the photo untouched instead of tinting it with the colormap's low end.
+    """
+    img = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image, dtype=np.float32)
+    if img.shape[:2] != cam.shape:
+        raise ValueError(f"map {cam.shape} and image {img.shape[:2]} differ in size; upsample the map first")
+    unit = view_map(cam, view)
+    cmap = cmap or ("RdBu" if view == "signed" else "inferno")
+    color = colorize(unit, cmap).astype(np.float32)
+    weight = alpha * (unit if view == "relu" else np.abs(unit - 0.5) * 2.0)[..., None]
+    return np.clip(img * (1 - weight) + color * weight, 0, 255).astype(np.uint8)
+
+
+def to_png_bytes(rgb: np.ndarray) -> bytes:
+    """Encode an RGB uint8 array as PNG bytes."""
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(rgb, dtype=np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def save_png(rgb: np.ndarray, path: str | Path) -> Path:
+    """Write an RGB uint8 array as a PNG file."""
+    path = Path(path)
+    path.write_bytes(to_png_bytes(rgb))
+    return path
+
+
+def plotly_colorscale(cmap: str, steps: int = 11) -> list[list[float | str]]:
+    """The same colormap as a Plotly colorscale, so the dashboard and PNGs agree."""
+    lut = COLORMAPS[cmap]
+    return [[i / (steps - 1), "rgb({},{},{})".format(*lut[round(i * 255 / (steps - 1))])] for i in range(steps)]

@@ -1,0 +1,62 @@
+"""Tiny hand-built models whose maps can be worked out on paper (captum's style).
+
+``SpatialNet``: x (1, 1, 2, 2) = [[1, 2], [3, 4]]; a 1×1 conv with weights
+[1, -0.5] gives A0 = x, A1 = -0.5·x; the head is linear over every position,
+logit_c = Σ_kij V[c, k, i, j] A_kij, so the gradient of logit c is exactly V[c].
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+X = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]])
+
+# V[c, k]: class 0 uses A0 at (0,0) and A1 at (1,1); class 1 uses A0 at (0,1) (negatively) and A1 at (1,0).
+V = torch.zeros(2, 2, 2, 2)
+V[0, 0, 0, 0] = 1.0
+V[0, 1, 1, 1] = 4.0
+V[1, 0, 0, 1] = -1.0
+V[1, 1, 1, 0] = 1.0
+
+
+class SpatialHead(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(V.clone())
+
+    def forward(self, a: torch.Tensor) -> torch.Tensor:
+        return torch.einsum("nkij,ckij->nc", a, self.weight)
+
+
+class SpatialNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, kernel_size=1, bias=False)
+        with torch.no_grad():
+            self.conv.weight.copy_(torch.tensor([1.0, -0.5]).view(2, 1, 1, 1))
+        self.head = SpatialHead()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.conv(x))
+
+
+class GapNet(nn.Module):
+    """conv → ReLU → conv → ReLU (``features``) → global average pool → linear: CAM applies at ``features``."""
+
+    def __init__(self, classes: int = 5) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(8, 16, 3, stride=2, padding=1),
+            nn.ReLU(inplace=True),
+        )
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(16, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.pool(self.features(x)).flatten(1))
+
+
+def gapnet(seed: int = 0, classes: int = 5) -> GapNet:
+    torch.manual_seed(seed)
+    return GapNet(classes).eval()
