@@ -70,7 +70,12 @@ def get_layer(module: nn.Module, name: str) -> nn.Module:
 
 @dataclass
 class Capture:
-    """What the hooks saw during one forward: layer name → leaf tensor (requires grad)."""
+    """What the hooks saw during one forward: layer name → captured output (requires grad).
+
+    The shallowest hooked layer's capture is a fresh leaf (nothing below it is
+    recorded); deeper ones stay in the graph, so ``torch.autograd.grad`` over all
+    of them is one backward.
+    """
 
     leaves: dict[str, torch.Tensor] = field(default_factory=dict)
     calls: dict[str, int] = field(default_factory=dict)
@@ -121,11 +126,15 @@ def capture_layers(
         def hook(_mod: nn.Module, _inp: object, output: object) -> torch.Tensor:
             out = _as_tensor(name, output)
             cap.calls[name] += 1
-            leaf = out.detach().requires_grad_(True)
-            cap.leaves[name] = leaf
-            torch.set_grad_enabled(True)
-            # A clone, so an in-place op after the layer (ReLU(inplace=True)) leaves the leaf intact.
-            return leaf.clone()
+            if out.requires_grad:
+                # A deeper layer of several: keep it in the graph so one backward reaches them all.
+                captured = out
+            else:
+                captured = out.detach().requires_grad_(True)
+                torch.set_grad_enabled(True)
+            cap.leaves[name] = captured
+            # A clone, so an in-place op after the layer (ReLU(inplace=True)) leaves the capture intact.
+            return captured.clone()
 
         return hook
 

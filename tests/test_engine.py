@@ -232,3 +232,18 @@ def test_perturbation_methods_run_batched_and_count_forwards():
         w.append((base - net.fc(a.mean((2, 3)))[0, 1]) / base)
     ref = torch.einsum("c,chw->hw", torch.stack(w).detach(), acts[0])
     torch.testing.assert_close(res.maps["ablationcam"][0, 0], ref, atol=1e-4, rtol=1e-3)
+
+
+def test_capture_several_layers_one_backward_matches_single_layer(resnet18, images):
+    """Deeper captures stay in the graph: one backward gives every layer's gradient, as separate calls do."""
+    from cam_core.capture import capture_layers
+
+    layers = ["layer2", "layer3", "layer4"]
+    with capture_layers(resnet18, layers) as cap, torch.no_grad():
+        out = resnet18(images[:1])
+    cap.check()
+    grads = torch.autograd.grad(out[0, 5], [cap[n] for n in layers])
+    for name, g in zip(layers, grads, strict=True):
+        single = cam_core.explain(resnet18, images[:1], layer=name, classes=[5], methods=["gradcam"])
+        torch.testing.assert_close(single.weights["gradcam"][0, 0], g[0].mean((-2, -1)), atol=1e-6, rtol=1e-4)
+    assert _no_hooks(resnet18)
