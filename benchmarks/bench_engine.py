@@ -114,7 +114,8 @@ def main() -> None:
         ("(b) forward + backward, 1 logit [baseline]", median_time(forward_backward, args.repeats)),
     ]
     for k in (1, 3, 20, 1000):
-        rows.append((f"(c) ours Grad-CAM, {k} class{'es' if k > 1 else ''}", median_time(ours(list(range(k))), args.repeats)))
+        label = f"(c) ours Grad-CAM, {k} class{'es' if k > 1 else ''}"
+        rows.append((label, median_time(ours(list(range(k))), args.repeats)))
     rows.append(("(d) ours Grad-CAM, batch of 8, top-3 each", median_time(ours("top3", x8), max(3, args.repeats // 2))))
     if args.peers:
         for name, fn in peers(model, x, list(range(20))).items():

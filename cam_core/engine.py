@@ -242,7 +242,9 @@ def explain(
             if not scores.requires_grad:
                 raise CamError(f"the class scores do not depend on layer {layer!r}; pick a layer before the head")
             fc_rows = _fc_rows(module, A.shape[1], ids, target_fn) if "cam" in needs_grad else None
-            cost["backward_batches"] = _gradient_maps(scores, leaf, to_grid, A, needs_grad, fc_rows, maps, weights, stats)
+            cost["backward_batches"] = _gradient_maps(
+                scores, leaf, to_grid, A, needs_grad, fc_rows, maps, weights, stats
+            )
             del scores
         logits = out.detach()
         del out, leaf, cap  # drop the graph: nothing with autograd history outlives the call
@@ -314,7 +316,7 @@ def _gradient_maps(
     stats: dict[str, Tensor],
 ) -> int:
     """Fill ``maps`` for gradient methods (and CAM, whose head it verifies), chunk by chunk over classes."""
-    n, k_all = scores.shape
+    k_all = scores.shape[1]
     chunk = max(1, min(k_all, _GRAD_CHUNK_ELEMENTS // max(1, leaf.numel())))
     grads = _batched_grads(scores, leaf, to_grid)
     parts: dict[str, list[Tensor]] = {m: [] for m in names}

@@ -47,7 +47,9 @@ def test_batch_of_images_equals_one_by_one(resnet18, images):
     res = cam_core.explain(resnet18, images, layer="layer4", classes="top2", methods=["gradcam", "hirescam"])
     assert res.maps["gradcam"].shape == (3, 2, 3, 3)
     for i in range(3):
-        one = cam_core.explain(resnet18, images[i : i + 1], layer="layer4", classes="top2", methods=["gradcam", "hirescam"])
+        one = cam_core.explain(
+            resnet18, images[i : i + 1], layer="layer4", classes="top2", methods=["gradcam", "hirescam"]
+        )
         assert torch.equal(one.class_ids[0], res.class_ids[i])
         for m in ("gradcam", "hirescam"):
             torch.testing.assert_close(res.maps[m][i], one.maps[m][0], atol=1e-5, rtol=1e-4)
@@ -137,7 +139,7 @@ def test_no_graph_outlives_the_call(images):
 
 def test_two_threads_get_their_own_maps(resnet18, images):
     jobs = [("layer4", [1, 2]), ("layer3", [900]), ("layer2", [5, 6, 7]), ("layer4", [400])]
-    alone = [cam_core.explain(resnet18, images[:1], layer=l, classes=c, methods=["gradcam"]) for l, c in jobs]
+    alone = [cam_core.explain(resnet18, images[:1], layer=ly, classes=c, methods=["gradcam"]) for ly, c in jobs]
     results: dict[int, cam_core.ExplainResult] = {}
     errors: list[BaseException] = []
     barrier = threading.Barrier(len(jobs))
@@ -193,7 +195,7 @@ def test_resolve_classes_forms():
 
 
 def test_unknown_layer_and_device_are_clear(resnet18, images):
-    with pytest.raises(cam_core.CamError, match="unknown layer 'layer9'.*valid layers include"):
+    with pytest.raises(cam_core.CamError, match=r"unknown layer 'layer9'.*valid layers include"):
         cam_core.explain(resnet18, images[:1], layer="layer9", classes=[0])
     with pytest.raises(cam_core.CamError, match="unknown device"):
         resolve_device("tpu9")

@@ -27,7 +27,7 @@ import torch
 
 import cam_core
 from cam_core import methods as M
-from tests.tiny import X, SpatialNet, gapnet
+from tests.tiny import SpatialNet, X, gapnet
 
 x = X[0, 0]
 

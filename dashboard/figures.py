@@ -1,0 +1,249 @@
+"""Plotly figures from plain values: overlays (with an in-browser opacity slider) and scores.
+
+Nothing here computes a map; it only draws arrays the engine produced. The
+colour of a map pixel follows :mod:`cam_core.render` (same lookup tables, same
+"colour weight grows with the value" rule as the PNG overlays), so what the page
+shows and what the export writes agree.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import plotly.graph_objects as go
+from cam_core.render import COLORMAPS
+from PIL import Image
+from plotly.subplots import make_subplots
+
+__all__ = [
+    "OPACITY_STEPS",
+    "PLOTLY_CONFIG",
+    "Panel",
+    "alpha_colorscale",
+    "overlay_figure",
+    "scores_figure",
+    "snap_opacity",
+]
+
+# The in-figure slider's stops; the preferred opacity from Python is snapped to one of them.
+OPACITY_STEPS: tuple[float, ...] = tuple(round(0.1 * i, 1) for i in range(11))
+PLOTLY_CONFIG = {
+    "displaylogo": False,
+    "modeBarButtonsToRemove": ["lasso2d", "select2d", "autoScale2d"],
+    "toImageButtonOptions": {"format": "png", "scale": 2},
+}
+SELECTED_COLOR = "#e4572e"
+OTHER_COLOR = "#b8bcc6"
+VIEW_LABELS = {"relu": "ReLU'd (positive evidence)", "signed": "signed (red +, blue −)"}
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One map to draw over the image.
+
+    Attributes:
+        title: shown above the panel (class name, id, probability).
+        cam: (H, W) float32 signed map at the background's resolution.
+        name: short label for hover (class · method).
+    """
+
+    title: str
+    cam: np.ndarray
+    name: str
+
+
+def snap_opacity(opacity: float) -> float:
+    """The slider stop closest to ``opacity``."""
+    return min(OPACITY_STEPS, key=lambda s: abs(s - opacity))
+
+
+def alpha_colorscale(cmap: str, *, signed: bool, steps: int = 17) -> list[list[float | str]]:
+    """A Plotly colorscale whose alpha follows the evidence.
+
+    ReLU'd view: alpha = value (0 → photo untouched). Signed view: alpha = |value|
+    around the centre (0 → untouched, ±max → full colour). The trace opacity set by
+    the slider multiplies this, exactly like ``alpha`` in ``cam_core.render.overlay``.
+    """
+    lut = COLORMAPS[cmap]
+    scale: list[list[float | str]] = []
+    for i in range(steps):
+        t = i / (steps - 1)
+        r, g, b = (int(v) for v in lut[round(t * 255)])
+        a = abs(2 * t - 1) if signed else t
+        scale.append([t, f"rgba({r},{g},{b},{a:.3f})"])
+    return scale
+
+
+def _data_uri(rgb: np.ndarray) -> str:
+    """JPEG data URI of the background: compact, and sent once per panel."""
+    buf = io.BytesIO()
+    Image.fromarray(np.asarray(rgb, dtype=np.uint8)).save(buf, format="JPEG", quality=90)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _range(cam: np.ndarray, view: str) -> tuple[float, float]:
+    if view == "signed":
+        top = float(np.abs(cam).max()) or 1.0
+        return -top, top
+    top = float(cam.max())
+    return 0.0, top if top > 0 else 1.0
+
+
+def overlay_figure(
+    background: np.ndarray,
+    panels: Sequence[Panel],
+    *,
+    views: Sequence[str] = ("relu", "signed"),
+    cmap: str = "inferno",
+    signed_cmap: str = "RdBu",
+    opacity: float = 0.5,
+    panel_height: int = 300,
+) -> go.Figure:
+    """Maps over the image: one column per panel (class), one row per view.
+
+    Each map is scaled to itself (ReLU'd: 0…max; signed: −max|·|…+max|·|) and hover
+    shows its raw value. A slider under the figure restyles every heatmap's opacity in
+    the browser, starting from ``opacity``; no rerun is involved.
+
+    Args:
+        background: (H, W, 3) uint8, the image as the model saw it.
+        panels: the maps, each (H, W) float32.
+        views: ``relu`` and/or ``signed``.
+        cmap: sequential colormap for the ReLU'd view; ``signed_cmap`` diverging one.
+        opacity: starting opacity (snapped to the slider's stops).
+        panel_height: pixel height of one row.
+
+    Returns:
+        The figure.
+    """
+    rows, cols = len(views), len(panels)
+    titles = [p.title if r == 0 else "" for r in range(rows) for p in panels]
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles, horizontal_spacing=0.015, vertical_spacing=0.03)
+    start = snap_opacity(opacity)
+    uri = _data_uri(background)
+    height, width = background.shape[:2]
+    heat: list[int] = []
+    for r, view in enumerate(views, start=1):
+        scale = alpha_colorscale(signed_cmap if view == "signed" else cmap, signed=view == "signed")
+        for c, panel in enumerate(panels, start=1):
+            cam = np.asarray(panel.cam, dtype=np.float32)
+            zmin, zmax = _range(cam, view)
+            fig.add_trace(go.Image(source=uri, x0=0, y0=0, dx=1, dy=1, hoverinfo="skip"), row=r, col=c)
+            fig.add_trace(
+                go.Heatmap(
+                    z=cam,
+                    x0=0,
+                    dx=1,
+                    y0=0,
+                    dy=1,
+                    zmin=zmin,
+                    zmax=zmax,
+                    colorscale=scale,
+                    showscale=False,
+                    opacity=start,
+                    name=panel.name,
+                    meta=f"{panel.name} · {view}",
+                    hovertemplate="%{meta}<br>x %{x}, y %{y}<br>map value %{z:.4g}<extra></extra>",
+                ),
+                row=r,
+                col=c,
+            )
+            heat.append(len(fig.data) - 1)
+            axis = "" if (r - 1) * cols + c == 1 else str((r - 1) * cols + c)
+            fig.update_yaxes(scaleanchor=f"x{axis}", row=r, col=c)
+    fig.update_xaxes(visible=False, range=[-0.5, width - 0.5], constrain="domain")
+    fig.update_yaxes(visible=False, range=[height - 0.5, -0.5], constrain="domain")
+    for r, view in enumerate(views, start=1):
+        domain = fig.get_subplot(r, 1).yaxis.domain
+        fig.add_annotation(
+            text=VIEW_LABELS.get(view, view),
+            xref="paper",
+            yref="paper",
+            x=-0.012,
+            y=(domain[0] + domain[1]) / 2,
+            textangle=-90,
+            showarrow=False,
+            font={"size": 12},
+        )
+    fig.update_annotations(font_size=13)
+    fig.update_layout(
+        height=rows * panel_height + 110,
+        margin={"l": 28, "r": 6, "t": 34, "b": 70},
+        showlegend=False,
+        sliders=[
+            {
+                "active": OPACITY_STEPS.index(start),
+                "currentvalue": {"prefix": "Overlay opacity: ", "font": {"size": 13}},
+                "pad": {"t": 6, "b": 0},
+                "x": 0.2,
+                "len": 0.6,
+                "y": 0,
+                "yanchor": "top",
+                "steps": [
+                    {"method": "restyle", "label": f"{v:.1f}", "args": [{"opacity": v}, heat]} for v in OPACITY_STEPS
+                ],
+            }
+        ],
+    )
+    return fig
+
+
+def scores_figure(
+    class_ids: Sequence[int],
+    class_names: Sequence[str],
+    probs: np.ndarray,
+    logits: np.ndarray,
+    selected: Sequence[int],
+) -> go.Figure:
+    """Softmax probability and raw logit of ``class_ids`` (in that order, top first).
+
+    Selected classes are drawn in the accent colour; each bar carries its class id in
+    ``customdata`` so a click can toggle it.
+    """
+    chosen = set(selected)
+    labels = [f"{class_names[i]} ({i})" for i in class_ids]
+    colors = [SELECTED_COLOR if i in chosen else OTHER_COLOR for i in class_ids]
+    p = np.asarray([probs[i] for i in class_ids], dtype=np.float32)
+    z = np.asarray([logits[i] for i in class_ids], dtype=np.float32)
+    fig = make_subplots(
+        rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.04, subplot_titles=("probability", "logit")
+    )
+    common = {"y": labels, "orientation": "h", "marker_color": colors, "customdata": list(class_ids)}
+    fig.add_trace(
+        go.Bar(
+            x=p,
+            text=[f"{v:.1%}" for v in p],
+            hovertemplate="%{y}<br>p = %{x:.2%}<extra>click to toggle</extra>",
+            **common,
+        ),
+        row=1,
+        col=1,
+    )
+    fig.add_trace(
+        go.Bar(
+            x=z,
+            text=[f"{v:.2f}" for v in z],
+            hovertemplate="%{y}<br>logit = %{x:.3f}<extra>click to toggle</extra>",
+            **common,
+        ),
+        row=1,
+        col=2,
+    )
+    fig.update_traces(textposition="auto", cliponaxis=False, selected={"marker": {"opacity": 1}},
+                      unselected={"marker": {"opacity": 1}})
+    fig.update_yaxes(autorange="reversed", automargin=True)
+    fig.update_xaxes(showgrid=True, zeroline=True)
+    fig.update_xaxes(tickformat=".0%", range=[0, max(1e-6, float(p.max())) * 1.15], row=1, col=1)
+    fig.update_layout(
+        height=60 + 26 * len(class_ids),
+        margin={"l": 4, "r": 8, "t": 28, "b": 24},
+        showlegend=False,
+        bargap=0.25,
+        clickmode="event+select",
+        dragmode=False,
+    )
+    return fig

@@ -1,0 +1,51 @@
+"""Display helpers: the views, colormaps and blends computed by hand on small arrays."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cam_core import render
+
+
+def test_relu_view_scales_by_positive_max_and_keeps_empty_maps_empty():
+    cam = np.array([[-2.0, 1.0], [0.0, 4.0]], dtype=np.float32)
+    np.testing.assert_allclose(render.view_map(cam, "relu"), [[0, 0.25], [0, 1]])
+    # all-negative evidence: nothing to show, not a min-max stretch of the negatives
+    assert not render.view_map(-np.abs(cam) - 1, "relu").any()
+
+
+def test_signed_view_puts_zero_at_the_centre():
+    cam = np.array([[-2.0, 1.0], [0.0, 4.0]], dtype=np.float32)
+    np.testing.assert_allclose(render.view_map(cam, "signed"), [[0.25, 0.625], [0.5, 1.0]])
+
+
+def test_colormaps_run_from_first_to_last_anchor():
+    for name, lut in render.COLORMAPS.items():
+        assert lut.shape == (256, 3) and lut.dtype == np.uint8
+        np.testing.assert_array_equal(render.colorize(np.array([[0.0, 1.0]]), name)[0], [lut[0], lut[255]])
+    # diverging maps: low is blue-ish (negative evidence), high is red-ish (positive)
+    lo, hi = render.COLORMAPS["RdBu"][0], render.COLORMAPS["RdBu"][255]
+    assert lo[2] > lo[0] and hi[0] > hi[2]
+
+
+def test_overlay_blends_by_value_and_leaves_zero_evidence_untouched():
+    img = np.full((2, 2, 3), 100, np.uint8)
+    cam = np.array([[0.0, 0.0], [0.0, 1.0]], dtype=np.float32)
+    out = render.overlay(img, cam, view="relu", cmap="inferno", alpha=0.5)
+    np.testing.assert_array_equal(out[0, 0], [100, 100, 100])
+    top = render.COLORMAPS["inferno"][255].astype(np.float32)
+    np.testing.assert_array_equal(out[1, 1], np.clip(100 * 0.5 + top * 0.5, 0, 255).astype(np.uint8))
+    with pytest.raises(ValueError, match="differ in size"):
+        render.overlay(img, np.zeros((3, 3), np.float32))
+
+
+def test_png_round_trip_and_plotly_scale():
+    rgb = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
+    back = np.asarray(Image.open(io.BytesIO(render.to_png_bytes(rgb))))
+    np.testing.assert_array_equal(back, rgb)
+    scale = render.plotly_colorscale("viridis")
+    assert scale[0][0] == 0.0 and scale[-1][0] == 1.0 and scale[-1][1] == "rgb(253,231,37)"
