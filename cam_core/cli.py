@@ -1,4 +1,4 @@
-"""Command line: ``python -m cam_core layers|explain``.
+"""Command line: ``python -m cam_core layers|explain|sweep|trust``.
 
 User mistakes (unknown model, layer, class or method; unreadable image) end
 with one line on stderr and exit status 2, never a traceback.
@@ -7,6 +7,7 @@ with one line on stderr and exit status 2, never a traceback.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -60,6 +61,35 @@ def build_parser() -> argparse.ArgumentParser:
     p_explain.add_argument("--cmap", default=None, help="overlay colormap (default inferno; signed: RdBu)")
     p_explain.add_argument("--alpha", type=float, default=0.5, help="overlay opacity")
     p_explain.add_argument("--out", required=True, help="output folder")
+
+    p_sweep = sub.add_parser("sweep", help="maps of one class at every stage output, from one forward/backward")
+    _add_model_args(p_sweep)
+    p_sweep.add_argument("--image", nargs="+", required=True, help="image files")
+    p_sweep.add_argument("--class", dest="class_id", help="class index or name (default: the top class)")
+    p_sweep.add_argument("--layer", action="append", default=[], help="extra layer to add (repeatable)")
+    p_sweep.add_argument("--method", action="append", help="gradient method (repeatable; default gradcam, hirescam)")
+    p_sweep.add_argument("--target", default="logit", choices=["logit", "softmax"], help="score explained")
+    p_sweep.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
+    p_sweep.add_argument("--alpha", type=float, default=0.5, help="overlay opacity")
+    p_sweep.add_argument("--out", required=True, help="output folder")
+
+    p_trust = sub.add_parser("trust", help="deletion/insertion curves and the model-randomisation check")
+    _add_model_args(p_trust)
+    p_trust.add_argument("--image", nargs="+", required=True, help="image files")
+    p_trust.add_argument("--class", dest="class_id", help="class index or name (default: the top class)")
+    p_trust.add_argument("--method", default="gradcam", help="CAM method (default gradcam)")
+    p_trust.add_argument("--layer", help="dotted layer name (default: the recommended layer)")
+    p_trust.add_argument("--steps", type=int, default=24, help="deletion/insertion steps")
+    p_trust.add_argument(
+        "--baseline", default="blur", choices=["blur", "mean", "zero"], help="what deleted pixels become"
+    )
+    p_trust.add_argument("--batch-size", type=int, default=16, help="perturbed images per forward")
+    p_trust.add_argument(
+        "--randomise-units", type=int, default=None, metavar="N",
+        help="randomisation check: randomise the top N units (default all; 0 skips the check)",
+    )
+    p_trust.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
+    p_trust.add_argument("--out", required=True, help="output folder")
     return parser
 
 
@@ -140,6 +170,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
             for k, cid in enumerate(res.class_ids[0].tolist()):
                 save_png(overlay(view, up[k], cmap=args.cmap, alpha=args.alpha), out / f"{stem}_{m}_{cid}.png")
         np.savez_compressed(out / f"{stem}.npz", **arrays)
+        _write_json(out / f"{stem}.json", _diagnosis_json(model, x, res, path))
         top = ", ".join(
             f"{n} ({p:.1%})" for n, p in zip(res.class_names[0], res.probs[0, res.class_ids[0]].tolist(), strict=True)
         )
@@ -148,11 +179,121 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _write_json(path: Path, data: object) -> None:
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def _diagnosis_json(model, x: torch.Tensor, res, path: str) -> dict[str, object]:  # model: LoadedModel
+    """The diagnosis of every class and method for one image, with the head probe."""
+    from .diagnose import diagnose, layer_context, probe_head
+
+    info, rec = layer_context(model, res.layer)
+    head = probe_head(model, x, rec) if rec else None
+    classes = []
+    for k, cid in enumerate(res.class_ids[0].tolist()):
+        classes.append({
+            "class_id": cid,
+            "class_name": res.class_names[0][k],
+            "logit": float(res.logits[0, cid]),
+            "prob": float(res.probs[0, cid]),
+            "diagnosis": {m: diagnose(res, 0, k, m, info, rec, head).to_dict() for m in res.methods},
+        })
+    return {
+        "image": str(path),
+        "layer": res.layer,
+        "recommended": rec,
+        "layer_hints": list(info.hints) if info else [],
+        "target": res.target,
+        "head": None if head is None else {
+            "layer": head.layer, "factor": head.factor, "change": head.change, "scale_invariant": head.scale_invariant,
+        },
+        "classes": classes,
+    }
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from .images import load_image
+    from .render import overlay, save_png
+    from .sweep import check_sweep_methods, sweep
+
+    model = _load(args)
+    methods = check_sweep_methods(args.method or ["gradcam", "hirescam"])
+    images = [load_image(p) for p in args.image]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for path, stem, img in zip(args.image, _unique_stems(args.image), images, strict=True):
+        x = model.preprocess(img).unsqueeze(0)
+        res = sweep(model, x, args.class_id, extra=args.layer, methods=methods, target=args.target, device=args.device)
+        np.savez_compressed(out / f"{stem}_sweep.npz", **res.arrays())
+        _write_json(out / f"{stem}_sweep.json", {"image": str(path), **res.to_dict()})
+        view = model_view(model, x[0])
+        ups = res.arrays()[f"up_{methods[0]}"]
+        # Filmstrip: one column per layer, shallow → deep; top row ReLU'd, bottom row signed.
+        rows = [np.concatenate([overlay(view, up, view=v, alpha=args.alpha) for up in ups], axis=1)
+                for v in ("relu", "signed")]
+        save_png(np.concatenate(rows, axis=0), out / f"{stem}_sweep.png")
+        print(f"{path}: '{res.class_name}' (logit {float(res.logits[res.class_id]):.4g}) → {out / stem}_sweep.json")
+        for la in res.layers:
+            d = la.diagnosis[methods[0]]
+            print(f"  {la.name:<40} {la.grid[0]}×{la.grid[1]:<4} {d.summary}")
+    return 0
+
+
+def _cmd_trust(args: argparse.Namespace) -> int:
+    from .engine import explain
+    from .images import load_image
+    from .methods import check_methods
+    from .sweep import SWEEP_METHODS
+    from .trust import deletion_insertion, randomisation_check
+
+    check_methods([args.method])
+    if args.randomise_units != 0 and args.method not in SWEEP_METHODS:
+        raise CamError(
+            f"the randomisation check recomputes {args.method!r} once per unit, which is too costly; use one of "
+            f"{', '.join(SWEEP_METHODS)}, or --randomise-units 0 to skip the check"
+        )
+    model = _load(args)
+    images = [load_image(p) for p in args.image]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for path, stem, img in zip(args.image, _unique_stems(args.image), images, strict=True):
+        x = model.preprocess(img).unsqueeze(0)
+        classes = "top1" if args.class_id is None else [args.class_id]
+        res = explain(model, x, layer=args.layer, classes=classes, methods=[args.method], device=args.device)
+        cid = int(res.class_ids[0, 0])
+        curves = deletion_insertion(
+            model, x, res.upsampled(args.method)[0, 0], cid, steps=args.steps, baseline=args.baseline,
+            batch_size=args.batch_size, with_random=True, device=args.device,
+        )
+        arrays = {f"curve_{k}": v for k, v in curves.arrays().items()}
+        data: dict[str, object] = {
+            "image": str(path), "layer": res.layer, "method": args.method, "class_id": cid,
+            "class_name": res.class_names[0][0], "curves": curves.to_dict(), "sanity": None,
+        }
+        line = (f"deletion AUC {curves.deletion.auc:.3f} (random map {curves.random_deletion.auc:.3f}), "
+                f"insertion AUC {curves.insertion.auc:.3f} (random map {curves.random_insertion.auc:.3f})")
+        if args.randomise_units != 0:
+            sanity = randomisation_check(
+                model, x, res.layer, cid, methods=[args.method], max_units=args.randomise_units, device=args.device
+            )
+            data["sanity"] = sanity.to_dict()
+            arrays.update(sanity.arrays())
+            corr = sanity.rank_corr[args.method]
+            verdict = "FLAGGED: barely changes" if sanity.flagged[args.method] else "changes"
+            line += (f"; randomised {len(sanity.units)} units: rank corr {corr[0]:.2f} after the first, "
+                     f"median {np.nanmedian(corr):.2f} ({verdict})")
+        np.savez_compressed(out / f"{stem}_trust.npz", **arrays)
+        _write_json(out / f"{stem}_trust.json", data)
+        print(f"{path}: '{res.class_names[0][0]}' {args.method} at {res.layer}: {line} → {out / stem}_trust.json")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status."""
     args = build_parser().parse_args(argv)
     try:
-        return {"layers": _cmd_layers, "explain": _cmd_explain}[args.command](args)
+        commands = {"layers": _cmd_layers, "explain": _cmd_explain, "sweep": _cmd_sweep, "trust": _cmd_trust}
+        return commands[args.command](args)
     except CamError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE

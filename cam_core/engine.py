@@ -218,7 +218,7 @@ def explain(
         if _module_device(module) not in (None, dev):
             module.to(dev)
         layer = layer or recommended_layer(model)
-        to_grid = grid_transform(model, layer)
+        to_grid = grid_transform(model, layer, input_size=tuple(x.shape[-2:]))
         x = x.to(dev)
         with capture_layers(module, [layer]) as cap, torch.no_grad():
             out = module(x)

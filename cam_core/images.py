@@ -162,4 +162,3 @@ def _exif_upright(im: Image.Image) -> Image.Image:
         return ImageOps.exif_transpose(im)
     except (OSError, ValueError, SyntaxError, struct.error, KeyError, TypeError):
         return im
-

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import plotly.graph_objects as go
-from cam_core.render import COLORMAPS
 from PIL import Image
 from plotly.subplots import make_subplots
+
+from cam_core.render import COLORMAPS
 
 __all__ = [
     "OPACITY_STEPS",
@@ -38,7 +39,7 @@ PLOTLY_CONFIG = {
 }
 SELECTED_COLOR = "#e4572e"
 OTHER_COLOR = "#b8bcc6"
-VIEW_LABELS = {"relu": "ReLU'd (positive evidence)", "signed": "signed (red +, blue −)"}
+VIEW_LABELS = {"relu": "ReLU'd", "signed": "signed ±"}
 
 
 @dataclass(frozen=True)
@@ -160,19 +161,20 @@ def overlay_figure(
     for r, view in enumerate(views, start=1):
         domain = fig.get_subplot(r, 1).yaxis.domain
         fig.add_annotation(
-            text=VIEW_LABELS.get(view, view),
+            text=f"<b>{VIEW_LABELS.get(view, view)}</b>",
             xref="paper",
             yref="paper",
-            x=-0.012,
+            x=0,
+            xshift=-6,
+            xanchor="right",
             y=(domain[0] + domain[1]) / 2,
             textangle=-90,
             showarrow=False,
-            font={"size": 12},
+            font={"size": 13},
         )
-    fig.update_annotations(font_size=13)
     fig.update_layout(
         height=rows * panel_height + 110,
-        margin={"l": 28, "r": 6, "t": 34, "b": 70},
+        margin={"l": 34, "r": 6, "t": 34, "b": 70},
         showlegend=False,
         sliders=[
             {
@@ -210,7 +212,7 @@ def scores_figure(
     p = np.asarray([probs[i] for i in class_ids], dtype=np.float32)
     z = np.asarray([logits[i] for i in class_ids], dtype=np.float32)
     fig = make_subplots(
-        rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.04, subplot_titles=("probability", "logit")
+        rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.1, subplot_titles=("probability", "logit")
     )
     common = {"y": labels, "orientation": "h", "marker_color": colors, "customdata": list(class_ids)}
     fig.add_trace(
@@ -233,17 +235,20 @@ def scores_figure(
         row=1,
         col=2,
     )
-    fig.update_traces(textposition="auto", cliponaxis=False, selected={"marker": {"opacity": 1}},
-                      unselected={"marker": {"opacity": 1}})
+    fig.update_traces(
+        textposition="auto",
+        cliponaxis=False,
+        selected={"marker": {"opacity": 1}},
+        unselected={"marker": {"opacity": 1}},
+    )
     fig.update_yaxes(autorange="reversed", automargin=True)
-    fig.update_xaxes(showgrid=True, zeroline=True)
+    fig.update_xaxes(showgrid=True, zeroline=True, nticks=3)
     fig.update_xaxes(tickformat=".0%", range=[0, max(1e-6, float(p.max())) * 1.15], row=1, col=1)
     fig.update_layout(
         height=60 + 26 * len(class_ids),
         margin={"l": 4, "r": 8, "t": 28, "b": 24},
         showlegend=False,
         bargap=0.25,
-        clickmode="event+select",
-        dragmode=False,
     )
+
     return fig

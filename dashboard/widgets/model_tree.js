@@ -1,6 +1,6 @@
 // Model-tree widget (st.components.v2, no build step, no CDN).
 //
-// data = {nodes: [{name, label, type, shape, camable, reason, recommended, hints, parent}],
+// data = {nodes: [{name, label, type, shape, camable, reason, recommended, hints: [{short, word, text}], parent}],
 //         selected: "dotted.name" | null, height: px}
 // Emits one trigger, "select", with the clicked layer's dotted name; Python owns the selection
 // and sends it back in `data.selected`, so the tree only mirrors it.
@@ -43,15 +43,38 @@ function skeleton(parentElement) {
       <button class="mt-btn" data-action="expand" title="Expand all">+</button>
       <button class="mt-btn" data-action="collapse" title="Collapse all">&minus;</button>
     </div>
-    <div class="mt-legend">
-      <span><span class="mt-star">&#9733;</span> recommended</span>
-      <span class="mt-dim">grey: no CAM possible</span>
-    </div>
+    <div class="mt-legend"></div>
     <div class="mt-list" role="tree" aria-label="Model layers" data-testid="model-tree"></div>
     <div class="mt-status" aria-live="polite"></div>`;
   parentElement.appendChild(root);
   root._mt = { expanded: null, filter: "", lastSelected: undefined, data: null, emit: null };
   return root;
+}
+
+function chip(cls, text, title) {
+  const el = document.createElement("span");
+  el.className = `mt-badge ${cls}`;
+  el.textContent = text;
+  if (title) el.title = title;
+  return el;
+}
+
+function legendItem(badge, word) {
+  const item = document.createElement("span");
+  item.append(badge, ` ${word}`);
+  return item;
+}
+
+function renderLegend(root, nodes) {
+  const seen = new Map();
+  for (const node of nodes) for (const h of node.hints || []) if (!seen.has(h.short)) seen.set(h.short, h);
+  const items = [legendItem(chip("mt-rec", "\u2605", "recommended layer"), "recommended")];
+  for (const h of seen.values()) items.push(legendItem(chip("mt-hint", h.short, h.text), h.word));
+  const grey = document.createElement("span");
+  grey.className = "mt-dim";
+  grey.textContent = "grey: no CAM here";
+  items.push(grey);
+  root.querySelector(".mt-legend").replaceChildren(...items);
 }
 
 function matches(node, needle) {
@@ -127,19 +150,8 @@ function row(node, depth, hasKids, open, isSelected, needle) {
   type.textContent = node.type;
   el.appendChild(type);
 
-  if (node.recommended) {
-    const star = document.createElement("span");
-    star.className = "mt-badge mt-rec";
-    star.textContent = "\u2605 recommended";
-    el.appendChild(star);
-  }
-  for (const hint of node.hints || []) {
-    const chip = document.createElement("span");
-    chip.className = "mt-badge mt-hint";
-    chip.textContent = hint.short;
-    chip.title = hint.text;
-    el.appendChild(chip);
-  }
+  if (node.recommended) el.appendChild(chip("mt-rec", "\u2605 recommended", "the recommended layer"));
+  for (const hint of node.hints || []) el.appendChild(chip("mt-hint", hint.short, hint.text));
 
   const shape = document.createElement("span");
   shape.className = "mt-shape";
@@ -167,10 +179,13 @@ export default function (component) {
     st.filter = "";
     root.querySelector(".mt-filter").value = "";
   }
+  renderLegend(root, data.nodes);
   render(root);
   if (modelChanged || st.lastSelected !== data.selected) {
-    const sel = root.querySelector(".mt-row.mt-selected");
-    if (sel) sel.scrollIntoView({ block: "center" });
+    // Scroll the list only (scrollIntoView would scroll the whole page too).
+    const list = root.querySelector(".mt-list");
+    const sel = list.querySelector(".mt-row.mt-selected");
+    if (sel) list.scrollTop = sel.offsetTop - list.offsetTop - list.clientHeight / 2;
   }
   st.lastSelected = data.selected;
 

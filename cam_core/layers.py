@@ -1,0 +1,753 @@
+"""The module tree of a model: every layer's output shape, whether a CAM can be taken there, and hints.
+
+Everything comes from ONE forward pass on a dummy input (seeded ``randn``, batch
+1, the model's device and dtype, ``torch.no_grad()``, every module temporarily in
+eval mode and restored afterwards, hooks removed on every exit path, under
+:func:`cam_core.capture.model_lock`). Models with token layers get one more
+forward and backward to see which tokens receive a gradient (``no_patch_gradient``).
+The result is cached per (model, input size, module structure), weakly keyed on
+the model, so the dashboard can ask again for free.
+
+**Layouts** (the rule :func:`grid_transform` applies after capture):
+
+- ``N×C×H×W`` (conv maps): used as is when ``H·W > 1``.
+- ``N×H×W×C`` (channels last, torchvision's Swin): a 4-D output is read both
+  ways and the reading whose spatial size fits the input's downsampling (``h ≤ H``,
+  ``w ≤ W`` and the same stride along both axes, ±1 row) wins. When both fit (a
+  map with as many channels as rows) it is channels-first, unless the module is a
+  ``LayerNorm`` over the last dimension or a ``Permute`` to ``(0, 2, 3, 1)``. When
+  neither fits, channels-first.
+- ``N×T×D`` (ViT tokens): ``p ≤ 8`` leading class/register tokens are dropped and
+  the other ``T - p`` tokens form an ``h×w`` grid (``h, w ≥ 2``) that fits the input;
+  of the possible ``p``, the one whose grid has the input's aspect ratio most
+  exactly, then the smallest. (``N×D×T`` is not recognised.)
+
+**Hints** (stable codes; :data:`HINT_TEXT` words them for people):
+
+- ``residual_branch``: found by tracing, not by type. For every module ``P`` whose
+  forward is not a plain ``nn.Sequential``, the inputs of its children and its own
+  output are compared with what its children returned: a tensor that no child
+  returned and that equals ``child output + s`` (``s`` being ``P``'s input or another
+  tensor seen in ``P``) is a residual sum. Every child that ran before that sum
+  (and all of its submodules) is marked: its output is added to a skip path before
+  the next block sees it. This finds torchvision's Bottleneck/BasicBlock, MBConv,
+  ConvNeXt's CNBlock, ViT's EncoderBlock and EfficientNet-Lite's blocks, with or
+  without a ``downsample`` module on the skip path.
+- ``pre_activation``: measured on the dummy input, for CAM-able layers: the output
+  is signed when negative values carry at least 5% of its absolute mass and reach
+  at least a quarter of its largest value. A bounded dip below zero (SiLU ≥ -0.28,
+  GELU ≥ -0.17) does not count; BatchNorm, convolution and LayerNorm outputs do.
+  It measures the weights the model has: in a randomly initialised network the
+  activations can be so small that SiLU is nearly linear and counts as signed.
+- ``no_patch_gradient``: for token layers, a seeded random combination of the
+  model's output and of its head's input is back-propagated; a layer whose grid
+  tokens get an all-zero gradient (ViT's last block after its attention: only the
+  class token reaches the head) is marked and never recommended.
+- ``shared_module``: the module ran more than once in one forward (not CAM-able).
+- ``recommended``: see :func:`recommended_layer`.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import weakref
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from .capture import get_layer, model_lock
+from .errors import CamError
+
+__all__ = ["HINT_TEXT", "LayerInfo", "format_tree", "grid_transform", "list_layers", "recommended_layer"]
+
+HINT_TEXT: dict[str, str] = {
+    "recommended": "the recommended layer: the last spatial map before pooling that is what the next stage sees.",
+    "residual_branch": (
+        "inside a residual branch: its output is added to a skip path later, so it is not what the next block sees."
+    ),
+    "pre_activation": (
+        "signed output (before an activation): Grad-CAM assumes non-negative activations, so maps can "
+        "cancel out or come out all negative."
+    ),
+    "no_patch_gradient": (
+        "only the class token reaches the head from here: the patch tokens get no gradient, so gradient "
+        "maps at this layer are empty."
+    ),
+    "shared_module": "runs more than once in one forward pass (a shared module), so no single map belongs to it.",
+}
+
+_DEFAULT_SIZE = (224, 224)
+_MAX_PREFIX_TOKENS = 8
+# pre_activation: share of |mass| that is negative, and depth of the negative side relative to the maximum.
+_NEG_MASS = 0.05
+_NEG_DEPTH = 0.25
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """One named module of a model, as seen in one forward pass.
+
+    Attributes:
+        name: Dotted module name (``layer4.2.conv3``).
+        type: Class name of the module.
+        out_shape: Output shape without the batch dimension, in the module's own
+            layout; None when it did not run or returned something other than a tensor.
+        params: Parameters of the module and its children.
+        camable: Whether a class activation map can be taken at its output.
+        reason: Why not, or the layout used (``"map 7×7"``, ``"tokens 14×14 (+1 class token)"``).
+        recommended: The one layer :func:`recommended_layer` picks.
+        hints: Stable short codes, keys of :data:`HINT_TEXT`.
+        depth: Number of components of ``name`` (top-level modules have depth 1).
+        parent: Dotted name of the parent module, ``""`` at the top.
+        grid: ``(h, w)`` of the map when CAM-able.
+    """
+
+    name: str
+    type: str
+    out_shape: tuple[int, ...] | None
+    params: int
+    camable: bool
+    reason: str
+    recommended: bool
+    hints: tuple[str, ...]
+    depth: int
+    parent: str
+    grid: tuple[int, int] | None
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """How a captured output maps to N×C×h×w."""
+
+    kind: Literal["map", "channels_last", "tokens"]
+    grid: tuple[int, int]
+    prefix: int = 0
+
+    def describe(self) -> str:
+        h, w = self.grid
+        if self.kind == "map":
+            return f"map {h}×{w}"
+        if self.kind == "channels_last":
+            return f"channels-last map {h}×{w}"
+        extra = {0: "", 1: " (+1 class token)"}.get(self.prefix, f" (+{self.prefix} class/register tokens)")
+        return f"tokens {h}×{w}{extra}"
+
+    def transform(self) -> Callable[[Tensor], Tensor]:
+        if self.kind == "map":
+            return _identity
+        if self.kind == "channels_last":
+            return _channels_first
+        prefix, (h, w) = self.prefix, self.grid
+
+        def tokens_to_grid(t: Tensor) -> Tensor:
+            n = t.shape[1] - prefix
+            # Another input size than the one analysed: keep the aspect ratio if the count allows.
+            rows, cols = (h, w) if n == h * w else _token_grid(n, (h, w))
+            return t[:, prefix:].unflatten(1, (rows, cols)).permute(0, 3, 1, 2)
+
+        return tokens_to_grid
+
+
+def _identity(t: Tensor) -> Tensor:
+    return t
+
+
+def _channels_first(t: Tensor) -> Tensor:
+    return t.permute(0, 3, 1, 2)
+
+
+def _token_grid(n: int, like: tuple[int, int]) -> tuple[int, int]:
+    rows = max(1, round(math.sqrt(n * like[0] / like[1])))
+    for r in (rows, rows - 1, rows + 1):
+        if r >= 2 and n % r == 0 and n // r >= 2:
+            return r, n // r
+    raise CamError(f"{n} tokens do not form a grid like {like[0]}×{like[1]}; pick a layer with a spatial map")
+
+
+def _fits(h: int, w: int, size: tuple[int, int]) -> bool:
+    """A grid h×w fits an H×W input: no larger, and the same stride along both axes (±1 row)."""
+    H, W = size
+    return 1 <= h <= H and 1 <= w <= W and abs(h * W - w * H) <= max(H, W)
+
+
+def _layout(module: nn.Module, shape: tuple[int, ...], size: tuple[int, int]) -> _Layout | str:
+    """The layout of a per-sample output ``shape`` for an input of ``size``, or why there is none."""
+    dims = "×".join(map(str, shape)) or "a scalar"
+    if len(shape) == 3:
+        first = shape[1] * shape[2] > 1 and _fits(shape[1], shape[2], size)
+        last = shape[0] * shape[1] > 1 and _fits(shape[0], shape[1], size)
+        if first and last:  # as many channels as rows: only the module can tell
+            last = (isinstance(module, nn.LayerNorm) and tuple(module.normalized_shape) == shape[2:]) or (
+                list(getattr(module, "dims", ())) == [0, 2, 3, 1]
+            )
+            first = not last
+        if last and not first:
+            return _Layout("channels_last", (shape[0], shape[1]))
+        if shape[1] * shape[2] > 1:
+            return _Layout("map", (shape[1], shape[2]))
+        return f"{dims}: a 1×1 map has no spatial extent (after global pooling)"
+    if len(shape) == 2:
+        tokens, fits = shape[0], []
+        for prefix in range(min(_MAX_PREFIX_TOKENS, tokens - 4) + 1):
+            try:
+                rows, cols = _token_grid(tokens - prefix, size)
+            except CamError:
+                continue
+            if _fits(rows, cols, size):
+                fits.append((abs(rows * size[1] - cols * size[0]), prefix, rows, cols))
+        if fits:  # the closest to the input's aspect ratio, then the fewest extra tokens
+            _, prefix, rows, cols = min(fits)
+            return _Layout("tokens", (rows, cols), prefix)
+        return f"{dims}: {tokens} tokens do not form a grid (after up to {_MAX_PREFIX_TOKENS} class tokens)"
+    return f"{dims}: no spatial dimensions"
+
+
+def _first_tensor(value: object) -> Tensor | None:
+    if isinstance(value, Tensor):
+        return value
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, list | tuple):
+        for item in value:
+            found = _first_tensor(item)
+            if found is not None:
+                return found
+    return None
+
+
+def _sums(t: Tensor) -> tuple[float, float]:
+    """Sum and sum of magnitudes, accumulated in float64 (so the order of summation hardly matters)."""
+    acc = torch.float32 if t.device.type == "mps" else torch.float64  # MPS has no float64
+    return float(t.sum(dtype=acc)), float(torch.linalg.vector_norm(t, 1, dtype=acc))
+
+
+def _fingerprint(grid: Tensor, total: float, l1: float) -> tuple[float, ...]:
+    """Cheap identity of a map (N×C×h×w): its shape, sum, sum of magnitudes, first channel's and first row's sums."""
+    return (*map(float, grid.shape[1:]), total, l1, _sums(grid[:, 0])[0], _sums(grid[..., 0, :])[0])
+
+
+def _same_fingerprint(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+    # Equal maps hold the same float values, so only the summation order differs (~1e-16 relative in
+    # float64). Tight on purpose: ConvNeXt at init (layer scale 1e-6) has stages that barely change the map.
+    if len(a) != len(b) or a[:3] != b[:3]:
+        return False
+    tol = 1e-12 * a[4]
+    return all(abs(x - y) <= tol for x, y in zip(a[3:], b[3:], strict=True))
+
+
+@dataclass
+class _Record:
+    """What one module did in the traced forward (its first call, and how many calls)."""
+
+    calls: int = 0
+    out_shape: tuple[int, ...] | None = None
+    layout: _Layout | None = None
+    why_not: str = "not called in the forward pass"
+    signed: bool = False
+    fingerprint: tuple[float, ...] = ()
+    exit: int = -1
+    takes_model_input: bool = False
+    has_children: bool = False
+    no_grad_tokens: bool = False
+
+
+@dataclass
+class _Seen:
+    """A child call as its parent's residual check sees it: input and output snapshots."""
+
+    name: str
+    inp: Tensor | None
+    out: Tensor | None
+
+
+@dataclass
+class _Frame:
+    """One module call in progress."""
+
+    checks: bool  # run the residual check on this call's children
+    inp: Tensor | None
+    children: list[_Seen] = field(default_factory=list)
+
+
+def _snapshot(t: Tensor | None) -> Tensor | None:
+    # A copy: later in-place ops (ReLU(inplace=True), `result += input`) must not change what we compare.
+    return t.detach().clone() if t is not None and t.is_floating_point() else None
+
+
+class _Value:
+    """A snapshot with cheap keys (shape, sum, sum of magnitudes), so that most comparisons need no full pass."""
+
+    def __init__(self, t: Tensor) -> None:
+        self.t = t
+        self.shape = tuple(t.shape)
+        self.total, self.l1 = _sums(t)
+
+    def equals(self, other: _Value) -> bool:
+        return self.shape == other.shape and self.total == other.total and torch.equal(self.t, other.t)
+
+
+def _is_sum(total: _Value, a: _Value, candidates: list[_Value]) -> bool:
+    """Whether ``total == a + s`` for some nonzero ``s`` among ``candidates`` (to float rounding)."""
+    if a.l1 == 0 or a.shape != total.shape:
+        return False
+    eps = torch.finfo(total.t.dtype).eps
+    diff: Tensor | None = None
+    for s in candidates:
+        if s is a or s.l1 == 0 or s.shape != total.shape:
+            continue
+        # The sums must add up before any element is compared.
+        if abs(total.total - a.total - s.total) > 8 * eps * (total.l1 + a.l1 + s.l1):
+            continue
+        if diff is None:
+            diff = total.t - a.t
+        tol = 8 * eps * (float(total.t.abs().max()) + float(a.t.abs().max()))
+        if bool((diff - s.t).abs().max() <= tol):
+            return True
+    return False
+
+
+def _residual_children(children: list[_Seen], inp: Tensor | None, out: Tensor | None) -> list[str]:
+    """Names of the children that ran before a residual sum ``child output + s`` inside one call.
+
+    The candidate sums are the tensors no child returned: a child's input or the
+    call's output. ``s`` may be the call's input, another child's output or an
+    earlier such tensor.
+    """
+    known: list[_Value] = [_Value(inp)] if inp is not None else []
+    seen = list(known)
+    outputs: list[_Value] = []
+    branch = 0
+    for i, tensor in enumerate([*(c.inp for c in children), out]):
+        if tensor is not None:
+            value = _Value(tensor)
+            if not any(value.equals(k) for k in known):
+                if any(_is_sum(value, a, seen) for a in outputs):
+                    branch = i
+                seen.append(value)
+        if i < len(children) and children[i].out is not None:
+            value = _Value(children[i].out)
+            known.append(value)
+            seen.append(value)
+            outputs.append(value)
+    return [c.name for c in children[:branch]]
+
+
+@dataclass
+class _Analysis:
+    """Everything list_layers needs, without tensors or references to the model."""
+
+    records: dict[str, _Record]
+    residual: set[str]
+    recommended: str | None
+
+
+class _Tracer:
+    """Hooks on every module recording shapes, layouts, order, containment and residual sums."""
+
+    def __init__(self, module: nn.Module, x: Tensor) -> None:
+        self.module = module
+        self.x = x
+        self.size = (x.shape[-2], x.shape[-1])
+        self.records: dict[str, _Record] = {}
+        self.residual: set[str] = set()
+        self.stack: list[_Frame] = []
+        self.exits = 0
+
+    def hooks(self) -> Iterable[tuple[nn.Module, Callable[..., None], Callable[..., None]]]:
+        for name, mod in self.module.named_modules():
+            self.records[name] = _Record(has_children=next(mod.children(), None) is not None)
+            yield mod, self._pre(name, mod), self._post(name, mod)
+
+    def _pre(self, name: str, mod: nn.Module) -> Callable[..., None]:
+        # A plain nn.Sequential only chains its children: nothing is added in it, so nothing to check.
+        checks = self.records[name].has_children and type(mod).forward is not nn.Sequential.forward
+
+        def pre(_mod: nn.Module, args: tuple[object, ...], kwargs: dict[str, object]) -> None:
+            inp = _first_tensor(args)
+            if inp is None:
+                inp = _first_tensor(kwargs)
+            if inp is self.x:
+                self.records[name].takes_model_input = True
+            keep = checks or (bool(self.stack) and self.stack[-1].checks)
+            self.stack.append(_Frame(checks, _snapshot(inp) if keep else None))
+
+        return pre
+
+    def _post(self, name: str, mod: nn.Module) -> Callable[..., None]:
+        def post(_mod: nn.Module, _args: tuple[object, ...], output: object) -> None:
+            frame = self.stack.pop()
+            rec = self.records[name]
+            rec.calls += 1
+            if rec.calls == 1:
+                self._describe(rec, mod, output)
+            keep = frame.checks or (bool(self.stack) and self.stack[-1].checks)
+            out_snap = _snapshot(_first_tensor(output)) if keep else None
+            if frame.checks:
+                for child in _residual_children(frame.children, frame.inp, out_snap):
+                    self.residual.add(child)
+            if self.stack and self.stack[-1].checks:
+                self.stack[-1].children.append(_Seen(name, frame.inp, out_snap))
+
+        return post
+
+    def _describe(self, rec: _Record, mod: nn.Module, output: object) -> None:
+        self.exits += 1
+        rec.exit = self.exits
+        if not isinstance(output, Tensor):
+            rec.why_not = f"returns {type(output).__name__}, not a tensor"
+            return
+        rec.out_shape = tuple(output.shape[1:])
+        if not output.is_floating_point():
+            rec.why_not = f"{output.dtype} output, not activations"
+            return
+        layout = _layout(mod, rec.out_shape, self.size)
+        if isinstance(layout, str):
+            rec.why_not = layout
+            return
+        rec.layout = layout
+        with torch.no_grad():
+            total, l1 = _sums(output)
+            low, high = (float(v) for v in torch.aminmax(output.detach()))
+            neg = (l1 - total) / 2  # the magnitude carried by negative values
+            rec.signed = l1 > 0 and neg >= _NEG_MASS * l1 and -low >= _NEG_DEPTH * max(high, 0.0)
+            rec.fingerprint = _fingerprint(layout.transform()(output.detach()), total, l1)
+
+
+def _unwrap(model: object, input_size: int | Sequence[int] | None) -> tuple[nn.Module, tuple[int, int]]:
+    module = getattr(model, "module", model)
+    if not isinstance(module, nn.Module):
+        raise CamError(f"expected a LoadedModel or torch.nn.Module, got {type(model).__name__}")
+    size = input_size if input_size is not None else getattr(model, "input_size", None)
+    if size is None:
+        return module, _DEFAULT_SIZE
+    if isinstance(size, int):
+        return module, (size, size)
+    dims = tuple(int(s) for s in size)
+    if len(dims) == 1:
+        dims = dims * 2
+    if len(dims) != 2 or min(dims) < 1:
+        raise CamError(f"input size must be one or two positive integers (H, W), got {size!r}")
+    return module, (dims[0], dims[1])
+
+
+def _dummy_input(module: nn.Module, size: tuple[int, int]) -> Tensor:
+    """Seeded randn of a normalised image: batch 1, the first conv's channels (else 3), the model's device/dtype."""
+    channels = next((m.in_channels for m in module.modules() if isinstance(getattr(m, "in_channels", None), int)), 3)
+    device, dtype = torch.device("cpu"), torch.float32
+    for t in (*module.parameters(), *module.buffers()):
+        device = t.device
+        if t.is_floating_point():
+            dtype = t.dtype
+            break
+    gen = torch.Generator().manual_seed(0)
+    return torch.randn((1, channels, *size), generator=gen).to(device=device, dtype=dtype)
+
+
+class _ForwardFailed(Exception):
+    """The model could not run on the dummy input (message is one line for the user)."""
+
+
+def _run_traced(module: nn.Module, x: Tensor) -> _Tracer:
+    tracer = _Tracer(module, x)
+    handles = []
+    try:
+        for mod, pre, post in tracer.hooks():
+            handles.append(mod.register_forward_pre_hook(pre, with_kwargs=True))
+            handles.append(mod.register_forward_hook(post))
+        with torch.no_grad():
+            module(x)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise _ForwardFailed(
+            f"the model's forward pass failed on a dummy input of shape {tuple(x.shape)} "
+            f"({type(exc).__name__}: {first}); give the input size the model expects"
+        ) from exc
+    finally:
+        for h in handles:
+            h.remove()
+    return tracer
+
+
+def _probe_token_gradients(module: nn.Module, x: Tensor, tracer: _Tracer) -> None:
+    """Mark token layers whose grid tokens get no gradient on the way to the head.
+
+    The score back-propagated is a seeded random projection of the model's output
+    plus one of the input of the last module to run (the head): torchvision's ViT
+    starts with a zero head, which would otherwise hide every gradient.
+    """
+    names = [
+        n for n, r in tracer.records.items() if r.calls == 1 and r.layout is not None and r.layout.kind == "tokens"
+    ]
+    if not names:
+        return
+    head = max((n for n, r in tracer.records.items() if n and r.exit > 0), key=lambda n: tracer.records[n].exit)
+    outputs: dict[str, Tensor] = {}
+    ends: list[Tensor] = []
+
+    def keep(name: str) -> Callable[..., None]:
+        def hook(_mod: nn.Module, _args: object, output: object) -> None:
+            if isinstance(output, Tensor) and output.requires_grad:
+                outputs[name] = output
+
+        return hook
+
+    def keep_input(_mod: nn.Module, args: tuple[object, ...]) -> None:
+        found = _first_tensor(args)
+        if found is not None and found.requires_grad and not ends:
+            ends.append(found)
+
+    modules = dict(module.named_modules())
+    handles = [modules[n].register_forward_hook(keep(n)) for n in names]
+    handles.append(modules[head].register_forward_pre_hook(keep_input))
+    try:
+        with torch.enable_grad():
+            out = _first_tensor(module(x.detach().requires_grad_(True).clone()))
+            if out is not None and out.requires_grad:
+                ends.append(out)
+            if not ends or not outputs:
+                return
+            gen = torch.Generator().manual_seed(1)
+            score = sum((t.float() * torch.randn(t.shape, generator=gen).to(t.device)).sum() for t in ends)
+            grads = torch.autograd.grad(score, list(outputs.values()), allow_unused=True)
+    except RuntimeError:
+        return  # no backward through this model: the hint is simply not given
+    finally:
+        for h in handles:
+            h.remove()
+    for name, g in zip(outputs, grads, strict=True):
+        layout = tracer.records[name].layout
+        if layout is not None and (g is None or not g[:, layout.prefix :].any()):
+            tracer.records[name].no_grad_tokens = True
+
+
+def _recommend(tracer: _Tracer) -> str | None:
+    """The recommended layer (rule in :func:`recommended_layer`)."""
+    records = {n: r for n, r in tracer.records.items() if n}
+    usable = {n: r for n, r in records.items() if r.layout is not None and r.calls == 1 and not r.no_grad_tokens}
+    if not usable:
+        return None
+    last = max(usable, key=lambda n: usable[n].exit)
+    same = [n for n, r in usable.items() if _same_fingerprint(r.fingerprint, usable[last].fingerprint)]
+    # A container fed the model's input holds the whole trunk: name the stage inside it instead.
+    stages = [n for n in same if not (records[n].takes_model_input and records[n].has_children)] or same
+    return min(stages, key=lambda n: (n.count("."), usable[n].exit))
+
+
+def _analyse(module: nn.Module, size: tuple[int, int]) -> _Analysis:
+    x = _dummy_input(module, size)
+    modes = [(m, m.training) for m in module.modules()]
+    try:
+        module.eval()  # BatchNorm must not update its running statistics, Dropout must not drop
+        tracer = _run_traced(module, x)
+        _probe_token_gradients(module, x, tracer)
+    finally:
+        for m, mode in modes:
+            m.training = mode
+    return _Analysis(tracer.records, tracer.residual, _recommend(tracer))
+
+
+_cache: weakref.WeakKeyDictionary[nn.Module, dict[tuple[object, ...], _Analysis | str]] = weakref.WeakKeyDictionary()
+_cache_guard = threading.Lock()
+
+
+def _analysis(module: nn.Module, size: tuple[int, int]) -> _Analysis | str:
+    """The (cached) analysis, or the one-line reason the model could not run on the dummy input."""
+    if isinstance(module, torch.jit.ScriptModule):
+        return (
+            "TorchScript modules do not run Python hooks, so their layers cannot be traced; load the state dict "
+            "with --arch, or a factory with --checkpoint"
+        )
+    key = (size, tuple((n, id(m)) for n, m in module.named_modules()))
+    with model_lock(module):
+        with _cache_guard:
+            found = _cache.get(module, {}).get(key)
+        if found is not None:
+            return found
+        try:
+            result: _Analysis | str = _analyse(module, size)
+        except _ForwardFailed as exc:
+            result = str(exc)
+        with _cache_guard:
+            _cache.setdefault(module, {})[key] = result
+        return result
+
+
+def _analysis_or_raise(module: nn.Module, size: tuple[int, int]) -> _Analysis:
+    result = _analysis(module, size)
+    if isinstance(result, str):
+        raise CamError(result)
+    return result
+
+
+def _chosen(model: object, found: _Analysis) -> str | None:
+    """The loader's own choice (a LoadedModel's ``recommended_layer``) when CAM-able, else the rule's."""
+    named = getattr(model, "recommended_layer", None)
+    if isinstance(named, str) and named in found.records:
+        rec = found.records[named]
+        if rec.layout is not None and rec.calls == 1:
+            return named
+    return found.recommended
+
+
+def list_layers(model: object, input_size: int | Sequence[int] | None = None) -> list[LayerInfo]:
+    """Every named module of ``model`` (not the root), in module order, with shapes, CAM-ability and hints.
+
+    Args:
+        model: A ``torch.nn.Module``, or an object with ``.module`` and ``.input_size`` (a LoadedModel).
+        input_size: ``H`` or ``(H, W)`` of the dummy input; default the model's ``input_size``, else 224.
+
+    Returns:
+        One :class:`LayerInfo` per module; exactly one is ``recommended`` when any layer is CAM-able.
+
+    Raises:
+        CamError: the model's forward pass fails on an input of that size.
+    """
+    module, size = _unwrap(model, input_size)
+    found = _analysis_or_raise(module, size)
+    chosen = _chosen(model, found)
+    infos = []
+    for name, mod in module.named_modules():
+        if not name:
+            continue
+        rec = found.records[name]
+        camable = rec.layout is not None and rec.calls == 1
+        hints = []
+        if name == chosen:
+            hints.append("recommended")
+        if name in found.residual or any(name.startswith(r + ".") for r in found.residual):
+            hints.append("residual_branch")
+        if camable and rec.signed:
+            hints.append("pre_activation")
+        if rec.no_grad_tokens:
+            hints.append("no_patch_gradient")
+        if rec.calls > 1:
+            hints.append("shared_module")
+        if rec.calls > 1:
+            reason = f"ran {rec.calls} times in one forward pass (a shared module); a CAM needs a layer that runs once"
+        else:
+            reason = rec.layout.describe() if rec.layout is not None else rec.why_not
+        infos.append(
+            LayerInfo(
+                name=name,
+                type=type(mod).__name__,
+                out_shape=rec.out_shape,
+                params=sum(p.numel() for p in mod.parameters()),
+                camable=camable,
+                reason=reason,
+                recommended=name == chosen,
+                hints=tuple(hints),
+                depth=name.count(".") + 1,
+                parent=name.rpartition(".")[0],
+                grid=rec.layout.grid if camable and rec.layout is not None else None,
+            )
+        )
+    return infos
+
+
+def recommended_layer(model: object, input_size: int | Sequence[int] | None = None) -> str:
+    """The layer to explain by default.
+
+    Rule: among the CAM-able layers that ran once and whose grid positions get a
+    gradient (not ``no_patch_gradient``), take the one whose forward finished last
+    (the last spatial map before global pooling or the class token read-out). Of
+    the layers that output that same map, pick the outermost, skipping containers
+    that hold the whole trunk (fed the model's input); among siblings, the first.
+    So: ``layer4`` for torchvision ResNets (not ``layer4.2`` or its ReLU),
+    ``features.8`` for EfficientNet-B0 (the head conv-BN-SiLU block, not
+    ``features``), ``_head_act`` for EfficientNet-Lite0, ``norm`` for Swin (not the
+    ``permute`` after it), and the last encoder block's ``ln_1`` for ViT (the last
+    place where patch tokens still get a gradient, through the attention).
+    A model object's own ``recommended_layer`` (set by a loader that knows the
+    architecture) wins when it names a CAM-able layer.
+
+    Args:
+        model: A ``torch.nn.Module``, or an object with ``.module`` and ``.input_size``.
+        input_size: As for :func:`list_layers`.
+
+    Returns:
+        The dotted layer name.
+
+    Raises:
+        CamError: no layer gives a spatial map, or the forward pass fails.
+    """
+    module, size = _unwrap(model, input_size)
+    chosen = _chosen(model, _analysis_or_raise(module, size))
+    if chosen is None:
+        raise CamError(
+            f"no layer of this model gives a spatial map for a {size[0]}×{size[1]} input "
+            "(run `python -m cam_core layers` to see every layer's output)"
+        )
+    return chosen
+
+
+def grid_transform(
+    model: object, name: str, input_size: int | Sequence[int] | None = None
+) -> Callable[[Tensor], Tensor]:
+    """The function mapping layer ``name``'s captured output (batch N) to N×C×h×w.
+
+    Identity for conv maps, a permute for channels-last maps, and for tokens: drop
+    the class/register tokens and reshape the rest to the grid (see the module
+    docstring for the layout rules). The engine applies it to activations and
+    gradients alike. If the model cannot run on the dummy input (a head fixed to
+    another size), the layout is read from the captured tensor alone: 4-D is
+    N×C×H×W, 3-D is tokens.
+
+    Args:
+        model: A ``torch.nn.Module``, or an object with ``.module`` and ``.input_size``.
+        name: Dotted layer name.
+        input_size: As for :func:`list_layers`; pass the size of the images explained.
+
+    Returns:
+        A function from the raw output to its map layout.
+
+    Raises:
+        CamError: unknown layer, or a layer whose output is not a spatial map (with the recommended one).
+    """
+    module, size = _unwrap(model, input_size)
+    layer = get_layer(module, name)
+    found = _analysis(module, size)
+    if isinstance(found, str):
+        return _layout_from_tensor(layer, name, size)
+    rec = found.records[name]
+    if rec.layout is not None and rec.calls == 1:
+        return rec.layout.transform()
+    why = f"it ran {rec.calls} times in one forward pass (a shared module)" if rec.calls > 1 else rec.why_not
+    chosen = _chosen(model, found)
+    hint = f"; use {chosen!r} (the recommended layer)" if chosen else ""
+    raise CamError(f"no CAM at layer {name!r}: {why}{hint}")
+
+
+def _layout_from_tensor(layer: nn.Module, name: str, size: tuple[int, int]) -> Callable[[Tensor], Tensor]:
+    def to_grid(t: Tensor) -> Tensor:
+        layout = _layout(layer, tuple(t.shape[1:]), size) if t.ndim == 3 else None
+        if t.ndim == 4 and t.shape[-1] * t.shape[-2] > 1:
+            return t
+        if isinstance(layout, _Layout) and layout.kind == "tokens":
+            return layout.transform()(t)
+        raise CamError(f"no CAM at layer {name!r}: its output {tuple(t.shape[1:])} is not a spatial map")
+
+    return to_grid
+
+
+def format_tree(layers: Sequence[LayerInfo]) -> str:
+    """The layer list as indented text rows for the command line.
+
+    Columns: name (indented by depth), type, output shape, parameters, ``✓`` when
+    CAM-able, ``★`` for the recommended layer, and the hint codes.
+    """
+    rows = [("layer", "type", "output", "params", "CAM", "hints")]
+    for info in layers:
+        shape = "×".join(map(str, info.out_shape)) if info.out_shape is not None else "—"
+        mark = ("✓" if info.camable else "·") + (" ★" if info.recommended else "")
+        hints = ", ".join(h for h in info.hints if h != "recommended")
+        rows.append(("  " * (info.depth - 1) + info.name, info.type, shape, f"{info.params:,}", mark, hints))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    lines = []
+    for r in rows:
+        cells = [r[0].ljust(widths[0]), r[1].ljust(widths[1]), r[2].ljust(widths[2]), r[3].rjust(widths[3])]
+        lines.append(("  ".join([*cells, r[4].ljust(widths[4]), r[5]])).rstrip())
+    return "\n".join(lines)

@@ -1,0 +1,363 @@
+"""The only place the page calls the engine: models, layers, images and maps, all cached.
+
+Cost rules (what makes moving a slider free):
+
+- A model is loaded once per process (``st.cache_resource``) and shared by all
+  sessions; the engine serialises calls on it, so sharing is safe.
+- Maps are cached per (model, image, layer, method, class) in one process-wide,
+  size-bounded cache. A request computes only the missing (method, class) pairs,
+  in ONE ``explain()`` call; a layer, model or image change is a new key, so only
+  those recompute. Colormap, opacity and view changes never reach this module.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+import torch
+from PIL import Image
+
+from cam_core import ExplainResult, explain, list_layers, load_model
+from cam_core.cli import model_view
+from cam_core.engine import resolve_device
+from cam_core.layers import HINT_TEXT
+from cam_core.methods import METHODS
+from cam_core.models import DEFAULT_MODEL, LoadedModel
+from dashboard.widgets.model_tree import tree_nodes
+
+__all__ = [
+    "Bundle",
+    "ImageItem",
+    "MapCache",
+    "MapEntry",
+    "ModelSpec",
+    "ViewResult",
+    "compute_view",
+    "device_label",
+    "is_slow",
+    "load_bundle",
+    "map_cache",
+    "pending",
+    "ranking",
+    "save_upload",
+]
+
+Progress = Callable[[float, str], None]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What model to load, as plain values (hashable: it is the model's cache key).
+
+    ``source`` is ``default``, ``torchvision``, ``checkpoint`` or ``factory``; file
+    fields are paths of saved uploads (named by their content hash, so equal files
+    give equal specs).
+    """
+
+    source: str = "default"
+    name: str = DEFAULT_MODEL
+    weights: str | None = "DEFAULT"
+    arch: str | None = None
+    checkpoint: str | None = None
+    labels: str | None = None
+    trust: bool = False
+    import_path: str | None = None
+
+    @property
+    def key(self) -> str:
+        """A short stable id for caches and widget state."""
+        text = repr(
+            (
+                self.source,
+                self.name,
+                self.weights,
+                self.arch,
+                self.checkpoint,
+                self.labels,
+                self.trust,
+                self.import_path,
+            )
+        )
+        return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+    @property
+    def url_model(self) -> tuple[str, str | None] | None:
+        """(model, weights) for a shareable URL; ``None`` for uploads and factories (not shareable)."""
+        if self.source == "default":
+            return DEFAULT_MODEL, None
+        if self.source == "torchvision":
+            return self.name, None if self.weights == "DEFAULT" else "none"
+        return None
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A loaded model with its layer tree, shared by every session."""
+
+    spec: ModelSpec
+    model: LoadedModel
+    nodes: list[dict]
+    camable: frozenset[str]
+    recommended: str | None
+
+
+@dataclass(frozen=True)
+class ImageItem:
+    """One image the user can switch to: ``digest`` identifies its pixels."""
+
+    label: str
+    image: Image.Image
+    digest: str
+    sample: str | None = None
+
+
+@dataclass(frozen=True)
+class MapEntry:
+    """One map: ``raw`` at the layer's resolution (h, w), ``up`` at the input's (H, W); float32, signed."""
+
+    raw: np.ndarray
+    up: np.ndarray
+
+
+@dataclass
+class ViewResult:
+    """What the page shows for one (model, image, layer): scores and the requested maps."""
+
+    logits: np.ndarray
+    probs: np.ndarray
+    background: np.ndarray
+    maps: dict[tuple[str, int], MapEntry]
+    computed: list[tuple[str, int]] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def save_upload(data: bytes, filename: str, suffixes: Sequence[str] = ()) -> str:
+    """Write an uploaded file under a folder named by its hash; return the path.
+
+    The engine loads models from paths; the hash keeps the path (and so the
+    model's cache key) the same for the same bytes. A name without one of the
+    expected ``suffixes`` gets the first of them.
+    """
+    digest = hashlib.sha1(data).hexdigest()[:16]
+    folder = Path(tempfile.gettempdir()) / "cam_dashboard_uploads" / digest
+    folder.mkdir(parents=True, exist_ok=True)
+    name = Path(filename).name or "upload"
+    if suffixes and not name.lower().endswith(tuple(suffixes)):
+        name += suffixes[0]
+    path = folder / name
+    if not path.exists():
+        path.write_bytes(data)
+    return str(path)
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def load_bundle(spec: ModelSpec) -> Bundle:
+    """Load the model and analyse its layers (once per process per spec).
+
+    Raises:
+        CamError: anything wrong with the spec, the files or the model.
+    """
+    model = load_model(
+        spec.name if spec.source in ("default", "torchvision", "factory") else spec.checkpoint or "",
+        weights=spec.weights,
+        arch=spec.arch,
+        checkpoint=spec.checkpoint if spec.source == "factory" else None,
+        labels=spec.labels,
+        trust_checkpoint=spec.trust,
+        import_paths=[spec.import_path] if spec.import_path else (),
+    )
+    layers = list_layers(model)
+    recommended = next((info.name for info in layers if info.recommended), None)
+    return Bundle(
+        spec=spec,
+        model=model,
+        nodes=tree_nodes(layers, HINT_TEXT),
+        camable=frozenset(info.name for info in layers if info.camable),
+        recommended=recommended,
+    )
+
+
+def device_label() -> str:
+    """Where the maps are computed, e.g. ``GPU: NVIDIA H100`` or ``CPU (2 threads)``."""
+    dev = resolve_device("auto")
+    if dev.type == "cuda":
+        return f"GPU: {torch.cuda.get_device_name(dev)}"
+    if dev.type == "mps":
+        return "GPU: Apple MPS"
+    return f"CPU ({torch.get_num_threads()} threads)"
+
+
+class MapCache:
+    """Process-wide LRU of maps, scores and model inputs, bounded by bytes; thread-safe."""
+
+    def __init__(self, max_bytes: int = 768 * 2**20) -> None:
+        self.max_bytes = max_bytes
+        self._maps: OrderedDict[tuple[str, str, str, str, int], MapEntry] = OrderedDict()
+        self._scores: OrderedDict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        self._inputs: OrderedDict[tuple[str, str], tuple[torch.Tensor, np.ndarray]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get_maps(self, keys: Sequence[tuple[str, str, str, str, int]]) -> dict[tuple[str, int], MapEntry]:
+        """The cached entries among ``keys``, as (method, class) → entry."""
+        found = {}
+        with self._lock:
+            for key in keys:
+                entry = self._maps.get(key)
+                if entry is not None:
+                    self._maps.move_to_end(key)
+                    found[(key[3], key[4])] = entry
+        return found
+
+    def put_maps(self, items: dict[tuple[str, str, str, str, int], MapEntry]) -> None:
+        """Store entries, evicting the least recently used beyond ``max_bytes``."""
+        with self._lock:
+            for key, entry in items.items():
+                old = self._maps.pop(key, None)
+                if old is not None:
+                    self._bytes -= old.raw.nbytes + old.up.nbytes
+                self._maps[key] = entry
+                self._bytes += entry.raw.nbytes + entry.up.nbytes
+            while self._bytes > self.max_bytes and len(self._maps) > 1:
+                _, old = self._maps.popitem(last=False)
+                self._bytes -= old.raw.nbytes + old.up.nbytes
+
+    def scores(self, key: tuple[str, str]) -> tuple[np.ndarray, np.ndarray] | None:
+        """(logits, probs) for (model, image), if known."""
+        with self._lock:
+            return self._scores.get(key)
+
+    def put_scores(self, key: tuple[str, str], logits: np.ndarray, probs: np.ndarray) -> None:
+        """Remember (logits, probs) for (model, image) (a few hundred entries at most)."""
+        with self._lock:
+            self._scores[key] = (logits, probs)
+            while len(self._scores) > 512:
+                self._scores.popitem(last=False)
+
+    def model_input(self, bundle: Bundle, item: ImageItem) -> tuple[torch.Tensor, np.ndarray]:
+        """The preprocessed tensor (1, 3, H, W) and the image as the model saw it (H, W, 3) uint8."""
+        key = (bundle.spec.key, item.digest)
+        with self._lock:
+            found = self._inputs.get(key)
+        if found is not None:
+            return found
+        x = bundle.model.preprocess(item.image)
+        value = (x.unsqueeze(0), model_view(bundle.model, x))
+        with self._lock:
+            self._inputs[key] = value
+            while len(self._inputs) > 64:
+                self._inputs.popitem(last=False)
+        return value
+
+
+@st.cache_resource(show_spinner=False)
+def map_cache() -> MapCache:
+    """The process-wide map cache (one for every session)."""
+    return MapCache()
+
+
+def _store(cache: MapCache, prefix: tuple[str, str, str], res: ExplainResult) -> list[tuple[str, int]]:
+    """Put every map of an ExplainResult (one image) into the cache; return the (method, class) pairs."""
+    ids = res.class_ids[0].tolist()
+    items = {}
+    for m in res.methods:
+        raw = res.maps[m][0].numpy().astype(np.float32, copy=False)
+        up = res.upsampled(m)[0].numpy().astype(np.float32, copy=False)
+        for k, cid in enumerate(ids):
+            items[(*prefix, m, int(cid))] = MapEntry(raw=raw[k].copy(), up=up[k].copy())
+    cache.put_maps(items)
+    return [(key[3], key[4]) for key in items]
+
+
+def compute_view(
+    bundle: Bundle,
+    item: ImageItem,
+    *,
+    layer: str,
+    methods: Sequence[str],
+    classes: Sequence[int] | None,
+    k: int,
+    progress: Progress | None = None,
+) -> tuple[ViewResult, list[int]]:
+    """Scores and maps for one image at one layer, computing only what the cache lacks.
+
+    Args:
+        bundle: the loaded model.
+        item: the image.
+        layer: dotted layer name.
+        methods: method names.
+        classes: class ids to explain; ``None`` means the image's top ``k``.
+        k: how many top classes to explain when ``classes`` is None.
+        progress: callback for long (perturbation) methods.
+
+    Returns:
+        The view and the class ids it explains.
+
+    Raises:
+        CamError: a layer, method or class the engine rejects.
+    """
+    cache = map_cache()
+    mk = bundle.spec.key
+    x, background = cache.model_input(bundle, item)
+    computed: list[tuple[str, int]] = []
+    start = time.perf_counter()
+    scores = cache.scores((mk, item.digest))
+    if scores is None:
+        # First look at this image: one call gives the scores and the top-k maps together.
+        first = list(methods) or ["gradcam"]  # the scores are needed even with no method picked
+        res = explain(bundle.model, x, layer=layer, classes=f"top{k}", methods=first, progress=progress)
+        scores = (res.logits[0].numpy(), res.probs[0].numpy())
+        cache.put_scores((mk, item.digest), *scores)
+        computed += _store(cache, (mk, item.digest, layer), res)
+    logits, probs = scores
+    ids = list(classes) if classes is not None else np.argsort(-logits, kind="stable")[:k].tolist()
+    keys = [(mk, item.digest, layer, m, c) for m in methods for c in ids]
+    found = cache.get_maps(keys)
+    missing = [key for key in keys if (key[3], key[4]) not in found]
+    if missing:
+        need_methods = list(dict.fromkeys(key[3] for key in missing))
+        need_classes = list(dict.fromkeys(key[4] for key in missing))
+        res = explain(bundle.model, x, layer=layer, classes=need_classes, methods=need_methods, progress=progress)
+        computed += _store(cache, (mk, item.digest, layer), res)
+        found = cache.get_maps(keys)
+    view = ViewResult(
+        logits=logits,
+        probs=probs,
+        background=background,
+        maps=found,
+        computed=computed,
+        seconds=time.perf_counter() - start if computed else 0.0,
+    )
+    return view, ids
+
+
+def pending(
+    bundle: Bundle, item: ImageItem, *, layer: str, methods: Sequence[str], classes: Sequence[int] | None
+) -> list[str]:
+    """The methods :func:`compute_view` would have to run (all of them for an image not seen yet)."""
+    cache = map_cache()
+    mk = bundle.spec.key
+    if classes is None or cache.scores((mk, item.digest)) is None:
+        return list(methods) or ["gradcam"]
+    found = cache.get_maps([(mk, item.digest, layer, m, c) for m in methods for c in classes])
+    return [m for m in methods if any((m, c) not in found for c in classes)]
+
+
+def is_slow(methods: Sequence[str]) -> bool:
+    """Whether any method runs many forward passes (worth a progress bar)."""
+    return any(METHODS[m].kind == "perturbation" for m in methods if m in METHODS)
+
+
+def ranking(model_key: str, digest: str) -> list[int] | None:
+    """Class ids of an image by decreasing probability, if the image was seen (else ``None``)."""
+    scores = map_cache().scores((model_key, digest))
+    return None if scores is None else np.argsort(-scores[1], kind="stable").tolist()

@@ -1,0 +1,126 @@
+"""Downloadable files from plain values: overlay PNGs (zipped), maps (.npz), scores (JSON/CSV).
+
+The .npz has the same keys as the CLI's (``logits``, ``probs``, ``class_ids``,
+``class_names``, ``layer``, ``maps_<method>`` (K, h, w), ``up_<method>`` (K, H, W)),
+so a file saved from the page and one written by ``python -m cam_core explain``
+are read the same way.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+import zipfile
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from cam_core.render import overlay, to_png_bytes
+
+__all__ = ["maps_npz", "overlays_zip", "safe_stem", "scores_csv", "scores_json"]
+
+
+def safe_stem(text: str) -> str:
+    """A file-name-safe version of ``text`` (letters, digits, ``-_.``)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "image"
+
+
+def overlays_zip(
+    background: np.ndarray,
+    maps: Mapping[tuple[str, int], np.ndarray],
+    class_names: Sequence[str],
+    *,
+    stem: str,
+    views: Sequence[str],
+    cmap: str,
+    signed_cmap: str,
+    opacity: float,
+) -> bytes:
+    """One PNG per (method, class, view), as shown on the page, in a zip.
+
+    Args:
+        background: (H, W, 3) uint8 image as the model saw it.
+        maps: (method, class id) → (H, W) upsampled signed map.
+        class_names: all class names (indexed by id).
+        stem: file-name prefix (the image's name).
+        views: ``relu`` and/or ``signed``.
+        cmap, signed_cmap: colormaps of the two views.
+        opacity: overlay opacity.
+    """
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:  # PNGs are compressed already
+        for (method, cid), cam in maps.items():
+            for view in views:
+                rgb = overlay(background, cam, view=view, cmap=signed_cmap if view == "signed" else cmap, alpha=opacity)
+                name = f"{stem}_{method}_{cid}_{safe_stem(class_names[cid])}_{view}.png"
+                zf.writestr(name, to_png_bytes(rgb))
+    return buf.getvalue()
+
+
+def maps_npz(
+    *,
+    logits: np.ndarray,
+    probs: np.ndarray,
+    class_ids: Sequence[int],
+    class_names: Sequence[str],
+    layer: str,
+    methods: Sequence[str],
+    raw: Mapping[tuple[str, int], np.ndarray],
+    up: Mapping[tuple[str, int], np.ndarray],
+) -> bytes:
+    """Maps and scores in the CLI's .npz layout (maps stacked over the selected classes)."""
+    arrays: dict[str, np.ndarray] = {
+        "logits": np.asarray(logits, dtype=np.float32),
+        "probs": np.asarray(probs, dtype=np.float32),
+        "class_ids": np.asarray(class_ids, dtype=np.int64),
+        "class_names": np.array([class_names[i] for i in class_ids]),
+        "layer": np.array(layer),
+    }
+    for m in methods:
+        arrays[f"maps_{m}"] = np.stack([raw[(m, c)] for c in class_ids]).astype(np.float32)
+        arrays[f"up_{m}"] = np.stack([up[(m, c)] for c in class_ids]).astype(np.float32)
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    return buf.getvalue()
+
+
+def _rows(
+    class_names: Sequence[str], logits: np.ndarray, probs: np.ndarray, selected: Sequence[int]
+) -> list[dict[str, object]]:
+    chosen = set(selected)
+    order = np.argsort(-np.asarray(probs), kind="stable")
+    return [
+        {
+            "rank": rank + 1,
+            "class_id": int(i),
+            "class_name": class_names[i],
+            "prob": float(probs[i]),
+            "logit": float(logits[i]),
+            "selected": int(i) in chosen,
+        }
+        for rank, i in enumerate(order)
+    ]
+
+
+def scores_json(
+    class_names: Sequence[str],
+    logits: np.ndarray,
+    probs: np.ndarray,
+    selected: Sequence[int],
+    *,
+    meta: Mapping[str, object],
+) -> str:
+    """Every class's probability and logit (ranked), with the view's settings in ``meta``."""
+    return json.dumps({**meta, "scores": _rows(class_names, logits, probs, selected)}, indent=1)
+
+
+def scores_csv(class_names: Sequence[str], logits: np.ndarray, probs: np.ndarray, selected: Sequence[int]) -> str:
+    """Every class's probability and logit as CSV, ranked by probability."""
+    rows = _rows(class_names, logits, probs, selected)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    return buf.getvalue()

@@ -1,0 +1,165 @@
+"""Session state and the shareable URL.
+
+Everything the page remembers between reruns lives under a few keys of
+``st.session_state`` (named here, so the rest of the code never spells a raw key),
+and the view that matters for sharing (model, layer, methods, classes, image, k)
+is mirrored into ``st.query_params``: reading them once when a session starts,
+writing them after every run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import streamlit as st
+
+__all__ = [
+    "K",
+    "UrlView",
+    "class_selection",
+    "layer_for",
+    "read_url_once",
+    "set_classes",
+    "set_layer",
+    "toggle_class",
+    "write_url",
+]
+
+
+class K:
+    """Session-state keys."""
+
+    URL_READ = "_url_read"
+    URL = "_url_view"
+    LAYERS = "_layer_by_model"  # model key → selected layer
+    CLASSES = "_classes_by_view"  # (model key, image digest) → [class ids]
+    CLASS_CTX = "_class_ctx"  # the (model, image) the class picker currently shows
+    CLASS_PICKER = "class_picker"
+    CLASS_FIND = "class_find"
+    CLASS_MSG = "_class_msg"
+    TOPK = "top_k"
+    METHODS = "methods"
+    SOURCE = "model_source"
+    TV_NAME = "tv_name"
+    TV_PRETRAINED = "tv_pretrained"
+    SAMPLES = "samples"
+    IMAGE = "current_image"
+    CHART_NONCE = "_scores_nonce"
+
+
+@dataclass(frozen=True)
+class UrlView:
+    """What a shared link asks for (each field ``None`` when absent)."""
+
+    model: str | None = None
+    weights: str | None = None
+    layer: str | None = None
+    methods: tuple[str, ...] | None = None
+    classes: tuple[int, ...] | None = None
+    image: str | None = None
+    k: int | None = None
+
+
+def _ints(text: str) -> tuple[int, ...] | None:
+    try:
+        return tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        return None
+
+
+def read_url_once() -> UrlView:
+    """The view in the URL when this session started (read on the first run only)."""
+    if K.URL_READ not in st.session_state:
+        qp = st.query_params
+        k = qp.get("k")
+        view = UrlView(
+            model=qp.get("model") or None,
+            weights=qp.get("weights") or None,
+            layer=qp.get("layer") or None,
+            methods=tuple(m for m in (qp.get("method") or "").split(",") if m) or None,
+            classes=_ints(qp.get("classes") or "") or None,
+            image=qp.get("image") or None,
+            k=int(k) if k and k.isdigit() else None,
+        )
+        st.session_state[K.URL] = view
+        st.session_state[K.URL_READ] = True
+    return st.session_state[K.URL]
+
+
+def write_url(
+    *,
+    model: str | None,
+    weights: str | None,
+    layer: str | None,
+    methods: Sequence[str],
+    classes: Sequence[int],
+    image: str | None,
+    k: int,
+) -> None:
+    """Mirror the current view into the URL (fields that cannot be shared are left out)."""
+    wanted = {
+        "model": model,
+        "weights": weights,
+        "layer": layer,
+        "method": ",".join(methods) or None,
+        "classes": ",".join(str(c) for c in classes) or None,
+        "image": image,
+        "k": str(k),
+    }
+    current = st.query_params.to_dict()
+    for name, value in wanted.items():
+        if value is None:
+            if name in current:
+                del st.query_params[name]
+        elif current.get(name) != value:
+            st.query_params[name] = value
+
+
+# ---- layer ---------------------------------------------------------------------------------
+
+
+def layer_for(model_key: str, default: str) -> str:
+    """The layer selected for this model (the recommended one until the user picks another)."""
+    return st.session_state.setdefault(K.LAYERS, {}).get(model_key, default)
+
+
+def set_layer(model_key: str, layer: str) -> None:
+    """Remember ``layer`` as this model's selection."""
+    st.session_state.setdefault(K.LAYERS, {})[model_key] = layer
+
+
+# ---- classes ------------------------------------------------------------------------------
+
+
+def class_selection(ctx: tuple[str, str], default: Sequence[int]) -> list[int]:
+    """The classes selected for (model, image), initialised to ``default``.
+
+    Also points the class picker widget at this selection when the (model, image)
+    changed since the last run or the widget's state was dropped.
+    """
+    store = st.session_state.setdefault(K.CLASSES, {})
+    if ctx not in store:
+        store[ctx] = list(default)
+    if st.session_state.get(K.CLASS_CTX) != ctx or K.CLASS_PICKER not in st.session_state:
+        st.session_state[K.CLASS_PICKER] = list(store[ctx])
+        st.session_state[K.CLASS_CTX] = ctx
+    return list(store[ctx])
+
+
+def set_classes(ctx: tuple[str, str], ids: Sequence[int]) -> None:
+    """Replace the selection for (model, image); safe to call from widget callbacks."""
+    ids = list(dict.fromkeys(int(i) for i in ids))
+    st.session_state.setdefault(K.CLASSES, {})[ctx] = ids
+    if st.session_state.get(K.CLASS_CTX) == ctx:
+        st.session_state[K.CLASS_PICKER] = ids
+
+
+def toggle_class(ctx: tuple[str, str], class_id: int) -> None:
+    """Add ``class_id`` to the selection, or remove it if it is there."""
+    ids = list(st.session_state.setdefault(K.CLASSES, {}).get(ctx, []))
+    if class_id in ids:
+        ids.remove(class_id)
+    else:
+        ids.append(class_id)
+    set_classes(ctx, ids)

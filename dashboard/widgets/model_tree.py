@@ -1,0 +1,107 @@
+"""Model-tree widget: the module hierarchy, collapsible and searchable, single selection.
+
+Built on ``st.components.v2`` with the HTML/CSS/JS in this folder passed inline:
+no build step, no CDN, nothing fetched at run time. Each row shows the module's
+name, type and output shape; rows where no CAM can be taken are greyed (the
+reason is the tooltip) and cannot be picked; the recommended layer carries a
+badge; hints (inside a residual branch, pre-activation, …) are chips with their
+explanation as tooltip.
+
+The selection lives in ``st.session_state`` (Python owns it, the tree mirrors it):
+a click sends a ``select`` trigger, a callback stores the name before the rerun,
+and the next run draws the tree with that row selected. That also lets the URL or
+a test set the layer without a browser.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+from streamlit.components.v2 import component
+
+__all__ = ["format_shape", "model_tree_ui", "tree_nodes"]
+
+_HERE = Path(__file__).parent
+_COMPONENT = component(
+    "cam_dashboard_model_tree",
+    js=(_HERE / "model_tree.js").read_text(encoding="utf-8"),
+    css=(_HERE / "model_tree.css").read_text(encoding="utf-8"),
+)
+
+
+def format_shape(shape: Sequence[int] | None) -> str:
+    """``(1280, 7, 7)`` → ``1280×7×7``; unknown → ``–``."""
+    if not shape:
+        return "–"
+    return "×".join(str(int(s)) for s in shape)
+
+
+# Compact chips (the tree is narrow) and their legend words; each chip's tooltip has the full sentence.
+_CHIPS = {
+    "residual_branch": ("res", "in a residual branch"),
+    "pre_activation": ("\u00b1", "signed (pre-activation)"),
+    "no_patch_gradient": ("\u2205\u2207", "no patch gradient"),
+    "shared_module": ("\u00d72", "shared module"),
+}
+
+
+def _hint(key: str, hint_text: dict[str, str]) -> dict[str, str]:
+    short, word = _CHIPS.get(key, (key.replace("_", " "), key.replace("_", " ")))
+    return {"short": short, "word": word, "text": hint_text.get(key, key)}
+
+
+def tree_nodes(layers: Sequence[Any], hint_text: dict[str, str]) -> list[dict[str, Any]]:
+    """Plain JSON rows for the widget from ``cam_core.layers.LayerInfo`` records."""
+    nodes = []
+    for info in layers:
+        if not info.name:  # the root module is the tree itself
+            continue
+        nodes.append(
+            {
+                "name": info.name,
+                "label": info.name.rsplit(".", 1)[-1],
+                "type": info.type,
+                "shape": format_shape(info.out_shape),
+                "camable": bool(info.camable),
+                "reason": info.reason or "",
+                "recommended": bool(info.recommended),
+                "hints": [_hint(h, hint_text) for h in info.hints if h != "recommended"],
+                "parent": info.parent or "",
+            }
+        )
+    return nodes
+
+
+def model_tree_ui(
+    nodes: list[dict[str, Any]],
+    *,
+    selected: str | None,
+    model_key: str,
+    on_select: Callable[[str], None],
+    key: str = "model_tree",
+    height: int = 520,
+) -> None:
+    """Draw the tree; a click on a CAM-able row calls ``on_select(name)`` before the rerun.
+
+    Args:
+        nodes: rows from :func:`tree_nodes`.
+        selected: the layer to show as selected.
+        model_key: identifies the model (a new model resets expansion and filter).
+        on_select: stores the new layer name (runs as a widget callback).
+        key: widget key.
+        height: list height in pixels (the list scrolls).
+    """
+
+    def _changed() -> None:
+        name = (st.session_state.get(key) or {}).get("select")
+        if isinstance(name, str) and name:
+            on_select(name)
+
+    _COMPONENT(
+        key=key,
+        data={"nodes": nodes, "selected": selected, "model": model_key, "height": height},
+        on_select_change=_changed,
+    )

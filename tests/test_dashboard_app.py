@@ -1,0 +1,311 @@
+"""Page logic of the dashboard, driven headless with Streamlit's AppTest (no browser).
+
+Covers: the zero-click default view (offline model, chelsea, top-3, overlay figure),
+class toggling and finding, bad input as messages (not tracebacks), the URL, the
+cache (drawing changes compute nothing), and custom models (torchvision offline,
+factory, untrusted pickle). Plotly figures are read back from their JSON spec.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+from torch import nn
+
+APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
+TIMEOUT = 120
+
+
+def _app(**query: str) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    for name, value in query.items():
+        at.query_params[name] = value
+    return at.run()
+
+
+def _no_failure(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def _figures(at: AppTest) -> dict[str, dict]:
+    return {el.key: json.loads(el.proto.spec) for el in at.get("plotly_chart")}
+
+
+def _overlay(at: AppTest, method: str = "gradcam") -> dict:
+    return _figures(at)[f"overlay_{method}_0"]
+
+
+def _heatmaps(fig: dict) -> list[dict]:
+    return [t for t in fig["data"] if t["type"] == "heatmap"]
+
+
+def _captions(at: AppTest) -> list[str]:
+    return [c.value for c in at.caption]
+
+
+def _png(rgb: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def default_app() -> AppTest:
+    at = _app()
+    _no_failure(at)
+    return at
+
+
+def test_defaults_show_chelsea_explained_with_top3(default_app: AppTest) -> None:
+    at = default_app
+    assert not at.error
+    assert at.radio(key="model_source").value == "default"
+    assert at.pills(key="samples").value == ["chelsea"]
+    assert at.multiselect(key="methods").value == ["gradcam"]
+    picked = at.multiselect(key="class_picker").value
+    assert len(picked) == 3
+    # The top-3 of the offline model on the cat photo are domestic cats (ImageNet 281-285).
+    assert set(picked) <= set(range(281, 286)), picked
+
+    fig = _overlay(at)
+    heat = _heatmaps(fig)
+    assert len(heat) == 3 * 2  # three classes, ReLU'd and signed views
+    assert sum(t["type"] == "image" for t in fig["data"]) == 6
+    # Heatmaps travel as float32 at the model's input resolution, not float64 lists.
+    assert heat[0]["z"]["dtype"] == "f4"
+    assert heat[0]["z"]["shape"].replace(" ", "") == "224,224"
+    # The signed view is symmetric around zero; the ReLU'd one starts at zero.
+    relu, signed = heat[0], heat[3]
+    assert relu["zmin"] == 0.0
+    assert signed["zmin"] == pytest.approx(-signed["zmax"])
+    # The in-figure opacity slider restyles exactly the heatmaps and starts at the preferred opacity.
+    slider = fig["layout"]["sliders"][0]
+    heat_idx = [i for i, t in enumerate(fig["data"]) if t["type"] == "heatmap"]
+    assert all(step["method"] == "restyle" and step["args"][1] == heat_idx for step in slider["steps"])
+    assert float(slider["steps"][slider["active"]]["label"]) == pytest.approx(at.slider(key="opacity").value)
+    assert all(t["opacity"] == pytest.approx(at.slider(key="opacity").value) for t in heat)
+
+    scores = _figures(at)["scores_0"]
+    assert [t["type"] for t in scores["data"]] == ["bar", "bar"]  # probability and logit
+
+
+def test_model_tree_gets_layers_with_shapes_hints_and_the_recommended_one(default_app: AppTest) -> None:
+    (tree,) = default_app.get("bidi_component")
+    data = json.loads(tree.proto.json)
+    nodes = {n["name"]: n for n in data["nodes"]}
+    assert data["selected"] == "_head_act"
+    assert [n for n, node in nodes.items() if node["recommended"]] == ["_head_act"]
+    assert nodes["_head_act"]["shape"] == "1280×7×7" and nodes["_head_act"]["type"] == "ReLU6"
+    assert nodes["_head_act"]["camable"] and not nodes["_fc"]["camable"] and nodes["_fc"]["reason"]
+    assert nodes["_blocks.15"]["parent"] == "_blocks" and nodes["_blocks.15"]["label"] == "15"
+    # Hints travel with their explanation: BatchNorm output is signed; block internals sit in a residual branch.
+    assert "pre-activation" in nodes["_bn1"]["hints"][0]["word"]
+    assert any(h["short"] == "res" for h in nodes["_blocks.14._project_conv"]["hints"])
+    assert all(h["text"] for node in nodes.values() for h in node["hints"])
+
+
+def test_default_writes_a_shareable_url(default_app: AppTest) -> None:
+    qp = default_app.query_params
+    assert qp["model"] == "efficientnet_lite0"
+    assert qp["layer"] == "_head_act"
+    assert qp["method"] == "gradcam"
+    assert qp["image"] == "chelsea"
+    ids = [int(v) for v in qp["classes"].split(",")]
+    assert len(ids) == 3
+
+
+def test_toggling_classes_reuses_cached_maps() -> None:
+    at = _app()
+    picked = at.multiselect(key="class_picker").value
+    at.multiselect(key="class_picker").unselect(picked[-1]).run()
+    _no_failure(at)
+    assert len(_heatmaps(_overlay(at))) == 2 * 2
+    assert any("nothing was computed" in c for c in _captions(at))
+
+    at.multiselect(key="class_picker").select(285).run()  # Egyptian cat, maybe already cached
+    at.multiselect(key="class_picker").select(1).run()  # goldfish: surely not cached yet
+    _no_failure(at)
+    assert 1 in at.session_state["_classes_by_view"][next(iter(at.session_state["_classes_by_view"]))]
+    assert any("Computed 1 maps" in c for c in _captions(at))
+    fig = _overlay(at)
+    assert any("goldfish (1)" in a["text"] for a in fig["layout"]["annotations"])
+
+
+def test_drawing_changes_compute_nothing() -> None:
+    at = _app()
+    at.selectbox(key="cmap").set_value("viridis").run()
+    at.slider(key="opacity").set_value(0.3).run()
+    _no_failure(at)
+    assert any("nothing was computed" in c for c in _captions(at))
+    fig = _overlay(at)
+    assert all(t["opacity"] == pytest.approx(0.3) for t in _heatmaps(fig))
+
+
+def test_find_class_by_name_and_index() -> None:
+    at = _app()
+    at.text_input(key="class_find").input("goldfish, 285").run()
+    _no_failure(at)
+    picked = at.multiselect(key="class_picker").value
+    assert 1 in picked  # goldfish
+    assert 285 in picked  # Egyptian cat
+    assert at.text_input(key="class_find").value == ""
+
+
+def test_unknown_class_name_is_a_message() -> None:
+    at = _app()
+    at.text_input(key="class_find").input("tabbby").run()
+    _no_failure(at)
+    messages = [e.value for e in at.error]
+    assert any("unknown class 'tabbby'" in m and "tabby" in m for m in messages), messages
+    assert len(_heatmaps(_overlay(at))) == 6  # the page still shows the view
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [("broken.png", b"\x89PNG\r\n\x1a\n not really a png"), ("notes.jpg", b"just some text, not an image")],
+)
+def test_bad_upload_is_a_message_and_the_rest_works(name: str, data: bytes) -> None:
+    at = _app()
+    at.file_uploader(key="uploads").set_value((name, data, "image/png")).run()
+    _no_failure(at)
+    messages = [e.value for e in at.error]
+    assert any(name in m for m in messages), messages
+    assert not at.expander  # a user mistake, not a bug: no details section
+    assert len(_heatmaps(_overlay(at))) == 6  # chelsea still explained
+
+
+def test_upload_several_images_and_switch() -> None:
+    from skimage import data
+
+    at = _app()
+    files = [("coffee.png", _png(data.coffee()), "image/png"), ("rocket.png", _png(data.rocket()), "image/png")]
+    at.file_uploader(key="uploads").set_value(files).run()
+    _no_failure(at)
+    switcher = at.get("button_group")[0]
+    assert list(switcher.options) == ["coffee.png", "rocket.png", "chelsea"]
+    at.session_state["current_image"] = "coffee.png"
+    at.run()
+    _no_failure(at)
+    picked = at.multiselect(key="class_picker").value
+    assert 967 in picked, picked  # espresso
+    # Back to the cat: its maps come from the cache.
+    at.session_state["current_image"] = "chelsea"
+    at.run()
+    assert any("nothing was computed" in c for c in _captions(at))
+
+
+def test_url_opens_a_shared_view() -> None:
+    at = _app(layer="_blocks.15", method="gradcam,hirescam", classes="281,1", k="2")
+    _no_failure(at)
+    assert not at.error and not at.warning
+    assert at.multiselect(key="class_picker").value == [281, 1]
+    figs = _figures(at)
+    assert {"overlay_gradcam_0", "overlay_hirescam_0"} <= set(figs)
+    assert len(_heatmaps(figs["overlay_hirescam_0"])) == 4
+    assert at.query_params["layer"] == "_blocks.15"
+    assert at.number_input(key="top_k").value == 2
+    at.button(key="back_to_recommended").click().run()
+    assert at.query_params["layer"] == "_head_act"
+    assert "back_to_recommended" not in [b.key for b in at.button]
+
+
+def test_unknown_layer_in_url_falls_back_to_recommended() -> None:
+    at = _app(layer="no.such.layer")
+    _no_failure(at)
+    assert any("no.such.layer" in w.value for w in at.warning)
+    assert at.query_params["layer"] == "_head_act"
+
+
+def test_torchvision_offline_falls_back_to_untrained_and_says_so() -> None:
+    at = _app()
+    at.radio(key="model_source").set_value("torchvision").run()
+    at.selectbox(key="tv_name").set_value("mobilenet_v3_small").run()
+    _no_failure(at)
+    warnings = " ".join(w.value for w in at.warning)
+    assert "cannot be downloaded" in warnings
+    assert "untrained" in warnings.lower()
+    assert len(_heatmaps(_overlay(at))) == 6
+    assert at.query_params["model"] == "mobilenet_v3_small"
+
+
+def test_factory_model_with_import_path(seed_net_dir: Path) -> None:
+    at = _app()
+    at.radio(key="model_source").set_value("factory").run()
+    at.text_input(key="factory_path").input(str(seed_net_dir)).run()
+    at.text_input(key="factory_spec").input("seed_net:build").run()
+    _no_failure(at)
+    assert not at.error, [e.value for e in at.error]
+    assert at.number_input(key="top_k").value == 3  # the seed net has 3 classes
+    assert sorted(at.multiselect(key="class_picker").value) == [0, 1, 2]
+    assert "model" not in at.query_params  # a factory cannot travel in a URL
+
+
+def test_factory_import_error_is_a_message() -> None:
+    at = _app()
+    at.radio(key="model_source").set_value("factory").run()
+    at.text_input(key="factory_spec").input("no_such_module_xyz:build").run()
+    _no_failure(at)
+    assert any("no_such_module_xyz" in e.value for e in at.error)
+
+
+def test_pickled_model_needs_explicit_trust(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)
+    )
+    path = tmp_path / "whole.pt"
+    torch.save(net, path)
+    at = _app()
+    at.radio(key="model_source").set_value("checkpoint").run()
+    at.file_uploader(key="ckpt_file").set_value(("whole.pt", path.read_bytes(), "application/octet-stream")).run()
+    _no_failure(at)
+    assert any("Trust this checkpoint" in e.value for e in at.error)
+    at.checkbox(key="ckpt_trust").check().run()
+    _no_failure(at)
+    assert not at.error, [e.value for e in at.error]
+    assert len(_heatmaps(_overlay(at))) == 3 * 2
+
+
+def test_exports_are_well_formed() -> None:
+    from dashboard import exports
+
+    rng = np.random.default_rng(0)
+    bg = rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)
+    up = {("gradcam", 2): rng.standard_normal((8, 8)).astype(np.float32)}
+    raw = {("gradcam", 2): rng.standard_normal((2, 2)).astype(np.float32)}
+    names = ["a", "b", "c/d"]
+    logits = np.array([0.0, 1.0, 2.0], dtype=np.float32)
+    probs = np.exp(logits) / np.exp(logits).sum()
+    blob = exports.maps_npz(
+        logits=logits, probs=probs, class_ids=[2], class_names=names, layer="l", methods=["gradcam"], raw=raw, up=up
+    )
+    npz = np.load(io.BytesIO(blob))
+    assert npz["maps_gradcam"].shape == (1, 2, 2) and npz["up_gradcam"].dtype == np.float32
+    assert npz["class_names"].tolist() == ["c/d"] and str(npz["layer"]) == "l"
+    payload = json.loads(exports.scores_json(names, logits, probs, [2], meta={"layer": "l"}))
+    assert payload["scores"][0] == {
+        "rank": 1,
+        "class_id": 2,
+        "class_name": "c/d",
+        "prob": pytest.approx(probs[2]),
+        "logit": 2.0,
+        "selected": True,
+    }
+    assert (
+        exports.scores_csv(names, logits, probs, [2]).splitlines()[0] == "rank,class_id,class_name,prob,logit,selected"
+    )
+    zipped = exports.overlays_zip(
+        bg, up, names, stem="x", views=("relu", "signed"), cmap="inferno", signed_cmap="RdBu", opacity=0.5
+    )
+    with zipfile.ZipFile(io.BytesIO(zipped)) as zf:
+        assert sorted(zf.namelist()) == ["x_gradcam_2_c_d_relu.png", "x_gradcam_2_c_d_signed.png"]
+        png = Image.open(io.BytesIO(zf.read("x_gradcam_2_c_d_relu.png")))
+        assert png.size == (8, 8)

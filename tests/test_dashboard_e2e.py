@@ -1,0 +1,279 @@
+"""The dashboard in a real browser: headless Chromium (Debian's) driven by Playwright.
+
+Starts ``streamlit run dashboard/app.py`` on a free port, then checks what only a
+browser can: the zero-click first view, the model-tree component (filter, pick a
+layer), a Plotly bar click toggling a class, the in-figure opacity slider
+restyling heatmaps with no rerun, and an upload. Screenshots go to a temporary
+folder (the first view is also copied to ``assets/screenshot.png``); the time from
+page open to the first overlay and from a class toggle to the updated overlay are
+printed and saved next to them.
+
+Skipped when Chromium is not installed (``apt-get install -y chromium``).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+CHROMIUM = shutil.which("chromium")
+if CHROMIUM is None:
+    pytest.skip("chromium is not installed (apt-get install -y chromium)", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+
+ROOT = Path(__file__).resolve().parents[1]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+VIEWPORT = {"width": 1600, "height": 1100}
+TIMEOUT_MS = 90_000
+OVERLAY = ".st-key-overlay_gradcam_0 .js-plotly-plot"
+HEATMAPS = f"{OVERLAY} g.hm image"
+SCORES = "[class*='st-key-scores_'] .js-plotly-plot"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = _free_port()
+    log = (tmp_path_factory.mktemp("server") / "streamlit.log").open("w")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streamlit",
+            "run",
+            "dashboard/app.py",
+            "--server.address",
+            "127.0.0.1",
+            "--server.port",
+            str(port),
+            "--server.headless",
+            "true",
+            "--browser.gatherUsageStats",
+            "false",
+        ],
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"streamlit did not start (see {log.name})")
+                time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("screenshots")
+    print(f"\nscreenshots: {folder}")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def timings(shots: Path) -> Iterator[dict[str, float]]:
+    found: dict[str, float] = {}
+    yield found
+    (shots / "timings.json").write_text(json.dumps(found, indent=1))
+    print(f"\ntimings (s): {json.dumps(found)}")
+
+
+def _idle(page) -> None:
+    """Wait until the script is not running (as Streamlit's own e2e tests do)."""
+    page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=TIMEOUT_MS)
+
+
+def _open(browser, server: str, query: str = ""):
+    page = browser.new_page(viewport=VIEWPORT)
+    page.set_default_timeout(TIMEOUT_MS)
+    start = time.perf_counter()
+    page.goto(server + query)
+    page.wait_for_function(f"document.querySelectorAll({HEATMAPS!r}).length >= 6", timeout=TIMEOUT_MS)
+    elapsed = time.perf_counter() - start
+    _idle(page)
+    return page, elapsed
+
+
+def _count_runs(page) -> None:
+    """Count script runs from now on (the app's script-state attribute turning to 'running')."""
+    page.evaluate(
+        """() => {
+        window.__runs = 0;
+        const app = document.querySelector('[data-testid=stApp]');
+        new MutationObserver(() => {
+          if (app.getAttribute('data-test-script-state') === 'running') window.__runs += 1;
+        }).observe(app, {attributes: true, attributeFilter: ['data-test-script-state']});
+      }"""
+    )
+
+
+def _heat_opacities(page) -> list[float]:
+    return page.evaluate(
+        f"() => document.querySelector({OVERLAY!r}).data.filter(t => t.type === 'heatmap').map(t => t.opacity)"
+    )
+
+
+def _panel_titles(page) -> list[str]:
+    return page.evaluate(f"() => (document.querySelector({OVERLAY!r}).layout.annotations || []).map(a => a.text)")
+
+
+def test_first_view_is_explained_with_zero_clicks(browser, server, shots, timings) -> None:
+    page, elapsed = _open(browser, server)
+    timings["page_open_to_first_overlay"] = round(elapsed, 2)
+    assert page.locator(HEATMAPS).count() == 6  # 3 classes × (ReLU'd, signed)
+    assert page.locator(f"{SCORES} g.trace.bars").count() == 2  # probability and logit
+    assert page.get_by_text("EfficientNet-Lite0 (ImageNet)").first.is_visible()
+    assert page.locator("[data-layer='_head_act'][aria-selected='true']").count() == 1
+    assert page.locator("[data-layer='_head_act'] .mt-rec").count() == 1
+    assert page.locator("[data-testid='stException']").count() == 0
+    page.wait_for_timeout(500)
+    page.screenshot(path=shots / "01_first_view.png")
+    shutil.copy(shots / "01_first_view.png", ROOT / "assets" / "screenshot.png")
+    page.close()
+
+
+def test_opacity_slider_restyles_in_the_browser_without_a_rerun(browser, server, shots, timings) -> None:
+    page, elapsed = _open(browser, server)
+    timings["page_open_to_first_overlay_warm"] = round(elapsed, 2)  # model and maps already cached
+    before = _heat_opacities(page)
+    assert len(set(before)) == 1
+    _count_runs(page)
+    fig = page.locator(OVERLAY)
+    grip = fig.locator("rect.slider-grip-rect").bounding_box()
+    target = fig.locator("g.slider-label-group text", has_text="0.2").first.bounding_box()
+    page.mouse.move(grip["x"] + grip["width"] / 2, grip["y"] + grip["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(target["x"] + target["width"] / 2, grip["y"] + grip["height"] / 2, steps=8)
+    page.mouse.up()
+    page.wait_for_function(
+        f"document.querySelector({OVERLAY!r}).data.filter(t => t.type === 'heatmap').every(t => t.opacity === 0.2)"
+    )
+    page.wait_for_timeout(1000)
+    assert page.evaluate("window.__runs") == 0  # the server never heard of it
+    page.screenshot(path=shots / "02_opacity_0.2.png")
+    page.close()
+
+
+def test_pick_a_layer_in_the_tree(browser, server, shots, timings) -> None:
+    page, _ = _open(browser, server)
+    # Collapsible: the caret folds a module's children away and back.
+    assert page.locator("[data-layer='_blocks.3']").count() == 1
+    page.locator("[data-toggle='_blocks']").click()
+    assert page.locator("[data-layer='_blocks.3']").count() == 0
+    page.locator("[data-toggle='_blocks']").click()
+    assert page.locator("[data-layer='_blocks.3']").count() == 1
+    # Non-CAM-able rows cannot be picked.
+    page.locator("[data-layer='_fc']").click()
+    page.wait_for_timeout(500)
+    assert page.locator("[data-layer='_head_act'][aria-selected='true']").count() == 1
+    # Searchable: the filter keeps matches and their ancestors.
+    page.locator("[data-testid='model-tree-filter']").fill("_blocks.15")
+    row = page.locator("[data-layer='_blocks.15']")
+    assert row.is_visible()
+    assert page.locator("[data-layer='_blocks.0']").count() == 0  # filtered out
+    start = time.perf_counter()
+    row.click()
+    page.wait_for_selector(".st-key-model_info :text('layer _blocks.15')")
+    page.wait_for_function(f"document.querySelectorAll({HEATMAPS!r}).length >= 6")
+    _idle(page)
+    timings["layer_pick_to_updated_overlay"] = round(time.perf_counter() - start, 2)
+    assert page.locator("[data-layer='_blocks.15'][aria-selected='true']").count() == 1
+    assert "layer=_blocks.15" in page.url
+    page.screenshot(path=shots / "03_layer_blocks15.png")
+    page.close()
+
+
+def _click_bar(page, rank: int) -> None:
+    """Click the logit bar of the ``rank``-th class (0 = most probable).
+
+    With the mouse, on the bar itself: Plotly's drag layer sits on top of the bars
+    (so an element click is intercepted) and a point's box also spans its text label.
+    """
+    box = page.locator(f"{SCORES} g.trace.bars").nth(1).locator("g.point path").nth(rank).bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.wait_for_timeout(150)  # let Plotly register the hover that a click selects
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+
+
+def test_clicking_a_bar_toggles_its_class(browser, server, shots, timings) -> None:
+    page, _ = _open(browser, server)
+    first_titles = _panel_titles(page)
+    start = time.perf_counter()
+    _click_bar(page, 3)  # the 4th most probable class: not among the top-3 shown
+    page.wait_for_function(f"document.querySelectorAll({HEATMAPS!r}).length === 8")
+    timings["class_toggle_to_updated_overlay"] = round(time.perf_counter() - start, 2)
+    _idle(page)
+    added = [t for t in _panel_titles(page) if t not in first_titles]
+    assert len(added) == 1, added
+    page.screenshot(path=shots / "04_bar_click_added_class.png")
+    # The same bar again removes it (the chart is rebuilt, so no stale selection blocks a second click).
+    start = time.perf_counter()
+    _click_bar(page, 3)
+    page.wait_for_function(f"document.querySelectorAll({HEATMAPS!r}).length === 6")
+    timings["class_untoggle_to_updated_overlay"] = round(time.perf_counter() - start, 2)
+    page.close()
+
+
+def test_upload_an_image_and_switch_to_it(browser, server, shots) -> None:
+    from PIL import Image
+    from skimage import data
+
+    buf = io.BytesIO()
+    Image.fromarray(data.coffee()).save(buf, format="PNG")
+    page, _ = _open(browser, server)
+    page.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files(
+        files=[{"name": "coffee.png", "mimeType": "image/png", "buffer": buf.getvalue()}]
+    )
+    page.locator(".st-key-current_image").get_by_role("radio", name="coffee.png").click()
+    page.wait_for_function(
+        f"(document.querySelector({OVERLAY!r})?.layout.annotations || []).some(a => a.text.includes('espresso'))"
+    )
+    _idle(page)
+    page.screenshot(path=shots / "05_uploaded_coffee.png")
+    page.close()

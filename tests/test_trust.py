@@ -1,0 +1,160 @@
+"""Deletion/insertion curves and the model-randomisation sanity check."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from scipy import stats
+from torch import nn
+
+import cam_core
+from cam_core.errors import CamError
+from cam_core.samples import load_sample
+from cam_core.trust import (
+    SANITY_MAX_CORR,
+    deletion_insertion,
+    randomisation_check,
+    randomisation_units,
+    spearman,
+)
+from tests.tiny import gapnet
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class BoxScore(nn.Module):
+    """logit 0 = s · Σ x over a box (all channels), logit 1 = 0: the curves can be worked out by hand."""
+
+    def __init__(self, box: torch.Tensor, s: float = 0.1) -> None:
+        super().__init__()
+        self.register_buffer("box", box)
+        self.s = s
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = self.s * (x * self.box).sum(dim=(1, 2, 3))
+        return torch.stack([a, torch.zeros_like(a)], dim=1)
+
+
+def test_curves_match_a_hand_computed_model():
+    box = torch.zeros(8, 8)
+    box[2:6, 2:6] = 1  # 16 of 64 pixels
+    model = BoxScore(box)
+    x = torch.ones(1, 3, 8, 8)
+    seen = []
+    c = deletion_insertion(model, x, box, 0, steps=4, baseline="zero", batch_size=3, device="cpu",
+                           progress=lambda f, msg: seen.append(f))
+    # Steps delete 0, 16, 32, 48, 64 pixels, the box first: logit 0 = 0.1·3·(16 − min(n, 16)).
+    n = np.array([0, 16, 32, 48, 64])
+    sig = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+    np.testing.assert_allclose(c.deletion.scores, sig(0.3 * (16 - np.minimum(n, 16))), rtol=1e-5)
+    np.testing.assert_allclose(c.insertion.scores, sig(0.3 * np.minimum(n, 16)), rtol=1e-5)
+    np.testing.assert_allclose(c.deletion.fractions, n / 64)
+    assert c.deletion.auc == pytest.approx(np.trapezoid(c.deletion.scores, n / 64))
+    assert c.insertion.auc == pytest.approx(np.trapezoid(c.insertion.scores, n / 64))
+    assert c.forwards == math.ceil(10 / 3)
+    assert seen == sorted(seen) and seen[-1] == 1.0
+    json.dumps(c.to_dict())
+    with pytest.raises(CamError, match="unknown baseline 'fog'; choose from: blur, mean, zero"):
+        deletion_insertion(model, x, box, 0, baseline="fog", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def small_cat(lite0) -> torch.Tensor:
+    """The chelsea cat pasted small on a plain canvas: a box around it is a map that covers the object."""
+    canvas = Image.new("RGB", (224, 224), (124, 116, 104))
+    canvas.paste(load_sample("chelsea").resize((150, 100)), (64, 100))
+    x = torch.from_numpy(np.asarray(canvas, dtype=np.float32) / 255).permute(2, 0, 1)
+    mean, std = torch.tensor(lite0.mean).view(3, 1, 1), torch.tensor(lite0.std).view(3, 1, 1)
+    return ((x - mean) / std).unsqueeze(0)
+
+
+def test_maps_that_cover_the_cat_beat_random_maps(lite0, small_cat):
+    res = cam_core.explain(lite0, small_cat, classes="top1", methods=["gradcam"], device="cpu")
+    cid = int(res.class_ids[0, 0])
+    assert "cat" in res.class_names[0][0]
+    box = torch.zeros(224, 224)
+    box[100:200, 64:214] = 1
+    gradcam = res.maps["gradcam"][0, 0]  # at the layer's 7×7: upsampled inside
+    curves = {
+        "box": deletion_insertion(lite0, small_cat, box, cid, steps=10, with_random=True, seed=1, device="cpu"),
+        "gradcam": deletion_insertion(lite0, small_cat, gradcam, cid, steps=10, with_random=True, seed=2,
+                                      device="cpu"),
+    }
+    randoms = [c.random_deletion.auc for c in curves.values()], [c.random_insertion.auc for c in curves.values()]
+    for c in curves.values():
+        assert c.deletion.scores[0] == pytest.approx(float(res.probs[0, cid]), rel=1e-4)
+        assert c.deletion.auc < min(randoms[0]) and c.insertion.auc > max(randoms[1])
+
+
+def test_randomising_the_top_blocks_decorrelates_gradcam(lite0):
+    x = lite0.preprocess(load_sample("chelsea")).unsqueeze(0)
+    before = {k: v.clone() for k, v in lite0.module.state_dict().items()}
+    rng = torch.get_rng_state()
+    seen = []
+    s = randomisation_check(lite0, x, methods=["gradcam", "eigencam"], max_units=3, device="cpu",
+                            progress=lambda f, msg: seen.append(f))
+    assert s.units == ["_fc", "_bn1", "_conv_head"] and s.layer == "_head_act"
+    assert s.maps["gradcam"].shape == (4, 7, 7) and len(s.rank_corr["gradcam"]) == 3
+    assert s.rank_corr["gradcam"][-1] < SANITY_MAX_CORR and not s.flagged["gradcam"]
+    # Eigen-CAM is class-agnostic: it ignores the head, so the check flags it.
+    assert s.rank_corr["eigencam"][0] == pytest.approx(1.0) and s.flagged["eigencam"]
+    assert seen[-1] == 1.0 and len(seen) == 4
+    # The caller's model and the global RNG are untouched.
+    after = lite0.module.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert torch.equal(torch.get_rng_state(), rng)
+    # Step 0 is the original map.
+    orig = cam_core.explain(lite0, x, classes=[s.class_id], device="cpu").maps["gradcam"][0, 0].numpy()
+    np.testing.assert_allclose(s.maps["gradcam"][0], orig, rtol=1e-4, atol=1e-6)
+    json.dumps(s.to_dict())
+
+
+def test_units_are_blocks_head_first(seed_net_dir):
+    assert randomisation_units(gapnet()) == ["fc", "features.2", "features.0"]
+    import sys
+
+    sys.path.insert(0, str(seed_net_dir))
+    try:
+        import seed_net
+    finally:
+        sys.path.remove(str(seed_net_dir))
+    units = randomisation_units(seed_net.build())
+    assert units[:4] == ["classifier.fc", "embedding.fc", "extractor.extractor.7.2", "extractor.extractor.7.1"]
+    assert units[-2:] == ["extractor.extractor.1", "extractor.extractor.0"] and len(units) == 2 + 16 + 2
+
+
+def test_spearman_against_scipy():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(7, 7))
+    b = a + rng.normal(scale=0.5, size=(7, 7))
+    b[0, :4] = 1.0  # ties
+    assert spearman(a, b) == pytest.approx(stats.spearmanr(a.ravel(), b.ravel()).statistic, rel=1e-12)
+    assert math.isnan(spearman(a, np.zeros((7, 7))))
+
+
+def test_trust_cli_writes_json_and_npz(tmp_path):
+    from skimage import data
+
+    from cam_core.cli import main
+
+    photo = tmp_path / "cat.png"
+    Image.fromarray(data.chelsea()).save(photo)
+    out = tmp_path / "out"
+    rc = main(["trust", "--model", "tests.tiny:gapnet", "--import-path", str(REPO), "--input-size", "32",
+               "--image", str(photo), "--class", "2", "--steps", "4", "--randomise-units", "2", "--out", str(out)])
+    assert rc == 0
+    doc = json.loads((out / "cat_trust.json").read_text())
+    assert doc["class_id"] == 2 and doc["layer"] == "features.3" and doc["method"] == "gradcam"
+    assert len(doc["curves"]["deletion"]["scores"]) == 5 and doc["curves"]["random_insertion"] is not None
+    assert doc["sanity"]["units"] == ["fc", "features.2"]
+    z = np.load(out / "cat_trust.npz")
+    assert z["curve_deletion"].shape == (5,) and z["sanity_maps_gradcam"].shape == (3, 16, 16)
+    args = ["trust", "--model", "tests.tiny:gapnet", "--import-path", str(REPO), "--image", str(photo)]
+    assert main([*args, "--method", "scorecam", "--out", str(out)]) == 2
+    assert main([*args, "--baseline", "mean", "--class", "9", "--out", str(out)]) == 2
