@@ -131,18 +131,10 @@ def _unique_stems(paths: Sequence[str]) -> list[str]:
     return stems
 
 
-def model_view(model, x: torch.Tensor) -> np.ndarray:  # model: LoadedModel
-    """The image as the model saw it (resized, cropped), back in RGB uint8: (H, W, 3)."""
-    mean = torch.tensor(model.mean, dtype=x.dtype).view(3, 1, 1)
-    std = torch.tensor(model.std, dtype=x.dtype).view(3, 1, 1)
-    rgb = (x.cpu() * std + mean).clamp(0, 1).permute(1, 2, 0).numpy()
-    return (rgb * 255 + 0.5).astype(np.uint8)
-
-
 def _cmd_explain(args: argparse.Namespace) -> int:
     from .engine import explain
     from .images import load_image
-    from .render import overlay, save_png
+    from .render import model_view, overlay, save_png
 
     model = _load(args)
     images = [load_image(p) for p in args.image]  # all checked before any work
@@ -162,7 +154,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
             "class_names": np.array(res.class_names[0]),
             "layer": np.array(res.layer),
         }
-        view = model_view(model, x[0])
+        view = model_view(x[0], model.mean, model.std)
         for m in res.methods:
             up = res.upsampled(m)[0].numpy()
             arrays[f"maps_{m}"] = res.maps[m][0].numpy()
@@ -213,7 +205,7 @@ def _diagnosis_json(model, x: torch.Tensor, res, path: str) -> dict[str, object]
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from .images import load_image
-    from .render import overlay, save_png
+    from .render import model_view, overlay, save_png
     from .sweep import check_sweep_methods, sweep
 
     model = _load(args)
@@ -226,7 +218,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         res = sweep(model, x, args.class_id, extra=args.layer, methods=methods, target=args.target, device=args.device)
         np.savez_compressed(out / f"{stem}_sweep.npz", **res.arrays())
         _write_json(out / f"{stem}_sweep.json", {"image": str(path), **res.to_dict()})
-        view = model_view(model, x[0])
+        view = model_view(x[0], model.mean, model.std)
         ups = res.arrays()[f"up_{methods[0]}"]
         # Filmstrip: one column per layer, shallow → deep; top row ReLU'd, bottom row signed.
         rows = [np.concatenate([overlay(view, up, view=v, alpha=args.alpha) for up in ups], axis=1)

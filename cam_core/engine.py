@@ -29,7 +29,7 @@ from .errors import CamError, choices_hint
 from .methods import METHODS, check_methods, weighted_sum
 from .targets import Target, resolve_target
 
-__all__ = ["ExplainResult", "explain", "resolve_classes", "resolve_device"]
+__all__ = ["ExplainResult", "explain", "place_model", "resolve_classes", "resolve_device", "unwrap_model"]
 
 # Upper bound on one chunk of batched gradients, in elements (float32: 256 MB).
 _GRAD_CHUNK_ELEMENTS = 64 * 2**20
@@ -132,7 +132,8 @@ def resolve_classes(
     return torch.tensor(ids, dtype=torch.long).expand(n, -1).clone()
 
 
-def _unwrap(model: object) -> tuple[nn.Module, list[str] | None]:
+def unwrap_model(model: object) -> tuple[nn.Module, list[str] | None]:
+    """The ``nn.Module`` and class names of a LoadedModel (or a bare module, with no names)."""
     module = getattr(model, "module", model)
     if not isinstance(module, nn.Module):
         raise CamError(f"expected a LoadedModel or torch.nn.Module, got {type(model).__name__}")
@@ -140,10 +141,13 @@ def _unwrap(model: object) -> tuple[nn.Module, list[str] | None]:
     return module, list(names) if names else None
 
 
-def _module_device(module: nn.Module) -> torch.device | None:
-    for tensor in (*module.parameters(), *module.buffers()):
-        return tensor.device
-    return None
+def place_model(module: nn.Module, device: str | torch.device) -> torch.device:
+    """Resolve ``device`` and move the model there if it is elsewhere; call under the model's lock."""
+    dev = resolve_device(device)
+    current = next((t.device for t in (*module.parameters(), *module.buffers())), None)
+    if current not in (None, dev):
+        module.to(dev)
+    return dev
 
 
 def _batched_grads(scores: Tensor, leaf: Tensor, to_grid: Callable[[Tensor], Tensor]) -> Callable[[int, int], Tensor]:
@@ -208,15 +212,13 @@ def explain(
 
     methods = check_methods(methods)
     target_fn = resolve_target(target)
-    module, class_names = _unwrap(model)
+    module, class_names = unwrap_model(model)
     if x.ndim != 4:
         raise CamError(f"expected images as an (N, 3, H, W) tensor, got shape {tuple(x.shape)}")
     if module.training:
         warnings.warn("model is in training mode: BatchNorm/Dropout make maps noisy; call .eval()", stacklevel=2)
-    dev = resolve_device(device)
     with model_lock(module):
-        if _module_device(module) not in (None, dev):
-            module.to(dev)
+        dev = place_model(module, device)
         layer = layer or recommended_layer(model)
         to_grid = grid_transform(model, layer, input_size=tuple(x.shape[-2:]))
         x = x.to(dev)

@@ -10,13 +10,15 @@ absolute value so that zero sits at the middle of a diverging colormap
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import torch
 from PIL import Image
 
-__all__ = ["COLORMAPS", "View", "colorize", "overlay", "plotly_colorscale", "save_png", "to_png_bytes", "view_map"]
+__all__ = ["COLORMAPS", "View", "colorize", "model_view", "overlay", "plotly_colorscale", "save_png", "to_png_bytes", "view_map"]
 
 View = Literal["relu", "signed"]
 
@@ -93,6 +95,14 @@ def overlay(
     color = colorize(unit, cmap).astype(np.float32)
     weight = alpha * (unit if view == "relu" else np.abs(unit - 0.5) * 2.0)[..., None]
     return np.clip(img * (1 - weight) + color * weight, 0, 255).astype(np.uint8)
+
+
+def model_view(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """A preprocessed (3, H, W) tensor back as the RGB uint8 image the model saw (resized, cropped)."""
+    m = torch.tensor(mean, dtype=x.dtype).view(3, 1, 1)
+    s = torch.tensor(std, dtype=x.dtype).view(3, 1, 1)
+    rgb = (x.detach().cpu() * s + m).clamp(0, 1).permute(1, 2, 0).numpy()
+    return (rgb * 255 + 0.5).astype(np.uint8)
 
 
 def to_png_bytes(rgb: np.ndarray) -> bytes:

@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 from .capture import capture_layers, model_lock
 from .diagnose import Diagnosis, diagnose
-from .engine import ExplainResult, explain, resolve_classes, resolve_device
+from .engine import ExplainResult, explain, place_model, resolve_classes, unwrap_model
 from .errors import CamError, choices_hint
 from .layers import LayerInfo, grid_transform, list_layers
 from .methods import METHODS, check_methods
@@ -109,23 +109,6 @@ def stage_layers(layers: Sequence[LayerInfo]) -> list[str]:
         stages.append(rec.name)
     order = {li.name: j for j, li in enumerate(layers)}
     return sorted(stages, key=order.__getitem__)
-
-
-def _unwrap(model: object) -> tuple[nn.Module, list[str] | None]:
-    module = getattr(model, "module", model)
-    if not isinstance(module, nn.Module):
-        raise CamError(f"expected a LoadedModel or torch.nn.Module, got {type(model).__name__}")
-    names = getattr(model, "class_names", None)
-    return module, list(names) if names else None
-
-
-def _to_device(module: nn.Module, device: str | torch.device) -> torch.device:
-    """Resolve ``device`` and move the model there (as :func:`explain` does); call under the model's lock."""
-    dev = resolve_device(device)
-    current = next((t.device for t in (*module.parameters(), *module.buffers())), None)
-    if current not in (None, dev):
-        module.to(dev)
-    return dev
 
 
 def _one_image(x: Tensor) -> Tensor:
@@ -351,7 +334,7 @@ def sweep(
     """
     methods = check_sweep_methods(methods)
     target_fn = resolve_target(target)
-    module, class_names = _unwrap(model)
+    module, class_names = unwrap_model(model)
     x = _one_image(x)
     infos = {li.name: li for li in list_layers(model)}
     rec = next((n for n, li in infos.items() if li.recommended), None)
@@ -362,7 +345,7 @@ def sweep(
         raise CamError("no layers to sweep: the model has no CAM-able layer; add layers with extra")
     to_grids = {name: grid_transform(model, name) for name in chosen}
     with model_lock(module):
-        dev = _to_device(module, device)
+        dev = place_model(module, device)
         logits, ids, results = maps_at_layers(
             module,
             x.to(dev),

@@ -50,7 +50,8 @@ from torch import Tensor, nn
 from .capture import model_lock
 from .errors import CamError, choices_hint
 from .layers import grid_transform, recommended_layer
-from .sweep import _one_image, _to_device, _unwrap, check_sweep_methods, maps_at_layers
+from .engine import place_model, unwrap_model
+from .sweep import _one_image, check_sweep_methods, maps_at_layers
 from .targets import Target, resolve_target
 
 __all__ = [
@@ -234,7 +235,7 @@ def deletion_insertion(
     """
     if steps < 1:
         raise CamError(f"steps must be at least 1, got {steps}")
-    module, _ = _unwrap(model)
+    module, _ = unwrap_model(model)
     x = _one_image(x)
     H, W = x.shape[-2:]
     sal = torch.as_tensor(np.asarray(saliency) if not isinstance(saliency, Tensor) else saliency).float().cpu()
@@ -252,7 +253,7 @@ def deletion_insertion(
     fractions = np.linspace(0.0, 1.0, steps + 1)
     counts = torch.tensor(np.rint(fractions * H * W).astype(np.int64))
     with model_lock(module):
-        dev = _to_device(module, device)
+        dev = place_model(module, device)
         x = x.to(dev)
         base = _baseline(x, baseline)
         jobs = [(prefix, kind) for prefix in rankings for kind in ("deletion", "insertion")]
@@ -418,12 +419,12 @@ def randomisation_check(
     """
     methods = check_sweep_methods(methods)
     target_fn = resolve_target(target)
-    module, class_names = _unwrap(model)
+    module, class_names = unwrap_model(model)
     x = _one_image(x)
     layer = layer or recommended_layer(model)
     to_grids = {layer: grid_transform(model, layer)}  # the copy has the same layout: no second analysis
     with model_lock(module):
-        dev = _to_device(module, device)
+        dev = place_model(module, device)
         clone = copy.deepcopy(module)  # under the lock: no other call's hooks are copied along
     units = randomisation_units(clone)[:max_units]
     if not units:

@@ -27,7 +27,7 @@ import torch
 from PIL import Image
 
 from cam_core import ExplainResult, explain, list_layers, load_model
-from cam_core.cli import model_view
+from cam_core.render import model_view
 from cam_core.engine import resolve_device
 from cam_core.layers import HINT_TEXT
 from cam_core.methods import METHODS
@@ -251,7 +251,7 @@ class MapCache:
         if found is not None:
             return found
         x = bundle.model.preprocess(item.image)
-        value = (x.unsqueeze(0), model_view(bundle.model, x))
+        value = (x.unsqueeze(0), model_view(x, bundle.model.mean, bundle.model.std))
         with self._lock:
             self._inputs[key] = value
             while len(self._inputs) > 64:

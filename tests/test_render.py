@@ -6,6 +6,7 @@ import io
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from cam_core import render
@@ -49,3 +50,12 @@ def test_png_round_trip_and_plotly_scale():
     np.testing.assert_array_equal(back, rgb)
     scale = render.plotly_colorscale("viridis")
     assert scale[0][0] == 0.0 and scale[-1][0] == 1.0 and scale[-1][1] == "rgb(253,231,37)"
+
+
+def test_model_view_inverts_normalisation():
+    rgb = np.array([[[0, 128, 255]]], dtype=np.uint8)  # one pixel
+    mean, std = (0.5, 0.4, 0.3), (0.2, 0.25, 0.5)
+    x = (torch.from_numpy(rgb).permute(2, 0, 1).float() / 255 - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(
+        std
+    ).view(3, 1, 1)
+    np.testing.assert_array_equal(render.model_view(x, mean, std), rgb)
