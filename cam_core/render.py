@@ -18,7 +18,17 @@ import numpy as np
 import torch
 from PIL import Image
 
-__all__ = ["COLORMAPS", "View", "colorize", "model_view", "overlay", "plotly_colorscale", "save_png", "to_png_bytes", "view_map"]
+__all__ = [
+    "COLORMAPS",
+    "View",
+    "colorize",
+    "model_view",
+    "overlay",
+    "plotly_colorscale",
+    "save_png",
+    "to_png_bytes",
+    "view_map",
+]
 
 View = Literal["relu", "signed"]
 

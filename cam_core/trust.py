@@ -48,9 +48,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .capture import model_lock
+from .engine import place_model, unwrap_model
 from .errors import CamError, choices_hint
 from .layers import grid_transform, recommended_layer
-from .engine import place_model, unwrap_model
 from .sweep import _one_image, check_sweep_methods, maps_at_layers
 from .targets import Target, resolve_target
 
