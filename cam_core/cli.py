@@ -58,9 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_explain.add_argument("--target", default="logit", choices=["logit", "softmax"], help="score explained")
     p_explain.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
     p_explain.add_argument("--batch-size", type=int, default=64, help="forward batch of Score-/Ablation-CAM")
-    p_explain.add_argument("--cmap", default=None, help="overlay colormap (default inferno; signed: RdBu)")
-    p_explain.add_argument("--alpha", type=float, default=0.5, help="overlay opacity")
-    p_explain.add_argument("--out", required=True, help="output folder")
+    p_explain.add_argument("--cmap", default=None, help="overlay colormap (default jet; signed: RdBu)")
+    p_explain.add_argument("--alpha", type=float, default=0.6, help="overlay opacity")
+    p_explain.add_argument("--out", default="out", help="output folder (default: ./out)")
 
     p_sweep = sub.add_parser("sweep", help="maps of one class at every stage output, from one forward/backward")
     _add_model_args(p_sweep)

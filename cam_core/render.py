@@ -90,7 +90,7 @@ def overlay(
     *,
     view: View = "relu",
     cmap: str | None = None,
-    alpha: float = 0.5,
+    alpha: float = 0.6,
 ) -> np.ndarray:
     """Blend a map (already at the image's size) over an RGB image: (H, W, 3) uint8.
 
@@ -101,7 +101,7 @@ def overlay(
     if img.shape[:2] != cam.shape:
         raise ValueError(f"map {cam.shape} and image {img.shape[:2]} differ in size; upsample the map first")
     unit = view_map(cam, view)
-    cmap = cmap or ("RdBu" if view == "signed" else "inferno")
+    cmap = cmap or ("RdBu" if view == "signed" else "jet")
     color = colorize(unit, cmap).astype(np.float32)
     weight = alpha * (unit if view == "relu" else np.abs(unit - 0.5) * 2.0)[..., None]
     return np.clip(img * (1 - weight) + color * weight, 0, 255).astype(np.uint8)

@@ -136,8 +136,7 @@ def main() -> None:
         ids = panels.classes_ui(ctx, names, result.logits)
     with figures:
         if methods:
-            shown = [c for c in ids if all((m, c) in result.maps for m in methods)]
-            panels.show_overlays(result, shown, names, methods, display, not bundle.model.pretrained)
+            panels.show_overlays(result, ids, names, methods, display, not bundle.model.pretrained)
         else:
             st.info("Pick at least one method.", icon=":material/tune:")
         panels.show_exports(item, result, ids, names, methods, layer, display, bundle.model.name)

@@ -29,6 +29,7 @@ from PIL import Image
 from cam_core import ExplainResult, explain, list_layers, load_model
 from cam_core.render import model_view
 from cam_core.engine import resolve_device
+from cam_core.errors import CamError
 from cam_core.layers import HINT_TEXT
 from cam_core.methods import METHODS
 from cam_core.models import DEFAULT_MODEL, LoadedModel
@@ -138,6 +139,7 @@ class ViewResult:
     maps: dict[tuple[str, int], MapEntry]
     computed: list[tuple[str, int]] = field(default_factory=list)
     seconds: float = 0.0
+    errors: dict[str, str] = field(default_factory=dict)
 
 
 def save_upload(data: bytes, filename: str, suffixes: Sequence[str] = ()) -> str:
@@ -204,6 +206,7 @@ class MapCache:
         self._maps: OrderedDict[tuple[str, str, str, str, int], MapEntry] = OrderedDict()
         self._scores: OrderedDict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = OrderedDict()
         self._inputs: OrderedDict[tuple[str, str], tuple[torch.Tensor, np.ndarray]] = OrderedDict()
+        self._errors: dict[tuple[str, str, str, str], str] = {}
         self._bytes = 0
         self._lock = threading.Lock()
 
@@ -243,6 +246,18 @@ class MapCache:
             while len(self._scores) > 512:
                 self._scores.popitem(last=False)
 
+    def errors(self, prefix: tuple[str, str, str], methods: Sequence[str]) -> dict[str, str]:
+        """Methods the engine rejected for (model, image, layer), with its message."""
+        with self._lock:
+            return {m: self._errors[(*prefix, m)] for m in methods if (*prefix, m) in self._errors}
+
+    def put_error(self, prefix: tuple[str, str, str], method: str, message: str) -> None:
+        """Remember that ``method`` fails there, so it is not retried on every rerun."""
+        with self._lock:
+            if len(self._errors) > 4096:
+                self._errors.clear()
+            self._errors[(*prefix, method)] = message
+
     def model_input(self, bundle: Bundle, item: ImageItem) -> tuple[torch.Tensor, np.ndarray]:
         """The preprocessed tensor (1, 3, H, W) and the image as the model saw it (H, W, 3) uint8."""
         key = (bundle.spec.key, item.digest)
@@ -278,6 +293,40 @@ def _store(cache: MapCache, prefix: tuple[str, str, str], res: ExplainResult) ->
     return [(key[3], key[4]) for key in items]
 
 
+def _explain(
+    bundle: Bundle,
+    x: torch.Tensor,
+    prefix: tuple[str, str, str],
+    classes: str | list[int],
+    methods: Sequence[str],
+    progress: Progress | None,
+) -> tuple[list[ExplainResult], list[tuple[str, int]]]:
+    """One ``explain()`` for all ``methods``; if the engine rejects one of several (CAM at a layer
+    without a GAP + linear head, say), each runs on its own so that the others still show.
+
+    Failures are remembered in the cache; returns the results and the (method, class) pairs stored.
+    """
+    cache = map_cache()
+    layer = prefix[2]
+    try:
+        res = explain(bundle.model, x, layer=layer, classes=classes, methods=list(methods), progress=progress)
+        return [res], _store(cache, prefix, res)
+    except CamError as exc:
+        if len(methods) == 1:
+            cache.put_error(prefix, methods[0], str(exc))
+            return [], []
+    results, stored = [], []
+    for m in methods:
+        try:
+            res = explain(bundle.model, x, layer=layer, classes=classes, methods=[m], progress=progress)
+        except CamError as exc:
+            cache.put_error(prefix, m, str(exc))
+            continue
+        results.append(res)
+        stored += _store(cache, prefix, res)
+    return results, stored
+
+
 def compute_view(
     bundle: Bundle,
     item: ImageItem,
@@ -289,6 +338,9 @@ def compute_view(
     progress: Progress | None = None,
 ) -> tuple[ViewResult, list[int]]:
     """Scores and maps for one image at one layer, computing only what the cache lacks.
+
+    A method the engine rejects at this layer is reported in ``ViewResult.errors``
+    (and not retried); the other methods still show.
 
     Args:
         bundle: the loaded model.
@@ -303,32 +355,35 @@ def compute_view(
         The view and the class ids it explains.
 
     Raises:
-        CamError: a layer, method or class the engine rejects.
+        CamError: when no method at all works there (bad layer, class or model).
     """
     cache = map_cache()
     mk = bundle.spec.key
+    prefix = (mk, item.digest, layer)
     x, background = cache.model_input(bundle, item)
     computed: list[tuple[str, int]] = []
     start = time.perf_counter()
     scores = cache.scores((mk, item.digest))
     if scores is None:
         # First look at this image: one call gives the scores and the top-k maps together.
-        first = list(methods) or ["gradcam"]  # the scores are needed even with no method picked
-        res = explain(bundle.model, x, layer=layer, classes=f"top{k}", methods=first, progress=progress)
-        scores = (res.logits[0].numpy(), res.probs[0].numpy())
+        first = [m for m in methods if m not in cache.errors(prefix, methods)] or ["gradcam"]
+        results, computed = _explain(bundle, x, prefix, f"top{k}", first, progress)
+        if not results:
+            raise CamError(next(iter(cache.errors(prefix, first).values())))
+        scores = (results[0].logits[0].numpy(), results[0].probs[0].numpy())
         cache.put_scores((mk, item.digest), *scores)
-        computed += _store(cache, (mk, item.digest, layer), res)
     logits, probs = scores
     ids = list(classes) if classes is not None else np.argsort(-logits, kind="stable")[:k].tolist()
-    keys = [(mk, item.digest, layer, m, c) for m in methods for c in ids]
+    errors = cache.errors(prefix, methods)
+    keys = [(*prefix, m, c) for m in methods if m not in errors for c in ids]
     found = cache.get_maps(keys)
     missing = [key for key in keys if (key[3], key[4]) not in found]
     if missing:
         need_methods = list(dict.fromkeys(key[3] for key in missing))
         need_classes = list(dict.fromkeys(key[4] for key in missing))
-        res = explain(bundle.model, x, layer=layer, classes=need_classes, methods=need_methods, progress=progress)
-        computed += _store(cache, (mk, item.digest, layer), res)
+        computed += _explain(bundle, x, prefix, need_classes, need_methods, progress)[1]
         found = cache.get_maps(keys)
+        errors = cache.errors(prefix, methods)
     view = ViewResult(
         logits=logits,
         probs=probs,
@@ -336,6 +391,7 @@ def compute_view(
         maps=found,
         computed=computed,
         seconds=time.perf_counter() - start if computed else 0.0,
+        errors=errors,
     )
     return view, ids
 
@@ -346,10 +402,12 @@ def pending(
     """The methods :func:`compute_view` would have to run (all of them for an image not seen yet)."""
     cache = map_cache()
     mk = bundle.spec.key
+    prefix = (mk, item.digest, layer)
+    todo = [m for m in methods if m not in cache.errors(prefix, methods)]
     if classes is None or cache.scores((mk, item.digest)) is None:
-        return list(methods) or ["gradcam"]
-    found = cache.get_maps([(mk, item.digest, layer, m, c) for m in methods for c in classes])
-    return [m for m in methods if any((m, c) not in found for c in classes)]
+        return todo or ["gradcam"]
+    found = cache.get_maps([(*prefix, m, c) for m in todo for c in classes])
+    return [m for m in todo if any((m, c) not in found for c in classes)]
 
 
 def is_slow(methods: Sequence[str]) -> bool:

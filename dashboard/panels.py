@@ -215,8 +215,12 @@ def show_overlays(
     for m in methods:
         title = METHODS[m].title
         st.markdown(f"##### {title}")
-        for start in range(0, len(ids), MAX_COLUMNS):
-            chunk = ids[start : start + MAX_COLUMNS]
+        if m in view.errors:
+            st.error(f"{title} at this layer: {view.errors[m]}", icon=":material/error:")
+            continue
+        drawn = [c for c in ids if (m, c) in view.maps]
+        for start in range(0, len(drawn), MAX_COLUMNS):
+            chunk = drawn[start : start + MAX_COLUMNS]
             panels = [
                 Panel(
                     title=f"{names[c]} ({c}) · {view.probs[c]:.1%}",
