@@ -34,6 +34,29 @@ def _minmax_masks(A_i: Tensor, size: tuple[int, int]) -> Tensor:
     return torch.where(span > 0, (up - lo) / span.clamp_min(1e-12), torch.zeros_like(up))
 
 
+def _channel_scores(
+    A: Tensor,
+    ids: Tensor,
+    target: Target,
+    batch_size: int,
+    run: Callable[[int, int, int], Tensor],
+    label: str,
+    progress: Progress | None,
+) -> tuple[Tensor, int]:
+    """Scores (N, K, C) from ``run(image, first_channel, count) → logits``, one batched forward per call."""
+    n, c = A.shape[:2]
+    out = torch.empty(n, ids.shape[1], c, device=A.device)
+    forwards = 0
+    for i in range(n):
+        for c0 in range(0, c, batch_size):
+            b = min(batch_size, c - c0)
+            out[i, :, c0 : c0 + b] = target(run(i, c0, b), ids[i].expand(b, -1)).T
+            forwards += 1
+            if progress:
+                progress((i * c + c0 + b) / (n * c), f"{label}: forward {forwards} of {n * -(-c // batch_size)}")
+    return out, forwards
+
+
 @torch.no_grad()
 def masked_input_scores(
     module: nn.Module,
@@ -49,19 +72,15 @@ def masked_input_scores(
     Returns:
         (N, K, C) scores and the number of forward passes run.
     """
-    n, c = A.shape[:2]
-    out = torch.empty(n, ids.shape[1], c, device=A.device)
-    forwards = 0
-    for i in range(n):
-        masks = _minmax_masks(A[i], x.shape[-2:])
-        for c0 in range(0, c, batch_size):
-            batch = x[i : i + 1] * masks[c0 : c0 + batch_size]
-            logits = module(batch)
-            out[i, :, c0 : c0 + batch.shape[0]] = target(logits, ids[i].expand(batch.shape[0], -1)).T
-            forwards += 1
-            if progress:
-                progress((i * c + c0 + batch.shape[0]) / (n * c), f"Score-CAM: masked forward {forwards}")
-    return out, forwards
+    masks: dict[int, Tensor] = {}
+
+    def run(i: int, c0: int, b: int) -> Tensor:
+        if i not in masks:
+            masks.clear()  # one image's masks at a time
+            masks[i] = _minmax_masks(A[i], x.shape[-2:])
+        return module(x[i : i + 1] * masks[i][c0 : c0 + b])
+
+    return _channel_scores(A, ids, target, batch_size, run, "Score-CAM", progress)
 
 
 def _raw_drop_masks(to_grid: Callable[[Tensor], Tensor], raw_shape: torch.Size, drop_grid: Tensor) -> Tensor:
@@ -89,20 +108,13 @@ def ablated_scores(
     Returns:
         (N, K, C) scores and the number of forward passes run.
     """
-    n, c = A.shape[:2]
-    out = torch.empty(n, ids.shape[1], c, device=A.device)
-    forwards = 0
-    for i in range(n):
-        for c0 in range(0, c, batch_size):
-            b = min(batch_size, c - c0)
-            drop_grid = torch.zeros(b, *A.shape[1:], device=A.device)
-            drop_grid[torch.arange(b), torch.arange(c0, c0 + b)] = 1.0
-            logits = _forward_edited(module, layer, x[i : i + 1], to_grid, drop_grid)
-            out[i, :, c0 : c0 + b] = target(logits, ids[i].expand(b, -1)).T
-            forwards += 1
-            if progress:
-                progress((i * c + c0 + b) / (n * c), f"Ablation-CAM: forward {forwards}")
-    return out, forwards
+
+    def run(i: int, c0: int, b: int) -> Tensor:
+        drop_grid = torch.zeros(b, *A.shape[1:], device=A.device)
+        drop_grid[torch.arange(b), torch.arange(c0, c0 + b)] = 1.0
+        return _forward_edited(module, layer, x[i : i + 1], to_grid, drop_grid)
+
+    return _channel_scores(A, ids, target, batch_size, run, "Ablation-CAM", progress)
 
 
 def _forward_edited(
