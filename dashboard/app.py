@@ -33,7 +33,7 @@ from dashboard.compute import (
     ranking,
 )
 from dashboard.feedback import guarded, show_error
-from dashboard.sidebar import display_ui, images_ui, model_ui
+from dashboard.sidebar import Display, display_ui, images_ui, methods_ui, model_ui
 
 
 @st.cache_resource(show_spinner=False)
@@ -65,9 +65,8 @@ def _load(spec: ModelSpec) -> Bundle | None:
 
 def _layer(bundle: Bundle, url: state.UrlView) -> str | None:
     """The selected layer; a layer named in the URL applies once, if the model has it."""
-    key = "_url_layer_used"
-    if url.layer and not st.session_state.get(key):
-        st.session_state[key] = True
+    if url.layer and not st.session_state.get(state.K.URL_LAYER_USED):
+        st.session_state[state.K.URL_LAYER_USED] = True
         if url.layer in bundle.camable:
             state.set_layer(bundle.spec.key, url.layer)
         else:
@@ -80,10 +79,7 @@ def _layer(bundle: Bundle, url: state.UrlView) -> str | None:
     return layer or None
 
 
-def main() -> None:
-    """Wire the page."""
-    st.set_page_config(page_title="CAM dashboard", page_icon="🔥", layout="wide")
-    url = state.read_url_once()
+def _sidebar(url: state.UrlView) -> tuple[ModelSpec | None, str, list[ImageItem], list[str], Display]:
     with st.sidebar:
         st.header("Model", anchor=False)
         spec = model_ui(url)
@@ -91,9 +87,67 @@ def main() -> None:
         st.caption(f":material/memory: Computing on **{device}**")
         st.header("Images", anchor=False)
         items = images_ui(url)
+        st.header("Methods", anchor=False)
+        methods = methods_ui(url)
         st.header("Display", anchor=False)
         display = display_ui()
+    return spec, device, items, methods, display
 
+
+def _workspace(
+    bundle: Bundle, item: ImageItem, layer: str, methods: list[str], url: state.UrlView, display: Display
+) -> None:
+    """Classes, overlays and downloads; scores and the layer tree in the right rail."""
+    names = bundle.model.class_names
+    ctx = (bundle.spec.key, item.digest)
+    main_col, rail = st.columns([2.3, 1.05], gap="medium")
+    with main_col:
+        cls_col, find_col, k_col = st.columns([2.7, 1.5, 0.55], vertical_alignment="bottom")
+        with k_col:
+            k = panels.topk_ui(url, len(names), ctx, lambda: ranking(*ctx))
+        wanted = st.session_state.setdefault(state.K.CLASSES, {}).get(ctx)
+        if wanted is None and url.classes and not st.session_state.get(state.K.URL_CLASSES_USED):
+            st.session_state[state.K.URL_CLASSES_USED] = True
+            wanted = [c for c in url.classes if 0 <= c < len(names)] or None
+        figures = st.container()
+        with figures:
+            view = _compute(bundle, item, layer, methods, wanted, k)
+    with rail:
+        scores = st.container()
+        panels.layer_panel(bundle, layer)
+    if view is None:
+        return
+    result, ids = view
+    state.class_selection(ctx, ids)
+    with cls_col:
+        ids = panels.classes_ui(ctx, names)
+    with find_col:
+        panels.find_classes_ui(ctx, names, result.logits)
+    with figures:
+        if methods:
+            panels.show_overlays(result, ids, names, methods, display, not bundle.model.pretrained)
+        else:
+            st.info("Pick at least one method.", icon=":material/tune:")
+        panels.show_exports(item, result, ids, names, methods, layer, display, bundle.model.name)
+    with scores:
+        panels.show_scores(ctx, result, ids, names)
+    shared = bundle.spec.url_model
+    state.write_url(
+        model=shared[0] if shared else None,
+        weights=shared[1] if shared else None,
+        layer=layer,
+        methods=methods,
+        classes=ids,
+        image=item.sample,
+        k=k,
+    )
+
+
+def main() -> None:
+    """Wire the page: sidebar inputs, the model, the selected image and layer, then the workspace."""
+    st.set_page_config(page_title="CAM dashboard", page_icon="🔥", layout="wide")
+    url = state.read_url_once()
+    spec, device, items, methods, display = _sidebar(url)
     panels.show_header()
     bundle = _load(spec) if spec is not None else None
     if bundle is None:
@@ -107,52 +161,7 @@ def main() -> None:
     if not items:
         st.info("Upload an image, pick a sample photo or take a snapshot (sidebar).", icon=":material/image:")
         return
-    item = panels.image_ui(items, url)
-    names = bundle.model.class_names
-    ctx = (bundle.spec.key, item.digest)
-
-    main_col, rail = st.columns([2.3, 1.05], gap="medium")
-    with main_col:
-        cls_col, k_col, m_col = st.columns([3, 0.6, 1.7])
-        with m_col:
-            methods = panels.methods_ui(url)
-        with k_col:
-            k = panels.topk_ui(url, len(names), ctx, lambda: ranking(*ctx))
-        wanted = st.session_state.setdefault(state.K.CLASSES, {}).get(ctx)
-        if wanted is None and url.classes and not st.session_state.get("_url_classes_used"):
-            st.session_state["_url_classes_used"] = True
-            wanted = [c for c in url.classes if 0 <= c < len(names)] or None
-        figures = st.container()
-        with figures:
-            view = _compute(bundle, item, layer, methods, wanted, k)
-    with rail:
-        scores = st.container()
-        panels.layer_panel(bundle, layer)
-    if view is None:
-        return
-    result, ids = view
-    state.class_selection(ctx, ids)
-    with cls_col:
-        ids = panels.classes_ui(ctx, names, result.logits)
-    with figures:
-        if methods:
-            panels.show_overlays(result, ids, names, methods, display, not bundle.model.pretrained)
-        else:
-            st.info("Pick at least one method.", icon=":material/tune:")
-        panels.show_exports(item, result, ids, names, methods, layer, display, bundle.model.name)
-    with scores:
-        panels.show_scores(ctx, result, ids, names)
-
-    shared = bundle.spec.url_model
-    state.write_url(
-        model=shared[0] if shared else None,
-        weights=shared[1] if shared else None,
-        layer=layer,
-        methods=methods,
-        classes=ids,
-        image=item.sample,
-        k=k,
-    )
+    _workspace(bundle, panels.image_ui(items, url), layer, methods, url, display)
 
 
 def _compute(

@@ -99,7 +99,7 @@ def overlay_figure(
     panels: Sequence[Panel],
     *,
     views: Sequence[str] = ("relu", "signed"),
-    cmap: str = "inferno",
+    cmap: str = "jet",
     signed_cmap: str = "RdBu",
     opacity: float = 0.5,
     panel_height: int = 300,

@@ -27,9 +27,9 @@ from dashboard.widgets.model_tree import model_tree_ui
 __all__ = [
     "HOW_TO_READ",
     "classes_ui",
+    "find_classes_ui",
     "image_ui",
     "layer_panel",
-    "methods_ui",
     "show_exports",
     "show_header",
     "show_model_info",
@@ -47,7 +47,6 @@ HOW_TO_READ = (
 )
 MAX_COLUMNS = 4  # panels per row of a figure; more classes wrap into another figure
 SCORE_ROWS = 10  # top classes in the scores chart (selected ones are added)
-SLOW_HELP = "Score-CAM and Ablation-CAM run one forward pass per channel of the layer: seconds to minutes on a CPU."
 
 
 _CSS = """
@@ -118,21 +117,6 @@ def layer_panel(bundle: Bundle, layer: str) -> None:
         )
 
 
-def methods_ui(url: UrlView) -> list[str]:
-    """CAM methods to compare (each gets its own figure)."""
-    if K.METHODS not in st.session_state:
-        wanted = [m for m in (url.methods or ()) if m in METHODS]
-        st.session_state[K.METHODS] = wanted or ["gradcam"]
-    picked = st.multiselect(
-        "Methods",
-        list(METHODS),
-        format_func=lambda m: METHODS[m].title,
-        key=K.METHODS,
-        help=SLOW_HELP,
-    )
-    return list(picked)
-
-
 def topk_ui(url: UrlView, num_classes: int, ctx: tuple[str, str], ranking: Callable[[], Sequence[int] | None]) -> int:
     """How many top classes are preselected; changing it resets the selection to the new top-k.
 
@@ -175,8 +159,8 @@ def _find(ctx: tuple[str, str], names: Sequence[str], logits: np.ndarray) -> Non
     st.session_state[K.CLASS_MSG] = None
 
 
-def classes_ui(ctx: tuple[str, str], names: Sequence[str], logits: np.ndarray) -> list[int]:
-    """Selected classes: a searchable picker over every class, plus a box for names or indices."""
+def classes_ui(ctx: tuple[str, str], names: Sequence[str]) -> list[int]:
+    """Selected classes: a picker over every class, searchable by name or index."""
     picked = st.multiselect(
         "Classes (type to search by name or index)",
         list(range(len(names))),
@@ -184,18 +168,23 @@ def classes_ui(ctx: tuple[str, str], names: Sequence[str], logits: np.ndarray) -
         key=K.CLASS_PICKER,
         on_change=lambda: set_classes(ctx, st.session_state[K.CLASS_PICKER]),
         placeholder="Pick classes to explain",
+        wrap=True,
     )
+    return list(picked)
+
+
+def find_classes_ui(ctx: tuple[str, str], names: Sequence[str], logits: np.ndarray) -> None:
+    """A box that adds classes by name or index (several, comma-separated); unknown names get a message."""
     st.text_input(
-        "Add classes by name or index",
+        "Add classes",
         key=K.CLASS_FIND,
         on_change=_find,
         args=(ctx, names, logits),
-        placeholder="Add classes by name or index: e.g. tabby, 285 or top5, then Enter",
-        label_visibility="collapsed",
+        placeholder="e.g. tabby, 285 or top5, then Enter",
+        help="Names (exact, any case) or indices, comma-separated; top5 adds the five most probable.",
     )
     if st.session_state.get(K.CLASS_MSG):
         st.error(st.session_state[K.CLASS_MSG], icon=":material/search_off:")
-    return list(picked)
 
 
 def show_overlays(
@@ -236,7 +225,7 @@ def show_overlays(
                 cmap=display.cmap,
                 signed_cmap=display.signed_cmap,
                 opacity=display.opacity,
-                panel_height=300 if len(chunk) <= 2 else 250,
+                panel_height=min(300, 720 // len(chunk)),  # about square panels in the main column
             )
             st.plotly_chart(fig, config=PLOTLY_CONFIG, key=f"overlay_{m}_{start}")
     if view.computed:
@@ -289,6 +278,7 @@ def show_exports(
 ) -> None:
     """Download buttons; files are built only when clicked."""
     stem = exports.safe_stem(item.label.rsplit(".", 1)[0])
+    methods = [m for m in methods if m not in view.errors]
     ups = {key: entry.up for key, entry in view.maps.items()}
     raws = {key: entry.raw for key, entry in view.maps.items()}
     meta = {

@@ -9,6 +9,7 @@ import streamlit as st
 from PIL import Image, ImageOps
 
 from cam_core.images import IMAGE_EXTENSIONS, load_image
+from cam_core.methods import METHODS
 from cam_core.models import DEFAULT_MODEL, list_torchvision_models
 from cam_core.render import DIVERGING
 from cam_core.samples import SAMPLE_NAMES, load_sample
@@ -16,7 +17,7 @@ from dashboard.compute import ImageItem, ModelSpec, save_upload
 from dashboard.feedback import show_error
 from dashboard.state import K, UrlView
 
-__all__ = ["Display", "display_ui", "images_ui", "model_ui"]
+__all__ = ["Display", "display_ui", "images_ui", "methods_ui", "model_ui"]
 
 SOURCES = {
     "default": "Offline default",
@@ -31,8 +32,12 @@ SOURCE_CAPTIONS = [
     "package.module:function returning an nn.Module",
 ]
 CHECKPOINT_TYPES = ["pt", "pth", "ckpt"]
+SLOW_HELP = (
+    "Each method gets its own figure. Score-CAM and Ablation-CAM run one forward pass per channel of the layer: "
+    "seconds to minutes on a CPU."
+)
 NO_ARCH = "(none: TorchScript or whole model)"
-SEQUENTIAL = ["inferno", "viridis", "jet"]
+SEQUENTIAL = ["jet", "inferno", "viridis"]  # jet first: the CLI's PNG default, readable on a projector
 TRUST_HELP = (
     "A checkpoint that holds a whole pickled model (not just a state dict of tensors) can only be read by "
     "unpickling it, and unpickling runs whatever code the file contains, with your permissions. Tick this "
@@ -206,6 +211,22 @@ def images_ui(url: UrlView) -> list[ImageItem]:
         except Exception as exc:
             show_error(exc, "reading the snapshot")
     return items
+
+
+def methods_ui(url: UrlView) -> list[str]:
+    """CAM methods to compare (each gets its own figure)."""
+    if K.METHODS not in st.session_state:
+        wanted = [m for m in (url.methods or ()) if m in METHODS]
+        st.session_state[K.METHODS] = wanted or ["gradcam"]
+    picked = st.multiselect(
+        "Compare methods",
+        list(METHODS),
+        format_func=lambda m: METHODS[m].title,
+        key=K.METHODS,
+        help=SLOW_HELP,
+        wrap=True,
+    )
+    return list(picked)
 
 
 def display_ui() -> Display:

@@ -32,6 +32,8 @@ class K:
 
     URL_READ = "_url_read"
     URL = "_url_view"
+    URL_LAYER_USED = "_url_layer_used"  # the URL's layer and classes apply once, on the first view
+    URL_CLASSES_USED = "_url_classes_used"
     LAYERS = "_layer_by_model"  # model key → selected layer
     CLASSES = "_classes_by_view"  # (model key, image digest) → [class ids]
     CLASS_CTX = "_class_ctx"  # the (model, image) the class picker currently shows

@@ -217,6 +217,18 @@ def test_url_opens_a_shared_view() -> None:
     assert "back_to_recommended" not in [b.key for b in at.button]
 
 
+def test_a_method_the_layer_cannot_take_is_a_message_and_the_others_show() -> None:
+    at = _app(layer="_blocks.15", method="cam,gradcam")
+    _no_failure(at)
+    messages = [e.value for e in at.error]
+    assert any(m.startswith("CAM at this layer") and "gradcam" in m for m in messages), messages
+    figs = _figures(at)
+    assert "overlay_cam_0" not in figs
+    assert len(_heatmaps(figs["overlay_gradcam_0"])) == 6
+    at.run()  # the failure is remembered: nothing is recomputed
+    assert any("nothing was computed" in c for c in _captions(at))
+
+
 def test_unknown_layer_in_url_falls_back_to_recommended() -> None:
     at = _app(layer="no.such.layer")
     _no_failure(at)
