@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_explain.add_argument("--target", default="logit", choices=["logit", "softmax"], help="score explained")
     p_explain.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
     p_explain.add_argument("--batch-size", type=int, default=64, help="forward batch of Score-/Ablation-CAM")
-    p_explain.add_argument("--cmap", default=None, help="overlay colormap (default jet; signed: RdBu)")
+    p_explain.add_argument("--cmap", default=None, help="overlay colormap (default jet; signed: bwr)")
     p_explain.add_argument("--alpha", type=float, default=0.6, help="overlay opacity")
     p_explain.add_argument("--out", default="out", help="output folder (default: ./out)")
 

@@ -22,6 +22,7 @@ __all__ = [
     "COLORMAPS",
     "View",
     "colorize",
+    "evidence_alpha",
     "model_view",
     "overlay",
     "plotly_colorscale",
@@ -40,13 +41,16 @@ _ANCHORS: dict[str, list[tuple[int, int, int]]] = {
     "viridis": [(68, 1, 84), (70, 50, 127), (54, 92, 141), (39, 127, 142), (31, 161, 135), (74, 194, 109),
                 (159, 218, 58), (253, 231, 37)],
     "jet": [(0, 0, 131), (0, 60, 170), (5, 255, 255), (255, 255, 0), (250, 0, 0), (128, 0, 0)],
-    # diverging, low = blue (negative evidence), high = red (positive); the pale centre marks zero
+    # diverging, low = blue (negative evidence), high = red (positive); the pale centre marks zero.
+    # "bwr" stays saturated at moderate values, so it reads on warm photos (RdBu's pinks vanish there).
+    "bwr": [(5, 30, 160), (20, 80, 230), (70, 140, 255), (225, 225, 225), (255, 110, 60), (225, 30, 20),
+            (140, 0, 10)],
     "RdBu": [(5, 48, 97), (33, 102, 172), (103, 169, 207), (209, 229, 240), (247, 247, 247), (253, 219, 199),
              (239, 138, 98), (178, 24, 43), (103, 0, 31)],
     "coolwarm": [(59, 76, 192), (98, 130, 234), (141, 176, 254), (184, 208, 249), (221, 221, 221),
                  (245, 196, 173), (244, 154, 123), (222, 96, 77), (180, 4, 38)],
 }
-DIVERGING = ("RdBu", "coolwarm")
+DIVERGING = ("bwr", "RdBu", "coolwarm")
 
 
 def _lut(name: str) -> np.ndarray:
@@ -76,6 +80,16 @@ def view_map(cam: np.ndarray, view: View = "relu") -> np.ndarray:
     raise ValueError(f"unknown view {view!r}; choose relu or signed")
 
 
+def evidence_alpha(unit: np.ndarray | float, view: View) -> np.ndarray | float:
+    """How strongly the colour covers the photo at a display value from :func:`view_map`.
+
+    ReLU'd: the value itself (no evidence leaves the photo untouched). Signed: the
+    square root of the distance from zero, so moderate evidence of either sign is
+    visible, not only the extremes. The dashboard's colorscales use the same rule.
+    """
+    return unit if view == "relu" else np.sqrt(np.abs(2.0 * np.asarray(unit) - 1.0))
+
+
 def colorize(unit: np.ndarray, cmap: str = "inferno") -> np.ndarray:
     """Values in [0, 1] (h, w) → RGB uint8 (h, w, 3) through a colormap lookup table."""
     if cmap not in COLORMAPS:
@@ -101,9 +115,9 @@ def overlay(
     if img.shape[:2] != cam.shape:
         raise ValueError(f"map {cam.shape} and image {img.shape[:2]} differ in size; upsample the map first")
     unit = view_map(cam, view)
-    cmap = cmap or ("RdBu" if view == "signed" else "jet")
+    cmap = cmap or ("bwr" if view == "signed" else "jet")
     color = colorize(unit, cmap).astype(np.float32)
-    weight = alpha * (unit if view == "relu" else np.abs(unit - 0.5) * 2.0)[..., None]
+    weight = alpha * evidence_alpha(unit, view)[..., None]
     return np.clip(img * (1 - weight) + color * weight, 0, 255).astype(np.uint8)
 
 

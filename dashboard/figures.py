@@ -18,7 +18,7 @@ import plotly.graph_objects as go
 from PIL import Image
 from plotly.subplots import make_subplots
 
-from cam_core.render import COLORMAPS
+from cam_core.render import COLORMAPS, evidence_alpha
 
 __all__ = [
     "OPACITY_STEPS",
@@ -65,16 +65,16 @@ def snap_opacity(opacity: float) -> float:
 def alpha_colorscale(cmap: str, *, signed: bool, steps: int = 17) -> list[list[float | str]]:
     """A Plotly colorscale whose alpha follows the evidence.
 
-    ReLU'd view: alpha = value (0 → photo untouched). Signed view: alpha = |value|
-    around the centre (0 → untouched, ±max → full colour). The trace opacity set by
-    the slider multiplies this, exactly like ``alpha`` in ``cam_core.render.overlay``.
+    Alpha follows ``cam_core.render.evidence_alpha`` (0 → photo untouched), so the
+    browser and the exported PNGs agree. The trace opacity set by the slider
+    multiplies this, exactly like ``alpha`` in ``cam_core.render.overlay``.
     """
     lut = COLORMAPS[cmap]
     scale: list[list[float | str]] = []
     for i in range(steps):
         t = i / (steps - 1)
         r, g, b = (int(v) for v in lut[round(t * 255)])
-        a = abs(2 * t - 1) if signed else t
+        a = float(evidence_alpha(t, "signed" if signed else "relu"))
         scale.append([t, f"rgba({r},{g},{b},{a:.3f})"])
     return scale
 
@@ -100,7 +100,7 @@ def overlay_figure(
     *,
     views: Sequence[str] = ("relu", "signed"),
     cmap: str = "jet",
-    signed_cmap: str = "RdBu",
+    signed_cmap: str = "bwr",
     opacity: float = 0.5,
     panel_height: int = 300,
 ) -> go.Figure:

@@ -29,8 +29,17 @@ def test_colormaps_run_from_first_to_last_anchor():
         assert lut.shape == (256, 3) and lut.dtype == np.uint8
         np.testing.assert_array_equal(render.colorize(np.array([[0.0, 1.0]]), name)[0], [lut[0], lut[255]])
     # diverging maps: low is blue-ish (negative evidence), high is red-ish (positive)
-    lo, hi = render.COLORMAPS["RdBu"][0], render.COLORMAPS["RdBu"][255]
-    assert lo[2] > lo[0] and hi[0] > hi[2]
+    for name in render.DIVERGING:
+        lo, hi = render.COLORMAPS[name][0], render.COLORMAPS[name][255]
+        assert lo[2] > lo[0] and hi[0] > hi[2]
+
+
+def test_signed_evidence_alpha_is_sqrt_of_distance_from_zero():
+    np.testing.assert_allclose(render.evidence_alpha(np.array([0.5, 0.75, 1.0, 0.0]), "signed"), [0, 0.5**0.5, 1, 1])
+    img = np.full((1, 2, 3), 100, np.uint8)
+    out = render.overlay(img, np.array([[0.0, -1.0]], np.float32), view="signed", cmap="bwr", alpha=1.0)
+    np.testing.assert_array_equal(out[0, 0], [100, 100, 100])  # zero evidence: photo untouched
+    np.testing.assert_array_equal(out[0, 1], render.COLORMAPS["bwr"][0])  # strongest negative: full blue
 
 
 def test_overlay_blends_by_value_and_leaves_zero_evidence_untouched():
