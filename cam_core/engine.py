@@ -16,7 +16,8 @@ from __future__ import annotations
 import difflib
 import re
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
@@ -29,7 +30,15 @@ from .errors import CamError, choices_hint
 from .methods import METHODS, check_methods, weighted_sum
 from .targets import Target, resolve_target
 
-__all__ = ["ExplainResult", "explain", "place_model", "resolve_classes", "resolve_device", "unwrap_model"]
+__all__ = [
+    "ExplainResult",
+    "explain",
+    "memory_errors",
+    "place_model",
+    "resolve_classes",
+    "resolve_device",
+    "unwrap_model",
+]
 
 # Upper bound on one chunk of batched gradients, in elements (float32: 256 MB).
 _GRAD_CHUNK_ELEMENTS = 64 * 2**20
@@ -88,6 +97,27 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise CamError("device 'cuda' asked for but no CUDA GPU is available; use --device auto or cpu")
     return dev
+
+
+_OOM_MARKERS = ("out of memory", "can't allocate memory", "cannot allocate memory")
+
+
+@contextmanager
+def memory_errors(dev: torch.device, what: str = "computing the maps") -> Iterator[None]:
+    """Turn running out of (GPU or CPU) memory into a CamError that says what to reduce."""
+    try:
+        yield
+    except (torch.OutOfMemoryError, MemoryError, RuntimeError) as exc:
+        if not isinstance(exc, torch.OutOfMemoryError | MemoryError) and not any(
+            m in str(exc).lower() for m in _OOM_MARKERS
+        ):
+            raise
+        if dev.type == "cuda":
+            torch.cuda.empty_cache()
+        raise CamError(
+            f"out of memory on {dev.type} while {what}: explain fewer classes or images, lower the batch size of "
+            "Score-/Ablation-CAM, pick a deeper (smaller) layer, or use another device"
+        ) from exc
 
 
 _TOPK = re.compile(r"^top(\d+)$")
@@ -217,8 +247,9 @@ def explain(
         raise CamError(f"expected images as an (N, 3, H, W) tensor, got shape {tuple(x.shape)}")
     if module.training:
         warnings.warn("model is in training mode: BatchNorm/Dropout make maps noisy; call .eval()", stacklevel=2)
-    with model_lock(module):
-        dev = place_model(module, device)
+    dev = resolve_device(device)
+    with model_lock(module), memory_errors(dev):
+        place_model(module, dev)
         layer = layer or recommended_layer(model)
         to_grid = grid_transform(model, layer, input_size=tuple(x.shape[-2:]))
         x = x.to(dev)

@@ -249,3 +249,32 @@ def test_capture_several_layers_one_backward_matches_single_layer(resnet18, imag
         single = cam_core.explain(resnet18, images[:1], layer=name, classes=[5], methods=["gradcam"])
         torch.testing.assert_close(single.weights["gradcam"][0, 0], g[0].mean((-2, -1)), atol=1e-6, rtol=1e-4)
     assert _no_hooks(resnet18)
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+     RuntimeError("[enforce fail at alloc_cpu.cpp:119] DefaultCPUAllocator: can't allocate memory: you tried 9 GB")],
+)
+def test_out_of_memory_becomes_a_clear_message(exc):
+    from tests.tiny import gapnet
+
+    net = gapnet()
+
+    def explode(_m, _i, _o):
+        raise exc
+
+    handle = net.fc.register_forward_hook(explode)
+    try:
+        with pytest.raises(cam_core.CamError, match="out of memory on cpu while computing the maps"):
+            cam_core.explain(net, torch.randn(1, 3, 16, 16), layer="features", classes=[0])
+    finally:
+        handle.remove()
+    assert torch.is_grad_enabled()
+
+
+def test_other_runtime_errors_are_not_disguised_as_memory():
+    from tests.tiny import gapnet
+
+    with pytest.raises(RuntimeError, match=r"size mismatch|shape|channels"):
+        cam_core.explain(gapnet(), torch.randn(1, 4, 16, 16), layer="features", classes=[0])
