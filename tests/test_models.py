@@ -52,8 +52,8 @@ def _top5(model, image) -> list[tuple[str, float]]:
 def test_lite0_recognises_the_sample_photos(lite0):
     cat, coffee = _top5(lite0, load_sample("chelsea")), _top5(lite0, load_sample("coffee"))
     print("chelsea", cat, "\ncoffee", coffee)
-    # Chelsea is a tabby; Lite0 splits its vote between the three domestic-cat classes (about 0.40 / 0.36 / 0.17).
-    assert cat[0][0] in {"Egyptian cat", "tabby", "tiger cat"}
+    # Lite0 splits its vote between the domestic-cat classes (Egyptian cat 0.38, tiger cat 0.33, tabby 0.17).
+    assert cat[0][0] in {"Egyptian cat", "tabby"}
     assert {"Egyptian cat", "tabby"} <= {name for name, _ in cat[:3]}
     assert coffee[0][0] == "espresso"
     assert coffee[0][1] > 0.9
@@ -70,6 +70,8 @@ def test_lite0_metadata(lite0):
     assert lite0.recommended_layer == "_head_act"
     assert not lite0.module.training
     assert lite0.preprocess(load_sample("rocket")).shape == (3, 224, 224)
+    # The whole short side is kept (only the long side is cropped): the photo the user explains, not its centre.
+    assert lite0.preprocess.resize_size == 224
 
 
 def test_lite0_layout_matches_the_shipped_state_dict(lite0):
