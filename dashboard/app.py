@@ -19,7 +19,7 @@ if __package__ in (None, ""):  # `streamlit run dashboard/app.py` runs this file
 
 from cam_core.methods import METHODS
 from cam_core.models import WeightsUnavailable
-from dashboard import panels, state
+from dashboard import debug, panels, state
 from dashboard.compute import (
     Bundle,
     ImageItem,
@@ -141,6 +141,8 @@ def _workspace(
         image=item.sample,
         k=k,
     )
+    with main_col:  # under the overlays: the diagnosis, the sweep and the checks of the maps shown
+        debug.debug_section(bundle, item, layer, result, ids, methods, display)
 
 
 def main() -> None:

@@ -205,7 +205,9 @@ def test_upload_several_images_and_switch() -> None:
 def test_url_opens_a_shared_view() -> None:
     at = _app(layer="_blocks.15", method="gradcam,hirescam", classes="281,1", k="2")
     _no_failure(at)
-    assert not at.error and not at.warning
+    assert not at.error
+    # _blocks.15 ends in BatchNorm with no activation: the only warnings are the diagnosis saying so.
+    assert at.warning and all("Signed activations" in w.value for w in at.warning)
     assert at.multiselect(key="class_picker").value == [281, 1]
     figs = _figures(at)
     assert {"overlay_gradcam_0", "overlay_hirescam_0"} <= set(figs)
