@@ -16,19 +16,16 @@ map looks the same here as in the overlays.
 
 from __future__ import annotations
 
-import base64
-import io
 from collections.abc import Sequence
 
 import numpy as np
 import plotly.graph_objects as go
-from PIL import Image
 from plotly.subplots import make_subplots
 
 from cam_core.methods import METHODS
 from cam_core.render import overlay, plotly_colorscale
 from cam_core.trust import PerturbationCurves, SanityResult
-from dashboard.figures import SELECTED_COLOR, VIEW_LABELS, alpha_colorscale
+from dashboard.figures import SELECTED_COLOR, VIEW_LABELS, alpha_colorscale, colour_range, data_uri
 
 __all__ = [
     "MUTED",
@@ -44,22 +41,6 @@ __all__ = [
 MUTED = "#8a8f9c"  # the random reference and other context lines
 SANITY_COLORS = ("#e4572e", "#2e86ab", "#76b041", "#a23b72", "#f18f01", "#5c415d")
 _FONT = {"size": 12}
-
-
-def _data_uri(rgb: np.ndarray) -> str:
-    """JPEG data URI of the background (compact; the same encoding as the overlays)."""
-    buf = io.BytesIO()
-    Image.fromarray(np.asarray(rgb, dtype=np.uint8)).save(buf, format="JPEG", quality=90)
-    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
-
-def _zrange(cam: np.ndarray, view: str) -> tuple[float, float]:
-    """Colour range of a view: ReLU'd 0…max (an all-negative map stays blank), signed ±max|·|."""
-    if view == "signed":
-        top = float(np.abs(cam).max()) or 1.0
-        return -top, top
-    top = float(cam.max())
-    return 0.0, top if top > 0 else 1.0
 
 
 def _map_traces(
@@ -79,7 +60,7 @@ def _map_traces(
     height, width = size
     cam = np.asarray(cam, dtype=np.float32)
     dy, dx = height / cam.shape[0], width / cam.shape[1]
-    zmin, zmax = _zrange(cam, view)
+    zmin, zmax = colour_range(cam, view)
     fig.add_trace(go.Image(source=uri, x0=0, y0=0, dx=1, dy=1, hoverinfo="skip"), row=row, col=col)
     fig.add_trace(
         go.Heatmap(
@@ -181,7 +162,7 @@ def point_figure(
     """
     size = background.shape[:2]
     fig = make_subplots(rows=1, cols=1)
-    _map_traces(fig, _data_uri(background), size, cam, view=view, cmap=cmap, opacity=opacity, row=1, col=1, name=title)
+    _map_traces(fig, data_uri(background), size, cam, view=view, cmap=cmap, opacity=opacity, row=1, col=1, name=title)
     rows = np.arange(step // 2, size[0], step)
     cols = np.arange(step // 2, size[1], step)
     rr, cc = np.meshgrid(rows, cols, indexing="ij")
@@ -201,28 +182,20 @@ def point_figure(
             showlegend=False,
         )
     )
-    fig.add_trace(
-        go.Scatter(
-            x=[point[1]],
-            y=[point[0]],
-            mode="markers",
-            marker={"size": 16, "symbol": "x-thin", "line": {"width": 3, "color": "white"}},
-            hoverinfo="skip",
-            name="point",
-            showlegend=False,
+    # A white cross over a dark ring: the point stays visible on light and dark regions alike.
+    marks = (("point", 16, "x-thin", "white", 3), ("point outline", 18, "circle-open", "black", 2))
+    for name, size, symbol, color, width in marks:
+        fig.add_trace(
+            go.Scatter(
+                x=[point[1]],
+                y=[point[0]],
+                mode="markers",
+                marker={"size": size, "symbol": symbol, "line": {"width": width, "color": color}},
+                hoverinfo="skip",
+                name=name,
+                showlegend=False,
+            )
         )
-    )
-    fig.add_trace(  # a dark outline under the white cross: visible on light and dark regions alike
-        go.Scatter(
-            x=[point[1]],
-            y=[point[0]],
-            mode="markers",
-            marker={"size": 18, "symbol": "circle-open", "line": {"width": 2, "color": "black"}},
-            hoverinfo="skip",
-            name="point outline",
-            showlegend=False,
-        )
-    )
     _image_axes(fig, size, 1, 1)
     fig.update_layout(
         title={"text": title, "font": _FONT, "x": 0.5, "xanchor": "center"},
@@ -378,7 +351,7 @@ def sanity_maps_figure(
     scale = plotly_colorscale(cmap, steps=17)  # opaque: no photo underneath; the pale centre reads as zero
     for j, cam in enumerate(maps, start=1):
         cam = np.asarray(cam, dtype=np.float32)
-        zmin, zmax = _zrange(cam, "signed")
+        zmin, zmax = colour_range(cam, "signed")
         fig.add_trace(
             go.Heatmap(
                 z=cam,

@@ -79,14 +79,15 @@ def alpha_colorscale(cmap: str, *, signed: bool, steps: int = 17) -> list[list[f
     return scale
 
 
-def _data_uri(rgb: np.ndarray) -> str:
+def data_uri(rgb: np.ndarray) -> str:
     """JPEG data URI of the background: compact, and sent once per panel."""
     buf = io.BytesIO()
     Image.fromarray(np.asarray(rgb, dtype=np.uint8)).save(buf, format="JPEG", quality=90)
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _range(cam: np.ndarray, view: str) -> tuple[float, float]:
+def colour_range(cam: np.ndarray, view: str) -> tuple[float, float]:
+    """Colour range of a view: ReLU'd 0…max (an all-negative map stays blank), signed ±max|·|."""
     if view == "signed":
         top = float(np.abs(cam).max()) or 1.0
         return -top, top
@@ -125,14 +126,14 @@ def overlay_figure(
     titles = [p.title if r == 0 else "" for r in range(rows) for p in panels]
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles, horizontal_spacing=0.015, vertical_spacing=0.03)
     start = snap_opacity(opacity)
-    uri = _data_uri(background)
+    uri = data_uri(background)
     height, width = background.shape[:2]
     heat: list[int] = []
     for r, view in enumerate(views, start=1):
         scale = alpha_colorscale(signed_cmap if view == "signed" else cmap, signed=view == "signed")
         for c, panel in enumerate(panels, start=1):
             cam = np.asarray(panel.cam, dtype=np.float32)
-            zmin, zmax = _range(cam, view)
+            zmin, zmax = colour_range(cam, view)
             fig.add_trace(go.Image(source=uri, x0=0, y0=0, dx=1, dy=1, hoverinfo="skip"), row=r, col=c)
             fig.add_trace(
                 go.Heatmap(
