@@ -184,13 +184,13 @@ def point_figure(
     )
     # A white cross over a dark ring: the point stays visible on light and dark regions alike.
     marks = (("point", 16, "x-thin", "white", 3), ("point outline", 18, "circle-open", "black", 2))
-    for name, size, symbol, color, width in marks:
+    for name, diameter, symbol, color, width in marks:
         fig.add_trace(
             go.Scatter(
                 x=[point[1]],
                 y=[point[0]],
                 mode="markers",
-                marker={"size": size, "symbol": symbol, "line": {"width": width, "color": color}},
+                marker={"size": diameter, "symbol": symbol, "line": {"width": width, "color": color}},
                 hoverinfo="skip",
                 name=name,
                 showlegend=False,
