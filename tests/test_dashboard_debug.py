@@ -28,6 +28,7 @@ from dashboard.debug_figures import (
     short_unit,
     stage_strip,
 )
+from dashboard.figures import sent_grid
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = str(Path(__file__).resolve().parent)
@@ -308,10 +309,11 @@ def test_contrast_tab_shows_the_engines_contrast_map(tiny_app: AppTest, tiny) ->
     heat = [t for t in fig["data"] if t["type"] == "heatmap"]
     model, x = tiny
     want = contrast(model, x, a, b, layer=_facts_layer(at), methods=("gradcam", "hirescam"))
-    # Two methods × (signed, ReLU'd); the z values are the engine's upsampled maps.
+    # Two methods × (signed, ReLU'd); the z values are the engine's upsampled maps (as sent to the browser).
     assert len(heat) == 4
-    np.testing.assert_allclose(_array(heat[0]["z"]), want.upsampled("gradcam")[0, 0].numpy(), rtol=1e-5, atol=1e-7)
-    np.testing.assert_allclose(_array(heat[1]["z"]), want.upsampled("hirescam")[0, 0].numpy(), rtol=1e-5, atol=1e-7)
+    for trace, method in zip(heat[:2], ("gradcam", "hirescam"), strict=True):
+        sent, _ = sent_grid(want.upsampled(method)[0, 0].numpy())
+        np.testing.assert_allclose(_array(trace["z"]), sent, rtol=1e-5, atol=1e-7)
     assert heat[0]["zmin"] == pytest.approx(-heat[0]["zmax"])  # the signed row first
     assert at.button(key="dbg_contrast_run").disabled  # cached: nothing to rerun for these settings
 

@@ -1,0 +1,44 @@
+"""The overlay figure sends a map at a resolution the browser can interpolate back."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from dashboard.figures import MAX_SENT_SIDE, Panel, overlay_figure, sent_grid
+
+
+def _smooth_map(side: int, cells: int = 7) -> np.ndarray:
+    """A CAM as the engine gives it: a coarse random map upsampled bilinearly to the image."""
+    coarse = torch.randn(1, 1, cells, cells, generator=torch.Generator().manual_seed(0))
+    return F.interpolate(coarse, size=(side, side), mode="bilinear", align_corners=False)[0, 0].numpy()
+
+
+def test_small_maps_are_sent_whole() -> None:
+    cam = _smooth_map(MAX_SENT_SIDE)
+    z, step = sent_grid(cam)
+    assert step == 1 and z is not None
+    np.testing.assert_array_equal(z, cam)
+
+
+def test_large_maps_are_sampled_at_block_centres() -> None:
+    cam = _smooth_map(224)
+    z, step = sent_grid(cam)
+    assert step == 2 and z.shape == (112, 112)
+    np.testing.assert_array_equal(z, cam[1::2, 1::2])  # sample k stands for pixels 2k, 2k+1: its centre is 2k+1
+    # What the browser draws between samples (linear interpolation) is the map to within 1% of its range.
+    between = (z[:, :-1] + z[:, 1:]) / 2  # the pixels 2k+2 of each row
+    err = np.abs(between - cam[1::2, 2:-1:2]).max()
+    assert err < 0.01 * np.ptp(cam), err
+
+
+def test_overlay_places_the_samples_in_pixel_coordinates() -> None:
+    cam = _smooth_map(300)
+    fig = overlay_figure(np.zeros((300, 300, 3), np.uint8), [Panel("a", cam, "a")], views=("relu",))
+    heat = next(t for t in fig.data if t.type == "heatmap")
+    z, step = sent_grid(cam)
+    assert step == 3 and heat.zsmooth == "best"
+    assert (heat.x0, heat.dx, heat.y0, heat.dy) == (1, 3, 1, 3)
+    np.testing.assert_array_equal(np.asarray(heat.z), z)
+    assert heat.zmax == float(cam.max())  # the colour range comes from the whole map, not the samples
