@@ -82,9 +82,19 @@ def show_model_info(bundle: Bundle, device: str, layer: str | None) -> None:
 
 
 def image_ui(items: Sequence[ImageItem], url: UrlView) -> ImageItem:
-    """Which image to show (the others stay loaded, and their maps stay cached)."""
+    """Which image to show (the others stay loaded, and their maps stay cached).
+
+    An image that just arrived (an upload, a sample switched on, a new camera snapshot) is
+    shown at once: that is what the user added it for, and in a live demo there is no time
+    to hunt for it in the switcher.
+    """
     labels = [item.label for item in items]
-    if st.session_state.get(K.IMAGE) not in labels:
+    seen = st.session_state.get(K.IMAGES_SEEN)
+    st.session_state[K.IMAGES_SEEN] = {(item.label, item.digest) for item in items}
+    arrived = [item.label for item in items if seen is not None and (item.label, item.digest) not in seen]
+    if arrived:
+        st.session_state[K.IMAGE] = arrived[0]
+    elif st.session_state.get(K.IMAGE) not in labels:
         wanted = url.image if url.image in labels else labels[0]
         st.session_state[K.IMAGE] = wanted
     if len(items) > 1:

@@ -47,6 +47,7 @@ class K:
     TV_PRETRAINED = "tv_pretrained"
     SAMPLES = "samples"
     IMAGE = "current_image"
+    IMAGES_SEEN = "_images_seen"
     CHART_NONCE = "_scores_nonce"
 
 

@@ -192,15 +192,22 @@ def test_upload_several_images_and_switch() -> None:
     _no_failure(at)
     switcher = at.get("button_group")[0]
     assert list(switcher.options) == ["coffee.png", "rocket.png", "chelsea"]
-    at.session_state["current_image"] = "coffee.png"
-    at.run()
-    _no_failure(at)
+    # What just arrived is shown at once: the first of the uploads.
+    assert at.session_state["current_image"] == "coffee.png"
     picked = at.multiselect(key="class_picker").value
     assert 967 in picked, picked  # espresso
+    at.session_state["current_image"] = "rocket.png"
+    at.run()
+    _no_failure(at)
+    assert at.session_state["current_image"] == "rocket.png"  # a rerun with nothing new keeps the user's choice
     # Back to the cat: its maps come from the cache.
     at.session_state["current_image"] = "chelsea"
     at.run()
     assert any("nothing was computed" in c for c in _captions(at))
+    # Switching a sample on shows it.
+    at.pills(key="samples").set_value(["chelsea", "astronaut"]).run()
+    _no_failure(at)
+    assert at.session_state["current_image"] == "astronaut"
 
 
 def test_url_opens_a_shared_view() -> None:

@@ -43,6 +43,9 @@ ARGS = [
     "--disable-component-update",
     "--disable-sync",
     "--no-first-run",
+    # A fake webcam (a test pattern) for the camera snapshot, allowed without a prompt.
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
 ]
 VIEWPORT = {"width": 1600, "height": 1100}
 TIMEOUT_MS = 90_000
@@ -131,8 +134,8 @@ def _idle(page) -> None:
     page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=TIMEOUT_MS)
 
 
-def _open(browser, server: str, query: str = ""):
-    page = browser.new_page(viewport=VIEWPORT)
+def _open(browser, server: str, query: str = "", **context):
+    page = browser.new_page(viewport=VIEWPORT, **context)
     page.set_default_timeout(TIMEOUT_MS)
     start = time.perf_counter()
     page.goto(server + query)
@@ -279,4 +282,25 @@ def test_upload_an_image_and_switch_to_it(browser, server, shots) -> None:
     )
     _idle(page)
     page.screenshot(path=shots / "05_uploaded_coffee.png")
+    page.close()
+
+
+def test_camera_snapshot_is_shown_and_explained(browser, server, shots) -> None:
+    page, _ = _open(browser, server, permissions=["camera"])
+    before = _panel_titles(page)
+    page.locator(".st-key-use_camera label").first.click()
+    # Take the photo once the (fake) webcam streams; before that the snapshot would be empty.
+    page.wait_for_function("document.querySelector(\"[data-testid='stCameraInput'] video\")?.readyState >= 2")
+    page.wait_for_timeout(500)
+    page.locator("[data-testid='stCameraInput'] button", has_text="Take Photo").click()
+    # The snapshot arrives, is switched to at once (a live demo has no time to hunt for it) and explained.
+    page.locator(".st-key-current_image").get_by_role("radio", name="camera snapshot", checked=True).wait_for()
+    page.wait_for_function(
+        f"JSON.stringify((document.querySelector({OVERLAY!r})?.layout.annotations || []).map(a => a.text))"
+        f" !== {json.dumps(json.dumps(before, separators=(',', ':')))}"
+    )
+    _idle(page)
+    assert len(page.locator(HEATMAPS).all()) == 6
+    assert not page.locator("[data-testid='stException']").all()
+    page.screenshot(path=shots / "06_camera_snapshot.png")
     page.close()
