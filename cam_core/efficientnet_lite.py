@@ -21,7 +21,8 @@ ImageNet's mean and std. Checked on the weights themselves: with it, the stem
 convolution's outputs on natural photos match the running statistics stored in
 ``_bn0`` (mean offset 0.28 σ, variance ratio ≈ e^±0.55), where ImageNet
 normalisation is off by 0.46 σ and a factor ≈ e^1.24 in variance. Evaluation
-crops like TensorFlow's: the centre 224/256 of the shorter side, bicubic.
+resizes the shorter side to 224 (bicubic) and crops the centre: the whole short
+side stays in view (see :data:`RESIZE_SIZE`).
 
 Every activation is its own, non-in-place module so that a class activation map
 can be taken at any of them; ``_head_act`` (the ReLU6 after ``_bn1``, 1280 × 7 × 7)
