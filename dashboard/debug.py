@@ -88,6 +88,7 @@ __all__ = [
     "diagnosis_card",
     "diagnosis_rows",
     "findings_summary",
+    "layer_notes",
     "view_diagnoses",
 ]
 
@@ -105,6 +106,8 @@ _SIGNED_CODES = frozenset(
     {"empty_after_relu", "mostly_negative", "pre_activation", "centred_map", "scale_invariant_head"}
 )
 _CONTRAST_CODES = frozenset({"near_bound", "centred_map", "scale_invariant_head"})
+# Findings about the layer or the model, not one map: the same words on every card, so said once above them.
+_LAYER_NOTE_CODES = frozenset({"pre_activation", "residual_branch", "scale_invariant_head"})
 _BADGES = {"empty_after_relu": "red", "zero_map": "red", "mostly_negative": "orange"}
 
 _SHARE_COLUMNS = {
@@ -446,6 +449,7 @@ def diagnosis_card(
     model_key: str | None = None,
     signed_shown: bool = True,
     contrast_with: tuple[int, str] | None = None,
+    layer_notes: frozenset[str] = frozenset(),
 ) -> None:
     """A compact card for one overlay: the numbers, the findings in plain words, and buttons applying the fix.
 
@@ -456,29 +460,58 @@ def diagnosis_card(
             button that selects the recommended layer.
         signed_shown: Whether the overlays show the signed view already (else a button turns it on).
         contrast_with: (class id, label) of the class to contrast with, for findings a contrast answers.
+        layer_notes: Codes of findings already said once above the cards (see :func:`layer_notes`):
+            the card names them instead of repeating them.
     """
-    codes = diag.codes
+    findings = [f for f in diag.findings if f.code not in layer_notes]
+    noted = [f.code for f in diag.findings if f.code in layer_notes]
     with st.container(border=True, key=f"dbg_card_{key}"):
         st.markdown(f"**{diag.class_name}** ({diag.class_id}) · {_title(diag.method)}")
-        if not codes:
+        if findings:
+            first = findings[0]
+            st.badge(
+                _words(first.code), color=_BADGES.get(first.code, "orange" if first.severity == "warning" else "blue")
+            )
+        elif noted:
+            st.badge("map sound · layer notes", icon=":material/check:", color="green")
+        else:
             st.badge("looks sound", icon=":material/check:", color="green")
-        else:
-            severity = diag.findings[0].severity
-            st.badge(_words(codes[0]), color=_BADGES.get(codes[0], "orange" if severity == "warning" else "blue"))
         st.html(_rows_html(diagnosis_rows(diag)))
-        if not diag.findings:
-            st.success(f"{diag.summary}.", icon=":material/check_circle:")
+        if not findings:
+            st.success(
+                f"{diag.pos_mass_share:.0%} of the map is positive; nothing wrong with the map itself.",
+                icon=":material/check_circle:",
+            )
         else:
-            first = diag.findings[0]
+            first = findings[0]
             headline, rest = _head(first.text)
             show = st.warning if first.severity == "warning" else st.info
             show(f"**{headline}.** {rest}\n\n**Fix:** {first.fix}." if headline else f"{rest}\n\n**Fix:** {first.fix}.")
-            if len(diag.findings) > 1:
-                with st.expander("Also: " + ", ".join(_words(c) for c in codes[1:])):
-                    for f in diag.findings[1:]:
+            if len(findings) > 1:
+                with st.expander("Also: " + ", ".join(_words(f.code) for f in findings[1:])):
+                    for f in findings[1:]:
                         headline, rest = _head(f.text)
                         st.markdown(f"**{headline or _words(f.code)}.** {rest}\n\n*Fix:* {f.fix}.")
+        if noted:
+            st.caption("Layer notes above apply: " + ", ".join(_words(c) for c in noted) + ".")
         _fix_buttons(diag, key, model_key, signed_shown, contrast_with, compact=True)
+
+
+def layer_notes(diags: Sequence[Diagnosis]) -> None:
+    """The findings about the layer or the model (signed activations, residual branch, scale-invariant
+    head), said once above the cards; each with its fix."""
+    seen: dict[str, Any] = {}
+    for d in diags:
+        for f in d.findings:
+            if f.code in _LAYER_NOTE_CODES and f.code not in seen:
+                seen[f.code] = f
+    if not seen:
+        return
+    with st.container(key="dbg_layer_notes"):
+        for f in seen.values():
+            headline, rest = _head(f.text)
+            show = st.warning if f.severity == "warning" else st.info
+            show(f"**{headline or _words(f.code)}.** {rest}\n\n**Fix:** {f.fix}.", icon=":material/layers:")
 
 
 def findings_summary(
@@ -657,6 +690,9 @@ def _diagnosis_tab(ctx: _Ctx) -> None:
         f"`cam_core.diagnose` at `{ctx.layer}`."
     )
     signed_shown = "signed" in ctx.display.views
+    diags = list(ctx.diags.values())
+    layer_notes(diags)
+    noted = frozenset(f.code for d in diags for f in d.findings if f.code in _LAYER_NOTE_CODES)
     for m in ctx.shown:
         st.markdown(f"##### {_title(m)}")
         for start in range(0, len(ctx.ids), MAX_COLUMNS):
@@ -669,6 +705,7 @@ def _diagnosis_tab(ctx: _Ctx) -> None:
                         model_key=ctx.mk,
                         signed_shown=signed_shown,
                         contrast_with=ctx.runner_up(c),
+                        layer_notes=noted,
                     )
 
 

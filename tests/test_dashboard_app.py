@@ -214,8 +214,10 @@ def test_url_opens_a_shared_view() -> None:
     at = _app(layer="_blocks.15", method="gradcam,hirescam", classes="281,1", k="2")
     _no_failure(at)
     assert not at.error
-    # _blocks.15 ends in BatchNorm with no activation: the only warnings are the diagnosis saying so.
-    assert at.warning and all("Signed activations" in w.value for w in at.warning)
+    # _blocks.15 ends in BatchNorm with no activation: the diagnosis says so once, above its four cards,
+    # and each card points to it instead of repeating it.
+    assert [w.value.split(".")[0] for w in at.warning] == ["**Signed activations"]
+    assert sum("Layer notes above apply: pre activation" in c for c in _captions(at)) == 4
     assert at.multiselect(key="class_picker").value == [281, 1]
     figs = _figures(at)
     assert {"overlay_gradcam_0", "overlay_hirescam_0"} <= set(figs)
