@@ -186,6 +186,13 @@ def _imagenet_preprocess(size: int = 224, resize: int = 256) -> Preprocess:
     return Preprocess((size, size), resize, IMAGENET_MEAN, IMAGENET_STD)
 
 
+def _assumed_preprocess() -> Preprocess:
+    """For a model whose training recipe we cannot know (factory, pickle, TorchScript): ImageNet statistics at
+    224, with the shorter side resized to the crop, so the model sees (and the map covers) the whole short side
+    of the user's image, and an image already at 224 × 224 reaches the model untouched."""
+    return Preprocess((224, 224), 224, IMAGENET_MEAN, IMAGENET_STD)
+
+
 # ---------------------------------------------------------------------------------------------- specs
 
 
@@ -547,7 +554,7 @@ def _from_file(path: Path, arch: str | None, trust: bool) -> _Built:
             module=obj.eval(),
             name=f"{path.name} (TorchScript)",
             pretrained=True,
-            preprocess=_imagenet_preprocess(),
+            preprocess=_assumed_preprocess(),
             assumed_preprocessing=True,
             notes=[
                 "TorchScript modules do not run Python hooks, so no layer inside this model can be hooked "
@@ -574,7 +581,7 @@ def _adopted(module: nn.Module, name: str) -> _Built:
         module=module.eval(),
         name=name,
         pretrained=True,
-        preprocess=_imagenet_preprocess(),
+        preprocess=_assumed_preprocess(),
         notes=notes,
         assumed_preprocessing=True,
     )

@@ -13,7 +13,9 @@ layer, inside the last bottleneck's residual branch, before bn3, the add and the
 ReLU) and at the block output ``extractor.extractor.7`` (the recommended layer),
 and diagnosed. It prints the numbers and findings and writes PNGs (photo, ReLU'd
 and signed overlays at both layers) for the correct prediction with the highest logit
-among those whose conv3 map is empty.
+among those whose conv3 map is empty. It also saves the trained model's state dict, the
+class names and that image, so the same case opens in the dashboard and the CLI
+(the script prints how).
 
 Run: ``python examples/seed_empty_map.py --out out/seed`` (under a minute on 2 CPU cores).
 """
@@ -195,7 +197,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         tiles += [overlay(view, up, view="relu"), overlay(view, up, view="signed")]
     save_png(np.concatenate(tiles, axis=1), out / "seed_empty_map.png")
     print(f"\nwrote {out / 'seed_empty_map.png'}: photo | conv3 ReLU'd | conv3 signed | block ReLU'd | block signed")
+    save_case(net, view, out, Path(seed_net.__file__).parent)
     return 0
+
+
+def save_case(net: torch.nn.Module, image: np.ndarray, out: Path, fixtures: Path) -> None:
+    """The trained model, its class names and the picked image, and how to open them elsewhere."""
+    torch.save(net.state_dict(), out / "seed_net_trained.pt")
+    (out / "labels.txt").write_text("\n".join(CLASSES) + "\n")
+    save_png(image, out / "seed_case.png")
+    print(
+        f"\nsaved {out / 'seed_net_trained.pt'}, {out / 'labels.txt'} and {out / 'seed_case.png'}. The same case:\n"
+        f"  dashboard: Model source 'Python factory' = seed_net:build, import folder {fixtures}, state dict "
+        f"seed_net_trained.pt, class names labels.txt; upload seed_case.png; pick {CONV3} in the layer tree\n"
+        f"  CLI: python -m cam_core explain --model seed_net:build --import-path {fixtures} "
+        f"--checkpoint {out / 'seed_net_trained.pt'} --labels {out / 'labels.txt'} --image {out / 'seed_case.png'} "
+        f"--layer {CONV3} --classes top1 --out {out / 'cli'}"
+    )
 
 
 if __name__ == "__main__":

@@ -231,3 +231,21 @@ def test_seed_example_smoke(tmp_path, seed_net_dir, capsys):
     printed = capsys.readouterr().out
     assert "== extractor.extractor.7.2.conv3" in printed and "Residual branch" in printed
     assert Image.open(tmp_path / "seed_empty_map.png").size == (5 * 64, 64)
+    # The saved case reopens as a factory + state dict + labels, with the logits the example printed.
+    import re
+
+    from cam_core.models import load_model
+
+    model = load_model(
+        "seed_net:build",
+        checkpoint=tmp_path / "seed_net_trained.pt",
+        labels=tmp_path / "labels.txt",
+        import_paths=[seed_net_dir],
+    )
+    assert model.class_names == example.CLASSES
+    x = example.to_tensor(Image.open(tmp_path / "seed_case.png").convert("RGB"))[None]
+    with torch.no_grad():
+        logits = model.module(x)[0]
+    printed_logits = [float(v) for v in re.search(r"logits \[([^\]]+)\]", printed).group(1).split(",")]
+    assert logits.tolist() == pytest.approx(printed_logits, abs=1e-4)
+    assert "--checkpoint" in printed and "seed_case.png" in printed

@@ -308,6 +308,23 @@ def test_seed_net_factory_with_checkpoint(tmp_path, seed_net_dir):
     assert "extractor.extractor.7.2.conv3" in dict(model.module.named_modules())
 
 
+
+def test_a_user_models_assumed_preprocessing_keeps_the_whole_image(seed_net_dir):
+    """Unknown recipe: ImageNet statistics at 224, the shorter side resized to 224: a 224² image arrives untouched."""
+    from PIL import Image
+
+    model = load_model("seed_net:build", import_paths=[seed_net_dir])
+    assert any("preprocessing assumed" in n for n in model.notes)
+    pixels = torch.randint(0, 256, (224, 224, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    x = model.preprocess(Image.fromarray(pixels.numpy()))
+    mean, std = torch.tensor(models.IMAGENET_MEAN).view(3, 1, 1), torch.tensor(models.IMAGENET_STD).view(3, 1, 1)
+    torch.testing.assert_close(x, (pixels.permute(2, 0, 1) / 255.0 - mean) / std)
+    # A 448 × 300 image: the whole 300-pixel side is kept (resized to 224), only the long side is cropped.
+    wide = Image.new("RGB", (448, 300), (255, 0, 0))
+    wide.paste((0, 0, 255), (0, 0, 448, 2))  # a 2-pixel blue band along the top edge
+    top = model.preprocess(wide)[:, 0, 112] * std[:, 0, 0] + mean[:, 0, 0]
+    assert top[2] > top[0], top  # still blue-ish: the top edge was not cropped away
+
 def test_factory_errors(tmp_path):
     with pytest.raises(UnknownModel, match="--import-path"):
         load_model("no_such_package_xyz:build")
