@@ -138,6 +138,7 @@ class DK:
     METHOD = "dbg_method"
     RESULTS = "_dbg_results"  # kind → OrderedDict(inputs → Timed)
     SWEEP_METHOD = "dbg_sweep_method"
+    SWEEP_EXTRA = "dbg_sweep_extra"
     CMP_OPT = "dbg_cmp_"  # + perturbation method name: opted in
     CON_A = "dbg_contrast_a"
     CON_B = "dbg_contrast_b"
@@ -720,31 +721,39 @@ def _breakable(name: str) -> str:
 def _sweep_tab(ctx: _Ctx) -> None:
     key = (ctx.mk, ctx.item.digest, ctx.focus_class)
     found = _recall("sweep", key)
-    missing = found is not None and ctx.layer not in found.value.names
+    picked = st.multiselect(
+        "Also sweep these layers",
+        sorted(ctx.bundle.camable),
+        key=DK.SWEEP_EXTRA,
+        placeholder="Any CAM-able layer, by name",
+        help="Added to the stage outputs, in the same single forward and backward. The current layer always is.",
+    )
+    wanted = [ctx.layer, *picked]
+    missing = found is not None and any(name not in found.value.names for name in wanted)
     if _asked("sweep") and (found is None or missing):
-        extra = [ctx.layer, *(la.name for la in found.value.layers if la.added)] if found else [ctx.layer]
+        before = [la.name for la in found.value.layers if la.added] if found else []
         found = _run_with_spinner(
             "sweeping the layers (one forward, one backward)",
             sweep,
             ctx.bundle.model,
             ctx.x,
             ctx.focus_class,
-            extra=extra,
+            extra=list(dict.fromkeys([*wanted, *before])),
             methods=SWEEP_METHODS,
         )
         if found is not None:
             _keep("sweep", key, found)
-        missing = found is not None and ctx.layer not in found.value.names
+        missing = found is not None and any(name not in found.value.names for name in wanted)
     with st.container(horizontal=True, vertical_alignment="center", gap="medium"):
         _run_button(
             "sweep",
-            "Add the current layer" if missing else "Run the layer sweep",
+            "Add the new layers" if missing else "Run the layer sweep",
             ":material/stacks:",
             done=found is not None and not missing,
         )
         st.caption(
             f"Maps of **{ctx.label(ctx.focus_class)}** at every stage output, shallow to deep, from ONE forward "
-            "and ONE backward (every gradient method at once). The current layer is always included."
+            "and ONE backward (every gradient method at once)."
         )
     if found is None:
         return

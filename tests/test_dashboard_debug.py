@@ -404,6 +404,17 @@ def test_app_shows_the_section_and_sweeps_on_demand(app: AppTest) -> None:
     assert len(at.main.get("image")) == len(names) >= 3  # one figure per stage, shallow → deep
     assert names[-1] == "_head_act"  # the recommended (and current) layer is the deepest stage
     assert not [b for b in at.button if b.key == f"dbg_use_{len(names) - 1}"]  # the current one: no button
+    # A layer the user adds joins the same single forward/backward; the stages stay.
+    assert "_blocks.3._depthwise_act" not in names
+    at.multiselect(key="dbg_sweep_extra").set_value(["_blocks.3._depthwise_act"]).run()
+    assert not at.button(key="dbg_sweep_run").disabled  # something new to compute
+    at.button(key="dbg_sweep_run").click().run()
+    _no_failure(at)
+    sweep = at.session_state["_dbg_results"]["sweep"][next(reversed(at.session_state["_dbg_results"]["sweep"]))]
+    assert "_blocks.3._depthwise_act" in sweep.value.names and set(names) <= set(sweep.value.names)
+    assert sweep.value.cost == {"forwards": 1, "backwards": 1}
+    names = sweep.value.names
+    assert len(at.main.get("image")) == len(names)
     # Choosing a stage selects its layer for the whole page.
     at.button(key="dbg_use_0").click().run()
     _no_failure(at)
