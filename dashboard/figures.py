@@ -140,6 +140,7 @@ def overlay_figure(
         The figure.
     """
     rows, cols = len(views), len(panels)
+    extra_lines = max((p.title.count("<br>") for p in panels), default=0)  # titles over two lines need room
     titles = [p.title if r == 0 else "" for r in range(rows) for p in panels]
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles, horizontal_spacing=0.015, vertical_spacing=0.03)
     start = snap_opacity(opacity)
@@ -177,7 +178,7 @@ def overlay_figure(
             axis = "" if (r - 1) * cols + c == 1 else str((r - 1) * cols + c)
             fig.update_yaxes(scaleanchor=f"x{axis}", row=r, col=c)
     fig.update_xaxes(visible=False, range=[-0.5, width - 0.5], constrain="domain")
-    fig.update_yaxes(visible=False, range=[height - 0.5, -0.5], constrain="domain")
+    fig.update_yaxes(visible=False, range=[height - 0.5, -0.5], constrain="domain", constraintoward="top")
     for r, view in enumerate(views, start=1):
         domain = fig.get_subplot(r, 1).yaxis.domain
         fig.add_annotation(
@@ -193,8 +194,8 @@ def overlay_figure(
             font={"size": 13},
         )
     fig.update_layout(
-        height=rows * panel_height + 110,
-        margin={"l": 34, "r": 6, "t": 34, "b": 70},
+        height=rows * panel_height + 110 + 16 * extra_lines,
+        margin={"l": 34, "r": 6, "t": 34 + 16 * extra_lines, "b": 70},
         showlegend=False,
         sliders=[
             {

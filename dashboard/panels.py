@@ -222,7 +222,8 @@ def show_overlays(
             chunk = drawn[start : start + MAX_COLUMNS]
             panels = [
                 Panel(
-                    title=f"{names[c]} ({c}) · {view.probs[c]:.1%}",
+                    # Two lines, so side-by-side titles do not run into each other on a narrow screen.
+                    title=f"{names[c]} ({c})<br><span style='font-size:0.85em'>p = {view.probs[c]:.1%}</span>",
                     cam=view.maps[(m, c)].up,
                     name=f"{names[c]} · {title}",
                 )
