@@ -102,7 +102,7 @@ def _workspace(
     ctx = (bundle.spec.key, item.digest)
     main_col, rail = st.columns([2.3, 1.05], gap="medium")
     with main_col:
-        cls_col, find_col, k_col = st.columns([2.6, 1.45, 0.7], vertical_alignment="bottom")
+        cls_col, find_col, k_col = st.columns([2.8, 1.4, 0.62], vertical_alignment="bottom")
         with k_col:
             k = panels.topk_ui(url, len(names), ctx, lambda: ranking(*ctx))
         wanted = st.session_state.setdefault(state.K.CLASSES, {}).get(ctx)
