@@ -73,6 +73,9 @@ BASELINES: tuple[str, ...] = ("blur", "mean", "zero")
 BLUR_DIVISOR = 32  # blur σ = min(H, W) / 32: 7 px at 224, enough to remove texture, not the layout
 # A map whose median rank correlation with the original over the randomisation steps exceeds this is flagged.
 SANITY_MAX_CORR = 0.5
+# Below this spread of the class probability over every perturbed image (map and random curves together) the
+# score does not depend on the image (an untrained or saturated model): the curves cannot rank any map.
+FLAT_SPAN = 0.02
 _SEQUENCES = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
 
 
@@ -139,9 +142,27 @@ class PerturbationCurves:
     random_insertion: Curve | None = None
     forwards: int = 0
 
+    @property
+    def score_range(self) -> tuple[float, float]:
+        """Lowest and highest class probability over every curve."""
+        curves = [c for c in (self.deletion, self.insertion, self.random_deletion, self.random_insertion) if c]
+        scores = np.concatenate([c.scores for c in curves])
+        return float(scores.min()), float(scores.max())
+
+    @property
+    def flat(self) -> bool:
+        """Whether the probability hardly moves whatever is deleted or inserted (see :data:`FLAT_SPAN`)."""
+        low, high = self.score_range
+        return high - low < FLAT_SPAN
+
     def to_dict(self) -> dict[str, object]:
         """Plain data for JSON."""
-        out: dict[str, object] = {"class_id": self.class_id, "baseline": self.baseline, "forwards": self.forwards}
+        out: dict[str, object] = {
+            "class_id": self.class_id,
+            "baseline": self.baseline,
+            "forwards": self.forwards,
+            "flat": self.flat,
+        }
         for name in ("deletion", "insertion", "random_deletion", "random_insertion"):
             curve = getattr(self, name)
             out[name] = curve.to_dict() if curve is not None else None

@@ -59,9 +59,24 @@ def test_curves_match_a_hand_computed_model():
     assert c.insertion.auc == pytest.approx(np.trapezoid(c.insertion.scores, n / 64))
     assert c.forwards == math.ceil(10 / 3)
     assert seen == sorted(seen) and seen[-1] == 1.0
-    json.dumps(c.to_dict())
+    assert c.score_range == pytest.approx((sig(0.0), sig(4.8)), rel=1e-5) and not c.flat
+    assert json.loads(json.dumps(c.to_dict()))["flat"] is False
     with pytest.raises(CamError, match="unknown baseline 'fog'; choose from: blur, mean, zero"):
         deletion_insertion(model, x, box, 0, baseline="fog", device="cpu")
+
+
+def test_a_model_that_ignores_the_pixels_gives_flat_curves():
+    """An image-independent score: every curve sits at one probability, and the result says it cannot judge."""
+
+    class Constant(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.tensor([[0.2, 0.1, -0.3]]).expand(len(x), 3) + 0 * x.mean()
+
+    c = deletion_insertion(Constant(), torch.rand(1, 3, 8, 8), torch.rand(8, 8), 0, steps=4, with_random=True,
+                           device="cpu")
+    p0 = float(torch.softmax(torch.tensor([0.2, 0.1, -0.3]), 0)[0])
+    assert c.score_range == pytest.approx((p0, p0), rel=1e-5)
+    assert c.flat and json.loads(json.dumps(c.to_dict()))["flat"] is True
 
 
 @pytest.fixture(scope="module")

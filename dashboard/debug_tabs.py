@@ -1,0 +1,585 @@
+"""The six tabs of "Debug this prediction": Diagnosis, Layer sweep, Methods, Contrast, Inspect a point, Trust.
+
+Each tab reads its widgets, runs its engine call on a button (cached in the session by
+:mod:`dashboard.debug_session`), and draws the result; the numbers come from ``cam_core``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from functools import partial
+from typing import TYPE_CHECKING
+
+import numpy as np
+import streamlit as st
+
+from cam_core import ExplainResult
+from cam_core.diagnose import (
+    CENTRED_RATIO,
+    EMPTY_POS_SHARE,
+    MOSTLY_NEGATIVE_SHARE,
+    Diagnosis,
+    PointInspection,
+    diagnose,
+    inspect_point,
+)
+from cam_core.errors import CamError
+from cam_core.methods import METHODS
+from cam_core.sweep import SWEEP_METHODS, SweepResult, compare_methods, contrast, sweep
+from cam_core.trust import (
+    BASELINES,
+    SANITY_MAX_CORR,
+    PerturbationCurves,
+    SanityResult,
+    deletion_insertion,
+    randomisation_check,
+    randomisation_units,
+)
+from dashboard.debug_cards import BADGES, LAYER_NOTE_CODES, code_words, diagnosis_card, layer_notes, method_title
+from dashboard.debug_figures import (
+    curves_figure,
+    point_figure,
+    sanity_figure,
+    sanity_maps_figure,
+    short_unit,
+    stage_strip,
+)
+from dashboard.debug_session import (
+    DK,
+    asked,
+    keep,
+    recall,
+    run_button,
+    run_with_bar,
+    run_with_spinner,
+)
+from dashboard.feedback import show_error
+from dashboard.figures import PLOTLY_CONFIG, Panel, overlay_figure
+from dashboard.panels import MAX_COLUMNS
+from dashboard.state import set_layer
+
+if TYPE_CHECKING:
+    from dashboard.debug import Ctx
+
+
+PERTURBATION = ("scorecam", "ablationcam")
+BATCH = 64  # forward batch of Score-/Ablation-CAM (compare_methods' default), quoted in the cost line
+DELINS_BATCH = 16  # deletion_insertion's default batch, quoted in the cost line
+STAGES_PER_ROW = 7
+POINT_STEP = 8  # pixels between the clickable points of the inspection figure
+_SHARE_COLUMNS = {
+    name: st.column_config.ProgressColumn(format="percent", min_value=0.0, max_value=1.0)
+    for name in ("positive mass", "cells > 0")
+}
+
+
+# ---- Diagnosis ---------------------------------------------------------------------------------------------
+
+
+def diagnosis_tab(ctx: Ctx) -> None:
+    st.caption(
+        "One card per overlay above, in the same order. *Empty after ReLU*: at most "
+        f"{EMPTY_POS_SHARE:.0%} of the map's absolute mass is positive; *mostly negative*: under "
+        f"{MOSTLY_NEGATIVE_SHARE:.0%}; *centred on zero*: |mean| ≤ {CENTRED_RATIO:g}·std. Numbers from "
+        f"`cam_core.diagnose` at `{ctx.layer}`."
+    )
+    signed_shown = "signed" in ctx.display.views
+    diags = list(ctx.diags.values())
+    layer_notes(diags)
+    noted = frozenset(f.code for d in diags for f in d.findings if f.code in LAYER_NOTE_CODES)
+    for m in ctx.shown:
+        st.markdown(f"##### {method_title(m)}")
+        for start in range(0, len(ctx.ids), MAX_COLUMNS):
+            chunk = ctx.ids[start : start + MAX_COLUMNS]
+            for col, c in zip(st.columns(len(chunk)), chunk, strict=True):
+                with col:
+                    diagnosis_card(
+                        ctx.diags[(m, c)],
+                        f"{m}_{c}",
+                        model_key=ctx.mk,
+                        signed_shown=signed_shown,
+                        contrast_with=ctx.runner_up(c),
+                        layer_notes=noted,
+                    )
+
+
+# ---- Layer sweep --------------------------------------------------------------------------------------------
+
+
+def _breakable(name: str) -> str:
+    """A dotted name that may wrap after its dots in a narrow column."""
+    return name.replace(".", ".\u200b")
+
+
+def sweep_tab(ctx: Ctx) -> None:
+    key = (ctx.mk, ctx.item.digest, ctx.focus_class)
+    found = recall("sweep", key)
+    picked = st.multiselect(
+        "Also sweep these layers",
+        sorted(ctx.bundle.camable),
+        key=DK.SWEEP_EXTRA,
+        placeholder="Any CAM-able layer, by name",
+        help="Added to the stage outputs, in the same single forward and backward. The current layer always is.",
+    )
+    wanted = [ctx.layer, *picked]
+    missing = found is not None and any(name not in found.value.names for name in wanted)
+    if asked("sweep") and (found is None or missing):
+        before = [la.name for la in found.value.layers if la.added] if found else []
+        found = run_with_spinner(
+            "sweeping the layers (one forward, one backward)",
+            sweep,
+            ctx.bundle.model,
+            ctx.x,
+            ctx.focus_class,
+            extra=list(dict.fromkeys([*wanted, *before])),
+            methods=SWEEP_METHODS,
+        )
+        if found is not None:
+            keep("sweep", key, found)
+        missing = found is not None and any(name not in found.value.names for name in wanted)
+    with st.container(horizontal=True, vertical_alignment="center", gap="medium"):
+        run_button(
+            "sweep",
+            "Add the new layers" if missing else "Run the layer sweep",
+            ":material/stacks:",
+            done=found is not None and not missing,
+        )
+        st.caption(
+            f"Maps of **{ctx.label(ctx.focus_class)}** at every stage output, shallow to deep, from ONE forward "
+            "and ONE backward (every gradient method at once)."
+        )
+    if found is None:
+        return
+    default = ctx.focus_method if ctx.focus_method in SWEEP_METHODS else "gradcam"
+    st.session_state.setdefault(DK.SWEEP_METHOD, default)
+    method = st.segmented_control("Method", SWEEP_METHODS, format_func=method_title, key=DK.SWEEP_METHOD, required=True)
+    _draw_sweep(ctx, found.value, method or default, found.seconds)
+
+
+def _draw_sweep(ctx: Ctx, res: SweepResult, method: str, seconds: float) -> None:
+    st.caption(
+        f"{len(res.layers)} layers · {method_title(method)} · {res.cost.get('forwards', 1)} forward and "
+        f"{res.cost.get('backwards', 1)} backward in {seconds:.2f} s · in each stage the ReLU'd map is above the "
+        "signed one · ★ recommended · *Use this layer* selects a stage for the whole page."
+    )
+    background = ctx.view.background
+    layers = res.layers
+    per_row = min(len(layers), STAGES_PER_ROW)
+    for start in range(0, len(layers), per_row):
+        cols = st.columns(per_row, gap="small")
+        for j, la in enumerate(layers[start : start + per_row], start=start):
+            current = la.name == ctx.layer
+            d = la.diagnosis[method]
+            with cols[j - start], st.container(key="dbg_stage_current" if current else f"dbg_stage_{j}"):
+                head = f"{j + 1} · {la.grid[0]}×{la.grid[1]}" + (" ★" if la.name == res.recommended else "")
+                st.markdown(f":orange[**{head}**]" if current else f"**{head}**")
+                strip = stage_strip(
+                    background,
+                    la.result.upsampled(method)[0, 0].numpy(),
+                    cmap=ctx.display.cmap,
+                    signed_cmap=ctx.display.signed_cmap,
+                    opacity=ctx.display.opacity,
+                )
+                st.image(strip, width="stretch", output_format="JPEG")
+                shape = "×".join(str(v) for v in la.out_shape) if la.out_shape else "?"
+                st.caption(f"`{_breakable(la.name)}`  \n{la.type} · {shape}  \n**{d.pos_mass_share:.0%}** positive")
+                if d.codes and d.codes[0] in BADGES:
+                    st.badge(code_words(d.codes[0]), color=BADGES[d.codes[0]])
+                if current:
+                    st.badge("current layer", icon=":material/my_location:", color="orange")
+                else:
+                    st.button(
+                        "Use this layer",
+                        key=f"dbg_use_{j}",
+                        on_click=set_layer,
+                        args=(ctx.mk, la.name),
+                        disabled=la.name not in ctx.bundle.camable,
+                        width="stretch",
+                    )
+    rows = [
+        {
+            "layer": la.name,
+            "": " ".join(
+                [*(["current"] if la.name == ctx.layer else []), *(["★"] if la.name == res.recommended else [])]
+            ),
+            "type": la.type,
+            "positive mass": la.diagnosis[method].pos_mass_share,
+            "cells > 0": la.diagnosis[method].pos_area,
+            "findings": ", ".join(code_words(c) for c in la.diagnosis[method].codes) or "none",
+        }
+        for la in layers
+    ]
+    st.dataframe(rows, hide_index=True, column_config=_SHARE_COLUMNS, key="dbg_sweep_table")
+
+
+# ---- Methods -------------------------------------------------------------------------------------------------
+
+
+def _panels(res: ExplainResult, methods: Sequence[str], diags: dict[str, Diagnosis], share: str = "> 0") -> list[Panel]:
+    """One panel per method, titled with the share of the map's mass that is positive (``share`` words it)."""
+    return [
+        Panel(
+            title=f"{method_title(m)} · {diags[m].pos_mass_share:.0%} {share}",
+            cam=res.upsampled(m)[0, 0].numpy(),
+            name=method_title(m),
+        )
+        for m in methods
+    ]
+
+
+def _grid(ctx: Ctx, panels: Sequence[Panel], key: str, views: Sequence[str]) -> None:
+    """Panels in rows of equal length (6 → 3 + 3, not 4 + 2), every panel the same size."""
+    rows = math.ceil(len(panels) / MAX_COLUMNS)
+    per_row = math.ceil(len(panels) / rows)
+    for start in range(0, len(panels), per_row):
+        fig = overlay_figure(
+            ctx.view.background,
+            panels[start : start + per_row],
+            views=views,
+            cmap=ctx.display.cmap,
+            signed_cmap=ctx.display.signed_cmap,
+            opacity=ctx.display.opacity,
+            panel_height=min(300, 720 // max(per_row, 2)),
+        )
+        st.plotly_chart(fig, config=PLOTLY_CONFIG, key=f"{key}_{start}")
+
+
+def methods_tab(ctx: Ctx) -> None:
+    activations = ctx.facts.result.activations
+    channels = int(activations.shape[1]) if activations is not None else 0
+    batches = math.ceil(channels / BATCH) if channels else 0
+    st.caption(
+        f"Every method for **{ctx.label(ctx.focus_class)}** at `{ctx.layer}`. The gradient methods and Eigen-CAM "
+        "share one forward and one backward; the perturbation methods cost far more, so they are opt-in:"
+    )
+    opted = [
+        m
+        for m in PERTURBATION
+        if st.checkbox(
+            f"{method_title(m)}: one forward per channel: {channels} forwards ({batches} batches of {BATCH})",
+            key=DK.CMP_OPT + m,
+        )
+    ]
+    methods = tuple(m for m in METHODS if m not in PERTURBATION) + tuple(opted)
+    key = (ctx.mk, ctx.item.digest, ctx.layer, ctx.focus_class, methods)
+    found = recall("methods", key)
+    if asked("methods") and found is None:
+        run = run_with_bar if opted else run_with_spinner
+        found = run(
+            "comparing the methods", compare_methods, ctx.bundle.model, ctx.x, ctx.layer, ctx.focus_class, list(methods)
+        )
+        if found is not None:
+            keep("methods", key, found)
+    run_button("methods", "Compare the methods", ":material/grid_view:", done=found is not None)
+    if found is None:
+        return
+    res, skipped = found.value
+    diags = {m: diagnose(res, 0, 0, m, ctx.facts.info, ctx.facts.recommended) for m in res.maps}
+    forwards = (res.cost or {}).get("forwards", 0)
+    st.caption(
+        f"Computed in {found.seconds:.2f} s"
+        + (f" · {forwards} forward pass{'es' if forwards > 1 else ''}" if forwards else "")
+        + ". Each map is scaled to itself; titles give the share of its mass that is positive."
+    )
+    _grid(ctx, _panels(res, list(res.maps), diags), "dbg_methods", ctx.display.views)
+    for m, why in skipped.items():
+        st.caption(f":material/block: {method_title(m)} left out: {why}")
+    st.dataframe(
+        [
+            {
+                "method": method_title(m),
+                "positive mass": d.pos_mass_share,
+                "cells > 0": d.pos_area,
+                "findings": ", ".join(code_words(c) for c in d.codes) or "none",
+            }
+            for m, d in diags.items()
+        ],
+        hide_index=True,
+        column_config=_SHARE_COLUMNS,
+        key="dbg_methods_table",
+    )
+
+
+# ---- Contrast ------------------------------------------------------------------------------------------------
+
+
+def contrast_tab(ctx: Ctx) -> None:
+    names = ctx.names
+    options = list(range(len(names)))
+    if DK.CON_A not in st.session_state or st.session_state[DK.CON_A] not in options:
+        st.session_state[DK.CON_A] = ctx.focus_class
+    if DK.CON_B not in st.session_state or st.session_state[DK.CON_B] not in options:
+        other = ctx.runner_up(st.session_state[DK.CON_A])
+        st.session_state[DK.CON_B] = other[0] if other else options[-1]
+    st.caption(
+        "Why **A rather than B**: the map of logit(A) − logit(B) at the current layer. Warm: where the layer's "
+        "features favour A over B; cool: B over A. The ReLU'd row keeps only where A wins."
+    )
+    c1, c2, c3 = st.columns([2, 2, 1.3], vertical_alignment="bottom")
+    a = c1.selectbox("A: the class explained", options, format_func=ctx.label, key=DK.CON_A)
+    b = c2.selectbox("B: the class it is set against", options, format_func=ctx.label, key=DK.CON_B)
+    # The overlays' gradient methods, and always Grad-CAM and HiResCAM: all from one backward.
+    methods = tuple(dict.fromkeys([*(m for m in ctx.shown if METHODS[m].kind == "gradient"), "gradcam", "hirescam"]))
+    key = (ctx.mk, ctx.item.digest, ctx.layer, a, b, methods)
+    found = recall("contrast", key)
+    if a != b and asked("contrast") and found is None:
+        found = run_with_spinner(
+            "computing the contrast", contrast, ctx.bundle.model, ctx.x, a, b, layer=ctx.layer, methods=methods
+        )
+        if found is not None:
+            keep("contrast", key, found)
+    with c3:
+        run_button("contrast", "Why A, not B?", ":material/compare:", done=found is not None, disabled=a == b)
+    if a == b:
+        st.info("Pick two different classes.", icon=":material/compare:")
+        return
+    if found is None:
+        return
+    res = found.value
+    diags = {m: diagnose(res, 0, 0, m, ctx.facts.info, ctx.facts.recommended) for m in res.maps}
+    logits = ctx.view.logits
+    st.caption(
+        f"logit(A) = {logits[a]:.4g}, logit(B) = {logits[b]:.4g} · computed in {found.seconds:.2f} s. "
+        "Titles give the share of the map's mass that favours A."
+    )
+    panels = _panels(res, list(res.maps), diags, f"for {names[a]}")
+    _grid(ctx, panels, "dbg_contrast", ("signed", "relu"))
+
+
+# ---- Inspect a point -----------------------------------------------------------------------------------------
+
+
+def _point_clicked(chart_key: str) -> None:
+    event = st.session_state.get(chart_key) or {}
+    points = (event.get("selection") or {}).get("points") or []
+    # Grid points sit at pixel positions: x is the column, y the row.
+    picked = next(
+        (p for p in points if isinstance(p.get("x"), int | float) and isinstance(p.get("y"), int | float)), None
+    )
+    if picked is not None:
+        st.session_state[DK.ROW], st.session_state[DK.COL] = int(picked["y"]), int(picked["x"])
+    # A fresh chart next run: no lingering selection, so the same point can be clicked again.
+    st.session_state[DK.POINT_NONCE] = st.session_state.get(DK.POINT_NONCE, 0) + 1
+
+
+def inspect_tab(ctx: Ctx) -> None:
+    height, width = ctx.view.background.shape[:2]
+    st.session_state.setdefault(DK.ROW, height // 2)
+    st.session_state.setdefault(DK.COL, width // 2)
+    st.session_state[DK.ROW] = min(st.session_state[DK.ROW], height - 1)
+    st.session_state[DK.COL] = min(st.session_state[DK.COL], width - 1)
+    method = ctx.focus_method
+    left, right = st.columns([1, 1.25], gap="medium")
+    with right:
+        c1, c2 = st.columns(2)
+        row = int(c1.number_input("Row (pixels from the top)", 0, height - 1, key=DK.ROW))
+        col = int(c2.number_input("Column (pixels from the left)", 0, width - 1, key=DK.COL))
+    with left:
+        chart_key = f"dbg_point_{st.session_state.get(DK.POINT_NONCE, 0)}"
+        fig = point_figure(
+            ctx.view.background,
+            ctx.view.maps[(method, ctx.focus_class)].up,
+            point=(row, col),
+            step=POINT_STEP,
+            cmap=ctx.display.signed_cmap,
+            opacity=ctx.display.opacity,
+            title=f"{ctx.label(ctx.focus_class)} · {method_title(method)} (signed): click a point",
+        )
+        st.plotly_chart(
+            fig,
+            key=chart_key,
+            on_select=partial(_point_clicked, chart_key),
+            selection_mode="points",
+            config={**PLOTLY_CONFIG, "displayModeBar": False},
+        )
+    try:
+        point = inspect_point(ctx.result, 0, row, col, method)
+    except CamError as exc:
+        with right:
+            show_error(exc, "inspecting the point")
+        return
+    with right:
+        _draw_point(point)
+
+
+def _draw_point(p: PointInspection) -> None:
+    st.markdown(f"**{method_title(p.method)}** at row {p.row}, column {p.col} · layer cell ({p.cell[0]}, {p.cell[1]})")
+    st.dataframe(
+        [
+            {
+                "class": f"{c.class_name} ({c.class_id})",
+                "map value": c.value,
+                "reads as": "for the class" if c.value > 0 else "against it" if c.value < 0 else "neutral",
+            }
+            for c in p.classes
+        ],
+        hide_index=True,
+        column_config={"map value": st.column_config.NumberColumn(format="%.4g")},
+        key="dbg_point_values",
+    )
+    if p.note:
+        st.caption(f":material/info: No channel breakdown: {p.note}.")
+        return
+    st.caption("Channels contributing most there: contribution = channel weight × activation at the point.")
+    numbers = {k: st.column_config.NumberColumn(format="%.3g") for k in ("contribution", "weight", "activation")}
+    for c in p.classes:
+        st.markdown(f"**{c.class_name}** ({c.class_id}): {c.value:.4g}")
+        st.dataframe(
+            [
+                {
+                    "channel": ch.channel,
+                    "contribution": ch.contribution,
+                    "weight": ch.weight,
+                    "activation": ch.activation,
+                }
+                for ch in c.channels
+            ],
+            hide_index=True,
+            column_config={"channel": st.column_config.NumberColumn(format="%d"), **numbers},
+            key=f"dbg_point_channels_{c.class_id}",
+        )
+        st.caption(f"All other channels together: {c.rest:.3g}")
+
+
+# ---- Trust ---------------------------------------------------------------------------------------------------
+
+
+def trust_tab(ctx: Ctx) -> None:
+    c, m = ctx.focus_class, ctx.focus_method
+    st.markdown(f"##### Deletion and insertion · {ctx.label(c)} · {method_title(m)}")
+    st.caption(
+        "Pixels are ranked by the map (most positive first), deleted from the image (replaced by the baseline) "
+        "or inserted into the baseline, and the class's probability is tracked. A map that found the evidence "
+        "makes deletion fall faster and insertion rise faster than a random map as coarse as a CAM."
+    )
+    c1, c2, c3 = st.columns([1.3, 1.6, 1.2], vertical_alignment="bottom")
+    st.session_state.setdefault(DK.DI_BASELINE, BASELINES[0])
+    st.session_state.setdefault(DK.DI_STEPS, 24)
+    st.session_state.setdefault(DK.DI_RANDOM, True)
+    baseline = c1.segmented_control(
+        "Baseline",
+        BASELINES,
+        key=DK.DI_BASELINE,
+        required=True,
+        help="blur: a Gaussian blur of the image; mean: its mean colour; zero: the dataset's mean colour",
+    )
+    steps = int(c2.select_slider("Steps", [8, 12, 16, 24, 32, 48], key=DK.DI_STEPS))
+    with_random = c3.toggle("Random reference", key=DK.DI_RANDOM)
+    images = 2 * (steps + 1) * (2 if with_random else 1)
+    st.caption(f"Cost: {images} perturbed images in {math.ceil(images / DELINS_BATCH)} forwards of {DELINS_BATCH}.")
+    key = (ctx.mk, ctx.item.digest, ctx.layer, c, m, baseline, steps, with_random)
+    found = recall("delins", key)
+    if asked("delins") and found is None:
+        found = run_with_bar(
+            "deletion and insertion",
+            deletion_insertion,
+            ctx.bundle.model,
+            ctx.x,
+            ctx.view.maps[(m, c)].up,
+            c,
+            steps=steps,
+            baseline=baseline,
+            with_random=with_random,
+        )
+        if found is not None:
+            keep("delins", key, found)
+    run_button("delins", "Run deletion and insertion", ":material/query_stats:", done=found is not None)
+    if found is not None:
+        _draw_curves(ctx, found.value, found.seconds)
+
+    st.markdown(f"##### Model randomisation · {ctx.label(c)} · `{ctx.layer}`")
+    st.caption(
+        "On a copy of the model, the weights are re-initialised from the head down, one block at a time, and the "
+        "map is recomputed after each step. A map that barely changes does not depend on what the model learnt: "
+        f"a method whose median Spearman correlation with the original stays above {SANITY_MAX_CORR:g} is flagged."
+    )
+    units = randomisation_units(ctx.bundle.model.module)
+    sweepable = list(SWEEP_METHODS)
+    st.session_state.setdefault(DK.SAN_METHODS, [m if m in sweepable else "gradcam"])
+    st.session_state.setdefault(DK.SAN_UNITS, len(units))
+    st.session_state[DK.SAN_UNITS] = min(st.session_state[DK.SAN_UNITS], len(units))
+    c1, c2 = st.columns([2, 1.4], vertical_alignment="bottom")
+    chosen = c1.multiselect("Methods", sweepable, format_func=method_title, key=DK.SAN_METHODS)
+    # A slider needs two stops; a model of one block just randomises it.
+    n_units = int(c2.slider("Blocks to randomise", 1, len(units), key=DK.SAN_UNITS)) if len(units) > 1 else len(units)
+    st.caption(f"Cost: one forward and one backward per step: {n_units + 1} passes, on a copy of the model.")
+    key = (ctx.mk, ctx.item.digest, ctx.layer, c, tuple(chosen), n_units)
+    found = recall("sanity", key)
+    if chosen and asked("sanity") and found is None:
+        found = run_with_bar(
+            "the randomisation check",
+            randomisation_check,
+            ctx.bundle.model,
+            ctx.x,
+            ctx.layer,
+            c,
+            chosen,
+            max_units=n_units,
+        )
+        if found is not None:
+            keep("sanity", key, found)
+    run_button(
+        "sanity", "Run the randomisation check", ":material/shuffle:", done=found is not None, disabled=not chosen
+    )
+    if found is not None:
+        _draw_sanity(ctx, found.value, found.seconds)
+
+
+def _draw_curves(ctx: Ctx, curves: PerturbationCurves, seconds: float) -> None:
+    fig = curves_figure(curves, ctx.names[curves.class_id])
+    st.plotly_chart(fig, config=PLOTLY_CONFIG, key="dbg_curves")
+    verdicts = [f"Computed in {seconds:.2f} s ({curves.forwards} forwards)."]
+    if curves.flat:
+        low, high = curves.score_range
+        st.warning(
+            f"{verdicts[0]} The class probability hardly moves ({low:.3f} … {high:.3f}) whatever is deleted or "
+            "inserted: the model's score does not depend on this image's pixels (untrained or saturated), so these "
+            "curves cannot judge any map.",
+            icon=":material/trending_flat:",
+        )
+    elif curves.random_deletion is not None and curves.random_insertion is not None:
+        dele = curves.deletion.auc < curves.random_deletion.auc
+        ins = curves.insertion.auc > curves.random_insertion.auc
+        verdicts.append(
+            f"Deletion AUC {curves.deletion.auc:.3f} vs random {curves.random_deletion.auc:.3f} "
+            f"({'better' if dele else 'no better'}); insertion AUC {curves.insertion.auc:.3f} vs random "
+            f"{curves.random_insertion.auc:.3f} ({'better' if ins else 'no better'})."
+        )
+        if dele and ins:
+            st.success(
+                " ".join(verdicts) + " The map ranks the evidence better than chance.", icon=":material/verified:"
+            )
+        else:
+            st.warning(
+                " ".join(verdicts) + " The map does not beat a random one on both curves: do not read much into it.",
+                icon=":material/gpp_maybe:",
+            )
+    else:
+        st.caption(" ".join(verdicts))
+
+
+def _draw_sanity(ctx: Ctx, res: SanityResult, seconds: float) -> None:
+    st.plotly_chart(sanity_figure(res), config=PLOTLY_CONFIG, key="dbg_sanity")
+    st.caption(f"{len(res.units)} steps in {seconds:.2f} s. Solid: signed maps; dotted: absolute values.")
+    for m in res.methods:
+        if res.flagged.get(m):
+            st.warning(
+                f"**{method_title(m)} is flagged:** its map stays similar to the original as the weights are "
+                "randomised, so it shows the image's structure more than what the model learnt.",
+                icon=":material/flag:",
+            )
+        else:
+            st.success(
+                f"**{method_title(m)} passes:** its map changes as the weights are randomised.", icon=":material/check:"
+            )
+    first = res.methods[0]
+    maps = res.maps[first]
+    picks = sorted(set(np.linspace(0, len(maps) - 1, min(len(maps), 8)).round().astype(int).tolist()))
+    labels = ["original" if s == 0 else f"{s}: {short_unit(res.units[s - 1])}" for s in picks]
+    st.caption(f"{method_title(first)} map as the model is randomised (signed, each scaled to itself):")
+    st.plotly_chart(
+        sanity_maps_figure(maps[picks], labels, cmap=ctx.display.signed_cmap),
+        config={**PLOTLY_CONFIG, "displayModeBar": False},
+        key="dbg_sanity_maps",
+    )
