@@ -264,6 +264,9 @@ def _cmd_trust(args: argparse.Namespace) -> int:
         }
         line = (f"deletion AUC {curves.deletion.auc:.3f} (random map {curves.random_deletion.auc:.3f}), "
                 f"insertion AUC {curves.insertion.auc:.3f} (random map {curves.random_insertion.auc:.3f})")
+        if curves.flat:
+            low, high = curves.score_range
+            line += f" (FLAT: the probability stays in {low:.3f}…{high:.3f}; the curves cannot judge the map)"
         if args.randomise_units != 0:
             sanity = randomisation_check(
                 model, x, res.layer, cid, methods=[args.method], max_units=args.randomise_units, device=args.device
