@@ -49,7 +49,7 @@ from cam_core.layers import LayerInfo
 from cam_core.sweep import SWEEP_METHODS
 from dashboard.compute import Bundle, ImageItem, ViewResult, map_cache, ranking
 from dashboard.debug_cards import diagnosis_card, diagnosis_rows, findings_summary, layer_notes, method_title
-from dashboard.debug_session import DK, Timed, keep, pick, recall
+from dashboard.debug_session import DK, Timed, keep, keep_shared, pick, recall, recall_shared
 from dashboard.debug_tabs import contrast_tab, diagnosis_tab, inspect_tab, methods_tab, sweep_tab, trust_tab
 from dashboard.feedback import show_error
 from dashboard.sidebar import Display
@@ -108,7 +108,7 @@ class LayerFacts:
 def _layer_facts(bundle: Bundle, item: ImageItem, layer: str, ids: tuple[int, ...]) -> Timed:
     """One explain (all gradient methods share one backward) and one head probe; cached per inputs."""
     key = (bundle.spec.key, item.digest, layer, ids)
-    found = recall("facts", key)
+    found = recall("facts", key) or recall_shared("facts", key)
     if found is not None:
         return found
     x, _ = map_cache().model_input(bundle, item)
@@ -120,7 +120,7 @@ def _layer_facts(bundle: Bundle, item: ImageItem, layer: str, ids: tuple[int, ..
     except (CamError, RuntimeError):  # optional: a head that cannot be probed just gets no scale finding
         head = None
     facts = LayerFacts(result=res, info=info, recommended=rec, head=head)
-    return keep("facts", key, Timed(facts, time.perf_counter() - start), limit=8)
+    return keep_shared("facts", key, Timed(facts, time.perf_counter() - start), limit=8)
 
 
 def _with_view_maps(res: ExplainResult, view: ViewResult, ids: Sequence[int], methods: Sequence[str]) -> ExplainResult:

@@ -7,6 +7,7 @@ draw does it with a spinner or progress bar and keeps the result.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
@@ -67,6 +68,33 @@ def keep(kind: str, key: Hashable, value: Timed, limit: int = 4) -> Timed:
     while len(store) > limit:
         store.popitem(last=False)
     return value
+
+
+# The layer's facts for the diagnosis are the same for every browser session looking at the same
+# (model, image, layer, classes): kept once per process too, so a new visitor (or a demo reloading
+# the page) does not pay for the extra forward/backward again. Module state survives reruns.
+_SHARED: OrderedDict[tuple[str, Hashable], Timed] = OrderedDict()
+_SHARED_LOCK = threading.Lock()
+SHARED_LIMIT = 16
+
+
+def recall_shared(kind: str, key: Hashable) -> Timed | None:
+    """A result any session computed for ``key`` (also remembered in this session)."""
+    with _SHARED_LOCK:
+        found = _SHARED.get((kind, key))
+        if found is not None:
+            _SHARED.move_to_end((kind, key))
+    return None if found is None else keep(kind, key, found)
+
+
+def keep_shared(kind: str, key: Hashable, value: Timed, limit: int = 4) -> Timed:
+    """Remember ``value`` in this session and for every session (the :data:`SHARED_LIMIT` most recent)."""
+    with _SHARED_LOCK:
+        _SHARED[(kind, key)] = value
+        _SHARED.move_to_end((kind, key))
+        while len(_SHARED) > SHARED_LIMIT:
+            _SHARED.popitem(last=False)
+    return keep(kind, key, value, limit)
 
 
 def _timed(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Timed:

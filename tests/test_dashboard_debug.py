@@ -419,3 +419,25 @@ def test_app_shows_the_section_and_sweeps_on_demand(app: AppTest) -> None:
     at.button(key="dbg_use_0").click().run()
     _no_failure(at)
     assert at.query_params["layer"] == names[0]
+
+
+def test_a_second_visitor_reuses_the_layers_facts(app: AppTest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The diagnosis' extra forward/backward runs once per process, not once per browser session."""
+    import dashboard.debug
+
+    calls: list[str] = []
+    real = dashboard.debug.explain
+
+    def counted(*args, **kwargs):
+        calls.append(kwargs.get("layer", ""))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(dashboard.debug, "explain", counted)
+    second = AppTest.from_file(APP, default_timeout=TIMEOUT).run()  # a new session, same page
+    _no_failure(second)
+    assert len([m for m in second.markdown if m.value.endswith("· Grad-CAM")]) == 3  # its cards are there
+    assert calls == []
+    # A view nobody has seen yet is measured (once).
+    second.number_input(key="top_k").set_value(4).run()
+    _no_failure(second)
+    assert len(calls) == 1
