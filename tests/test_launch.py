@@ -1,0 +1,51 @@
+"""``camdash`` carries the repository's Streamlit settings wherever it is started."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+from dashboard.launch import CONFIG, repo_options
+
+
+def test_every_setting_of_the_config_becomes_a_flag() -> None:
+    settings = tomllib.loads(CONFIG.read_text())
+    flags = repo_options()
+    assert len(flags) == sum(len(v) for v in settings.values())
+    assert "--server.fileWatcherType=none" in flags
+    assert "--runner.postScriptGC=false" in flags
+    assert "--browser.gatherUsageStats=false" in flags
+
+
+def test_missing_config_gives_no_flags(tmp_path: Path) -> None:
+    assert repo_options(tmp_path / "absent.toml") == []
+
+
+def test_streamlit_run_applies_the_flags_from_another_folder(tmp_path: Path) -> None:
+    """``streamlit run`` with the flags, started outside the repository, ends with the repository's settings.
+
+    Streamlit's own option parsing runs (an unknown option or a bad value fails it); only the server start is
+    replaced by printing the resulting configuration.
+    """
+    root = Path(__file__).resolve().parents[1]
+    code = (
+        "import sys\n"
+        "from streamlit import config\n"
+        "from streamlit.web import bootstrap, cli\n"
+        "from dashboard.launch import repo_options\n"
+        "def show(main_script_path, is_hello, args, flag_options):\n"
+        "    bootstrap.load_config_options(flag_options)\n"
+        "    print(repr(config.get_option('runner.postScriptGC')), config.get_option('server.fileWatcherType'),\n"
+        "          config.get_option('client.toolbarMode'), config.get_option('browser.gatherUsageStats'))\n"
+        "bootstrap.run = show\n"
+        f"sys.argv = ['streamlit', 'run', {str(root / 'dashboard' / 'app.py')!r}, *repo_options()]\n"
+        "cli.main()\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        env={"PYTHONPATH": str(root), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["False", "none", "viewer", "False"]
