@@ -168,7 +168,7 @@ def overlay_figure(
                     showscale=False,
                     opacity=start,
                     name=panel.name,
-                    meta=f"{panel.name} · {view}",
+                    meta=f"{panel.name} · {VIEW_LABELS.get(view, view)}",
                     hovertemplate="%{meta}<br>x %{x}, y %{y}<br>map value %{z:.4g}<extra></extra>",
                 ),
                 row=r,
