@@ -106,7 +106,7 @@ class LayerFacts:
 
 
 def _layer_facts(bundle: Bundle, item: ImageItem, layer: str, ids: tuple[int, ...]) -> Timed:
-    """One explain (all gradient methods share one backward) and one head probe; cached per inputs."""
+    """One explain (all gradient methods share one backward) and the head probe; cached per inputs."""
     key = (bundle.spec.key, item.digest, layer, ids)
     found = recall("facts", key) or recall_shared("facts", key)
     if found is not None:
@@ -115,12 +115,21 @@ def _layer_facts(bundle: Bundle, item: ImageItem, layer: str, ids: tuple[int, ..
     start = time.perf_counter()
     res = explain(bundle.model, x, layer=layer, classes=list(ids), methods=SWEEP_METHODS, keep_activations=True)
     info, rec = layer_context(bundle.model, layer)
-    try:
-        head = probe_head(bundle.model, x)
-    except (CamError, RuntimeError):  # optional: a head that cannot be probed just gets no scale finding
-        head = None
-    facts = LayerFacts(result=res, info=info, recommended=rec, head=head)
+    facts = LayerFacts(result=res, info=info, recommended=rec, head=_head_probe(bundle, item, x))
     return keep_shared("facts", key, Timed(facts, time.perf_counter() - start), limit=8)
+
+
+def _head_probe(bundle: Bundle, item: ImageItem, x: torch.Tensor) -> HeadProbe | None:
+    """Whether the head ignores the recommended layer's scale: per (model, image), whatever the layer or classes."""
+    key = (bundle.spec.key, item.digest)
+    found = recall("head", key) or recall_shared("head", key)
+    if found is None:
+        try:
+            head = probe_head(bundle.model, x)
+        except (CamError, RuntimeError):  # optional: a head that cannot be probed just gets no scale finding
+            head = None
+        found = keep_shared("head", key, Timed(head, 0.0), limit=8)
+    return found.value
 
 
 def _with_view_maps(res: ExplainResult, view: ViewResult, ids: Sequence[int], methods: Sequence[str]) -> ExplainResult:

@@ -433,11 +433,14 @@ def test_a_second_visitor_reuses_the_layers_facts(app: AppTest, monkeypatch: pyt
         return real(*args, **kwargs)
 
     monkeypatch.setattr(dashboard.debug, "explain", counted)
+    probes: list[object] = []
+    real_probe = dashboard.debug.probe_head
+    monkeypatch.setattr(dashboard.debug, "probe_head", lambda *a, **k: probes.append(a) or real_probe(*a, **k))
     second = AppTest.from_file(APP, default_timeout=TIMEOUT).run()  # a new session, same page
     _no_failure(second)
     assert len([m for m in second.markdown if m.value.endswith("· Grad-CAM")]) == 3  # its cards are there
     assert calls == []
-    # A view nobody has seen yet is measured (once).
+    # A view nobody has seen yet is measured (once); the head probe depends on the image only: not rerun.
     second.number_input(key="top_k").set_value(4).run()
     _no_failure(second)
-    assert len(calls) == 1
+    assert len(calls) == 1 and probes == []
