@@ -4,14 +4,14 @@ The engine behind the dashboard and the CLI; it never imports Streamlit.
 See README.md and the contracts in the design notes.
 """
 
-from .diagnose import Diagnosis, diagnose, inspect_point
-from .engine import ExplainResult, explain
+from .analysis.diagnose import Diagnosis, diagnose, inspect_point
+from .analysis.sweep import compare_methods, contrast, sweep
+from .analysis.trust import deletion_insertion, randomisation_check
+from .engine.explainer import ExplainResult, explain
+from .engine.methods import METHODS
 from .errors import CamError
-from .layers import LayerInfo, list_layers, recommended_layer
-from .methods import METHODS
-from .models import LoadedModel, load_model
-from .sweep import compare_methods, contrast, sweep
-from .trust import deletion_insertion, randomisation_check
+from .models.layers import LayerInfo, list_layers, recommended_layer
+from .models.load import LoadedModel, load_model
 
 __all__ = [
     "METHODS",

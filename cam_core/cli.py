@@ -94,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _load(args: argparse.Namespace):  # -> LoadedModel
-    from .models import load_model
+    from .models.load import load_model
 
     weights = None if str(args.weights).lower() in ("none", "") else args.weights
     return load_model(
@@ -112,7 +112,7 @@ def _load(args: argparse.Namespace):  # -> LoadedModel
 
 
 def _cmd_layers(args: argparse.Namespace) -> int:
-    from .layers import format_tree, list_layers
+    from .models.layers import format_tree, list_layers
 
     model = _load(args)
     print(f"# {model.name}: input {model.input_size[0]}×{model.input_size[1]}, {len(model.class_names)} classes")
@@ -132,8 +132,8 @@ def _unique_stems(paths: Sequence[str]) -> list[str]:
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
-    from .engine import explain
-    from .images import load_image
+    from .engine.explainer import explain
+    from .io.images import load_image
     from .render import model_view, overlay, save_png
 
     model = _load(args)
@@ -177,7 +177,7 @@ def _write_json(path: Path, data: object) -> None:
 
 def _diagnosis_json(model, x: torch.Tensor, res, path: str) -> dict[str, object]:  # model: LoadedModel
     """The diagnosis of every class and method for one image, with the head probe."""
-    from .diagnose import diagnose, layer_context, probe_head
+    from .analysis.diagnose import diagnose, layer_context, probe_head
 
     info, rec = layer_context(model, res.layer)
     head = probe_head(model, x, rec) if rec else None
@@ -204,9 +204,9 @@ def _diagnosis_json(model, x: torch.Tensor, res, path: str) -> dict[str, object]
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from .images import load_image
+    from .analysis.sweep import check_sweep_methods, sweep
+    from .io.images import load_image
     from .render import model_view, overlay, save_png
-    from .sweep import check_sweep_methods, sweep
 
     model = _load(args)
     methods = check_sweep_methods(args.method or ["gradcam", "hirescam"])
@@ -232,11 +232,11 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _cmd_trust(args: argparse.Namespace) -> int:
-    from .engine import explain
-    from .images import load_image
-    from .methods import check_methods
-    from .sweep import SWEEP_METHODS
-    from .trust import deletion_insertion, randomisation_check
+    from .analysis.sweep import SWEEP_METHODS
+    from .analysis.trust import deletion_insertion, randomisation_check
+    from .engine.explainer import explain
+    from .engine.methods import check_methods
+    from .io.images import load_image
 
     check_methods([args.method])
     if args.randomise_units != 0 and args.method not in SWEEP_METHODS:

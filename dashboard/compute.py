@@ -28,10 +28,10 @@ from PIL import Image
 
 from cam_core import ExplainResult, explain, list_layers, load_model
 from cam_core.engine import resolve_device
+from cam_core.engine.methods import METHODS
 from cam_core.errors import CamError
-from cam_core.layers import HINT_TEXT
-from cam_core.methods import METHODS
 from cam_core.models import DEFAULT_MODEL, LoadedModel
+from cam_core.models.layers import HINT_TEXT
 from cam_core.render import model_view
 from dashboard.widgets.model_tree import tree_nodes
 

@@ -15,8 +15,8 @@ import streamlit as st
 import torch
 
 from cam_core.engine import resolve_classes
+from cam_core.engine.methods import METHODS
 from cam_core.errors import CamError
-from cam_core.methods import METHODS
 from dashboard import exports
 from dashboard.compute import Bundle, ImageItem, ViewResult
 from dashboard.figures import PLOTLY_CONFIG, Panel, overlay_figure, scores_figure

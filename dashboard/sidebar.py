@@ -8,11 +8,11 @@ from dataclasses import dataclass
 import streamlit as st
 from PIL import Image, ImageOps
 
-from cam_core.images import IMAGE_EXTENSIONS, load_image
-from cam_core.methods import METHODS
+from cam_core.engine.methods import METHODS
+from cam_core.io.images import IMAGE_EXTENSIONS, load_image
+from cam_core.io.samples import SAMPLE_NAMES, load_sample
 from cam_core.models import DEFAULT_MODEL, list_torchvision_models
 from cam_core.render import DIVERGING
-from cam_core.samples import SAMPLE_NAMES, load_sample
 from dashboard.compute import ImageItem, ModelSpec, save_upload
 from dashboard.feedback import show_error
 from dashboard.state import K, UrlView

@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
 import cam_core
-from cam_core.diagnose import diagnose, layer_context, probe_head
+from cam_core.analysis.diagnose import diagnose, layer_context, probe_head
 from cam_core.render import overlay, save_png
 
 CONV3 = "extractor.extractor.7.2.conv3"

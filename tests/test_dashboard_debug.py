@@ -18,9 +18,9 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
+from cam_core.analysis.trust import Curve, PerturbationCurves, SanityResult
 from cam_core.render import overlay
-from cam_core.trust import Curve, PerturbationCurves, SanityResult
-from dashboard.debug_figures import (
+from dashboard.debug.figures import (
     curves_figure,
     point_figure,
     sanity_figure,
@@ -178,9 +178,9 @@ def _card_page(signed_shown: bool) -> None:
     """An all-negative Grad-CAM map at a pre-activation layer inside a residual branch."""
     import torch
 
-    from cam_core.diagnose import diagnose
+    from cam_core.analysis.diagnose import diagnose
     from cam_core.engine import ExplainResult
-    from cam_core.layers import LayerInfo
+    from cam_core.models.layers import LayerInfo
     from dashboard.debug import diagnosis_card, findings_summary
 
     res = ExplainResult(
@@ -258,7 +258,7 @@ def test_card_offers_no_signed_button_when_the_signed_view_is_shown() -> None:
 
 
 def _tiny_page(tests_dir: str, spec_name: str, layer: str | None) -> None:
-    from cam_core.samples import load_sample
+    from cam_core.io.samples import load_sample
     from dashboard.compute import ImageItem, ModelSpec, compute_view, load_bundle
     from dashboard.debug import debug_section
     from dashboard.sidebar import Display
@@ -274,8 +274,8 @@ def _tiny_page(tests_dir: str, spec_name: str, layer: str | None) -> None:
 @pytest.fixture(scope="module")
 def tiny() -> tuple[object, torch.Tensor]:
     """The tiny model and the image as the page computes them (for independent engine calls)."""
+    from cam_core.io.samples import load_sample
     from cam_core.models import load_model
-    from cam_core.samples import load_sample
 
     model = load_model("tiny:gapnet", weights=None, import_paths=[TESTS])
     return model, model.preprocess(load_sample("chelsea")).unsqueeze(0)
@@ -297,7 +297,7 @@ def test_section_renders_a_card_per_overlay(tiny_app: AppTest) -> None:
 
 
 def test_contrast_tab_shows_the_engines_contrast_map(tiny_app: AppTest, tiny) -> None:
-    from cam_core.sweep import contrast
+    from cam_core.analysis.sweep import contrast
 
     at = _open_tab(tiny_app, "Contrast")
     a, b = at.selectbox(key="dbg_contrast_a").value, at.selectbox(key="dbg_contrast_b").value
@@ -324,7 +324,7 @@ def _facts_layer(at: AppTest) -> str:
 
 
 def test_trust_tab_runs_the_engines_checks_with_progress(tiny_app: AppTest, tiny) -> None:
-    from cam_core.trust import deletion_insertion
+    from cam_core.analysis.trust import deletion_insertion
 
     at = _open_tab(tiny_app, "Trust")
     assert "dbg_curves" not in _figures(at)
@@ -423,19 +423,19 @@ def test_app_shows_the_section_and_sweeps_on_demand(app: AppTest) -> None:
 
 def test_a_second_visitor_reuses_the_layers_facts(app: AppTest, monkeypatch: pytest.MonkeyPatch) -> None:
     """The diagnosis' extra forward/backward runs once per process, not once per browser session."""
-    import dashboard.debug
+    import dashboard.debug.context as debug_context
 
     calls: list[str] = []
-    real = dashboard.debug.explain
+    real = debug_context.explain
 
     def counted(*args, **kwargs):
         calls.append(kwargs.get("layer", ""))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(dashboard.debug, "explain", counted)
+    monkeypatch.setattr(debug_context, "explain", counted)
     probes: list[object] = []
-    real_probe = dashboard.debug.probe_head
-    monkeypatch.setattr(dashboard.debug, "probe_head", lambda *a, **k: probes.append(a) or real_probe(*a, **k))
+    real_probe = debug_context.probe_head
+    monkeypatch.setattr(debug_context, "probe_head", lambda *a, **k: probes.append(a) or real_probe(*a, **k))
     second = AppTest.from_file(APP, default_timeout=TIMEOUT).run()  # a new session, same page
     _no_failure(second)
     assert len([m for m in second.markdown if m.value.endswith("· Grad-CAM")]) == 3  # its cards are there

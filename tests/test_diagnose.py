@@ -13,7 +13,7 @@ from PIL import Image
 from torch import nn
 
 import cam_core
-from cam_core.diagnose import (
+from cam_core.analysis.diagnose import (
     BOUNDED_MIN_SPAN,
     diagnose,
     diagnose_result,

@@ -59,7 +59,7 @@ def test_batch_of_images_equals_one_by_one(resnet18, images):
 def test_chunked_gradients_for_many_classes_match(resnet18, images, monkeypatch):
     """Forcing tiny chunks (as for K = 1000) must not change the maps."""
     full = cam_core.explain(resnet18, images[:1], layer="layer4", classes=list(range(20)), methods=["gradcam"])
-    monkeypatch.setattr("cam_core.engine._GRAD_CHUNK_ELEMENTS", 1)
+    monkeypatch.setattr("cam_core.engine.explainer._GRAD_CHUNK_ELEMENTS", 1)
     chunked = cam_core.explain(resnet18, images[:1], layer="layer4", classes=list(range(20)), methods=["gradcam"])
     torch.testing.assert_close(full.maps["gradcam"], chunked.maps["gradcam"])
     assert chunked.cost["backward_batches"] == 20
@@ -204,7 +204,7 @@ def test_unknown_layer_and_device_are_clear(resnet18, images):
 
 
 def test_contrast_target_is_difference_of_gradcams(resnet18, images):
-    from cam_core.targets import Contrast
+    from cam_core.engine.targets import Contrast
 
     ab = cam_core.explain(resnet18, images[:1], layer="layer4", classes=[10, 20], methods=["gradcam", "hirescam"])
     contrast = cam_core.explain(
@@ -238,7 +238,7 @@ def test_perturbation_methods_run_batched_and_count_forwards():
 
 def test_capture_several_layers_one_backward_matches_single_layer(resnet18, images):
     """Deeper captures stay in the graph: one backward gives every layer's gradient, as separate calls do."""
-    from cam_core.capture import capture_layers
+    from cam_core.engine.capture import capture_layers
 
     layers = ["layer2", "layer3", "layer4"]
     with capture_layers(resnet18, layers) as cap, torch.no_grad():

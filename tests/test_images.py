@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 
 from cam_core.errors import CamError
-from cam_core.images import MAX_PIXELS, SUPPORTED_FORMATS, ImageError, load_image
-from cam_core.samples import SAMPLE_NAMES, load_sample
+from cam_core.io.images import MAX_PIXELS, SUPPORTED_FORMATS, ImageError, load_image
+from cam_core.io.samples import SAMPLE_NAMES, load_sample
 
 
 def _encode(image: Image.Image, fmt: str, **params) -> bytes:

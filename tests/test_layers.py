@@ -16,9 +16,9 @@ import torchvision
 from torch import nn
 
 from cam_core import CamError
-from cam_core.capture import LayerNotFound
-from cam_core.efficientnet_lite import efficientnet_lite0
-from cam_core.layers import HINT_TEXT, LayerInfo, format_tree, grid_transform, list_layers, recommended_layer
+from cam_core.engine.capture import LayerNotFound
+from cam_core.models.efficientnet_lite import efficientnet_lite0
+from cam_core.models.layers import HINT_TEXT, LayerInfo, format_tree, grid_transform, list_layers, recommended_layer
 
 
 def _no_hooks(model: nn.Module) -> bool:
@@ -316,7 +316,7 @@ class Counting(nn.Module):
 
 
 def test_one_forward_cached_per_size_and_dropped_with_the_model():
-    from cam_core import layers as layers_module
+    from cam_core.models import layers as layers_module
 
     model = _seeded(Counting)
     first = list_layers(model, 16)

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 import cam_core
-from cam_core.samples import load_sample
+from cam_core.io.samples import load_sample
 
 CANVAS = 640
 

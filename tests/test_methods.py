@@ -26,7 +26,7 @@ import pytest
 import torch
 
 import cam_core
-from cam_core import methods as M
+from cam_core.engine import methods as M
 from tests.tiny import SpatialNet, X, gapnet
 
 x = X[0, 0]

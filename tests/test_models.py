@@ -13,18 +13,18 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-import cam_core.models as models
-from cam_core import efficientnet_lite
+import cam_core.models.load as models
 from cam_core.errors import CamError
+from cam_core.io.samples import load_sample
 from cam_core.models import (
     CheckpointError,
     UnknownModel,
     UntrustedCheckpoint,
     WeightsUnavailable,
+    efficientnet_lite,
     list_torchvision_models,
     load_model,
 )
-from cam_core.samples import load_sample
 
 X = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(3))
 

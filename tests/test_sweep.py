@@ -11,11 +11,11 @@ import torch
 import torchvision
 
 import cam_core
+from cam_core.analysis.sweep import compare_methods, contrast, stage_layers, sweep
+from cam_core.engine.methods import METHODS
 from cam_core.errors import CamError
-from cam_core.layers import LayerInfo, list_layers
-from cam_core.methods import METHODS
-from cam_core.samples import load_sample
-from cam_core.sweep import compare_methods, contrast, stage_layers, sweep
+from cam_core.io.samples import load_sample
+from cam_core.models.layers import LayerInfo, list_layers
 from tests.tiny import SpatialNet, X, gapnet
 
 REPO = Path(__file__).resolve().parents[1]

@@ -14,15 +14,15 @@ from scipy import stats
 from torch import nn
 
 import cam_core
-from cam_core.errors import CamError
-from cam_core.samples import load_sample
-from cam_core.trust import (
+from cam_core.analysis.trust import (
     SANITY_MAX_CORR,
     deletion_insertion,
     randomisation_check,
     randomisation_units,
     spearman,
 )
+from cam_core.errors import CamError
+from cam_core.io.samples import load_sample
 from tests.tiny import gapnet
 
 REPO = Path(__file__).resolve().parents[1]

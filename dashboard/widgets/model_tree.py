@@ -54,7 +54,7 @@ def _hint(key: str, hint_text: dict[str, str]) -> dict[str, str]:
 
 
 def tree_nodes(layers: Sequence[Any], hint_text: dict[str, str]) -> list[dict[str, Any]]:
-    """Plain JSON rows for the widget from ``cam_core.layers.LayerInfo`` records."""
+    """Plain JSON rows for the widget from ``cam_core.models.layers.LayerInfo`` records."""
     nodes = []
     for info in layers:
         if not info.name:  # the root module is the tree itself

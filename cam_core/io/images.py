@@ -23,7 +23,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import CamError
+from ..errors import CamError
 
 __all__ = ["IMAGE_EXTENSIONS", "MAX_PIXELS", "SUPPORTED_FORMATS", "ImageError", "load_image"]
 

@@ -1,7 +1,7 @@
 """What a map says, and why it may look empty: numbers and findings in plain words.
 
 :func:`diagnose` is a pure function over an :class:`~cam_core.engine.ExplainResult`
-(plus, optionally, the layer's :class:`~cam_core.layers.LayerInfo`, the name of
+(plus, optionally, the layer's :class:`~cam_core.models.layers.LayerInfo`, the name of
 the recommended layer and a :class:`HeadProbe`). It measures one map (one image,
 one class, one method) and says, with the fix, why the usual ReLU'd display of it
 may mislead. The seed question (a correct prediction with a cosine logit of
@@ -45,13 +45,13 @@ from typing import TYPE_CHECKING, Literal
 import torch
 from torch import Tensor, nn
 
-from .capture import model_lock, replace_output
-from .errors import CamError
-from .methods import METHODS
+from ..engine.capture import model_lock, replace_output
+from ..engine.methods import METHODS
+from ..errors import CamError
 
 if TYPE_CHECKING:
-    from .engine import ExplainResult
-    from .layers import LayerInfo
+    from ..engine.explainer import ExplainResult
+    from ..models.layers import LayerInfo
 
 __all__ = [
     "BOUNDED_MIN_SPAN",
@@ -300,7 +300,7 @@ def diagnose(
         i: Image index.
         k: Class slot (index into ``res.class_ids[i]``).
         method: A method in ``res.maps``.
-        layer_info: The layer's entry from :func:`cam_core.layers.list_layers` (for its hints).
+        layer_info: The layer's entry from :func:`cam_core.models.layers.list_layers` (for its hints).
         recommended: The recommended layer's name (suggested as the fix).
         head: A :func:`probe_head` result for this model and image, if measured.
 
@@ -536,11 +536,11 @@ def diagnose_result(
 def layer_context(
     model: object, layer: str, input_size: int | Sequence[int] | None = None
 ) -> tuple[LayerInfo | None, str | None]:
-    """The layer's :class:`~cam_core.layers.LayerInfo` and the recommended layer's name, for :func:`diagnose`.
+    """The layer's :class:`~cam_core.models.layers.LayerInfo` and the recommended layer's name, for :func:`diagnose`.
 
     Uses the layer tree's (cached) analysis; a model that cannot be analysed gives ``(None, None)``.
     """
-    from .layers import list_layers
+    from ..models.layers import list_layers
 
     try:
         infos = list_layers(model, input_size)
@@ -567,7 +567,7 @@ def probe_head(model: object, x: Tensor, layer: str | None = None, factor: float
     Returns:
         A :class:`HeadProbe`.
     """
-    from .layers import recommended_layer
+    from ..models.layers import recommended_layer
 
     module = getattr(model, "module", model)
     if not isinstance(module, nn.Module):

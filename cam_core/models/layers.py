@@ -3,7 +3,7 @@
 Everything comes from ONE forward pass on a dummy input (seeded ``randn``, batch
 1, the model's device and dtype, ``torch.no_grad()``, every module temporarily in
 eval mode and restored afterwards, hooks removed on every exit path, under
-:func:`cam_core.capture.model_lock`). Models with token layers get one more
+:func:`cam_core.engine.capture.model_lock`). Models with token layers get one more
 forward and backward to see which tokens receive a gradient (``no_patch_gradient``).
 The result is cached per (model, input size, module structure), weakly keyed on
 the model, so the dashboard can ask again for free.
@@ -59,8 +59,8 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from .capture import get_layer, model_lock
-from .errors import CamError
+from ..engine.capture import get_layer, model_lock
+from ..errors import CamError
 
 __all__ = ["HINT_TEXT", "LayerInfo", "format_tree", "grid_transform", "list_layers", "recommended_layer"]
 

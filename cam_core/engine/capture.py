@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from .errors import CamError, choices_hint
+from ..errors import CamError, choices_hint
 
 __all__ = [
     "Capture",

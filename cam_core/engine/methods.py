@@ -24,7 +24,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from .errors import CamError, choices_hint
+from ..errors import CamError, choices_hint
 
 __all__ = [
     "METHODS",

@@ -1,6 +1,6 @@
 """Diagnosis cards and the page-level findings: numbers, plain words and one-click fixes.
 
-Everything shown comes from :class:`cam_core.diagnose.Diagnosis`; this module formats it and
+Everything shown comes from :class:`cam_core.analysis.diagnose.Diagnosis`; this module formats it and
 wires the buttons that apply a fix (the recommended layer, the signed view, a contrast).
 """
 
@@ -12,16 +12,16 @@ from typing import Any
 
 import streamlit as st
 
-from cam_core.diagnose import (
+from cam_core.analysis.diagnose import (
     Diagnosis,
 )
-from cam_core.methods import METHODS
-from dashboard.debug_session import DK, ask
+from cam_core.engine.methods import METHODS
+from dashboard.debug.session import DK, ask
 from dashboard.state import set_layer
 
 SIDEBAR_VIEWS_KEY = "views"  # the sidebar's "Views" pills (dashboard.sidebar.display_ui)
 
-# Findings whose fix is another layer / the signed view / a contrast (codes from cam_core.diagnose).
+# Findings whose fix is another layer / the signed view / a contrast (codes from cam_core.analysis.diagnose).
 _LAYER_CODES = frozenset({"empty_after_relu", "mostly_negative", "zero_map", "pre_activation", "residual_branch"})
 _SIGNED_CODES = frozenset(
     {"empty_after_relu", "mostly_negative", "pre_activation", "centred_map", "scale_invariant_head"}
@@ -166,7 +166,7 @@ def diagnosis_card(
     """A compact card for one overlay: the numbers, the findings in plain words, and buttons applying the fix.
 
     Args:
-        diag: From :func:`cam_core.diagnose.diagnose`.
+        diag: From :func:`cam_core.analysis.diagnose.diagnose`.
         key: Unique among the cards on the page (letters, digits, ``_``), e.g. ``gradcam_281``.
         model_key: The model's cache key; with it, a finding that a better layer fixes gets a
             button that selects the recommended layer.

@@ -22,9 +22,9 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from cam_core.methods import METHODS
+from cam_core.analysis.trust import PerturbationCurves, SanityResult
+from cam_core.engine.methods import METHODS
 from cam_core.render import overlay, plotly_colorscale
-from cam_core.trust import PerturbationCurves, SanityResult
 from dashboard.figures import SELECTED_COLOR, VIEW_LABELS, alpha_colorscale, colour_range, data_uri
 
 __all__ = [
@@ -213,7 +213,7 @@ def curves_figure(curves: PerturbationCurves, class_label: str = "") -> go.Figur
     """Deletion (left) and insertion (right): the map's curve against the random reference, AUCs in the legend.
 
     Args:
-        curves: From :func:`cam_core.trust.deletion_insertion`.
+        curves: From :func:`cam_core.analysis.trust.deletion_insertion`.
         class_label: The tracked class, for the y axis.
 
     Returns:

@@ -2,7 +2,7 @@
 
 Cost model (why it is fast): the trunk below the layer runs under
 ``torch.no_grad()`` (inference cost and memory); autograd records only from
-the layer's output up (see :mod:`cam_core.capture`). Gradients for all K
+the layer's output up (see :mod:`cam_core.engine.capture`). Gradients for all K
 classes come from one vectorised backward over that short graph
 (``torch.autograd.grad(..., is_grads_batched=True)``), taken with respect to the
 layer's output only, never the parameters, and reduced to maps chunk by chunk
@@ -24,9 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..errors import CamError, choices_hint
 from . import perturb
 from .capture import capture_layers, model_lock
-from .errors import CamError, choices_hint
 from .methods import METHODS, check_methods, weighted_sum
 from .targets import Target, resolve_target
 
@@ -224,7 +224,7 @@ def explain(
         x: (N, 3, H, W) preprocessed images.
         layer: dotted layer name; default the model's recommended layer.
         classes: ``"topK"``, class indices, class names, or a comma-separated string.
-        methods: names from :data:`cam_core.methods.METHODS`.
+        methods: names from :data:`cam_core.engine.methods.METHODS`.
         device: ``auto`` (cuda, mps, cpu), or an explicit device; the model is moved there.
         target: ``"logit"`` (default), ``"softmax"`` or a callable (logits, ids) → scores.
         batch_size: forward batch for the perturbation methods (Score-CAM, Ablation-CAM).
@@ -238,7 +238,7 @@ def explain(
         CamError: unknown layer, class, method or device; a layer the score does
             not depend on; a layer whose output is not a spatial map.
     """
-    from .layers import grid_transform, recommended_layer
+    from ..models.layers import grid_transform, recommended_layer
 
     methods = check_methods(methods)
     target_fn = resolve_target(target)

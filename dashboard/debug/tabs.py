@@ -1,7 +1,7 @@
 """The six tabs of "Debug this prediction": Diagnosis, Layer sweep, Methods, Contrast, Inspect a point, Trust.
 
 Each tab reads its widgets, runs its engine call on a button (cached in the session by
-:mod:`dashboard.debug_session`), and draws the result; the numbers come from ``cam_core``.
+:mod:`dashboard.debug.session`), and draws the result; the numbers come from ``cam_core``.
 """
 
 from __future__ import annotations
@@ -9,13 +9,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from functools import partial
-from typing import TYPE_CHECKING
 
 import numpy as np
 import streamlit as st
 
 from cam_core import ExplainResult
-from cam_core.diagnose import (
+from cam_core.analysis.diagnose import (
     CENTRED_RATIO,
     EMPTY_POS_SHARE,
     MOSTLY_NEGATIVE_SHARE,
@@ -24,10 +23,8 @@ from cam_core.diagnose import (
     diagnose,
     inspect_point,
 )
-from cam_core.errors import CamError
-from cam_core.methods import METHODS
-from cam_core.sweep import SWEEP_METHODS, SweepResult, compare_methods, contrast, sweep
-from cam_core.trust import (
+from cam_core.analysis.sweep import SWEEP_METHODS, SweepResult, compare_methods, contrast, sweep
+from cam_core.analysis.trust import (
     BASELINES,
     SANITY_MAX_CORR,
     PerturbationCurves,
@@ -36,8 +33,11 @@ from cam_core.trust import (
     randomisation_check,
     randomisation_units,
 )
-from dashboard.debug_cards import BADGES, LAYER_NOTE_CODES, code_words, diagnosis_card, layer_notes, method_title
-from dashboard.debug_figures import (
+from cam_core.engine.methods import METHODS
+from cam_core.errors import CamError
+from dashboard.debug.cards import BADGES, LAYER_NOTE_CODES, code_words, diagnosis_card, layer_notes, method_title
+from dashboard.debug.context import Ctx
+from dashboard.debug.figures import (
     curves_figure,
     point_figure,
     sanity_figure,
@@ -45,7 +45,7 @@ from dashboard.debug_figures import (
     short_unit,
     stage_strip,
 )
-from dashboard.debug_session import (
+from dashboard.debug.session import (
     DK,
     asked,
     keep,
@@ -58,10 +58,6 @@ from dashboard.feedback import show_error
 from dashboard.figures import PLOTLY_CONFIG, Panel, overlay_figure
 from dashboard.panels import MAX_COLUMNS
 from dashboard.state import set_layer
-
-if TYPE_CHECKING:
-    from dashboard.debug import Ctx
-
 
 PERTURBATION = ("scorecam", "ablationcam")
 BATCH = 64  # forward batch of Score-/Ablation-CAM (compare_methods' default), quoted in the cost line
@@ -82,7 +78,7 @@ def diagnosis_tab(ctx: Ctx) -> None:
         "One card per overlay above, in the same order. *Empty after ReLU*: at most "
         f"{EMPTY_POS_SHARE:.0%} of the map's absolute mass is positive; *mostly negative*: under "
         f"{MOSTLY_NEGATIVE_SHARE:.0%}; *centred on zero*: |mean| ≤ {CENTRED_RATIO:g}·std. Numbers from "
-        f"`cam_core.diagnose` at `{ctx.layer}`."
+        f"`cam_core.analysis.diagnose` at `{ctx.layer}`."
     )
     signed_shown = "signed" in ctx.display.views
     diags = list(ctx.diags.values())

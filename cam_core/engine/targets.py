@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
-from .errors import CamError
+from ..errors import CamError
 
 __all__ = ["Contrast", "Target", "logit", "resolve_target", "softmax"]
 

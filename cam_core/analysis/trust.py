@@ -47,12 +47,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .capture import model_lock
-from .engine import place_model, unwrap_model
-from .errors import CamError, choices_hint
-from .layers import grid_transform, recommended_layer
+from ..engine.capture import model_lock
+from ..engine.explainer import place_model, unwrap_model
+from ..engine.targets import Target, resolve_target
+from ..errors import CamError, choices_hint
+from ..models.layers import grid_transform, recommended_layer
 from .sweep import _one_image, check_sweep_methods, maps_at_layers
-from .targets import Target, resolve_target
 
 __all__ = [
     "BASELINES",

@@ -1,0 +1,41 @@
+"""Model sources, class names, preprocessing, and the layer tree.
+
+:mod:`.load` turns a spec (offline default, torchvision name, checkpoint, factory) into a
+:class:`LoadedModel`; :mod:`.layers` describes its modules (shape, CAM-able, recommended);
+:mod:`.efficientnet_lite` is the offline default's architecture.
+"""
+
+from .layers import HINT_TEXT, LayerInfo, format_tree, grid_transform, list_layers, recommended_layer
+from .load import (
+    DEFAULT_MODEL,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    CheckpointError,
+    LoadedModel,
+    Preprocess,
+    UnknownModel,
+    UntrustedCheckpoint,
+    WeightsUnavailable,
+    list_torchvision_models,
+    load_model,
+)
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "HINT_TEXT",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "CheckpointError",
+    "LayerInfo",
+    "LoadedModel",
+    "Preprocess",
+    "UnknownModel",
+    "UntrustedCheckpoint",
+    "WeightsUnavailable",
+    "format_tree",
+    "grid_transform",
+    "list_layers",
+    "list_torchvision_models",
+    "load_model",
+    "recommended_layer",
+]

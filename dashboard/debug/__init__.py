@@ -1,0 +1,24 @@
+"""Debug this prediction: the section under the overlays (see :mod:`dashboard.debug.section`).
+
+Modules: ``section`` (layout), ``context`` (the layer's facts and the tabs' context), ``cards``
+(diagnosis cards, findings), ``tabs`` (the six tabs), ``session`` (cache, run buttons),
+``figures`` (its Plotly figures). Imports run one way: section → tabs → cards/context → session.
+"""
+
+from .cards import diagnosis_card, diagnosis_rows, findings_summary, layer_notes
+from .context import Ctx, LayerFacts, view_diagnoses
+from .section import TABS, debug_section
+from .session import DK
+
+__all__ = [
+    "DK",
+    "TABS",
+    "Ctx",
+    "LayerFacts",
+    "debug_section",
+    "diagnosis_card",
+    "diagnosis_rows",
+    "findings_summary",
+    "layer_notes",
+    "view_diagnoses",
+]
