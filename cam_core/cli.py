@@ -39,6 +39,13 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--input-size", type=int, help="square input size (default: the model's)")
     g.add_argument("--mean", type=float, nargs=3, help="normalisation mean (RGB)")
     g.add_argument("--std", type=float, nargs=3, help="normalisation std (RGB)")
+    g.add_argument(
+        "--fit",
+        choices=["whole", "crop", "squash", "letterbox"],
+        help="how an image meets the model's size: whole (short side resized, nothing cropped; the default for "
+        "models that take any size), crop (the weights' centre crop), squash, letterbox (padded; the default for "
+        "fixed-size models such as ViT)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -108,7 +115,14 @@ def _load(args: argparse.Namespace):  # -> LoadedModel
         input_size=args.input_size,
         mean=args.mean,
         std=args.std,
+        fit=args.fit,
     )
+
+
+def _prepare(model, image):  # (LoadedModel, PIL image) -> (x (1, 3, H, W), region or None)
+    """The model's input for one image at the chosen fit, and the image's region when the rest is pad."""
+    x, place = model.prepare(image)
+    return x.unsqueeze(0), (place.content if place.padded else None)
 
 
 def _cmd_layers(args: argparse.Namespace) -> int:
@@ -118,6 +132,18 @@ def _cmd_layers(args: argparse.Namespace) -> int:
     print(f"# {model.name}: input {model.input_size[0]}×{model.input_size[1]}, {len(model.class_names)} classes")
     print(format_tree(list_layers(model)))
     return 0
+
+
+def _out_dir(text: str) -> Path:
+    """The output folder, created; a path that is a file (or cannot be made) is a user mistake."""
+    out = Path(text)
+    if out.exists() and not out.is_dir():
+        raise CamError(f"--out {text} is a file; give a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CamError(f"cannot create the output folder {text}: {exc.strerror or exc}") from exc
+    return out
 
 
 def _unique_stems(paths: Sequence[str]) -> list[str]:
@@ -133,19 +159,19 @@ def _unique_stems(paths: Sequence[str]) -> list[str]:
 
 def _cmd_explain(args: argparse.Namespace) -> int:
     from .engine.explainer import explain
+    from .engine.methods import check_methods
     from .io.images import load_image
     from .render import model_view, overlay, save_png
 
+    methods = check_methods(args.method or ["gradcam"])
+    images = [load_image(p) for p in args.image]  # all checked before the model loads
+    out = _out_dir(args.out)
     model = _load(args)
-    images = [load_image(p) for p in args.image]  # all checked before any work
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    methods = args.method or ["gradcam"]
     for path, stem, img in zip(args.image, _unique_stems(args.image), images, strict=True):
-        x = model.preprocess(img).unsqueeze(0)
+        x, region = _prepare(model, img)
         res = explain(
             model, x, layer=args.layer, classes=args.classes, methods=methods, device=args.device,
-            target=args.target, batch_size=args.batch_size,
+            target=args.target, batch_size=args.batch_size, region=region,
         )
         arrays: dict[str, np.ndarray] = {
             "logits": res.logits[0].numpy(),
@@ -162,7 +188,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
             for k, cid in enumerate(res.class_ids[0].tolist()):
                 save_png(overlay(view, up[k], cmap=args.cmap, alpha=args.alpha), out / f"{stem}_{m}_{cid}.png")
         np.savez_compressed(out / f"{stem}.npz", **arrays)
-        _write_json(out / f"{stem}.json", _diagnosis_json(model, x, res, path))
+        _write_json(out / f"{stem}.json", _diagnosis_json(model, x, res, path, img))
         top = ", ".join(
             f"{n} ({p:.1%})" for n, p in zip(res.class_names[0], res.probs[0, res.class_ids[0]].tolist(), strict=True)
         )
@@ -175,7 +201,7 @@ def _write_json(path: Path, data: object) -> None:
     path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def _diagnosis_json(model, x: torch.Tensor, res, path: str) -> dict[str, object]:  # model: LoadedModel
+def _diagnosis_json(model, x: torch.Tensor, res, path: str, image) -> dict[str, object]:  # model: LoadedModel
     """The diagnosis of every class and method for one image, with the head probe."""
     from .analysis.diagnose import diagnose, layer_context, probe_head
 
@@ -190,8 +216,13 @@ def _diagnosis_json(model, x: torch.Tensor, res, path: str) -> dict[str, object]
             "prob": float(res.probs[0, cid]),
             "diagnosis": {m: diagnose(res, 0, k, m, info, rec, head).to_dict() for m in res.methods},
         })
+    place = model.place(image)
     return {
         "image": str(path),
+        "model": model.name,
+        "pretrained": bool(model.pretrained),
+        "fit": place.fit,
+        "input": place.describe(*image.size),
         "layer": res.layer,
         "recommended": rec,
         "layer_hints": list(info.hints) if info else [],
@@ -208,13 +239,12 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     from .io.images import load_image
     from .render import model_view, overlay, save_png
 
-    model = _load(args)
     methods = check_sweep_methods(args.method or ["gradcam", "hirescam"])
     images = [load_image(p) for p in args.image]
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = _out_dir(args.out)
+    model = _load(args)
     for path, stem, img in zip(args.image, _unique_stems(args.image), images, strict=True):
-        x = model.preprocess(img).unsqueeze(0)
+        x, _ = _prepare(model, img)
         res = sweep(model, x, args.class_id, extra=args.layer, methods=methods, target=args.target, device=args.device)
         np.savez_compressed(out / f"{stem}_sweep.npz", **res.arrays())
         _write_json(out / f"{stem}_sweep.json", {"image": str(path), **res.to_dict()})
@@ -244,12 +274,11 @@ def _cmd_trust(args: argparse.Namespace) -> int:
             f"the randomisation check recomputes {args.method!r} once per unit, which is too costly; use one of "
             f"{', '.join(SWEEP_METHODS)}, or --randomise-units 0 to skip the check"
         )
-    model = _load(args)
     images = [load_image(p) for p in args.image]
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = _out_dir(args.out)
+    model = _load(args)
     for path, stem, img in zip(args.image, _unique_stems(args.image), images, strict=True):
-        x = model.preprocess(img).unsqueeze(0)
+        x, _ = _prepare(model, img)
         classes = "top1" if args.class_id is None else [args.class_id]
         res = explain(model, x, layer=args.layer, classes=classes, methods=[args.method], device=args.device)
         cid = int(res.class_ids[0, 0])

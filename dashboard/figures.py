@@ -40,7 +40,7 @@ PLOTLY_CONFIG = {
     "modeBarButtonsToRemove": ["lasso2d", "select2d", "autoScale2d"],
     "toImageButtonOptions": {"format": "png", "scale": 2},
 }
-# Longest side, in samples, of a map sent to the browser: Plotly interpolates between samples
+# Shorter side, in samples, of a map sent to the browser: Plotly interpolates between samples
 # (zsmooth "best"), so a 224² map sent at 112² looks the same and costs a quarter of the bytes.
 MAX_SENT_SIDE = 112
 SELECTED_COLOR = "#e4572e"
@@ -108,7 +108,7 @@ def sent_grid(cam: np.ndarray) -> tuple[np.ndarray, int]:
     the block it stands for; the maps are already smooth (upsampled from a coarse layer), so
     nothing is lost that the browser's interpolation does not restore.
     """
-    step = max(1, math.ceil(max(cam.shape) / MAX_SENT_SIDE))
+    step = max(1, math.ceil(min(cam.shape) / MAX_SENT_SIDE))
     return cam[step // 2 :: step, step // 2 :: step], step
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -37,14 +38,28 @@ def test_explain_writes_the_contract(photo, tmp_path):
     assert z["class_ids"].shape == (3,) and z["class_names"].shape == (3,)
     assert list(z["class_ids"]) == list(np.argsort(-z["logits"])[:3])
     assert str(z["layer"]) == "layer4"
+    # The whole 451×300 photo (resnet18 takes any size): short side 224, long side 451·224/300 = 337, layer4 7×11.
     for m in ("gradcam", "hirescam"):
-        assert z[f"maps_{m}"].shape == (3, 7, 7) and z[f"maps_{m}"].dtype == np.float32
-        assert z[f"up_{m}"].shape == (3, 224, 224)
+        assert z[f"maps_{m}"].shape == (3, 7, 11) and z[f"maps_{m}"].dtype == np.float32
+        assert z[f"up_{m}"].shape == (3, 224, 337)
         for cid in z["class_ids"]:
             png = Image.open(out / f"cat_{m}_{cid}.png")
-            assert png.size == (224, 224) and png.mode == "RGB"
+            assert png.size == (337, 224) and png.mode == "RGB"
     # the overlay really carries the map: where the ReLU'd map is strongest the colour differs from the photo
     assert (np.asarray(Image.open(out / f"cat_gradcam_{z['class_ids'][0]}.png")).std() > 10)
+    report = json.loads((out / "cat.json").read_text())
+    assert (report["model"], report["pretrained"], report["fit"]) == ("resnet18 (random weights)", False, "whole")
+
+
+def test_explain_fit_crop_gives_the_weights_square(photo, tmp_path):
+    rc = main([
+        "explain", "--model", "resnet18", "--weights", "none", "--image", str(photo), "--classes", "top1",
+        "--fit", "crop", "--out", str(tmp_path),
+    ])
+    assert rc == 0
+    z = np.load(tmp_path / "cat.npz")
+    assert z["maps_gradcam"].shape == (1, 7, 7) and z["up_gradcam"].shape == (1, 224, 224)
+    assert json.loads((tmp_path / "cat.json").read_text())["fit"] == "crop"
 
 
 @pytest.mark.parametrize(

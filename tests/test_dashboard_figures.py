@@ -33,6 +33,12 @@ def test_large_maps_are_sampled_at_block_centres() -> None:
     assert err < 0.01 * np.ptp(cam), err
 
 
+def test_wide_maps_keep_the_short_sides_density() -> None:
+    cam = F.interpolate(torch.randn(1, 1, 7, 11), size=(224, 337), mode="bilinear")[0, 0].numpy()
+    z, step = sent_grid(cam)
+    assert step == 2 and z.shape == (112, 168)
+
+
 def test_overlay_places_the_samples_in_pixel_coordinates() -> None:
     cam = _smooth_map(300)
     fig = overlay_figure(np.zeros((300, 300, 3), np.uint8), [Panel("a", cam, "a")], views=("relu",))

@@ -39,9 +39,9 @@ def _logits(module: nn.Module, x: torch.Tensor = X) -> torch.Tensor:
         return module(x)
 
 
-def _top5(model, image) -> list[tuple[str, float]]:
+def _top5(model, image, fit=None) -> list[tuple[str, float]]:
     with torch.no_grad():
-        probs = model.module(model.preprocess(image)[None]).softmax(1)[0]
+        probs = model.module(model.preprocess(image, fit)[None]).softmax(1)[0]
     values, indices = probs.topk(5)
     return [(model.class_names[i], round(v, 4)) for v, i in zip(values.tolist(), indices.tolist(), strict=True)]
 
@@ -50,13 +50,18 @@ def _top5(model, image) -> list[tuple[str, float]]:
 
 
 def test_lite0_recognises_the_sample_photos(lite0):
-    cat, coffee = _top5(lite0, load_sample("chelsea")), _top5(lite0, load_sample("coffee"))
+    # The weights' own recipe (centre crop): Lite0 splits its vote between the domestic-cat classes
+    # (Egyptian cat 0.38, tiger cat 0.33, tabby 0.17) and is sure of the espresso.
+    cat, coffee = _top5(lite0, load_sample("chelsea"), "crop"), _top5(lite0, load_sample("coffee"), "crop")
     print("chelsea", cat, "\ncoffee", coffee)
-    # Lite0 splits its vote between the domestic-cat classes (Egyptian cat 0.38, tiger cat 0.33, tabby 0.17).
     assert cat[0][0] in {"Egyptian cat", "tabby"}
     assert {"Egyptian cat", "tabby"} <= {name for name, _ in cat[:3]}
     assert coffee[0][0] == "espresso"
     assert coffee[0][1] > 0.9
+    # The whole photo (the default) gives the same top classes: the saucer and table edges cost confidence.
+    cat, coffee = _top5(lite0, load_sample("chelsea")), _top5(lite0, load_sample("coffee"))
+    assert cat[0][0] == "Egyptian cat" and coffee[0][0] == "espresso"
+    assert 0.4 < coffee[0][1] < 0.9
 
 
 def test_lite0_metadata(lite0):
@@ -69,9 +74,12 @@ def test_lite0_metadata(lite0):
     assert lite0.class_names[285] == "Egyptian cat"
     assert lite0.recommended_layer == "_head_act"
     assert not lite0.module.training
-    assert lite0.preprocess(load_sample("rocket")).shape == (3, 224, 224)
-    # The whole short side is kept (only the long side is cropped): the photo the user explains, not its centre.
+    assert lite0.preprocess(load_sample("rocket"), "crop").shape == (3, 224, 224)
+    # The whole short side is kept even by the crop (only the long side is cut) ...
     assert lite0.preprocess.resize_size == 224
+    # ... and by default nothing is cut: the 640×427 photo the user explains, not its centre.
+    assert lite0.fit == "whole" and lite0.fits == ("whole", "crop", "squash", "letterbox")
+    assert lite0.preprocess(load_sample("rocket")).shape == (3, 224, 336)
 
 
 def test_lite0_layout_matches_the_shipped_state_dict(lite0):
@@ -91,7 +99,7 @@ def test_lite0_layout_matches_the_shipped_state_dict(lite0):
 
 def test_lite0_head_act_is_the_pooled_feature_map(lite0):
     m = lite0.module
-    x = lite0.preprocess(load_sample("coffee"))[None]
+    x = lite0.preprocess(load_sample("coffee"), "crop")[None]
     with torch.no_grad():
         feats = m._head_act(m._bn1(m._conv_head(m._blocks(m._stem_act(m._bn0(m._conv_stem(x)))))))
         assert feats.shape == (1, 1280, 7, 7)
@@ -174,7 +182,7 @@ def test_cached_weights_load_without_network(offline, tmp_path):
     assert model.name == "resnet18 (IMAGENET1K_V1)"
     torch.testing.assert_close(_logits(model.module), _logits(reference))
     image = load_sample("chelsea")
-    torch.testing.assert_close(model.preprocess(image), weights.transforms()(image))
+    torch.testing.assert_close(model.preprocess(image, "crop"), weights.transforms()(image))
 
 
 def test_unknown_weights_name_lists_choices():
@@ -373,7 +381,7 @@ def test_input_size_and_normalisation_overrides():
     assert model.input_size == (160, 192)
     assert model.mean == (0.5, 0.5, 0.5)
     assert model.std == (0.25, 0.25, 0.25)
-    assert model.preprocess(load_sample("coffee")).shape == (3, 160, 192)
+    assert model.preprocess(load_sample("coffee"), "crop").shape == (3, 160, 192)
     with pytest.raises(CamError, match="input size"):
         load_model("resnet18", weights=None, input_size=(0, 5))
     with pytest.raises(CamError, match="std"):

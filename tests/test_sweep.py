@@ -27,7 +27,7 @@ STAGES = ["extractor.extractor.2", "extractor.extractor.4", "extractor.extractor
 @pytest.fixture(scope="module")
 def seed(seed_net_dir):
     model = cam_core.load_model("seed_net:build", import_paths=[seed_net_dir])
-    x = model.preprocess(load_sample("chelsea")).unsqueeze(0)
+    x = model.preprocess(load_sample("chelsea"), "crop").unsqueeze(0)
     list_layers(model)  # the layer tree's own traced forward, before anything is counted
     return model, x
 
@@ -178,7 +178,7 @@ def test_sweep_cli_writes_json_npz_and_filmstrip(tmp_path):
     Image.fromarray(data.chelsea()).save(photo)
     out = tmp_path / "out"
     rc = main(["sweep", "--model", "tests.tiny:gapnet", "--import-path", str(REPO), "--input-size", "32",
-               "--image", str(photo), "--class", "3", "--layer", "features.0", "--out", str(out)])
+               "--fit", "crop", "--image", str(photo), "--class", "3", "--layer", "features.0", "--out", str(out)])
     assert rc == 0
     doc = json.loads((out / "cat_sweep.json").read_text())
     names = [la["name"] for la in doc["layers"]]

@@ -108,7 +108,7 @@ def test_maps_that_cover_the_cat_beat_random_maps(lite0, small_cat):
 
 
 def test_randomising_the_top_blocks_decorrelates_gradcam(lite0):
-    x = lite0.preprocess(load_sample("chelsea")).unsqueeze(0)
+    x = lite0.preprocess(load_sample("chelsea"), "crop").unsqueeze(0)
     before = {k: v.clone() for k, v in lite0.module.state_dict().items()}
     rng = torch.get_rng_state()
     seen = []
@@ -162,7 +162,8 @@ def test_trust_cli_writes_json_and_npz(tmp_path):
     Image.fromarray(data.chelsea()).save(photo)
     out = tmp_path / "out"
     rc = main(["trust", "--model", "tests.tiny:gapnet", "--import-path", str(REPO), "--input-size", "32",
-               "--image", str(photo), "--class", "2", "--steps", "4", "--randomise-units", "2", "--out", str(out)])
+               "--fit", "crop", "--image", str(photo), "--class", "2", "--steps", "4", "--randomise-units", "2",
+               "--out", str(out)])
     assert rc == 0
     doc = json.loads((out / "cat_trust.json").read_text())
     assert doc["class_id"] == 2 and doc["layer"] == "features.3" and doc["method"] == "gradcam"

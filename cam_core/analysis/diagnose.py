@@ -316,6 +316,8 @@ def diagnose(
     if not (0 <= i < n and 0 <= k < kk):
         raise CamError(f"image {i}, class slot {k} out of range: the result has {n} images and {kk} classes each")
     cam = res.maps[method][i, k].double()
+    if res.valid is not None:  # a letterbox: the pad is no part of the map
+        cam = cam[res.valid[0, 0]]
     cid = int(res.class_ids[i, k])
     logits = res.logits[i]
     total = float(cam.abs().sum())

@@ -35,6 +35,7 @@ __all__ = [
     "explain",
     "memory_errors",
     "place_model",
+    "region_mask",
     "resolve_classes",
     "resolve_device",
     "unwrap_model",
@@ -59,6 +60,9 @@ class ExplainResult:
             (``act_min``, ``act_max``, ``act_neg_frac`` (N,); ``grad_pos_frac`` (N, K)).
         activations: (N, C, h, w) when asked for with ``keep_activations``.
         cost: how many forward passes and backward batches the call ran.
+        region: (top, left, height, width) of the image in the input when part of it is pad (a
+            letterbox), else ``None``; maps are zero outside it, at both resolutions.
+        valid: (1, 1, h, w) bool: the layer cells whose centre lies in ``region`` (``None`` without one).
     """
 
     logits: Tensor
@@ -74,12 +78,32 @@ class ExplainResult:
     stats: dict[str, Tensor] = field(default_factory=dict)
     activations: Tensor | None = None
     cost: dict[str, int] = field(default_factory=dict)
+    region: tuple[int, int, int, int] | None = None
+    valid: Tensor | None = None
 
     def upsampled(self, method: str, size: tuple[int, int] | None = None) -> Tensor:
-        """Bilinear upsampling of ``maps[method]`` to the input size (or ``size``): (N, K, H, W)."""
+        """Bilinear upsampling of ``maps[method]`` to the input size (or ``size``): (N, K, H, W); zero in the pad."""
         if method not in self.maps:
             raise CamError(f"method {method!r} was not computed; have: {choices_hint(self.maps)}")
-        return F.interpolate(self.maps[method], size=size or self.input_size, mode="bilinear", align_corners=False)
+        size = size or self.input_size
+        up = F.interpolate(self.maps[method], size=size, mode="bilinear", align_corners=False)
+        if self.region is not None:
+            up = up * region_mask(self.region, self.input_size, size)
+        return up
+
+
+def region_mask(region: tuple[int, int, int, int], input_size: tuple[int, int], size: tuple[int, int]) -> Tensor:
+    """(1, 1, *size) bool: the cells of a ``size`` grid over the input whose centre lies inside ``region``.
+
+    ``region`` is (top, left, height, width) in input pixels; ``size`` may be the input's own
+    (H, W) or a layer's coarser grid.
+    """
+    (top, left, h, w), (H, W) = region, input_size
+    rows = (torch.arange(size[0], dtype=torch.float64) + 0.5) * H / size[0]
+    cols = (torch.arange(size[1], dtype=torch.float64) + 0.5) * W / size[1]
+    inside_r = (rows >= top) & (rows < top + h)
+    inside_c = (cols >= left) & (cols < left + w)
+    return (inside_r[:, None] & inside_c[None, :])[None, None]
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -215,6 +239,7 @@ def explain(
     batch_size: int = 64,
     keep_activations: bool = False,
     progress: Progress | None = None,
+    region: Sequence[int] | None = None,
 ) -> ExplainResult:
     """Explain ``x`` with every requested method, for K classes per image.
 
@@ -230,6 +255,9 @@ def explain(
         batch_size: forward batch for the perturbation methods (Score-CAM, Ablation-CAM).
         keep_activations: also return the layer's activations (for point inspection).
         progress: optional callback(fraction, message) for long methods.
+        region: (top, left, height, width) of the image inside the input when the rest is pad
+            (a letterbox, see :class:`~cam_core.models.preprocess.Placement`): maps are zeroed
+            outside it, and the layer's statistics leave the pad out.
 
     Returns:
         An :class:`ExplainResult` with maps (N, K, h, w) per method, on the CPU.
@@ -264,9 +292,11 @@ def explain(
         ids = resolve_classes(classes, out.detach(), names).to(dev)
         leaf = cap[layer]
         A = to_grid(leaf.detach())
+        box = _check_region(region, tuple(x.shape[-2:]))
+        valid = region_mask(box, tuple(x.shape[-2:]), tuple(A.shape[-2:])).to(A.device) if box else None
         maps: dict[str, Tensor] = {}
         weights: dict[str, Tensor] = {}
-        stats = _activation_stats(A)
+        stats = _activation_stats(A, valid)
         cost = {"forwards": 1, "backward_batches": 0}
         needs_grad = [m for m in methods if METHODS[m].kind in ("gradient", "fc")]
         if needs_grad:
@@ -304,19 +334,38 @@ def explain(
         class_names=[[names[i] for i in row] for row in ids.tolist()],
         layer=layer,
         methods=methods,
-        maps={m: maps[m].detach().float().cpu() for m in methods},
+        maps={m: _masked(maps[m], valid).detach().float().cpu() for m in methods},
         input_size=(x.shape[-2], x.shape[-1]),
         target=str(getattr(target_fn, "__name__", target_fn)),
         weights={k: v.detach().float().cpu() for k, v in weights.items()},
         stats={k: v.detach().float().cpu() for k, v in stats.items()},
         activations=A.float().cpu() if keep_activations else None,
         cost=cost,
+        region=box,
+        valid=valid.cpu() if valid is not None else None,
     )
 
 
-def _activation_stats(A: Tensor) -> dict[str, Tensor]:
-    """Per-image facts about the layer's activations that explain empty maps (signed layers)."""
-    flat = A.flatten(1)
+def _check_region(region: Sequence[int] | None, size: tuple[int, int]) -> tuple[int, int, int, int] | None:
+    """``region`` as (top, left, height, width) inside an input of ``size``; ``None`` when it covers it all."""
+    if region is None:
+        return None
+    try:
+        top, left, h, w = (int(v) for v in region)
+    except (TypeError, ValueError) as exc:
+        raise CamError(f"region must be four integers (top, left, height, width), got {region!r}") from exc
+    if top < 0 or left < 0 or h < 1 or w < 1 or top + h > size[0] or left + w > size[1]:
+        raise CamError(f"region {region!r} does not lie inside the {size[0]}×{size[1]} input")
+    return None if (top, left, h, w) == (0, 0, *size) else (top, left, h, w)
+
+
+def _masked(maps: Tensor, valid: Tensor | None) -> Tensor:
+    return maps if valid is None else maps * valid
+
+
+def _activation_stats(A: Tensor, valid: Tensor | None = None) -> dict[str, Tensor]:
+    """Per-image facts about the layer's activations that explain empty maps (signed layers); pad cells left out."""
+    flat = A.flatten(2)[:, :, valid.flatten().to(A.device)].flatten(1) if valid is not None else A.flatten(1)
     return {
         "act_min": flat.amin(1),
         "act_max": flat.amax(1),

@@ -19,19 +19,26 @@ from .load import (
     list_torchvision_models,
     load_model,
 )
+from .preprocess import FIT_TITLES, FITS, MAX_ASPECT, Fit, Placement, check_fit
 
 __all__ = [
     "DEFAULT_MODEL",
+    "FITS",
+    "FIT_TITLES",
     "HINT_TEXT",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "MAX_ASPECT",
     "CheckpointError",
+    "Fit",
     "LayerInfo",
     "LoadedModel",
+    "Placement",
     "Preprocess",
     "UnknownModel",
     "UntrustedCheckpoint",
     "WeightsUnavailable",
+    "check_fit",
     "format_tree",
     "grid_transform",
     "list_layers",

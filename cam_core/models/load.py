@@ -29,8 +29,8 @@ import pickle
 import re
 import sys
 import zipfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 from urllib.error import HTTPError, URLError
@@ -42,10 +42,10 @@ import torchvision
 from PIL import Image
 from torch import nn
 from torchvision.transforms import InterpolationMode
-from torchvision.transforms import functional as TF
 
 from ..errors import CamError, choices_hint
 from . import efficientnet_lite
+from .preprocess import FITS, Fit, Placement, Preprocess, check_fit
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -90,39 +90,6 @@ class UntrustedCheckpoint(CheckpointError):
     """A checkpoint that needs full unpickling, which was not allowed."""
 
 
-@dataclass(frozen=True)
-class Preprocess:
-    """PIL image → normalised (3, H, W) float tensor: resize the shorter side, centre-crop, normalise.
-
-    The same recipe as torchvision's ``weights.transforms()``, as a plain value
-    (picklable, comparable, shown in the dashboard).
-    """
-
-    crop_size: tuple[int, int]
-    resize_size: int
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    interpolation: InterpolationMode = InterpolationMode.BILINEAR
-
-    def __call__(self, image: Image.Image) -> torch.Tensor:
-        if image.mode != "RGB":
-            image = image.convert("RGB")
-        image = TF.resize(image, [self.resize_size], interpolation=self.interpolation, antialias=True)
-        image = TF.center_crop(image, list(self.crop_size))
-        x = TF.convert_image_dtype(TF.pil_to_tensor(image), torch.float32)
-        return TF.normalize(x, list(self.mean), list(self.std))
-
-    def describe(self) -> str:
-        """One line for notes and the dashboard."""
-        h, w = self.crop_size
-        mean = ", ".join(f"{m:.3f}" for m in self.mean)
-        std = ", ".join(f"{s:.3f}" for s in self.std)
-        return (
-            f"shorter side → {self.resize_size} ({self.interpolation.value}), centre crop {h}×{w}, "
-            f"mean ({mean}), std ({std})"
-        )
-
-
 @dataclass(eq=False)
 class LoadedModel:
     """A classifier ready for :func:`cam_core.explain`.
@@ -130,19 +97,22 @@ class LoadedModel:
     Attributes:
         module: The network, in eval mode, on the CPU.
         class_names: One name per output.
-        preprocess: PIL image → (3, H, W) float tensor the model expects.
-        input_size: (H, W) that ``preprocess`` produces.
+        preprocess: PIL image (and optionally a fit) → (3, H, W) float tensor the model expects;
+            ``preprocess.fit`` is the default fit (``whole`` where the model takes any size).
+        input_size: (H, W) the model was built for (a ``whole`` fit keeps the short side at min(H, W)).
         mean: Per-channel mean used by ``preprocess`` (to undo it for display).
         std: Per-channel std used by ``preprocess``.
         name: For display, e.g. ``"resnet50 (IMAGENET1K_V2)"``.
         pretrained: False for random weights: results must be flagged as from an untrained model.
         notes: Things to tell the user (assumed preprocessing, untrained weights, …).
         recommended_layer: Where a CAM is best taken, when the loader knows (else ``None``).
+        fits: The fits this model can take: all of :data:`~cam_core.models.preprocess.FITS` when it
+            accepts any input size, else the ones that give exactly ``input_size``.
     """
 
     module: nn.Module
     class_names: list[str]
-    preprocess: Callable[[Image.Image], torch.Tensor]
+    preprocess: Preprocess
     input_size: tuple[int, int]
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
@@ -150,11 +120,30 @@ class LoadedModel:
     pretrained: bool
     notes: list[str] = field(default_factory=list)
     recommended_layer: str | None = None
+    fits: tuple[Fit, ...] = FITS
 
     @property
     def num_classes(self) -> int:
         """Number of outputs (logits)."""
         return len(self.class_names)
+
+    @property
+    def fit(self) -> Fit:
+        """The default fit."""
+        return self.preprocess.fit
+
+    def check_fit(self, fit: str | None) -> Fit:
+        """``fit`` (default: the model's) if this model can take it, else a :class:`CamError` with the choices."""
+        return check_fit(fit or self.fit, self.fits)
+
+    def place(self, image: Image.Image, fit: str | None = None) -> Placement:
+        """Where ``image`` lands in the model's input for ``fit`` (see :meth:`Preprocess.place`)."""
+        return self.preprocess.place(image.width, image.height, self.check_fit(fit))
+
+    def prepare(self, image: Image.Image, fit: str | None = None) -> tuple[torch.Tensor, Placement]:
+        """The (3, H, W) input for ``image`` and where the image lies in it (checked against :attr:`fits`)."""
+        place = self.place(image, fit)
+        return self.preprocess(image, place.fit), place
 
 
 @dataclass
@@ -208,6 +197,7 @@ def load_model(
     mean: Sequence[float] | None = None,
     std: Sequence[float] | None = None,
     import_paths: Sequence[str | os.PathLike[str]] = (),
+    fit: str | None = None,
 ) -> LoadedModel:
     """Load a classifier from a spec (see the module docstring for the forms).
 
@@ -224,6 +214,8 @@ def load_model(
         mean: Per-channel normalisation mean, overriding the default.
         std: Per-channel normalisation std, overriding the default.
         import_paths: Folders added to ``sys.path`` while a factory's module is imported.
+        fit: The default fit of ``preprocess`` (``whole``, ``crop``, ``squash``, ``letterbox``); by default
+            ``whole`` for models that take any input size, else ``letterbox``.
 
     Returns:
         The model with class names and preprocessing.
@@ -255,7 +247,7 @@ def load_model(
             built = _lite0(weights)
         else:
             built = _torchvision(name, weights)
-    return _finish(built, labels, input_size, mean, std)
+    return _finish(built, labels, input_size, mean, std, fit)
 
 
 def _arch_name(name: str) -> str:
@@ -684,6 +676,18 @@ def _count_outputs(module: nn.Module, size: tuple[int, int]) -> int:
     return int(out.shape[1])
 
 
+def _takes_any_size(module: nn.Module, size: tuple[int, int]) -> bool:
+    """Whether the model runs on an input wider than it was built for (a global or adaptive pooling head):
+    then it can see a photo whole. Fixed-size models (ViT) fail here and get letterboxed instead."""
+    h, w = size
+    try:
+        with torch.no_grad():
+            out = module(torch.zeros(1, 3, h, w + max(32, w // 2)))
+    except Exception:  # the user's model: any failure means "not at this size"
+        return False
+    return isinstance(out, torch.Tensor) and out.ndim == 2 and out.shape[0] == 1
+
+
 def _size(value: int | Sequence[int] | None) -> tuple[int, int] | None:
     if value is None:
         return None
@@ -708,21 +712,23 @@ def _finish(
     input_size: int | tuple[int, int] | None,
     mean: Sequence[float] | None,
     std: Sequence[float] | None,
+    fit: str | None,
 ) -> LoadedModel:
     pre = built.preprocess
     size = _size(input_size)
     if size is not None and size != pre.crop_size:
         # Keep the weights' crop ratio (e.g. 224 of 256): the shorter side is resized so the crop fits.
         ratio = pre.crop_size[0] / pre.resize_size
-        pre = Preprocess(size, math.ceil(max(size) / ratio), pre.mean, pre.std, pre.interpolation)
+        pre = replace(pre, crop_size=size, resize_size=math.ceil(max(size) / ratio))
     if mean is not None or std is not None:
-        pre = Preprocess(
-            pre.crop_size,
-            pre.resize_size,
-            _triple(mean, "mean") if mean is not None else pre.mean,
-            _triple(std, "std") if std is not None else pre.std,
-            pre.interpolation,
+        pre = replace(
+            pre,
+            mean=_triple(mean, "mean") if mean is not None else pre.mean,
+            std=_triple(std, "std") if std is not None else pre.std,
         )
+    any_size = _takes_any_size(built.module, pre.crop_size)
+    fits = FITS if any_size else tuple(f for f in FITS if f != "whole")
+    pre = pre.with_fit(check_fit(fit, fits) if fit is not None else "whole" if any_size else "letterbox")
     notes = list(built.notes)
     if built.class_names is not None and built.num_classes is None:
         count = len(built.class_names)
@@ -737,7 +743,7 @@ def _finish(
         names = [f"class {i}" for i in range(count)]
     if built.assumed_preprocessing and (input_size is None or mean is None or std is None):
         notes.append(
-            f"preprocessing assumed ({pre.describe()}); if the model was trained otherwise, "
+            f"preprocessing assumed ({pre.describe('crop')}); if the model was trained otherwise, "
             "set --input-size, --mean and --std"
         )
     if not built.pretrained:
@@ -753,4 +759,5 @@ def _finish(
         pretrained=built.pretrained,
         notes=notes,
         recommended_layer=built.recommended_layer,
+        fits=fits,
     )
