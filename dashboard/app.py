@@ -1,6 +1,7 @@
 """The CAM dashboard: ``streamlit run dashboard/app.py`` (or ``camdash``).
 
-Only navigation lives here: ``st.navigation`` over the pages in :mod:`dashboard.pages`.
+Navigation over the pages in :mod:`dashboard.pages` (each a short ``main()``), after the part
+every page shares: the model in the sidebar (:mod:`dashboard.shell`). The image page is ``/``.
 """
 
 from __future__ import annotations
@@ -13,14 +14,17 @@ import streamlit as st
 if __package__ in (None, ""):  # `streamlit run dashboard/app.py` runs this file as a script
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from dashboard import shell
 from dashboard.pages import image
 
 
 def main() -> None:
-    """Route to the page the URL names (the image page is ``/``)."""
+    """Draw the shared sidebar, then the page the URL names."""
     st.set_page_config(page_title="CAM dashboard", page_icon="🔥", layout="wide")
     pages = [st.Page(image.main, title="Image", icon=":material/image:", default=True)]
-    st.navigation(pages).run()
+    nav = st.navigation(pages)
+    shell.shared_sidebar()
+    nav.run()
 
 
 main()

@@ -17,9 +17,10 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import streamlit as st
@@ -30,20 +31,23 @@ from cam_core import ExplainResult, explain, list_layers, load_model
 from cam_core.engine import resolve_device
 from cam_core.engine.methods import METHODS
 from cam_core.errors import CamError
-from cam_core.models import DEFAULT_MODEL, LoadedModel
+from cam_core.models import DEFAULT_MODEL, LoadedModel, Placement
 from cam_core.models.layers import HINT_TEXT
 from cam_core.render import model_view
 from dashboard.widgets.model_tree import tree_nodes
 
 __all__ = [
     "Bundle",
+    "FigureCache",
     "ImageItem",
     "MapCache",
     "MapEntry",
+    "ModelInput",
     "ModelSpec",
     "ViewResult",
     "compute_view",
     "device_label",
+    "figure_cache",
     "is_slow",
     "load_bundle",
     "map_cache",
@@ -53,6 +57,7 @@ __all__ = [
 ]
 
 Progress = Callable[[float, str], None]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -113,12 +118,22 @@ class Bundle:
 
 @dataclass(frozen=True)
 class ImageItem:
-    """One image the user can switch to: ``digest`` identifies its pixels."""
+    """One image the user can switch to: ``digest`` identifies its pixels, ``fit`` how it meets the model.
+
+    ``key`` (pixels and fit) names everything computed from it: the same photo under another
+    fit is another input, with other scores and maps.
+    """
 
     label: str
     image: Image.Image
     digest: str
     sample: str | None = None
+    fit: str = "whole"
+
+    @property
+    def key(self) -> str:
+        """Identifies the model's input: the pixels and the fit."""
+        return f"{self.digest}|{self.fit}"
 
 
 @dataclass(frozen=True)
@@ -129,6 +144,21 @@ class MapEntry:
     up: np.ndarray
 
 
+@dataclass(frozen=True)
+class ModelInput:
+    """What the model gets for one image: ``x`` (1, 3, H, W), ``background`` (H, W, 3) uint8 as the model
+    saw it, and ``place``: the fit, and where the image lies when the rest is pad."""
+
+    x: torch.Tensor
+    background: np.ndarray
+    place: Placement
+
+    @property
+    def region(self) -> tuple[int, int, int, int] | None:
+        """The image's box in the input when part of it is pad, else ``None`` (for ``explain(region=)``)."""
+        return self.place.content if self.place.padded else None
+
+
 @dataclass
 class ViewResult:
     """What the page shows for one (model, image, layer): scores and the requested maps."""
@@ -136,6 +166,7 @@ class ViewResult:
     logits: np.ndarray
     probs: np.ndarray
     background: np.ndarray
+    place: Placement
     maps: dict[tuple[str, int], MapEntry]
     computed: list[tuple[str, int]] = field(default_factory=list)
     seconds: float = 0.0
@@ -205,7 +236,7 @@ class MapCache:
         self.max_bytes = max_bytes
         self._maps: OrderedDict[tuple[str, str, str, str, int], MapEntry] = OrderedDict()
         self._scores: OrderedDict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = OrderedDict()
-        self._inputs: OrderedDict[tuple[str, str], tuple[torch.Tensor, np.ndarray]] = OrderedDict()
+        self._inputs: OrderedDict[tuple[str, str], ModelInput] = OrderedDict()
         self._errors: dict[tuple[str, str, str, str], str] = {}
         self._bytes = 0
         self._lock = threading.Lock()
@@ -258,15 +289,15 @@ class MapCache:
                 self._errors.clear()
             self._errors[(*prefix, method)] = message
 
-    def model_input(self, bundle: Bundle, item: ImageItem) -> tuple[torch.Tensor, np.ndarray]:
-        """The preprocessed tensor (1, 3, H, W) and the image as the model saw it (H, W, 3) uint8."""
-        key = (bundle.spec.key, item.digest)
+    def model_input(self, bundle: Bundle, item: ImageItem) -> ModelInput:
+        """The preprocessed tensor, the image as the model saw it and where it lies (a letterbox pads it)."""
+        key = (bundle.spec.key, item.key)
         with self._lock:
             found = self._inputs.get(key)
         if found is not None:
             return found
-        x = bundle.model.preprocess(item.image)
-        value = (x.unsqueeze(0), model_view(x, bundle.model.mean, bundle.model.std))
+        x, place = bundle.model.prepare(item.image, item.fit)
+        value = ModelInput(x.unsqueeze(0), model_view(x, bundle.model.mean, bundle.model.std), place)
         with self._lock:
             self._inputs[key] = value
             while len(self._inputs) > 64:
@@ -278,6 +309,35 @@ class MapCache:
 def map_cache() -> MapCache:
     """The process-wide map cache (one for every session)."""
     return MapCache()
+
+
+class FigureCache:
+    """Process-wide LRU of built figures (building one costs ~0.2 s of Plotly validation; sending it again
+    costs nothing: the browser keeps large messages it has seen). Thread-safe; figures are never mutated."""
+
+    def __init__(self, max_entries: int = 48) -> None:
+        self.max_entries = max_entries
+        self._items: OrderedDict[Hashable, object] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get_or_build(self, key: Hashable, build: Callable[[], T]) -> T:
+        """The figure for ``key``, built (outside the lock) if it is not kept yet."""
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]  # type: ignore[return-value]
+        value = build()
+        with self._lock:
+            self._items[key] = value
+            while len(self._items) > self.max_entries:
+                self._items.popitem(last=False)
+        return value
+
+
+@st.cache_resource(show_spinner=False)
+def figure_cache() -> FigureCache:
+    """The process-wide figure cache (one for every session)."""
+    return FigureCache()
 
 
 def _store(cache: MapCache, prefix: tuple[str, str, str], res: ExplainResult) -> list[tuple[str, int]]:
@@ -295,7 +355,7 @@ def _store(cache: MapCache, prefix: tuple[str, str, str], res: ExplainResult) ->
 
 def _explain(
     bundle: Bundle,
-    x: torch.Tensor,
+    inp: ModelInput,
     prefix: tuple[str, str, str],
     classes: str | list[int],
     methods: Sequence[str],
@@ -309,7 +369,10 @@ def _explain(
     cache = map_cache()
     layer = prefix[2]
     try:
-        res = explain(bundle.model, x, layer=layer, classes=classes, methods=list(methods), progress=progress)
+        res = explain(
+            bundle.model, inp.x, layer=layer, classes=classes, methods=list(methods), progress=progress,
+            region=inp.region,
+        )
         return [res], _store(cache, prefix, res)
     except CamError as exc:
         if len(methods) == 1:
@@ -318,7 +381,9 @@ def _explain(
     results, stored = [], []
     for m in methods:
         try:
-            res = explain(bundle.model, x, layer=layer, classes=classes, methods=[m], progress=progress)
+            res = explain(
+                bundle.model, inp.x, layer=layer, classes=classes, methods=[m], progress=progress, region=inp.region
+            )
         except CamError as exc:
             cache.put_error(prefix, m, str(exc))
             continue
@@ -359,19 +424,19 @@ def compute_view(
     """
     cache = map_cache()
     mk = bundle.spec.key
-    prefix = (mk, item.digest, layer)
-    x, background = cache.model_input(bundle, item)
+    prefix = (mk, item.key, layer)
+    inp = cache.model_input(bundle, item)
     computed: list[tuple[str, int]] = []
     start = time.perf_counter()
-    scores = cache.scores((mk, item.digest))
+    scores = cache.scores((mk, item.key))
     if scores is None:
         # First look at this image: one call gives the scores and the top-k maps together.
         first = [m for m in methods if m not in cache.errors(prefix, methods)] or ["gradcam"]
-        results, computed = _explain(bundle, x, prefix, f"top{k}", first, progress)
+        results, computed = _explain(bundle, inp, prefix, f"top{k}", first, progress)
         if not results:
             raise CamError(next(iter(cache.errors(prefix, first).values())))
         scores = (results[0].logits[0].numpy(), results[0].probs[0].numpy())
-        cache.put_scores((mk, item.digest), *scores)
+        cache.put_scores((mk, item.key), *scores)
     logits, probs = scores
     ids = list(classes) if classes is not None else np.argsort(-logits, kind="stable")[:k].tolist()
     errors = cache.errors(prefix, methods)
@@ -381,13 +446,14 @@ def compute_view(
     if missing:
         need_methods = list(dict.fromkeys(key[3] for key in missing))
         need_classes = list(dict.fromkeys(key[4] for key in missing))
-        computed += _explain(bundle, x, prefix, need_classes, need_methods, progress)[1]
+        computed += _explain(bundle, inp, prefix, need_classes, need_methods, progress)[1]
         found = cache.get_maps(keys)
         errors = cache.errors(prefix, methods)
     view = ViewResult(
         logits=logits,
         probs=probs,
-        background=background,
+        background=inp.background,
+        place=inp.place,
         maps=found,
         computed=computed,
         seconds=time.perf_counter() - start if computed else 0.0,
@@ -402,9 +468,9 @@ def pending(
     """The methods :func:`compute_view` would have to run (all of them for an image not seen yet)."""
     cache = map_cache()
     mk = bundle.spec.key
-    prefix = (mk, item.digest, layer)
+    prefix = (mk, item.key, layer)
     todo = [m for m in methods if m not in cache.errors(prefix, methods)]
-    if classes is None or cache.scores((mk, item.digest)) is None:
+    if classes is None or cache.scores((mk, item.key)) is None:
         return todo or ["gradcam"]
     found = cache.get_maps([(*prefix, m, c) for m in todo for c in classes])
     return [m for m in todo if any((m, c) not in found for c in classes)]
@@ -415,7 +481,7 @@ def is_slow(methods: Sequence[str]) -> bool:
     return any(METHODS[m].kind == "perturbation" for m in methods if m in METHODS)
 
 
-def ranking(model_key: str, digest: str) -> list[int] | None:
-    """Class ids of an image by decreasing probability, if the image was seen (else ``None``)."""
-    scores = map_cache().scores((model_key, digest))
+def ranking(model_key: str, item_key: str) -> list[int] | None:
+    """Class ids of an input (``ImageItem.key``) by decreasing probability, if it was seen (else ``None``)."""
+    scores = map_cache().scores((model_key, item_key))
     return None if scores is None else np.argsort(-scores[1], kind="stable").tolist()

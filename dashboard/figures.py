@@ -22,12 +22,15 @@ from plotly.subplots import make_subplots
 from cam_core.render import COLORMAPS, evidence_alpha
 
 __all__ = [
+    "MAX_COLUMNS",
     "MAX_SENT_SIDE",
     "OPACITY_STEPS",
     "PLOTLY_CONFIG",
     "Panel",
     "alpha_colorscale",
+    "format_prob",
     "overlay_figure",
+    "panel_height",
     "scores_figure",
     "sent_grid",
     "snap_opacity",
@@ -43,6 +46,7 @@ PLOTLY_CONFIG = {
 # Shorter side, in samples, of a map sent to the browser: Plotly interpolates between samples
 # (zsmooth "best"), so a 224² map sent at 112² looks the same and costs a quarter of the bytes.
 MAX_SENT_SIDE = 112
+MAX_COLUMNS = 4  # panels per row of a figure; more classes wrap into another figure
 SELECTED_COLOR = "#e4572e"
 OTHER_COLOR = "#b8bcc6"
 VIEW_LABELS = {"relu": "ReLU'd", "signed": "signed ±"}
@@ -61,6 +65,31 @@ class Panel:
     title: str
     cam: np.ndarray
     name: str
+
+
+def format_prob(p: float) -> str:
+    """A probability as people read it: 45.4%, 0.52%, 0.003%, and "< 0.001%" rather than "0%"."""
+    p = float(p)
+    if p >= 0.1:
+        return f"{p:.1%}"
+    if p >= 0.001:
+        return f"{p:.2%}"
+    if p >= 1e-5:
+        return f"{p:.3%}"
+    return "< 0.001%"
+
+
+def panel_height(size: tuple[int, int], columns: int, width: int = 960) -> int:
+    """Row height that fits ``columns`` panels of an image of ``size`` (H, W) side by side in about
+    ``width`` pixels (the main column of a 1600-px screen), so wide photos leave no gaps; 140…300 px."""
+    h, w = size
+    return int(min(300, max(140, (width / max(1, columns)) * h / max(1, w))))
+
+
+def _ticks(lo: float, hi: float, view: str) -> tuple[list[float], list[str]]:
+    """Colorbar ticks in the raw map's units: 0 … max (ReLU'd), −max … 0 … +max (signed)."""
+    values = [lo, 0.0, hi] if view == "signed" else [lo, hi]
+    return values, [f"{v:.3g}" for v in values]
 
 
 def snap_opacity(opacity: float) -> float:
@@ -142,7 +171,15 @@ def overlay_figure(
     rows, cols = len(views), len(panels)
     extra_lines = max((p.title.count("<br>") for p in panels), default=0)  # titles over two lines need room
     titles = [p.title if r == 0 else "" for r in range(rows) for p in panels]
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=titles, horizontal_spacing=0.015, vertical_spacing=0.03)
+    bar_px = 34  # under each row: a thin colorbar per panel with its raw values
+    total = rows * (panel_height + bar_px) + 74 + 16 * extra_lines
+    fig = make_subplots(
+        rows=rows,
+        cols=cols,
+        subplot_titles=titles,
+        horizontal_spacing=0.02,
+        vertical_spacing=min(0.3, bar_px / max(1, total)) if rows > 1 else 0.0,
+    )
     start = snap_opacity(opacity)
     uri = data_uri(background)
     height, width = background.shape[:2]
@@ -154,6 +191,9 @@ def overlay_figure(
             zmin, zmax = colour_range(cam, view)
             z, step = sent_grid(cam)
             fig.add_trace(go.Image(source=uri, x0=0, y0=0, dx=1, dy=1, hoverinfo="skip"), row=r, col=c)
+            xdom = fig.get_subplot(r, c).xaxis.domain
+            ydom = fig.get_subplot(r, c).yaxis.domain
+            tickvals, ticktext = _ticks(zmin, zmax, view)
             fig.add_trace(
                 go.Heatmap(
                     z=z,
@@ -165,7 +205,23 @@ def overlay_figure(
                     zmin=zmin,
                     zmax=zmax,
                     colorscale=scale,
-                    showscale=False,
+                    showscale=True,
+                    colorbar={
+                        "orientation": "h",
+                        "x": (xdom[0] + xdom[1]) / 2,
+                        "xanchor": "center",
+                        "y": ydom[0],
+                        "yanchor": "top",
+                        "ypad": 2,
+                        "len": 0.8 * (xdom[1] - xdom[0]),
+                        "lenmode": "fraction",
+                        "thickness": 7,
+                        "outlinewidth": 0,
+                        "tickvals": tickvals,
+                        "ticktext": ticktext,
+                        "tickfont": {"size": 10},
+                        "ticks": "",
+                    },
                     opacity=start,
                     name=panel.name,
                     meta=f"{panel.name} · {VIEW_LABELS.get(view, view)}",
@@ -194,14 +250,14 @@ def overlay_figure(
             font={"size": 13},
         )
     fig.update_layout(
-        height=rows * panel_height + 110 + 16 * extra_lines,
-        margin={"l": 34, "r": 6, "t": 34 + 16 * extra_lines, "b": 70},
+        height=total,
+        margin={"l": 34, "r": 6, "t": 34 + 16 * extra_lines, "b": 40 + bar_px},
         showlegend=False,
         sliders=[
             {
                 "active": OPACITY_STEPS.index(start),
                 "currentvalue": {"prefix": "Overlay opacity: ", "font": {"size": 13}},
-                "pad": {"t": 6, "b": 0},
+                "pad": {"t": bar_px + 2, "b": 0},
                 "x": 0.2,
                 "len": 0.6,
                 "y": 0,
@@ -213,6 +269,22 @@ def overlay_figure(
         ],
     )
     return fig
+
+
+def _short(name: str, limit: int = 22) -> str:
+    """A class name cut to fit the scores' label column (the full name is in the hover)."""
+    return name if len(name) <= limit else name[: limit - 1] + "…"
+
+
+def _prob_ticks(top: float) -> str:
+    """A tick format that tells tiny probabilities apart ("0.2%", not "0% 0% 0%")."""
+    if top >= 0.2:
+        return ".0%"
+    if top >= 0.02:
+        return ".1%"
+    if top >= 0.002:
+        return ".2%"
+    return ".1e"
 
 
 def scores_figure(
@@ -228,7 +300,7 @@ def scores_figure(
     ``customdata`` so a click can toggle it.
     """
     chosen = set(selected)
-    labels = [f"{class_names[i]} ({i})" for i in class_ids]
+    labels = [f"{_short(class_names[i])} ({i})" for i in class_ids]
     colors = [SELECTED_COLOR if i in chosen else OTHER_COLOR for i in class_ids]
     p = np.asarray([probs[i] for i in class_ids], dtype=np.float32)
     z = np.asarray([logits[i] for i in class_ids], dtype=np.float32)
@@ -239,8 +311,9 @@ def scores_figure(
     fig.add_trace(
         go.Bar(
             x=p,
-            text=[f"{v:.1%}" for v in p],
-            hovertemplate="%{y}<br>p = %{x:.2%}<extra>click to toggle</extra>",
+            text=[format_prob(v) for v in p],
+            hovertext=[f"{class_names[i]} ({i})" for i in class_ids],
+            hovertemplate="%{hovertext}<br>p = %{text}<extra>click to toggle</extra>",
             **common,
         ),
         row=1,
@@ -250,7 +323,8 @@ def scores_figure(
         go.Bar(
             x=z,
             text=[f"{v:.2f}" for v in z],
-            hovertemplate="%{y}<br>logit = %{x:.3f}<extra>click to toggle</extra>",
+            hovertext=[f"{class_names[i]} ({i})" for i in class_ids],
+            hovertemplate="%{hovertext}<br>logit = %{x:.3f}<extra>click to toggle</extra>",
             **common,
         ),
         row=1,
@@ -264,7 +338,8 @@ def scores_figure(
     )
     fig.update_yaxes(autorange="reversed", automargin=True)
     fig.update_xaxes(showgrid=True, zeroline=True, nticks=3)
-    fig.update_xaxes(tickformat=".0%", range=[0, max(1e-6, float(p.max())) * 1.15], row=1, col=1)
+    top = max(1e-9, float(p.max()))
+    fig.update_xaxes(tickformat=_prob_ticks(top), range=[0, top * 1.15], row=1, col=1)
     fig.update_layout(
         height=60 + 26 * len(class_ids),
         margin={"l": 4, "r": 8, "t": 28, "b": 24},

@@ -11,21 +11,34 @@ from collections.abc import Callable, Sequence
 from functools import partial
 
 import numpy as np
+import plotly.graph_objects as go
 import streamlit as st
 import torch
 
-from cam_core.engine import resolve_classes
+from cam_core.analysis.diagnose import blank_after_relu
+from cam_core.engine import match_classes, resolve_classes
 from cam_core.engine.methods import METHODS
 from cam_core.errors import CamError
 from dashboard import exports
-from dashboard.compute import Bundle, ImageItem, ViewResult
-from dashboard.figures import PLOTLY_CONFIG, Panel, overlay_figure, scores_figure
-from dashboard.sidebar import Display
+from dashboard.compute import Bundle, ImageItem, ViewResult, figure_cache
+from dashboard.debug import open_debug
+from dashboard.display import Display, sync_opacity
+from dashboard.figures import (
+    MAX_COLUMNS,
+    PLOTLY_CONFIG,
+    Panel,
+    format_prob,
+    overlay_figure,
+    panel_height,
+    scores_figure,
+)
 from dashboard.state import K, UrlView, set_classes, set_layer, toggle_class
 from dashboard.widgets.model_tree import model_tree_ui
 
 __all__ = [
     "HOW_TO_READ",
+    "blank_maps_note",
+    "class_messages_ui",
     "classes_ui",
     "find_classes_ui",
     "image_ui",
@@ -45,7 +58,6 @@ HOW_TO_READ = (
     "map around zero: warm for the class, cool against it. Hover for values; the slider under a figure fades "
     "the maps."
 )
-MAX_COLUMNS = 4  # panels per row of a figure; more classes wrap into another figure
 SCORE_ROWS = 10  # top classes in the scores chart (selected ones are added)
 
 
@@ -155,62 +167,132 @@ def topk_ui(url: UrlView, num_classes: int, ctx: tuple[str, str], ranking: Calla
 
 
 def _find(ctx: tuple[str, str], names: Sequence[str], logits: np.ndarray) -> None:
+    """Add (or, for a class already shown, remove) what was typed: names, words, indices or topK.
+
+    A word that several classes share ("cat") is not guessed: its matches become suggestions to click.
+    """
     text = (st.session_state.get(K.CLASS_FIND) or "").strip()
+    st.session_state[K.CLASS_FIND] = ""
+    st.session_state[K.CLASS_SUGGEST] = None
+    st.session_state[K.CLASS_MSG] = None
     if not text:
         return
-    try:
-        ids = resolve_classes(text, torch.from_numpy(logits[None]), names)[0].tolist()
-    except CamError as exc:
-        st.session_state[K.CLASS_MSG] = str(exc)
-        return
-    current = st.session_state[K.CLASSES].get(ctx, [])
-    set_classes(ctx, [*current, *(i for i in ids if i not in current)])
-    st.session_state[K.CLASS_FIND] = ""
-    st.session_state[K.CLASS_MSG] = None
+    ids = list(st.session_state.setdefault(K.CLASSES, {}).get(ctx, []))
+    scores = torch.from_numpy(np.asarray(logits, dtype=np.float32)[None])
+    unknown = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        try:
+            found = resolve_classes(part, scores, names)[0].tolist()
+        except CamError:
+            matches = match_classes(part, names, logits)
+            if not matches:
+                unknown.append(part)
+                continue
+            if len(matches) > 1 or part.lower() not in names[matches[0]].lower():
+                # Several classes share the word, or only the spelling is close: the user picks.
+                st.session_state[K.CLASS_SUGGEST] = (part, matches[:10])
+                continue
+            found = matches
+        if len(found) == 1 and found[0] in ids and not part.lower().startswith("top"):
+            ids.remove(found[0])  # typing a class that is shown takes it away, like clicking its bar
+        else:
+            ids += [i for i in found if i not in ids]
+    set_classes(ctx, ids)
+    if unknown:
+        st.session_state[K.CLASS_MSG] = (
+            f"No class is called or contains {', '.join(repr(u) for u in unknown)}: try another word, or an index "
+            f"0–{len(names) - 1}."
+        )
 
 
 def classes_ui(ctx: tuple[str, str], names: Sequence[str]) -> list[int]:
-    """Selected classes: a picker over every class, searchable by name or index."""
+    """Selected classes: a picker over every class; typing filters by any part of the name or the index."""
     picked = st.multiselect(
-        "Classes (type to search by name or index)",
+        "Classes (type any part of a name, or an index)",
         list(range(len(names))),
         format_func=lambda i: f"{names[i]} · {i}",
         key=K.CLASS_PICKER,
         on_change=lambda: set_classes(ctx, st.session_state[K.CLASS_PICKER]),
         placeholder="Pick classes to explain",
+        filter_mode="contains",
+        select_all=False,  # Enter takes the highlighted class, never "all matches"
         wrap=True,
     )
     return list(picked)
 
 
 def find_classes_ui(ctx: tuple[str, str], names: Sequence[str], logits: np.ndarray) -> None:
-    """A box that adds classes by name or index (several, comma-separated); unknown names get a message."""
+    """A box that adds (or removes) classes by name, word or index, several comma-separated."""
     st.text_input(
-        "Add classes",
+        "Add or remove classes",
         key=K.CLASS_FIND,
         on_change=_find,
         args=(ctx, names, logits),
-        placeholder="e.g. tabby, 285 or top5, then Enter",
-        help="Names (exact, any case) or indices, comma-separated; top5 adds the five most probable.",
+        placeholder="e.g. tabby, cat, 285 or top5",
+        help="A name, a word of a name (cat, dog, cup), an index or topK; several comma-separated. A class "
+        "already shown is taken away. A word many classes share lists them to pick from.",
     )
-    if st.session_state.get(K.CLASS_MSG):
-        st.error(st.session_state[K.CLASS_MSG], icon=":material/search_off:")
+
+
+def _take_suggestion(ctx: tuple[str, str]) -> None:
+    picked = st.session_state.get(K.CLASS_SUGGEST_PICK)
+    if picked is not None:
+        ids = list(st.session_state.setdefault(K.CLASSES, {}).get(ctx, []))
+        set_classes(ctx, [*ids, int(picked)] if int(picked) not in ids else ids)
+    st.session_state[K.CLASS_SUGGEST] = None
+    st.session_state[K.CLASS_SUGGEST_PICK] = None
+
+
+def class_messages_ui(ctx: tuple[str, str], names: Sequence[str], probs: np.ndarray) -> None:
+    """What the last search found: classes to pick from when a word matched several; a message when none.
+
+    Shown once: the next change of any kind clears a message (suggestions stay until used or replaced).
+    """
+    message = st.session_state.pop(K.CLASS_MSG, None)
+    if message:
+        st.warning(message, icon=":material/search_off:")
+    found = st.session_state.get(K.CLASS_SUGGEST)
+    if not found:
+        return
+    query, ids = found
+    st.pills(
+        f"Classes matching “{query}”: pick one to add it",
+        ids,
+        format_func=lambda i: f"{names[i]} · {format_prob(probs[i])}",
+        key=K.CLASS_SUGGEST_PICK,
+        on_change=_take_suggestion,
+        args=(ctx,),
+    )
+
+
+def _fit_words(view: ViewResult, item: ImageItem) -> str:
+    return view.place.describe(*item.image.size)
 
 
 def show_overlays(
+    bundle: Bundle,
+    item: ImageItem,
+    layer: str,
     view: ViewResult,
     ids: Sequence[int],
-    names: Sequence[str],
     methods: Sequence[str],
     display: Display,
-    untrained: bool,
 ) -> None:
-    """One figure per method (classes side by side, views stacked), each with its own opacity slider."""
-    if untrained:
+    """One figure per method (classes side by side, views stacked), each with its own opacity slider.
+
+    Figures are built once per (model, input, layer, method, classes, display) and kept for every
+    session: a rerun that changes none of these sends the same figure again, which the browser
+    already holds (Streamlit's message cache), and builds nothing.
+    """
+    names = bundle.model.class_names
+    if not bundle.model.pretrained:
         st.warning("Untrained (random) weights: these maps say nothing about the image.", icon=":material/warning:")
     if not ids:
         st.info("No class selected: pick one above, or click a bar in the scores.", icon=":material/touch_app:")
         return
+    cache = figure_cache()
     for m in methods:
         title = METHODS[m].title
         st.markdown(f"##### {title}")
@@ -219,30 +301,57 @@ def show_overlays(
             continue
         drawn = [c for c in ids if (m, c) in view.maps]
         for start in range(0, len(drawn), MAX_COLUMNS):
-            chunk = drawn[start : start + MAX_COLUMNS]
-            panels = [
-                Panel(
-                    # Two lines, so side-by-side titles do not run into each other on a narrow screen.
-                    title=f"{names[c]} ({c})<br><span style='font-size:0.85em'>p = {view.probs[c]:.1%}</span>",
-                    cam=view.maps[(m, c)].up,
-                    name=f"{names[c]} · {title}",
-                )
-                for c in chunk
-            ]
-            fig = overlay_figure(
-                view.background,
-                panels,
-                views=display.views,
-                cmap=display.cmap,
-                signed_cmap=display.signed_cmap,
-                opacity=display.opacity,
-                panel_height=min(300, 720 // len(chunk)),  # about square panels in the main column
-            )
+            chunk = tuple(drawn[start : start + MAX_COLUMNS])
+            key = (bundle.spec.key, item.key, layer, m, chunk, display)
+            fig = cache.get_or_build(key, partial(_overlay_figure, view, chunk, names, title, m, display))
             st.plotly_chart(fig, config=PLOTLY_CONFIG, key=f"overlay_{m}_{start}")
-    if view.computed:
-        st.caption(f"Computed {len(view.computed)} maps in {view.seconds:.2f} s; the rest came from the cache.")
+    computed = len(view.computed)
+    where = f"Maps of the {_fit_words(view, item)}."
+    if computed:
+        st.caption(f"{where} Computed {computed} map{'s' if computed != 1 else ''} in {view.seconds:.2f} s; the rest "
+                   "came from the cache.")
     else:
-        st.caption("All maps from the cache: nothing was computed for this view.")
+        st.caption(f"{where} All maps from the cache: nothing was computed for this view.")
+    sync_opacity(".st-key-figures [class*='st-key-overlay_'] .js-plotly-plot")
+
+
+def _overlay_figure(
+    view: ViewResult, chunk: Sequence[int], names: Sequence[str], title: str, method: str, display: Display
+) -> go.Figure:
+    panels = [
+        Panel(
+            # Two lines, so side-by-side titles do not run into each other on a narrow screen.
+            title=f"{names[c]} ({c})<br><span style='font-size:0.85em'>p = {format_prob(view.probs[c])}</span>",
+            cam=view.maps[(method, c)].up,
+            name=f"{names[c]} · {title}",
+        )
+        for c in chunk
+    ]
+    return overlay_figure(
+        view.background,
+        panels,
+        views=display.views,
+        cmap=display.cmap,
+        signed_cmap=display.signed_cmap,
+        opacity=display.opacity,
+        panel_height=panel_height(view.background.shape[:2], len(chunk)),
+    )
+
+
+def blank_maps_note(view: ViewResult, ids: Sequence[int], names: Sequence[str], methods: Sequence[str]) -> None:
+    """Say at once, without opening the debug section, when a shown map is blank after ReLU (the seed case)."""
+    blank = [(m, c) for m in methods for c in ids if (m, c) in view.maps and blank_after_relu(view.maps[(m, c)].raw)]
+    if not blank:
+        return
+    which = ", ".join(f"{names[c]} ({METHODS[m].title})" for m, c in blank[:4]) + (" …" if len(blank) > 4 else "")
+    with st.container(key="blank_note"):
+        st.warning(
+            f"**{len(blank)} ReLU'd map{'s are' if len(blank) > 1 else ' is'} blank:** {which}: no positive evidence "
+            "at this layer, although the class may well be predicted. *Debug this prediction* says why and what "
+            "to try.",
+            icon=":material/visibility_off:",
+        )
+        st.button("Explain why", key="blank_explain", on_click=open_debug, icon=":material/troubleshoot:")
 
 
 def _bar_clicked(ctx: tuple[str, str], chart_key: str) -> None:
@@ -278,6 +387,7 @@ def show_scores(ctx: tuple[str, str], view: ViewResult, ids: Sequence[int], name
 
 
 def show_exports(
+    bundle: Bundle,
     item: ImageItem,
     view: ViewResult,
     ids: Sequence[int],
@@ -285,34 +395,30 @@ def show_exports(
     methods: Sequence[str],
     layer: str,
     display: Display,
-    model_name: str,
 ) -> None:
-    """Download buttons; files are built only when clicked."""
+    """Download buttons for what is on screen (views, colormaps, opacity); files are built only when clicked."""
     stem = exports.safe_stem(item.label.rsplit(".", 1)[0])
     methods = [m for m in methods if m not in view.errors]
-    ups = {key: entry.up for key, entry in view.maps.items()}
-    raws = {key: entry.raw for key, entry in view.maps.items()}
+    ups = {key: entry.up for key, entry in view.maps.items() if key[1] in ids and key[0] in methods}
+    raws = {key: entry.raw for key, entry in view.maps.items() if key[1] in ids and key[0] in methods}
     meta = {
-        "model": model_name,
+        "model": bundle.model.name,
+        "pretrained": bool(bundle.model.pretrained),
+        "fit": view.place.fit,
+        "input": _fit_words(view, item),
         "image": item.label,
         "layer": layer,
         "methods": list(methods),
         "selected_classes": list(ids),
+        "views": list(display.views),
+        "cmap": display.cmap,
+        "signed_cmap": display.signed_cmap,
+        "opacity": display.opacity,
     }
     with st.container(horizontal=True, gap="small", key="downloads"):
         st.download_button(
             "Overlays (PNG, zip)",
-            partial(
-                exports.overlays_zip,
-                view.background,
-                ups,
-                names,
-                stem=stem,
-                views=display.views,
-                cmap=display.cmap,
-                signed_cmap=display.signed_cmap,
-                opacity=display.opacity,
-            ),
+            partial(exports.overlays_zip, view.background, ups, names, stem=stem, display=display, meta=meta),
             file_name=f"{stem}_overlays.zip",
             mime="application/zip",
             icon=":material/image:",
@@ -331,6 +437,7 @@ def show_exports(
                 methods=list(methods),
                 raw=raws,
                 up=ups,
+                meta=meta,
             ),
             file_name=f"{stem}_maps.npz",
             mime="application/octet-stream",

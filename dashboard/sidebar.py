@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
 
 import streamlit as st
 from PIL import Image, ImageOps
@@ -12,12 +11,11 @@ from cam_core.engine.methods import METHODS
 from cam_core.io.images import IMAGE_EXTENSIONS, load_image
 from cam_core.io.samples import SAMPLE_NAMES, load_sample
 from cam_core.models import DEFAULT_MODEL, list_torchvision_models
-from cam_core.render import DIVERGING
 from dashboard.compute import ImageItem, ModelSpec, save_upload
 from dashboard.feedback import show_error
 from dashboard.state import K, UrlView
 
-__all__ = ["Display", "display_ui", "images_ui", "methods_ui", "model_ui"]
+__all__ = ["images_ui", "methods_ui", "model_ui"]
 
 SOURCES = {
     "default": "Offline default",
@@ -37,23 +35,12 @@ SLOW_HELP = (
     "seconds to minutes on a CPU."
 )
 NO_ARCH = "(none: TorchScript or whole model)"
-SEQUENTIAL = ["jet", "inferno", "viridis"]  # jet first: the CLI's PNG default, readable on a projector
 TRUST_HELP = (
     "A checkpoint that holds a whole pickled model (not just a state dict of tensors) can only be read by "
     "unpickling it, and unpickling runs whatever code the file contains, with your permissions. Tick this "
     "only for files you made yourself or got from a source you trust. State dicts and TorchScript never "
     "need it."
 )
-
-
-@dataclass(frozen=True)
-class Display:
-    """How overlays are drawn (no effect on what is computed)."""
-
-    views: tuple[str, ...]
-    cmap: str
-    signed_cmap: str
-    opacity: float
 
 
 def _labels_ui(key: str) -> str | None:
@@ -90,12 +77,14 @@ def model_ui(url: UrlView) -> ModelSpec | None:
     if source == "torchvision":
         st.session_state.setdefault(K.TV_NAME, "resnet50")
         st.session_state.setdefault(K.TV_PRETRAINED, True)
+        if st.session_state.pop(K.TV_PRETRAINED_OFF, False):
+            st.session_state[K.TV_PRETRAINED] = False
         name = st.selectbox("Architecture", names, key=K.TV_NAME)
         pretrained = st.toggle(
             "Pretrained ImageNet weights",
             key=K.TV_PRETRAINED,
-            help="Downloaded from download.pytorch.org the first time. Offline, the page says so and falls back "
-            "to random weights, flagged as untrained wherever results show.",
+            help="Downloaded from download.pytorch.org the first time. Offline, the page says so and switches "
+            "this off: random weights, flagged as untrained wherever results show.",
         )
         return ModelSpec(
             source="torchvision", name=name, weights="DEFAULT" if pretrained else None, labels=_labels_ui("tv_labels")
@@ -227,30 +216,3 @@ def methods_ui(url: UrlView) -> list[str]:
         wrap=True,
     )
     return list(picked)
-
-
-def display_ui() -> Display:
-    """Colormaps, views and the starting opacity (drawing only: nothing is recomputed)."""
-    views = st.pills(
-        "Views",
-        ["relu", "signed"],
-        selection_mode="multi",
-        default=["relu", "signed"],
-        format_func={"relu": "ReLU'd", "signed": "Signed"}.get,
-        key="views",
-        help="ReLU'd: positive evidence only, scaled to its maximum. Signed: the raw map, symmetric around 0 "
-        "(warm = for the class, cool = against it).",
-    )
-    c1, c2 = st.columns(2)
-    cmap = c1.selectbox("Colormap", SEQUENTIAL, key="cmap")
-    signed_cmap = c2.selectbox("Signed colormap", list(DIVERGING), key="signed_cmap")
-    opacity = st.slider(
-        "Starting opacity",
-        0.0,
-        1.0,
-        0.6,
-        0.1,
-        key="opacity",
-        help="Where each figure's own opacity slider starts; that slider works in the browser, without a rerun.",
-    )
-    return Display(views=tuple(views or ("relu",)), cmap=cmap, signed_cmap=signed_cmap, opacity=opacity)

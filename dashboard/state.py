@@ -13,13 +13,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 __all__ = [
     "K",
     "UrlView",
     "class_selection",
+    "honour_full_rerun",
     "layer_for",
+    "pretrained_unavailable",
     "read_url_once",
+    "request_full_rerun",
     "set_classes",
     "set_layer",
     "toggle_class",
@@ -40,11 +44,17 @@ class K:
     CLASS_PICKER = "class_picker"
     CLASS_FIND = "class_find"
     CLASS_MSG = "_class_msg"
+    CLASS_SUGGEST = "_class_suggest"  # (query, [class ids]) when a typed word matched several classes
+    CLASS_SUGGEST_PICK = "class_suggest_pick"
     TOPK = "top_k"
     METHODS = "methods"
     SOURCE = "model_source"
     TV_NAME = "tv_name"
     TV_PRETRAINED = "tv_pretrained"
+    TV_PRETRAINED_OFF = "_tv_pretrained_off"  # set when the weights cannot be had: the toggle goes off next run
+    TV_OFFLINE_NOTE = "_tv_offline_note"
+    FIT = "fit"
+    FULL_RERUN = "_full_rerun"  # a callback inside a fragment changed something the whole page depends on
     SAMPLES = "samples"
     IMAGE = "current_image"
     IMAGES_SEEN = "_images_seen"
@@ -62,6 +72,7 @@ class UrlView:
     classes: tuple[int, ...] | None = None
     image: str | None = None
     k: int | None = None
+    fit: str | None = None
 
 
 def _ints(text: str) -> tuple[int, ...] | None:
@@ -84,6 +95,7 @@ def read_url_once() -> UrlView:
             classes=_ints(qp.get("classes") or "") or None,
             image=qp.get("image") or None,
             k=int(k) if k and k.isdigit() else None,
+            fit=qp.get("fit") or None,
         )
         st.session_state[K.URL] = view
         st.session_state[K.URL_READ] = True
@@ -99,6 +111,7 @@ def write_url(
     classes: Sequence[int],
     image: str | None,
     k: int,
+    fit: str | None = None,
 ) -> None:
     """Mirror the current view into the URL (fields that cannot be shared are left out)."""
     wanted = {
@@ -109,6 +122,7 @@ def write_url(
         "classes": ",".join(str(c) for c in classes) or None,
         "image": image,
         "k": str(k),
+        "fit": fit,
     }
     current = st.query_params.to_dict()
     for name, value in wanted.items():
@@ -119,7 +133,26 @@ def write_url(
             st.query_params[name] = value
 
 
+def pretrained_unavailable(name: str) -> None:
+    """The pretrained weights of ``name`` cannot be had: turn the toggle off on the next run, and say why."""
+    st.session_state[K.TV_PRETRAINED_OFF] = True
+    st.session_state[K.TV_OFFLINE_NOTE] = name
+
+
 # ---- layer ---------------------------------------------------------------------------------
+
+
+def request_full_rerun() -> None:
+    """Ask for the whole page to rerun (from a widget callback inside a fragment, which reruns only itself)."""
+    st.session_state[K.FULL_RERUN] = True
+
+
+def honour_full_rerun() -> None:
+    """First line of every fragment: turn a fragment rerun into a full one when a callback asked for it."""
+    if st.session_state.pop(K.FULL_RERUN, False):
+        ctx = get_script_run_ctx()
+        if ctx is not None and ctx.fragment_ids_this_run:
+            st.rerun(scope="app")
 
 
 def layer_for(model_key: str, default: str) -> str:
@@ -128,8 +161,9 @@ def layer_for(model_key: str, default: str) -> str:
 
 
 def set_layer(model_key: str, layer: str) -> None:
-    """Remember ``layer`` as this model's selection."""
+    """Remember ``layer`` as this model's selection (the whole page follows, even from inside a fragment)."""
     st.session_state.setdefault(K.LAYERS, {})[model_key] = layer
+    request_full_rerun()
 
 
 # ---- classes ------------------------------------------------------------------------------

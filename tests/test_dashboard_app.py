@@ -100,8 +100,7 @@ def test_defaults_show_chelsea_explained_with_top3(default_app: AppTest) -> None
 
 
 def test_model_tree_gets_layers_with_shapes_hints_and_the_recommended_one(default_app: AppTest) -> None:
-    (tree,) = default_app.get("bidi_component")
-    data = json.loads(tree.proto.json)
+    (data,) = [d for d in (json.loads(c.proto.json) for c in default_app.get("bidi_component")) if "nodes" in d]
     nodes = {n["name"]: n for n in data["nodes"]}
     assert data["selected"] == "_head_act"
     assert [n for n, node in nodes.items() if node["recommended"]] == ["_head_act"]
@@ -136,7 +135,7 @@ def test_toggling_classes_reuses_cached_maps() -> None:
     at.multiselect(key="class_picker").select(1).run()  # goldfish: surely not cached yet
     _no_failure(at)
     assert 1 in at.session_state["_classes_by_view"][next(iter(at.session_state["_classes_by_view"]))]
-    assert any("Computed 1 maps" in c for c in _captions(at))
+    assert any("Computed 1 map in" in c for c in _captions(at))
     fig = _overlay(at)
     assert any("goldfish (1)" in a["text"] for a in fig["layout"]["annotations"])
 
@@ -153,21 +152,43 @@ def test_drawing_changes_compute_nothing() -> None:
 
 def test_find_class_by_name_and_index() -> None:
     at = _app()
-    at.text_input(key="class_find").input("goldfish, 285").run()
+    shown = at.multiselect(key="class_picker").value
+    at.text_input(key="class_find").input(f"goldfish, 207, {shown[0]}").run()
     _no_failure(at)
     picked = at.multiselect(key="class_picker").value
     assert 1 in picked  # goldfish
-    assert 285 in picked  # Egyptian cat
+    assert 207 in picked  # golden retriever
+    assert shown[0] not in picked  # typing a class already shown takes it away
     assert at.text_input(key="class_find").value == ""
 
 
-def test_unknown_class_name_is_a_message() -> None:
+def test_a_word_many_classes_share_lists_them_instead_of_adding_all() -> None:
     at = _app()
-    at.text_input(key="class_find").input("tabbby").run()
+    before = at.multiselect(key="class_picker").value
+    at.text_input(key="class_find").input("cat").run()
     _no_failure(at)
-    messages = [e.value for e in at.error]
-    assert any("unknown class 'tabbby'" in m and "tabby" in m for m in messages), messages
+    assert at.multiselect(key="class_picker").value == before  # nothing guessed
+    names = list(at.pills(key="class_suggest_pick").options)  # "Egyptian cat · 45.4%", …
+    assert len(names) >= 5 and all(" cat · " in n for n in names[:5]), names
+    assert names[0].startswith("Egyptian cat")  # whole-word matches, ranked by the image's probability
+    first = at.session_state["_class_suggest"][1][0]
+    at.pills(key="class_suggest_pick").set_value(first).run()
+    _no_failure(at)
+    assert first in at.multiselect(key="class_picker").value
+    assert all(p.key != "class_suggest_pick" for p in at.pills)  # used up
+
+
+def test_unknown_class_name_is_a_message_once() -> None:
+    at = _app()
+    at.text_input(key="class_find").input("zqxwv").run()
+    _no_failure(at)
+    messages = [w.value for w in at.warning]
+    assert any("'zqxwv'" in m for m in messages), messages
     assert len(_heatmaps(_overlay(at))) == 6  # the page still shows the view
+    at.selectbox(key="cmap").set_value("viridis").run()  # any later change clears it
+    assert not any("'zqxwv'" in w.value for w in at.warning)
+    at.text_input(key="class_find").input("tabbby").run()  # a misspelling: suggested, not guessed
+    assert next(o.split(" · ")[0] for o in at.pills(key="class_suggest_pick").options) == "tabby"
 
 
 @pytest.mark.parametrize(
@@ -215,6 +236,8 @@ def test_url_opens_a_shared_view() -> None:
     at = _app(layer="_blocks.15", method="gradcam,hirescam", classes="281,1", k="2")
     _no_failure(at)
     assert not at.error
+    assert not at.warning
+    at.toggle(key="dbg_open").set_value(True).run()
     # _blocks.15 ends in BatchNorm with no activation: the diagnosis says so once, above its four cards,
     # and each card points to it instead of repeating it.
     assert [w.value.split(".")[0] for w in at.warning] == ["**Signed activations"]
@@ -251,12 +274,16 @@ def test_unknown_layer_in_url_falls_back_to_recommended() -> None:
 
 def test_torchvision_offline_falls_back_to_untrained_and_says_so() -> None:
     at = _app()
-    at.radio(key="model_source").set_value("torchvision").run()
-    at.selectbox(key="tv_name").set_value("mobilenet_v3_small").run()
+    at.radio(key="model_source").set_value("torchvision").run()  # resnet50, pretrained: not downloadable here
     _no_failure(at)
     warnings = " ".join(w.value for w in at.warning)
-    assert "cannot be downloaded" in warnings
-    assert "untrained" in warnings.lower()
+    assert "cannot be downloaded" in warnings and "is now off" in warnings
+    assert "--weights" not in warnings  # page words, not CLI words
+    assert at.toggle(key="tv_pretrained").value is False  # the toggle says what is shown
+    assert at.query_params["weights"] == "none"
+    at.selectbox(key="tv_name").set_value("mobilenet_v3_small").run()
+    _no_failure(at)
+    assert "untrained" in " ".join(w.value for w in at.warning).lower()
     assert len(_heatmaps(_overlay(at))) == 6
     assert at.query_params["model"] == "mobilenet_v3_small"
 

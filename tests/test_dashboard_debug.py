@@ -261,7 +261,7 @@ def _tiny_page(tests_dir: str, spec_name: str, layer: str | None) -> None:
     from cam_core.io.samples import load_sample
     from dashboard.compute import ImageItem, ModelSpec, compute_view, load_bundle
     from dashboard.debug import debug_section
-    from dashboard.sidebar import Display
+    from dashboard.display import Display
     from dashboard.state import layer_for
 
     bundle = load_bundle(ModelSpec(source="factory", name=spec_name, weights=None, import_path=tests_dir))
@@ -380,7 +380,24 @@ def test_seed_net_at_conv3_explains_the_blank_map_and_switches_layer(seed_net_di
 def app() -> AppTest:
     at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
     _no_failure(at)
+    at.toggle(key="dbg_open").set_value(True).run()
+    _no_failure(at)
     return at
+
+
+def test_the_section_costs_nothing_until_opened(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Closed by default: no extra forward/backward for a section nobody looks at."""
+    import dashboard.debug.context as debug_context
+
+    calls: list[object] = []
+    monkeypatch.setattr(debug_context, "explain", lambda *a, **k: calls.append(a))
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    _no_failure(at)
+    at.number_input(key="top_k").set_value(2).run()  # a view the other tests never measured
+    _no_failure(at)
+    assert at.toggle(key="dbg_open").value is False
+    assert not at.tabs and calls == []
+    assert _figures(at)  # the overlays are there all the same
 
 
 def test_app_shows_the_section_and_sweeps_on_demand(app: AppTest) -> None:
@@ -437,6 +454,7 @@ def test_a_second_visitor_reuses_the_layers_facts(app: AppTest, monkeypatch: pyt
     real_probe = debug_context.probe_head
     monkeypatch.setattr(debug_context, "probe_head", lambda *a, **k: probes.append(a) or real_probe(*a, **k))
     second = AppTest.from_file(APP, default_timeout=TIMEOUT).run()  # a new session, same page
+    second.toggle(key="dbg_open").set_value(True).run()
     _no_failure(second)
     assert len([m for m in second.markdown if m.value.endswith("· Grad-CAM")]) == 3  # its cards are there
     assert calls == []

@@ -186,7 +186,7 @@ def test_resolve_classes_forms():
     assert resolve_classes("3,0", logits, names).tolist() == [[3, 0], [3, 0]]
     assert resolve_classes("tabby, egyptian cat", logits, names).tolist() == [[0, 1], [0, 1]]
     assert resolve_classes([2, "dog"], logits, names).tolist() == [[2, 3], [2, 3]]
-    with pytest.raises(cam_core.CamError, match="did you mean: egyptian cat"):
+    with pytest.raises(cam_core.CamError, match="did you mean: Egyptian cat"):
         resolve_classes("egyptain cat", logits, names)
     with pytest.raises(cam_core.CamError, match="out of range"):
         resolve_classes("7", logits, names)

@@ -42,6 +42,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Literal
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -70,11 +71,13 @@ __all__ = [
     "HeadProbe",
     "PointClass",
     "PointInspection",
+    "blank_after_relu",
     "diagnose",
     "diagnose_result",
     "inspect_point",
     "layer_context",
     "output_range",
+    "positive_share",
     "probe_head",
 ]
 
@@ -272,16 +275,23 @@ def _fix_for_negative(res: ExplainResult, i: int, k: int, method: str, hints: Se
     alts = []
     for m in ("hirescam", "layercam"):
         # An alternative already computed here and just as empty is no help.
-        if m != method and not (m in res.maps and _pos_share(res.maps[m][i, k]) <= EMPTY_POS_SHARE):
+        if m != method and not (m in res.maps and positive_share(res.maps[m][i, k]) <= EMPTY_POS_SHARE):
             alts.append(METHODS[m].title)
     if alts:
         parts.append(("or " if parts else "try ") + "/".join(alts))
     return " ".join(parts) + ("; " if parts else "") + "view the signed map"
 
 
-def _pos_share(m: Tensor) -> float:
+def positive_share(cam: Tensor | np.ndarray) -> float:
+    """The share of a map's absolute mass that is positive: what its ReLU'd view can show (0 for a zero map)."""
+    m = torch.as_tensor(cam, dtype=torch.float64)
     total = float(m.abs().sum())
     return float(m.clamp_min(0).sum()) / total if total > 0 else 0.0
+
+
+def blank_after_relu(cam: Tensor | np.ndarray) -> bool:
+    """Whether the usual ReLU'd view of ``cam`` shows (nearly) nothing: see :data:`EMPTY_POS_SHARE`."""
+    return positive_share(cam) <= EMPTY_POS_SHARE
 
 
 def diagnose(

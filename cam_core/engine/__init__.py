@@ -11,6 +11,7 @@ from .capture import LayerNotFound, capture_layers, get_layer, model_lock, repla
 from .explainer import (
     ExplainResult,
     explain,
+    match_classes,
     memory_errors,
     place_model,
     region_mask,
@@ -32,6 +33,7 @@ __all__ = [
     "check_methods",
     "explain",
     "get_layer",
+    "match_classes",
     "memory_errors",
     "model_lock",
     "place_model",

@@ -33,6 +33,7 @@ from .targets import Target, resolve_target
 __all__ = [
     "ExplainResult",
     "explain",
+    "match_classes",
     "memory_errors",
     "place_model",
     "region_mask",
@@ -180,10 +181,46 @@ def resolve_classes(
         elif item.lower() in lower:
             ids.append(lower[item.lower()])
         else:
-            near = difflib.get_close_matches(item.lower(), list(lower), n=5, cutoff=0.6)
+            near = [class_names[i] for i in match_classes(item, class_names, limit=6)]
             hint = f"; did you mean: {choices_hint(near)}" if near else "; give a class index or an exact name"
             raise CamError(f"unknown class {item!r}{hint}")
     return torch.tensor(ids, dtype=torch.long).expand(n, -1).clone()
+
+
+def match_classes(
+    query: str, class_names: Sequence[str], scores: Sequence[float] | None = None, limit: int = 12
+) -> list[int]:
+    """Class ids whose name matches ``query``, best first: by name, words, then spelling.
+
+    Ranks an exact name (any case) first, then names with ``query`` as a whole word ("cat" →
+    "Egyptian cat", "tiger cat"), then names with a word starting with it ("cat" → "catamaran"),
+    then names containing it ("polecat"); close spellings (difflib) only when none of these match.
+    Within a rank, by ``scores`` (e.g. the image's probabilities) when given, else by index.
+    """
+    q = " ".join(query.lower().split())
+    if not q:
+        return []
+    ranked: dict[int, int] = {}
+    for i, name in enumerate(class_names):
+        low = name.lower()
+        words = re.findall(r"[a-z0-9]+", low)
+        if low == q:
+            ranked[i] = 0
+        elif re.search(rf"(?<![a-z0-9]){re.escape(q)}(?![a-z0-9])", low):
+            ranked[i] = 1
+        elif any(w.startswith(q) for w in words):
+            ranked[i] = 2
+        elif q in low:
+            ranked[i] = 3
+    if not ranked:  # spelling only when nothing matches by name: "cat" must not suggest "cab"
+        lower = [n.lower() for n in class_names]
+        for name in difflib.get_close_matches(q, lower, n=limit, cutoff=0.6):
+            ranked.setdefault(lower.index(name), 4)
+
+    def order(i: int) -> tuple[int, float, int]:
+        return ranked[i], -float(scores[i]) if scores is not None else 0.0, i
+
+    return sorted(ranked, key=order)[:limit]
 
 
 def unwrap_model(model: object) -> tuple[nn.Module, list[str] | None]:

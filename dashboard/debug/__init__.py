@@ -7,7 +7,7 @@ Modules: ``section`` (layout), ``context`` (the layer's facts and the tabs' cont
 
 from .cards import diagnosis_card, diagnosis_rows, findings_summary, layer_notes
 from .context import Ctx, LayerFacts, view_diagnoses
-from .section import TABS, debug_section
+from .section import TABS, debug_section, debug_toggle, open_debug
 from .session import DK
 
 __all__ = [
@@ -16,9 +16,11 @@ __all__ = [
     "Ctx",
     "LayerFacts",
     "debug_section",
+    "debug_toggle",
     "diagnosis_card",
     "diagnosis_rows",
     "findings_summary",
     "layer_notes",
+    "open_debug",
     "view_diagnoses",
 ]

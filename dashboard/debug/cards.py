@@ -17,9 +17,8 @@ from cam_core.analysis.diagnose import (
 )
 from cam_core.engine.methods import METHODS
 from dashboard.debug.session import DK, ask
-from dashboard.state import set_layer
-
-SIDEBAR_VIEWS_KEY = "views"  # the sidebar's "Views" pills (dashboard.sidebar.display_ui)
+from dashboard.display import VIEWS
+from dashboard.state import request_full_rerun, set_layer
 
 # Findings whose fix is another layer / the signed view / a contrast (codes from cam_core.analysis.diagnose).
 _LAYER_CODES = frozenset({"empty_after_relu", "mostly_negative", "zero_map", "pre_activation", "residual_branch"})
@@ -89,8 +88,8 @@ def _rows_html(rows: Sequence[tuple[str, str]]) -> str:
 
 
 def _show_signed() -> None:
-    views = list(st.session_state.get(SIDEBAR_VIEWS_KEY) or ["relu"])
-    st.session_state[SIDEBAR_VIEWS_KEY] = [*views, "signed"] if "signed" not in views else views
+    st.session_state["views"] = list(VIEWS)  # the overlays' "Views" pills (dashboard.display)
+    request_full_rerun()  # they live in another fragment
 
 
 def _open_contrast(a: int, b: int) -> None:

@@ -21,7 +21,7 @@ from cam_core.errors import CamError
 from cam_core.models.layers import LayerInfo
 from dashboard.compute import Bundle, ImageItem, ViewResult, map_cache, ranking
 from dashboard.debug.session import Timed, keep, keep_shared, recall, recall_shared
-from dashboard.sidebar import Display
+from dashboard.display import Display
 
 __all__ = ["Ctx", "LayerFacts", "prepare", "shown_methods", "view_diagnoses"]
 
@@ -46,13 +46,17 @@ class LayerFacts:
 
 def _layer_facts(bundle: Bundle, item: ImageItem, layer: str, ids: tuple[int, ...]) -> Timed:
     """One explain (all gradient methods share one backward) and the head probe; cached per inputs."""
-    key = (bundle.spec.key, item.digest, layer, ids)
+    key = (bundle.spec.key, item.key, layer, ids)
     found = recall("facts", key) or recall_shared("facts", key)
     if found is not None:
         return found
-    x, _ = map_cache().model_input(bundle, item)
+    inp = map_cache().model_input(bundle, item)
+    x = inp.x
     start = time.perf_counter()
-    res = explain(bundle.model, x, layer=layer, classes=list(ids), methods=SWEEP_METHODS, keep_activations=True)
+    res = explain(
+        bundle.model, x, layer=layer, classes=list(ids), methods=SWEEP_METHODS, keep_activations=True,
+        region=inp.region,
+    )
     info, rec = layer_context(bundle.model, layer)
     facts = LayerFacts(result=res, info=info, recommended=rec, head=_head_probe(bundle, item, x))
     return keep_shared("facts", key, Timed(facts, time.perf_counter() - start), limit=8)
@@ -60,7 +64,7 @@ def _layer_facts(bundle: Bundle, item: ImageItem, layer: str, ids: tuple[int, ..
 
 def _head_probe(bundle: Bundle, item: ImageItem, x: torch.Tensor) -> HeadProbe | None:
     """Whether the head ignores the recommended layer's scale: per (model, image), whatever the layer or classes."""
-    key = (bundle.spec.key, item.digest)
+    key = (bundle.spec.key, item.key)
     found = recall("head", key) or recall_shared("head", key)
     if found is None:
         try:
@@ -91,7 +95,7 @@ def prepare(
     """The layer's facts, one result holding every shown map, and a diagnosis per (method, class); cached."""
     facts = _layer_facts(bundle, item, layer, ids).value
     result = _with_view_maps(facts.result, view, ids, shown)
-    key = (bundle.spec.key, item.digest, layer, ids, shown)
+    key = (bundle.spec.key, item.key, layer, ids, shown)
     found = recall("diagnoses", key)
     if found is None:
         diags = {
@@ -150,7 +154,7 @@ class Ctx:
 
     def runner_up(self, c: int) -> tuple[int, str] | None:
         """The most probable other class, as (id, label)."""
-        order = ranking(self.mk, self.item.digest) or []
+        order = ranking(self.mk, self.item.key) or []
         other = next((o for o in order if o != c), None)
         return None if other is None else (other, self.label(other))
 

@@ -28,20 +28,22 @@ Session-state keys of the section start with ``dbg_`` (widgets) or ``_dbg_``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 
 import streamlit as st
 
+from dashboard import state
 from dashboard.compute import Bundle, ImageItem, ViewResult, map_cache
 from dashboard.debug.cards import findings_summary, method_title
 from dashboard.debug.context import Ctx, prepare, shown_methods
 from dashboard.debug.session import DK, pick
 from dashboard.debug.tabs import contrast_tab, diagnosis_tab, inspect_tab, methods_tab, sweep_tab, trust_tab
+from dashboard.display import Display
+from dashboard.display import current as current_display
 from dashboard.feedback import show_error
-from dashboard.sidebar import Display
 
-__all__ = ["TABS", "debug_section"]
+__all__ = ["TABS", "debug_section", "debug_toggle", "open_debug"]
 
 TABS = ("Diagnosis", "Layer sweep", "Methods", "Contrast", "Inspect a point", "Trust")
 
@@ -58,6 +60,42 @@ table.dbg-nums td:first-child { opacity: 0.7; width: 44%; }
 .st-key-dbg_stage_current { outline: 3px solid #e4572e; outline-offset: 2px; border-radius: 6px; }
 </style>
 """
+
+
+def debug_toggle(
+    bundle: Bundle, item: ImageItem, layer: str, view: ViewResult, ids: Sequence[int], methods: Sequence[str]
+) -> None:
+    """The section behind a switch, off until asked for: its diagnosis costs a forward and a backward.
+
+    A fragment: switching it, or a tab, reruns the section only.
+    """
+    _debug(bundle, item, layer, view, tuple(int(c) for c in ids), tuple(methods))
+
+
+@st.fragment
+def _debug(
+    bundle: Bundle, item: ImageItem, layer: str, view: ViewResult, ids: tuple[int, ...], methods: tuple[str, ...]
+) -> None:
+    state.honour_full_rerun()
+    opened = st.toggle(
+        ":material/troubleshoot: **Debug this prediction**",
+        key=DK.OPEN,
+        help="Why each map looks as it does (blank after ReLU, signed layers, saturated scores), with the fix; "
+        "a sweep over the layers, all methods side by side, a contrast of two classes, the channels behind a "
+        "point, and checks of whether to trust a map.",
+    )
+    if not opened:
+        st.caption(
+            "Diagnosis of every map above, layer sweep, method comparison, contrast, point inspection and trust "
+            "checks. Computed when you open it."
+        )
+        return
+    debug_section(bundle, item, layer, view, ids, methods, current_display())
+
+
+def open_debug() -> None:
+    """Open the section (from a button elsewhere on the page)."""
+    st.session_state[DK.OPEN] = True
 
 
 def debug_section(
@@ -106,7 +144,7 @@ def _section(
         show_error(exc, "measuring the layer for the diagnosis")
         return
     signed_shown = "signed" in display.views
-    x, _ = map_cache().model_input(bundle, item)
+    x = map_cache().model_input(bundle, item).x
 
     pick(DK.CLASS, ids)
     pick(DK.METHOD, shown)
@@ -141,4 +179,11 @@ def _section(
         if tab.open is False:  # lazy tabs: only the open one runs (None: state tracking off, draw all)
             continue
         with tab:
-            draw(ctx)
+            _tab(draw, ctx)
+
+
+@st.fragment
+def _tab(draw: Callable[[Ctx], None], ctx: Ctx) -> None:
+    """One tab, as a fragment: its own widgets rerun it alone."""
+    state.honour_full_rerun()
+    draw(ctx)

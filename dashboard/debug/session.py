@@ -22,6 +22,7 @@ from dashboard.feedback import show_error
 class DK:
     """Session-state keys of the debug section."""
 
+    OPEN = "dbg_open"
     TAB = "dbg_tab"
     CLASS = "dbg_class"
     METHOD = "dbg_method"

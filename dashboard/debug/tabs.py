@@ -55,8 +55,7 @@ from dashboard.debug.session import (
     run_with_spinner,
 )
 from dashboard.feedback import show_error
-from dashboard.figures import PLOTLY_CONFIG, Panel, overlay_figure
-from dashboard.panels import MAX_COLUMNS
+from dashboard.figures import MAX_COLUMNS, PLOTLY_CONFIG, Panel, overlay_figure
 from dashboard.state import set_layer
 
 PERTURBATION = ("scorecam", "ablationcam")
@@ -109,7 +108,7 @@ def _breakable(name: str) -> str:
 
 
 def sweep_tab(ctx: Ctx) -> None:
-    key = (ctx.mk, ctx.item.digest, ctx.focus_class)
+    key = (ctx.mk, ctx.item.key, ctx.focus_class)
     found = recall("sweep", key)
     picked = st.multiselect(
         "Also sweep these layers",
@@ -258,7 +257,7 @@ def methods_tab(ctx: Ctx) -> None:
         )
     ]
     methods = tuple(m for m in METHODS if m not in PERTURBATION) + tuple(opted)
-    key = (ctx.mk, ctx.item.digest, ctx.layer, ctx.focus_class, methods)
+    key = (ctx.mk, ctx.item.key, ctx.layer, ctx.focus_class, methods)
     found = recall("methods", key)
     if asked("methods") and found is None:
         run = run_with_bar if opted else run_with_spinner
@@ -317,7 +316,7 @@ def contrast_tab(ctx: Ctx) -> None:
     b = c2.selectbox("B: the class it is set against", options, format_func=ctx.label, key=DK.CON_B)
     # The overlays' gradient methods, and always Grad-CAM and HiResCAM: all from one backward.
     methods = tuple(dict.fromkeys([*(m for m in ctx.shown if METHODS[m].kind == "gradient"), "gradcam", "hirescam"]))
-    key = (ctx.mk, ctx.item.digest, ctx.layer, a, b, methods)
+    key = (ctx.mk, ctx.item.key, ctx.layer, a, b, methods)
     found = recall("contrast", key)
     if a != b and asked("contrast") and found is None:
         found = run_with_spinner(
@@ -464,7 +463,7 @@ def trust_tab(ctx: Ctx) -> None:
     with_random = c3.toggle("Random reference", key=DK.DI_RANDOM)
     images = 2 * (steps + 1) * (2 if with_random else 1)
     st.caption(f"Cost: {images} perturbed images in {math.ceil(images / DELINS_BATCH)} forwards of {DELINS_BATCH}.")
-    key = (ctx.mk, ctx.item.digest, ctx.layer, c, m, baseline, steps, with_random)
+    key = (ctx.mk, ctx.item.key, ctx.layer, c, m, baseline, steps, with_random)
     found = recall("delins", key)
     if asked("delins") and found is None:
         found = run_with_bar(
@@ -500,7 +499,7 @@ def trust_tab(ctx: Ctx) -> None:
     # A slider needs two stops; a model of one block just randomises it.
     n_units = int(c2.slider("Blocks to randomise", 1, len(units), key=DK.SAN_UNITS)) if len(units) > 1 else len(units)
     st.caption(f"Cost: one forward and one backward per step: {n_units + 1} passes, on a copy of the model.")
-    key = (ctx.mk, ctx.item.digest, ctx.layer, c, tuple(chosen), n_units)
+    key = (ctx.mk, ctx.item.key, ctx.layer, c, tuple(chosen), n_units)
     found = recall("sanity", key)
     if chosen and asked("sanity") and found is None:
         found = run_with_bar(

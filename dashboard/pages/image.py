@@ -1,60 +1,65 @@
 """The image page (``/``): class activation maps of one image at a time.
 
-It opens on the offline default model with a sample photo already explained.
-``main()`` only wires the pieces: sidebar inputs → cached engine calls → figures.
+It opens on the offline default model with a sample photo already explained. ``main()``
+only wires the pieces: sidebar inputs → cached engine calls → figures.
+
+What reruns when (each part reruns alone, so a click costs what it changes):
+
+- the whole page: a new model, image, fit, method or layer (the tree's click);
+- :func:`_view` (a fragment): a class toggle, top-k, the class search: classes, scores,
+  overlays, exports, and the debug section when it is open;
+- :func:`_overlays` (a fragment inside it): a display change (views, colormaps, opacity):
+  the overlay figures and the exports only;
+- each debug tab: its own widgets (see :mod:`dashboard.debug.section`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from functools import partial
 
 import streamlit as st
 
 from cam_core.engine.methods import METHODS
-from cam_core.models import WeightsUnavailable
-from dashboard import debug, panels, state
-from dashboard.compute import (
-    Bundle,
-    ImageItem,
-    ModelSpec,
-    ViewResult,
-    compute_view,
-    device_label,
-    is_slow,
-    load_bundle,
-    pending,
-    ranking,
-)
-from dashboard.feedback import guarded, show_error
-from dashboard.sidebar import Display, display_ui, images_ui, methods_ui, model_ui
+from dashboard import debug, panels, shell, state
+from dashboard.compute import Bundle, ImageItem, ViewResult, compute_view, is_slow, pending, ranking
+from dashboard.display import display_toolbar
+from dashboard.feedback import guarded
+from dashboard.sidebar import images_ui, methods_ui
 
 
-@st.cache_resource(show_spinner=False)
-def _offline() -> set[str]:
-    """Specs whose pretrained weights could not be fetched (so the check is not repeated every rerun)."""
-    return set()
-
-
-def _load(spec: ModelSpec) -> Bundle | None:
-    """The model for ``spec``; offline torchvision weights fall back to random ones, said loudly."""
-    if spec.key in _offline():
-        st.warning(
-            f"Pretrained weights for {spec.name} cannot be downloaded (offline); showing the same "
-            "architecture with random, untrained weights.",
-            icon=":material/cloud_off:",
-        )
-        spec = replace(spec, weights=None)
-    try:
-        with st.spinner(f"Loading {spec.name} and tracing its layers…"):
-            return load_bundle(spec)
-    except WeightsUnavailable as exc:
-        _offline().add(spec.key)
-        st.warning(f"{exc}. Showing random, untrained weights instead.", icon=":material/cloud_off:")
-        return guarded("loading the model", load_bundle, replace(spec, weights=None))
-    except Exception as exc:
-        show_error(exc, "loading the model")
-        return None
+def main() -> None:
+    """Wire the page: sidebar inputs, the shared model, the selected image and layer, then the workspace."""
+    shared = shell.current()
+    url = state.read_url_once()
+    with st.sidebar:
+        st.header("Images", anchor=False)
+        items = images_ui(url)
+        st.header("Methods", anchor=False)
+        methods = methods_ui(url)
+    panels.show_header()
+    bundle = shared.bundle
+    if bundle is None:
+        st.info("Choose a model in the sidebar.", icon=":material/arrow_back:")
+        return
+    layer = _layer(bundle, url)
+    panels.show_model_info(bundle, shared.device, layer)
+    if layer is None:
+        st.error("No layer of this model gives a spatial map, so no CAM can be taken (see the notes above).")
+        return
+    if not items:
+        st.info("Upload an image, pick a sample photo or take a snapshot (sidebar).", icon=":material/image:")
+        return
+    item = replace(panels.image_ui(items, url), fit=shared.fit)
+    main_col, rail = st.columns([2.3, 1.05], gap="medium")
+    with rail:
+        scores = st.container(key="scores_box")
+        tree = st.container(key="tree_box")
+    with main_col:
+        _view(bundle, item, layer, tuple(methods), url, scores)
+    with tree:  # after the overlays, so the first overlay is drawn first
+        panels.layer_panel(bundle, layer)
 
 
 def _layer(bundle: Bundle, url: state.UrlView) -> str | None:
@@ -73,42 +78,25 @@ def _layer(bundle: Bundle, url: state.UrlView) -> str | None:
     return layer or None
 
 
-def _sidebar(url: state.UrlView) -> tuple[ModelSpec | None, str, list[ImageItem], list[str], Display]:
-    with st.sidebar:
-        st.header("Model", anchor=False)
-        spec = model_ui(url)
-        device = device_label()
-        st.caption(f":material/memory: Computing on **{device}**")
-        st.header("Images", anchor=False)
-        items = images_ui(url)
-        st.header("Methods", anchor=False)
-        methods = methods_ui(url)
-        st.header("Display", anchor=False)
-        display = display_ui()
-    return spec, device, items, methods, display
-
-
-def _workspace(
-    bundle: Bundle, item: ImageItem, layer: str, methods: list[str], url: state.UrlView, display: Display
+@st.fragment
+def _view(
+    bundle: Bundle, item: ImageItem, layer: str, methods: tuple[str, ...], url: state.UrlView, scores_box
 ) -> None:
-    """Classes, overlays and downloads; scores and the layer tree in the right rail."""
+    """Classes, overlays, downloads and the debug section; the scores go to the right rail."""
+    state.honour_full_rerun()
     names = bundle.model.class_names
     ctx = (bundle.spec.key, item.digest)
-    main_col, rail = st.columns([2.3, 1.05], gap="medium")
-    with main_col:
-        cls_col, find_col, k_col = st.columns([2.8, 1.4, 0.62], vertical_alignment="bottom")
-        with k_col:
-            k = panels.topk_ui(url, len(names), ctx, lambda: ranking(*ctx))
-        wanted = st.session_state.setdefault(state.K.CLASSES, {}).get(ctx)
-        if wanted is None and url.classes and not st.session_state.get(state.K.URL_CLASSES_USED):
-            st.session_state[state.K.URL_CLASSES_USED] = True
-            wanted = [c for c in url.classes if 0 <= c < len(names)] or None
-        figures = st.container()
-        with figures:
-            view = _compute(bundle, item, layer, methods, wanted, k)
-    with rail:
-        scores = st.container()
-        panels.layer_panel(bundle, layer)
+    cls_col, find_col, k_col = st.columns([2.8, 1.4, 0.62], vertical_alignment="bottom")
+    with k_col:
+        k = panels.topk_ui(url, len(names), ctx, lambda: ranking(bundle.spec.key, item.key))
+    wanted = st.session_state.setdefault(state.K.CLASSES, {}).get(ctx)
+    if wanted is None and url.classes and not st.session_state.get(state.K.URL_CLASSES_USED):
+        st.session_state[state.K.URL_CLASSES_USED] = True
+        wanted = [c for c in url.classes if 0 <= c < len(names)] or None
+    notes = st.container()
+    figures = st.container(key="figures")
+    with figures:
+        view = _compute(bundle, item, layer, list(methods), wanted, k)
     if view is None:
         return
     result, ids = view
@@ -117,14 +105,12 @@ def _workspace(
         ids = panels.classes_ui(ctx, names)
     with find_col:
         panels.find_classes_ui(ctx, names, result.logits)
-    with figures:
-        if methods:
-            panels.show_overlays(result, ids, names, methods, display, not bundle.model.pretrained)
-        else:
-            st.info("Pick at least one method.", icon=":material/tune:")
-        panels.show_exports(item, result, ids, names, methods, layer, display, bundle.model.name)
-    with scores:
+    with notes:
+        panels.class_messages_ui(ctx, names, result.probs)
+    with scores_box:
         panels.show_scores(ctx, result, ids, names)
+    with figures:
+        _overlays(bundle, item, layer, methods, result, tuple(ids))
     shared = bundle.spec.url_model
     state.write_url(
         model=shared[0] if shared else None,
@@ -134,29 +120,22 @@ def _workspace(
         classes=ids,
         image=item.sample,
         k=k,
+        fit=item.fit if item.fit != bundle.model.fit else None,
     )
-    with main_col:  # under the overlays: the diagnosis, the sweep and the checks of the maps shown
-        debug.debug_section(bundle, item, layer, result, ids, methods, display)
+    panels.blank_maps_note(result, ids, names, methods)
+    debug.debug_toggle(bundle, item, layer, result, ids, methods)
 
 
-def main() -> None:
-    """Wire the page: sidebar inputs, the model, the selected image and layer, then the workspace."""
-    url = state.read_url_once()
-    spec, device, items, methods, display = _sidebar(url)
-    panels.show_header()
-    bundle = _load(spec) if spec is not None else None
-    if bundle is None:
-        st.info("Choose a model in the sidebar.", icon=":material/arrow_back:")
-        return
-    layer = _layer(bundle, url)
-    panels.show_model_info(bundle, device, layer)
-    if layer is None:
-        st.error("No layer of this model gives a spatial map, so no CAM can be taken (see the notes above).")
-        return
-    if not items:
-        st.info("Upload an image, pick a sample photo or take a snapshot (sidebar).", icon=":material/image:")
-        return
-    _workspace(bundle, panels.image_ui(items, url), layer, methods, url, display)
+@st.fragment
+def _overlays(
+    bundle: Bundle, item: ImageItem, layer: str, methods: Sequence[str], view: ViewResult, ids: tuple[int, ...]
+) -> None:
+    """The display toolbar, one overlay figure per method, and the downloads (which show what is on screen)."""
+    state.honour_full_rerun()
+    display = display_toolbar()
+    names = bundle.model.class_names
+    panels.show_overlays(bundle, item, layer, view, ids, methods, display)
+    panels.show_exports(bundle, item, view, ids, names, methods, layer, display)
 
 
 def _compute(
@@ -177,4 +156,3 @@ def _compute(
         view = run(progress=lambda f, msg: bar.progress(min(1.0, f), text=msg))
         status.update(label="Maps ready" if view else "Failed", state="complete" if view else "error", expanded=False)
     return view
-

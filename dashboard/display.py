@@ -1,0 +1,86 @@
+"""How overlays are drawn: views, colormaps, opacity. Drawing only: nothing here changes what is computed.
+
+The toolbar sits with the overlay figures (their fragment reruns alone when it changes);
+:func:`current` gives the same values to other parts of the page (the debug section's figures).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import streamlit as st
+
+from cam_core.render import DIVERGING
+from dashboard.widgets.opacity_sync import opacity_sync
+
+__all__ = ["OPACITY", "SEQUENTIAL", "VIEWS", "Display", "current", "display_toolbar", "sync_opacity"]
+
+SEQUENTIAL = ["jet", "inferno", "viridis"]  # jet first: the CLI's PNG default, readable on a projector
+VIEWS = ("relu", "signed")  # the rows' order, whatever order they were switched on in
+VIEW_WORDS = {"relu": "ReLU'd", "signed": "Signed"}
+OPACITY = "opacity"
+_KEYS = {"views": "views", "cmap": "cmap", "signed_cmap": "signed_cmap"}
+
+
+@dataclass(frozen=True)
+class Display:
+    """How overlays are drawn (no effect on what is computed)."""
+
+    views: tuple[str, ...] = VIEWS
+    cmap: str = SEQUENTIAL[0]
+    signed_cmap: str = DIVERGING[0]
+    opacity: float = 0.6
+
+
+def _ordered(views: object) -> tuple[str, ...]:
+    chosen = set(views or ())
+    return tuple(v for v in VIEWS if v in chosen) or ("relu",)
+
+
+def current() -> Display:
+    """The display the user chose (defaults before the toolbar was ever drawn)."""
+    s = st.session_state
+    return Display(
+        views=_ordered(s.get(_KEYS["views"], VIEWS)),
+        cmap=s.get(_KEYS["cmap"], Display.cmap),
+        signed_cmap=s.get(_KEYS["signed_cmap"], Display.signed_cmap),
+        opacity=float(s.get(OPACITY, Display.opacity)),
+    )
+
+
+def _set_opacity(value: float) -> None:
+    st.session_state[OPACITY] = round(min(1.0, max(0.0, value)), 1)
+
+
+def sync_opacity(selector: str) -> None:
+    """Keep the preferred opacity where the user left the figures' own slider (see the widget's docstring)."""
+    opacity_sync(selector, float(st.session_state.get(OPACITY, Display.opacity)), _set_opacity)
+
+
+def display_toolbar() -> Display:
+    """Views, colormaps and opacity, in one row above the overlays."""
+    st.session_state.setdefault(_KEYS["views"], list(VIEWS))
+    st.session_state.setdefault(OPACITY, Display.opacity)
+    with st.container(horizontal=True, gap="small", vertical_alignment="bottom", key="display_toolbar"):
+        views = st.pills(
+            "Views",
+            list(VIEWS),
+            selection_mode="multi",
+            format_func=VIEW_WORDS.get,
+            key=_KEYS["views"],
+            help="ReLU'd: positive evidence only, scaled to its maximum. Signed: the raw map, symmetric around 0 "
+            "(warm = for the class, cool = against it).",
+        )
+        cmap = st.selectbox("Colormap", SEQUENTIAL, key=_KEYS["cmap"], width=120)
+        signed_cmap = st.selectbox("Signed colormap", list(DIVERGING), key=_KEYS["signed_cmap"], width=130)
+        opacity = st.slider(
+            "Opacity",
+            0.0,
+            1.0,
+            step=0.1,
+            key=OPACITY,
+            width=170,
+            help="Where every overlay starts, and what the PNG downloads use. Each figure's own slider (under it) "
+            "fades its maps instantly in the browser; where you leave it becomes this value.",
+        )
+    return Display(views=_ordered(views), cmap=cmap, signed_cmap=signed_cmap, opacity=float(opacity))
