@@ -63,20 +63,22 @@ def _lut(name: str) -> np.ndarray:
 COLORMAPS: dict[str, np.ndarray] = {name: _lut(name) for name in _ANCHORS}
 
 
-def view_map(cam: np.ndarray, view: View = "relu") -> np.ndarray:
+def view_map(cam: np.ndarray, view: View = "relu", top: float | None = None) -> np.ndarray:
     """Scale a signed map for display: ``relu`` → [0, 1]; ``signed`` → [0, 1] with 0.5 meaning zero.
 
     The ReLU'd view divides by the largest positive value (not min-max), so an
     all-negative map shows as empty: the honest rendering of "no positive evidence".
+    ``top`` replaces that largest value (the signed view's largest magnitude) by a given one, e.g.
+    one scale for every frame of a film, so that evidence that fades looks faded; values beyond it clip.
     """
     cam = np.asarray(cam, dtype=np.float32)
     if view == "relu":
         pos = np.maximum(cam, 0.0)
-        top = float(pos.max()) if pos.size else 0.0
-        return pos / top if top > 0 else np.zeros_like(pos)
+        top = top if top is not None else float(pos.max()) if pos.size else 0.0
+        return np.minimum(pos / top, 1.0) if top > 0 else np.zeros_like(pos)
     if view == "signed":
-        top = float(np.abs(cam).max()) if cam.size else 0.0
-        return 0.5 + 0.5 * (cam / top if top > 0 else np.zeros_like(cam))
+        top = top if top is not None else float(np.abs(cam).max()) if cam.size else 0.0
+        return 0.5 + 0.5 * (np.clip(cam / top, -1.0, 1.0) if top > 0 else np.zeros_like(cam))
     raise ValueError(f"unknown view {view!r}; choose relu or signed")
 
 
@@ -105,16 +107,18 @@ def overlay(
     view: View = "relu",
     cmap: str | None = None,
     alpha: float = 0.6,
+    top: float | None = None,
 ) -> np.ndarray:
     """Blend a map (already at the image's size) over an RGB image: (H, W, 3) uint8.
 
     In the ReLU'd view the colour's weight follows the map value too, so zero
     evidence leaves the photo untouched instead of tinting it with the colormap's low end.
+    ``top``: a fixed scale instead of the map's own maximum (see :func:`view_map`).
     """
     img = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image, dtype=np.float32)
     if img.shape[:2] != cam.shape:
         raise ValueError(f"map {cam.shape} and image {img.shape[:2]} differ in size; upsample the map first")
-    unit = view_map(cam, view)
+    unit = view_map(cam, view, top)
     cmap = cmap or ("bwr" if view == "signed" else "jet")
     color = colorize(unit, cmap).astype(np.float32)
     weight = alpha * evidence_alpha(unit, view)[..., None]

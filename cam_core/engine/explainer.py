@@ -9,6 +9,11 @@ layer's output only, never the parameters, and reduced to maps chunk by chunk
 so memory stays bounded for K = 1000. Every gradient method reuses the same
 captured tensors. Nothing with a graph outlives the call: maps come back
 detached, float32, on the CPU.
+
+Video models (inputs ``N×3×T×H×W``) have layers with a time axis, ``N×C×T'×h×w``: the
+time axis is folded into the rows (``N×C×(T'·h)×w``) while the methods run, so every
+gradient method applies unchanged and Grad-CAM's weights average over time and space
+(as for a 3-D conv net's global pooling); maps come back unfolded, ``N×K×T'×h×w``.
 """
 
 from __future__ import annotations
@@ -64,6 +69,8 @@ class ExplainResult:
         region: (top, left, height, width) of the image in the input when part of it is pad (a
             letterbox), else ``None``; maps are zero outside it, at both resolutions.
         valid: (1, 1, h, w) bool: the layer cells whose centre lies in ``region`` (``None`` without one).
+        frames: For clips (a video model's ``N×3×T×H×W`` input), ``T``; maps are then
+            (N, K, T', h, w) and ``valid`` (1, 1, T'·h, w). ``None`` for images.
     """
 
     logits: Tensor
@@ -81,13 +88,21 @@ class ExplainResult:
     cost: dict[str, int] = field(default_factory=dict)
     region: tuple[int, int, int, int] | None = None
     valid: Tensor | None = None
+    frames: int | None = None
 
     def upsampled(self, method: str, size: tuple[int, int] | None = None) -> Tensor:
-        """Bilinear upsampling of ``maps[method]`` to the input size (or ``size``): (N, K, H, W); zero in the pad."""
+        """Bilinear upsampling of ``maps[method]`` to the input size (or ``size``): (N, K, H, W); zero in the pad.
+
+        Clips: trilinear, to every input frame as well: (N, K, T, H, W).
+        """
         if method not in self.maps:
             raise CamError(f"method {method!r} was not computed; have: {choices_hint(self.maps)}")
         size = size or self.input_size
-        up = F.interpolate(self.maps[method], size=size, mode="bilinear", align_corners=False)
+        maps = self.maps[method]
+        if maps.ndim == 5:
+            up = F.interpolate(maps, size=(self.frames, *size), mode="trilinear", align_corners=False)
+            return up if self.region is None else up * region_mask(self.region, self.input_size, size)[:, :, None]
+        up = F.interpolate(maps, size=size, mode="bilinear", align_corners=False)
         if self.region is not None:
             up = up * region_mask(self.region, self.input_size, size)
         return up
@@ -148,15 +163,24 @@ def memory_errors(dev: torch.device, what: str = "computing the maps") -> Iterat
 _TOPK = re.compile(r"^top(\d+)$")
 
 
+ClassChooser = Callable[[Tensor], Tensor]
+
+
 def resolve_classes(
-    spec: str | int | Sequence[int | str], logits: Tensor, class_names: Sequence[str]
+    spec: str | int | Sequence[int | str] | ClassChooser, logits: Tensor, class_names: Sequence[str]
 ) -> Tensor:
     """Turn a class spec into ids (N, K).
 
     ``"top3"`` takes each image's own top classes; ints, names or a comma-separated
-    string (``"281,285"``, ``"tabby,Egyptian cat"``) give every image the same K.
+    string (``"281,285"``, ``"tabby,Egyptian cat"``) give every image the same K; a callable
+    gets the logits (N, C) and returns the ids (N, K) (e.g. the classes a video clip needs).
     """
     n, c = logits.shape
+    if callable(spec):
+        ids = torch.as_tensor(spec(logits), dtype=torch.long, device=logits.device)
+        if ids.ndim != 2 or ids.shape[0] != n or ids.numel() == 0 or int(ids.min()) < 0 or int(ids.max()) >= c:
+            raise CamError(f"a class chooser must return (N, K) class ids in 0..{c - 1}, got shape {tuple(ids.shape)}")
+        return ids
     if isinstance(spec, str):
         match = _TOPK.match(spec.strip().lower())
         if match:
@@ -269,7 +293,7 @@ def explain(
     model: object,
     x: Tensor,
     layer: str | None = None,
-    classes: str | int | Sequence[int | str] = "top3",
+    classes: str | int | Sequence[int | str] | ClassChooser = "top3",
     methods: str | Sequence[str] = ("gradcam",),
     device: str | torch.device = "auto",
     target: str | Target = "logit",
@@ -283,9 +307,10 @@ def explain(
     Args:
         model: a :class:`~cam_core.models.LoadedModel` or a plain ``nn.Module``
             (its train/eval mode is left as it is; a warning is given in training mode).
-        x: (N, 3, H, W) preprocessed images.
+        x: (N, 3, H, W) preprocessed images, or (N, 3, T, H, W) clips for a video model.
         layer: dotted layer name; default the model's recommended layer.
-        classes: ``"topK"``, class indices, class names, or a comma-separated string.
+        classes: ``"topK"``, class indices, class names, a comma-separated string, or a callable
+            logits (N, C) → ids (N, K).
         methods: names from :data:`cam_core.engine.methods.METHODS`.
         device: ``auto`` (cuda, mps, cpu), or an explicit device; the model is moved there.
         target: ``"logit"`` (default), ``"softmax"`` or a callable (logits, ids) → scores.
@@ -297,19 +322,24 @@ def explain(
             outside it, and the layer's statistics leave the pad out.
 
     Returns:
-        An :class:`ExplainResult` with maps (N, K, h, w) per method, on the CPU.
+        An :class:`ExplainResult` with maps (N, K, h, w) per method (clips: (N, K, T', h, w)), on the CPU.
 
     Raises:
         CamError: unknown layer, class, method or device; a layer the score does
-            not depend on; a layer whose output is not a spatial map.
+            not depend on; a layer whose output is not a spatial map; a perturbation method on clips.
     """
     from ..models.layers import grid_transform, recommended_layer
 
     methods = check_methods(methods)
     target_fn = resolve_target(target)
     module, class_names = unwrap_model(model)
-    if x.ndim != 4:
-        raise CamError(f"expected images as an (N, 3, H, W) tensor, got shape {tuple(x.shape)}")
+    if x.ndim not in (4, 5):
+        raise CamError(f"expected images (N, 3, H, W) or clips (N, 3, T, H, W), got shape {tuple(x.shape)}")
+    if x.ndim == 5 and any(METHODS[m].kind == "perturbation" for m in methods):
+        raise CamError(
+            "Score-CAM and Ablation-CAM would run one forward pass of the whole clip per channel; for video "
+            "models use a gradient method (gradcam, hirescam, …) or eigencam"
+        )
     if module.training:
         warnings.warn("model is in training mode: BatchNorm/Dropout make maps noisy; call .eval()", stacklevel=2)
     dev = resolve_device(device)
@@ -329,8 +359,11 @@ def explain(
         ids = resolve_classes(classes, out.detach(), names).to(dev)
         leaf = cap[layer]
         A = to_grid(leaf.detach())
+        steps = A.shape[2] if A.ndim == 5 else None  # a video layer's T': folded into the rows below
+        if steps is not None:
+            to_grid, A = _time_folded(to_grid), A.flatten(2, 3)
         box = _check_region(region, tuple(x.shape[-2:]))
-        valid = region_mask(box, tuple(x.shape[-2:]), tuple(A.shape[-2:])).to(A.device) if box else None
+        valid = _valid_cells(box, tuple(x.shape[-2:]), tuple(A.shape[-2:]), steps, A.device)
         maps: dict[str, Tensor] = {}
         weights: dict[str, Tensor] = {}
         stats = _activation_stats(A, valid)
@@ -371,16 +404,46 @@ def explain(
         class_names=[[names[i] for i in row] for row in ids.tolist()],
         layer=layer,
         methods=methods,
-        maps={m: _masked(maps[m], valid).detach().float().cpu() for m in methods},
+        maps={m: _unfold(_masked(maps[m], valid), steps).detach().float().cpu() for m in methods},
         input_size=(x.shape[-2], x.shape[-1]),
         target=str(getattr(target_fn, "__name__", target_fn)),
         weights={k: v.detach().float().cpu() for k, v in weights.items()},
         stats={k: v.detach().float().cpu() for k, v in stats.items()},
-        activations=A.float().cpu() if keep_activations else None,
+        activations=_unfold(A, steps).float().cpu() if keep_activations else None,
         cost=cost,
         region=box,
         valid=valid.cpu() if valid is not None else None,
+        frames=x.shape[2] if x.ndim == 5 else None,
     )
+
+
+def _time_folded(to_grid: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
+    """``to_grid`` followed by folding the time axis into the rows: (N, C, T', h, w) → (N, C, T'·h, w)."""
+
+    def folded(t: Tensor) -> Tensor:
+        return to_grid(t).flatten(2, 3)
+
+    return folded
+
+
+def _unfold(maps: Tensor, steps: int | None) -> Tensor:
+    """Undo :func:`_time_folded` on maps or activations: (N, K, T'·h, w) → (N, K, T', h, w)."""
+    return maps if steps is None else maps.unflatten(2, (steps, maps.shape[2] // steps))
+
+
+def _valid_cells(
+    box: tuple[int, int, int, int] | None,
+    input_size: tuple[int, int],
+    grid: tuple[int, int],
+    steps: int | None,
+    device: torch.device,
+) -> Tensor | None:
+    """(1, 1, *grid) bool of the layer cells inside ``box`` (every time step alike when folded), or ``None``."""
+    if box is None:
+        return None
+    if steps is None:
+        return region_mask(box, input_size, grid).to(device)
+    return region_mask(box, input_size, (grid[0] // steps, grid[1])).repeat(1, 1, steps, 1).to(device)
 
 
 def _check_region(region: Sequence[int] | None, size: tuple[int, int]) -> tuple[int, int, int, int] | None:

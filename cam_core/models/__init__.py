@@ -17,6 +17,7 @@ from .load import (
     UntrustedCheckpoint,
     WeightsUnavailable,
     list_torchvision_models,
+    list_video_models,
     load_model,
 )
 from .preprocess import FIT_TITLES, FITS, MAX_ASPECT, Fit, Placement, check_fit
@@ -43,6 +44,7 @@ __all__ = [
     "grid_transform",
     "list_layers",
     "list_torchvision_models",
+    "list_video_models",
     "load_model",
     "recommended_layer",
 ]

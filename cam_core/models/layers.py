@@ -22,6 +22,15 @@ the model, so the dashboard can ask again for free.
   of the possible ``p``, the one whose grid has the input's aspect ratio most
   exactly, then the smallest. (``N×D×T`` is not recognised.)
 
+**Video models** (a ``clip_len`` on the model: inputs are ``N×3×T×H×W``) have a time axis,
+and their maps are ``N×C×T'×h×w`` (:func:`grid_transform` gives that 5-D layout):
+
+- ``N×C×T'×H×W`` (3-D conv maps, torchvision's R3D, S3D) and ``N×T'×H×W×C`` (channels
+  last, Video Swin), told apart as for 2-D maps; ``T' ≤ T`` and the grid fits the frame.
+- ``N×(p + T'·h·w)×D`` (MViT tokens): as for ViT, with the time length ``T'`` of the last
+  3-D map seen before the layer (MViT's patch embedding) preferred when it fits.
+- Outputs with three dimensions (no time axis, or attention internals) are not CAM-able.
+
 **Hints** (stable codes; :data:`HINT_TEXT` words them for people):
 
 - ``residual_branch``: found by tracing, not by type. For every module ``P`` whose
@@ -62,7 +71,15 @@ from torch import Tensor, nn
 from ..engine.capture import get_layer, model_lock
 from ..errors import CamError
 
-__all__ = ["HINT_TEXT", "LayerInfo", "format_tree", "grid_transform", "list_layers", "recommended_layer"]
+__all__ = [
+    "HINT_TEXT",
+    "LayerInfo",
+    "format_tree",
+    "grid_transform",
+    "list_layers",
+    "recommended_layer",
+    "shape_text",
+]
 
 HINT_TEXT: dict[str, str] = {
     "recommended": "the recommended layer: the last spatial map before pooling that is what the next stage sees.",
@@ -104,6 +121,8 @@ class LayerInfo:
         depth: Number of components of ``name`` (top-level modules have depth 1).
         parent: Dotted name of the parent module, ``""`` at the top.
         grid: ``(h, w)`` of the map when CAM-able.
+        frames: Time length ``T'`` of the map for video models (``None`` for images).
+        time_dim: Index of the time axis in ``out_shape`` (``None`` without one, or for tokens).
     """
 
     name: str
@@ -117,31 +136,55 @@ class LayerInfo:
     depth: int
     parent: str
     grid: tuple[int, int] | None
+    frames: int | None = None
+    time_dim: int | None = None
 
 
 @dataclass(frozen=True)
 class _Layout:
-    """How a captured output maps to N×C×h×w."""
+    """How a captured output maps to N×C×h×w (or N×C×T'×h×w for the ``video`` kinds)."""
 
-    kind: Literal["map", "channels_last", "tokens"]
+    kind: Literal["map", "channels_last", "tokens", "video", "video_channels_last", "video_tokens"]
     grid: tuple[int, int]
     prefix: int = 0
+    frames: int | None = None
+
+    @property
+    def time_dim(self) -> int | None:
+        """Where the time axis sits in the per-sample output shape."""
+        return {"video": 1, "video_channels_last": 0}.get(self.kind)
 
     def describe(self) -> str:
         h, w = self.grid
+        extra = {0: "", 1: " (+1 class token)"}.get(self.prefix, f" (+{self.prefix} class/register tokens)")
+        if self.kind.startswith("video"):
+            what = {"video": "video map", "video_channels_last": "channels-last video map"}.get(
+                self.kind, "video tokens"
+            )
+            return f"{what} {self.frames}×{h}×{w} (time × height × width){extra}"
         if self.kind == "map":
             return f"map {h}×{w}"
         if self.kind == "channels_last":
             return f"channels-last map {h}×{w}"
-        extra = {0: "", 1: " (+1 class token)"}.get(self.prefix, f" (+{self.prefix} class/register tokens)")
         return f"tokens {h}×{w}{extra}"
 
     def transform(self) -> Callable[[Tensor], Tensor]:
-        if self.kind == "map":
+        if self.kind in ("map", "video"):
             return _identity
         if self.kind == "channels_last":
             return _channels_first
+        if self.kind == "video_channels_last":
+            return _channels_first_3d
         prefix, (h, w) = self.prefix, self.grid
+        if self.kind == "video_tokens":
+            frames = self.frames or 1
+
+            def video_tokens_to_grid(t: Tensor) -> Tensor:
+                n = (t.shape[1] - prefix) // frames
+                rows, cols = (h, w) if n == h * w else _token_grid(n, (h, w))
+                return t[:, prefix:].unflatten(1, (frames, rows, cols)).permute(0, 4, 1, 2, 3)
+
+            return video_tokens_to_grid
 
         def tokens_to_grid(t: Tensor) -> Tensor:
             n = t.shape[1] - prefix
@@ -160,6 +203,10 @@ def _channels_first(t: Tensor) -> Tensor:
     return t.permute(0, 3, 1, 2)
 
 
+def _channels_first_3d(t: Tensor) -> Tensor:
+    return t.permute(0, 4, 1, 2, 3)
+
+
 def _token_grid(n: int, like: tuple[int, int]) -> tuple[int, int]:
     rows = max(1, round(math.sqrt(n * like[0] / like[1])))
     for r in (rows, rows - 1, rows + 1):
@@ -174,8 +221,53 @@ def _fits(h: int, w: int, size: tuple[int, int]) -> bool:
     return 1 <= h <= H and 1 <= w <= W and abs(h * W - w * H) <= max(H, W)
 
 
-def _layout(module: nn.Module, shape: tuple[int, ...], size: tuple[int, int]) -> _Layout | str:
-    """The layout of a per-sample output ``shape`` for an input of ``size``, or why there is none."""
+def _video_layout(
+    module: nn.Module, shape: tuple[int, ...], size: tuple[int, int], frames: int, time_hint: int | None
+) -> _Layout | str:
+    """The layout of a video model's per-sample output (see the module docstring), or why there is none."""
+    dims = "×".join(map(str, shape)) or "a scalar"
+    if len(shape) == 4:
+        first = 1 <= shape[1] <= frames and shape[2] * shape[3] > 1 and _fits(shape[2], shape[3], size)
+        last = 1 <= shape[0] <= frames and shape[1] * shape[2] > 1 and _fits(shape[1], shape[2], size)
+        if first and last:  # as many channels as frames: only the module can tell
+            last = (isinstance(module, nn.LayerNorm) and tuple(module.normalized_shape) == shape[3:]) or (
+                list(getattr(module, "dims", ())) == [0, 2, 3, 4, 1]
+            )
+            first = not last
+        if first:
+            return _Layout("video", (shape[2], shape[3]), frames=shape[1])
+        if last:
+            return _Layout("video_channels_last", (shape[1], shape[2]), frames=shape[0])
+        return f"{dims}: no time × height × width map that fits a {frames}-frame clip"
+    if len(shape) == 2:
+        tokens, fits = shape[0], []
+        for prefix in range(min(_MAX_PREFIX_TOKENS, tokens - 4) + 1):
+            for t in range(1, frames + 1):
+                if (tokens - prefix) % t:
+                    continue
+                try:
+                    rows, cols = _token_grid((tokens - prefix) // t, size)
+                except CamError:
+                    continue
+                if rows * cols * t == tokens - prefix and _fits(rows, cols, size):
+                    fits.append((t != time_hint, abs(rows * size[1] - cols * size[0]), prefix, -t, rows, cols))
+        if fits:
+            _, _, prefix, minus_t, rows, cols = min(fits)
+            return _Layout("video_tokens", (rows, cols), prefix, frames=-minus_t)
+        return f"{dims}: {tokens} tokens do not form a time × height × width grid"
+    return f"{dims}: no time axis (a video model's map is time × height × width)"
+
+
+def _layout(
+    module: nn.Module,
+    shape: tuple[int, ...],
+    size: tuple[int, int],
+    frames: int | None = None,
+    time_hint: int | None = None,
+) -> _Layout | str:
+    """The layout of a per-sample output ``shape`` for an input of ``size`` (and ``frames``), or why there is none."""
+    if frames is not None:
+        return _video_layout(module, shape, size, frames, time_hint)
     dims = "×".join(map(str, shape)) or "a scalar"
     if len(shape) == 3:
         first = shape[1] * shape[2] > 1 and _fits(shape[1], shape[2], size)
@@ -226,17 +318,22 @@ def _sums(t: Tensor) -> tuple[float, float]:
 
 
 def _fingerprint(grid: Tensor, total: float, l1: float) -> tuple[float, ...]:
-    """Cheap identity of a map (N×C×h×w): its shape, sum, sum of magnitudes, first channel's and first row's sums."""
-    return (*map(float, grid.shape[1:]), total, l1, _sums(grid[:, 0])[0], _sums(grid[..., 0, :])[0])
+    """Cheap identity of a map (N×C×h×w, or N×C×T×h×w): its rank and shape, sum, sum of magnitudes, first
+    channel's and first row's sums."""
+    shape = tuple(map(float, grid.shape[1:]))
+    return (float(len(shape)), *shape, total, l1, _sums(grid[:, 0])[0], _sums(grid[..., 0, :])[0])
 
 
 def _same_fingerprint(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
     # Equal maps hold the same float values, so only the summation order differs (~1e-16 relative in
     # float64). Tight on purpose: ConvNeXt at init (layer scale 1e-6) has stages that barely change the map.
-    if len(a) != len(b) or a[:3] != b[:3]:
+    if not a or len(a) != len(b):
         return False
-    tol = 1e-12 * a[4]
-    return all(abs(x - y) <= tol for x, y in zip(a[3:], b[3:], strict=True))
+    dims = 1 + int(a[0])  # the rank, then the shape: equal exactly
+    if a[:dims] != b[:dims]:
+        return False
+    tol = 1e-12 * a[dims + 1]  # the sum of magnitudes
+    return all(abs(x - y) <= tol for x, y in zip(a[dims:], b[dims:], strict=True))
 
 
 @dataclass
@@ -352,6 +449,8 @@ class _Tracer:
         self.module = module
         self.x = x
         self.size = (x.shape[-2], x.shape[-1])
+        self.frames = x.shape[2] if x.ndim == 5 else None
+        self.time_hint: int | None = None  # time length of the last video map seen (for video tokens)
         self.records: dict[str, _Record] = {}
         self.residual: set[str] = set()
         self.stack: list[_Frame] = []
@@ -404,11 +503,17 @@ class _Tracer:
         if not output.is_floating_point():
             rec.why_not = f"{output.dtype} output, not activations"
             return
-        layout = _layout(mod, rec.out_shape, self.size)
+        if output.ndim == 0 or output.shape[0] != self.x.shape[0]:
+            # e.g. MViT's attention pooling: (batch × heads, …), so no map belongs to one input
+            rec.why_not = "its first dimension is not the batch (heads folded into it), so no map per input"
+            return
+        layout = _layout(mod, rec.out_shape, self.size, self.frames, self.time_hint)
         if isinstance(layout, str):
             rec.why_not = layout
             return
         rec.layout = layout
+        if layout.kind in ("video", "video_channels_last"):
+            self.time_hint = layout.frames
         with torch.no_grad():
             total, l1 = _sums(output)
             low, high = (float(v) for v in torch.aminmax(output.detach()))
@@ -434,8 +539,15 @@ def _unwrap(model: object, input_size: int | Sequence[int] | None) -> tuple[nn.M
     return module, (dims[0], dims[1])
 
 
-def _dummy_input(module: nn.Module, size: tuple[int, int]) -> Tensor:
-    """Seeded randn of a normalised image: batch 1, the first conv's channels (else 3), the model's device/dtype."""
+def _clip_len(model: object) -> int | None:
+    """The frames a video model takes at once (``LoadedModel.clip_len``); ``None`` for image models."""
+    frames = getattr(model, "clip_len", None)
+    return int(frames) if isinstance(frames, int) and frames > 0 else None
+
+
+def _dummy_input(module: nn.Module, size: tuple[int, int], frames: int | None = None) -> Tensor:
+    """Seeded randn of a normalised image (or clip of ``frames``): batch 1, the first conv's channels (else 3),
+    the model's device/dtype."""
     channels = next((m.in_channels for m in module.modules() if isinstance(getattr(m, "in_channels", None), int)), 3)
     device, dtype = torch.device("cpu"), torch.float32
     for t in (*module.parameters(), *module.buffers()):
@@ -444,7 +556,8 @@ def _dummy_input(module: nn.Module, size: tuple[int, int]) -> Tensor:
             dtype = t.dtype
             break
     gen = torch.Generator().manual_seed(0)
-    return torch.randn((1, channels, *size), generator=gen).to(device=device, dtype=dtype)
+    shape = (1, channels, *size) if frames is None else (1, channels, frames, *size)
+    return torch.randn(shape, generator=gen).to(device=device, dtype=dtype)
 
 
 class _ForwardFailed(Exception):
@@ -480,7 +593,9 @@ def _probe_token_gradients(module: nn.Module, x: Tensor, tracer: _Tracer) -> Non
     starts with a zero head, which would otherwise hide every gradient.
     """
     names = [
-        n for n, r in tracer.records.items() if r.calls == 1 and r.layout is not None and r.layout.kind == "tokens"
+        n
+        for n, r in tracer.records.items()
+        if r.calls == 1 and r.layout is not None and r.layout.kind in ("tokens", "video_tokens")
     ]
     if not names:
         return
@@ -537,8 +652,8 @@ def _recommend(tracer: _Tracer) -> str | None:
     return min(stages, key=lambda n: (n.count("."), usable[n].exit))
 
 
-def _analyse(module: nn.Module, size: tuple[int, int]) -> _Analysis:
-    x = _dummy_input(module, size)
+def _analyse(module: nn.Module, size: tuple[int, int], frames: int | None = None) -> _Analysis:
+    x = _dummy_input(module, size, frames)
     modes = [(m, m.training) for m in module.modules()]
     try:
         module.eval()  # BatchNorm must not update its running statistics, Dropout must not drop
@@ -554,21 +669,22 @@ _cache: weakref.WeakKeyDictionary[nn.Module, dict[tuple[object, ...], _Analysis 
 _cache_guard = threading.Lock()
 
 
-def _analysis(module: nn.Module, size: tuple[int, int]) -> _Analysis | str:
-    """The (cached) analysis, or the one-line reason the model could not run on the dummy input."""
+def _analysis(module: nn.Module, size: tuple[int, int], frames: int | None = None) -> _Analysis | str:
+    """The (cached) analysis, or the one-line reason the model could not run on the dummy input (of ``frames``
+    frames for a video model)."""
     if isinstance(module, torch.jit.ScriptModule):
         return (
             "TorchScript modules do not run Python hooks, so their layers cannot be traced; load the state dict "
             "with --arch, or a factory with --checkpoint"
         )
-    key = (size, tuple((n, id(m)) for n, m in module.named_modules()))
+    key = (size, frames, tuple((n, id(m)) for n, m in module.named_modules()))
     with model_lock(module):
         with _cache_guard:
             found = _cache.get(module, {}).get(key)
         if found is not None:
             return found
         try:
-            result: _Analysis | str = _analyse(module, size)
+            result: _Analysis | str = _analyse(module, size, frames)
         except _ForwardFailed as exc:
             result = str(exc)
         with _cache_guard:
@@ -576,8 +692,8 @@ def _analysis(module: nn.Module, size: tuple[int, int]) -> _Analysis | str:
         return result
 
 
-def _analysis_or_raise(module: nn.Module, size: tuple[int, int]) -> _Analysis:
-    result = _analysis(module, size)
+def _analysis_or_raise(module: nn.Module, size: tuple[int, int], frames: int | None = None) -> _Analysis:
+    result = _analysis(module, size, frames)
     if isinstance(result, str):
         raise CamError(result)
     return result
@@ -607,7 +723,7 @@ def list_layers(model: object, input_size: int | Sequence[int] | None = None) ->
         CamError: the model's forward pass fails on an input of that size.
     """
     module, size = _unwrap(model, input_size)
-    found = _analysis_or_raise(module, size)
+    found = _analysis_or_raise(module, size, _clip_len(model))
     chosen = _chosen(model, found)
     infos = []
     for name, mod in module.named_modules():
@@ -643,6 +759,8 @@ def list_layers(model: object, input_size: int | Sequence[int] | None = None) ->
                 depth=name.count(".") + 1,
                 parent=name.rpartition(".")[0],
                 grid=rec.layout.grid if camable and rec.layout is not None else None,
+                frames=rec.layout.frames if rec.layout is not None else None,
+                time_dim=rec.layout.time_dim if rec.layout is not None else None,
             )
         )
     return infos
@@ -675,7 +793,7 @@ def recommended_layer(model: object, input_size: int | Sequence[int] | None = No
         CamError: no layer gives a spatial map, or the forward pass fails.
     """
     module, size = _unwrap(model, input_size)
-    chosen = _chosen(model, _analysis_or_raise(module, size))
+    chosen = _chosen(model, _analysis_or_raise(module, size, _clip_len(model)))
     if chosen is None:
         raise CamError(
             f"no layer of this model gives a spatial map for a {size[0]}×{size[1]} input "
@@ -687,14 +805,14 @@ def recommended_layer(model: object, input_size: int | Sequence[int] | None = No
 def grid_transform(
     model: object, name: str, input_size: int | Sequence[int] | None = None
 ) -> Callable[[Tensor], Tensor]:
-    """The function mapping layer ``name``'s captured output (batch N) to N×C×h×w.
+    """The function mapping layer ``name``'s captured output (batch N) to N×C×h×w (N×C×T'×h×w for video models).
 
     Identity for conv maps, a permute for channels-last maps, and for tokens: drop
     the class/register tokens and reshape the rest to the grid (see the module
     docstring for the layout rules). The engine applies it to activations and
     gradients alike. If the model cannot run on the dummy input (a head fixed to
     another size), the layout is read from the captured tensor alone: 4-D is
-    N×C×H×W, 3-D is tokens.
+    N×C×H×W, 5-D is N×C×T×H×W, 3-D is tokens.
 
     Args:
         model: A ``torch.nn.Module``, or an object with ``.module`` and ``.input_size``.
@@ -709,7 +827,7 @@ def grid_transform(
     """
     module, size = _unwrap(model, input_size)
     layer = get_layer(module, name)
-    found = _analysis(module, size)
+    found = _analysis(module, size, _clip_len(model))
     if isinstance(found, str):
         return _layout_from_tensor(layer, name, size)
     rec = found.records[name]
@@ -724,13 +842,20 @@ def grid_transform(
 def _layout_from_tensor(layer: nn.Module, name: str, size: tuple[int, int]) -> Callable[[Tensor], Tensor]:
     def to_grid(t: Tensor) -> Tensor:
         layout = _layout(layer, tuple(t.shape[1:]), size) if t.ndim == 3 else None
-        if t.ndim == 4 and t.shape[-1] * t.shape[-2] > 1:
+        if t.ndim in (4, 5) and t.shape[-1] * t.shape[-2] > 1:
             return t
         if isinstance(layout, _Layout) and layout.kind == "tokens":
             return layout.transform()(t)
         raise CamError(f"no CAM at layer {name!r}: its output {tuple(t.shape[1:])} is not a spatial map")
 
     return to_grid
+
+
+def shape_text(shape: Sequence[int] | None, time_dim: int | None = None, missing: str = "—") -> str:
+    """``(512, 2, 7, 7)`` → ``512×t2×7×7``: the time axis of a video map marked with ``t``; ``missing`` for none."""
+    if not shape:
+        return missing
+    return "×".join(("t" if i == time_dim else "") + str(int(v)) for i, v in enumerate(shape))
 
 
 def format_tree(layers: Sequence[LayerInfo]) -> str:
@@ -741,7 +866,7 @@ def format_tree(layers: Sequence[LayerInfo]) -> str:
     """
     rows = [("layer", "type", "output", "params", "CAM", "hints")]
     for info in layers:
-        shape = "×".join(map(str, info.out_shape)) if info.out_shape is not None else "—"
+        shape = shape_text(info.out_shape, info.time_dim)
         mark = ("✓" if info.camable else "·") + (" ★" if info.recommended else "")
         hints = ", ".join(h for h in info.hints if h != "recommended")
         rows.append(("  " * (info.depth - 1) + info.name, info.type, shape, f"{info.params:,}", mark, hints))

@@ -7,6 +7,9 @@ A model spec is one of:
 - a torchvision classification model name (``resnet50``, ``vit_b_16``, …) with
   ``weights`` ``DEFAULT``, a member of its weights enum (``IMAGENET1K_V2``) or
   ``none`` (random, untrained);
+- a torchvision video classification model name (``r3d_18``, ``mc3_18``, ``r2plus1d_18``,
+  ``s3d``, ``mvit_v2_s``, ``swin3d_t``, …; Kinetics-400 classes): it takes clips of
+  ``clip_len`` frames (``N×3×T×H×W``), each frame preprocessed like an image;
 - a ``.pt``/``.pth``/``.ckpt`` file: a TorchScript archive, or a state dict
   (plus ``arch``), or, only with ``trust_checkpoint``, a pickled ``nn.Module``;
 - ``package.module:function``: a factory returning an ``nn.Module``, with an
@@ -58,6 +61,7 @@ __all__ = [
     "UntrustedCheckpoint",
     "WeightsUnavailable",
     "list_torchvision_models",
+    "list_video_models",
     "load_model",
 ]
 
@@ -67,6 +71,11 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
 _NET_TIMEOUT_S = 10.0
 _FACTORY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+_CLIP_LEN = re.compile(r"clip_len=(\d+)")
+_DEFAULT_CLIP_LEN = 16
+# S3D is evaluated on 128-frame clips: a window that long costs minutes per step on a CPU, and the
+# network runs on any 14 frames or more; longer documented windows are capped here.
+_MAX_CLIP_LEN = 32
 _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "network")
 _SPEC_FORMS = (
     "'efficientnet_lite0' (offline default), a torchvision model name such as 'resnet50', "
@@ -108,6 +117,8 @@ class LoadedModel:
         recommended_layer: Where a CAM is best taken, when the loader knows (else ``None``).
         fits: The fits this model can take: all of :data:`~cam_core.models.preprocess.FITS` when it
             accepts any input size, else the ones that give exactly ``input_size``.
+        clip_len: For video models, the frames one input holds (the weights' evaluation clip length):
+            inputs are ``(N, 3, clip_len, H, W)``. ``None`` for image models.
     """
 
     module: nn.Module
@@ -121,6 +132,7 @@ class LoadedModel:
     notes: list[str] = field(default_factory=list)
     recommended_layer: str | None = None
     fits: tuple[Fit, ...] = FITS
+    clip_len: int | None = None
 
     @property
     def num_classes(self) -> int:
@@ -159,6 +171,7 @@ class _Built:
     notes: list[str] = field(default_factory=list)
     recommended_layer: str | None = None
     assumed_preprocessing: bool = False
+    clip_len: int | None = None
 
 
 @functools.cache
@@ -166,9 +179,19 @@ def _torchvision_names() -> tuple[str, ...]:
     return tuple(torchvision.models.list_models(module=torchvision.models))
 
 
+@functools.cache
+def _video_names() -> tuple[str, ...]:
+    return tuple(torchvision.models.list_models(module=torchvision.models.video))
+
+
 def list_torchvision_models() -> list[str]:
     """Names of torchvision's image classification models (``resnet50``, ``vit_b_16``, …)."""
     return list(_torchvision_names())
+
+
+def list_video_models() -> list[str]:
+    """Names of torchvision's video classification models (``r3d_18``, ``s3d``, ``mvit_v2_s``, ``swin3d_t``, …)."""
+    return list(_video_names())
 
 
 def _imagenet_preprocess(size: int = 224, resize: int = 256) -> Preprocess:
@@ -255,11 +278,12 @@ def _arch_name(name: str) -> str:
     key = name.strip()
     if key.lower().replace("-", "_") == DEFAULT_MODEL:
         return DEFAULT_MODEL
-    if key in _torchvision_names():
+    known = (*_torchvision_names(), *_video_names())
+    if key in known:
         return key
-    if key.lower() in _torchvision_names():
+    if key.lower() in known:
         return key.lower()
-    near = difflib.get_close_matches(key.lower(), [DEFAULT_MODEL, *_torchvision_names()], n=5, cutoff=0.6)
+    near = difflib.get_close_matches(key.lower(), [DEFAULT_MODEL, *known], n=5, cutoff=0.6)
     hint = f" (did you mean {choices_hint(near)}?)" if near else ""
     if "." in key or "/" in key or os.sep in key:
         hint += f" (no such file; checkpoint files end in {', '.join(CHECKPOINT_SUFFIXES)})"
@@ -305,6 +329,26 @@ def _weights_word(weights: str | Enum | None) -> str:
     return str(weights).strip().split(".")[-1].upper() or "NONE"
 
 
+def _recipe(weights: Enum) -> Preprocess:
+    """The preprocessing of ``weights.transforms()`` (image or per-frame video), as a :class:`Preprocess`."""
+    t = weights.transforms()
+    return Preprocess((t.crop_size[0], t.crop_size[0]), t.resize_size[0], tuple(t.mean), tuple(t.std), t.interpolation)
+
+
+def _clip_len(name: str) -> int | None:
+    """A video model's clip length, from its default weights' documented evaluation (``clip_len=16``)."""
+    if name not in _video_names():
+        return None
+    docs = torchvision.models.get_model_weights(name).DEFAULT.meta.get("_docs", "")
+    found = _CLIP_LEN.search(docs)
+    return min(_MAX_CLIP_LEN, int(found.group(1))) if found else _DEFAULT_CLIP_LEN
+
+
+# Where the layer rule's choice is not the best one: MViT's last place where patch tokens still get a gradient
+# (through the attention) is its last block's norm, as ViT's ``ln_1``; the rule would take the qkv projection.
+_RECOMMENDED = {"mvit_v1_b": "blocks.15.norm1", "mvit_v2_s": "blocks.15.norm1"}
+
+
 def _torchvision(name: str, weights: str | Enum | None) -> _Built:
     enum = torchvision.models.get_model_weights(name)
     members = [m for m in enum.__members__ if m != "DEFAULT"]
@@ -313,12 +357,15 @@ def _torchvision(name: str, weights: str | Enum | None) -> _Built:
         module = torchvision.models.get_model(name, weights=None).eval()
         default = enum.DEFAULT
         crop = default.transforms().crop_size[0]
+        video = name in _video_names()  # the Kinetics statistics: untrained, but fed as the weights would be
         return _Built(
             module=module,
             name=f"{name} (random weights)",
             pretrained=False,
-            preprocess=_imagenet_preprocess(crop, round(crop / 0.875)),
+            preprocess=_recipe(default) if video else _imagenet_preprocess(crop, round(crop / 0.875)),
             class_names=_categories_or_none(default),
+            clip_len=_clip_len(name),
+            recommended_layer=_RECOMMENDED.get(name),
         )
     if word not in enum.__members__:
         raise CamError(
@@ -326,20 +373,14 @@ def _torchvision(name: str, weights: str | Enum | None) -> _Built:
         )
     chosen = enum[word]
     module = _download_pretrained(name, chosen).eval()
-    t = chosen.transforms()
-    preprocess = Preprocess(
-        (t.crop_size[0], t.crop_size[0]),
-        t.resize_size[0],
-        tuple(t.mean),
-        tuple(t.std),
-        t.interpolation,
-    )
     built = _Built(
         module=module,
         name=f"{name} ({chosen.name})",
         pretrained=True,
-        preprocess=preprocess,
+        preprocess=_recipe(chosen),
         class_names=_categories_or_none(chosen),
+        clip_len=_clip_len(name),
+        recommended_layer=_RECOMMENDED.get(name),
     )
     if built.class_names is None:  # e.g. VGG16_Weights.IMAGENET1K_FEATURES: only the trunk is trained
         built.pretrained = False
@@ -524,16 +565,23 @@ def _into_arch(arch: str, path: Path, trust: bool) -> _Built:
     num_classes = _num_classes_in(arch, found)
     module = _build_arch(arch, num_classes)
     _load_state(module, found, path, f"{arch} with {num_classes or 'its default number of'} classes")
-    preprocess = _LITE0_PREPROCESS if arch == DEFAULT_MODEL else _imagenet_preprocess()
+    video = arch in _video_names()
+    if video:  # the Kinetics recipe and classes of the architecture's default weights
+        default = torchvision.models.get_model_weights(arch).DEFAULT
+        preprocess, names = _recipe(default), _categories_or_none(default) if num_classes in (None, 400) else None
+    else:
+        preprocess = _LITE0_PREPROCESS if arch == DEFAULT_MODEL else _imagenet_preprocess()
+        names = _imagenet_categories() if num_classes == 1000 else None
     return _Built(
         module=module.eval(),
         name=f"{path.name} ({arch})",
         pretrained=True,
         preprocess=preprocess,
         num_classes=num_classes,
-        class_names=_imagenet_categories() if num_classes == 1000 else None,
+        class_names=names,
         recommended_layer="_head_act" if arch == DEFAULT_MODEL else None,
-        assumed_preprocessing=arch != DEFAULT_MODEL,
+        assumed_preprocessing=arch != DEFAULT_MODEL and not video,
+        clip_len=_clip_len(arch),
     )
 
 
@@ -660,11 +708,16 @@ def _read_labels(path: Path) -> list[str]:
     return [line.strip() for line in text.splitlines() if line.strip()]
 
 
-def _count_outputs(module: nn.Module, size: tuple[int, int]) -> int:
-    """Number of logits, from one forward pass on a blank image of the input size."""
+def _blank(size: tuple[int, int], frames: int | None, batch: int = 1) -> torch.Tensor:
+    """Zeros shaped like the model's input: an image, or a clip of ``frames`` frames."""
+    return torch.zeros(batch, 3, *size) if frames is None else torch.zeros(batch, 3, frames, *size)
+
+
+def _count_outputs(module: nn.Module, size: tuple[int, int], frames: int | None = None) -> int:
+    """Number of logits, from one forward pass on a blank image (or clip) of the input size."""
     try:
         with torch.no_grad():
-            out = module(torch.zeros(1, 3, *size))
+            out = module(_blank(size, frames))
     except Exception as exc:  # the user's model: its failure is a message, not a crash
         raise CamError(
             f"the model failed on a 1×3×{size[0]}×{size[1]} input ({type(exc).__name__}: {_first_line(exc)}); "
@@ -676,13 +729,13 @@ def _count_outputs(module: nn.Module, size: tuple[int, int]) -> int:
     return int(out.shape[1])
 
 
-def _takes_any_size(module: nn.Module, size: tuple[int, int]) -> bool:
+def _takes_any_size(module: nn.Module, size: tuple[int, int], frames: int | None = None) -> bool:
     """Whether the model runs on an input wider than it was built for (a global or adaptive pooling head):
-    then it can see a photo whole. Fixed-size models (ViT) fail here and get letterboxed instead."""
+    then it can see a photo whole. Fixed-size models (ViT, MViT) fail here and get letterboxed instead."""
     h, w = size
     try:
         with torch.no_grad():
-            out = module(torch.zeros(1, 3, h, w + max(32, w // 2)))
+            out = module(_blank((h, w + max(32, w // 2)), frames))
     except Exception:  # the user's model: any failure means "not at this size"
         return False
     return isinstance(out, torch.Tensor) and out.ndim == 2 and out.shape[0] == 1
@@ -726,14 +779,18 @@ def _finish(
             mean=_triple(mean, "mean") if mean is not None else pre.mean,
             std=_triple(std, "std") if std is not None else pre.std,
         )
-    any_size = _takes_any_size(built.module, pre.crop_size)
+    any_size = _takes_any_size(built.module, pre.crop_size, built.clip_len)
     fits = FITS if any_size else tuple(f for f in FITS if f != "whole")
     pre = pre.with_fit(check_fit(fit, fits) if fit is not None else "whole" if any_size else "letterbox")
     notes = list(built.notes)
     if built.class_names is not None and built.num_classes is None:
         count = len(built.class_names)
     else:
-        count = built.num_classes if built.num_classes is not None else _count_outputs(built.module, pre.crop_size)
+        count = (
+            built.num_classes
+            if built.num_classes is not None
+            else _count_outputs(built.module, pre.crop_size, built.clip_len)
+        )
     names = built.class_names
     if labels is not None:
         names = _read_labels(Path(labels))
@@ -760,4 +817,5 @@ def _finish(
         notes=notes,
         recommended_layer=built.recommended_layer,
         fits=fits,
+        clip_len=built.clip_len,
     )

@@ -22,6 +22,8 @@ from typing import Any
 import streamlit as st
 from streamlit.components.v2 import component
 
+from cam_core.models.layers import shape_text
+
 __all__ = ["format_shape", "model_tree_ui", "tree_nodes"]
 
 _HERE = Path(__file__).parent
@@ -32,11 +34,9 @@ _COMPONENT = component(
 )
 
 
-def format_shape(shape: Sequence[int] | None) -> str:
-    """``(1280, 7, 7)`` → ``1280×7×7``; unknown → ``–``."""
-    if not shape:
-        return "–"
-    return "×".join(str(int(s)) for s in shape)
+def format_shape(shape: Sequence[int] | None, time_dim: int | None = None) -> str:
+    """``(1280, 7, 7)`` → ``1280×7×7``, a video map's time axis marked (``512×t2×7×7``); unknown → ``–``."""
+    return shape_text(shape, time_dim, missing="–")
 
 
 # Compact chips (the tree is narrow) and their legend words; each chip's tooltip has the full sentence.
@@ -64,7 +64,7 @@ def tree_nodes(layers: Sequence[Any], hint_text: dict[str, str]) -> list[dict[st
                 "name": info.name,
                 "label": info.name.rsplit(".", 1)[-1],
                 "type": info.type,
-                "shape": format_shape(info.out_shape),
+                "shape": format_shape(info.out_shape, getattr(info, "time_dim", None)),
                 "camable": bool(info.camable),
                 "reason": info.reason or "",
                 "recommended": bool(info.recommended),
