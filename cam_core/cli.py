@@ -1,4 +1,4 @@
-"""Command line: ``python -m cam_core layers|explain|sweep|trust``.
+"""Command line: ``python -m cam_core layers|explain|video|sweep|trust``.
 
 User mistakes (unknown model, layer, class or method; unreadable image) end
 with one line on stderr and exit status 2, never a traceback.
@@ -68,6 +68,31 @@ def build_parser() -> argparse.ArgumentParser:
     p_explain.add_argument("--cmap", default=None, help="overlay colormap (default jet; signed: bwr)")
     p_explain.add_argument("--alpha", type=float, default=0.6, help="overlay opacity")
     p_explain.add_argument("--out", default="out", help="output folder (default: ./out)")
+
+    p_video = sub.add_parser("video", help="maps of every frame of a video: overlay MP4s, .npz and .csv")
+    _add_model_args(p_video)
+    p_video.add_argument("--video", required=True, help="video file (MP4, MOV, WebM, MKV, AVI, animated GIF)")
+    p_video.add_argument("--layer", help="dotted layer name (default: the recommended layer)")
+    p_video.add_argument(
+        "--classes", default="top1",
+        help='top1 | top3 (the clip\'s, by mean probability) | per-frame (each frame\'s top-1) | 281,285 | '
+        '"tabby,Egyptian cat"',
+    )
+    p_video.add_argument("--method", action="append", help="CAM method (repeatable; default gradcam)")
+    every = p_video.add_mutually_exclusive_group()
+    every.add_argument("--every", type=int, default=1, metavar="N", help="explain every N-th frame")
+    every.add_argument("--fps", type=float, metavar="F", help="explain frames at about F per second")
+    p_video.add_argument("--max-frames", type=int, metavar="N", help="explain at most the first N (sampled) frames")
+    p_video.add_argument(
+        "--smooth", type=float, default=0.0, metavar="S",
+        help="temporal smoothing of the films' maps, 0 (off) to 1 (display only: the .npz keeps raw maps)",
+    )
+    p_video.add_argument("--batch-size", type=int, default=16, help="frames per forward/backward batch")
+    p_video.add_argument("--window", type=int, help="video models: frames per input (default: the model's)")
+    p_video.add_argument("--stride", type=int, help="video models: frames between windows (default: the window)")
+    p_video.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
+    p_video.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of the strongest evidence")
+    p_video.add_argument("--out", default="out", help="output folder (default: ./out)")
 
     p_sweep = sub.add_parser("sweep", help="maps of one class at every stage output, from one forward/backward")
     _add_model_args(p_sweep)
@@ -234,6 +259,82 @@ def _diagnosis_json(model, x: torch.Tensor, res, path: str, image) -> dict[str, 
     }
 
 
+def _cmd_video(args: argparse.Namespace) -> int:
+    from .engine.clip import explain_clip
+    from .engine.methods import check_methods
+    from .film import write_films
+    from .io.video import Sampling, probe_video
+
+    methods = check_methods(args.method or ["gradcam"])
+    sampling = Sampling(every=args.every, fps=args.fps, max_frames=args.max_frames)
+    if not 0.0 <= args.smooth < 1.0:
+        raise CamError(f"--smooth must be at least 0 and below 1, got {args.smooth}")
+    if args.batch_size < 1:
+        raise CamError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if not 0.0 < args.alpha <= 1.0:
+        raise CamError(f"--alpha must be above 0 and at most 1, got {args.alpha}")
+    info = probe_video(args.video, sampling)  # the video is checked before the model loads
+    out = _out_dir(args.out)
+    model = _load(args)
+    print(f"{args.video}: {info.describe()}", file=sys.stderr)
+
+    def progress(done: int, total: int | None, seconds: float) -> None:
+        print(f"\r  {done}/{total or '?'} frames, {done / max(seconds, 1e-9):.1f} frames/s", end="", file=sys.stderr)
+
+    res = explain_clip(
+        model, args.video, layer=args.layer, classes=args.classes, methods=methods, sampling=sampling,
+        batch_size=args.batch_size, device=args.device, fit=args.fit, window=args.window, stride=args.stride,
+        progress=progress,
+    )
+    print(file=sys.stderr)
+    stem = Path(args.video).stem
+    slots = range(res.class_ids.shape[-1])
+    names = {k: f"top{k + 1}" if res.per_frame else str(int(res.class_ids[k])) for k in slots}
+    films = write_films(
+        args.video, res, {(m, k): out / f"{stem}_{m}_{names[k]}.mp4" for m in methods for k in slots},
+        smooth=args.smooth, alpha=args.alpha,
+    )
+    np.savez_compressed(out / f"{stem}.npz", **res.arrays())
+    (out / f"{stem}.csv").write_text(res.csv_text(), encoding="utf-8")
+    _write_json(out / f"{stem}.json", _video_json(model, res, args.smooth, films))
+    shown = "each frame's top-1" if res.per_frame else ", ".join(res.names[c] for c in res.class_ids.tolist())
+    untrained = "" if res.pretrained else " [untrained weights]"
+    print(
+        f"{args.video}: {res.frames} frames, {shown} at {res.layer} ({res.place.fit}){untrained}, "
+        f"{res.frames / max(res.seconds['total'], 1e-9):.1f} frames/s → {out / stem}.npz, {len(films.paths)} film(s)"
+    )
+    return 0
+
+
+def _video_json(model, res, smooth: float, films) -> dict[str, object]:  # (LoadedModel, ClipResult, float, Films)
+    """What a video run did: model, how frames met it, sampling, classes, timings, and the films' colour scales."""
+    return {
+        "video": res.source,
+        "header": res.info.describe(),
+        "model": model.name,
+        "pretrained": bool(model.pretrained),
+        "fit": res.place.fit,
+        "input": res.place.describe(*res.frame_size),
+        "layer": res.layer,
+        "methods": list(res.methods),
+        "frames": res.frames,
+        "rate": res.rate,
+        "sampling": {"every": res.sampling.every, "fps": res.sampling.fps, "max_frames": res.sampling.max_frames},
+        "window": res.window,
+        "stride": res.stride,
+        "classes": "per-frame" if res.per_frame else [
+            {"class_id": int(c), "class_name": res.names[c], "mean_prob": float(res.probs[:, c].mean())}
+            for c in res.class_ids.tolist()
+        ],
+        "smooth": smooth,
+        "films": [
+            {"file": path.name, "method": m, "slot": k, "colour_scale": films.scales[(m, k)]}
+            for (m, k), path in films.paths.items()
+        ],
+        "seconds": {**{k: round(v, 3) for k, v in res.seconds.items()}, "films": round(films.seconds["total"], 3)},
+    }
+
+
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from .analysis.sweep import check_sweep_methods, sweep
     from .io.images import load_image
@@ -316,7 +417,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status."""
     args = build_parser().parse_args(argv)
     try:
-        commands = {"layers": _cmd_layers, "explain": _cmd_explain, "sweep": _cmd_sweep, "trust": _cmd_trust}
+        commands = {
+            "layers": _cmd_layers, "explain": _cmd_explain, "video": _cmd_video, "sweep": _cmd_sweep,
+            "trust": _cmd_trust,
+        }
         return commands[args.command](args)
     except CamError as exc:
         print(f"error: {exc}", file=sys.stderr)

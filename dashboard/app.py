@@ -1,7 +1,8 @@
 """The CAM dashboard: ``streamlit run dashboard/app.py`` (or ``camdash``).
 
 Navigation over the pages in :mod:`dashboard.pages` (each a short ``main()``), after the part
-every page shares: the model in the sidebar (:mod:`dashboard.shell`). The image page is ``/``.
+every page shares: the model in the sidebar (:mod:`dashboard.shell`). The image page is ``/``, the video
+page ``/video``.
 """
 
 from __future__ import annotations
@@ -15,14 +16,18 @@ if __package__ in (None, ""):  # `streamlit run dashboard/app.py` runs this file
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from dashboard import shell
-from dashboard.pages import image
+from dashboard.pages import image, video
 
 
 def main() -> None:
     """Draw the shared sidebar, then the page the URL names."""
     st.set_page_config(page_title="CAM dashboard", page_icon="🔥", layout="wide")
-    pages = [st.Page(image.main, title="Image", icon=":material/image:", default=True)]
-    nav = st.navigation(pages)
+    pages = {
+        "image": st.Page(image.main, title="Image", icon=":material/image:", default=True),
+        "video": st.Page(video.main, title="Video", icon=":material/movie:", url_path="video"),
+    }
+    shell.register_pages(pages)
+    nav = st.navigation(list(pages.values()))
     shell.shared_sidebar()
     nav.run()
 

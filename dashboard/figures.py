@@ -28,12 +28,14 @@ __all__ = [
     "PLOTLY_CONFIG",
     "Panel",
     "alpha_colorscale",
+    "change_points",
     "format_prob",
     "overlay_figure",
     "panel_height",
     "scores_figure",
     "sent_grid",
     "snap_opacity",
+    "timeline_figure",
 ]
 
 # The in-figure slider's stops; the preferred opacity from Python is snapped to one of them.
@@ -60,11 +62,14 @@ class Panel:
         title: shown above the panel (class name, id, probability).
         cam: (H, W) float32 signed map at the background's resolution.
         name: short label for hover (class · method).
+        top: a fixed colour scale (the ReLU'd view's 0…top, the signed view's ±top) instead of the map's own
+            (a film's frames share one scale); ``None``: the map's own.
     """
 
     title: str
     cam: np.ndarray
     name: str
+    top: float | None = None
 
 
 def format_prob(p: float) -> str:
@@ -121,8 +126,10 @@ def data_uri(rgb: np.ndarray) -> str:
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def colour_range(cam: np.ndarray, view: str) -> tuple[float, float]:
-    """Colour range of a view: ReLU'd 0…max (an all-negative map stays blank), signed ±max|·|."""
+def colour_range(cam: np.ndarray, view: str, top: float | None = None) -> tuple[float, float]:
+    """Colour range of a view: ReLU'd 0…max (an all-negative map stays blank), signed ±max|·|; ``top`` fixed."""
+    if top is not None and top > 0:
+        return (-top, top) if view == "signed" else (0.0, top)
     if view == "signed":
         top = float(np.abs(cam).max()) or 1.0
         return -top, top
@@ -153,7 +160,7 @@ def overlay_figure(
 ) -> go.Figure:
     """Maps over the image: one column per panel (class), one row per view.
 
-    Each map is scaled to itself (ReLU'd: 0…max; signed: −max|·|…+max|·|) and hover
+    Each map is scaled to itself (ReLU'd: 0…max; signed: −max|·|…+max|·|), or to its panel's ``top``, and hover
     shows its raw value. A slider under the figure restyles every heatmap's opacity in
     the browser, starting from ``opacity``; no rerun is involved.
 
@@ -188,7 +195,7 @@ def overlay_figure(
         scale = alpha_colorscale(signed_cmap if view == "signed" else cmap, signed=view == "signed")
         for c, panel in enumerate(panels, start=1):
             cam = np.asarray(panel.cam, dtype=np.float32)
-            zmin, zmax = colour_range(cam, view)
+            zmin, zmax = colour_range(cam, view, panel.top)
             z, step = sent_grid(cam)
             fig.add_trace(go.Image(source=uri, x0=0, y0=0, dx=1, dy=1, hoverinfo="skip"), row=r, col=c)
             xdom = fig.get_subplot(r, c).xaxis.domain
@@ -347,4 +354,65 @@ def scores_figure(
         bargap=0.25,
     )
 
+    return fig
+
+
+# Line colours of the timeline, one per explained class (Plotly's qualitative "D3" set, minus grey).
+LINE_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
+MAX_CHANGE_LABELS = 12  # top-1 changes named on the timeline; more are marked without a name
+
+
+def change_points(top1: Sequence[int]) -> list[int]:
+    """Positions where the top-1 class differs from the frame before."""
+    return [t for t in range(1, len(top1)) if top1[t] != top1[t - 1]]
+
+
+def timeline_figure(
+    times: np.ndarray,
+    probs: np.ndarray,
+    lines: Sequence[int],
+    names: Sequence[str],
+    top1: Sequence[int],
+    cursor: int,
+) -> go.Figure:
+    """Probabilities of ``lines`` (class ids) over time, a cursor at frame ``cursor``, the top-1 changes marked.
+
+    Every frame is a marker (``customdata`` its position), so a click on the line returns a point
+    (Streamlit's ``on_select`` returns nothing for a click on a plain line).
+    """
+    fig = go.Figure()
+    positions = list(range(len(times)))
+    for j, cid in enumerate(lines):
+        fig.add_trace(
+            go.Scatter(
+                x=times,
+                y=probs[:, cid],
+                mode="lines+markers",
+                marker={"size": 6},
+                line={"width": 2, "color": LINE_COLORS[j % len(LINE_COLORS)]},
+                name=f"{_short(names[cid], 28)} ({cid})",
+                customdata=positions,
+                hovertemplate=f"{names[cid]}<br>%{{x:.2f}} s: p = %{{y:.1%}}<extra>click to show this frame</extra>",
+            )
+        )
+    changes = change_points(top1)
+    for n, t in enumerate(changes):
+        fig.add_vline(x=float(times[t]), line={"color": "#888", "width": 1, "dash": "dot"})
+        if n < MAX_CHANGE_LABELS:
+            fig.add_annotation(
+                x=float(times[t]), y=1.0, yref="paper", yanchor="bottom", showarrow=False,
+                text=f"→ {_short(names[top1[t]], 16)}", font={"size": 10, "color": "#555"}, textangle=-20,
+            )
+    if 0 <= cursor < len(times):
+        fig.add_vline(x=float(times[cursor]), line={"color": SELECTED_COLOR, "width": 2})
+    top = float(max((probs[:, c].max() for c in lines), default=1.0))
+    fig.update_layout(
+        height=280,
+        margin={"l": 8, "r": 8, "t": 46, "b": 36},
+        xaxis={"title": {"text": "time (s)", "standoff": 4}, "showgrid": True},
+        yaxis={"title": "probability", "tickformat": _prob_ticks(top), "rangemode": "tozero"},
+        legend={"orientation": "h", "y": -0.28, "x": 0},
+        clickmode="event+select",
+        hovermode="closest",
+    )
     return fig

@@ -16,7 +16,7 @@ from dashboard.compute import Bundle, ModelSpec, device_label, load_bundle
 from dashboard.feedback import show_error
 from dashboard.sidebar import model_ui
 
-__all__ = ["FIT_HELP", "Shared", "current", "shared_sidebar"]
+__all__ = ["FIT_HELP", "Shared", "current", "page", "register_pages", "shared_sidebar"]
 
 FIT_HELP = (
     "How the photo meets the model's input size. Whole image: the shorter side is resized, nothing is cut "
@@ -25,6 +25,7 @@ FIT_HELP = (
     "the maps). The scores change with it."
 )
 _SHARED = "_shared_view"
+_PAGES = "_pages"
 
 
 @dataclass(frozen=True)
@@ -104,3 +105,13 @@ def shared_sidebar() -> Shared:
 def current() -> Shared:
     """The shared model of this run (drawn by ``app.py`` before the page)."""
     return st.session_state[_SHARED]
+
+
+def register_pages(pages: dict[str, st.Page]) -> None:
+    """Remember this run's pages by name, so a page can send the user to another (:func:`page`)."""
+    st.session_state[_PAGES] = pages
+
+
+def page(name: str) -> st.Page:
+    """The page registered as ``name`` (``image``, ``video``), for ``st.switch_page``."""
+    return st.session_state[_PAGES][name]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 
 import streamlit as st
 from PIL import Image, ImageOps
@@ -163,7 +164,8 @@ def _unique(label: str, taken: set[str]) -> str:
 
 
 def images_ui(url: UrlView) -> list[ImageItem]:
-    """Uploaded files, chosen samples and a camera snapshot, decoded; bad files are reported and skipped."""
+    """Uploaded files, chosen samples, a camera snapshot and frames sent from other pages, decoded; bad files are
+    reported and skipped."""
     uploads = st.file_uploader(
         "Upload images",
         type=list(IMAGE_EXTENSIONS),
@@ -199,6 +201,8 @@ def images_ui(url: UrlView) -> list[ImageItem]:
             items.append(ImageItem(_unique("camera snapshot", taken), _decode(digest, data, "snapshot"), digest))
         except Exception as exc:
             show_error(exc, "reading the snapshot")
+    for sent in st.session_state.get(K.SENT_IMAGES, []):  # e.g. a frame sent from the video page
+        items.append(replace(sent, label=_unique(sent.label, taken)))
     return items
 
 

@@ -58,7 +58,31 @@ class K:
     SAMPLES = "samples"
     IMAGE = "current_image"
     IMAGES_SEEN = "_images_seen"
+    SENT_IMAGES = "_sent_images"  # images other pages sent to the image page (a video frame), as ImageItems
     CHART_NONCE = "_scores_nonce"
+    # The video page
+    VIDEO_CLIP = "video_clip"  # sample or upload
+    VIDEO_UPLOAD = "video_upload"
+    VIDEO_MODEL = "video_model"  # the sidebar's model, or a video (3-D) model
+    VIDEO_ARCH = "video_arch"
+    VIDEO_PRETRAINED = "video_pretrained"
+    VIDEO_PRETRAINED_OFF = "_video_pretrained_off"
+    VIDEO_OFFLINE_NOTE = "_video_offline_note"
+    VIDEO_CLASSES = "video_classes"  # clip / frame / fixed
+    VIDEO_K = "video_k"
+    VIDEO_FIXED = "video_fixed"
+    VIDEO_METHODS = "video_methods"
+    VIDEO_EVERY = "video_every"
+    VIDEO_MAX_FRAMES = "video_max_frames"
+    VIDEO_SMOOTH = "video_smooth"
+    VIDEO_RUN = "video_run"  # the Run button
+    VIDEO_CANCEL = "video_cancel"
+    VIDEO_SHOWN = "_video_shown"  # the run key whose results the page shows
+    VIDEO_PROGRESS = "_video_progress"  # (frames done, planned) of the run in progress
+    VIDEO_FILM = "video_film"  # which (method, slot) film plays
+    VIDEO_FRAME = "video_frame"  # the scrubber's frame
+    VIDEO_PLAYING = "_video_playing"
+    VIDEO_TIMELINE_NONCE = "_video_timeline_nonce"
 
 
 @dataclass(frozen=True)

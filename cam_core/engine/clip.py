@@ -50,7 +50,7 @@ from ..errors import CamError
 from ..io.video import Sampling, VideoInfo, probe_video, read_frames
 from ..models.preprocess import Placement
 from .explainer import explain, resolve_classes, unwrap_model
-from .methods import check_methods
+from .methods import METHODS, check_methods
 
 __all__ = [
     "DEFAULT_BATCH",
@@ -506,6 +506,11 @@ def explain_clip(
     fit = video_fit(model, fit)
     clip_len = getattr(model, "clip_len", None)
     window, stride = _window_and_stride(clip_len, window, stride)
+    if clip_len is not None and any(METHODS[m].kind == "perturbation" for m in methods):
+        raise CamError(
+            "Score-CAM and Ablation-CAM would run one forward pass of a whole window per channel; for video models "
+            "use a gradient method (gradcam, hirescam, …) or eigencam"
+        )
     info = probe_video(video, sampling, name=name)
     planned = sampling.planned(info.frames, info.duration, info.fps)
     from ..models.layers import recommended_layer

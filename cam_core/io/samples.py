@@ -1,4 +1,4 @@
-"""Sample photos for trying the dashboard without an upload.
+"""Sample photos (and a clip made of them) for trying the dashboard without an upload.
 
 They come with scikit-image (files inside the package, no download) and are
 photographs of ImageNet classes, so the default model has something to find:
@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import cache
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
 from ..errors import CamError, choices_hint
 
-__all__ = ["SAMPLE_NAMES", "load_sample"]
+__all__ = ["SAMPLE_CLIP", "SAMPLE_NAMES", "load_sample", "write_sample_clip"]
 
 
 def _motorcycle() -> np.ndarray:
@@ -63,3 +64,39 @@ def load_sample(name: str) -> Image.Image:
     if name not in _SOURCES:
         raise CamError(f"unknown sample image {name!r}; choose one of: {choices_hint(SAMPLE_NAMES)}")
     return _load(name).copy()
+
+
+SAMPLE_CLIP = "cat_to_espresso"
+
+
+def write_sample_clip(path: str | Path, *, size: tuple[int, int] = (384, 216), frames: int = 36, fps: int = 12) -> Path:
+    """Write a short clip made from the sample photos, for trying video without an upload.
+
+    A camera pans along the cat (chelsea) and the espresso (coffee) standing side by side, so the
+    model's top class changes half-way, as in a real clip where the scene changes.
+
+    Args:
+        path: The MP4 file to write.
+        size: (width, height) of the clip.
+        frames: How many frames (the pan's steps).
+        fps: Its frame rate.
+
+    Returns:
+        ``path``.
+    """
+    from .video import VideoWriter
+
+    height = 300
+    cat = _load("chelsea")
+    cup = _load("coffee")
+    strip = Image.new("RGB", (cat.width + round(cup.width * height / cup.height), height))
+    strip.paste(cat.resize((cat.width, height)), (0, 0))
+    strip.paste(cup.resize((strip.width - cat.width, height)), (cat.width, 0))
+    view_w = round(height * size[0] / size[1])
+    path = Path(path)
+    with VideoWriter(path, fps, size) as writer:
+        for i in range(frames):
+            left = round((strip.width - view_w) * i / max(1, frames - 1))
+            view = strip.crop((left, 0, left + view_w, height)).resize(size, Image.Resampling.BILINEAR)
+            writer.write(np.asarray(view))
+    return path
