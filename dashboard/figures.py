@@ -375,13 +375,23 @@ def timeline_figure(
     top1: Sequence[int],
     cursor: int,
 ) -> go.Figure:
-    """Probabilities of ``lines`` (class ids) over time, a cursor at frame ``cursor``, the top-1 changes marked.
+    """Probabilities of ``lines`` (class ids) over time, each frame's top-1 (dashed), a cursor at frame
+    ``cursor``, and the top-1 changes marked (named where they are far enough apart to read).
 
-    Every frame is a marker (``customdata`` its position), so a click on the line returns a point
+    Every frame is a marker (``customdata`` its position), so a click on a line returns a point
     (Streamlit's ``on_select`` returns nothing for a click on a plain line).
     """
     fig = go.Figure()
     positions = list(range(len(times)))
+    top_prob = probs[np.arange(len(times)), np.asarray(top1, dtype=int)]
+    fig.add_trace(
+        go.Scatter(
+            x=times, y=top_prob, mode="lines+markers", marker={"size": 4, "color": OTHER_COLOR},
+            line={"width": 1.5, "color": OTHER_COLOR, "dash": "dash"}, name="each frame's top-1",
+            customdata=positions, text=[names[c] for c in top1],
+            hovertemplate="top-1 %{text}<br>%{x:.2f} s: p = %{y:.1%}<extra>click to show this frame</extra>",
+        )
+    )
     for j, cid in enumerate(lines):
         fig.add_trace(
             go.Scatter(
@@ -395,23 +405,27 @@ def timeline_figure(
                 hovertemplate=f"{names[cid]}<br>%{{x:.2f}} s: p = %{{y:.1%}}<extra>click to show this frame</extra>",
             )
         )
-    changes = change_points(top1)
-    for n, t in enumerate(changes):
-        fig.add_vline(x=float(times[t]), line={"color": "#888", "width": 1, "dash": "dot"})
-        if n < MAX_CHANGE_LABELS:
+    span = float(times[-1] - times[0]) if len(times) > 1 else 1.0
+    named, last = 0, -np.inf
+    for t in change_points(top1):
+        x = float(times[t])
+        fig.add_vline(x=x, line={"color": "#999", "width": 1, "dash": "dot"})
+        if named < MAX_CHANGE_LABELS and x - last >= 0.08 * span:
             fig.add_annotation(
-                x=float(times[t]), y=1.0, yref="paper", yanchor="bottom", showarrow=False,
-                text=f"→ {_short(names[top1[t]], 16)}", font={"size": 10, "color": "#555"}, textangle=-20,
+                x=x, y=1.0, yref="paper", yanchor="bottom", xanchor="left", showarrow=False,
+                text=f"→ {_short(names[top1[t]], 16)}", font={"size": 10, "color": "#555"},
             )
+            named, last = named + 1, x
     if 0 <= cursor < len(times):
         fig.add_vline(x=float(times[cursor]), line={"color": SELECTED_COLOR, "width": 2})
-    top = float(max((probs[:, c].max() for c in lines), default=1.0))
+    top = float(max(top_prob.max(initial=0.0), *(probs[:, c].max() for c in lines)))
     fig.update_layout(
-        height=280,
-        margin={"l": 8, "r": 8, "t": 46, "b": 36},
-        xaxis={"title": {"text": "time (s)", "standoff": 4}, "showgrid": True},
+        height=300,
+        margin={"l": 8, "r": 8, "t": 30, "b": 8},
+        xaxis={"title": {"text": "time (s)", "standoff": 2}, "showgrid": True},
         yaxis={"title": "probability", "tickformat": _prob_ticks(top), "rangemode": "tozero"},
-        legend={"orientation": "h", "y": -0.28, "x": 0},
+        legend={"orientation": "h", "y": -0.3, "x": 0, "yanchor": "top"},
+        showlegend=True,
         clickmode="event+select",
         hovermode="closest",
     )

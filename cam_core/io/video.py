@@ -181,6 +181,11 @@ def _fps(stream: av.video.stream.VideoStream) -> float:
     return float(rate) if rate else 0.0
 
 
+def _span(seconds: float) -> str:
+    """``42.0 s`` or ``20 min``."""
+    return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
+
+
 def _check_header(info: VideoInfo, sampling: Sampling) -> None:
     """The limits that the header lets us check before decoding."""
     pixels = info.width * info.height
@@ -193,8 +198,7 @@ def _check_header(info: VideoInfo, sampling: Sampling) -> None:
         )
     if info.duration is not None and info.duration > MAX_DURATION_S:
         raise VideoError(
-            f"{info.label} lasts {info.duration / 60:.1f} min, more than the {MAX_DURATION_S / 60:.0f} min allowed; "
-            "cut it first"
+            f"{info.label} lasts {_span(info.duration)}, more than the {_span(MAX_DURATION_S)} allowed; cut it first"
         )
     planned = sampling.planned(info.frames, info.duration, info.fps)
     if planned is not None and planned > MAX_FRAMES:
@@ -329,7 +333,7 @@ def read_frames(
                 pts = frame.pts if frame.pts is not None else base + index
                 time = float((pts - base) * stream.time_base) if stream.time_base else index / (info.fps or 1.0)
                 if time > MAX_DURATION_S:
-                    raise VideoError(f"{label} lasts more than the {MAX_DURATION_S / 60:.0f} min allowed; cut it first")
+                    raise VideoError(f"{label} lasts more than the {_span(MAX_DURATION_S)} allowed; cut it first")
                 if not sampler.keep(index, time):
                     continue
                 if sampler.kept > MAX_FRAMES:

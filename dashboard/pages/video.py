@@ -16,6 +16,17 @@ script at its next progress update (Streamlit stops a run that a newer click sup
 
 from __future__ import annotations
 
+if __name__ == "__main__":  # pragma: no cover - Streamlit's own page runner, see the comment
+    # A ``pages/`` folder next to the entry script makes Streamlit run a fresh server's first visit to
+    # ``/video`` as this file (its v1 multipage mode) instead of ``app.py``: run the app, which shows this page.
+    import runpy
+    from pathlib import Path
+
+    import streamlit as st
+
+    runpy.run_path(str(Path(__file__).resolve().parents[1] / "app.py"), run_name="__main__")
+    st.stop()
+
 import hashlib
 
 import streamlit as st
