@@ -96,6 +96,11 @@ class ModelSpec:
         return hashlib.sha1(text.encode()).hexdigest()[:16]
 
     @property
+    def has_uploads(self) -> bool:
+        """Whether the spec needs uploaded files (a checkpoint, class names): only a page link keeps those."""
+        return bool(self.checkpoint or self.labels)
+
+    @property
     def url_model(self) -> tuple[str, str | None] | None:
         """(model, weights) for a shareable URL; ``None`` for uploads and factories (not shareable)."""
         if self.source == "default":

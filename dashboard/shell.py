@@ -80,7 +80,8 @@ def _fit_ui(bundle: Bundle, url: state.UrlView) -> str:
     if st.session_state.get(state.K.FIT) not in fits:
         st.session_state[state.K.FIT] = bundle.model.fit
     fit = st.segmented_control(
-        "Fit", fits, format_func=FIT_TITLES.get, key=state.K.FIT, required=True, help=FIT_HELP, width="stretch"
+        "Fit", fits, format_func=FIT_TITLES.get, key=state.K.FIT, required=True, help=FIT_HELP, width="stretch",
+        persist_state="session",
     )
     return fit or bundle.model.fit
 

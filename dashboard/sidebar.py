@@ -31,6 +31,9 @@ SOURCE_CAPTIONS = [
     "package.module:function returning an nn.Module",
 ]
 CHECKPOINT_TYPES = ["pt", "pth", "ckpt"]
+# The model's widgets keep their values when a page sends the user to another (``st.switch_page`` drops the
+# state of every widget that is not kept so; file uploads cannot be kept: see ``ModelSpec.has_uploads``).
+KEEP = "session"
 SLOW_HELP = (
     "Each method gets its own figure. Score-CAM and Ablation-CAM run one forward pass per channel of the layer: "
     "seconds to minutes on a CPU."
@@ -55,7 +58,7 @@ def _labels_ui(key: str) -> str | None:
 
 
 def _trust_ui(key: str) -> bool:
-    trust = st.checkbox("Trust this checkpoint (allow full unpickling)", key=key, help=TRUST_HELP)
+    trust = st.checkbox("Trust this checkpoint (allow full unpickling)", key=key, help=TRUST_HELP, persist_state=KEEP)
     st.caption(
         ":material/warning: Only needed for a whole pickled model. Unpickling runs code from the file with "
         "your permissions: tick it only for files you trust."
@@ -72,7 +75,10 @@ def model_ui(url: UrlView) -> ModelSpec | None:
         if url.model in names:
             st.session_state[K.TV_NAME] = url.model
             st.session_state[K.TV_PRETRAINED] = url.weights != "none"
-    source = st.radio("Model source", list(SOURCES), format_func=SOURCES.get, captions=SOURCE_CAPTIONS, key=K.SOURCE)
+    source = st.radio(
+        "Model source", list(SOURCES), format_func=SOURCES.get, captions=SOURCE_CAPTIONS, key=K.SOURCE,
+        persist_state=KEEP,
+    )
     if source == "default":
         return ModelSpec()
     if source == "torchvision":
@@ -80,10 +86,11 @@ def model_ui(url: UrlView) -> ModelSpec | None:
         st.session_state.setdefault(K.TV_PRETRAINED, True)
         if st.session_state.pop(K.TV_PRETRAINED_OFF, False):
             st.session_state[K.TV_PRETRAINED] = False
-        name = st.selectbox("Architecture", names, key=K.TV_NAME)
+        name = st.selectbox("Architecture", names, key=K.TV_NAME, persist_state=KEEP)
         pretrained = st.toggle(
             "Pretrained ImageNet weights",
             key=K.TV_PRETRAINED,
+            persist_state=KEEP,
             help="Downloaded from download.pytorch.org the first time. Offline, the page says so and switches "
             "this off: random weights, flagged as untrained wherever results show.",
         )
@@ -96,6 +103,7 @@ def model_ui(url: UrlView) -> ModelSpec | None:
             "Architecture of a state dict",
             [NO_ARCH, DEFAULT_MODEL, *names],
             key="ckpt_arch",
+            persist_state=KEEP,
             help="A state dict holds only weights: name the architecture they fit. Not needed for TorchScript.",
         )
         trust = _trust_ui("ckpt_trust")
@@ -116,10 +124,11 @@ def model_ui(url: UrlView) -> ModelSpec | None:
         "Factory",
         placeholder="package.module:function",
         key="factory_spec",
+        persist_state=KEEP,
         help="A function that returns an nn.Module (called with no arguments).",
     ).strip()
     folder = st.text_input(
-        "Folder to add to the import path", placeholder="/path/to/your/code", key="factory_path"
+        "Folder to add to the import path", placeholder="/path/to/your/code", key="factory_path", persist_state=KEEP
     ).strip()
     ckpt = st.file_uploader("State dict for it (optional)", type=CHECKPOINT_TYPES, key="factory_ckpt")
     trust = _trust_ui("factory_trust")

@@ -83,6 +83,7 @@ class K:
     VIDEO_FRAME = "video_frame"  # the scrubber's frame
     VIDEO_PLAYING = "_video_playing"
     VIDEO_TIMELINE_NONCE = "_video_timeline_nonce"
+    VIDEO_SENT = "_video_sent"  # the frame last sent to the image page (when a link must take the user there)
 
 
 @dataclass(frozen=True)

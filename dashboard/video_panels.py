@@ -56,6 +56,7 @@ VIDEO_METHODS = [m for m, spec in METHODS.items() if spec.kind != "perturbation"
 DEFAULT_VIDEO_MODEL = "r3d_18"
 DEFAULT_MAX_FRAMES = 600
 SAMPLE_LABEL = "cat → espresso (sample)"
+KEEP = "session"  # the settings stay when the user visits the image page and comes back
 LIMITS = (
     f"Up to {MAX_FILE_BYTES / 2**30:.0f} GiB, {MAX_DURATION_S / 60:.0f} min, {MAX_FRAME_PIXELS / 1e6:.1f} MP (4K) a "
     f"frame and {MAX_FRAMES} explained frames per run (sample longer clips with *Every N-th frame*)."
@@ -82,7 +83,7 @@ def clip_ui() -> Clip | None:
     st.session_state.setdefault(K.VIDEO_CLIP, "sample")
     choice = st.segmented_control(
         "Clip", ["sample", "upload"], format_func={"sample": "Sample clip", "upload": "Upload a video"}.get,
-        key=K.VIDEO_CLIP, required=True,
+        key=K.VIDEO_CLIP, required=True, persist_state=KEEP,
     )
     if choice == "sample":
         path, digest = sample_clip()
@@ -122,7 +123,8 @@ def model_ui(shared: Shared) -> Bundle | None:
         "sidebar": f"The sidebar's model ({sidebar}), frame by frame",
         "video": "A video model (3-D, Kinetics-400)",
     }
-    choice = st.radio("Model", list(kinds), format_func=kinds.get, key=K.VIDEO_MODEL, horizontal=True)
+    choice = st.radio("Model", list(kinds), format_func=kinds.get, key=K.VIDEO_MODEL, horizontal=True,
+                      persist_state=KEEP)
     if choice == "sidebar":
         return shared.bundle
     names = list_video_models()
@@ -131,9 +133,9 @@ def model_ui(shared: Shared) -> Bundle | None:
     if st.session_state.pop(K.VIDEO_PRETRAINED_OFF, False):
         st.session_state[K.VIDEO_PRETRAINED] = False
     with st.container(horizontal=True, vertical_alignment="bottom"):
-        arch = st.selectbox("Video model", names, key=K.VIDEO_ARCH, width=220)
+        arch = st.selectbox("Video model", names, key=K.VIDEO_ARCH, width=220, persist_state=KEEP)
         pretrained = st.toggle(
-            "Kinetics-400 weights", key=K.VIDEO_PRETRAINED,
+            "Kinetics-400 weights", key=K.VIDEO_PRETRAINED, persist_state=KEEP,
             help="Downloaded from download.pytorch.org the first time. Offline, this switches off: random weights, "
             "flagged as untrained.",
         )
@@ -152,17 +154,17 @@ def _classes_ui(bundle: Bundle) -> str | None:
     st.session_state.setdefault(K.VIDEO_CLASSES, "clip")
     mode = st.segmented_control(
         "Classes", list(CLASS_MODES), format_func=CLASS_MODES.get, key=K.VIDEO_CLASSES, required=True,
-        help=CLASS_HELP,
+        help=CLASS_HELP, persist_state=KEEP,
     )
     if mode == "frame":
         return "per-frame"
     if mode == "clip":
-        k = st.number_input("k", 1, min(5, len(names)), key=K.VIDEO_K, value=1, width=90)
+        k = st.number_input("k", 1, min(5, len(names)), key=K.VIDEO_K, value=1, width=90, persist_state=KEEP)
         return f"top{int(k)}"
     picked = st.multiselect(
         "Classes to explain", list(range(len(names))), format_func=lambda i: f"{names[i]} · {i}",
         key=f"{K.VIDEO_FIXED}_{bundle.spec.key}", placeholder="Type a class name or index",
-        filter_mode="contains", max_selections=4,
+        filter_mode="contains", max_selections=4, persist_state=KEEP,
     )
     return ",".join(map(str, picked)) if picked else None
 
@@ -174,19 +176,21 @@ def settings_ui(bundle: Bundle) -> tuple[ClipSettings | None, float]:
         st.session_state.setdefault(K.VIDEO_METHODS, ["gradcam"])
         methods = st.multiselect(
             "Methods", VIDEO_METHODS, format_func=lambda m: METHODS[m].title, key=K.VIDEO_METHODS, width=260,
+            persist_state=KEEP,
             help="One film per method and class. Score-CAM and Ablation-CAM (a forward pass per channel) are for "
             "the command line.",
         )
         every = st.number_input(
-            "Every N-th frame", 1, 60, value=1, key=K.VIDEO_EVERY, width=130,
+            "Every N-th frame", 1, 60, value=1, key=K.VIDEO_EVERY, width=130, persist_state=KEEP,
             help="Explain every N-th frame only: long clips in less time.",
         )
         max_frames = st.number_input(
             "Max frames", 1, MAX_FRAMES, value=DEFAULT_MAX_FRAMES, key=K.VIDEO_MAX_FRAMES, width=120,
+            persist_state=KEEP,
             help="Explain at most this many frames (the first ones after sampling).",
         )
         smooth = st.slider(
-            "Smoothing", 0.0, 0.9, value=0.0, step=0.1, key=K.VIDEO_SMOOTH, width=160,
+            "Smoothing", 0.0, 0.9, value=0.0, step=0.1, key=K.VIDEO_SMOOTH, width=160, persist_state=KEEP,
             help="Temporal smoothing of the maps the film and the scrubber show (an exponential moving average); "
             "display only: the downloaded maps stay raw. Off by default.",
         )

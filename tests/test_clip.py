@@ -220,10 +220,9 @@ def test_3d_conv_net_gives_the_hand_computed_maps():
 
 
 def test_3d_maps_are_interpolated_in_time_to_the_window_frames(tmp_path):
-    net, V = _time_net()
+    net, _ = _time_net()
     model = loaded(net, ["a", "b"], size=4, clip_len=4)
-    frames = [np.asarray(Image.fromarray(f).resize((4, 4))) for f in flat_colours([(255, 0, 0)] * 8, (4, 4))]
-    frames = [f.copy() for f in frames]
+    frames = [f.copy() for f in flat_colours([(255, 0, 0)] * 8, (4, 4))]
     for i, f in enumerate(frames):
         f[..., 0] = 40 + 25 * i  # the red level changes frame by frame
     path = write_clip(tmp_path / "ramp.mp4", frames)

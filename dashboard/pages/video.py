@@ -228,8 +228,8 @@ def _timeline_clicked(chart_key: str) -> None:
     st.session_state[K.VIDEO_TIMELINE_NONCE] = st.session_state.get(K.VIDEO_TIMELINE_NONCE, 0) + 1
 
 
-def _open_on_image_page(run: VideoRun, films, position: int) -> None:  # films: FilmSet
-    """Send the frame to the image page as an image (same model and layer there), and go."""
+def _send_frame(run: VideoRun, films, position: int) -> str:  # films: FilmSet
+    """Put the frame among the image page's images (selected there, with the same model and layer)."""
     jpeg = films.backgrounds[position]
     stem = run.label.rsplit(".", 1)[0]
     item = ImageItem(
@@ -239,7 +239,7 @@ def _open_on_image_page(run: VideoRun, films, position: int) -> None:  # films: 
     sent = [s for s in st.session_state.get(K.SENT_IMAGES, []) if s.digest != item.digest][-7:]
     st.session_state[K.SENT_IMAGES] = [*sent, item]
     st.session_state[K.IMAGE] = item.label
-    st.switch_page(shell.page("image"))
+    return item.label
 
 
 def _frame_view(bundle: Bundle, run: VideoRun, smooth: float, method: str) -> None:
@@ -275,15 +275,29 @@ def _frame_view(bundle: Bundle, run: VideoRun, smooth: float, method: str) -> No
         on_select=lambda: _timeline_clicked(chart_key), selection_mode="points",
     )
     st.caption(f"{change_summary(run)} Click the timeline to jump to a frame.")
+    _to_image_page_ui(bundle, run, films, position)
+
+
+def _to_image_page_ui(bundle: Bundle, run: VideoRun, films, position: int) -> None:  # films: FilmSet
+    """"Open this frame on the image page": one click, or two where the model came from an uploaded file
+    (``st.switch_page`` drops uploads; a page link, like the navigation, keeps them)."""
     video_model = bundle.model.clip_len is not None
-    if st.button(
-        "Open this frame on the image page", icon=":material/open_in_new:", key="video_to_image",
-        disabled=video_model,
+    link = bundle.spec.has_uploads
+    clicked = st.button(
+        "Send this frame to the image page" if link else "Open this frame on the image page",
+        icon=":material/open_in_new:", key="video_to_image", disabled=video_model,
         help="A 3-D video model does not take single images; use the sidebar's model." if video_model else
         "The frame becomes an image on the image page, with the same model and layer, so the whole debug section "
         "(diagnosis, sweep, contrast) applies to it.",
-    ):
-        _open_on_image_page(run, films, position)
+    )
+    if clicked:
+        label = _send_frame(run, films, position)
+        if not link:
+            st.switch_page(shell.page("image"))
+        st.session_state[K.VIDEO_SENT] = label
+    if link and st.session_state.get(K.VIDEO_SENT):
+        st.page_link(shell.page("image"), label=f"Open {st.session_state[K.VIDEO_SENT]} on the image page",
+                     icon=":material/image:")
 
 
 @st.fragment
