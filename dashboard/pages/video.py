@@ -170,9 +170,10 @@ def _run_ui(bundle: Bundle, clip: Clip, layer: str, settings) -> VideoRun | None
     st.session_state.pop(K.VIDEO_PROGRESS, None)
     stop.empty()
     bar.empty()
-    if run is not None:
+    if run is not None:  # once more from the top: the page as it stays (the run cached, no Run button)
         st.session_state[K.VIDEO_FRAME] = 0
-    return run
+        st.rerun()
+    return None
 
 
 def _draw_films(run: VideoRun, smooth: float):  # -> FilmSet | None

@@ -1,0 +1,172 @@
+"""The video page in a real browser (Debian's Chromium, headless, driven by Playwright).
+
+A fresh server is opened straight at ``/video`` (the first visit of a server is the case Streamlit's
+``pages/`` folder mode gets wrong; the page hands it to the app). A clip made in the test is uploaded,
+explained with *Run*; then the film's ``<video>`` must load (``readyState >= 2``, no ``error``: H.264 MP4
+that Chromium plays), the scrubber must move the frame shown, the timeline must be there and a click on
+it must jump to a frame. Screenshots go to a temporary folder (printed).
+
+Skipped when Chromium is not installed (``apt-get install -y chromium``).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+CHROMIUM = shutil.which("chromium")
+if CHROMIUM is None:
+    pytest.skip("chromium is not installed (apt-get install -y chromium)", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+
+ROOT = Path(__file__).resolve().parents[1]
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"]
+TIMEOUT_MS = 240_000
+OVERLAY = ".st-key-video_overlay .js-plotly-plot"
+TIMELINE = "[class*='st-key-video_timeline_'] .js-plotly-plot"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = _free_port()
+    log = (tmp_path_factory.mktemp("server") / "streamlit.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.address", "127.0.0.1",
+         "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"streamlit did not start (see {log.name})")
+                time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cat walking across grass: the chelsea photo pasted on scikit-image's grass texture, 16 frames."""
+    from PIL import Image
+    from skimage import data
+
+    from cam_core.io.samples import load_sample
+    from tests.clips import write_clip
+
+    grass = Image.fromarray(data.grass()).convert("RGB").resize((320, 180))
+    cat = load_sample("chelsea").resize((135, 90))
+    frames = []
+    for i in range(16):
+        frame = grass.copy()
+        frame.paste(cat, (round((320 - 135) * i / 15), 50))
+        frames.append(np.asarray(frame))
+    return write_clip(tmp_path_factory.mktemp("e2e") / "cat_walk.mp4", frames, fps=8)
+
+
+def _idle(page) -> None:
+    page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=TIMEOUT_MS)
+
+
+def _wait_for_frame(page, number: int) -> None:
+    """Until the scrubber's caption names frame ``number`` (1-based)."""
+    page.wait_for_function(
+        f"() => [...document.querySelectorAll('p')].some(p => p.innerText.startsWith('Frame {number} of'))"
+    )
+
+
+def _caption(page) -> str:
+    return page.get_by_text(re.compile(r"^Frame \d+ of \d+")).first.inner_text()
+
+
+def test_upload_run_play_scrub_and_click_the_timeline(server, clip, tmp_path_factory) -> None:
+    shots = tmp_path_factory.mktemp("video_screenshots")
+    print(f"\nscreenshots: {shots}")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        page = browser.new_page(viewport={"width": 1600, "height": 2000})
+        page.set_default_timeout(60_000)
+        page.goto(f"{server}/video")  # the server's first visit, straight to the page
+        page.get_by_text("Video: class activation maps over a clip").wait_for()
+        _idle(page)
+        page.locator(".st-key-video_clip").get_by_role("radio", name="Upload a video").click()
+        _idle(page)
+        page.locator(".st-key-video_upload [data-testid='stFileUploaderDropzoneInput']").set_input_files(str(clip))
+        page.get_by_text("cat_walk.mp4: 320×180 h264").wait_for()
+        _idle(page)
+        page.screenshot(path=shots / "v1_uploaded.png")
+        page.get_by_role("button", name="Run").click()
+        page.locator("[data-testid='stProgress']").first.wait_for()
+        page.screenshot(path=shots / "v2_progress.png")
+        page.wait_for_selector("video", timeout=TIMEOUT_MS)
+        _idle(page)
+        # The film loads and can play: H.264 (yuv420p, +faststart) in MP4, as Chromium's <video> takes it.
+        page.wait_for_function("document.querySelector('video').readyState >= 2", timeout=60_000)
+        state = page.evaluate(
+            "() => { const v = document.querySelector('video');"
+            " return {ready: v.readyState, error: v.error && v.error.code, width: v.videoWidth,"
+            " height: v.videoHeight, duration: v.duration}; }"
+        )
+        assert state["error"] is None and state["ready"] >= 2, state
+        assert (state["width"], state["height"]) == (320, 180) and state["duration"] == pytest.approx(2.0, abs=0.2)
+        page.evaluate("document.querySelector('video').play()")
+        page.wait_for_function("document.querySelector('video').currentTime > 0.3", timeout=30_000)
+        page.wait_for_selector(f"{TIMELINE} .scatterlayer .trace")
+        page.wait_for_selector(f"{OVERLAY} g.hm image")
+        assert page.locator(TIMELINE).count() == 1 and page.locator(f"{TIMELINE} .scatterlayer .trace").count() >= 2
+        assert page.locator(f"{OVERLAY} g.hm image").count() == 1
+        assert page.locator("[data-testid='stException']").count() == 0
+        assert "Frame 1 of 16" in _caption(page)
+        page.screenshot(path=shots / "v3_results.png")
+        # The scrubber moves the frame shown (and its overlay).
+        before = page.evaluate(f"() => JSON.stringify(document.querySelector({OVERLAY!r}).data[1].z)")
+        slider = page.locator(".st-key-video_frame input[type=range]")
+        slider.focus()
+        for _ in range(10):
+            page.keyboard.press("ArrowRight")
+        _wait_for_frame(page, 11)
+        _idle(page)
+        after = page.evaluate(f"() => JSON.stringify(document.querySelector({OVERLAY!r}).data[1].z)")
+        assert after != before
+        page.screenshot(path=shots / "v4_scrubbed.png")
+        # A click on the timeline jumps to that frame.
+        point = page.locator(f"{TIMELINE} .scatterlayer .trace").nth(1).locator("path.point").nth(3)
+        box = point.bounding_box()
+        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        page.wait_for_timeout(200)
+        page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        _wait_for_frame(page, 4)
+        _idle(page)
+        page.screenshot(path=shots / "v5_timeline_click.png")
+        browser.close()
