@@ -4,7 +4,8 @@ A fresh server is opened straight at ``/video`` (the first visit of a server is 
 ``pages/`` folder mode gets wrong; the page hands it to the app). A clip made in the test is uploaded,
 explained with *Run*; then the film's ``<video>`` must load (``readyState >= 2``, no ``error``: H.264 MP4
 that Chromium plays), the scrubber must move the frame shown, the timeline must be there and a click on
-it must jump to a frame. Screenshots go to a temporary folder (printed).
+it must jump to a frame; then *Cancel* must stop a run of the sample clip. Screenshots go to a temporary
+folder (printed).
 
 Skipped when Chromium is not installed (``apt-get install -y chromium``).
 """
@@ -13,12 +14,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -31,49 +26,12 @@ if CHROMIUM is None:
     pytest.skip("chromium is not installed (apt-get install -y chromium)", allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 
-ROOT = Path(__file__).resolve().parents[1]
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
+from tests import test_dashboard_e2e as image_e2e  # noqa: E402
+
+server = image_e2e.server  # a fresh server for this module, started as for the image page's browser tests
 TIMEOUT_MS = 240_000
 OVERLAY = ".st-key-video_overlay .js-plotly-plot"
 TIMELINE = "[class*='st-key-video_timeline_'] .js-plotly-plot"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = _free_port()
-    log = (tmp_path_factory.mktemp("server") / "streamlit.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.address", "127.0.0.1",
-         "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"streamlit did not start (see {log.name})")
-                time.sleep(0.3)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 @pytest.fixture(scope="module")
@@ -95,8 +53,7 @@ def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_clip(tmp_path_factory.mktemp("e2e") / "cat_walk.mp4", frames, fps=8)
 
 
-def _idle(page) -> None:
-    page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=TIMEOUT_MS)
+_idle = image_e2e._idle
 
 
 def _wait_for_frame(page, number: int) -> None:
@@ -114,9 +71,9 @@ def test_upload_run_play_scrub_and_click_the_timeline(server, clip, tmp_path_fac
     shots = tmp_path_factory.mktemp("video_screenshots")
     print(f"\nscreenshots: {shots}")
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=image_e2e.ARGS)
         page = browser.new_page(viewport={"width": 1600, "height": 2000})
-        page.set_default_timeout(60_000)
+        page.set_default_timeout(TIMEOUT_MS)
         page.goto(f"{server}/video")  # the server's first visit, straight to the page
         page.get_by_text("Video: class activation maps over a clip").wait_for()
         _idle(page)
@@ -132,7 +89,7 @@ def test_upload_run_play_scrub_and_click_the_timeline(server, clip, tmp_path_fac
         page.wait_for_selector("video", timeout=TIMEOUT_MS)
         _idle(page)
         # The film loads and can play: H.264 (yuv420p, +faststart) in MP4, as Chromium's <video> takes it.
-        page.wait_for_function("document.querySelector('video').readyState >= 2", timeout=60_000)
+        page.wait_for_function("document.querySelector('video').readyState >= 2")
         state = page.evaluate(
             "() => { const v = document.querySelector('video');"
             " return {ready: v.readyState, error: v.error && v.error.code, width: v.videoWidth,"
@@ -141,7 +98,7 @@ def test_upload_run_play_scrub_and_click_the_timeline(server, clip, tmp_path_fac
         assert state["error"] is None and state["ready"] >= 2, state
         assert (state["width"], state["height"]) == (320, 180) and state["duration"] == pytest.approx(2.0, abs=0.2)
         page.evaluate("document.querySelector('video').play()")
-        page.wait_for_function("document.querySelector('video').currentTime > 0.3", timeout=30_000)
+        page.wait_for_function("document.querySelector('video').currentTime > 0.3")
         page.wait_for_selector(f"{TIMELINE} .scatterlayer .trace")
         page.wait_for_selector(f"{OVERLAY} g.hm image")
         assert page.locator(TIMELINE).count() == 1 and page.locator(f"{TIMELINE} .scatterlayer .trace").count() >= 2
@@ -169,4 +126,14 @@ def test_upload_run_play_scrub_and_click_the_timeline(server, clip, tmp_path_fac
         _wait_for_frame(page, 4)
         _idle(page)
         page.screenshot(path=shots / "v5_timeline_click.png")
+        # Cancel stops a run between two batches (the sample clip: 36 frames, batches of 16).
+        page.locator(".st-key-video_clip").get_by_role("radio", name="Sample clip").click()
+        _idle(page)
+        page.get_by_role("button", name="Run").click()
+        page.get_by_text("frames explained").wait_for()
+        page.get_by_role("button", name="Cancel").click()
+        page.get_by_text(re.compile(r"Stopped after \d+ of 36 frames; nothing was kept")).wait_for()
+        _idle(page)
+        assert page.locator("video").count() == 0 and page.locator("[data-testid='stException']").count() == 0
+        page.screenshot(path=shots / "v6_cancelled.png")
         browser.close()

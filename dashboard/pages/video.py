@@ -140,7 +140,8 @@ def _run_ui(bundle: Bundle, clip: Clip, layer: str, settings) -> VideoRun | None
     """The cached run, or a Run button (with progress and Cancel while it goes)."""
     key = run_key(bundle, layer, clip.digest, settings)
     run = cached_run(key)
-    if st.session_state.pop(K.VIDEO_CANCEL, False):
+    stopped = st.session_state.pop(K.VIDEO_CANCEL, False)
+    if stopped:
         done, total = st.session_state.pop(K.VIDEO_PROGRESS, (0, None))
         st.info(
             f"Stopped after {done} of {total or 'the'} frames; nothing was kept. Press *Run* to start again.",
@@ -152,13 +153,15 @@ def _run_ui(bundle: Bundle, clip: Clip, layer: str, settings) -> VideoRun | None
             "(from the cache: nothing is computed again)."
         )
         return run
-    clicked = st.button("Run", type="primary", icon=":material/play_arrow:", key=K.VIDEO_RUN)
+    with st.container(horizontal=True, gap="small"):
+        clicked = st.button("Run", type="primary", icon=":material/play_arrow:", key=K.VIDEO_RUN)
+        stop = st.empty()
     if not clicked:
-        st.info("Press *Run* to explain every frame of the clip.", icon=":material/play_circle:")
+        if not stopped:
+            st.info("Press *Run* to explain every frame of the clip.", icon=":material/play_circle:")
         return None
-    stop = st.empty()
     stop.button("Cancel", icon=":material/stop:", key="video_cancel_button", on_click=_cancel)
-    bar = st.progress(0.0, text="Decoding the first frames…")
+    bar = st.progress(0.0, text="Decoding the first frames (and, the first time, tracing the model at their size)…")
 
     def progress(done: int, total: int | None, seconds: float) -> None:
         st.session_state[K.VIDEO_PROGRESS] = (done, total)
