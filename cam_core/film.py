@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 
-from .engine.clip import WORK_SHORT_SIDE, Cancelled, ClipProgress, ClipResult
+from .engine.clip import Cancelled, ClipProgress, ClipResult
 from .engine.methods import METHODS
 from .errors import CamError
 from .io.video import VideoError, VideoWriter, even_size, read_frames
@@ -206,8 +206,8 @@ def write_films(
     scales = {key: clip_scale(maps) for key, maps in shown.items()}
     width, height = even_size(*result.frame_size)
     top1 = result.top1
-    short = max(WORK_SHORT_SIDE, min(result.place.size))
-    frames = read_frames(video, result.sampling, name=result.source, max_short_side=short)
+    # Decoded as explain_clip decoded them: frames larger than its working size came out at result.frame_size.
+    frames = read_frames(video, result.sampling, name=result.source, max_short_side=min(result.frame_size))
     backgrounds: list[bytes] | None = [] if keep_backgrounds else None
     writers = {key: VideoWriter(path, result.rate, (width, height)) for key, path in paths.items()}
     done = 0

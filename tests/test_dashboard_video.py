@@ -1,7 +1,7 @@
 """The video page's wiring, driven headless with Streamlit's AppTest (no browser).
 
 The sidebar's model is the tiny ``tiny:gapnet`` factory (fast); the clip is the page's sample (36 frames
-made from the sample photos). Covers: Run → film, scrubber and timeline; one colour scale across frames;
+made from the sample photos). Covers: Run → film, scrubber and timeline; one colour scale across frames; play;
 nothing recomputed on a rerun, and smoothing re-drawing the film only; the class modes; a bad upload as one
 line with the page still working; a frame sent to the image page with the same model and layer.
 """
@@ -105,6 +105,21 @@ def test_scrubbing_keeps_one_colour_scale(ran) -> None:
     assert first[0]["zmax"] == later[0]["zmax"] > 0 and first[0]["zmin"] == later[0]["zmin"] == 0  # one scale
     at.button(key="video_prev").click().run()
     assert at.slider(key="video_frame").value == 29
+
+
+def test_play_steps_through_the_frames_until_paused(ran) -> None:
+    at = ran
+    at.slider(key="video_frame").set_value(0).run()
+    at.button(key="video_play").click().run()  # playing: the scrubber's timed fragment steps 0.6 s of frames a tick
+    _no_failure(at)
+    assert at.session_state["_video_playing"] is True
+    first = at.slider(key="video_frame").value
+    at.run()
+    assert first == 7 and at.slider(key="video_frame").value == 14  # 12 fps × 0.6 s a step
+    at.button(key="video_play").click().run()  # pause
+    paused = at.slider(key="video_frame").value
+    at.run()
+    assert at.session_state["_video_playing"] is False and at.slider(key="video_frame").value == paused
 
 
 def test_a_rerun_computes_nothing_and_smoothing_redraws_the_film_only(ran, calls) -> None:

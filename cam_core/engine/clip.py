@@ -531,28 +531,32 @@ def explain_clip(
             return _window_units(items, window, stride) if window else _frame_units(items)
 
         producer = _Producer(units, per_batch)
+        batches = producer.batches()
         done = 0
-        for batch in producer.batches():
-            if should_stop is not None and should_stop():
-                raise Cancelled(f"stopped after {done} of {planned or 'the'} frames")
-            if wanted is not None:
-                batch = [u for u in batch if u.number in wanted]
-                if not batch:
-                    continue
-            region = decoded.place.content if decoded.place.padded else None
-            choose = _recompute_chooser(batch, wanted) if wanted is not None else _chooser(
-                chosen, store, window is not None, len(names)
-            )
-            tick = time.perf_counter()
-            res = explain(
-                model, torch.stack([u.x for u in batch]), layer=layer, classes=choose, methods=methods,
-                device=device, region=region,
-            )
-            engine[0] += time.perf_counter() - tick
-            store.add(batch, res, methods, window)
-            done = max(done, max(u.positions[-1] for u in batch) + 1)
-            if progress is not None and wanted is None:
-                progress(done, planned, time.perf_counter() - start)
+        try:
+            for batch in batches:
+                if should_stop is not None and should_stop():
+                    raise Cancelled(f"stopped after {done} of {planned or 'the'} frames")
+                if wanted is not None:
+                    batch = [u for u in batch if u.number in wanted]
+                    if not batch:
+                        continue
+                region = decoded.place.content if decoded.place.padded else None
+                choose = _recompute_chooser(batch, wanted) if wanted is not None else _chooser(
+                    chosen, store, window is not None, len(names)
+                )
+                tick = time.perf_counter()
+                res = explain(
+                    model, torch.stack([u.x for u in batch]), layer=layer, classes=choose, methods=methods,
+                    device=device, region=region,
+                )
+                engine[0] += time.perf_counter() - tick
+                store.add(batch, res, methods, window)
+                done = max(done, max(u.positions[-1] for u in batch) + 1)
+                if progress is not None and wanted is None:
+                    progress(done, planned, time.perf_counter() - start)
+        finally:  # stops the decoding thread at once, whatever ended the loop (an error, a cancel, a rerun)
+            batches.close()
         engine[1] += producer.waiting
         return decoded
 
