@@ -154,7 +154,8 @@ def _cmd_layers(args: argparse.Namespace) -> int:
     from .models.layers import format_tree, list_layers
 
     model = _load(args)
-    print(f"# {model.name}: input {model.input_size[0]}×{model.input_size[1]}, {len(model.class_names)} classes")
+    clips = f", clips of {model.clip_len} frames (t: the time axis)" if model.clip_len else ""
+    print(f"# {model.name}: input {model.input_size[0]}×{model.input_size[1]}{clips}, {len(model.class_names)} classes")
     print(format_tree(list_layers(model)))
     return 0
 
