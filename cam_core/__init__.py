@@ -7,6 +7,7 @@ See README.md and the contracts in the design notes.
 from .analysis.diagnose import Diagnosis, diagnose, inspect_point
 from .analysis.sweep import compare_methods, contrast, sweep
 from .analysis.trust import deletion_insertion, randomisation_check
+from .engine.clip import ClipResult, explain_clip
 from .engine.explainer import ExplainResult, explain
 from .engine.methods import METHODS
 from .errors import CamError
@@ -16,6 +17,7 @@ from .models.load import LoadedModel, load_model
 __all__ = [
     "METHODS",
     "CamError",
+    "ClipResult",
     "Diagnosis",
     "ExplainResult",
     "LayerInfo",
@@ -25,6 +27,7 @@ __all__ = [
     "deletion_insertion",
     "diagnose",
     "explain",
+    "explain_clip",
     "inspect_point",
     "list_layers",
     "load_model",

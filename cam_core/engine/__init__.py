@@ -3,11 +3,13 @@
 :mod:`.capture` takes activations at a layer; :mod:`.methods` turns activations and
 gradients into signed maps; :mod:`.targets` says which score is explained; :mod:`.perturb`
 runs the batched forwards of Score-CAM and Ablation-CAM; :mod:`.explainer` wires them into
-one forward and one batched backward. (The module is ``explainer``, not ``explain``, so that
-``cam_core.engine.explain`` is the function and never shadows a module of the same name.)
+one forward and one batched backward; :mod:`.clip` runs it over every frame of a video. (The
+module is ``explainer``, not ``explain``, so that ``cam_core.engine.explain`` is the function and
+never shadows a module of the same name.)
 """
 
 from .capture import LayerNotFound, capture_layers, get_layer, model_lock, replace_output
+from .clip import Cancelled, ClipResult, explain_clip, parse_clip_classes, video_fit
 from .explainer import (
     ExplainResult,
     explain,
@@ -24,6 +26,8 @@ from .targets import Contrast, Target, resolve_target
 
 __all__ = [
     "METHODS",
+    "Cancelled",
+    "ClipResult",
     "Contrast",
     "ExplainResult",
     "LayerNotFound",
@@ -32,10 +36,12 @@ __all__ = [
     "capture_layers",
     "check_methods",
     "explain",
+    "explain_clip",
     "get_layer",
     "match_classes",
     "memory_errors",
     "model_lock",
+    "parse_clip_classes",
     "place_model",
     "region_mask",
     "replace_output",
@@ -43,4 +49,5 @@ __all__ = [
     "resolve_device",
     "resolve_target",
     "unwrap_model",
+    "video_fit",
 ]

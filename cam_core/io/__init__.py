@@ -1,18 +1,29 @@
-"""Reading what users give: images (and, as the product grows, video). Nothing here knows torch models.
+"""Reading what users give: images and video (and writing video back). Nothing here knows torch models.
 
 Decoding is defensive (uploads and command lines are untrusted): limits are checked before
 pixels are decoded, and every failure is a :class:`~cam_core.errors.CamError` naming the input.
 """
 
 from .images import IMAGE_EXTENSIONS, MAX_PIXELS, SUPPORTED_FORMATS, ImageError, load_image
-from .samples import SAMPLE_NAMES, load_sample
+from .samples import SAMPLE_CLIP, SAMPLE_NAMES, load_sample, write_sample_clip
+from .video import VIDEO_EXTENSIONS, Frame, Sampling, VideoError, VideoInfo, VideoWriter, probe_video, read_frames
 
 __all__ = [
     "IMAGE_EXTENSIONS",
     "MAX_PIXELS",
+    "SAMPLE_CLIP",
     "SAMPLE_NAMES",
     "SUPPORTED_FORMATS",
+    "VIDEO_EXTENSIONS",
+    "Frame",
     "ImageError",
+    "Sampling",
+    "VideoError",
+    "VideoInfo",
+    "VideoWriter",
     "load_image",
     "load_sample",
+    "probe_video",
+    "read_frames",
+    "write_sample_clip",
 ]
