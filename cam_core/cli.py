@@ -291,8 +291,10 @@ def _cmd_trust(args: argparse.Namespace) -> int:
             "image": str(path), "layer": res.layer, "method": args.method, "class_id": cid,
             "class_name": res.class_names[0][0], "curves": curves.to_dict(), "sanity": None,
         }
-        line = (f"deletion AUC {curves.deletion.auc:.3f} (random map {curves.random_deletion.auc:.3f}), "
-                f"insertion AUC {curves.insertion.auc:.3f} (random map {curves.random_insertion.auc:.3f})")
+        v = curves.verdicts
+        line = (f"deletion AUC {curves.deletion.auc:.3f} (random map {curves.random_deletion.auc:.3f}: "
+                f"{v['deletion']}), insertion AUC {curves.insertion.auc:.3f} "
+                f"(random map {curves.random_insertion.auc:.3f}: {v['insertion']})")
         if curves.flat:
             low, high = curves.score_range
             line += f" (FLAT: the probability stays in {low:.3f}…{high:.3f}; the curves cannot judge the map)"

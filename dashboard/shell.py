@@ -6,12 +6,13 @@ model chosen on one page is the model of every page. Pages read it with :func:`c
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import streamlit as st
 
 from cam_core.models import FIT_TITLES, WeightsUnavailable
-from dashboard import state
+from dashboard import state, warmup
 from dashboard.compute import Bundle, ModelSpec, device_label, load_bundle
 from dashboard.feedback import show_error
 from dashboard.sidebar import model_ui
@@ -71,6 +72,19 @@ def _load(spec: ModelSpec) -> Bundle | None:
     return None
 
 
+def _wait_for_warm_start(spec: ModelSpec) -> None:
+    """A visitor who arrives while the server is still warming up the default model sees its progress."""
+    now = warmup.status()
+    if now.done or spec != ModelSpec():
+        return
+    bar = st.progress(now.fraction, text=f"Getting the dashboard ready: {now.step}…")
+    while not now.done:
+        time.sleep(0.15)
+        now = warmup.status()
+        bar.progress(min(1.0, now.fraction), text=f"Getting the dashboard ready: {now.step}…")
+    bar.empty()
+
+
 def _fit_ui(bundle: Bundle, url: state.UrlView) -> str:
     """The fit, among those the model can take (its default until the user picks another)."""
     fits = list(bundle.model.fits)
@@ -92,6 +106,8 @@ def shared_sidebar() -> Shared:
         spec = model_ui(url)
         device = device_label()
     _offline_note()
+    if spec is not None:
+        _wait_for_warm_start(spec)
     bundle = _load(spec) if spec is not None else None
     with st.sidebar:
         fit = _fit_ui(bundle, url) if bundle is not None else "whole"

@@ -15,7 +15,7 @@ from dashboard.compute import ImageItem, ModelSpec, save_upload
 from dashboard.feedback import show_error
 from dashboard.state import K, UrlView
 
-__all__ = ["images_ui", "methods_ui", "model_ui"]
+__all__ = ["images_ui", "methods_ui", "model_ui", "sample_item"]
 
 SOURCES = {
     "default": "Offline default",
@@ -153,6 +153,11 @@ def _thumb(name: str) -> Image.Image:
     return ImageOps.fit(_sample(name), (88, 88))  # square crops: a tidy row
 
 
+def sample_item(name: str, label: str | None = None) -> ImageItem:
+    """A sample photo as the page shows it (decoded once per process)."""
+    return ImageItem(label or name, _sample(name), f"sample:{name}", sample=name)
+
+
 def _unique(label: str, taken: set[str]) -> str:
     out, n = label, 1
     while out in taken:
@@ -191,7 +196,7 @@ def images_ui(url: UrlView) -> list[ImageItem]:
             continue
         items.append(ImageItem(_unique(up.name, taken), image, digest))
     for name in samples or []:
-        items.append(ImageItem(_unique(name, taken), _sample(name), f"sample:{name}", sample=name))
+        items.append(sample_item(name, _unique(name, taken)))
     if camera is not None:
         data = camera.getvalue()
         digest = hashlib.sha1(data).hexdigest()

@@ -52,7 +52,8 @@ def main() -> None:
         st.info("Upload an image, pick a sample photo or take a snapshot (sidebar).", icon=":material/image:")
         return
     item = replace(panels.image_ui(items, url), fit=shared.fit)
-    main_col, rail = st.columns([2.3, 1.05], gap="medium")
+    with st.container(key="workspace"):
+        main_col, rail = st.columns([2.3, 1.05], gap="medium")
     with rail:
         scores = st.container(key="scores_box")
         tree = st.container(key="tree_box")
@@ -86,7 +87,8 @@ def _view(
     state.honour_full_rerun()
     names = bundle.model.class_names
     ctx = (bundle.spec.key, item.digest)
-    cls_col, find_col, k_col = st.columns([2.8, 1.4, 0.62], vertical_alignment="bottom")
+    row = st.container(horizontal=True, vertical_alignment="bottom", gap="small", key="class_row")
+    cls_col, find_col, k_col = row.container(width="stretch"), row.container(width=230), row.container(width=92)
     with k_col:
         k = panels.topk_ui(url, len(names), ctx, lambda: ranking(bundle.spec.key, item.key))
     wanted = st.session_state.setdefault(state.K.CLASSES, {}).get(ctx)
@@ -108,7 +110,7 @@ def _view(
     with notes:
         panels.class_messages_ui(ctx, names, result.probs)
     with scores_box:
-        panels.show_scores(ctx, result, ids, names)
+        panels.show_scores(ctx, item, result, ids, names)
     with figures:
         _overlays(bundle, item, layer, methods, result, tuple(ids))
     shared = bundle.spec.url_model
