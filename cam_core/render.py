@@ -10,13 +10,13 @@ absolute value so that zero sits at the middle of a diverging colormap
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 __all__ = [
     "COLORMAPS",
@@ -129,10 +129,15 @@ def model_view(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> 
     return (rgb * 255 + 0.5).astype(np.uint8)
 
 
-def to_png_bytes(rgb: np.ndarray) -> bytes:
-    """Encode an RGB uint8 array as PNG bytes."""
+def to_png_bytes(rgb: np.ndarray, text: Mapping[str, str] | None = None) -> bytes:
+    """Encode an RGB uint8 array as PNG bytes; ``text`` becomes PNG text chunks (e.g. what produced it)."""
     buf = io.BytesIO()
-    Image.fromarray(np.asarray(rgb, dtype=np.uint8)).save(buf, format="PNG")
+    info = None
+    if text:
+        info = PngImagePlugin.PngInfo()
+        for key, value in text.items():
+            info.add_text(str(key), str(value))
+    Image.fromarray(np.asarray(rgb, dtype=np.uint8)).save(buf, format="PNG", pnginfo=info)
     return buf.getvalue()
 
 

@@ -136,7 +136,7 @@ def layer_panel(bundle: Bundle, layer: str) -> None:
         bundle.nodes,
         selected=layer,
         model_key=bundle.spec.key,
-        on_select=partial(set_layer, bundle.spec.key),
+        on_select=partial(_layer_picked, bundle.spec.key),
     )
     if bundle.recommended and layer != bundle.recommended:
         st.button(
@@ -147,6 +147,12 @@ def layer_panel(bundle: Bundle, layer: str) -> None:
             icon=":material/star:",
             key="back_to_recommended",
         )
+
+
+def _layer_picked(model_key: str, layer: str) -> None:
+    """A click in the tree: the page follows; a toast says so where the tree sits under the overlays."""
+    set_layer(model_key, layer)
+    st.toast(f"Layer `{layer}`: the maps above now show it.", icon=":material/layers:")
 
 
 def topk_ui(url: UrlView, num_classes: int, ctx: tuple[str, str], ranking: Callable[[], Sequence[int] | None]) -> int:
