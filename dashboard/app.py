@@ -21,7 +21,7 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 if __package__ in (None, ""):  # `streamlit run dashboard/app.py` runs this file as a script
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dashboard import shell, warmup
+from dashboard import shell, uploads, warmup
 from dashboard.pages import image
 
 
@@ -36,6 +36,7 @@ def main() -> None:
 
 @asynccontextmanager
 async def _lifespan(_app: object) -> AsyncIterator[None]:
+    uploads.sweep(everything=True)  # a previous server's leftovers
     warmup.start()
     yield
 

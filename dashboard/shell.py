@@ -12,7 +12,8 @@ from dataclasses import dataclass
 import streamlit as st
 
 from cam_core.models import FIT_TITLES, WeightsUnavailable
-from dashboard import state, warmup
+from dashboard import access, state, uploads, warmup
+from dashboard.access import ENV_TRUST, Access
 from dashboard.compute import Bundle, ModelSpec, device_label, load_bundle
 from dashboard.feedback import show_error
 from dashboard.sidebar import model_ui
@@ -98,12 +99,31 @@ def _fit_ui(bundle: Bundle, url: state.UrlView) -> str:
     return fit or bundle.model.fit
 
 
+def _access_notes(rights: Access) -> None:
+    """Tell every visitor what the operator allowed, when it matters."""
+    if rights.shared_with_code:
+        st.warning(
+            "This dashboard is served to other machines and lets every visitor use model sources that run code "
+            "on the server (Python factories, pickles, TorchScript): its operator started it that way "
+            f"(`{ENV_TRUST}=yes`).",
+            icon=":material/shield:",
+        )
+
+
 def shared_sidebar() -> Shared:
     """Draw the model section of the sidebar, load the model, and remember the result for the page."""
     url = state.read_url_once()
+    rights = access.current()
+    uploads.sweep()
+    _access_notes(rights)
     with st.sidebar:
         st.header("Model", anchor=False)
-        spec = model_ui(url)
+        spec = model_ui(url, rights)
+        if not rights.trust_visitors and not rights.pinned:
+            st.caption(
+                ":material/shield: A shared server: model sources that run code (Python factories, pickles, "
+                "TorchScript) are off; weights-only files for known architectures work."
+            )
         device = device_label()
     _offline_note()
     if spec is not None:

@@ -3,17 +3,29 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 
 import streamlit as st
 from PIL import Image, ImageOps
 
 from cam_core.engine.methods import METHODS
-from cam_core.io.images import IMAGE_EXTENSIONS, load_image
+from cam_core.io.images import IMAGE_EXTENSIONS, ImageError, load_image
 from cam_core.io.samples import SAMPLE_NAMES, load_sample
+from cam_core.limits import (
+    DECODED_IMAGE_SIDE,
+    IMAGE_CACHE_BYTES,
+    MAX_IMAGE_UPLOAD_BYTES,
+    MAX_SESSION_IMAGES,
+    MAX_SESSION_UPLOAD_BYTES,
+    mb,
+)
 from cam_core.models import DEFAULT_MODEL, list_torchvision_models
-from dashboard.compute import ImageItem, ModelSpec, save_upload
+from dashboard.access import Access, PinnedModel
+from dashboard.caches import BoundedCache
+from dashboard.compute import ImageItem, ModelSpec
 from dashboard.feedback import show_error
 from dashboard.state import K, UrlView
+from dashboard.uploads import save_upload
 
 __all__ = ["images_ui", "methods_ui", "model_ui", "sample_item"]
 
@@ -23,12 +35,14 @@ SOURCES = {
     "checkpoint": "Upload a checkpoint",
     "factory": "Python factory",
 }
-SOURCE_CAPTIONS = [
-    "EfficientNet-Lite0, ImageNet weights shipped with the package: no download",
-    "any torchvision classifier; pretrained weights need internet once",
-    "TorchScript, state dict (+ architecture) or a pickled model",
-    "package.module:function returning an nn.Module",
-]
+SOURCE_CAPTIONS = {
+    "default": "EfficientNet-Lite0, ImageNet weights shipped with the package: no download",
+    "torchvision": "any torchvision classifier; pretrained weights need internet once",
+    "checkpoint": "TorchScript, state dict (+ architecture) or a pickled model",
+    "factory": "package.module:function returning an nn.Module",
+}
+WEIGHTS_ONLY_CAPTION = "a state dict for a known architecture (weights only: files that carry code are refused)"
+CODE_SOURCES = ("factory",)  # the checkpoint source stays, restricted to weights
 CHECKPOINT_TYPES = ["pt", "pth", "ckpt"]
 SLOW_HELP = (
     "Each method gets its own figure. Score-CAM and Ablation-CAM run one forward pass per channel of the layer: "
@@ -62,8 +76,34 @@ def _trust_ui(key: str) -> bool:
     return trust
 
 
-def model_ui(url: UrlView) -> ModelSpec | None:
-    """The model the user asks for, or ``None`` while a custom model is incomplete."""
+def _pinned_ui(url: UrlView, pinned: Sequence[PinnedModel]) -> ModelSpec:
+    """The operator's models (a demo): visitors choose among them only."""
+    titles = [m.title for m in pinned]
+    if K.PINNED not in st.session_state and url.model and url.model.removeprefix("pinned:") in titles:
+        st.session_state[K.PINNED] = url.model.removeprefix("pinned:")
+    title = st.selectbox("Model", titles, key=K.PINNED, help="The models this dashboard's operator made available.")
+    return pinned[titles.index(title)].spec
+
+
+def _sources_ui(trusted: bool) -> str:
+    sources = [s for s in SOURCES if trusted or s not in CODE_SOURCES]
+    captions = [SOURCE_CAPTIONS[s] if trusted or s != "checkpoint" else WEIGHTS_ONLY_CAPTION for s in sources]
+    if st.session_state.get(K.SOURCE) not in sources:
+        st.session_state.pop(K.SOURCE, None)
+    labels = {**SOURCES, "checkpoint": SOURCES["checkpoint"] if trusted else "Upload weights"}
+    return st.radio("Model source", sources, format_func=labels.get, captions=captions, key=K.SOURCE)
+
+
+def model_ui(url: UrlView, access: Access) -> ModelSpec | None:
+    """The model the user asks for, or ``None`` while a custom model is incomplete.
+
+    What a visitor may ask for follows the server's :class:`~dashboard.access.Access`: the operator's
+    list only, when there is one; no code-bearing source (factory, pickle, TorchScript) unless the
+    operator trusts visitors.
+    """
+    if access.pinned:
+        return _pinned_ui(url, access.pinned)
+    trusted = access.trust_visitors
     names = list_torchvision_models()
     if K.SOURCE not in st.session_state and url.model:
         # A shared link: the offline default or a torchvision name (uploads cannot travel in a URL).
@@ -71,7 +111,7 @@ def model_ui(url: UrlView) -> ModelSpec | None:
         if url.model in names:
             st.session_state[K.TV_NAME] = url.model
             st.session_state[K.TV_PRETRAINED] = url.weights != "none"
-    source = st.radio("Model source", list(SOURCES), format_func=SOURCES.get, captions=SOURCE_CAPTIONS, key=K.SOURCE)
+    source = _sources_ui(trusted)
     if source == "default":
         return ModelSpec()
     if source == "torchvision":
@@ -90,27 +130,40 @@ def model_ui(url: UrlView) -> ModelSpec | None:
             source="torchvision", name=name, weights="DEFAULT" if pretrained else None, labels=_labels_ui("tv_labels")
         )
     if source == "checkpoint":
-        ckpt = st.file_uploader("Checkpoint (.pt, .pth, .ckpt)", type=CHECKPOINT_TYPES, key="ckpt_file")
-        arch = st.selectbox(
-            "Architecture of a state dict",
-            [NO_ARCH, DEFAULT_MODEL, *names],
-            key="ckpt_arch",
-            help="A state dict holds only weights: name the architecture they fit. Not needed for TorchScript.",
-        )
-        trust = _trust_ui("ckpt_trust")
-        labels = _labels_ui("ckpt_labels")
-        if ckpt is None:
-            st.info("Upload a checkpoint to load it.", icon=":material/upload_file:")
-            return None
-        return ModelSpec(
-            source="checkpoint",
-            name=ckpt.name,
-            weights=None,
-            arch=None if arch == NO_ARCH else arch,
-            checkpoint=save_upload(ckpt.getvalue(), ckpt.name, (".pt", ".pth", ".ckpt")),
-            labels=labels,
-            trust=trust,
-        )
+        return _checkpoint_ui(names, trusted)
+    return _factory_ui()
+
+
+def _checkpoint_ui(names: Sequence[str], trusted: bool) -> ModelSpec | None:
+    """A checkpoint upload; on a server that does not trust visitors, weights only, for a known architecture."""
+    what = "Checkpoint (.pt, .pth, .ckpt)" if trusted else "Weights: a state dict (.pt, .pth, .ckpt)"
+    ckpt = st.file_uploader(what, type=CHECKPOINT_TYPES, key="ckpt_file")
+    archs = [NO_ARCH, DEFAULT_MODEL, *names] if trusted else [DEFAULT_MODEL, *names]
+    arch = st.selectbox(
+        "Architecture of a state dict" if trusted else "Architecture",
+        archs,
+        key="ckpt_arch",
+        help="A state dict holds only weights: name the architecture they fit."
+        + (" Not needed for TorchScript." if trusted else ""),
+    )
+    trust = _trust_ui("ckpt_trust") if trusted else False
+    labels = _labels_ui("ckpt_labels")
+    if ckpt is None:
+        st.info("Upload a checkpoint to load it.", icon=":material/upload_file:")
+        return None
+    return ModelSpec(
+        source="checkpoint",
+        name=ckpt.name,
+        weights=None,
+        arch=None if arch == NO_ARCH else arch,
+        checkpoint=save_upload(ckpt.getvalue(), ckpt.name, (".pt", ".pth", ".ckpt")),
+        labels=labels,
+        trust=trust,
+        allow_code=trusted,
+    )
+
+
+def _factory_ui() -> ModelSpec | None:
     factory = st.text_input(
         "Factory",
         placeholder="package.module:function",
@@ -137,10 +190,26 @@ def model_ui(url: UrlView) -> ModelSpec | None:
     )
 
 
-@st.cache_resource(max_entries=64, show_spinner=False)
-def _decode(digest: str, _data: bytes, name: str) -> Image.Image:
-    """Decode once per distinct content (``_data`` is not hashed: ``digest`` stands for it)."""
-    return load_image(_data, name=name)
+def _image_bytes(image: Image.Image) -> int:
+    return image.width * image.height * 3
+
+
+# Decoded uploads, for every session (the same bytes decode to the same pixels), bounded by bytes.
+_DECODED: BoundedCache[Image.Image] = BoundedCache(max_bytes=IMAGE_CACHE_BYTES, sizeof=_image_bytes)
+
+
+def _decode(digest: str, data: bytes, name: str) -> Image.Image:
+    """Decode once per distinct content, kept at most :data:`~cam_core.limits.DECODED_IMAGE_SIDE` a side."""
+
+    def decode() -> Image.Image:
+        if len(data) > MAX_IMAGE_UPLOAD_BYTES:
+            raise ImageError(f"{name} is {mb(len(data))}, more than the {mb(MAX_IMAGE_UPLOAD_BYTES)} allowed per image")
+        image = load_image(data, name=name)
+        if max(image.size) > DECODED_IMAGE_SIDE:
+            image.thumbnail((DECODED_IMAGE_SIDE, DECODED_IMAGE_SIDE), Image.Resampling.LANCZOS)
+        return image
+
+    return _DECODED.get_or_build(digest, decode)
 
 
 @st.cache_resource(show_spinner=False)
@@ -167,6 +236,30 @@ def _unique(label: str, taken: set[str]) -> str:
     return out
 
 
+def _within_session_limits(uploads: list, others: int) -> list:
+    """The uploads this session may work with: at most :data:`~cam_core.limits.MAX_SESSION_IMAGES` images and
+    :data:`~cam_core.limits.MAX_SESSION_UPLOAD_BYTES` in all; beyond that, one line says which limit."""
+    kept, total = [], 0
+    for up in uploads:
+        if len(kept) + others >= MAX_SESSION_IMAGES:
+            st.warning(
+                f"{len(uploads) - len(kept)} more images were not opened: one session works with at most "
+                f"{MAX_SESSION_IMAGES} at once; remove some uploads to add others.",
+                icon=":material/block:",
+            )
+            break
+        if total + up.size > MAX_SESSION_UPLOAD_BYTES:
+            st.warning(
+                f"{up.name} and the uploads after it were not opened: they would take this session over "
+                f"{mb(MAX_SESSION_UPLOAD_BYTES)} of uploads.",
+                icon=":material/block:",
+            )
+            break
+        kept.append(up)
+        total += up.size
+    return kept
+
+
 def images_ui(url: UrlView) -> list[ImageItem]:
     """Uploaded files, chosen samples and a camera snapshot, decoded; bad files are reported and skipped."""
     uploads = st.file_uploader(
@@ -186,7 +279,8 @@ def images_ui(url: UrlView) -> list[ImageItem]:
 
     items: list[ImageItem] = []
     taken: set[str] = set()
-    for up in uploads or []:
+    uploads = _within_session_limits(list(uploads or []), len(samples or []) + (camera is not None))
+    for up in uploads:
         data = up.getvalue()
         digest = hashlib.sha1(data).hexdigest()
         try:
