@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from PIL import Image, PngImagePlugin
 
+from .errors import CamError
+
 __all__ = [
     "COLORMAPS",
     "View",
@@ -77,7 +79,7 @@ def view_map(cam: np.ndarray, view: View = "relu") -> np.ndarray:
     if view == "signed":
         top = float(np.abs(cam).max()) if cam.size else 0.0
         return 0.5 + 0.5 * (cam / top if top > 0 else np.zeros_like(cam))
-    raise ValueError(f"unknown view {view!r}; choose relu or signed")
+    raise CamError(f"unknown view {view!r}; choose relu or signed")
 
 
 def evidence_alpha(unit: np.ndarray | float, view: View) -> np.ndarray | float:
@@ -93,7 +95,7 @@ def evidence_alpha(unit: np.ndarray | float, view: View) -> np.ndarray | float:
 def colorize(unit: np.ndarray, cmap: str = "inferno") -> np.ndarray:
     """Values in [0, 1] (h, w) → RGB uint8 (h, w, 3) through a colormap lookup table."""
     if cmap not in COLORMAPS:
-        raise ValueError(f"unknown colormap {cmap!r}; choose from {', '.join(COLORMAPS)}")
+        raise CamError(f"unknown colormap {cmap!r}; choose from {', '.join(COLORMAPS)}")
     idx = np.clip(np.rint(np.asarray(unit, dtype=np.float32) * 255.0), 0, 255).astype(np.uint8)
     return COLORMAPS[cmap][idx]
 

@@ -44,6 +44,7 @@ from PIL import Image
 from torch import nn
 from torchvision.transforms import InterpolationMode
 
+from ..engine.explainer import float_dtype
 from ..errors import CamError, choices_hint
 from . import efficientnet_lite
 from .preprocess import FITS, Fit, Placement, Preprocess, check_fit
@@ -723,13 +724,14 @@ def _read_labels(path: Path) -> list[str]:
 
 def _count_outputs(module: nn.Module, size: tuple[int, int]) -> int:
     """Number of logits, from one forward pass on a blank image of the input size."""
+    dtype = float_dtype(module)
     try:
         with torch.no_grad():
-            out = module(torch.zeros(1, 3, *size))
+            out = module(torch.zeros(1, 3, *size, dtype=dtype))
     except Exception as exc:  # the user's model: its failure is a message, not a crash
         raise CamError(
-            f"the model failed on a 1×3×{size[0]}×{size[1]} input ({type(exc).__name__}: {_first_line(exc)}); "
-            "check --input-size"
+            f"the model failed on a 1×3×{size[0]}×{size[1]} {str(dtype).removeprefix('torch.')} input "
+            f"({type(exc).__name__}: {_first_line(exc)}); check --input-size"
         ) from exc
     if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != 1:
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
@@ -743,7 +745,7 @@ def _takes_any_size(module: nn.Module, size: tuple[int, int]) -> bool:
     h, w = size
     try:
         with torch.no_grad():
-            out = module(torch.zeros(1, 3, h, w + max(32, w // 2)))
+            out = module(torch.zeros(1, 3, h, w + max(32, w // 2), dtype=float_dtype(module)))
     except Exception:  # the user's model: any failure means "not at this size"
         return False
     return isinstance(out, torch.Tensor) and out.ndim == 2 and out.shape[0] == 1
