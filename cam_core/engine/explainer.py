@@ -338,7 +338,7 @@ def explain(
     dev = resolve_device(device)
     with model_lock(module), memory_errors(dev), eval_mode(module):
         place_model(module, dev)
-        layer = layer or recommended_layer(model)
+        layer = layer or recommended_layer(model, input_size=tuple(x.shape[-2:]))
         to_grid = grid_transform(model, layer, input_size=tuple(x.shape[-2:]))
         x = x.to(device=dev, dtype=float_dtype(module))
         with capture_layers(module, [layer]) as cap, torch.no_grad():
