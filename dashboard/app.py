@@ -16,12 +16,15 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import streamlit as st
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 if __package__ in (None, ""):  # `streamlit run dashboard/app.py` runs this file as a script
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dashboard import shell, uploads, warmup
+from dashboard import shell, stats, uploads, warmup
 from dashboard.pages import image
 
 
@@ -34,6 +37,11 @@ def main() -> None:
     nav.run()
 
 
+async def _stats(_request: Request) -> JSONResponse:
+    """``/_camdash/stats``: memory, caches, sessions, hooks (see :mod:`dashboard.stats`)."""
+    return JSONResponse(stats.snapshot())
+
+
 @asynccontextmanager
 async def _lifespan(_app: object) -> AsyncIterator[None]:
     uploads.sweep(everything=True)  # a previous server's leftovers
@@ -42,6 +50,6 @@ async def _lifespan(_app: object) -> AsyncIterator[None]:
 
 
 if get_script_run_ctx() is None:  # imported by the server at start-up (not a session's run)
-    app = st.App(__file__, lifespan=_lifespan)
+    app = st.App(__file__, lifespan=_lifespan, routes=[Route("/_camdash/stats", _stats)])
 else:
     main()

@@ -49,6 +49,11 @@ class BoundedCache(Generic[V]):
     def __len__(self) -> int:
         return len(self._items)
 
+    def values(self) -> list[V]:
+        """The values kept, least recently used first."""
+        with self._lock:
+            return [v for v, _ in self._items.values()]
+
     def get(self, key: Hashable) -> V | None:
         """The value for ``key`` (marked as just used), or ``None``."""
         with self._lock:

@@ -29,7 +29,16 @@ from cam_core import ExplainResult, explain, list_layers, load_model
 from cam_core.engine import resolve_device
 from cam_core.engine.methods import METHODS
 from cam_core.errors import CamError
-from cam_core.limits import FIGURE_CACHE_ENTRIES, MAP_CACHE_BYTES, MODEL_CACHE_BYTES
+from cam_core.io.images import ImageError, load_image
+from cam_core.limits import (
+    DECODED_IMAGE_SIDE,
+    FIGURE_CACHE_ENTRIES,
+    IMAGE_CACHE_BYTES,
+    MAP_CACHE_BYTES,
+    MAX_IMAGE_UPLOAD_BYTES,
+    MODEL_CACHE_BYTES,
+    mb,
+)
 from cam_core.models import DEFAULT_MODEL, LoadedModel, Placement
 from cam_core.models.layers import HINT_TEXT
 from cam_core.render import model_view
@@ -44,12 +53,16 @@ __all__ = [
     "ModelInput",
     "ModelSpec",
     "ViewResult",
+    "cached_bundles",
     "compute_view",
+    "decode_image",
     "device_label",
     "figure_cache",
+    "image_cache_bytes",
     "is_slow",
     "load_bundle",
     "map_cache",
+    "model_cache_bytes",
     "pending",
     "ranking",
 ]
@@ -222,6 +235,43 @@ def _load_bundle(spec: ModelSpec) -> Bundle:
     )
 
 
+def _image_bytes(image: Image.Image) -> int:
+    return image.width * image.height * 3
+
+
+# Decoded uploads, for every session (the same bytes decode to the same pixels), bounded by bytes.
+_DECODED: BoundedCache[Image.Image] = BoundedCache(max_bytes=IMAGE_CACHE_BYTES, sizeof=_image_bytes)
+
+
+def decode_image(digest: str, data: bytes, name: str) -> Image.Image:
+    """Decode once per distinct content, kept at most :data:`~cam_core.limits.DECODED_IMAGE_SIDE` a side."""
+
+    def decode() -> Image.Image:
+        if len(data) > MAX_IMAGE_UPLOAD_BYTES:
+            raise ImageError(f"{name} is {mb(len(data))}, more than the {mb(MAX_IMAGE_UPLOAD_BYTES)} allowed per image")
+        image = load_image(data, name=name)
+        if max(image.size) > DECODED_IMAGE_SIDE:
+            image.thumbnail((DECODED_IMAGE_SIDE, DECODED_IMAGE_SIDE), Image.Resampling.LANCZOS)
+        return image
+
+    return _DECODED.get_or_build(digest, decode)
+
+
+def image_cache_bytes() -> int:
+    """Bytes of decoded images kept."""
+    return _DECODED.nbytes
+
+
+def cached_bundles() -> list[Bundle]:
+    """The models loaded now."""
+    return _MODELS.values()
+
+
+def model_cache_bytes() -> int:
+    """Bytes of the models' parameters and buffers kept loaded."""
+    return _MODELS.nbytes
+
+
 def device_label() -> str:
     """Where the maps are computed, e.g. ``GPU: NVIDIA H100`` or ``CPU (2 threads)``."""
     dev = resolve_device("auto")
@@ -267,6 +317,11 @@ class MapCache:
             while self._bytes > self.max_bytes and len(self._maps) > 1:
                 _, old = self._maps.popitem(last=False)
                 self._bytes -= old.raw.nbytes + old.up.nbytes
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the maps kept."""
+        return self._bytes
 
     def scores(self, key: tuple[str, str]) -> tuple[np.ndarray, np.ndarray] | None:
         """(logits, probs) for (model, image), if known."""

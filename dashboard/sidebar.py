@@ -9,20 +9,16 @@ import streamlit as st
 from PIL import Image, ImageOps
 
 from cam_core.engine.methods import METHODS
-from cam_core.io.images import IMAGE_EXTENSIONS, ImageError, load_image
+from cam_core.io.images import IMAGE_EXTENSIONS
 from cam_core.io.samples import SAMPLE_NAMES, load_sample
 from cam_core.limits import (
-    DECODED_IMAGE_SIDE,
-    IMAGE_CACHE_BYTES,
-    MAX_IMAGE_UPLOAD_BYTES,
     MAX_SESSION_IMAGES,
     MAX_SESSION_UPLOAD_BYTES,
     mb,
 )
 from cam_core.models import DEFAULT_MODEL, list_torchvision_models
 from dashboard.access import Access, PinnedModel
-from dashboard.caches import BoundedCache
-from dashboard.compute import ImageItem, ModelSpec
+from dashboard.compute import ImageItem, ModelSpec, decode_image
 from dashboard.feedback import show_error
 from dashboard.state import K, UrlView
 from dashboard.uploads import save_upload
@@ -190,28 +186,6 @@ def _factory_ui() -> ModelSpec | None:
     )
 
 
-def _image_bytes(image: Image.Image) -> int:
-    return image.width * image.height * 3
-
-
-# Decoded uploads, for every session (the same bytes decode to the same pixels), bounded by bytes.
-_DECODED: BoundedCache[Image.Image] = BoundedCache(max_bytes=IMAGE_CACHE_BYTES, sizeof=_image_bytes)
-
-
-def _decode(digest: str, data: bytes, name: str) -> Image.Image:
-    """Decode once per distinct content, kept at most :data:`~cam_core.limits.DECODED_IMAGE_SIDE` a side."""
-
-    def decode() -> Image.Image:
-        if len(data) > MAX_IMAGE_UPLOAD_BYTES:
-            raise ImageError(f"{name} is {mb(len(data))}, more than the {mb(MAX_IMAGE_UPLOAD_BYTES)} allowed per image")
-        image = load_image(data, name=name)
-        if max(image.size) > DECODED_IMAGE_SIDE:
-            image.thumbnail((DECODED_IMAGE_SIDE, DECODED_IMAGE_SIDE), Image.Resampling.LANCZOS)
-        return image
-
-    return _DECODED.get_or_build(digest, decode)
-
-
 @st.cache_resource(show_spinner=False)
 def _sample(name: str) -> Image.Image:
     return load_sample(name)
@@ -284,7 +258,7 @@ def images_ui(url: UrlView) -> list[ImageItem]:
         data = up.getvalue()
         digest = hashlib.sha1(data).hexdigest()
         try:
-            image = _decode(digest, data, up.name)
+            image = decode_image(digest, data, up.name)
         except Exception as exc:  # CamError: a message; anything else: a message and details
             show_error(exc, f"reading {up.name}")
             continue
@@ -295,7 +269,7 @@ def images_ui(url: UrlView) -> list[ImageItem]:
         data = camera.getvalue()
         digest = hashlib.sha1(data).hexdigest()
         try:
-            items.append(ImageItem(_unique("camera snapshot", taken), _decode(digest, data, "snapshot"), digest))
+            items.append(ImageItem(_unique("camera snapshot", taken), decode_image(digest, data, "snapshot"), digest))
         except Exception as exc:
             show_error(exc, "reading the snapshot")
     return items
