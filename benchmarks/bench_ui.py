@@ -69,13 +69,13 @@ def _free_port() -> int:
 
 
 @contextmanager
-def server(checkout: Path) -> Iterator[str]:
-    """A fresh Streamlit server on the checkout's dashboard, bound to 127.0.0.1."""
+def server(checkout: Path, *flags: str) -> Iterator[str]:
+    """A fresh Streamlit server on the checkout's dashboard, bound to 127.0.0.1 (``flags``: more options)."""
     port = _free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.address", "127.0.0.1",
          "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
-         "--server.fileWatcherType", "none", "--runner.postScriptGC", "false"],
+         "--server.fileWatcherType", "none", "--runner.postScriptGC", "false", *flags],
         cwd=checkout,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -26,7 +26,7 @@ import torch
 from PIL import Image
 
 from cam_core import ExplainResult, explain, list_layers, load_model
-from cam_core.engine import resolve_device
+from cam_core.engine import OutOfMemory, resolve_device
 from cam_core.engine.methods import METHODS
 from cam_core.errors import CamError
 from cam_core.io.images import ImageError, load_image
@@ -54,6 +54,7 @@ __all__ = [
     "ModelSpec",
     "ViewResult",
     "cached_bundles",
+    "cached_scores",
     "compute_view",
     "decode_image",
     "device_label",
@@ -402,7 +403,8 @@ def _explain(
     """One ``explain()`` for all ``methods``; if the engine rejects one of several (CAM at a layer
     without a GAP + linear head, say), each runs on its own so that the others still show.
 
-    Failures are remembered in the cache; returns the results and the (method, class) pairs stored.
+    Failures are remembered in the cache (they are properties of the model and layer), except running
+    out of memory, which passes; returns the results and the (method, class) pairs stored.
     """
     cache = map_cache()
     layer = prefix[2]
@@ -412,6 +414,8 @@ def _explain(
             region=inp.region,
         )
         return [res], _store(cache, prefix, res)
+    except OutOfMemory:
+        raise
     except CamError as exc:
         if len(methods) == 1:
             cache.put_error(prefix, methods[0], str(exc))
@@ -422,6 +426,8 @@ def _explain(
             res = explain(
                 bundle.model, inp.x, layer=layer, classes=classes, methods=[m], progress=progress, region=inp.region
             )
+        except OutOfMemory:
+            raise
         except CamError as exc:
             cache.put_error(prefix, m, str(exc))
             continue
@@ -519,7 +525,12 @@ def is_slow(methods: Sequence[str]) -> bool:
     return any(METHODS[m].kind == "perturbation" for m in methods if m in METHODS)
 
 
+def cached_scores(model_key: str, item_key: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """(logits, probs) of an input (``ImageItem.key``) the model has seen, else ``None``."""
+    return map_cache().scores((model_key, item_key))
+
+
 def ranking(model_key: str, item_key: str) -> list[int] | None:
     """Class ids of an input (``ImageItem.key``) by decreasing probability, if it was seen (else ``None``)."""
-    scores = map_cache().scores((model_key, item_key))
+    scores = cached_scores(model_key, item_key)
     return None if scores is None else np.argsort(-scores[1], kind="stable").tolist()

@@ -35,6 +35,7 @@ from .targets import Target, resolve_target
 
 __all__ = [
     "ExplainResult",
+    "OutOfMemory",
     "check_batch_size",
     "check_finite",
     "eval_mode",
@@ -134,6 +135,10 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 _OOM_MARKERS = ("out of memory", "can't allocate memory", "cannot allocate memory")
 
 
+class OutOfMemory(CamError):
+    """The device ran out of memory: a passing condition (fewer classes, another time), not a property of the input."""
+
+
 @contextmanager
 def memory_errors(dev: torch.device, what: str = "computing the maps") -> Iterator[None]:
     """Turn running out of (GPU or CPU) memory into a CamError that says what to reduce."""
@@ -146,7 +151,7 @@ def memory_errors(dev: torch.device, what: str = "computing the maps") -> Iterat
             raise
         if dev.type == "cuda":
             torch.cuda.empty_cache()
-        raise CamError(
+        raise OutOfMemory(
             f"out of memory on {dev.type} while {what}: explain fewer classes or images, lower the batch size of "
             "Score-/Ablation-CAM, pick a deeper (smaller) layer, or use another device"
         ) from exc

@@ -23,7 +23,16 @@ import streamlit as st
 
 from cam_core.engine.methods import METHODS
 from dashboard import debug, panels, shell, state
-from dashboard.compute import Bundle, ImageItem, ViewResult, compute_view, is_slow, pending, ranking
+from dashboard.compute import (
+    Bundle,
+    ImageItem,
+    ViewResult,
+    cached_scores,
+    compute_view,
+    is_slow,
+    pending,
+    ranking,
+)
 from dashboard.display import display_toolbar
 from dashboard.feedback import guarded
 from dashboard.sidebar import images_ui, methods_ui
@@ -99,7 +108,13 @@ def _view(
     figures = st.container(key="figures")
     with figures:
         view = _compute(bundle, item, layer, list(methods), wanted, k)
-    if view is None:
+    if view is None:  # the maps failed (the message is shown): the classes stay editable, to undo what failed
+        scores = cached_scores(bundle.spec.key, item.key)
+        if scores is not None:
+            with cls_col:
+                panels.classes_ui(ctx, names)
+            with find_col:
+                panels.find_classes_ui(ctx, names, scores[0])
         return
     result, ids = view
     state.class_selection(ctx, ids)
