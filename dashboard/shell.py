@@ -27,6 +27,7 @@ FIT_HELP = (
     "the maps). The scores change with it."
 )
 _SHARED = "_shared_view"
+WARM_WAIT_S = 90.0
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,8 @@ def _wait_for_warm_start(spec: ModelSpec) -> None:
     if now.done or spec != ModelSpec():
         return
     bar = st.progress(now.fraction, text=f"Getting the dashboard ready: {now.step}…")
-    while not now.done:
+    give_up = time.monotonic() + WARM_WAIT_S
+    while not now.done and time.monotonic() < give_up:  # past that, the page loads the model itself
         time.sleep(0.15)
         now = warmup.status()
         bar.progress(min(1.0, now.fraction), text=f"Getting the dashboard ready: {now.step}…")
@@ -115,7 +117,11 @@ def shared_sidebar() -> Shared:
     url = state.read_url_once()
     rights = access.current()
     uploads.sweep()
-    _access_notes(rights)
+    # Whatever the shell says in the page (notes, progress, load errors) goes in one container that is always
+    # there, so the page after it keeps its place from run to run and the browser keeps its elements.
+    notes = st.container(key="shell_notes")
+    with notes:
+        _access_notes(rights)
     with st.sidebar:
         st.header("Model", anchor=False)
         spec = model_ui(url, rights)
@@ -125,10 +131,11 @@ def shared_sidebar() -> Shared:
                 "TorchScript) are off; weights-only files for known architectures work."
             )
         device = device_label()
-    _offline_note()
-    if spec is not None:
-        _wait_for_warm_start(spec)
-    bundle = _load(spec) if spec is not None else None
+    with notes:
+        _offline_note()
+        if spec is not None:
+            _wait_for_warm_start(spec)
+        bundle = _load(spec) if spec is not None else None
     with st.sidebar:
         fit = _fit_ui(bundle, url) if bundle is not None else "whole"
         st.caption(f":material/memory: Computing on **{device}**")

@@ -74,11 +74,11 @@ def test_running_out_of_memory_is_a_message_and_the_server_keeps_serving(monkeyp
 
     at = _app()
     monkeypatch.setattr(explainer, "_gradient_maps", exhausted)
-    at.text_input(key="class_find").input("goldfish").run()  # a map to compute: the engine runs out of memory
+    at.text_input(key="class_find").input("volcano").run()  # a map to compute: the engine runs out of memory
     assert not at.exception
     assert any("out of memory" in e.value and "explain fewer classes" in e.value for e in at.error)
     monkeypatch.setattr(explainer, "_gradient_maps", real)
-    at.text_input(key="class_find").input("lemon").run()  # the classes stayed editable, and the page goes on
+    at.text_input(key="class_find").input("jellyfish").run()  # the classes stayed editable, and the page goes on
     assert not at.exception and not at.error
     titles = [
         a["text"]
@@ -86,7 +86,7 @@ def test_running_out_of_memory_is_a_message_and_the_server_keeps_serving(monkeyp
         if el.key.startswith("overlay_gradcam_")
         for a in json.loads(el.proto.spec)["layout"]["annotations"]
     ]
-    assert any("lemon" in t for t in titles) and any("goldfish" in t for t in titles)  # not remembered as failing
+    assert any("jellyfish" in t for t in titles) and any("volcano" in t for t in titles)  # not remembered as failing
 
 
 @pytest.mark.e2e

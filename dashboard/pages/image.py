@@ -60,7 +60,8 @@ def main() -> None:
     if not items:
         st.info("Upload an image, pick a sample photo or take a snapshot (sidebar).", icon=":material/image:")
         return
-    item = replace(panels.image_ui(items, url), fit=shared.fit)
+    with st.container(key="image_switcher"):  # always there: what follows keeps its place (and its DOM)
+        item = replace(panels.image_ui(items, url), fit=shared.fit)
     with st.container(key="workspace"):
         main_col, rail = st.columns([2.3, 1.05], gap="medium")
     with rail:
