@@ -6,7 +6,8 @@ Cost rules:
   digest, settings): coming back to a clip, or another session opening it, computes nothing.
 - The films and the frames the scrubber shows are cached per (run, smoothing): smoothing is a
   display choice, so changing it re-draws the films (a decode and an encode) and never recomputes maps.
-- Both caches are bounded by bytes (least recently used first out) and thread-safe.
+- Both caches are bounded by bytes (:data:`~cam_core.limits.VIDEO_RUN_CACHE_BYTES`,
+  :data:`~cam_core.limits.FILM_CACHE_BYTES`; least recently used first out) and thread-safe.
 """
 
 from __future__ import annotations
@@ -14,9 +15,7 @@ from __future__ import annotations
 import hashlib
 import io
 import tempfile
-import threading
-from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -29,6 +28,8 @@ from cam_core.engine.clip import ClipResult, explain_clip
 from cam_core.film import Films, display_maps, maps_on_frames, write_films
 from cam_core.io.samples import SAMPLE_CLIP, write_sample_clip
 from cam_core.io.video import Sampling, VideoInfo, probe_video
+from cam_core.limits import FILM_CACHE_BYTES, VIDEO_RUN_CACHE_BYTES
+from dashboard.caches import BoundedCache
 from dashboard.compute import Bundle
 
 __all__ = [
@@ -40,8 +41,10 @@ __all__ = [
     "cached_run",
     "compute_films",
     "compute_run",
+    "film_cache_bytes",
     "frame_maps",
     "probe",
+    "run_cache_bytes",
     "run_key",
     "sample_clip",
 ]
@@ -101,36 +104,18 @@ class FilmSet:
         return sum(map(len, self.films.values())) + sum(map(len, self.backgrounds))
 
 
-class _Lru:
-    """A process-wide LRU bounded by bytes; values have ``nbytes``."""
-
-    def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
-        self._items: OrderedDict[Hashable, object] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: Hashable) -> object | None:
-        with self._lock:
-            found = self._items.get(key)
-            if found is not None:
-                self._items.move_to_end(key)
-            return found
-
-    def put(self, key: Hashable, value: object) -> None:
-        with self._lock:
-            self._items[key] = value
-            while len(self._items) > 1 and sum(v.nbytes for v in self._items.values()) > self.max_bytes:
-                self._items.popitem(last=False)
+_RUNS: BoundedCache[VideoRun] = BoundedCache(max_bytes=VIDEO_RUN_CACHE_BYTES, sizeof=lambda run: run.nbytes)
+_FILMS: BoundedCache[FilmSet] = BoundedCache(max_bytes=FILM_CACHE_BYTES, sizeof=lambda films: films.nbytes)
 
 
-@st.cache_resource(show_spinner=False)
-def _runs() -> _Lru:
-    return _Lru(512 * 2**20)
+def run_cache_bytes() -> int:
+    """Bytes of the runs kept (for ``/_camdash/stats``)."""
+    return _RUNS.nbytes
 
 
-@st.cache_resource(show_spinner=False)
-def _films() -> _Lru:
-    return _Lru(256 * 2**20)
+def film_cache_bytes() -> int:
+    """Bytes of the films and scrubber frames kept (for ``/_camdash/stats``)."""
+    return _FILMS.nbytes
 
 
 def run_key(bundle: Bundle, layer: str, digest: str, settings: ClipSettings) -> tuple[object, ...]:
@@ -140,7 +125,7 @@ def run_key(bundle: Bundle, layer: str, digest: str, settings: ClipSettings) -> 
 
 def cached_run(key: tuple[object, ...]) -> VideoRun | None:
     """The run for ``key`` if it was computed (by any session)."""
-    return _runs().get(key)  # type: ignore[return-value]
+    return _RUNS.get(key)
 
 
 def compute_run(
@@ -166,13 +151,13 @@ def compute_run(
         sampling=settings.sampling, batch_size=settings.batch_size, progress=progress, name=label,
     )
     run = VideoRun(key, path, label, result)
-    _runs().put(key, run)
+    _RUNS.put(key, run)
     return run
 
 
 def cached_films(run: VideoRun, smooth: float) -> FilmSet | None:
     """The films of ``run`` at ``smooth`` if they were drawn."""
-    return _films().get((run.key, smooth))  # type: ignore[return-value]
+    return _FILMS.get((run.key, smooth))
 
 
 def compute_films(run: VideoRun, smooth: float, progress: Progress | None = None) -> FilmSet:
@@ -197,7 +182,7 @@ def compute_films(run: VideoRun, smooth: float, progress: Progress | None = None
         for p in paths.values():
             p.unlink(missing_ok=True)
         folder.rmdir()
-    _films().put((run.key, smooth), films)
+    _FILMS.put((run.key, smooth), films)
     return films
 
 

@@ -12,6 +12,7 @@ from .capture import LayerNotFound, capture_layers, get_layer, model_lock, repla
 from .clip import Cancelled, ClipResult, explain_clip, parse_clip_classes, video_fit
 from .explainer import (
     ExplainResult,
+    OutOfMemory,
     explain,
     match_classes,
     memory_errors,
@@ -32,6 +33,7 @@ __all__ = [
     "ExplainResult",
     "LayerNotFound",
     "Method",
+    "OutOfMemory",
     "Target",
     "capture_layers",
     "check_methods",

@@ -26,6 +26,7 @@ import av
 import numpy as np
 
 from ..errors import CamError
+from ..limits import MAX_VIDEO_BYTES, MAX_VIDEO_FRAME_PIXELS, MAX_VIDEO_FRAMES, MAX_VIDEO_SECONDS
 
 __all__ = [
     "MAX_DURATION_S",
@@ -44,11 +45,11 @@ __all__ = [
     "upright",
 ]
 
-# The limits, in one place (the CLI and the dashboard use these; each error names the way around it).
-MAX_FILE_BYTES = 1 * 2**30  # 1 GiB
-MAX_DURATION_S = 20 * 60.0  # 20 minutes
-MAX_FRAME_PIXELS = 3840 * 2160  # 4K UHD
-MAX_FRAMES = 3000  # frames explained in one run, after sampling (100 s at 30 fps)
+# The limits (set in cam_core.limits with every other; each error names the way around it).
+MAX_FILE_BYTES = MAX_VIDEO_BYTES
+MAX_DURATION_S = MAX_VIDEO_SECONDS
+MAX_FRAME_PIXELS = MAX_VIDEO_FRAME_PIXELS
+MAX_FRAMES = MAX_VIDEO_FRAMES
 
 # File name extensions, e.g. for an upload widget's ``type=``.
 VIDEO_EXTENSIONS: tuple[str, ...] = ("mp4", "m4v", "mov", "webm", "mkv", "avi", "gif")
