@@ -151,7 +151,7 @@ def test_frame_goes_to_the_image_page_with_the_same_model_and_layer(ran) -> None
     _no_failure(at)
     label = at.session_state["current_image"]
     assert label.startswith("cat → espresso (sample) @ ") and label.endswith(" s")
-    assert any(t.value.endswith("Class activation maps") for t in at.title)  # the image page
+    assert any(t.value.endswith("Class activation maps") for t in at.subheader)  # the image page
     assert at.segmented_control(key="current_image").value == label
     assert at.text_input(key="factory_spec").value == "tiny:gapnet"  # the same sidebar model …
     assert any("layer features.1" in b for b in _badges(at))  # … and layer

@@ -66,7 +66,7 @@ __all__ = ["PLAY_TICK_S", "main"]
 
 PLAY_TICK_S = 0.6  # one scrubber step while playing
 HOW_TO_READ = (
-    "**How to read this:** every explained frame gets the map of the chosen classes, drawn on **one colour scale "
+    "Every explained frame gets the map of the chosen classes, drawn on **one colour scale "
     "for the whole clip** (weak evidence looks weak; nothing flickers). The film burns in each frame's top-1 class "
     "and probability. Scrub to a frame to see its maps side by side, fade them with the slider under the figure, "
     "and click the timeline to jump to a moment."
@@ -76,8 +76,10 @@ HOW_TO_READ = (
 def main() -> None:
     """Wire the page: clip and model, settings, the Run button, then the results."""
     shared = shell.current()
-    st.title(":material/movie: Video: class activation maps over a clip", anchor=False)
-    st.caption(HOW_TO_READ)
+    with st.container(horizontal=True, vertical_alignment="center", gap="medium"):  # as the image page's header
+        st.subheader(":material/movie: Video: class activation maps over a clip", anchor=False, width="content")
+        with st.popover("How to read this", icon=":material/help:", type="tertiary"):
+            st.markdown(HOW_TO_READ)
     clip_col, model_col = st.columns([1, 1.2], gap="large")
     with clip_col:
         clip = clip_ui()
