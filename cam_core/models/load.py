@@ -10,7 +10,14 @@ A model spec is one of:
 - a ``.pt``/``.pth``/``.ckpt`` file: a TorchScript archive, or a state dict
   (plus ``arch``), or, only with ``trust_checkpoint``, a pickled ``nn.Module``;
 - ``package.module:function``: a factory returning an ``nn.Module``, with an
-  optional ``checkpoint`` state dict loaded into it.
+  optional ``checkpoint`` state dict loaded into it;
+- ``timm:NAME``: a timm model (:mod:`cam_core.models.timm_source`), pretrained, random or with
+  ``checkpoint``; ``hf:PATH``: a Hugging Face folder (:mod:`cam_core.models.hf_source`);
+- a ``.pt2`` file: a ``torch.export`` program, unflattened so every layer can be hooked
+  (:mod:`cam_core.models.exported`); a ``.safetensors`` file is a state dict wherever one is taken.
+
+A model whose forward returns a tuple, a dict or a ``ModelOutput`` gets its logits picked by the
+rule in :mod:`cam_core.models.outputs` (``output=`` overrides it).
 
 Files are read with ``torch.load(weights_only=True)``: unpickling anything else
 can run arbitrary code, so full modules need an explicit opt-in.
@@ -44,8 +51,10 @@ from torch import nn
 from torchvision.transforms import InterpolationMode
 
 from ..errors import CamError, choices_hint
-from . import efficientnet_lite
+from . import efficientnet_lite, exported, hf_source, timm_source
+from .outputs import as_classifier
 from .preprocess import FITS, Fit, Placement, Preprocess, check_fit
+from .safetensors_file import SAFETENSORS_SUFFIX, is_safetensors, read_safetensors
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -64,13 +73,13 @@ __all__ = [
 DEFAULT_MODEL = "efficientnet_lite0"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", SAFETENSORS_SUFFIX, exported.PT2_SUFFIX)
 _NET_TIMEOUT_S = 10.0
 _FACTORY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "network")
 _SPEC_FORMS = (
     "'efficientnet_lite0' (offline default), a torchvision model name such as 'resnet50', "
-    "a .pt/.pth/.ckpt file, or a factory 'package.module:function'"
+    "'timm:NAME', 'hf:FOLDER', a .pt/.pth/.ckpt/.safetensors/.pt2 file, or a factory 'package.module:function'"
 )
 
 
@@ -159,6 +168,8 @@ class _Built:
     notes: list[str] = field(default_factory=list)
     recommended_layer: str | None = None
     assumed_preprocessing: bool = False
+    fit: str | None = None  # the recipe's own fit when it is not the usual default (a processor that squashes)
+    probe_output: bool = False  # what the forward returns is unknown (the user's module): try it once
 
 
 @functools.cache
@@ -198,6 +209,7 @@ def load_model(
     std: Sequence[float] | None = None,
     import_paths: Sequence[str | os.PathLike[str]] = (),
     fit: str | None = None,
+    output: str | int | None = None,
 ) -> LoadedModel:
     """Load a classifier from a spec (see the module docstring for the forms).
 
@@ -215,7 +227,10 @@ def load_model(
         std: Per-channel normalisation std, overriding the default.
         import_paths: Folders added to ``sys.path`` while a factory's module is imported.
         fit: The default fit of ``preprocess`` (``whole``, ``crop``, ``squash``, ``letterbox``); by default
-            ``whole`` for models that take any input size, else ``letterbox``.
+            ``whole`` for models that take any input size, else ``letterbox`` (``squash`` where the
+            model's own processor squashes).
+        output: For a model returning a tuple or dict: the key, attribute or index of its logits
+            (default: the rule in :mod:`cam_core.models.outputs`).
 
     Returns:
         The model with class names and preprocessing.
@@ -231,7 +246,11 @@ def load_model(
     if not text:
         raise UnknownModel(f"no model given; use {_SPEC_FORMS}")
     ckpt = Path(checkpoint) if checkpoint is not None else None
-    if text.lower().endswith(CHECKPOINT_SUFFIXES) or Path(text).is_file():
+    if text.startswith(timm_source.PREFIX):
+        built = timm_source.build_timm(text, weights, ckpt, trust_checkpoint, _weights_word(weights))
+    elif text.startswith(hf_source.PREFIX):
+        built = hf_source.build_hf(text)
+    elif text.lower().endswith(CHECKPOINT_SUFFIXES) or Path(text).is_file():
         if ckpt is not None:
             raise CamError(f"a checkpoint goes with a factory or an architecture name, not with the file {text}")
         built = _from_file(Path(text), arch, trust_checkpoint)
@@ -247,7 +266,10 @@ def load_model(
             built = _lite0(weights)
         else:
             built = _torchvision(name, weights)
-    return _finish(built, labels, input_size, mean, std, fit)
+    if output is not None or built.probe_output:
+        probe = torch.zeros(1, 3, *(_size(input_size) or built.preprocess.crop_size))
+        built.module = as_classifier(built.module, output, probe)
+    return _finish(built, labels, input_size, mean, std, fit or built.fit)
 
 
 def _arch_name(name: str) -> str:
@@ -400,6 +422,11 @@ def _read_checkpoint(path: Path, trust: bool) -> object:
     """The object stored in ``path``: a ScriptModule, a dict, or (trusted only) anything pickled."""
     if not path.is_file():
         raise CheckpointError(f"no such checkpoint file: {path}")
+    if is_safetensors(path):
+        try:
+            return read_safetensors(path)
+        except CamError as exc:
+            raise CheckpointError(str(exc)) from exc
     if _is_torchscript(path):
         try:
             return torch.jit.load(str(path), map_location="cpu")
@@ -538,8 +565,12 @@ def _into_arch(arch: str, path: Path, trust: bool) -> _Built:
 
 
 def _from_file(path: Path, arch: str | None, trust: bool) -> _Built:
+    if arch is not None and arch.startswith(timm_source.PREFIX):
+        return timm_source.build_timm(arch, None, path, trust, "NONE")
     if arch is not None:
         return _into_arch(_arch_name(arch), path, trust)
+    if exported.is_pt2(path):
+        return exported.build_exported(path, trust)
     obj = _read_checkpoint(path, trust)
     if isinstance(obj, torch.jit.ScriptModule):
         return _Built(
@@ -548,16 +579,19 @@ def _from_file(path: Path, arch: str | None, trust: bool) -> _Built:
             pretrained=True,
             preprocess=_assumed_preprocess(),
             assumed_preprocessing=True,
+            probe_output=True,
             notes=[
                 "TorchScript modules do not run Python hooks, so no layer inside this model can be hooked "
-                "for a CAM; to explain it, load its state dict with --arch, or a factory with --checkpoint"
+                "for a CAM; to explain it, save it with torch.export instead (a .pt2 file keeps every layer "
+                "hookable), load its state dict with --arch, or a factory with --checkpoint"
             ],
         )
     found = _unwrap(obj, path)
     if not isinstance(found, nn.Module):
         raise CheckpointError(
             f"{path} is a state dict (weights only); name its architecture with --arch (a torchvision model "
-            f"name or {DEFAULT_MODEL}), or give a factory 'package.module:function' with --checkpoint {path}"
+            f"name, {DEFAULT_MODEL} or timm:NAME), or give a factory 'package.module:function' or a timm model "
+            f"with --checkpoint {path}"
         )
     return _adopted(found, f"{path.name} (pickled module)")
 
@@ -576,6 +610,7 @@ def _adopted(module: nn.Module, name: str) -> _Built:
         preprocess=_assumed_preprocess(),
         notes=notes,
         assumed_preprocessing=True,
+        probe_output=True,
     )
 
 
