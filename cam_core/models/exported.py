@@ -17,7 +17,6 @@ so a ``.pt2`` file can run code: it loads only with ``trust_checkpoint``.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,7 +35,6 @@ __all__ = ["ORIGINAL_TYPE", "PT2_SUFFIX", "ExportedModel", "build_exported", "is
 PT2_SUFFIX = ".pt2"
 ORIGINAL_TYPE = "original_type"  # attribute of an unflattened module: the class name it was exported from
 _META_DROPPED = ("val", "example_value", "tensor_meta", "unbacked_bindings")
-_SHAPE_ERROR = re.compile(r"Expected input at \*args\[0\]\.shape\[(\d+)\] to be equal to (\d+), but got (\d+)")
 _REEXPORT = (
     "re-export with dynamic_shapes, e.g. torch.export.export(model, (x,), dynamic_shapes=({0: "
     "torch.export.Dim('batch')},))"
@@ -49,21 +47,25 @@ def is_pt2(path: Path) -> bool:
 
 
 class ExportedModel(Classifier):
-    """An unflattened exported program: the logits as a tensor, and shape mismatches as one clear line."""
+    """An unflattened exported program: the logits as a tensor, and inputs of shapes it was not exported
+    for refused in one clear line (the program's own check reads graph metadata that is dropped here)."""
+
+    def __init__(self, model: nn.Module, output: Any = None, shape: tuple[int | None, ...] = ()) -> None:
+        super().__init__(model, output)
+        self.shape = shape
 
     def forward(self, x: Tensor, *args: Any, **kwargs: Any) -> Tensor:
-        try:
-            return super().forward(x, *args, **kwargs)
-        except RuntimeError as exc:
-            match = _SHAPE_ERROR.search(str(exc))
-            if match is None:
-                raise
-            dim, want, got = (int(v) for v in match.groups())
-            what = "batch" if dim == 0 else "input size" if dim >= 2 else "channel count"
-            raise CamError(
-                f"this exported program takes a {what} of {want} only (got {got}): it was exported with a "
-                f"fixed {what}; {_REEXPORT}"
-            ) from exc
+        for dim, (want, got) in enumerate(zip(self.shape, x.shape, strict=False)):
+            if want is not None and want != got:
+                what = "batch" if dim == 0 else "channel count" if dim == 1 else "input size"
+                raise CamError(
+                    f"this exported program takes a {what} of {want} only (got {got}): it was exported with a "
+                    f"fixed {what}; {_REEXPORT}"
+                )
+        return super().forward(x, *args, **kwargs)
+
+    def with_output(self, output: Any) -> ExportedModel:
+        return ExportedModel(self.wrapped, output, self.shape)
 
 
 def _original_types(program: Any) -> dict[str, str]:
@@ -136,7 +138,7 @@ def build_exported(path: Path, trust: bool) -> _Built:
     else:
         preprocess = _assumed_preprocess()
     return _Built(
-        module=ExportedModel(module.eval()),
+        module=ExportedModel(module.eval(), shape=shape),
         name=f"{path.name} (exported program)",
         pretrained=True,
         preprocess=preprocess,

@@ -133,6 +133,10 @@ class Classifier(nn.Module):
     def forward(self, x: Tensor, *args: Any, **kwargs: Any) -> Tensor:
         return pick_logits(self.wrapped(x, *args, **kwargs), x.shape[0], self.output)
 
+    def with_output(self, output: OutputKey | None) -> Classifier:
+        """The same adapter aimed at another output (see :func:`pick_logits`)."""
+        return Classifier(self.wrapped, output)
+
     def train(self, mode: bool = True) -> Classifier:
         super().train(mode)
         self.wrapped.training = mode  # the wrapped root is no child of ours: set its own flag too
@@ -159,7 +163,7 @@ def as_classifier(model: nn.Module, output: OutputKey | None = None, probe: Tens
     if isinstance(model, Classifier):  # already adapted (a source that knows its outputs): only re-aim it
         if output is None or output == model.output:
             return model
-        model = type(model)(model.wrapped, output)
+        model = model.with_output(output)
         if probe is not None:
             with torch.no_grad():
                 model(probe)
