@@ -18,7 +18,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -30,9 +30,11 @@ from PIL import Image
 from cam_core import ExplainResult, explain, list_layers, load_model
 from cam_core.engine import resolve_device
 from cam_core.engine.methods import METHODS
+from cam_core.engine.targets import probabilities
 from cam_core.errors import CamError
 from cam_core.models import DEFAULT_MODEL, LoadedModel, Placement
 from cam_core.models.layers import HINT_TEXT
+from cam_core.models.outputs import parse_output
 from cam_core.render import model_view
 from dashboard.widgets.model_tree import tree_nodes
 
@@ -53,6 +55,7 @@ __all__ = [
     "map_cache",
     "pending",
     "ranking",
+    "save_folder",
     "save_upload",
 ]
 
@@ -64,9 +67,10 @@ T = TypeVar("T")
 class ModelSpec:
     """What model to load, as plain values (hashable: it is the model's cache key).
 
-    ``source`` is ``default``, ``torchvision``, ``checkpoint`` or ``factory``; file
-    fields are paths of saved uploads (named by their content hash, so equal files
-    give equal specs).
+    ``source`` is ``default``, ``torchvision``, ``timm``, ``hf``, ``checkpoint`` or ``factory``;
+    file fields are paths of saved uploads (named by their content hash, so equal files
+    give equal specs); ``name`` is the timm model name or the Hugging Face folder; ``output``
+    names the logits of a model returning a tuple or dict.
     """
 
     source: str = "default"
@@ -77,6 +81,18 @@ class ModelSpec:
     labels: str | None = None
     trust: bool = False
     import_path: str | None = None
+    output: str | None = None
+
+    @property
+    def spec_text(self) -> str:
+        """The ``load_model`` spec this stands for."""
+        if self.source in ("default", "torchvision", "factory"):
+            return self.name
+        if self.source == "timm":
+            return f"timm:{self.name}"
+        if self.source == "hf":
+            return f"hf:{self.name}"
+        return self.checkpoint or ""
 
     @property
     def key(self) -> str:
@@ -91,6 +107,7 @@ class ModelSpec:
                 self.labels,
                 self.trust,
                 self.import_path,
+                self.output,
             )
         )
         return hashlib.sha1(text.encode()).hexdigest()[:16]
@@ -102,6 +119,8 @@ class ModelSpec:
             return DEFAULT_MODEL, None
         if self.source == "torchvision":
             return self.name, None if self.weights == "DEFAULT" else "none"
+        if self.source == "timm" and self.checkpoint is None:
+            return f"timm:{self.name}", None if self.weights == "DEFAULT" else "none"
         return None
 
 
@@ -114,6 +133,7 @@ class Bundle:
     nodes: list[dict]
     camable: frozenset[str]
     recommended: str | None
+    channels: dict[str, int] = field(default_factory=dict)  # CAM-able layer → the channels a CAM weights
 
 
 @dataclass(frozen=True)
@@ -171,6 +191,14 @@ class ViewResult:
     computed: list[tuple[str, int]] = field(default_factory=list)
     seconds: float = 0.0
     errors: dict[str, str] = field(default_factory=dict)
+    probs_kind: str = "softmax"
+
+    def with_probabilities(self, kind: str) -> ViewResult:
+        """The same view with ``softmax`` or ``sigmoid`` (multi-label) probabilities."""
+        if kind == self.probs_kind:
+            return self
+        probs = probabilities(torch.from_numpy(self.logits), kind).numpy()
+        return replace(self, probs=probs, probs_kind=kind)
 
 
 def save_upload(data: bytes, filename: str, suffixes: Sequence[str] = ()) -> str:
@@ -192,6 +220,24 @@ def save_upload(data: bytes, filename: str, suffixes: Sequence[str] = ()) -> str
     return str(path)
 
 
+def save_folder(files: Sequence[tuple[str, bytes]]) -> str:
+    """Write uploaded files (name, bytes) together into a folder named by their joint hash; return it.
+
+    For sources that are a folder of files (a Hugging Face model: config.json, model.safetensors,
+    preprocessor_config.json). Names are reduced to their last part.
+    """
+    digest = hashlib.sha1()
+    for name, data in sorted(files):
+        digest.update(Path(name).name.encode() + b"\0" + hashlib.sha1(data).digest())
+    folder = Path(tempfile.gettempdir()) / "cam_dashboard_uploads" / f"folder_{digest.hexdigest()[:16]}"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, data in files:
+        path = folder / (Path(name).name or "upload")
+        if not path.exists():
+            path.write_bytes(data)
+    return str(folder)
+
+
 @st.cache_resource(max_entries=4, show_spinner=False)
 def load_bundle(spec: ModelSpec) -> Bundle:
     """Load the model and analyse its layers (once per process per spec).
@@ -200,13 +246,14 @@ def load_bundle(spec: ModelSpec) -> Bundle:
         CamError: anything wrong with the spec, the files or the model.
     """
     model = load_model(
-        spec.name if spec.source in ("default", "torchvision", "factory") else spec.checkpoint or "",
+        spec.spec_text,
         weights=spec.weights,
         arch=spec.arch,
-        checkpoint=spec.checkpoint if spec.source == "factory" else None,
+        checkpoint=spec.checkpoint if spec.source in ("factory", "timm") else None,
         labels=spec.labels,
         trust_checkpoint=spec.trust,
         import_paths=[spec.import_path] if spec.import_path else (),
+        output=parse_output(spec.output),
     )
     layers = list_layers(model)
     recommended = next((info.name for info in layers if info.recommended), None)
@@ -216,6 +263,7 @@ def load_bundle(spec: ModelSpec) -> Bundle:
         nodes=tree_nodes(layers, HINT_TEXT),
         camable=frozenset(info.name for info in layers if info.camable),
         recommended=recommended,
+        channels={info.name: info.channels for info in layers if info.channels is not None},
     )
 
 
@@ -478,7 +526,7 @@ def pending(
 
 def is_slow(methods: Sequence[str]) -> bool:
     """Whether any method runs many forward passes (worth a progress bar)."""
-    return any(METHODS[m].kind == "perturbation" for m in methods if m in METHODS)
+    return any(METHODS[m].slow for m in methods if m in METHODS)
 
 
 def ranking(model_key: str, item_key: str) -> list[int] | None:

@@ -369,12 +369,26 @@ def _bar_clicked(ctx: tuple[str, str], chart_key: str) -> None:
     st.session_state[K.CHART_NONCE] = st.session_state.get(K.CHART_NONCE, 0) + 1
 
 
+PROBS_WORDS = {"softmax": "softmax", "sigmoid": "sigmoid (multi-label)"}
+PROBS_HELP = (
+    "How logits become probabilities. Softmax: the classes compete and sum to 1 (one label per image). "
+    "Sigmoid: each class on its own, yes or no (multi-label models, trained with a sigmoid per class). "
+    "The maps explain the logit either way."
+)
+
+
 def show_scores(ctx: tuple[str, str], view: ViewResult, ids: Sequence[int], names: Sequence[str]) -> None:
     """Probability and logit of the top classes (and any selected below them); a click toggles a class."""
-    st.markdown("##### Scores")
+    with st.container(horizontal=True, vertical_alignment="center"):
+        st.markdown("##### Scores")
+        st.session_state.setdefault(K.PROBS, "softmax")
+        st.segmented_control(
+            "Probabilities", list(PROBS_WORDS), format_func=PROBS_WORDS.get, key=K.PROBS, required=True,
+            help=PROBS_HELP, label_visibility="collapsed",
+        )
     top = np.argsort(-view.probs, kind="stable")[:SCORE_ROWS].tolist()
     shown = top + [c for c in ids if c not in top]
-    fig = scores_figure(shown, names, view.probs, view.logits, ids)
+    fig = scores_figure(shown, names, view.probs, view.logits, ids, probs_kind=view.probs_kind)
     chart_key = f"scores_{st.session_state.get(K.CHART_NONCE, 0)}"
     st.plotly_chart(
         fig,
@@ -407,6 +421,7 @@ def show_exports(
         "fit": view.place.fit,
         "input": _fit_words(view, item),
         "image": item.label,
+        "probabilities": view.probs_kind,
         "layer": layer,
         "methods": list(methods),
         "selected_classes": list(ids),

@@ -124,6 +124,15 @@ class LayerInfo:
     parent: str
     grid: tuple[int, int] | None
 
+    @property
+    def channels(self) -> int | None:
+        """The channels a CAM weights at this layer (C of a C×h×w map, D of D-wide tokens), when CAM-able."""
+        if not self.camable or self.out_shape is None or self.grid is None:
+            return None
+        if len(self.out_shape) == 2:
+            return int(self.out_shape[1])
+        return int(self.out_shape[0] if tuple(self.out_shape[1:]) == self.grid else self.out_shape[-1])
+
 
 @dataclass(frozen=True)
 class _Layout:
