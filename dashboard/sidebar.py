@@ -5,11 +5,12 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.util
+from collections.abc import Sequence
 
 import streamlit as st
 from PIL import Image, ImageOps
 
-from cam_core.engine.methods import METHODS, estimate_cost
+from cam_core.engine.methods import METHODS, Cost, estimate_cost
 from cam_core.io.images import IMAGE_EXTENSIONS, load_image
 from cam_core.io.samples import SAMPLE_NAMES, load_sample
 from cam_core.models import DEFAULT_MODEL, list_torchvision_models
@@ -19,7 +20,7 @@ from dashboard.compute import ImageItem, ModelSpec, save_folder, save_upload
 from dashboard.feedback import show_error
 from dashboard.state import K, UrlView
 
-__all__ = ["images_ui", "methods_ui", "model_ui"]
+__all__ = ["cost_line", "images_ui", "methods_ui", "model_ui"]
 
 SOURCES = {
     "default": "Offline default",
@@ -41,9 +42,9 @@ CHECKPOINT_TYPES = ["pt", "pth", "ckpt", "safetensors", "pt2"]
 STATE_DICT_TYPES = ["safetensors", "pt", "pth", "ckpt"]
 HF_FILES = ["json", "safetensors", "bin", "txt"]
 SLOW_HELP = (
-    "Each method gets its own figure. The gradient methods and Eigen-CAM share one forward and one backward; "
-    "the others say their cost in the list (Score-CAM and its kin run one forward per channel of the layer: "
-    "seconds to minutes on a CPU)."
+    "Each method gets its own figure. What each costs beyond the forward and backward they share:\n\n"
+    + "\n".join(f"- **{spec.title}**: {spec.cost}" for spec in METHODS.values())
+    + "\n\n*(slow)*: one forward pass per channel of the layer: seconds to minutes on a CPU."
 )
 NO_ARCH = "(none: exported program, TorchScript or whole model)"
 TRUST_HELP = (
@@ -321,7 +322,19 @@ def images_ui(url: UrlView) -> list[ImageItem]:
 
 def _costly(method: str) -> bool:
     """Whether the method costs more than the forward and backward the gradient methods share."""
-    return estimate_cost(method, 1) != (0, 0)
+    return estimate_cost(method, 1) != Cost()
+
+
+def cost_line(methods: Sequence[str], layer: str | None, channels: int | None) -> str | None:
+    """One caption saying what the chosen methods cost beyond the shared forward and backward (``None``: nothing)."""
+    costly = [m for m in methods if _costly(m)]
+    if not costly:
+        return None
+    where = f" at `{layer}` ({channels} channels; forwards in batches of 64, backwards per class)" if channels else ""
+    parts = [
+        f"{METHODS[m].title}: {estimate_cost(m, channels).words() if channels else METHODS[m].cost}" for m in costly
+    ]
+    return f":material/timer: Beyond the shared forward and backward{where}: " + "; ".join(parts) + "."
 
 
 def methods_ui(url: UrlView, layer: str | None = None, channels: int | None = None) -> list[str]:
@@ -332,21 +345,12 @@ def methods_ui(url: UrlView, layer: str | None = None, channels: int | None = No
     picked = st.multiselect(
         "Compare methods",
         list(METHODS),
-        format_func=lambda m: f"{METHODS[m].title} ({METHODS[m].cost})" if _costly(m) else METHODS[m].title,
+        format_func=lambda m: f"{METHODS[m].title} (slow)" if METHODS[m].slow else METHODS[m].title,
         key=K.METHODS,
         help=SLOW_HELP,
         wrap=True,
     )
-    costly = [m for m in picked if _costly(m)]
-    if costly and channels:
-        parts = []
-        for m in costly:
-            forwards, backwards = estimate_cost(m, channels)
-            what = [f"{forwards} forward{'s' if forwards != 1 else ''}"] if forwards else []
-            what += [f"{backwards} backward{'s' if backwards != 1 else ''}"] if backwards else []
-            parts.append(f"{METHODS[m].title}: +{' and '.join(what) or 'nothing'}")
-        st.caption(
-            f":material/timer: Beyond the shared pass, at `{layer}` ({channels} channels; forwards in batches of 64, "
-            "backwards per class): " + "; ".join(parts) + "."
-        )
+    line = cost_line(picked, layer, channels)
+    if line:
+        st.caption(line)
     return list(picked)

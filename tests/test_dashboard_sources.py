@@ -134,14 +134,21 @@ def test_safetensors_and_exported_program_uploads(tmp_path: Path) -> None:
 
 
 def test_the_methods_picker_says_what_the_costly_methods_cost() -> None:
+    from dashboard.sidebar import cost_line
+
     at = _app()
-    at.multiselect(key="methods").set_value(["gradcam", "shapleycam"]).run()
+    at.multiselect(key="methods").set_value(["gradcam", "shapleycam", "smoothgradcampp"]).run()
     _ok(at)
-    caption = next(c.value for c in at.caption if "Beyond the shared pass" in c.value)
-    assert "`_head_act` (1280 channels" in caption and "ShapleyCAM: +2 backwards" in caption
-    assert [m for m in METHODS if "(" in at.multiselect(key="methods").format_func(m)] == [
-        m for m in METHODS if METHODS[m].slow or m in ("finercam", "shapleycam", "legrad")
-    ]
+    caption = next(c.value for c in at.caption if "Beyond the shared forward and backward" in c.value)
+    assert "`_head_act` (1280 channels" in caption and "ShapleyCAM: 2 backwards" in caption
+    assert "SmoothGrad-CAM++: 4 images in 1 forward batch and 1 backward" in caption
+    slow = [m for m in METHODS if at.multiselect(key="methods").format_func(m).endswith("(slow)")]
+    assert slow == ["scorecam", "sscam", "iscam", "ablationcam"]
+    line = cost_line(["gradcam", "scorecam", "sscam", "finercam"], "layer4", 2048)
+    assert "Score-CAM: 2048 images in 32 forward batches" in line
+    assert "SS-CAM: 16384 images in 256 forward batches" in line  # 8 noisy masks per channel
+    assert "Finer-CAM: 1 backward" in line and "Grad-CAM" not in line.replace("Finer-CAM", "")
+    assert cost_line(["gradcam", "hirescam", "eigencam"], "layer4", 2048) is None
 
 
 # ---- the debug tabs on a tiny model -------------------------------------------------------------------------

@@ -49,6 +49,7 @@ __all__ = [
     "SMOOTHGRAD_STD",
     "SSCAM_SAMPLES",
     "SSCAM_STD",
+    "Cost",
     "Method",
     "ablationcam_weights",
     "cam",
@@ -418,7 +419,7 @@ METHODS: dict[str, Method] = {
         Method("legrad", "attention", legrad, "LeGrad", "one more forward, one backward per class and block"),
         Method(
             "smoothgradcampp", "smoothgrad", smoothgradcampp, "SmoothGrad-CAM++",
-            f"{SMOOTHGRAD_SAMPLES} noisy forwards and backwards", slow=True,
+            f"a batch of {SMOOTHGRAD_SAMPLES} noisy copies: one more forward and backward",
         ),
         Method("scorecam", "perturbation", scorecam_weights, "Score-CAM", "one forward per channel", slow=True),
         Method(
@@ -437,36 +438,59 @@ METHODS: dict[str, Method] = {
 }
 
 
+@dataclass(frozen=True)
+class Cost:
+    """What a method adds to the forward and backward every gradient method shares (per image).
+
+    Attributes:
+        images: Extra images forwarded (perturbed, noisy or scaled copies).
+        forwards: The forward batches they take.
+        backwards: Extra backward passes.
+    """
+
+    images: int = 0
+    forwards: int = 0
+    backwards: int = 0
+
+    def words(self) -> str:
+        """``96 images in 2 forward batches and 3 backwards``, or ``nothing``."""
+        parts = []
+        if self.forwards:
+            batches = f"{self.forwards} forward batch{'es' if self.forwards > 1 else ''}"
+            parts.append(f"{self.images} images in {batches}" if self.images > self.forwards else
+                         f"{self.forwards} forward{'s' if self.forwards > 1 else ''}")
+        if self.backwards:
+            parts.append(f"{self.backwards} backward{'s' if self.backwards > 1 else ''}")
+        return " and ".join(parts) or "nothing"
+
+
 def estimate_cost(
     name: str, channels: int, classes: int = 1, batch_size: int = 64, samples: int | None = None
-) -> tuple[int, int]:
-    """(forward batches, backward passes) method ``name`` adds to the shared forward and backward.
+) -> Cost:
+    """What method ``name`` adds to the shared forward and backward, for a layer of ``channels``.
 
     Args:
         name: A method.
         channels: The layer's channel count.
         classes: Classes explained per image.
-        batch_size: The forward batch of the perturbation methods.
+        batch_size: The forward batch of the methods that run many images.
         samples: Noisy/scaled samples, if not the method's default.
     """
     m = METHODS[name]
-    per_channel = -(-channels // max(1, batch_size))
-    if name == "sscam":
-        return per_channel * (samples or SSCAM_SAMPLES), 0
-    if name == "iscam":
-        return per_channel * (samples or ISCAM_SAMPLES), 0
+    batch = max(1, batch_size)
     if m.kind == "perturbation":
-        return per_channel, 0
+        passes = (samples or SSCAM_SAMPLES) if name == "sscam" else (samples or ISCAM_SAMPLES) if name == "iscam" else 1
+        return Cost(channels * passes, -(-channels // batch) * passes)
     if m.kind == "smoothgrad":
         n = samples or SMOOTHGRAD_SAMPLES
-        return -(-n // max(1, batch_size)), -(-n // max(1, batch_size))
+        return Cost(n, -(-n // batch), -(-n // batch))
     if m.kind == "second_order":
-        return 0, 2 * classes
+        return Cost(backwards=2 * classes)
     if m.kind == "attention":
-        return 1, classes
+        return Cost(1, 1, classes)
     if m.target is not None:
-        return 0, 1
-    return 0, 0
+        return Cost(backwards=1)
+    return Cost()
 
 
 def check_methods(methods: str | list[str] | tuple[str, ...]) -> tuple[str, ...]:
