@@ -282,7 +282,7 @@ def show_overlays(
 ) -> None:
     """One figure per method (classes side by side, views stacked), each with its own opacity slider.
 
-    Figures are built once per (model, input, layer, method, classes, display) and kept for every
+    Figures are built once per (model, input, layer, method, classes, display, kind of probability) and kept for every
     session: a rerun that changes none of these sends the same figure again, which the browser
     already holds (Streamlit's message cache), and builds nothing.
     """
@@ -302,7 +302,7 @@ def show_overlays(
         drawn = [c for c in ids if (m, c) in view.maps]
         for start in range(0, len(drawn), MAX_COLUMNS):
             chunk = tuple(drawn[start : start + MAX_COLUMNS])
-            key = (bundle.spec.key, item.key, layer, m, chunk, display)
+            key = (bundle.spec.key, item.key, layer, m, chunk, display, view.probs_kind)  # titles carry p
             fig = cache.get_or_build(key, partial(_overlay_figure, view, chunk, names, title, m, display))
             st.plotly_chart(fig, config=PLOTLY_CONFIG, key=f"overlay_{m}_{start}")
     computed = len(view.computed)

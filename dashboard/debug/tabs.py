@@ -66,6 +66,7 @@ from dashboard.state import set_layer
 SLOW = tuple(m for m, spec in METHODS.items() if spec.slow)  # opt-in in the Methods tab: many forwards each
 BATCH = 64  # forward batch of the slow methods (compare_methods' default), quoted in the cost line
 DELINS_BATCH = 16  # deletion_insertion's default batch, quoted in the cost line
+ROAD_MARGIN = 0.01  # a map beats Random-CAM on ROAD when its score is higher by at least this (probability)
 STAGES_PER_ROW = 7
 POINT_STEP = 8  # pixels between the clickable points of the inspection figure
 _SHARE_COLUMNS = {
@@ -220,7 +221,7 @@ def _panels(res: ExplainResult, methods: Sequence[str], diags: dict[str, Diagnos
     """One panel per method, titled with the share of the map's mass that is positive (``share`` words it)."""
     return [
         Panel(
-            title=f"{method_title(m)} · {diags[m].pos_mass_share:.0%} {share}",
+            title=f"{method_title(m)}<br><span style='font-size:0.85em'>{diags[m].pos_mass_share:.0%} {share}</span>",
             cam=res.upsampled(m)[0, 0].numpy(),
             name=method_title(m),
         )
@@ -229,20 +230,23 @@ def _panels(res: ExplainResult, methods: Sequence[str], diags: dict[str, Diagnos
 
 
 def _grid(ctx: Ctx, panels: Sequence[Panel], key: str, views: Sequence[str]) -> None:
-    """Panels in rows of equal length (6 → 3 + 3, not 4 + 2), every panel the same size."""
+    """Panels in rows as even as can be (6 → 3 + 3, not 4 + 2), every panel the same size (a short last row
+    keeps the others' width)."""
     rows = math.ceil(len(panels) / MAX_COLUMNS)
     per_row = math.ceil(len(panels) / rows)
     for start in range(0, len(panels), per_row):
+        chunk = panels[start : start + per_row]
+        where = st.columns([len(chunk), per_row - len(chunk)])[0] if len(chunk) < per_row else st.container()
         fig = overlay_figure(
             ctx.view.background,
-            panels[start : start + per_row],
+            chunk,
             views=views,
             cmap=ctx.display.cmap,
             signed_cmap=ctx.display.signed_cmap,
             opacity=ctx.display.opacity,
             panel_height=min(300, 720 // max(per_row, 2)),
         )
-        st.plotly_chart(fig, config=PLOTLY_CONFIG, key=f"{key}_{start}")
+        where.plotly_chart(fig, config=PLOTLY_CONFIG, key=f"{key}_{start}")
 
 
 def _cost_words(method: str, channels: int) -> str:
@@ -579,12 +583,13 @@ def _road_section(ctx: Ctx) -> None:
             "ROAD cannot judge this map (the model ignores these pixels, or is untrained or saturated).",
             icon=":material/trending_flat:",
         )
-    elif res.random_combined is not None and res.combined > res.random_combined:
+    elif res.random_combined is not None and res.combined > res.random_combined + ROAD_MARGIN:
         st.success(f"{head} vs Random-CAM {res.random_combined:.3f}: the map ranks the evidence better than a random "
                    "map of the same layer.", icon=":material/verified:")
     elif res.random_combined is not None:
-        st.warning(f"{head} vs Random-CAM {res.random_combined:.3f}: no better than random channel weights; do not "
-                   "read much into this map.", icon=":material/gpp_maybe:")
+        st.warning(f"{head} vs Random-CAM {res.random_combined:.3f}: not clearly better (by {ROAD_MARGIN:g} or more) "
+                   "than random channel weights at this layer; do not read much into this map.",
+                   icon=":material/gpp_maybe:")
     else:
         st.caption(f"{head}.")
 
