@@ -6,7 +6,7 @@ See README.md and the contracts in the design notes.
 
 from .analysis.diagnose import Diagnosis, diagnose, inspect_point
 from .analysis.sweep import compare_methods, contrast, sweep
-from .analysis.trust import deletion_insertion, randomisation_check
+from .analysis.trust import deletion_insertion, randomisation_check, road
 from .engine.explainer import ExplainResult, explain
 from .engine.methods import METHODS
 from .errors import CamError
@@ -30,5 +30,6 @@ __all__ = [
     "load_model",
     "randomisation_check",
     "recommended_layer",
+    "road",
     "sweep",
 ]

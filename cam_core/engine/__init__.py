@@ -2,8 +2,9 @@
 
 :mod:`.capture` takes activations at a layer; :mod:`.methods` turns activations and
 gradients into signed maps; :mod:`.targets` says which score is explained; :mod:`.perturb`
-runs the batched forwards of Score-CAM and Ablation-CAM; :mod:`.explainer` wires them into
-one forward and one batched backward. (The module is ``explainer``, not ``explain``, so that
+runs the batched forwards of Score-CAM (and SS-CAM, IS-CAM) and Ablation-CAM; :mod:`.smooth` the noisy
+copies of SmoothGrad-CAM++; :mod:`.attention` reads a ViT's attention for LeGrad; :mod:`.explainer` wires
+them into one forward and one batched backward. (The module is ``explainer``, not ``explain``, so that
 ``cam_core.engine.explain`` is the function and never shadows a module of the same name.)
 """
 
