@@ -6,11 +6,11 @@ import json
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from cam_core.cli import main
 from cam_core.engine.methods import METHODS
+from tests.tiny import save_tiny_vit
 
 transformers = pytest.importorskip("transformers")
 
@@ -26,14 +26,7 @@ def small_photo(tmp_path_factory):
 @pytest.fixture(scope="module")
 def hf_folder(tmp_path_factory):
     folder = tmp_path_factory.mktemp("hf")
-    config = transformers.ViTConfig(
-        image_size=32, patch_size=8, num_hidden_layers=2, hidden_size=32, num_attention_heads=2,
-        intermediate_size=64, num_labels=3, id2label={0: "cat", 1: "dog", 2: "bird"},
-        label2id={"cat": 0, "dog": 1, "bird": 2},
-    )
-    torch.manual_seed(0)
-    transformers.ViTForImageClassification(config).save_pretrained(folder)
-    transformers.ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
+    save_tiny_vit(folder)
     return folder
 
 

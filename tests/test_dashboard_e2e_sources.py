@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from tests.test_dashboard_e2e import CHROMIUM, TIMEOUT_MS, VIEWPORT, _idle, browser, server, shots  # noqa: F401
+from tests.tiny import save_tiny_vit
 
 pytestmark = pytest.mark.e2e
 transformers = pytest.importorskip("transformers")
@@ -41,13 +42,7 @@ def test_a_timm_checkpoint_and_an_hf_folder_in_the_page(browser, server, shots, 
     safetensors_torch.save_file(timm.create_model("regnetx_002", num_classes=5).state_dict(),
                                 str(tmp_path / "mine.safetensors"))
     folder = tmp_path / "hf"
-    config = transformers.ViTConfig(
-        image_size=64, patch_size=16, num_hidden_layers=2, hidden_size=32, num_attention_heads=2,
-        intermediate_size=64, num_labels=3, id2label={0: "cat", 1: "dog", 2: "bird"},
-        label2id={"cat": 0, "dog": 1, "bird": 2},
-    )
-    transformers.ViTForImageClassification(config).save_pretrained(folder)
-    transformers.ViTImageProcessor(size={"height": 64, "width": 64}).save_pretrained(folder)
+    save_tiny_vit(folder, image_size=64, patch_size=16)
 
     page = browser.new_page(viewport=VIEWPORT)
     page.set_default_timeout(TIMEOUT_MS)

@@ -4,8 +4,6 @@ Methods and Trust tabs with every method and ROAD."""
 
 from __future__ import annotations
 
-import base64
-import json
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +13,8 @@ import torchvision
 from streamlit.testing.v1 import AppTest
 
 from cam_core.engine.methods import METHODS
+from tests.test_dashboard_debug import _array, _figures
+from tests.tiny import save_tiny_vit
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "dashboard" / "app.py")
@@ -35,28 +35,10 @@ def _ok(at: AppTest) -> None:
     assert not at.error, [e.value for e in at.error]
 
 
-def _figures(at: AppTest) -> dict[str, dict]:
-    return {el.key: json.loads(el.proto.spec) for el in at.get("plotly_chart")}
-
-
-def _array(z: dict | list) -> np.ndarray:
-    if isinstance(z, dict):
-        flat = np.frombuffer(base64.b64decode(z["bdata"]), dtype=np.dtype(z["dtype"]))
-        return flat.reshape([int(s) for s in str(z["shape"]).split(",")]) if "shape" in z else flat
-    return np.asarray(z)
-
-
 @pytest.fixture(scope="module")
 def hf_folder(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("hf_page")
-    config = transformers.ViTConfig(
-        image_size=32, patch_size=8, num_hidden_layers=2, hidden_size=32, num_attention_heads=2,
-        intermediate_size=64, num_labels=3, id2label={0: "cat", 1: "dog", 2: "bird"},
-        label2id={"cat": 0, "dog": 1, "bird": 2},
-    )
-    torch.manual_seed(0)
-    transformers.ViTForImageClassification(config).save_pretrained(folder)
-    transformers.ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(folder)
+    save_tiny_vit(folder)
     return folder
 
 

@@ -23,7 +23,7 @@ import cam_core
 from cam_core.errors import CamError
 from cam_core.models import CheckpointError, UnknownModel, UntrustedCheckpoint, WeightsUnavailable, load_model
 from cam_core.models.outputs import Classifier, as_classifier, pick_logits
-from tests.tiny import GapNet, gapnet
+from tests.tiny import GapNet, gapnet, save_tiny_vit
 
 timm = pytest.importorskip("timm")
 transformers = pytest.importorskip("transformers")
@@ -205,16 +205,7 @@ def test_timm_families_get_the_stage_output_as_recommended_layer(name, kwargs, s
 def hf_vit(tmp_path_factory):
     """A tiny ViT saved as a Hugging Face folder, with its image processor."""
     folder = tmp_path_factory.mktemp("hf_vit")
-    config = transformers.ViTConfig(
-        image_size=32, patch_size=8, num_hidden_layers=2, hidden_size=32, num_attention_heads=2,
-        intermediate_size=64, num_labels=3, id2label={0: "cat", 1: "dog", 2: "bird"},
-        label2id={"cat": 0, "dog": 1, "bird": 2},
-    )
-    torch.manual_seed(3)
-    model = transformers.ViTForImageClassification(config).eval()
-    model.save_pretrained(folder)
-    transformers.ViTImageProcessor(size={"height": 32, "width": 32}, image_mean=[0.4, 0.5, 0.6],
-                                   image_std=[0.2, 0.25, 0.3]).save_pretrained(folder)
+    model = save_tiny_vit(folder, seed=3, image_mean=[0.4, 0.5, 0.6], image_std=[0.2, 0.25, 0.3])
     return folder, model
 
 
