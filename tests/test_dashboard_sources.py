@@ -82,6 +82,17 @@ def test_an_hf_folder_in_the_page_with_legrad_and_sigmoid_scores(hf_folder: Path
     np.testing.assert_allclose(probs, 1 / (1 + np.exp(-logits)), rtol=1e-5)
 
 
+def test_a_missing_package_is_one_line_saying_how_to_install_it(monkeypatch) -> None:
+    from dashboard import sidebar
+
+    monkeypatch.setattr(sidebar, "_installed", lambda package: False)
+    at = _app()
+    for source, extra in (("timm", "timm"), ("hf", "hf")):
+        at.radio(key="model_source").set_value(source).run()
+        assert not at.exception
+        assert any(f"pip install 'cam-dashboard[{extra}]'" in i.value for i in at.info)
+
+
 def test_an_hf_folder_uploaded_as_files(hf_folder: Path) -> None:
     at = _app()
     at.radio(key="model_source").set_value("hf").run()
@@ -136,7 +147,7 @@ def test_the_methods_picker_says_what_the_costly_methods_cost() -> None:
 # ---- the debug tabs on a tiny model -------------------------------------------------------------------------
 
 
-def _tiny_page(tests_dir: str) -> None:
+def _sources_page(tests_dir: str) -> None:
     from cam_core.io.samples import load_sample
     from dashboard.compute import ImageItem, ModelSpec, compute_view, load_bundle
     from dashboard.debug import debug_section
@@ -151,7 +162,7 @@ def _tiny_page(tests_dir: str) -> None:
 
 @pytest.fixture(scope="module")
 def tiny_app() -> AppTest:
-    at = AppTest.from_function(_tiny_page, args=(TESTS,), default_timeout=TIMEOUT).run()
+    at = AppTest.from_function(_sources_page, args=(TESTS,), default_timeout=TIMEOUT).run()
     assert not at.exception
     return at
 

@@ -265,6 +265,26 @@ def test_hf_legrad_equals_its_definition_with_transformers_own_outputs(hf_vit):
     torch.testing.assert_close(res.maps["legrad"][0, 0], torch.stack(maps).mean(0), atol=1e-6, rtol=1e-4)
 
 
+def test_hf_convnext_folder_takes_its_processors_crop_pct(tmp_path):
+    """A CNN from transformers: shortest edge / crop_pct, then a centre crop, as ConvNextImageProcessor does."""
+    config = transformers.ConvNextConfig(hidden_sizes=[8, 16, 24, 32], depths=[1, 1, 1, 1], num_labels=2,
+                                         id2label={0: "a", 1: "b"}, label2id={"a": 0, "b": 1})
+    torch.manual_seed(0)
+    own = transformers.ConvNextForImageClassification(config).eval()
+    own.save_pretrained(tmp_path)
+    transformers.ConvNextImageProcessor(size={"shortest_edge": 64}, crop_pct=0.875).save_pretrained(tmp_path)
+    model = load_model(f"hf:{tmp_path}")
+    assert model.preprocess.crop_size == (64, 64) and model.preprocess.resize_size == int(64 / 0.875)
+    assert model.fit == "whole"  # a CNN takes any size: the whole photo, as for torchvision's
+    processor = transformers.AutoImageProcessor.from_pretrained(tmp_path, local_files_only=True)
+    theirs = processor(_photo((120, 90)), return_tensors="pt")["pixel_values"][0]
+    assert float((model.preprocess(_photo((120, 90)), "crop") - theirs).abs().mean()) < 1e-3
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(model.module(x), own(x).logits)
+    assert cam_core.recommended_layer(model) == "convnext.encoder.stages.3"
+
+
 def test_hf_mistakes_are_one_line(tmp_path, monkeypatch):
     with pytest.raises(UnknownModel, match=r"no config\.json"):
         load_model(f"hf:{tmp_path}")

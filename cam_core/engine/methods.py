@@ -320,6 +320,11 @@ def scorecam_weights(masked_scores: Tensor) -> Tensor:
     makes the baseline term cancel, so no forward is spent on it. ``masked_scores`` (N, K, C) are
     the explained scores of the masked inputs (the logit by default). SS-CAM and IS-CAM hand in
     the same scores averaged over their noisy or scaled masks.
+
+    The raw masked logit as the weight (this engine's first version) is gone, not kept as an option:
+    with no baseline and no normalisation, a class whose masked logits are negative got a map ≤ 0
+    everywhere and strong classes rode a shared offset (the map tended to Σ_k A_k); it matched
+    neither the paper nor a peer.
     """
     return masked_scores.softmax(dim=-1)
 
