@@ -131,12 +131,15 @@ def model_ui(url: UrlView) -> ModelSpec | None:
             source="torchvision", name=name, weights="DEFAULT" if pretrained else None, labels=_labels_ui("tv_labels")
         )
     if source == "checkpoint":
-        ckpt = st.file_uploader("Checkpoint (.pt, .pth, .ckpt)", type=CHECKPOINT_TYPES, key="ckpt_file")
+        ckpt = st.file_uploader(
+            "Checkpoint (.safetensors, .pt, .pth, .ckpt, .pt2)", type=CHECKPOINT_TYPES, key="ckpt_file"
+        )
         arch = st.selectbox(
             "Architecture of a state dict",
             [NO_ARCH, DEFAULT_MODEL, *names],
             key="ckpt_arch",
-            help="A state dict holds only weights: name the architecture they fit. Not needed for TorchScript.",
+            help="A state dict (.safetensors, .pt) holds only weights: name the torchvision architecture they fit "
+            "(for a timm model's weights, use the timm source). Not needed for exported programs or TorchScript.",
         )
         trust = _trust_ui("ckpt_trust")
         labels = _labels_ui("ckpt_labels")

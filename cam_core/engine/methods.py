@@ -287,14 +287,15 @@ def kpcacam(A: Tensor, gamma: float | None = None, coef0: float = 1.0) -> Tensor
             f"KPCA-CAM at a {h}×{w} map builds a {h * w}² kernel matrix; pick a deeper layer "
             f"(at most {KPCA_MAX_CELLS} cells)"
         )
-    X = A.double().reshape(n, c, h * w).transpose(1, 2)
+    work = A.detach().cpu() if A.device.type == "mps" else A  # float64 (MPS has none)
+    X = work.double().reshape(n, c, h * w).transpose(1, 2)
     X = X - X.mean(dim=1, keepdim=True)
     K = torch.tanh((1.0 / c if gamma is None else gamma) * X @ X.transpose(1, 2) + coef0)
     K = K - K.mean(1, keepdim=True) - K.mean(2, keepdim=True) + K.mean((1, 2), keepdim=True)
     values, vectors = torch.linalg.eigh(K)
     proj = vectors[..., -1] * values[..., -1:].clamp_min(0).sqrt()
-    reference = A.double().mean(dim=1).reshape(n, h * w)
-    return _oriented(proj, reference).float().reshape(n, 1, h, w)
+    reference = work.double().mean(dim=1).reshape(n, h * w)
+    return _oriented(proj, reference).float().reshape(n, 1, h, w).to(A.device)
 
 
 def randomcam_weights(class_ids: Tensor, channels: int, seed: int = RANDOM_SEED) -> Tensor:
