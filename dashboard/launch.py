@@ -2,18 +2,29 @@
 
 Streamlit reads ``.streamlit/config.toml`` only from the folder it is started in; ``camdash``
 may be started anywhere, so it passes the repository's settings as flags (options given on
-its command line come after them and win).
+its command line come after them and win). The server listens on 127.0.0.1 unless told otherwise.
 
-Example: ``camdash --server.port 8600``.
+Its own options (see :mod:`dashboard.access`), set as environment variables for the server:
+
+- ``--trust-visitors yes|no``: whether visitors may use model sources that run code (Python
+  factories, import paths, pickles, TorchScript); default ``yes`` on loopback only, ``no`` otherwise;
+- ``--models FILE``: a TOML list of the models visitors may choose (a demo).
+
+Examples: ``camdash --server.port 8600``; a demo for the team:
+``camdash --server.address 0.0.0.0 --models demo_models.toml``.
 """
 
 from __future__ import annotations
 
+import argparse
+import os
 import sys
 import tomllib
 from pathlib import Path
 
-__all__ = ["main", "repo_options"]
+from dashboard.access import ENV_MODELS, ENV_TRUST
+
+__all__ = ["main", "own_options", "repo_options"]
 
 CONFIG = Path(__file__).resolve().parents[1] / ".streamlit" / "config.toml"
 
@@ -30,9 +41,28 @@ def repo_options(config: Path = CONFIG) -> list[str]:
     ]
 
 
+def own_options(argv: list[str]) -> tuple[dict[str, str], list[str]]:
+    """Split ``camdash``'s own options (as environment variables) from Streamlit's."""
+    parser = argparse.ArgumentParser(prog="camdash", add_help=False)
+    parser.add_argument("--trust-visitors", choices=["yes", "no"])
+    parser.add_argument("--models", metavar="FILE")
+    own, rest = parser.parse_known_args(argv)
+    env = {}
+    if own.trust_visitors:
+        env[ENV_TRUST] = own.trust_visitors
+    if own.models:
+        path = Path(own.models).expanduser().resolve()
+        if not path.is_file():
+            parser.exit(2, f"camdash: error: --models {own.models}: no such file\n")
+        env[ENV_MODELS] = str(path)
+    return env, rest
+
+
 def main() -> None:
     """Run ``streamlit run`` on the app with the repository's settings and any extra command-line options."""
     from streamlit.web import cli
 
-    sys.argv = ["streamlit", "run", str(Path(__file__).with_name("app.py")), *repo_options(), *sys.argv[1:]]
+    env, rest = own_options(sys.argv[1:])
+    os.environ.update(env)
+    sys.argv = ["streamlit", "run", str(Path(__file__).with_name("app.py")), *repo_options(), *rest]
     sys.exit(cli.main())

@@ -60,7 +60,7 @@ def test_a_timm_checkpoint_and_an_hf_folder_in_the_page(browser, server, shots, 
     assert _heatmaps(page, "gradcam") == 6 and _heatmaps(page, "eigengradcam") == 6
     page.screenshot(path=shots / "sources_timm.png")
 
-    page.get_by_text("Hugging Face folder", exact=True).click()
+    page.get_by_text("Hugging Face model", exact=True).click()
     _idle(page)
     box = page.locator(".st-key-hf_folder input")
     box.fill(str(folder))

@@ -192,6 +192,6 @@ def batched_grads(scores: Tensor, leaf: Tensor, to_grid: Callable[[Tensor], Tens
             g = torch.stack([torch.autograd.grad(scores, leaf, e, retain_graph=True)[0] for e in eye])
         # (k, N, *raw) → grid layout (k·N, C, h, w) → (N, k, C, h, w)
         grid = to_grid(g.flatten(0, 1))
-        return grid.unflatten(0, (k1 - k0, n)).transpose(0, 1)
+        return grid.unflatten(0, (k1 - k0, n)).transpose(0, 1).float()
 
     return grads

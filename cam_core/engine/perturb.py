@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .capture import replace_output
+from .capture import model_lock, replace_output
 from .targets import Target
 
 __all__ = ["ablated_scores", "mask_noise", "masked_input_scores", "minmax_masks"]
@@ -65,7 +65,7 @@ def _channel_scores(
     ``passes`` and ``done`` let several calls (samples) report progress as one job.
     """
     n, c = A.shape[:2]
-    out = torch.empty(n, ids.shape[1], c, device=A.device)
+    out = torch.empty(n, ids.shape[1], c, device=A.device, dtype=torch.float32)
     forwards = 0
     total = passes * n * -(-c // batch_size)
     for i in range(n):
@@ -114,7 +114,8 @@ def masked_input_scores(
             masks = minmax_masks(A[i, c0 : c0 + b], size)
             if noise_std > 0:
                 masks = masks + mask_noise(gen, masks.shape, noise_std).to(masks.device, masks.dtype)
-            return module(scale * (x[i : i + 1] * masks))
+            with model_lock(module):  # per batch: other callers of the model run between batches
+                return module(scale * (x[i : i + 1] * masks.to(x.dtype)))
 
         scores, n = _channel_scores(A, ids, target, batch_size, run, label, progress, len(plan), forwards)
         forwards += n
@@ -164,9 +165,9 @@ def _forward_edited(
 
     def edit(output: Tensor) -> Tensor:
         keep = 1.0 - _raw_drop_masks(to_grid, output.shape[1:], drop_grid)
-        return output[:1] * keep  # output[:1]: the fallback below feeds b identical images
+        return (output[:1] * keep).to(output.dtype)  # output[:1]: the fallback below feeds b identical images
 
-    with replace_output(module, layer, edit):
+    with replace_output(module, layer, edit):  # takes the model's lock for this batch only
         try:
             logits = module(x1)
             if logits.shape[0] == b:

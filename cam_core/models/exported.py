@@ -101,12 +101,17 @@ def _prepare(module: nn.Module, types: dict[str, str]) -> None:
                 node.meta.pop(key, None)
 
 
-def build_exported(path: Path, trust: bool) -> _Built:
+def build_exported(path: Path, trust: bool, allow_code: bool = True) -> _Built:
     """The program in ``path`` as a hookable module tree (see the module docstring)."""
-    from .load import CheckpointError, UntrustedCheckpoint, _assumed_preprocess, _Built
+    from .load import CheckpointError, CodeNotAllowed, UntrustedCheckpoint, _assumed_preprocess, _Built
 
     if not path.is_file():
         raise CheckpointError(f"no such exported program: {path}")
+    if not allow_code:
+        raise CodeNotAllowed(
+            f"{path} is an exported program (.pt2): torch.export.load may unpickle code from it, which is not "
+            "allowed here; upload the model's state dict (.safetensors) with its architecture instead"
+        )
     if not trust:
         raise UntrustedCheckpoint(
             f"{path} is an exported program (.pt2): torch.export.load falls back to unpickling what it cannot read "

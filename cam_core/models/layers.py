@@ -253,7 +253,8 @@ def _same_fingerprint(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
     if len(a) != len(b) or a[:3] != b[:3]:
         return False
     tol = 1e-12 * a[4]
-    return all(abs(x - y) <= tol for x, y in zip(a[3:], b[3:], strict=True))
+    # NaN weights make NaN sums: two NaN fingerprints of the same shape can't be told apart, so they match.
+    return all(abs(x - y) <= tol or (math.isnan(x) and math.isnan(y)) for x, y in zip(a[3:], b[3:], strict=True))
 
 
 @dataclass
@@ -588,7 +589,7 @@ def _recommend(tracer: _Tracer) -> str | None:
     if not usable:
         return None
     last = max(usable, key=lambda n: usable[n].exit)
-    same = [n for n, r in usable.items() if _same_fingerprint(r.fingerprint, usable[last].fingerprint)]
+    same = [n for n, r in usable.items() if _same_fingerprint(r.fingerprint, usable[last].fingerprint)] or [last]
     # A container fed the model's input, or holding maps of several resolutions, holds the whole trunk (or
     # several stages of it): name the stage inside it instead.
     stages = [

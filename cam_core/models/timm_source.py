@@ -165,15 +165,18 @@ def _head_classes(cfg: dict[str, Any], state: dict[str, torch.Tensor]) -> int | 
 
 
 def build_timm(
-    spec: str, weights: str | None, checkpoint: Path | None, trust: bool, word: str
+    spec: str, weights: str | None, checkpoint: Path | None, trust: bool, word: str, allow_code: bool = True
 ) -> _Built:
-    """The timm model for ``spec`` (see the module docstring); ``word`` is the weights choice in capitals."""
+    """The timm model for ``spec`` (see the module docstring); ``word`` is the weights choice in capitals.
+
+    ``allow_code=False`` reads ``checkpoint`` as weights only (see :func:`cam_core.models.load.load_model`).
+    """
     from .load import CheckpointError, _Built, _load_state, _read_checkpoint, _unwrap
 
     timm = _timm()
     name = timm_name(spec)
     if checkpoint is not None:
-        found = _unwrap(_read_checkpoint(checkpoint, trust), checkpoint)
+        found = _unwrap(_read_checkpoint(checkpoint, trust, allow_code), checkpoint)
         if isinstance(found, nn.Module):
             raise CheckpointError(
                 f"{checkpoint} holds a whole model, not a state dict for timm:{name}; load it directly"
