@@ -379,3 +379,21 @@ def test_an_exported_program_needs_trust_and_says_what_a_fixed_batch_blocks(expo
 def test_torchscript_note_points_to_torch_export(tmp_path):
     torch.jit.save(torch.jit.script(gapnet()), tmp_path / "ts.pt")
     assert any("torch.export" in note for note in load_model(tmp_path / "ts.pt", input_size=16).notes)
+
+
+def test_visitors_without_code_get_weights_only_sources(exported, hf_vit, tmp_path):
+    """allow_code=False (a shared dashboard's visitors): an exported program is refused, a timm checkpoint is read
+    as weights only, and timm models, safetensors and Hugging Face folders (no code from them) still load."""
+    from cam_core.models.load import CodeNotAllowed
+
+    folder, _ = exported
+    with pytest.raises(CodeNotAllowed, match="exported program"):
+        load_model(folder / "dynamic.pt2", trust_checkpoint=True, allow_code=False)
+    own = timm.create_model("resnet18", pretrained=False, num_classes=3)
+    torch.save(own, tmp_path / "whole.pt")  # a pickled module: code
+    with pytest.raises(CodeNotAllowed, match="not allowed here"):
+        load_model("timm:resnet18", checkpoint=tmp_path / "whole.pt", trust_checkpoint=True, allow_code=False)
+    safetensors_torch.save_file(own.state_dict(), str(tmp_path / "own.safetensors"))
+    assert load_model("timm:resnet18", checkpoint=tmp_path / "own.safetensors", allow_code=False).num_classes == 3
+    assert load_model(f"hf:{hf_vit[0]}", allow_code=False).class_names == ["cat", "dog", "bird"]
+
