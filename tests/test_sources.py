@@ -198,6 +198,29 @@ def test_timm_families_get_the_stage_output_as_recommended_layer(name, kwargs, s
     assert not any(li.camable for li in layers if ".attn." in li.name and li.out_shape and len(li.out_shape) == 3)
 
 
+def test_timm_vit_legrad_equals_its_definition():
+    """LeGrad on timm's ViT (its fused attention switched off for the call), by hand with plain hooks."""
+    torch.manual_seed(4)
+    vit = timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=64, depth=3, num_classes=4).eval()
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(5))
+    res = cam_core.explain(vit, x, layer="blocks.1", classes=[1], methods=["legrad"], device="cpu")
+    assert all(block.attn.fused_attn for block in vit.blocks)  # put back after the call
+    seen, handles = {}, []
+    for b in (1, 2):
+        vit.blocks[b].attn.fused_attn = False
+        handles.append(vit.blocks[b].attn.attn_drop.register_forward_hook(lambda m, i, o, b=b: seen.update({b: o})))
+        handles.append(vit.blocks[b].register_forward_hook(lambda m, i, o, b=b: seen.update({-b: o})))
+    vit(x)
+    maps = []
+    for b in (1, 2):
+        score = vit.head(vit.fc_norm(vit.norm(seen[-b].mean(1))))[0, 1]
+        (g,) = torch.autograd.grad(score, seen[b], retain_graph=True)
+        maps.append(g.clamp_min(0).mean(dim=(1, 2))[0, 1:].reshape(4, 4))
+    for h in handles:
+        h.remove()
+    torch.testing.assert_close(res.maps["legrad"][0, 0], torch.stack(maps).mean(0), atol=1e-7, rtol=1e-4)
+
+
 # ---- Hugging Face -----------------------------------------------------------------------------------------------
 
 
