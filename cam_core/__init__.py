@@ -17,7 +17,7 @@ from .errors import CamError
 if TYPE_CHECKING:
     from .analysis.diagnose import Diagnosis, diagnose, inspect_point
     from .analysis.sweep import compare_methods, contrast, sweep
-    from .analysis.trust import deletion_insertion, randomisation_check
+    from .analysis.trust import deletion_insertion, randomisation_check, road
     from .engine.clip import ClipResult, explain_clip
     from .engine.explainer import ExplainResult, explain
     from .engine.methods import METHODS
@@ -35,6 +35,7 @@ _WHERE = {
     "randomisation_check": ".analysis.trust",
     "ClipResult": ".engine.clip",
     "explain_clip": ".engine.clip",
+    "road": ".analysis.trust",
     "ExplainResult": ".engine.explainer",
     "explain": ".engine.explainer",
     "METHODS": ".engine.methods",
@@ -64,6 +65,7 @@ __all__ = [
     "load_model",
     "randomisation_check",
     "recommended_layer",
+    "road",
     "sweep",
 ]
 

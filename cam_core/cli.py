@@ -84,12 +84,18 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--model",
         default="efficientnet_lite0",
-        help="efficientnet_lite0 (offline default), a torchvision name (resnet50), a .pt/.pth file, "
+        help="efficientnet_lite0 (offline default), a torchvision name (resnet50), timm:NAME (a timm model), "
+        "hf:FOLDER (a Hugging Face image classifier saved in a folder), a .pt/.pth/.safetensors/.pt2 file, "
         "or a factory package.module:function",
     )
-    g.add_argument("--weights", default="DEFAULT", help="torchvision weights: DEFAULT, an enum name, or none")
-    g.add_argument("--arch", help="torchvision architecture for a state-dict checkpoint")
-    g.add_argument("--checkpoint", help="state dict to load into a factory's model")
+    g.add_argument("--weights", default="DEFAULT", help="torchvision or timm weights: DEFAULT, an enum name, or none")
+    g.add_argument("--arch", help="architecture of a state dict: a torchvision name, efficientnet_lite0, timm:NAME")
+    g.add_argument("--checkpoint", help="state dict (.pt/.pth/.safetensors) to load into a factory's or timm model")
+    g.add_argument(
+        "--output", metavar="KEY_OR_INDEX",
+        help="for a model returning a tuple or dict: the key, attribute or index of its logits (default: "
+        "'logits', else the first (N, classes) tensor)",
+    )
     g.add_argument("--labels", help="class names: a text file (one per line) or a JSON list")
     g.add_argument("--trust-checkpoint", action="store_true", help="allow full pickled modules (runs their code)")
     g.add_argument("--import-path", action="append", default=[], metavar="DIR", help="folder added to sys.path")
@@ -118,8 +124,25 @@ def build_parser() -> argparse.ArgumentParser:
     p_explain.add_argument("--image", nargs="+", required=True, help="image files")
     p_explain.add_argument("--layer", help="dotted layer name (default: the recommended layer)")
     p_explain.add_argument("--classes", default="top3", help='top3 | 281,285 | "tabby,Egyptian cat"')
-    p_explain.add_argument("--method", action="append", help="CAM method (repeatable; default gradcam)")
-    p_explain.add_argument("--target", default="logit", choices=["logit", "softmax"], help="score explained")
+    p_explain.add_argument(
+        "--method", action="append", help="CAM method (repeatable; default gradcam; `list` shows them all)"
+    )
+    p_explain.add_argument(
+        "--target", default="logit", choices=["logit", "softmax", "sigmoid"],
+        help="score explained (sigmoid: multi-label models)",
+    )
+    p_explain.add_argument(
+        "--probs", choices=["softmax", "sigmoid"],
+        help="probabilities written and printed (default: sigmoid with --target sigmoid, else softmax)",
+    )
+    p_explain.add_argument("--aug-smooth", action="store_true", help="average with the flipped image's map")
+    p_explain.add_argument(
+        "--eigen-smooth", action="store_true", help="first principal component of each map's channel terms"
+    )
+    p_explain.add_argument(
+        "--samples", type=_count(1, 1000),
+        help="noisy/scaled samples of SmoothGrad-CAM++, SS-CAM and IS-CAM (default: theirs)",
+    )
     p_explain.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
     p_explain.add_argument("--batch-size", type=_BATCH, default=64, help="forward batch of Score-/Ablation-CAM")
     p_explain.add_argument("--cmap", default=None, help="overlay colormap (default jet; signed: bwr)")
@@ -174,6 +197,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p_trust.add_argument("--batch-size", type=_BATCH, default=16, help="perturbed images per forward")
     p_trust.add_argument(
+        "--no-road", action="store_true",
+        help="skip ROAD (remove-and-debias: removed pixels imputed from their neighbours, most and least "
+        "relevant first, against Random-CAM)",
+    )
+    p_trust.add_argument(
         "--randomise-units", type=_count(0, 100_000), default=None, metavar="N",
         help="randomisation check: randomise the top N units (default all; 0 skips the check)",
     )
@@ -184,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _load(args: argparse.Namespace):  # -> LoadedModel
     from .models.load import load_model
+    from .models.outputs import parse_output
 
     weights = None if str(args.weights).lower() in ("none", "") else args.weights
     return load_model(
@@ -198,6 +227,7 @@ def _load(args: argparse.Namespace):  # -> LoadedModel
         mean=args.mean,
         std=args.std,
         fit=args.fit,
+        output=parse_output(args.output),
     )
 
 
@@ -246,6 +276,8 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     from .io.images import load_image
     from .render import COLORMAPS, model_view, overlay, save_png
 
+    if args.method == ["list"]:
+        return _list_methods()
     methods = check_methods(args.method or ["gradcam"])
     if args.cmap is not None and args.cmap not in COLORMAPS:
         raise CamError(f"unknown colormap {args.cmap!r}; choose from: {', '.join(COLORMAPS)}")
@@ -256,7 +288,8 @@ def _cmd_explain(args: argparse.Namespace) -> int:
         x, region = _prepare(model, img)
         res = explain(
             model, x, layer=args.layer, classes=args.classes, methods=methods, device=args.device,
-            target=args.target, batch_size=args.batch_size, region=region,
+            target=args.target, batch_size=args.batch_size, region=region, aug_smooth=args.aug_smooth,
+            eigen_smooth=args.eigen_smooth, samples=args.samples, probs=args.probs,
         )
         arrays: dict[str, np.ndarray] = {
             "logits": res.logits[0].numpy(),
@@ -279,6 +312,15 @@ def _cmd_explain(args: argparse.Namespace) -> int:
         )
         untrained = "" if getattr(model, "pretrained", True) else " [untrained weights]"
         print(f"{path}: {top} at {res.layer}{untrained} → {out / stem}.npz")
+    return 0
+
+
+def _list_methods() -> int:
+    from .engine.methods import METHODS
+
+    width = max(len(m) for m in METHODS)
+    for name, spec in METHODS.items():
+        print(f"{name:<{width}}  {spec.title:<22}  {spec.cost}")
     return 0
 
 
@@ -424,7 +466,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 def _cmd_trust(args: argparse.Namespace) -> int:
     from .analysis.sweep import SWEEP_METHODS
-    from .analysis.trust import deletion_insertion, randomisation_check
+    from .analysis.trust import deletion_insertion, randomisation_check, road
     from .engine.explainer import explain
     from .engine.methods import check_methods
     from .io.images import load_image
@@ -459,6 +501,15 @@ def _cmd_trust(args: argparse.Namespace) -> int:
         if curves.flat:
             low, high = curves.score_range
             line += f" (FLAT: the probability stays in {low:.3f}…{high:.3f}; the curves cannot judge the map)"
+        if not args.no_road:
+            roads = road(
+                model, x, res.upsampled(args.method)[0, 0], cid, with_random=True, layer=res.layer,
+                batch_size=args.batch_size, device=args.device,
+            )
+            data["road"] = roads.to_dict()
+            arrays.update(roads.arrays())
+            line += (f"; ROAD {roads.combined:.3f} (Random-CAM {roads.random_combined:.3f}; higher is better: "
+                     "removing the most relevant pixels hurts more than removing the least)")
         if args.randomise_units != 0:
             sanity = randomisation_check(
                 model, x, res.layer, cid, methods=[args.method], max_units=args.randomise_units, device=args.device

@@ -17,7 +17,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 import numpy as np
@@ -28,6 +28,7 @@ from PIL import Image
 from cam_core import ExplainResult, explain, list_layers, load_model
 from cam_core.engine import OutOfMemory, resolve_device
 from cam_core.engine.methods import METHODS
+from cam_core.engine.targets import probabilities
 from cam_core.errors import CamError
 from cam_core.io.images import ImageError, load_image
 from cam_core.limits import (
@@ -41,6 +42,7 @@ from cam_core.limits import (
 )
 from cam_core.models import DEFAULT_MODEL, LoadedModel, Placement
 from cam_core.models.layers import HINT_TEXT
+from cam_core.models.outputs import parse_output
 from cam_core.render import model_view
 from dashboard.caches import BoundedCache
 from dashboard.widgets.model_tree import tree_nodes
@@ -76,12 +78,14 @@ T = TypeVar("T")
 class ModelSpec:
     """What model to load, as plain values (hashable: it is the model's cache key).
 
-    ``source`` is ``default``, ``torchvision``, ``checkpoint``, ``factory`` or ``pinned`` (one of
-    the operator's models, see :mod:`dashboard.access`); file fields are paths of saved uploads
-    (named by their content hash, so equal files give equal specs) or the operator's files.
-    ``allow_code`` is ``False`` for what a visitor asks for on a server that does not trust
-    visitors: the engine then refuses factories, pickles and TorchScript. ``title`` names a pinned
-    model in the page (its paths are never shown).
+    ``source`` is ``default``, ``torchvision``, ``timm``, ``hf``, ``checkpoint``, ``factory`` or
+    ``pinned`` (one of the operator's models, see :mod:`dashboard.access`); file fields are paths of
+    saved uploads (named by their content hash, so equal files give equal specs) or the operator's
+    files; ``name`` is also the timm model name or the Hugging Face folder. ``allow_code`` is
+    ``False`` for what a visitor asks for on a server that does not trust visitors: the engine then
+    refuses factories, pickles, TorchScript and exported programs. ``title`` names a pinned model in
+    the page (its paths are never shown). ``output`` names the logits of a model returning a tuple
+    or dict.
     """
 
     source: str = "default"
@@ -94,6 +98,18 @@ class ModelSpec:
     import_path: str | None = None
     allow_code: bool = True
     title: str | None = None
+    output: str | None = None
+
+    @property
+    def spec_text(self) -> str:
+        """The ``load_model`` spec this stands for."""
+        if self.source in ("default", "torchvision", "factory", "pinned"):
+            return self.name
+        if self.source == "timm":
+            return f"timm:{self.name}"
+        if self.source == "hf":
+            return f"hf:{self.name}"
+        return self.checkpoint or ""
 
     @property
     def key(self) -> str:
@@ -109,6 +125,7 @@ class ModelSpec:
                 self.trust,
                 self.import_path,
                 self.allow_code,
+                self.output,
             )
         )
         return hashlib.sha1(text.encode()).hexdigest()[:16]
@@ -125,6 +142,8 @@ class ModelSpec:
             return DEFAULT_MODEL, None
         if self.source == "torchvision":
             return self.name, None if self.weights == "DEFAULT" else "none"
+        if self.source == "timm" and self.checkpoint is None:
+            return f"timm:{self.name}", None if self.weights == "DEFAULT" else "none"
         if self.source == "pinned" and self.title:
             return f"pinned:{self.title}", None
         return None
@@ -139,6 +158,7 @@ class Bundle:
     nodes: list[dict]
     camable: frozenset[str]
     recommended: str | None
+    channels: dict[str, int] = field(default_factory=dict)  # CAM-able layer → the channels a CAM weights
 
 
 @dataclass(frozen=True)
@@ -196,6 +216,14 @@ class ViewResult:
     computed: list[tuple[str, int]] = field(default_factory=list)
     seconds: float = 0.0
     errors: dict[str, str] = field(default_factory=dict)
+    probs_kind: str = "softmax"
+
+    def with_probabilities(self, kind: str) -> ViewResult:
+        """The same view with ``softmax`` or ``sigmoid`` (multi-label) probabilities."""
+        if kind == self.probs_kind:
+            return self
+        probs = probabilities(torch.from_numpy(self.logits), kind).numpy()
+        return replace(self, probs=probs, probs_kind=kind)
 
 
 def _model_bytes(bundle: Bundle) -> int:
@@ -217,16 +245,16 @@ def load_bundle(spec: ModelSpec) -> Bundle:
 
 
 def _load_bundle(spec: ModelSpec) -> Bundle:
-    named = spec.source in ("default", "torchvision", "factory", "pinned")
     model = load_model(
-        spec.name if named else spec.checkpoint or "",
+        spec.spec_text,
         weights=spec.weights,
         arch=spec.arch,
-        checkpoint=spec.checkpoint if spec.source in ("factory", "pinned") else None,
+        checkpoint=spec.checkpoint if spec.source in ("factory", "pinned", "timm") else None,
         labels=spec.labels,
         trust_checkpoint=spec.trust,
         import_paths=[spec.import_path] if spec.import_path else (),
         allow_code=spec.allow_code,
+        output=parse_output(spec.output),
     )
     if spec.title:  # an operator's model: the page shows its title, never its paths
         model.name = spec.title
@@ -238,6 +266,7 @@ def _load_bundle(spec: ModelSpec) -> Bundle:
         nodes=tree_nodes(layers, HINT_TEXT),
         camable=frozenset(info.name for info in layers if info.camable),
         recommended=recommended,
+        channels={info.name: info.channels for info in layers if info.channels is not None},
     )
 
 
@@ -527,7 +556,7 @@ def pending(
 
 def is_slow(methods: Sequence[str]) -> bool:
     """Whether any method runs many forward passes (worth a progress bar)."""
-    return any(METHODS[m].kind == "perturbation" for m in methods if m in METHODS)
+    return any(METHODS[m].slow for m in methods if m in METHODS)
 
 
 def cached_scores(model_key: str, item_key: str) -> tuple[np.ndarray, np.ndarray] | None:

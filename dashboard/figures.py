@@ -300,8 +300,9 @@ def scores_figure(
     probs: np.ndarray,
     logits: np.ndarray,
     selected: Sequence[int],
+    probs_kind: str = "softmax",
 ) -> go.Figure:
-    """Softmax probability and raw logit of ``class_ids`` (in that order, top first).
+    """Probability (softmax, or sigmoid for multi-label models) and raw logit of ``class_ids`` (top first).
 
     Selected classes are drawn in the accent colour; each bar carries its class id in
     ``customdata`` so a click can toggle it.
@@ -311,9 +312,8 @@ def scores_figure(
     colors = [SELECTED_COLOR if i in chosen else OTHER_COLOR for i in class_ids]
     p = np.asarray([probs[i] for i in class_ids], dtype=np.float32)
     z = np.asarray([logits[i] for i in class_ids], dtype=np.float32)
-    fig = make_subplots(
-        rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.1, subplot_titles=("probability", "logit")
-    )
+    title = "probability" if probs_kind == "softmax" else f"{probs_kind} probability"
+    fig = make_subplots(rows=1, cols=2, shared_yaxes=True, horizontal_spacing=0.1, subplot_titles=(title, "logit"))
     common = {"y": labels, "orientation": "h", "marker_color": colors, "customdata": list(class_ids)}
     fig.add_trace(
         go.Bar(

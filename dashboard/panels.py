@@ -298,7 +298,7 @@ def show_overlays(
 ) -> None:
     """One figure per method (classes side by side, views stacked), each with its own opacity slider.
 
-    Figures are built once per (model, input, layer, method, classes, display) and kept for every
+    Figures are built once per (model, input, layer, method, classes, display, kind of probability) and kept for every
     session: a rerun that changes none of these sends the same figure again, which the browser
     already holds (Streamlit's message cache), and builds nothing.
     """
@@ -337,7 +337,7 @@ def overlay_figure_for(
     display: Display,
 ) -> go.Figure:
     """The overlay figure of ``chunk``'s classes for one method, from the process-wide figure cache."""
-    key = (bundle.spec.key, item.key, layer, method, chunk, display)
+    key = (bundle.spec.key, item.key, layer, method, chunk, display, view.probs_kind)  # the titles carry p
     names, title = bundle.model.class_names, METHODS[method].title
     return figure_cache().get_or_build(key, partial(_overlay_figure, view, chunk, names, title, method, display))
 
@@ -396,14 +396,28 @@ def _bar_clicked(ctx: tuple[str, str], chart_key: str) -> None:
     st.session_state[K.CHART_NONCE] = st.session_state.get(K.CHART_NONCE, 0) + 1
 
 
+PROBS_WORDS = {"softmax": "softmax", "sigmoid": "sigmoid (multi-label)"}
+PROBS_HELP = (
+    "How logits become probabilities. Softmax: the classes compete and sum to 1 (one label per image). "
+    "Sigmoid: each class on its own, yes or no (multi-label models, trained with a sigmoid per class). "
+    "The maps explain the logit either way."
+)
+
+
 def show_scores(
     ctx: tuple[str, str], item: ImageItem, view: ViewResult, ids: Sequence[int], names: Sequence[str]
 ) -> None:
     """Probability and logit of the top classes (and any selected below them); a click toggles a class."""
-    st.markdown("##### Scores")
+    with st.container(horizontal=True, vertical_alignment="center"):
+        st.markdown("##### Scores")
+        st.session_state.setdefault(K.PROBS, "softmax")
+        st.segmented_control(
+            "Probabilities", list(PROBS_WORDS), format_func=PROBS_WORDS.get, key=K.PROBS, required=True,
+            help=PROBS_HELP, label_visibility="collapsed",
+        )
     top = np.argsort(-view.probs, kind="stable")[:SCORE_ROWS].tolist()
     shown = top + [c for c in ids if c not in top]
-    fig = scores_figure(shown, names, view.probs, view.logits, ids)
+    fig = scores_figure(shown, names, view.probs, view.logits, ids, probs_kind=view.probs_kind)
     chart_key = f"scores_{st.session_state.get(K.CHART_NONCE, 0)}"
     st.plotly_chart(
         fig,
@@ -439,6 +453,7 @@ def show_exports(
         "fit": view.place.fit,
         "input": _fit_words(view, item),
         "image": item.label,
+        "probabilities": view.probs_kind,
         "layer": layer,
         "methods": list(methods),
         "selected_classes": list(ids),

@@ -53,22 +53,22 @@ def _offline_note() -> None:
     if name:
         st.warning(
             f"Pretrained weights for {name} are not in this machine's cache and cannot be downloaded (offline), so "
-            "*Pretrained ImageNet weights* is now off: these are random, untrained weights, and every result says so.",
+            "*Pretrained weights* is now off: these are random, untrained weights, and every result says so.",
             icon=":material/cloud_off:",
         )
 
 
 def _load(spec: ModelSpec) -> Bundle | None:
     """The model for ``spec``; pretrained weights that cannot be had turn the *Pretrained* toggle off."""
-    if spec.source == "torchvision" and spec.weights is not None and spec.key in _offline():
-        state.pretrained_unavailable(spec.name)
+    if spec.source in ("torchvision", "timm") and spec.weights is not None and spec.key in _offline():
+        state.pretrained_unavailable(spec.name, spec.source)
         st.rerun()
     try:
         with st.spinner(f"Loading {spec.name} and tracing its layers…"):
             return load_bundle(spec)
     except WeightsUnavailable:
         _offline().add(spec.key)
-        state.pretrained_unavailable(spec.name)
+        state.pretrained_unavailable(spec.name, spec.source)
         st.rerun()
     except Exception as exc:
         show_error(exc, "loading the model")

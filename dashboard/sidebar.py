@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import importlib.util
 from collections.abc import Sequence
 from dataclasses import replace
 
 import streamlit as st
 from PIL import Image, ImageOps
 
-from cam_core.engine.methods import METHODS
+from cam_core.engine.methods import METHODS, Cost, estimate_cost
 from cam_core.io.images import IMAGE_EXTENSIONS
 from cam_core.io.samples import SAMPLE_NAMES, load_sample
 from cam_core.limits import (
@@ -18,43 +20,74 @@ from cam_core.limits import (
     mb,
 )
 from cam_core.models import DEFAULT_MODEL, list_torchvision_models
+from cam_core.models.hf_source import INSTALL_HINT as HF_INSTALL
+from cam_core.models.timm_source import INSTALL_HINT as TIMM_INSTALL
 from dashboard.access import Access, PinnedModel
 from dashboard.compute import ImageItem, ModelSpec, decode_image
 from dashboard.feedback import show_error
 from dashboard.state import K, UrlView
-from dashboard.uploads import save_upload
+from dashboard.uploads import save_folder, save_upload
 
-__all__ = ["images_ui", "methods_ui", "model_ui", "sample_item"]
+__all__ = ["cost_line", "images_ui", "methods_ui", "model_ui", "sample_item"]
 
 SOURCES = {
     "default": "Offline default",
     "torchvision": "torchvision model",
+    "timm": "timm model",
+    "hf": "Hugging Face model",
     "checkpoint": "Upload a checkpoint",
     "factory": "Python factory",
 }
 SOURCE_CAPTIONS = {
     "default": "EfficientNet-Lite0, ImageNet weights shipped with the package: no download",
     "torchvision": "any torchvision classifier; pretrained weights need internet once",
-    "checkpoint": "TorchScript, state dict (+ architecture) or a pickled model",
+    "timm": "any of timm's models: pretrained, random, or your own weights",
+    "hf": "a saved transformers image classifier (config.json, weights, preprocessor)",
+    "checkpoint": "safetensors or state dict (+ architecture), exported program (.pt2), TorchScript, pickle",
     "factory": "package.module:function returning an nn.Module",
 }
-WEIGHTS_ONLY_CAPTION = "a state dict for a known architecture (weights only: files that carry code are refused)"
+WEIGHTS_ONLY_CAPTION = (
+    "a state dict (.safetensors, .pt) for a known architecture (weights only: files that carry code are refused)"
+)
 CODE_SOURCES = ("factory",)  # the checkpoint source stays, restricted to weights
-CHECKPOINT_TYPES = ["pt", "pth", "ckpt"]
+CHECKPOINT_TYPES = ["pt", "pth", "ckpt", "safetensors", "pt2"]
+STATE_DICT_TYPES = ["safetensors", "pt", "pth", "ckpt"]
+HF_FILES = ["json", "safetensors", "bin", "txt"]
 # The model's widgets keep their values when a page sends the user to another (``st.switch_page`` drops the
 # state of every widget that is not kept so; file uploads cannot be kept: see ``ModelSpec.has_uploads``).
 KEEP = "session"
 SLOW_HELP = (
-    "Each method gets its own figure. Score-CAM and Ablation-CAM run one forward pass per channel of the layer: "
-    "seconds to minutes on a CPU."
+    "Each method gets its own figure. What each costs beyond the forward and backward they share:\n\n"
+    + "\n".join(f"- **{spec.title}**: {spec.cost}" for spec in METHODS.values())
+    + "\n\n*(slow)*: one forward pass per channel of the layer: seconds to minutes on a CPU."
 )
-NO_ARCH = "(none: TorchScript or whole model)"
+NO_ARCH = "(none: exported program, TorchScript or whole model)"
 TRUST_HELP = (
-    "A checkpoint that holds a whole pickled model (not just a state dict of tensors) can only be read by "
-    "unpickling it, and unpickling runs whatever code the file contains, with your permissions. Tick this "
-    "only for files you made yourself or got from a source you trust. State dicts and TorchScript never "
-    "need it."
+    "A checkpoint that holds a whole pickled model (not just a state dict of tensors), or an exported program "
+    "(.pt2: torch.export.load unpickles what it cannot read as weights), can only be read by unpickling it, and "
+    "unpickling runs whatever code the file contains, with your permissions. Tick this only for files you made "
+    "yourself or got from a source you trust. State dicts (.safetensors above all) never need it."
 )
+OUTPUT_HELP = (
+    "Only for a model whose forward returns a tuple or a dict: the key or index of its logits. By default: "
+    "an attribute or key 'logits', else the first (N, classes) tensor."
+)
+
+
+@functools.cache
+def _installed(package: str) -> bool:
+    return importlib.util.find_spec(package) is not None
+
+
+@functools.cache
+def _timm_names() -> list[str]:
+    import timm
+
+    return timm.list_models()
+
+
+def _output_ui(key: str) -> str | None:
+    return st.text_input("Output holding the logits (optional)", key=key, help=OUTPUT_HELP).strip() or None
 
 
 def _labels_ui(key: str) -> str | None:
@@ -110,14 +143,23 @@ def model_ui(url: UrlView, access: Access) -> ModelSpec | None:
     trusted = access.trust_visitors
     names = list_torchvision_models()
     if K.SOURCE not in st.session_state and url.model:
-        # A shared link: the offline default or a torchvision name (uploads cannot travel in a URL).
-        st.session_state[K.SOURCE] = "default" if url.model == DEFAULT_MODEL else "torchvision"
+        # A shared link: the offline default, a torchvision or a timm name (uploads cannot travel in a URL).
+        if url.model.startswith("timm:"):
+            st.session_state[K.SOURCE] = "timm"
+            st.session_state[K.TIMM_NAME] = url.model.removeprefix("timm:")
+            st.session_state[K.TIMM_PRETRAINED] = url.weights != "none"
+        else:
+            st.session_state[K.SOURCE] = "default" if url.model == DEFAULT_MODEL else "torchvision"
         if url.model in names:
             st.session_state[K.TV_NAME] = url.model
             st.session_state[K.TV_PRETRAINED] = url.weights != "none"
     source = _sources_ui(trusted)
     if source == "default":
         return ModelSpec()
+    if source == "timm":
+        return _timm_ui(trusted)
+    if source == "hf":
+        return _hf_ui(trusted)
     if source == "torchvision":
         st.session_state.setdefault(K.TV_NAME, "resnet50")
         st.session_state.setdefault(K.TV_PRETRAINED, True)
@@ -141,19 +183,25 @@ def model_ui(url: UrlView, access: Access) -> ModelSpec | None:
 
 def _checkpoint_ui(names: Sequence[str], trusted: bool) -> ModelSpec | None:
     """A checkpoint upload; on a server that does not trust visitors, weights only, for a known architecture."""
-    what = "Checkpoint (.pt, .pth, .ckpt)" if trusted else "Weights: a state dict (.pt, .pth, .ckpt)"
-    ckpt = st.file_uploader(what, type=CHECKPOINT_TYPES, key="ckpt_file")
+    types = CHECKPOINT_TYPES if trusted else STATE_DICT_TYPES
+    what = (
+        "Checkpoint (.safetensors, .pt, .pth, .ckpt, .pt2)" if trusted
+        else "Weights: a state dict (.safetensors, .pt, .pth, .ckpt)"
+    )
+    ckpt = st.file_uploader(what, type=types, key="ckpt_file")
     archs = [NO_ARCH, DEFAULT_MODEL, *names] if trusted else [DEFAULT_MODEL, *names]
     arch = st.selectbox(
         "Architecture of a state dict" if trusted else "Architecture",
         archs,
         key="ckpt_arch",
         persist_state=KEEP,
-        help="A state dict holds only weights: name the architecture they fit."
-        + (" Not needed for TorchScript." if trusted else ""),
+        help="A state dict (.safetensors, .pt) holds only weights: name the torchvision architecture they fit "
+        "(for a timm model's weights, use the timm source)."
+        + (" Not needed for exported programs or TorchScript." if trusted else ""),
     )
     trust = _trust_ui("ckpt_trust") if trusted else False
     labels = _labels_ui("ckpt_labels")
+    output = _output_ui("ckpt_output")
     if ckpt is None:
         st.info("Upload a checkpoint to load it.", icon=":material/upload_file:")
         return None
@@ -162,10 +210,11 @@ def _checkpoint_ui(names: Sequence[str], trusted: bool) -> ModelSpec | None:
         name=ckpt.name,
         weights=None,
         arch=None if arch == NO_ARCH else arch,
-        checkpoint=save_upload(ckpt.getvalue(), ckpt.name, (".pt", ".pth", ".ckpt")),
+        checkpoint=_saved(ckpt, types),
         labels=labels,
         trust=trust,
         allow_code=trusted,
+        output=output,
     )
 
 
@@ -180,9 +229,10 @@ def _factory_ui() -> ModelSpec | None:
     folder = st.text_input(
         "Folder to add to the import path", placeholder="/path/to/your/code", key="factory_path", persist_state=KEEP
     ).strip()
-    ckpt = st.file_uploader("State dict for it (optional)", type=CHECKPOINT_TYPES, key="factory_ckpt")
+    ckpt = st.file_uploader("State dict for it (optional)", type=STATE_DICT_TYPES, key="factory_ckpt")
     trust = _trust_ui("factory_trust")
     labels = _labels_ui("factory_labels")
+    output = _output_ui("factory_output")
     if not factory:
         st.info("Name a factory such as `seed_net:build` to load it.", icon=":material/code:")
         return None
@@ -190,11 +240,93 @@ def _factory_ui() -> ModelSpec | None:
         source="factory",
         name=factory,
         weights=None,
-        checkpoint=save_upload(ckpt.getvalue(), ckpt.name, (".pt", ".pth", ".ckpt")) if ckpt is not None else None,
+        checkpoint=_saved(ckpt, STATE_DICT_TYPES),
         labels=labels,
         trust=trust,
         import_path=folder or None,
+        output=output,
     )
+
+
+def _saved(upload, types: list[str]) -> str | None:  # upload: UploadedFile | None
+    return save_upload(upload.getvalue(), upload.name, tuple(f".{t}" for t in types)) if upload is not None else None
+
+
+def _timm_ui(trusted: bool) -> ModelSpec | None:
+    """A timm model by name: pretrained (downloaded once), random, or with the user's own weights."""
+    if not _installed("timm"):
+        st.info(TIMM_INSTALL, icon=":material/download:")
+        return None
+    names = _timm_names()
+    st.session_state.setdefault(K.TIMM_NAME, "convnext_tiny")
+    st.session_state.setdefault(K.TIMM_PRETRAINED, True)
+    if st.session_state.pop(K.TIMM_PRETRAINED_OFF, False):
+        st.session_state[K.TIMM_PRETRAINED] = False
+    if st.session_state[K.TIMM_NAME].split(".")[0] not in names:
+        st.session_state[K.TIMM_NAME] = "convnext_tiny"
+    name = st.selectbox(
+        "timm architecture",
+        names,
+        key=K.TIMM_NAME,
+        help="Type to search timm's models (timm.list_models()).",
+        persist_state=KEEP,
+    )
+    ckpt = st.file_uploader(
+        "Your weights for it (optional: .safetensors, .pt, .pth)",
+        type=STATE_DICT_TYPES,
+        key="timm_ckpt",
+        help="A state dict of this architecture (a fine-tuned checkpoint); the head is sized from the file.",
+    )
+    pretrained = st.toggle(
+        "Pretrained weights",
+        key=K.TIMM_PRETRAINED,
+        persist_state=KEEP,
+        disabled=ckpt is not None,
+        help="timm's pretrained weights, from the Hugging Face cache or downloaded once. Offline, the page says so "
+        "and switches this off: random weights, flagged as untrained wherever results show.",
+    )
+    labels = _labels_ui("timm_labels")
+    return ModelSpec(
+        source="timm",
+        name=name,
+        weights="DEFAULT" if pretrained and ckpt is None else None,
+        checkpoint=_saved(ckpt, STATE_DICT_TYPES),
+        labels=labels,
+        allow_code=trusted,
+    )
+
+
+def _hf_ui(trusted: bool) -> ModelSpec | None:
+    """A Hugging Face image classifier: a folder on this machine (not for the visitors of a server that does
+    not trust them: they may not name the server's folders), or its files uploaded together."""
+    if not _installed("transformers"):
+        st.info(HF_INSTALL, icon=":material/download:")
+        return None
+    folder = "" if not trusted else st.text_input(
+        "Folder on this machine",
+        key="hf_folder",
+        persist_state=KEEP,
+        placeholder="/path/to/model (what save_pretrained wrote)",
+        help="A folder with config.json, model.safetensors (or pytorch_model.bin) and preprocessor_config.json; "
+        "or a hub id already in the local Hugging Face cache. Nothing is downloaded and no code from it runs.",
+    ).strip()
+    files = st.file_uploader(
+        "… or upload its files" if trusted else "The model's files",
+        type=HF_FILES,
+        accept_multiple_files=True,
+        key="hf_files",
+        help="config.json, model.safetensors and preprocessor_config.json, together.",
+    )
+    if files:
+        names = {f.name for f in files}
+        if "config.json" not in names:
+            st.warning("The upload needs the folder's config.json too.", icon=":material/description:")
+            return None
+        folder = save_folder([(f.name, f.getvalue()) for f in files])
+    if not folder:
+        st.info("Give the folder of a saved transformers image classifier.", icon=":material/folder_open:")
+        return None
+    return ModelSpec(source="hf", name=folder, weights=None, allow_code=trusted)
 
 
 @st.cache_resource(show_spinner=False)
@@ -289,17 +421,37 @@ def images_ui(url: UrlView) -> list[ImageItem]:
     return items
 
 
-def methods_ui(url: UrlView) -> list[str]:
-    """CAM methods to compare (each gets its own figure)."""
+def _costly(method: str) -> bool:
+    """Whether the method costs more than the forward and backward the gradient methods share."""
+    return estimate_cost(method, 1) != Cost()
+
+
+def cost_line(methods: Sequence[str], layer: str | None, channels: int | None) -> str | None:
+    """One caption saying what the chosen methods cost beyond the shared forward and backward (``None``: nothing)."""
+    costly = [m for m in methods if _costly(m)]
+    if not costly:
+        return None
+    where = f" at `{layer}` ({channels} channels; forwards in batches of 64, backwards per class)" if channels else ""
+    parts = [
+        f"{METHODS[m].title}: {estimate_cost(m, channels).words() if channels else METHODS[m].cost}" for m in costly
+    ]
+    return f":material/timer: Beyond the shared forward and backward{where}: " + "; ".join(parts) + "."
+
+
+def methods_ui(url: UrlView, layer: str | None = None, channels: int | None = None) -> list[str]:
+    """CAM methods to compare (each gets its own figure); what the ones beyond the shared pass cost at ``layer``."""
     if K.METHODS not in st.session_state:
         wanted = [m for m in (url.methods or ()) if m in METHODS]
         st.session_state[K.METHODS] = wanted or ["gradcam"]
     picked = st.multiselect(
         "Compare methods",
         list(METHODS),
-        format_func=lambda m: METHODS[m].title,
+        format_func=lambda m: f"{METHODS[m].title} (slow)" if METHODS[m].slow else METHODS[m].title,
         key=K.METHODS,
         help=SLOW_HELP,
         wrap=True,
     )
+    line = cost_line(picked, layer, channels)
+    if line:
+        st.caption(line)
     return list(picked)

@@ -54,6 +54,10 @@ class K:
     TV_PRETRAINED = "tv_pretrained"
     TV_PRETRAINED_OFF = "_tv_pretrained_off"  # set when the weights cannot be had: the toggle goes off next run
     TV_OFFLINE_NOTE = "_tv_offline_note"
+    TIMM_NAME = "timm_name"
+    TIMM_PRETRAINED = "timm_pretrained"
+    TIMM_PRETRAINED_OFF = "_timm_pretrained_off"
+    PROBS = "probs_kind"  # softmax or sigmoid, for the scores and the overlay titles
     FIT = "fit"
     FULL_RERUN = "_full_rerun"  # a callback inside a fragment changed something the whole page depends on
     SAMPLES = "samples"
@@ -159,10 +163,10 @@ def write_url(
             st.query_params[name] = value
 
 
-def pretrained_unavailable(name: str) -> None:
-    """The pretrained weights of ``name`` cannot be had: turn the toggle off on the next run, and say why."""
-    st.session_state[K.TV_PRETRAINED_OFF] = True
-    st.session_state[K.TV_OFFLINE_NOTE] = name
+def pretrained_unavailable(name: str, source: str = "torchvision") -> None:
+    """The pretrained weights of ``name`` cannot be had: turn the source's toggle off on the next run, and say why."""
+    st.session_state[K.TIMM_PRETRAINED_OFF if source == "timm" else K.TV_PRETRAINED_OFF] = True
+    st.session_state[K.TV_OFFLINE_NOTE] = f"timm:{name}" if source == "timm" else name
 
 
 # ---- layer ---------------------------------------------------------------------------------

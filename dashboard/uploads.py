@@ -26,7 +26,7 @@ import streamlit as st
 from streamlit.runtime import Runtime
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
-__all__ = ["UPLOAD_ROOT", "redact", "save_upload", "sweep"]
+__all__ = ["UPLOAD_ROOT", "redact", "save_folder", "save_upload", "sweep"]
 
 UPLOAD_ROOT = Path(tempfile.gettempdir()) / "cam_dashboard_uploads"
 _NO_SESSION = "no-session"  # AppTest and scripts outside a server
@@ -60,6 +60,25 @@ def save_upload(data: bytes, filename: str, suffixes: Sequence[str] = ()) -> str
     if not path.exists():
         path.write_bytes(data)
     return str(path)
+
+
+def save_folder(files: Sequence[tuple[str, bytes]], name: str = "hf_model") -> str:
+    """Write files uploaded together (name, bytes) into one folder of this session; return the folder.
+
+    For sources that are a folder (a Hugging Face model: config.json, model.safetensors,
+    preprocessor_config.json): ``<session>/<joint hash>/<name>/``, so :func:`redact` shows ``name``.
+    File names are reduced to their last part.
+    """
+    digest = hashlib.sha1()
+    for filename, data in sorted(files):
+        digest.update(Path(filename).name.encode() + b"\0" + hashlib.sha1(data).digest())
+    folder = UPLOAD_ROOT / _session() / digest.hexdigest()[:16] / name
+    folder.mkdir(parents=True, exist_ok=True)
+    for filename, data in files:
+        path = folder / (Path(filename).name or "upload")
+        if not path.exists():
+            path.write_bytes(data)
+    return str(folder)
 
 
 def sweep(*, everything: bool = False, force: bool = False) -> int:

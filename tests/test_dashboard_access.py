@@ -52,8 +52,8 @@ def test_loopback_addresses() -> None:
 def test_on_loopback_everything_is_the_users(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CAMDASH_TRUST_VISITORS", raising=False)
     at = _app(monkeypatch)  # AppTest reads .streamlit/config.toml: 127.0.0.1
-    assert at.radio(key="model_source").options == ["Offline default", "torchvision model", "Upload a checkpoint",
-                                                    "Python factory"]
+    assert at.radio(key="model_source").options == ["Offline default", "torchvision model", "timm model",
+                                                    "Hugging Face model", "Upload a checkpoint", "Python factory"]
     assert not [w for w in at.warning if "run code" in w.value]
 
 

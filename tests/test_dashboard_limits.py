@@ -67,17 +67,17 @@ def test_a_too_large_image_is_refused_by_its_size(monkeypatch: pytest.MonkeyPatc
 def test_running_out_of_memory_is_a_message_and_the_server_keeps_serving(monkeypatch: pytest.MonkeyPatch) -> None:
     import cam_core.engine.explainer as explainer
 
-    real = explainer._gradient_maps
+    real = explainer._Run._first_order  # the gradient maps' batched backward
 
     def exhausted(*args, **kwargs):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
 
     at = _app()
-    monkeypatch.setattr(explainer, "_gradient_maps", exhausted)
+    monkeypatch.setattr(explainer._Run, "_first_order", exhausted)
     at.text_input(key="class_find").input("volcano").run()  # a map to compute: the engine runs out of memory
     assert not at.exception
     assert any("out of memory" in e.value and "explain fewer classes" in e.value for e in at.error)
-    monkeypatch.setattr(explainer, "_gradient_maps", real)
+    monkeypatch.setattr(explainer._Run, "_first_order", real)
     at.text_input(key="class_find").input("jellyfish").run()  # the classes stayed editable, and the page goes on
     assert not at.exception and not at.error
     titles = [

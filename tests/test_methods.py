@@ -10,7 +10,8 @@ class 0 (V00 = 1 at (0,0), V01 = 4 at (1,1)); logit0 = 1·1 + 4·(−2) = −7
              → x/12 + (2/9)(x/2) = 7x/36
   Ablation   y − y^k = contribution of channel k: (1, −8); w = (1/−7, −8/−7) → −x/7 − 4x/7 = −5x/7
   Score-CAM  masks (min-max of each channel): m0 = (x − 1)/3, m1 = (4 − x)/3;
-             y0(x⊙m0) = 0 − 2·4 = −8, y0(x⊙m1) = 1 − 0 = 1 → −8x + 1·(−x/2) = −8.5x
+             y0(x⊙m0) = 0 − 2·4 = −8, y0(x⊙m1) = 1 − 0 = 1; softmax over channels:
+             w = (e⁻⁸, e¹)/(e⁻⁸ + e¹) → w0·x − w1·x/2
 class 1 (V10 = −1 at (0,1), V11 = 1 at (1,0)); logit1 = −2 − 1.5 = −3.5
   Grad-CAM   w = (−1/4, 1/4) → −x/4 − x/8 = −3x/8
   HiResCAM   [[0, −2], [−1.5, 0]];  LayerCAM  [[0, 0], [−1.5, 0]]
@@ -43,7 +44,7 @@ HAND = {
     "xgradcam": [-0.7 * x, None],
     "gradcampp": [7 * x / 36, None],
     "ablationcam": [-5 * x / 7, None],
-    "scorecam": [-8.5 * x, None],
+    "scorecam": [(math.exp(-8) * x - math.exp(1) * x / 2) / (math.exp(-8) + math.exp(1)), None],
 }
 
 

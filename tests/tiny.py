@@ -60,3 +60,23 @@ class GapNet(nn.Module):
 def gapnet(seed: int = 0, classes: int = 5) -> GapNet:
     torch.manual_seed(seed)
     return GapNet(classes).eval()
+
+
+def save_tiny_vit(folder, image_size: int = 32, patch_size: int = 8, seed: int = 0, **processor):
+    """A tiny Hugging Face ViT (2 blocks, classes cat/dog/bird) saved with its image processor in ``folder``.
+
+    ``processor`` overrides the ViTImageProcessor's settings (``image_mean``, ``image_std``, …). Returns the model.
+    """
+    import transformers
+
+    labels = {0: "cat", 1: "dog", 2: "bird"}
+    config = transformers.ViTConfig(
+        image_size=image_size, patch_size=patch_size, num_hidden_layers=2, hidden_size=32, num_attention_heads=2,
+        intermediate_size=64, num_labels=3, id2label=labels, label2id={v: k for k, v in labels.items()},
+    )
+    torch.manual_seed(seed)
+    model = transformers.ViTForImageClassification(config).eval()
+    model.save_pretrained(folder)
+    size = {"height": image_size, "width": image_size}
+    transformers.ViTImageProcessor(size=size, **processor).save_pretrained(folder)
+    return model

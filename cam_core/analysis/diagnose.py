@@ -23,6 +23,11 @@ causes, each a finding here:
 They add up to ``empty_after_relu`` (or ``mostly_negative``), whose text names the
 causes found and whose fix names the layer and methods to try.
 
+Two findings are about the method, not the map: ``class_agnostic`` (Eigen-CAM, KPCA-CAM: the
+layer's first principal component, the same for every class, signed so that bright means
+strongly activated) and ``random_baseline`` (Random-CAM: random channel weights, the reference
+a real map should beat).
+
 **Output range rule** (:func:`output_range`): the softmax target lies in [0, 1].
 Logits are taken as bounded in [-1, 1] (a cosine classifier) when every logit of
 the image lies within ``1 + BOUND_TOL`` of zero *and* the largest reaches
@@ -116,7 +121,8 @@ class Finding:
 
     Attributes:
         code: Stable short code (``empty_after_relu``, ``mostly_negative``, ``pre_activation``,
-            ``residual_branch``, ``centred_map``, ``scale_invariant_head``, ``near_bound``, ``zero_map``).
+            ``residual_branch``, ``centred_map``, ``scale_invariant_head``, ``near_bound``, ``zero_map``,
+            ``class_agnostic``, ``random_baseline``).
         severity: ``warning`` (the display misleads) or ``info`` (how to read it).
         text: What was found, in plain words, with the numbers.
         fix: What to do about it.
@@ -245,8 +251,8 @@ def output_range(logits: Tensor, target: str = "logit") -> tuple[tuple[float, fl
     Returns:
         ``(range or None, the rule's verdict in words)``.
     """
-    if target == "softmax":
-        return (0.0, 1.0), "softmax probabilities lie in [0, 1]"
+    if target in ("softmax", "sigmoid"):
+        return (0.0, 1.0), f"{target} probabilities lie in [0, 1]"
     if target != "logit":
         return None, f"the score {target!r} is not a single logit; its range is not inferred"
     top = float(logits.abs().max()) if logits.numel() else 0.0
@@ -344,7 +350,10 @@ def diagnose(
     w = res.weights.get("gradcam")
     weight_pos = float((w[i, k] > 0).double().mean()) if w is not None else None
     bounds, rule = output_range(logits, res.target)
-    score = float(res.probs[i, cid]) if res.target == "softmax" else float(logits[cid])
+    if res.target == "sigmoid":
+        score = float(torch.sigmoid(logits[cid]))
+    else:
+        score = float(res.probs[i, cid]) if res.target == "softmax" else float(logits[cid])
     side = _near_bound(score, bounds)
     hints = tuple(layer_info.hints) if layer_info is not None else ()
     d = Diagnosis(
@@ -399,6 +408,28 @@ def _findings(d: Diagnosis, res: ExplainResult, k: int, side: str | None, head: 
     found: list[Finding] = []
     causes: list[str] = []  # short clauses for the empty-map finding's "because"
 
+    spec = METHODS.get(d.method)
+    if spec is not None and spec.class_agnostic:
+        found.append(
+            Finding(
+                "class_agnostic",
+                "info",
+                f"Class-agnostic: {title} is the layer's first principal component, the same map for every class: "
+                f"it shows the strongest pattern at `{d.layer}`, not the evidence for '{d.class_name}'. Its sign is "
+                "set so that bright means strongly activated (the decomposition's own sign is arbitrary).",
+                "for the class's own evidence, compare a class-specific method (Grad-CAM, HiResCAM)",
+            )
+        )
+    elif d.method == "randomcam":
+        found.append(
+            Finding(
+                "random_baseline",
+                "info",
+                f"Random baseline: {title} weights the layer's channels at random; it has the layer's structure but "
+                "knows nothing of the class. A map worth reading beats it on the trust checks.",
+                "use it as the reference in the Trust tab, not as an explanation",
+            )
+        )
     if d.map_max == d.map_min == 0.0:
         logits = res.logits[d.image]
         if bool((logits == logits[0]).all()):
@@ -413,13 +444,14 @@ def _findings(d: Diagnosis, res: ExplainResult, k: int, side: str | None, head: 
                 )
             ]
         return [
+            *found,
             Finding(
                 "zero_map",
                 "warning",
                 f"Zero map: {what} is zero everywhere: the score gets no gradient through this layer on this "
                 "image, or the layer's output is zero.",
                 f"pick a layer on the path to the head{f' (the recommended `{rec}`)' if rec else ''}",
-            )
+            ),
         ]
 
     if _signed(d):
@@ -540,12 +572,12 @@ def _bound_finding(d: Diagnosis, res: ExplainResult, k: int, side: str) -> Findi
     logits = res.logits[d.image]
     others = [c for c in logits.argsort(descending=True).tolist() if c != d.class_id]
     runner = f"the runner-up, class {others[0]}" if others else "another class"
-    if d.target == "softmax":
-        p = d.prob
+    if d.target in ("softmax", "sigmoid"):
+        p = float(torch.sigmoid(torch.tensor(d.logit))) if d.target == "sigmoid" else d.prob
         return Finding(
             "near_bound",
             "warning" if side == "upper" else "info",
-            f"Saturated softmax: the explained probability {p:.4f} is at the {side} bound of [0, 1], where its "
+            f"Saturated {d.target}: the explained probability {p:.4f} is at the {side} bound of [0, 1], where its "
             f"gradient p(1 − p) = {p * (1 - p):.2g} nearly vanishes; the map shows what would change it slightly.",
             "explain the logit (target=logit) instead",
         )

@@ -53,10 +53,16 @@ __all__ = [
 ]
 
 MIN_STAGES = 3  # fewer distinct resolutions than this at one level: climb a level
+# Methods that some models or layers cannot take (compare_methods leaves them out, saying why).
+_MAY_NOT_APPLY = ("cam", "legrad", "shapleycam", "kpcacam", "finercam")
 MAX_EVEN = 6  # constant-resolution models: this many evenly spaced blocks
 _SEQUENCES = ("Sequential", "ModuleList", "ModuleDict")
-# Methods one backward serves (and Eigen-CAM, which needs no gradient).
-SWEEP_METHODS = tuple(m for m, spec in METHODS.items() if spec.kind in ("gradient", "activation"))
+# Methods one backward of the explained score serves (and Eigen-CAM, which needs no gradient); not Finer-CAM
+# (a score of its own) nor KPCA-CAM (a kernel matrix per layer, too large at the shallow stages).
+SWEEP_METHODS = tuple(
+    m for m, spec in METHODS.items() if spec.kind in ("gradient", "activation") and spec.target is None
+    and m != "kpcacam"
+)
 
 
 def _expand(info: LayerInfo, children: dict[str, list[LayerInfo]]) -> list[LayerInfo]:
@@ -398,8 +404,10 @@ def compare_methods(
 ) -> tuple[ExplainResult, dict[str, str]]:
     """Every method for one class and layer, in one :func:`explain` call (gradient methods share one capture).
 
-    CAM applies only where the layer feeds global average pooling and a linear head;
-    elsewhere it is left out and the reason returned, and the rest still computed.
+    Some methods apply only to some models or layers (CAM where the layer feeds global average
+    pooling and a linear head, LeGrad on ViTs, ShapleyCAM where the ops have second derivatives,
+    KPCA-CAM on grids small enough, Finer-CAM with several classes); where one does not, it is
+    left out and the reason returned, and the rest still computed.
 
     Args:
         model: A LoadedModel or ``nn.Module``.
@@ -420,10 +428,16 @@ def compare_methods(
     try:
         return explain(model, x, methods=methods, **kwargs), {}
     except CamError as exc:
-        if "cam" not in methods or len(methods) == 1:
-            raise
-        rest = [m for m in methods if m != "cam"]
-        return explain(model, x, methods=rest, **kwargs), {"cam": str(exc)}
+        skipped: dict[str, str] = {}
+        for m in (m for m in methods if m in _MAY_NOT_APPLY):
+            try:
+                explain(model, x, methods=[m], **kwargs)
+            except CamError as why:
+                skipped[m] = str(why)
+        rest = [m for m in methods if m not in skipped]
+        if not skipped or not rest:
+            raise exc from None
+        return explain(model, x, methods=rest, **kwargs), skipped
 
 
 def _class_index(model: object, spec: int | str) -> int:

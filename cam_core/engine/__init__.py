@@ -2,10 +2,11 @@
 
 :mod:`.capture` takes activations at a layer; :mod:`.methods` turns activations and
 gradients into signed maps; :mod:`.targets` says which score is explained; :mod:`.perturb`
-runs the batched forwards of Score-CAM and Ablation-CAM; :mod:`.explainer` wires them into
-one forward and one batched backward; :mod:`.clip` runs it over every frame of a video. (The
-module is ``explainer``, not ``explain``, so that ``cam_core.engine.explain`` is the function and
-never shadows a module of the same name.)
+runs the batched forwards of Score-CAM (and SS-CAM, IS-CAM) and Ablation-CAM; :mod:`.smooth` the noisy
+copies of SmoothGrad-CAM++; :mod:`.attention` reads a ViT's attention for LeGrad; :mod:`.explainer` wires
+them into one forward and one batched backward; :mod:`.clip` runs it over every frame of a video. (The
+module is ``explainer``, not ``explain``, so that ``cam_core.engine.explain`` is the function and never
+shadows a module of the same name.)
 """
 
 from .capture import LayerNotFound, capture_layers, get_layer, model_lock, replace_output

@@ -22,13 +22,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from ..errors import CamError, choices_hint
 
 __all__ = [
     "Capture",
     "LayerNotFound",
+    "batched_grads",
     "capture_layers",
     "get_layer",
     "model_lock",
@@ -168,3 +169,29 @@ def replace_output(module: nn.Module, name: str, value: Callable[[torch.Tensor],
             yield
         finally:
             handle.remove()
+
+
+def batched_grads(scores: Tensor, leaf: Tensor, to_grid: Callable[[Tensor], Tensor]) -> Callable[[int, int], Tensor]:
+    """A function giving gradients of the scores (N, K) of classes [k0, k1) at ``leaf``, as (N, k, C, h, w).
+
+    ``to_grid`` maps the leaf's raw layout to N×C×h×w (:func:`cam_core.models.layers.grid_transform`).
+
+    One vectorised backward per chunk; a model whose backward ops have no vmap rule
+    falls back to one backward per class over the same (retained) graph.
+    """
+    n, k_all = scores.shape
+
+    def grads(k0: int, k1: int) -> Tensor:
+        eye = torch.zeros(k1 - k0, n, k_all, device=scores.device, dtype=scores.dtype)
+        eye[torch.arange(k1 - k0), :, torch.arange(k0, k1)] = 1.0
+        try:
+            (g,) = torch.autograd.grad(scores, leaf, eye, retain_graph=True, is_grads_batched=True)
+        except RuntimeError as exc:
+            if "vmap" not in str(exc).lower() and "batched" not in str(exc).lower():
+                raise
+            g = torch.stack([torch.autograd.grad(scores, leaf, e, retain_graph=True)[0] for e in eye])
+        # (k, N, *raw) → grid layout (k·N, C, h, w) → (N, k, C, h, w)
+        grid = to_grid(g.flatten(0, 1))
+        return grid.unflatten(0, (k1 - k0, n)).transpose(0, 1).float()
+
+    return grads

@@ -34,9 +34,27 @@ from torch import Tensor, nn
 from ..errors import CamError, choices_hint
 from ..limits import MAX_FORWARD_BATCH
 from . import perturb
-from .capture import capture_layers, model_lock
-from .methods import METHODS, check_methods, weighted_sum
-from .targets import Target, resolve_target
+from .attention import legrad_relevance
+from .capture import batched_grads, capture_layers, model_lock
+from .methods import (
+    ISCAM_SAMPLES,
+    METHODS,
+    SMOOTHGRAD_SAMPLES,
+    SMOOTHGRAD_STD,
+    SSCAM_SAMPLES,
+    SSCAM_STD,
+    ablationcam_weights,
+    check_methods,
+    contributions,
+    eigen_project,
+    gradcampp_weights,
+    iscam_coefficients,
+    randomcam_weights,
+    scorecam_weights,
+    weighted_sum,
+)
+from .smooth import noisy_gradient_moments
+from .targets import Target, probabilities, resolve_target
 
 __all__ = [
     "ExplainResult",
@@ -79,6 +97,8 @@ class ExplainResult:
         valid: (1, 1, h, w) bool: the layer cells whose centre lies in ``region`` (``None`` without one).
         frames: For clips (a video model's ``N×3×T×H×W`` input), ``T``; maps are then
             (N, K, T', h, w) and ``valid`` (1, 1, T'·h, w). ``None`` for images.
+        aug_smooth, eigen_smooth: The options the maps were made with.
+        probs_kind: ``softmax`` or ``sigmoid``: how ``probs`` were computed.
     """
 
     logits: Tensor
@@ -97,6 +117,9 @@ class ExplainResult:
     region: tuple[int, int, int, int] | None = None
     valid: Tensor | None = None
     frames: int | None = None
+    aug_smooth: bool = False
+    eigen_smooth: bool = False
+    probs_kind: str = "softmax"
 
     def upsampled(self, method: str, size: tuple[int, int] | None = None) -> Tensor:
         """Bilinear upsampling of ``maps[method]`` to the input size (or ``size``): (N, K, H, W); zero in the pad.
@@ -293,30 +316,6 @@ def place_model(module: nn.Module, device: str | torch.device) -> torch.device:
     return dev
 
 
-def _batched_grads(scores: Tensor, leaf: Tensor, to_grid: Callable[[Tensor], Tensor]) -> Callable[[int, int], Tensor]:
-    """A function giving gradients of classes [k0, k1) as (N, k, C, h, w) in grid layout.
-
-    One vectorised backward per chunk; a model whose backward ops have no vmap rule
-    falls back to one backward per class over the same (retained) graph.
-    """
-    n, k_all = scores.shape
-
-    def grads(k0: int, k1: int) -> Tensor:
-        eye = torch.zeros(k1 - k0, n, k_all, device=scores.device, dtype=scores.dtype)
-        eye[torch.arange(k1 - k0), :, torch.arange(k0, k1)] = 1.0
-        try:
-            (g,) = torch.autograd.grad(scores, leaf, eye, retain_graph=True, is_grads_batched=True)
-        except RuntimeError as exc:
-            if "vmap" not in str(exc).lower() and "batched" not in str(exc).lower():
-                raise
-            g = torch.stack([torch.autograd.grad(scores, leaf, e, retain_graph=True)[0] for e in eye])
-        # (k, N, *raw) → grid layout (k·N, C, h, w) → (N, k, C, h, w)
-        grid = to_grid(g.flatten(0, 1))
-        return grid.unflatten(0, (k1 - k0, n)).transpose(0, 1).float()
-
-    return grads
-
-
 def explain(
     model: object,
     x: Tensor,
@@ -329,6 +328,11 @@ def explain(
     keep_activations: bool = False,
     progress: Progress | None = None,
     region: Sequence[int] | None = None,
+    *,
+    aug_smooth: bool = False,
+    eigen_smooth: bool = False,
+    samples: int | None = None,
+    probs: str | None = None,
 ) -> ExplainResult:
     """Explain ``x`` with every requested method, for K classes per image.
 
@@ -341,13 +345,24 @@ def explain(
             logits (N, C) → ids (N, K).
         methods: names from :data:`cam_core.engine.methods.METHODS`.
         device: ``auto`` (cuda, mps, cpu), or an explicit device; the model is moved there.
-        target: ``"logit"`` (default), ``"softmax"`` or a callable (logits, ids) → scores.
-        batch_size: forward batch for the perturbation methods (Score-CAM, Ablation-CAM).
+        target: ``"logit"`` (default), ``"softmax"``, ``"sigmoid"`` (multi-label models) or a
+            callable (logits, ids) → scores.
+        batch_size: forward batch of the methods that run many (Score-CAM and its kin,
+            Ablation-CAM, SmoothGrad-CAM++'s noisy copies).
         keep_activations: also return the layer's activations (for point inspection).
         progress: optional callback(fraction, message) for long methods.
         region: (top, left, height, width) of the image inside the input when the rest is pad
             (a letterbox, see :class:`~cam_core.models.preprocess.Placement`): maps are zeroed
             outside it, and the layer's statistics leave the pad out.
+        aug_smooth: average every map with the map of the horizontally flipped image, flipped
+            back (test-time augmentation; the flipped copy runs in the same batch, so it doubles
+            the cost). The classes are the unflipped image's.
+        eigen_smooth: replace each map's sum over channels by the first principal component of its
+            per-channel terms (w_k A_k, g ⊙ A, …), signed to agree with the plain map; methods that
+            are principal components already, and LeGrad, are unchanged.
+        samples: noisy or scaled samples of SmoothGrad-CAM++, SS-CAM and IS-CAM (default: each one's).
+        probs: ``softmax`` or ``sigmoid`` for ``ExplainResult.probs`` (default: sigmoid with the
+            sigmoid target, else softmax).
 
     Returns:
         An :class:`ExplainResult` with maps (N, K, h, w) per method (clips: (N, K, T', h, w)), on the CPU.
@@ -360,6 +375,8 @@ def explain(
 
     methods = check_methods(methods if methods is not None else ("gradcam",))
     target_fn = resolve_target(target)
+    kind = probs or ("sigmoid" if target_fn is resolve_target("sigmoid") else "softmax")
+    probabilities(torch.zeros(1, 1), kind)  # an unknown kind fails before any work
     module, class_names = unwrap_model(model)
     _check_images(x)
     if x.ndim == 5 and any(METHODS[m].kind == "perturbation" for m in methods):
@@ -371,82 +388,270 @@ def explain(
     if layer is not None and not isinstance(layer, str):
         raise CamError(f"layer is a dotted name such as 'layer4', not a {type(layer).__name__}")
     dev = resolve_device(device)
+    size = (x.shape[-2], x.shape[-1])
+    n = x.shape[0]
     with model_lock(module), memory_errors(dev), eval_mode(module):
         place_model(module, dev)
-        layer = layer or recommended_layer(model, input_size=tuple(x.shape[-2:]))
-        to_grid = grid_transform(model, layer, input_size=tuple(x.shape[-2:]))
+        layer = layer or recommended_layer(model, input_size=size)
+        to_grid = grid_transform(model, layer, input_size=size)
         x = x.to(device=dev, dtype=float_dtype(module))
+        xs = torch.cat([x, x.flip(-1)]) if aug_smooth else x
         with capture_layers(module, [layer]) as cap, torch.no_grad():
-            out = module(x)
+            out = module(xs)
         cap.check()
         if not isinstance(out, Tensor) or out.ndim != 2:
-            raise CamError("the model's output is not (N, classes) logits; wrap it to return a tensor of scores")
+            raise CamError(
+                "the model's output is not (N, classes) logits; load it with cam_core.load_model (which picks "
+                "the logits of a tuple or dict output) or wrap it with cam_core.models.as_classifier"
+            )
         check_finite(out)
         names = class_names or [f"class {i}" for i in range(out.shape[1])]
         if len(names) != out.shape[1]:
             raise CamError(f"the model has {out.shape[1]} outputs but {len(names)} class names were given")
-        ids = resolve_classes(classes, out.detach(), names).to(dev)
-        leaf = cap[layer]
-        A = to_grid(leaf.detach()).float()  # maps in float32, whatever the model computes in (half, bf16)
+        ids = resolve_classes(classes, out[:n].detach(), names).to(dev)
+        box = _check_region(region, size)
+        A = to_grid(cap[layer].detach()).float()  # maps in float32, whatever the model computes in (half, bf16)
         steps = A.shape[2] if A.ndim == 5 else None  # a video layer's T': folded into the rows below
         if steps is not None:
             to_grid, A = _time_folded(to_grid), A.flatten(2, 3)
-        box = _check_region(region, tuple(x.shape[-2:]))
-        valid = _valid_cells(box, tuple(x.shape[-2:]), tuple(A.shape[-2:]), steps, A.device)
-        maps: dict[str, Tensor] = {}
-        weights: dict[str, Tensor] = {}
-        stats = _activation_stats(A, valid)
-        cost = {"forwards": 1, "backward_batches": 0}
-        needs_grad = [m for m in methods if METHODS[m].kind in ("gradient", "fc")]
-        if needs_grad:
-            with torch.enable_grad():
-                scores = target_fn(out, ids)
-            if not scores.requires_grad:
-                raise CamError(f"the class scores do not depend on layer {layer!r}; pick a layer before the head")
-            fc_rows = _fc_rows(module, A.shape[1], ids, target_fn) if "cam" in needs_grad else None
-            cost["backward_batches"] = _gradient_maps(
-                scores, leaf, to_grid, A, needs_grad, fc_rows, maps, weights, stats
-            )
-            del scores
-        logits = out.detach()
-        del out, leaf, cap  # drop the graph: nothing with autograd history outlives the call
-        if "eigencam" in methods:
-            maps["eigencam"] = METHODS["eigencam"].fn(A).expand(-1, ids.shape[1], -1, -1).contiguous()
+        run = _Run(
+            model=model,
+            module=module,
+            layer=layer,
+            x=xs,
+            out=out,
+            leaf=cap[layer],
+            A=A,
+            ids=torch.cat([ids, ids]) if aug_smooth else ids,
+            target=target_fn,
+            to_grid=to_grid,
+            batch_size=batch_size,
+            progress=progress,
+            eigen_smooth=eigen_smooth,
+            samples=samples,
+        )
+        del cap
+        valid = _valid_cells(box, size, tuple(run.A.shape[-2:]), steps, run.A.device)
+        run.stats.update(_activation_stats(run.A[:n], valid))
+        run.gradient_methods(methods)
+        logits = out[:n].detach()
+        run.base = target_fn(out.detach(), run.ids)
+        del out
+        run.out = run.leaf = None  # drop the graph: nothing with autograd history outlives the call
+        run.other_methods([m for m in methods if METHODS[m].kind != "perturbation"])
     # The perturbation methods' many forwards take the model's lock batch by batch (see perturb), so
     # another caller of the same model (another browser session) gets its turn between batches.
     with memory_errors(dev), eval_mode(module):
-        for name in (m for m in methods if METHODS[m].kind == "perturbation"):
-            if name == "scorecam":
-                channel_scores, forwards = perturb.masked_input_scores(
-                    module, x, A, ids, target_fn, batch_size, progress
-                )
-                w = METHODS[name].fn(channel_scores)
-            else:
-                channel_scores, forwards = perturb.ablated_scores(
-                    module, layer, x, A, to_grid, ids, target_fn, batch_size, progress
-                )
-                w = METHODS[name].fn(target_fn(logits, ids), channel_scores)
-            cost["forwards"] += forwards
-            weights[name] = w
-            maps[name] = weighted_sum(w, A)
+        run.other_methods([m for m in methods if METHODS[m].kind == "perturbation"])
+    A = run.A[:n]
+    maps = {m: run.maps[m] for m in methods}
+    weights = run.weights
+    if aug_smooth:  # the flipped copy's maps flipped back; channel weights no longer sum to the map
+        maps = {m: (v[:n] + v[n:].flip(-1)) / 2 for m, v in maps.items()}
+        weights = {}
+        run.stats = {k: v[:n] for k, v in run.stats.items()}
+    if eigen_smooth:
+        weights = {k: v for k, v in weights.items() if k == "gradcam" and "gradcam" not in methods}
     return ExplainResult(
         logits=logits.float().cpu(),
-        probs=logits.float().softmax(1).cpu(),
+        probs=probabilities(logits, kind).cpu(),
         class_ids=ids.cpu(),
         class_names=[[names[i] for i in row] for row in ids.tolist()],
         layer=layer,
         methods=methods,
-        maps={m: _unfold(_masked(maps[m], valid), steps).detach().float().cpu() for m in methods},
-        input_size=(x.shape[-2], x.shape[-1]),
+        maps={m: _masked(_unfold(v, steps), box, size).detach().float().cpu() for m, v in maps.items()},
+        input_size=size,
         target=str(getattr(target_fn, "__name__", target_fn)),
-        weights={k: v.detach().float().cpu() for k, v in weights.items()},
-        stats={k: v.detach().float().cpu() for k, v in stats.items()},
+        weights={k: v[:n].detach().float().cpu() for k, v in weights.items()},
+        stats={k: v.detach().float().cpu() for k, v in run.stats.items()},
         activations=_unfold(A, steps).float().cpu() if keep_activations else None,
-        cost=cost,
+        cost=run.cost,
         region=box,
         valid=valid.cpu() if valid is not None else None,
         frames=x.shape[2] if x.ndim == 5 else None,
+        aug_smooth=aug_smooth,
+        eigen_smooth=eigen_smooth,
+        probs_kind=kind,
     )
+
+
+@dataclass
+class _Run:
+    """One explain() call's captured tensors, and the maps, weights and cost it fills in, method by method."""
+
+    model: object
+    module: nn.Module
+    layer: str
+    x: Tensor
+    out: Tensor | None
+    leaf: Tensor | None
+    A: Tensor
+    ids: Tensor
+    target: Target
+    to_grid: Callable[[Tensor], Tensor]
+    batch_size: int
+    progress: Progress | None
+    eigen_smooth: bool
+    samples: int | None
+    base: Tensor | None = None  # the explained scores of the unmodified forward (N, K)
+    maps: dict[str, Tensor] = field(default_factory=dict)
+    weights: dict[str, Tensor] = field(default_factory=dict)
+    stats: dict[str, Tensor] = field(default_factory=dict)
+    cost: dict[str, int] = field(default_factory=lambda: {"forwards": 1, "backward_batches": 0})
+
+    def put(self, name: str, weights: Tensor) -> None:
+        """Store method ``name``'s channel weights and its map Σ_k w_k A_k (or their principal component)."""
+        self.weights[name] = weights
+        if self.eigen_smooth:
+            self.maps[name] = eigen_project(contributions(name, self.A, weights=weights))
+        else:
+            self.maps[name] = weighted_sum(weights, self.A)
+
+    # ---- one shared backward (or one per extra score) -----------------------------------------------------
+
+    def gradient_methods(self, methods: Sequence[str]) -> None:
+        """Every gradient, CAM and second-order method: one batched backward per score explained."""
+        wanted = [m for m in methods if METHODS[m].kind in ("gradient", "fc", "second_order")]
+        if not wanted:
+            return
+        groups: dict[str | None, list[str]] = {}
+        for m in wanted:
+            groups.setdefault(METHODS[m].target, []).append(m)
+        for target_name, names in groups.items():
+            target_fn = self.target if target_name is None else resolve_target(target_name)
+            with torch.enable_grad():
+                scores = target_fn(self.out, self.ids)
+            if not scores.requires_grad:
+                raise CamError(
+                    f"the class scores do not depend on layer {self.layer!r}; pick a layer before the head"
+                )
+            first = [m for m in names if METHODS[m].kind != "second_order"]
+            if first:
+                self._first_order(scores, first, primary=target_name is None)
+            if "shapleycam" in names:
+                self._second_order(scores)
+
+    def _first_order(self, scores: Tensor, names: Sequence[str], primary: bool) -> None:
+        k_all = scores.shape[1]
+        chunk = max(1, min(k_all, _GRAD_CHUNK_ELEMENTS // max(1, self.leaf.numel())))
+        grads = batched_grads(scores, self.leaf, self.to_grid)
+        fc_rows = _fc_rows(self.module, self.A.shape[1], self.ids, self.target) if "cam" in names else None
+        parts: dict[str, list[Tensor]] = {m: [] for m in names}
+        wparts: dict[str, list[Tensor]] = {m: [] for m in (*names, "gradcam")}
+        pos_frac = []
+        for k0 in range(0, k_all, chunk):
+            k1 = min(k_all, k0 + chunk)
+            G = grads(k0, k1)
+            self.cost["backward_batches"] += 1
+            pos_frac.append((G > 0).float().mean(dim=(2, 3, 4)))
+            wparts["gradcam"].append(G.mean(dim=(-2, -1)))
+            for m in names:
+                spec = METHODS[m]
+                if m == "cam":
+                    _check_gap_linear(G, fc_rows[:, k0:k1])
+                    w = fc_rows[:, k0:k1]
+                else:
+                    w = spec.weights(self.A, G) if spec.weights is not None else None
+                if w is not None:
+                    wparts[m].append(w)
+                contrib = contributions(m, self.A, G, w) if self.eigen_smooth else None
+                if contrib is not None:
+                    parts[m].append(eigen_project(contrib))
+                else:
+                    parts[m].append(weighted_sum(w, self.A) if w is not None else spec.fn(self.A, G))
+            del G
+        for m in names:
+            self.maps[m] = torch.cat(parts[m], dim=1)
+            if wparts[m]:
+                self.weights[m] = torch.cat(wparts[m], dim=1)
+        if primary:
+            self.weights.setdefault("gradcam", torch.cat(wparts["gradcam"], dim=1))
+            self.stats["grad_pos_frac"] = torch.cat(pos_frac, dim=1)
+
+    def _second_order(self, scores: Tensor) -> None:
+        """ShapleyCAM: per class, the gradient with its graph, then the Hessian-vector product H·A."""
+        weights = []
+        raw = self.leaf.detach()
+        for k in range(scores.shape[1]):
+            with torch.enable_grad():
+                (g,) = torch.autograd.grad(scores[:, k].sum(), self.leaf, retain_graph=True, create_graph=True)
+                hv = None
+                if g.requires_grad:
+                    try:
+                        (hv,) = torch.autograd.grad(
+                            g, self.leaf, grad_outputs=raw, retain_graph=True, allow_unused=True
+                        )
+                    except RuntimeError as exc:  # an op above the layer has no second derivative (fused attention)
+                        if "not implemented" not in str(exc) and "derivative" not in str(exc):
+                            raise
+                        first = str(exc).strip().splitlines()[0]
+                        raise CamError(
+                            f"ShapleyCAM needs second derivatives above {self.layer!r}, which this model's ops do not "
+                            f"have ({first}); use Grad-CAM or HiResCAM here"
+                        ) from exc
+            self.cost["backward_batches"] += 2
+            G = self.to_grid(g.detach())
+            HA = self.to_grid(hv.detach()) if hv is not None else torch.zeros_like(G)
+            weights.append((G - 0.5 * HA).mean(dim=(-2, -1)))
+        self.put("shapleycam", weights=torch.stack(weights, dim=1))
+
+    # ---- the methods with a forward pass (or none) of their own ------------------------------------------
+
+    def other_methods(self, methods: Sequence[str]) -> None:
+        """Class-agnostic, random, perturbation, noisy-gradient and attention methods."""
+        k = self.ids.shape[1]
+        for m in methods:
+            kind = METHODS[m].kind
+            if kind == "activation":
+                self.maps[m] = METHODS[m].fn(self.A).expand(-1, k, -1, -1).contiguous()
+            elif kind == "random":
+                self.put(m, weights=randomcam_weights(self.ids.cpu(), self.A.shape[1]).to(self.A))
+            elif kind == "perturbation":
+                self.put(m, weights=self._perturbation_weights(m))
+            elif kind == "smoothgrad":
+                self._smoothgrad()
+            elif kind == "attention":
+                self._legrad()
+
+    def _perturbation_weights(self, name: str) -> Tensor:
+        common = (self.module, self.x, self.A, self.ids, self.target, self.batch_size, self.progress)
+        if name == "ablationcam":
+            scores, forwards = perturb.ablated_scores(
+                self.module, self.layer, self.x, self.A, self.to_grid, self.ids, self.target, self.batch_size,
+                self.progress,
+            )
+            self.cost["forwards"] += forwards
+            return ablationcam_weights(self.base, scores)
+        if name == "sscam":
+            options = {"noise_std": SSCAM_STD, "samples": self.samples or SSCAM_SAMPLES, "label": "SS-CAM"}
+        elif name == "iscam":
+            options = {"scales": iscam_coefficients(self.samples or ISCAM_SAMPLES), "label": "IS-CAM"}
+        else:
+            options = {}
+        scores, forwards = perturb.masked_input_scores(*common, **options)
+        self.cost["forwards"] += forwards
+        return scorecam_weights(scores)
+
+    def _smoothgrad(self) -> None:
+        (D1, D2, D3), forwards, backwards = noisy_gradient_moments(
+            self.module, self.layer, self.x, self.to_grid, self.ids, self.target,
+            samples=self.samples or SMOOTHGRAD_SAMPLES, std=SMOOTHGRAD_STD, batch_size=self.batch_size,
+            class_chunk=max(1, _GRAD_CHUNK_ELEMENTS // max(1, self.A[:1].numel() * (self.samples or 4))),
+        )
+        self.cost["forwards"] += forwards
+        self.cost["backward_batches"] += backwards
+        self.put("smoothgradcampp", weights=gradcampp_weights(self.A, D1, D2, D3))
+
+    def _legrad(self) -> None:
+        from ..models.layers import grid_transform
+
+        size = tuple(self.x.shape[-2:])
+        relevance, forwards, backwards = legrad_relevance(
+            self.module, self.x, self.ids, self.layer, lambda block: grid_transform(self.model, block, input_size=size)
+        )
+        self.cost["forwards"] += forwards
+        self.cost["backward_batches"] += backwards
+        self.maps["legrad"] = METHODS["legrad"].fn(relevance)
 
 
 def _time_folded(to_grid: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
@@ -491,8 +696,9 @@ def _check_region(region: Sequence[int] | None, size: tuple[int, int]) -> tuple[
     return None if (top, left, h, w) == (0, 0, *size) else (top, left, h, w)
 
 
-def _masked(maps: Tensor, valid: Tensor | None) -> Tensor:
-    return maps if valid is None else maps * valid
+def _masked(maps: Tensor, box: tuple[int, int, int, int] | None, size: tuple[int, int]) -> Tensor:
+    """Maps zeroed outside the image's box (at their own grid: LeGrad's may differ from the layer's)."""
+    return maps if box is None else maps * region_mask(box, size, tuple(maps.shape[-2:])).to(maps.device)
 
 
 def _check_images(x: object) -> None:
@@ -577,46 +783,6 @@ def _fc_rows(module: nn.Module, channels: int, ids: Tensor, target_fn: Target) -
             "none; use gradcam (which equals CAM where CAM applies)"
         )
     return heads[-1].weight.detach()[ids]  # (N, K, C)
-
-
-def _gradient_maps(
-    scores: Tensor,
-    leaf: Tensor,
-    to_grid: Callable[[Tensor], Tensor],
-    A: Tensor,
-    names: Sequence[str],
-    fc_rows: Tensor | None,
-    maps: dict[str, Tensor],
-    weights: dict[str, Tensor],
-    stats: dict[str, Tensor],
-) -> int:
-    """Fill ``maps`` for gradient methods (and CAM, whose head it verifies), chunk by chunk over classes."""
-    k_all = scores.shape[1]
-    chunk = max(1, min(k_all, _GRAD_CHUNK_ELEMENTS // max(1, leaf.numel())))
-    grads = _batched_grads(scores, leaf, to_grid)
-    parts: dict[str, list[Tensor]] = {m: [] for m in names}
-    pooled, pos_frac = [], []
-    batches = 0
-    for k0 in range(0, k_all, chunk):
-        k1 = min(k_all, k0 + chunk)
-        G = grads(k0, k1)
-        batches += 1
-        pooled.append(G.mean(dim=(-2, -1)))
-        pos_frac.append((G > 0).float().mean(dim=(2, 3, 4)))
-        for m in names:
-            if m == "cam":
-                _check_gap_linear(G, fc_rows[:, k0:k1])
-                parts[m].append(METHODS[m].fn(A, fc_rows[:, k0:k1]))
-            else:
-                parts[m].append(METHODS[m].fn(A, G))
-        del G
-    for m in names:
-        maps[m] = torch.cat(parts[m], dim=1)
-    weights["gradcam"] = torch.cat(pooled, dim=1)
-    if fc_rows is not None:
-        weights["cam"] = fc_rows
-    stats["grad_pos_frac"] = torch.cat(pos_frac, dim=1)
-    return batches
 
 
 def _check_gap_linear(G: Tensor, fc_rows: Tensor) -> None:

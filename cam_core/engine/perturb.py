@@ -1,18 +1,25 @@
-"""Batched forward passes for the perturbation methods (Score-CAM, Ablation-CAM).
+"""Batched forward passes for the perturbation methods (Score-CAM, SS-CAM, IS-CAM, Ablation-CAM).
 
 They cost one forward per channel (C per image; 2048 for a ResNet-50 at
-``layer4``), so both run in batches of ``batch_size`` under ``torch.no_grad()``
-and report how many forwards they ran. Ablation-CAM edits the layer's output
-in place of the original: the single input image runs through the trunk once
-per batch and the edited activations broadcast through the rest of the
-network, so only the part above the layer is paid for per channel. Where the
-network mixes pre-layer tensors in a way that cannot broadcast (a concat), it
-falls back to feeding the image batch.
+``layer4``), times the samples of SS-CAM and IS-CAM, so all run in batches of
+``batch_size`` under ``torch.no_grad()`` and report how many forwards they ran.
+Ablation-CAM edits the layer's output in place of the original: the single
+input image runs through the trunk once per batch and the edited activations
+broadcast through the rest of the network, so only the part above the layer is
+paid for per channel. Where the network mixes pre-layer tensors in a way that
+cannot broadcast (a concat), it falls back to feeding the image batch.
+
+**Masks** (:func:`minmax_masks`): channel k upsampled bilinearly to the input
+(``align_corners=False``, as the map itself is) and min-max scaled to [0, 1], the
+Score-CAM authors' recipe. The peers differ in small ways: pytorch-grad-cam upsamples
+with ``align_corners=True`` before scaling, torchcam scales at the layer's resolution
+and then upsamples; with their recipe substituted, the weights agree to float precision
+(tests/test_methods_peers.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -21,17 +28,25 @@ from torch import Tensor, nn
 from .capture import model_lock, replace_output
 from .targets import Target
 
-__all__ = ["ablated_scores", "masked_input_scores"]
+__all__ = ["ablated_scores", "mask_noise", "masked_input_scores", "minmax_masks"]
 
 Progress = Callable[[float, str], None]
 
 
-def _minmax_masks(A_i: Tensor, size: tuple[int, int]) -> Tensor:
-    """Each channel upsampled to the input and scaled to [0, 1] (a constant channel masks everything)."""
+def minmax_masks(A_i: Tensor, size: tuple[int, int]) -> Tensor:
+    """Channels (C, h, w) of one image upsampled to ``size`` and scaled to [0, 1]: (C, 1, H, W).
+
+    A constant channel masks everything (all zeros).
+    """
     up = F.interpolate(A_i.unsqueeze(1), size=size, mode="bilinear", align_corners=False)  # (C, 1, H, W)
     lo = up.amin(dim=(-2, -1), keepdim=True)
     span = up.amax(dim=(-2, -1), keepdim=True) - lo
     return torch.where(span > 0, (up - lo) / span.clamp_min(1e-12), torch.zeros_like(up))
+
+
+def mask_noise(gen: torch.Generator, shape: Sequence[int], std: float) -> Tensor:
+    """SS-CAM's mask noise N(0, std²), drawn on the CPU from a seeded generator (the same on every device)."""
+    return torch.randn(tuple(shape), generator=gen) * std
 
 
 def _channel_scores(
@@ -42,18 +57,24 @@ def _channel_scores(
     run: Callable[[int, int, int], Tensor],
     label: str,
     progress: Progress | None,
+    passes: int = 1,
+    done: int = 0,
 ) -> tuple[Tensor, int]:
-    """Scores (N, K, C) from ``run(image, first_channel, count) → logits``, one batched forward per call."""
+    """Scores (N, K, C) from ``run(image, first_channel, count) → logits``, one batched forward per call.
+
+    ``passes`` and ``done`` let several calls (samples) report progress as one job.
+    """
     n, c = A.shape[:2]
     out = torch.empty(n, ids.shape[1], c, device=A.device, dtype=torch.float32)
     forwards = 0
+    total = passes * n * -(-c // batch_size)
     for i in range(n):
         for c0 in range(0, c, batch_size):
             b = min(batch_size, c - c0)
             out[i, :, c0 : c0 + b] = target(run(i, c0, b), ids[i].expand(b, -1)).T
             forwards += 1
             if progress:
-                progress((i * c + c0 + b) / (n * c), f"{label}: forward {forwards} of {n * -(-c // batch_size)}")
+                progress((done + forwards) / total, f"{label}: forward {done + forwards} of {total}")
     return out, forwards
 
 
@@ -66,22 +87,40 @@ def masked_input_scores(
     target: Target,
     batch_size: int,
     progress: Progress | None = None,
+    *,
+    scales: Sequence[float] = (1.0,),
+    noise_std: float = 0.0,
+    samples: int = 1,
+    seed: int = 0,
+    label: str = "Score-CAM",
 ) -> tuple[Tensor, int]:
-    """Score-CAM's channel scores: target on ``x ⊙ mask_k`` for every channel k.
+    """Score-CAM's channel scores: target on ``scale · x ⊙ (mask_k + noise)`` for every channel k.
+
+    Score-CAM: one pass (scale 1, no noise). SS-CAM: ``samples`` passes with Gaussian noise of
+    ``noise_std`` added to the masks. IS-CAM: one pass per scale. The scores are averaged over
+    the passes.
 
     Returns:
         (N, K, C) scores and the number of forward passes run.
     """
-    masks: dict[int, Tensor] = {}
+    size = tuple(x.shape[-2:])
+    plan = [1.0] * samples if noise_std > 0 else [float(v) for v in scales]
+    gen = torch.Generator().manual_seed(seed)
+    total: Tensor | None = None
+    forwards = 0
+    for scale in plan:
 
-    def run(i: int, c0: int, b: int) -> Tensor:
-        if i not in masks:
-            masks.clear()  # one image's masks at a time
-            masks[i] = _minmax_masks(A[i], x.shape[-2:]).to(x.dtype)
-        with model_lock(module):  # per batch: other callers of the model run between batches
-            return module(x[i : i + 1] * masks[i][c0 : c0 + b])
+        def run(i: int, c0: int, b: int, scale: float = scale) -> Tensor:
+            masks = minmax_masks(A[i, c0 : c0 + b], size)
+            if noise_std > 0:
+                masks = masks + mask_noise(gen, masks.shape, noise_std).to(masks.device, masks.dtype)
+            with model_lock(module):  # per batch: other callers of the model run between batches
+                return module(scale * (x[i : i + 1] * masks.to(x.dtype)))
 
-    return _channel_scores(A, ids, target, batch_size, run, "Score-CAM", progress)
+        scores, n = _channel_scores(A, ids, target, batch_size, run, label, progress, len(plan), forwards)
+        forwards += n
+        total = scores if total is None else total + scores
+    return total / len(plan), forwards  # type: ignore[operator]
 
 
 def _raw_drop_masks(to_grid: Callable[[Tensor], Tensor], raw_shape: torch.Size, drop_grid: Tensor) -> Tensor:

@@ -1,7 +1,9 @@
 """Model sources, class names, preprocessing, and the layer tree.
 
-:mod:`.load` turns a spec (offline default, torchvision name, checkpoint, factory) into a
-:class:`LoadedModel`; :mod:`.layers` describes its modules (shape, CAM-able, recommended);
+:mod:`.load` turns a spec (offline default, torchvision name, checkpoint, factory, ``timm:``, ``hf:``,
+``.safetensors``, ``.pt2``) into a :class:`LoadedModel`, with the sources in :mod:`.timm_source`,
+:mod:`.hf_source` and :mod:`.exported`, and the rule that picks the logits of a tuple or dict output in
+:mod:`.outputs`; :mod:`.layers` describes its modules (shape, CAM-able, recommended);
 :mod:`.efficientnet_lite` is the offline default's architecture.
 """
 
@@ -20,6 +22,7 @@ from .load import (
     list_video_models,
     load_model,
 )
+from .outputs import Classifier, as_classifier, pick_logits
 from .preprocess import FIT_TITLES, FITS, MAX_ASPECT, Fit, Placement, check_fit
 
 __all__ = [
@@ -31,6 +34,7 @@ __all__ = [
     "IMAGENET_STD",
     "MAX_ASPECT",
     "CheckpointError",
+    "Classifier",
     "Fit",
     "LayerInfo",
     "LoadedModel",
@@ -39,6 +43,7 @@ __all__ = [
     "UnknownModel",
     "UntrustedCheckpoint",
     "WeightsUnavailable",
+    "as_classifier",
     "check_fit",
     "format_tree",
     "grid_transform",
@@ -46,5 +51,6 @@ __all__ = [
     "list_torchvision_models",
     "list_video_models",
     "load_model",
+    "pick_logits",
     "recommended_layer",
 ]

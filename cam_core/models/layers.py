@@ -16,7 +16,10 @@ the model, so the dashboard can ask again for free.
   ``w ≤ W`` and the same stride along both axes, ±1 row) wins. When both fit (a
   map with as many channels as rows) it is channels-first, unless the module is a
   ``LayerNorm`` over the last dimension or a ``Permute`` to ``(0, 2, 3, 1)``. When
-  neither fits, channels-first.
+  neither fits, it is no map (queries or keys of an attention, ``heads×tokens×dim``).
+- Attention internals are no maps either: a 4-D output with as many rows or columns as a
+  token layer of the model has tokens (``heads×tokens×tokens`` attention scores), and an
+  output whose batch is not the input's (windows or heads folded into the batch).
 - ``N×T×D`` (ViT tokens): ``p ≤ 8`` leading class/register tokens are dropped and
   the other ``T - p`` tokens form an ``h×w`` grid (``h, w ≥ 2``) that fits the input;
   of the possible ``p``, the one whose grid has the input's aspect ratio most
@@ -54,6 +57,9 @@ and their maps are ``N×C×T'×h×w`` (:func:`grid_transform` gives that 5-D lay
   class token reaches the head) is marked and never recommended.
 - ``shared_module``: the module ran more than once in one forward (not CAM-able).
 - ``recommended``: see :func:`recommended_layer`.
+
+A module's ``type`` is its class name, or the class it was exported from for the modules of an
+unflattened ``torch.export`` program (their ``original_type``, see :mod:`cam_core.models.exported`).
 """
 
 from __future__ import annotations
@@ -138,6 +144,15 @@ class LayerInfo:
     grid: tuple[int, int] | None
     frames: int | None = None
     time_dim: int | None = None
+
+    @property
+    def channels(self) -> int | None:
+        """The channels a CAM weights at this layer (C of a C×h×w map, D of D-wide tokens), when CAM-able."""
+        if not self.camable or self.out_shape is None or self.grid is None:
+            return None
+        if len(self.out_shape) == 2:
+            return int(self.out_shape[1])
+        return int(self.out_shape[0] if tuple(self.out_shape[1:]) == self.grid else self.out_shape[-1])
 
 
 @dataclass(frozen=True)
@@ -279,8 +294,10 @@ def _layout(
             first = not last
         if last and not first:
             return _Layout("channels_last", (shape[0], shape[1]))
-        if shape[1] * shape[2] > 1:
+        if first:
             return _Layout("map", (shape[1], shape[2]))
+        if shape[1] * shape[2] > 1:
+            return f"{dims}: its last two dimensions do not fit the {size[0]}×{size[1]} input (not a spatial map)"
         return f"{dims}: a 1×1 map has no spatial extent (after global pooling)"
     if len(shape) == 2:
         tokens, fits = shape[0], []
@@ -343,6 +360,8 @@ def _same_fingerprint(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
 class _Record:
     """What one module did in the traced forward (its first call, and how many calls)."""
 
+    type_name: str = ""
+    in_attention: bool = False  # a descendant of an attention module (queries, keys, values)
     calls: int = 0
     out_shape: tuple[int, ...] | None = None
     layout: _Layout | None = None
@@ -460,8 +479,13 @@ class _Tracer:
         self.exits = 0
 
     def hooks(self) -> Iterable[tuple[nn.Module, Callable[..., None], Callable[..., None]]]:
+        attention: list[str] = []
         for name, mod in self.module.named_modules():
-            self.records[name] = _Record(has_children=next(mod.children(), None) is not None)
+            kind = type_name(mod)
+            inside = any(name.startswith(a + ".") for a in attention)
+            if name and "Attention" in kind:
+                attention.append(name)
+            self.records[name] = _Record(kind, inside, has_children=next(mod.children(), None) is not None)
             yield mod, self._pre(name, mod), self._post(name, mod)
 
     def _pre(self, name: str, mod: nn.Module) -> Callable[..., None]:
@@ -503,6 +527,9 @@ class _Tracer:
             rec.why_not = f"returns {type(output).__name__}, not a tensor"
             return
         rec.out_shape = tuple(output.shape[1:])
+        if output.ndim and output.shape[0] != self.x.shape[0]:
+            rec.why_not = f"a batch of {output.shape[0]} for one image (windows or heads folded into the batch)"
+            return
         if not output.is_floating_point():
             rec.why_not = f"{output.dtype} output, not activations"
             return
@@ -523,6 +550,21 @@ class _Tracer:
             neg = (l1 - total) / 2  # the magnitude carried by negative values
             rec.signed = l1 > 0 and neg >= _NEG_MASS * l1 and -low >= _NEG_DEPTH * max(high, 0.0)
             rec.fingerprint = _fingerprint(layout.transform()(output.detach()), total, l1)
+
+
+def type_name(module: nn.Module) -> str:
+    """The class name shown for a module: the class it was exported from, for an unflattened program."""
+    return str(module.__dict__.get("original_type") or type(module).__name__)
+
+
+def _drop_attention_maps(records: dict[str, _Record]) -> None:
+    """4-D outputs as long as the model's token sequences are attention internals, not maps (module docstring)."""
+    tokens = {r.out_shape[0] for r in records.values() if r.layout is not None and r.layout.kind == "tokens"}
+    for rec in records.values():
+        grid_like = rec.layout is not None and rec.layout.kind != "tokens" and len(rec.out_shape or ()) == 3
+        if grid_like and tokens & set(rec.out_shape[1:]):
+            rec.layout = None
+            rec.why_not = "attention scores or heads over the tokens, not a spatial map"
 
 
 def _unwrap(model: object, input_size: int | Sequence[int] | None) -> tuple[nn.Module, tuple[int, int]]:
@@ -642,17 +684,38 @@ def _probe_token_gradients(module: nn.Module, x: Tensor, tracer: _Tracer) -> Non
             tracer.records[name].no_grad_tokens = True
 
 
+def _several_stages(name: str, records: dict[str, _Record]) -> bool:
+    """Whether ``name``'s children output maps at more than one resolution (it holds several stages)."""
+    prefix = name + "."
+    grids = {
+        r.layout.grid
+        for n, r in records.items()
+        if n.startswith(prefix) and "." not in n[len(prefix) :] and r.layout is not None
+    }
+    return len(grids) > 1
+
+
 def _recommend(tracer: _Tracer) -> str | None:
     """The recommended layer (rule in :func:`recommended_layer`)."""
     records = {n: r for n, r in tracer.records.items() if n}
-    usable = {n: r for n, r in records.items() if r.layout is not None and r.calls == 1 and not r.no_grad_tokens}
+    usable = {
+        n: r
+        for n, r in records.items()
+        if r.layout is not None and r.calls == 1 and not r.no_grad_tokens and not r.in_attention
+    }
     if not usable:
         return None
     last = max(usable, key=lambda n: usable[n].exit)
     same = [n for n, r in usable.items() if _same_fingerprint(r.fingerprint, usable[last].fingerprint)] or [last]
-    # A container fed the model's input holds the whole trunk: name the stage inside it instead.
-    stages = [n for n in same if not (records[n].takes_model_input and records[n].has_children)] or same
-    return min(stages, key=lambda n: (n.count("."), usable[n].exit))
+    # A container fed the model's input, or holding maps of several resolutions, holds the whole trunk (or
+    # several stages of it): name the stage inside it instead.
+    stages = [
+        n
+        for n in same
+        if not (records[n].has_children and (records[n].takes_model_input or _several_stages(n, records)))
+    ] or same
+    # An Identity (timm's norm_pre) outputs the same map as the stage before it: name the stage.
+    return min(stages, key=lambda n: (records[n].type_name == "Identity", n.count("."), usable[n].exit))
 
 
 def _analyse(module: nn.Module, size: tuple[int, int], frames: int | None = None) -> _Analysis:
@@ -661,6 +724,7 @@ def _analyse(module: nn.Module, size: tuple[int, int], frames: int | None = None
     try:
         module.eval()  # BatchNorm must not update its running statistics, Dropout must not drop
         tracer = _run_traced(module, x)
+        _drop_attention_maps(tracer.records)
         _probe_token_gradients(module, x, tracer)
     finally:
         for m, mode in modes:
@@ -675,7 +739,7 @@ _cache_guard = threading.Lock()
 def _analysis(module: nn.Module, size: tuple[int, int], frames: int | None = None) -> _Analysis | str:
     """The (cached) analysis, or the one-line reason the model could not run on the dummy input (of ``frames``
     frames for a video model)."""
-    if isinstance(module, torch.jit.ScriptModule):
+    if isinstance(module.__dict__.get("wrapped", module), torch.jit.ScriptModule):
         return (
             "TorchScript modules do not run Python hooks, so their layers cannot be traced; load the state dict "
             "with --arch, or a factory with --checkpoint"
@@ -752,7 +816,7 @@ def list_layers(model: object, input_size: int | Sequence[int] | None = None) ->
         infos.append(
             LayerInfo(
                 name=name,
-                type=type(mod).__name__,
+                type=type_name(mod),
                 out_shape=rec.out_shape,
                 params=sum(p.numel() for p in mod.parameters()),
                 camable=camable,
@@ -772,16 +836,20 @@ def list_layers(model: object, input_size: int | Sequence[int] | None = None) ->
 def recommended_layer(model: object, input_size: int | Sequence[int] | None = None) -> str:
     """The layer to explain by default.
 
-    Rule: among the CAM-able layers that ran once and whose grid positions get a
-    gradient (not ``no_patch_gradient``), take the one whose forward finished last
-    (the last spatial map before global pooling or the class token read-out). Of
-    the layers that output that same map, pick the outermost, skipping containers
-    that hold the whole trunk (fed the model's input); among siblings, the first.
+    Rule: among the CAM-able layers that ran once, whose grid positions get a
+    gradient (not ``no_patch_gradient``) and that are not inside an attention module
+    (its queries, keys and values), take the one whose forward finished last (the
+    last spatial map before global pooling or the class token read-out). Of the
+    layers that output that same map, pick the outermost, skipping containers that
+    hold the whole trunk (fed the model's input) or several stages (children at more
+    than one resolution) and ``Identity`` modules; among siblings, the first.
     So: ``layer4`` for torchvision ResNets (not ``layer4.2`` or its ReLU),
     ``features.8`` for EfficientNet-B0 (the head conv-BN-SiLU block, not
     ``features``), ``_head_act`` for EfficientNet-Lite0, ``norm`` for Swin (not the
     ``permute`` after it), and the last encoder block's ``ln_1`` for ViT (the last
-    place where patch tokens still get a gradient, through the attention).
+    place where patch tokens still get a gradient, through the attention); for timm
+    ``stages.3`` (ConvNeXt), ``bn2`` (EfficientNet), ``s4`` (RegNet), ``blocks.11.norm1``
+    (ViT), and ``vit.layers.11.layernorm_before`` for Hugging Face's ViT.
     A model object's own ``recommended_layer`` (set by a loader that knows the
     architecture) wins when it names a CAM-able layer.
 

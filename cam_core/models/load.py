@@ -13,7 +13,14 @@ A model spec is one of:
 - a ``.pt``/``.pth``/``.ckpt`` file: a TorchScript archive, or a state dict
   (plus ``arch``), or, only with ``trust_checkpoint``, a pickled ``nn.Module``;
 - ``package.module:function``: a factory returning an ``nn.Module``, with an
-  optional ``checkpoint`` state dict loaded into it.
+  optional ``checkpoint`` state dict loaded into it;
+- ``timm:NAME``: a timm model (:mod:`cam_core.models.timm_source`), pretrained, random or with
+  ``checkpoint``; ``hf:PATH``: a Hugging Face folder (:mod:`cam_core.models.hf_source`);
+- a ``.pt2`` file: a ``torch.export`` program, unflattened so every layer can be hooked
+  (:mod:`cam_core.models.exported`); a ``.safetensors`` file is a state dict wherever one is taken.
+
+A model whose forward returns a tuple, a dict or a ``ModelOutput`` gets its logits picked by the
+rule in :mod:`cam_core.models.outputs` (``output=`` overrides it).
 
 Files are read with ``torch.load(weights_only=True)``: unpickling anything else
 can run arbitrary code, so full modules need an explicit opt-in.
@@ -49,8 +56,10 @@ from torchvision.transforms import InterpolationMode
 
 from ..engine.explainer import float_dtype
 from ..errors import CamError, choices_hint
-from . import efficientnet_lite
+from . import efficientnet_lite, exported, hf_source, timm_source
+from .outputs import as_classifier
 from .preprocess import FITS, Fit, Placement, Preprocess, check_fit
+from .safetensors_file import SAFETENSORS_SUFFIX, is_safetensors, read_safetensors
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -71,7 +80,7 @@ __all__ = [
 DEFAULT_MODEL = "efficientnet_lite0"
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt", SAFETENSORS_SUFFIX, exported.PT2_SUFFIX)
 _NET_TIMEOUT_S = 10.0
 _FACTORY = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 _CLIP_LEN = re.compile(r"clip_len=(\d+)")
@@ -82,7 +91,7 @@ _MAX_CLIP_LEN = 32
 _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "network")
 _SPEC_FORMS = (
     "'efficientnet_lite0' (offline default), a torchvision model name such as 'resnet50', "
-    "a .pt/.pth/.ckpt file, or a factory 'package.module:function'"
+    "'timm:NAME', 'hf:FOLDER', a .pt/.pth/.ckpt/.safetensors/.pt2 file, or a factory 'package.module:function'"
 )
 
 
@@ -179,6 +188,8 @@ class _Built:
     recommended_layer: str | None = None
     assumed_preprocessing: bool = False
     clip_len: int | None = None
+    fit: str | None = None  # the recipe's own fit when it is not the usual default (a processor that squashes)
+    probe_output: bool = False  # what the forward returns is unknown (the user's module): try it once
 
 
 @functools.cache
@@ -229,6 +240,7 @@ def load_model(
     import_paths: Sequence[str | os.PathLike[str]] = (),
     fit: str | None = None,
     allow_code: bool = True,
+    output: str | int | None = None,
 ) -> LoadedModel:
     """Load a classifier from a spec (see the module docstring for the forms).
 
@@ -246,11 +258,15 @@ def load_model(
         std: Per-channel normalisation std, overriding the default.
         import_paths: Folders added to ``sys.path`` while a factory's module is imported.
         fit: The default fit of ``preprocess`` (``whole``, ``crop``, ``squash``, ``letterbox``); by default
-            ``whole`` for models that take any input size, else ``letterbox``.
+            ``whole`` for models that take any input size, else ``letterbox`` (``squash`` where the
+            model's own processor squashes).
         allow_code: ``False`` refuses every source that carries code (a Python factory, an import path, a
-            pickled module, a TorchScript archive, whose graph can read and write files), whatever
-            ``trust_checkpoint`` says: what a shared dashboard offers its visitors. Weights-only files
-            (state dicts read with ``weights_only=True``) still load, into architectures this package knows.
+            pickled module, a TorchScript archive, whose graph can read and write files, an exported
+            program, which ``torch.export.load`` may unpickle), whatever ``trust_checkpoint`` says: what a
+            shared dashboard offers its visitors. Weights-only files (state dicts read with
+            ``weights_only=True``, safetensors) still load, into architectures this package (or timm) knows.
+        output: For a model returning a tuple or dict: the key, attribute or index of its logits
+            (default: the rule in :mod:`cam_core.models.outputs`).
 
     Returns:
         The model with class names and preprocessing.
@@ -268,12 +284,17 @@ def load_model(
         raise UnknownModel(f"no model given; use {_SPEC_FORMS}")
     trust_checkpoint = trust_checkpoint and allow_code
     ckpt = Path(checkpoint) if checkpoint is not None else None
-    if not allow_code and (_FACTORY.match(text) or import_paths):
+    named_source = text.startswith((timm_source.PREFIX, hf_source.PREFIX))  # not factories: no user code runs
+    if not allow_code and ((_FACTORY.match(text) and not named_source) or import_paths):
         raise CodeNotAllowed(
             "Python factories and import paths run code on this machine, which is not allowed here; use a "
             "built-in model, or weights (a state dict) for a known architecture"
         )
-    if text.lower().endswith(CHECKPOINT_SUFFIXES) or Path(text).is_file():
+    if text.startswith(timm_source.PREFIX):
+        built = timm_source.build_timm(text, weights, ckpt, trust_checkpoint, _weights_word(weights), allow_code)
+    elif text.startswith(hf_source.PREFIX):
+        built = hf_source.build_hf(text)
+    elif text.lower().endswith(CHECKPOINT_SUFFIXES) or Path(text).is_file():
         if ckpt is not None:
             raise CamError(f"a checkpoint goes with a factory or an architecture name, not with the file {text}")
         built = _from_file(Path(text), arch, trust_checkpoint, allow_code)
@@ -289,7 +310,10 @@ def load_model(
             built = _lite0(weights)
         else:
             built = _torchvision(name, weights)
-    return _finish(built, labels, input_size, mean, std, fit)
+    if output is not None or built.probe_output:
+        probe = torch.zeros(1, 3, *(_size(input_size) or built.preprocess.crop_size))
+        built.module = as_classifier(built.module, output, probe)
+    return _finish(built, labels, input_size, mean, std, fit or built.fit)
 
 
 def _arch_name(name: str) -> str:
@@ -468,6 +492,11 @@ def _read_checkpoint(path: Path, trust: bool, allow_code: bool = True) -> object
     """The object stored in ``path``: a ScriptModule, a dict, or (trusted only) anything pickled."""
     if not path.is_file():
         raise CheckpointError(f"no such checkpoint file: {path}")
+    if is_safetensors(path):  # before the checks below: safetensors is neither a zip nor a pickle
+        try:
+            return read_safetensors(path)
+        except CamError as exc:
+            raise CheckpointError(str(exc)) from exc
     if not _looks_like_checkpoint(path):
         raise CheckpointError(
             f"{path} is not a PyTorch checkpoint: torch.save writes a zip archive (or a legacy pickle), and this "
@@ -629,8 +658,12 @@ def _into_arch(arch: str, path: Path, trust: bool, allow_code: bool = True) -> _
 
 
 def _from_file(path: Path, arch: str | None, trust: bool, allow_code: bool = True) -> _Built:
+    if arch is not None and arch.startswith(timm_source.PREFIX):
+        return timm_source.build_timm(arch, None, path, trust, "NONE", allow_code)
     if arch is not None:
         return _into_arch(_arch_name(arch), path, trust, allow_code)
+    if exported.is_pt2(path):
+        return exported.build_exported(path, trust, allow_code)
     obj = _read_checkpoint(path, trust, allow_code)
     if isinstance(obj, torch.jit.ScriptModule):
         return _Built(
@@ -639,16 +672,19 @@ def _from_file(path: Path, arch: str | None, trust: bool, allow_code: bool = Tru
             pretrained=True,
             preprocess=_assumed_preprocess(),
             assumed_preprocessing=True,
+            probe_output=True,
             notes=[
                 "TorchScript modules do not run Python hooks, so no layer inside this model can be hooked "
-                "for a CAM; to explain it, load its state dict with --arch, or a factory with --checkpoint"
+                "for a CAM; to explain it, save it with torch.export instead (a .pt2 file keeps every layer "
+                "hookable), load its state dict with --arch, or a factory with --checkpoint"
             ],
         )
     found = _unwrap(obj, path)
     if not isinstance(found, nn.Module):
         raise CheckpointError(
             f"{path} is a state dict (weights only); name its architecture with --arch (a torchvision model "
-            f"name or {DEFAULT_MODEL}), or give a factory 'package.module:function' with --checkpoint {path}"
+            f"name, {DEFAULT_MODEL} or timm:NAME), or give a factory 'package.module:function' or a timm model "
+            f"with --checkpoint {path}"
         )
     return _adopted(found, f"{path.name} (pickled module)")
 
@@ -667,6 +703,7 @@ def _adopted(module: nn.Module, name: str) -> _Built:
         preprocess=_assumed_preprocess(),
         notes=notes,
         assumed_preprocessing=True,
+        probe_output=True,
     )
 
 

@@ -22,7 +22,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from cam_core.analysis.trust import PerturbationCurves, SanityResult
+from cam_core.analysis.trust import PerturbationCurves, RoadResult, SanityResult
 from cam_core.engine.methods import METHODS
 from cam_core.render import overlay, plotly_colorscale
 from dashboard.figures import SELECTED_COLOR, VIEW_LABELS, alpha_colorscale, colour_range, data_uri
@@ -32,6 +32,7 @@ __all__ = [
     "SANITY_COLORS",
     "curves_figure",
     "point_figure",
+    "road_figure",
     "sanity_figure",
     "sanity_maps_figure",
     "short_unit",
@@ -265,6 +266,46 @@ def curves_figure(curves: PerturbationCurves, class_label: str = "") -> go.Figur
     fig.update_layout(
         height=340,
         margin={"l": 10, "r": 10, "t": 40, "b": 10},
+        legend={"orientation": "v", "x": 1.01, "y": 1, "groupclick": "toggleitem"},
+        hovermode="x unified",
+    )
+    return fig
+
+
+def road_figure(result: RoadResult, class_label: str = "") -> go.Figure:
+    """ROAD: the class probability as the most (MoRF) or least (LeRF) relevant pixels are removed and imputed.
+
+    Solid: the map; dashed: Random-CAM (when computed); dotted: the unmodified image's probability.
+    Trace names carry the combined score ((LeRF − MoRF) / 2, higher is better).
+    """
+    fig = go.Figure()
+    styles = [("", "map", SELECTED_COLOR, "solid", result.combined)]
+    if result.random_morf is not None:
+        styles.append(("random_", "Random-CAM", MUTED, "dash", result.random_combined))
+    for prefix, who, color, dash, score in styles:
+        for order, symbol in (("morf", "circle"), ("lerf", "square")):
+            words = "most relevant removed" if order == "morf" else "least relevant removed"
+            fig.add_trace(
+                go.Scatter(
+                    x=result.fractions,
+                    y=np.asarray(getattr(result, prefix + order), dtype=np.float32),
+                    mode="lines+markers",
+                    marker={"size": 6, "symbol": symbol},
+                    line={"color": color, "width": 3 if not prefix else 2, "dash": dash},
+                    opacity=1.0 if order == "morf" else 0.7,
+                    name=f"{who}: {words}",
+                    legendgroup=who,
+                    legendgrouptitle={"text": f"{who} · ROAD {score:.3f}"},
+                    hovertemplate="%{x:.0%} removed · p = %{y:.3f}<extra>" + f"{who}, {order.upper()}</extra>",
+                )
+            )
+    fig.add_hline(y=result.base, line={"color": MUTED, "dash": "dot", "width": 1},
+                  annotation_text="unmodified", annotation_position="top left")
+    fig.update_xaxes(tickformat=".0%", range=[0.05, 0.95], title_text="pixels removed (imputed from neighbours)")
+    fig.update_yaxes(title_text=f"p({class_label})" if class_label else "probability", rangemode="tozero")
+    fig.update_layout(
+        height=340,
+        margin={"l": 10, "r": 10, "t": 20, "b": 10},
         legend={"orientation": "v", "x": 1.01, "y": 1, "groupclick": "toggleitem"},
         hovermode="x unified",
     )

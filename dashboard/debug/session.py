@@ -38,6 +38,7 @@ class DK:
     DI_BASELINE = "dbg_di_baseline"
     DI_STEPS = "dbg_di_steps"
     DI_RANDOM = "dbg_di_random"
+    ROAD_RANDOM = "dbg_road_random"
     SAN_METHODS = "dbg_san_methods"
     SAN_UNITS = "dbg_san_units"
 

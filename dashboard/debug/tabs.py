@@ -28,20 +28,25 @@ from cam_core.analysis.trust import (
     AUC_MARGIN,
     AUC_MARGIN_SHARE,
     BASELINES,
+    FLAT_SPAN,
+    ROAD_FRACTIONS,
     SANITY_MAX_CORR,
     PerturbationCurves,
+    RoadResult,
     SanityResult,
     deletion_insertion,
     randomisation_check,
     randomisation_units,
+    road,
 )
-from cam_core.engine.methods import METHODS
+from cam_core.engine.methods import METHODS, estimate_cost
 from cam_core.errors import CamError
 from dashboard.debug.cards import BADGES, LAYER_NOTE_CODES, code_words, diagnosis_card, layer_notes, method_title
 from dashboard.debug.context import Ctx
 from dashboard.debug.figures import (
     curves_figure,
     point_figure,
+    road_figure,
     sanity_figure,
     sanity_maps_figure,
     short_unit,
@@ -60,9 +65,10 @@ from dashboard.feedback import show_error
 from dashboard.figures import MAX_COLUMNS, PLOTLY_CONFIG, Panel, overlay_figure
 from dashboard.state import set_layer
 
-PERTURBATION = ("scorecam", "ablationcam")
-BATCH = 64  # forward batch of Score-/Ablation-CAM (compare_methods' default), quoted in the cost line
+SLOW = tuple(m for m, spec in METHODS.items() if spec.slow)  # opt-in in the Methods tab: many forwards each
+BATCH = 64  # forward batch of the slow methods (compare_methods' default), quoted in the cost line
 DELINS_BATCH = 16  # deletion_insertion's default batch, quoted in the cost line
+ROAD_MARGIN = 0.01  # a map beats Random-CAM on ROAD when its score is higher by at least this (probability)
 STAGES_PER_ROW = 7
 POINT_STEP = 8  # pixels between the clickable points of the inspection figure
 _SHARE_COLUMNS = {
@@ -217,7 +223,7 @@ def _panels(res: ExplainResult, methods: Sequence[str], diags: dict[str, Diagnos
     """One panel per method, titled with the share of the map's mass that is positive (``share`` words it)."""
     return [
         Panel(
-            title=f"{method_title(m)} · {diags[m].pos_mass_share:.0%} {share}",
+            title=f"{method_title(m)}<br><span style='font-size:0.85em'>{diags[m].pos_mass_share:.0%} {share}</span>",
             cam=res.upsampled(m)[0, 0].numpy(),
             name=method_title(m),
         )
@@ -226,39 +232,45 @@ def _panels(res: ExplainResult, methods: Sequence[str], diags: dict[str, Diagnos
 
 
 def _grid(ctx: Ctx, panels: Sequence[Panel], key: str, views: Sequence[str]) -> None:
-    """Panels in rows of equal length (6 → 3 + 3, not 4 + 2), every panel the same size."""
+    """Panels in rows as even as can be (6 → 3 + 3, not 4 + 2), every panel the same size (a short last row
+    keeps the others' width)."""
     rows = math.ceil(len(panels) / MAX_COLUMNS)
     per_row = math.ceil(len(panels) / rows)
     for start in range(0, len(panels), per_row):
+        chunk = panels[start : start + per_row]
+        where = st.columns([len(chunk), per_row - len(chunk)])[0] if len(chunk) < per_row else st.container()
         fig = overlay_figure(
             ctx.view.background,
-            panels[start : start + per_row],
+            chunk,
             views=views,
             cmap=ctx.display.cmap,
             signed_cmap=ctx.display.signed_cmap,
             opacity=ctx.display.opacity,
             panel_height=min(300, 720 // max(per_row, 2)),
         )
-        st.plotly_chart(fig, config=PLOTLY_CONFIG, key=f"{key}_{start}")
+        where.plotly_chart(fig, config=PLOTLY_CONFIG, key=f"{key}_{start}")
+
+
+def _cost_words(method: str, channels: int) -> str:
+    """``one forward per channel: 1280 images in 20 forward batches`` for the opt-in line and the table."""
+    cost = estimate_cost(method, channels, batch_size=BATCH)
+    return METHODS[method].cost if cost.words() == "nothing" else f"{METHODS[method].cost}: {cost.words()}"
 
 
 def methods_tab(ctx: Ctx) -> None:
     activations = ctx.facts.result.activations
     channels = int(activations.shape[1]) if activations is not None else 0
-    batches = math.ceil(channels / BATCH) if channels else 0
     st.caption(
-        f"Every method for **{ctx.label(ctx.focus_class)}** at `{ctx.layer}`. The gradient methods and Eigen-CAM "
-        "share one forward and one backward; the perturbation methods cost far more, so they are opt-in:"
+        f"Every method for **{ctx.label(ctx.focus_class)}** at `{ctx.layer}`. The gradient methods, Eigen-CAM, "
+        "KPCA-CAM and Random-CAM share one forward and one backward (Finer-CAM, ShapleyCAM and LeGrad add a few "
+        "backwards); the methods below cost far more, so they are opt-in:"
     )
     opted = [
         m
-        for m in PERTURBATION
-        if st.checkbox(
-            f"{method_title(m)}: one forward per channel: {channels} forwards ({batches} batches of {BATCH})",
-            key=DK.CMP_OPT + m,
-        )
+        for m in SLOW
+        if st.checkbox(f"{method_title(m)}: {_cost_words(m, channels)}", key=DK.CMP_OPT + m)
     ]
-    methods = tuple(m for m in METHODS if m not in PERTURBATION) + tuple(opted)
+    methods = tuple(m for m in METHODS if m not in SLOW) + tuple(opted)
     key = (ctx.mk, ctx.item.key, ctx.layer, ctx.focus_class, methods)
     found = recall("methods", key)
     if asked("methods") and found is None:
@@ -274,9 +286,11 @@ def methods_tab(ctx: Ctx) -> None:
     res, skipped = found.value
     diags = {m: diagnose(res, 0, 0, m, ctx.facts.info, ctx.facts.recommended) for m in res.maps}
     forwards = (res.cost or {}).get("forwards", 0)
+    backwards = (res.cost or {}).get("backward_batches", 0)
     st.caption(
         f"Computed in {found.seconds:.2f} s"
         + (f" · {forwards} forward pass{'es' if forwards > 1 else ''}" if forwards else "")
+        + (f" · {backwards} backward pass{'es' if backwards > 1 else ''}" if backwards else "")
         + ". Each map is scaled to itself; titles give the share of its mass that is positive."
     )
     _grid(ctx, _panels(res, list(res.maps), diags), "dbg_methods", ctx.display.views)
@@ -289,6 +303,7 @@ def methods_tab(ctx: Ctx) -> None:
                 "positive mass": d.pos_mass_share,
                 "cells > 0": d.pos_area,
                 "findings": ", ".join(code_words(c) for c in d.codes) or "none",
+                "cost": _cost_words(m, channels) if channels else METHODS[m].cost,
             }
             for m, d in diags.items()
         ],
@@ -317,7 +332,12 @@ def contrast_tab(ctx: Ctx) -> None:
     a = c1.selectbox("A: the class explained", options, format_func=ctx.label, key=DK.CON_A)
     b = c2.selectbox("B: the class it is set against", options, format_func=ctx.label, key=DK.CON_B)
     # The overlays' gradient methods, and always Grad-CAM and HiResCAM: all from one backward.
-    methods = tuple(dict.fromkeys([*(m for m in ctx.shown if METHODS[m].kind == "gradient"), "gradcam", "hirescam"]))
+    methods = tuple(
+        dict.fromkeys(
+            [*(m for m in ctx.shown if METHODS[m].kind == "gradient" and METHODS[m].target is None), "gradcam",
+             "hirescam"]
+        )
+    )
     key = (ctx.mk, ctx.item.key, ctx.layer, a, b, methods)
     found = recall("contrast", key)
     if a != b and asked("contrast") and found is None:
@@ -485,6 +505,8 @@ def trust_tab(ctx: Ctx) -> None:
     if found is not None:
         _draw_curves(ctx, found.value, found.seconds)
 
+    _road_section(ctx)
+
     st.markdown(f"##### Model randomisation · {ctx.label(c)} · `{ctx.layer}`")
     st.caption(
         "On a copy of the model, the weights are re-initialised from the head down, one block at a time, and the "
@@ -521,6 +543,57 @@ def trust_tab(ctx: Ctx) -> None:
     )
     if found is not None:
         _draw_sanity(ctx, found.value, found.seconds)
+
+
+def _road_section(ctx: Ctx) -> None:
+    c, m = ctx.focus_class, ctx.focus_method
+    st.markdown(f"##### ROAD: remove and debias · {ctx.label(c)} · {method_title(m)}")
+    st.caption(
+        "Deleted pixels leak the map's shape (a grey or blurred blob where the map was bright). ROAD fills the removed "
+        "pixels from their neighbours instead (noisy linear imputation), removing the most relevant (MoRF) or the "
+        "least relevant (LeRF) fraction first. A good map makes the probability fall when its top pixels go and hold "
+        "when its bottom ones do: ROAD = mean (LeRF − MoRF) / 2, higher is better."
+    )
+    st.session_state.setdefault(DK.ROAD_RANDOM, True)
+    with_random = st.toggle(
+        "Random-CAM reference", key=DK.ROAD_RANDOM, help="The same layer with random channel weights: what to beat."
+    )
+    images = 2 * len(ROAD_FRACTIONS) * (2 if with_random else 1)
+    st.caption(
+        f"Cost: {images} images, each one sparse solve for the imputation, in {math.ceil(images / DELINS_BATCH)} "
+        f"forwards of {DELINS_BATCH}."
+    )
+    key = (ctx.mk, ctx.item.key, ctx.layer, c, m, with_random)
+    found = recall("road", key)
+    if asked("road") and found is None:
+        found = run_with_bar(
+            "ROAD", road, ctx.bundle.model, ctx.x, ctx.view.maps[(m, c)].up, c, with_random=with_random,
+            layer=ctx.layer,
+        )
+        if found is not None:
+            keep("road", key, found)
+    run_button("road", "Run ROAD", ":material/healing:", done=found is not None)
+    if found is None:
+        return
+    res: RoadResult = found.value
+    st.plotly_chart(road_figure(res, ctx.names[res.class_id]), config=PLOTLY_CONFIG, key="dbg_road")
+    every = np.concatenate([v for v in (res.morf, res.lerf, res.random_morf, res.random_lerf) if v is not None])
+    head = f"Computed in {found.seconds:.2f} s. ROAD {res.combined:.3f}"
+    if float(every.max() - every.min()) < FLAT_SPAN:
+        st.warning(
+            f"{head}: the probability hardly moves ({every.min():.3f} … {every.max():.3f}) whatever is removed, so "
+            "ROAD cannot judge this map (the model ignores these pixels, or is untrained or saturated).",
+            icon=":material/trending_flat:",
+        )
+    elif res.random_combined is not None and res.combined > res.random_combined + ROAD_MARGIN:
+        st.success(f"{head} vs Random-CAM {res.random_combined:.3f}: the map ranks the evidence better than a random "
+                   "map of the same layer.", icon=":material/verified:")
+    elif res.random_combined is not None:
+        st.warning(f"{head} vs Random-CAM {res.random_combined:.3f}: not clearly better (by {ROAD_MARGIN:g} or more) "
+                   "than random channel weights at this layer; do not read much into this map.",
+                   icon=":material/gpp_maybe:")
+    else:
+        st.caption(f"{head}.")
 
 
 def _draw_curves(ctx: Ctx, curves: PerturbationCurves, seconds: float) -> None:

@@ -46,13 +46,17 @@ def main() -> None:
         st.header("Images", anchor=False)
         items = images_ui(url)
         st.header("Methods", anchor=False)
-        methods = methods_ui(url)
+        methods_box = st.container()  # filled once the layer is known: the costs depend on its channels
     panels.show_header()
     bundle = shared.bundle
     if bundle is None:
+        with methods_box:
+            methods_ui(url)
         st.info("Choose a model in the sidebar.", icon=":material/arrow_back:")
         return
     layer = _layer(bundle, url)
+    with methods_box:
+        methods = methods_ui(url, layer, bundle.channels.get(layer or ""))
     panels.show_model_info(bundle, shared.device, layer)
     if layer is None:
         st.error("No layer of this model gives a spatial map, so no CAM can be taken (see the notes above).")
@@ -118,6 +122,7 @@ def _view(
                 panels.find_classes_ui(ctx, names, scores[0])
         return
     result, ids = view
+    result = result.with_probabilities(st.session_state.get(state.K.PROBS) or "softmax")
     state.class_selection(ctx, ids)
     with cls_col:
         ids = panels.classes_ui(ctx, names)

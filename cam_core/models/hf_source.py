@@ -1,0 +1,178 @@
+"""``hf:PATH``: a Hugging Face image classifier saved in a folder, loaded offline.
+
+The folder is what ``model.save_pretrained(folder)`` and ``processor.save_pretrained(folder)``
+write: ``config.json`` (architecture, ``id2label``), the weights (``model.safetensors``, or
+``pytorch_model.bin`` read with ``weights_only``) and ``preprocessor_config.json``. ``PATH`` may
+also be a hub id already in the local Hugging Face cache. Nothing is downloaded and no code
+from the folder runs (``trust_remote_code`` is never set).
+
+- Class names: ``config.id2label`` in id order (the default ``LABEL_3`` becomes ``class 3``).
+- Preprocessing: from ``preprocessor_config.json``: ``size`` (``height``/``width`` means the
+  processor resizes to exactly that size: the *squash* fit is then the default, as it is the
+  model's own recipe; ``shortest_edge`` plus ``crop_size`` or ``crop_pct`` is our centre crop),
+  ``resample``, ``image_mean``/``image_std`` (``do_normalize``), ``rescale_factor`` 1/255.
+- The model returns a ``ModelOutput``; the loader's output rule picks ``.logits``
+  (:mod:`cam_core.models.outputs`). Attention runs in the eager implementation, so that its
+  probabilities are tensors in the graph (LeGrad reads them).
+
+transformers is an optional extra: ``pip install 'cam-dashboard[hf]'``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from torchvision.transforms import InterpolationMode
+
+from ..errors import CamError
+from .outputs import Classifier
+from .preprocess import Preprocess
+
+if TYPE_CHECKING:
+    from .load import _Built
+
+__all__ = ["INSTALL_HINT", "PREFIX", "build_hf", "class_names_from", "preprocess_from_config"]
+
+PREFIX = "hf:"
+INSTALL_HINT = "transformers is not installed: pip install 'cam-dashboard[hf]' (or pip install transformers)"
+# PIL's resampling codes, as image processors store them.
+_RESAMPLE = {
+    0: InterpolationMode.NEAREST,
+    1: InterpolationMode.LANCZOS,
+    2: InterpolationMode.BILINEAR,
+    3: InterpolationMode.BICUBIC,
+    4: InterpolationMode.BOX,
+    5: InterpolationMode.HAMMING,
+}
+
+
+def class_names_from(id2label: dict[Any, str] | None, count: int) -> list[str] | None:
+    """Names in id order; ``LABEL_i`` (transformers' placeholder) becomes ``class i``."""
+    if not id2label:
+        return None
+    names = {int(k): str(v) for k, v in id2label.items()}
+    if sorted(names) != list(range(count)):
+        return None
+    return [f"class {i}" if names[i] == f"LABEL_{i}" else names[i] for i in range(count)]
+
+
+def _pair(value: Any, what: str) -> tuple[int, int]:
+    if isinstance(value, int):
+        return value, value
+    if isinstance(value, dict) and "height" in value and "width" in value:
+        return int(value["height"]), int(value["width"])
+    raise CamError(f"preprocessor_config.json: cannot read {what} {value!r}")
+
+
+def preprocess_from_config(cfg: dict[str, Any]) -> tuple[Preprocess, str | None, list[str]]:
+    """Our preprocessing for an image processor's config: (recipe, default fit or None, notes)."""
+    notes: list[str] = []
+    size = cfg.get("size") or {"height": 224, "width": 224}
+    interpolation = _RESAMPLE.get(int(cfg.get("resample", 2)), InterpolationMode.BILINEAR)
+    if cfg.get("do_normalize", True):
+        mean = tuple(float(v) for v in cfg.get("image_mean", (0.5, 0.5, 0.5)))
+        std = tuple(float(v) for v in cfg.get("image_std", (0.5, 0.5, 0.5)))
+    else:
+        mean, std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+    factor = float(cfg.get("rescale_factor", 1 / 255)) if cfg.get("do_rescale", True) else 1.0
+    if not math.isclose(factor, 1 / 255, rel_tol=1e-6):
+        notes.append(f"the processor rescales pixels by {factor:g}, not 1/255; inputs here are scaled to [0, 1]")
+    fit: str | None = None
+    if isinstance(size, dict) and "shortest_edge" in size:
+        short = int(size["shortest_edge"])
+        if cfg.get("do_center_crop") and cfg.get("crop_size"):
+            crop = _pair(cfg["crop_size"], "crop_size")
+            resize = short
+        elif cfg.get("crop_pct"):  # ConvNeXt's processor: shorter side → size / crop_pct, centre crop
+            crop, resize = (short, short), int(short / float(cfg["crop_pct"]))
+        else:
+            crop, resize = (short, short), short
+    else:
+        resized = _pair(size, "size")
+        if cfg.get("do_center_crop") and cfg.get("crop_size"):
+            crop = _pair(cfg["crop_size"], "crop_size")
+            resize = min(resized)
+            if resized[0] != resized[1]:
+                notes.append(f"the processor resizes to {resized[0]}×{resized[1]} before its crop; approximated")
+        else:  # resized to exactly (height, width): the squash fit is the model's own recipe
+            crop, resize, fit = resized, min(resized), "squash"
+    return Preprocess(crop, resize, mean, std, interpolation), fit, notes  # type: ignore[arg-type]
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CamError(f"cannot read {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise CamError(f"{path} does not hold a JSON object")
+    return data
+
+
+def _folder(spec: str) -> str:
+    where = spec[len(PREFIX) :].strip() if spec.startswith(PREFIX) else spec.strip()
+    if not where:
+        raise CamError("hf: needs a folder (hf:/path/to/model) or a hub id in the local cache")
+    return where
+
+
+def build_hf(spec: str) -> _Built:
+    """The classifier in the folder (or cached hub id) named by ``hf:PATH`` (see the module docstring)."""
+    from .load import CheckpointError, UnknownModel, _Built
+
+    try:
+        import transformers
+    except ImportError as exc:
+        raise CamError(INSTALL_HINT) from exc
+    where = _folder(spec)
+    folder = Path(where).expanduser()
+    if folder.exists() and not (folder / "config.json").is_file():
+        raise UnknownModel(f"{where} is not a Hugging Face model folder: it has no config.json")
+    if not folder.exists() and ("/" not in where or where.startswith((".", "/", "~"))):
+        raise UnknownModel(f"no such folder {where!r} (hf: takes a saved model folder or a hub id in the local cache)")
+    source = str(folder) if folder.exists() else where
+    progress = transformers.utils.logging.is_progress_bar_enabled()
+    transformers.utils.logging.disable_progress_bar()
+    try:
+        model = transformers.AutoModelForImageClassification.from_pretrained(
+            source, local_files_only=True, attn_implementation="eager"
+        )
+        processor = _processor_config(transformers, source, folder)
+    except (OSError, ValueError, KeyError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        if "trust_remote_code" in str(exc):
+            first = "the model needs custom code from the folder (trust_remote_code), which is never run here"
+        raise CheckpointError(f"cannot load the Hugging Face model {where}: {first}") from exc
+    finally:
+        if progress:
+            transformers.utils.logging.enable_progress_bar()
+    config = model.config
+    count = int(getattr(config, "num_labels", 0) or len(getattr(config, "id2label", {}) or {}))
+    pre, fit, notes = preprocess_from_config(processor)
+    if not processor:
+        notes.append("no preprocessor_config.json: preprocessing assumed (224×224, mean and std 0.5)")
+    return _Built(
+        module=Classifier(model.eval()),
+        name=f"{Path(where).name or where} ({type(model).__name__})",
+        pretrained=True,
+        preprocess=pre,
+        class_names=class_names_from(getattr(config, "id2label", None), count),
+        num_classes=count or None,
+        notes=notes,
+        fit=fit,
+    )
+
+
+def _processor_config(transformers: Any, source: str, folder: Path) -> dict[str, Any]:
+    """The image processor's settings: the folder's preprocessor_config.json (or the cached hub copy)."""
+    local = folder / "preprocessor_config.json"
+    if local.is_file():
+        return _read_json(local)
+    try:
+        path = transformers.utils.cached_file(source, "preprocessor_config.json", local_files_only=True)
+    except OSError:
+        return {}
+    return _read_json(Path(path)) if path else {}
