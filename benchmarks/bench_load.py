@@ -35,6 +35,7 @@ from bench_ui import ARGS, IDLE, server
 ROOT = Path(__file__).resolve().parents[1]
 OVERLAY = "[class*='st-key-overlay_'] .js-plotly-plot"
 TIMEOUT_MS = 300_000
+ERROR = "[data-testid='stException']"
 
 Action = Callable[[Page], Awaitable[None]]
 
@@ -154,8 +155,12 @@ async def play(browser, url: str, session: Session, seed: int) -> Session:
     start = time.perf_counter()
     await page.goto(url + session.query)
     await page.wait_for_function(
-        f"() => document.querySelectorAll({OVERLAY + ' g.hm image'!r}).length >= 2", timeout=TIMEOUT_MS
+        f"() => document.querySelectorAll({OVERLAY + ' g.hm image'!r}).length >= 2"
+        f" || !!document.querySelector({ERROR!r})",
+        timeout=TIMEOUT_MS,
     )
+    if await page.locator(ERROR).count():  # fail now, with the page's message, not after the timeout
+        raise RuntimeError(f"{session.name}: {await page.locator(ERROR).first.inner_text()}")
     session.latencies["open"] = time.perf_counter() - start
     await _idle(page)
     for name, act in session.actions:

@@ -50,8 +50,20 @@ def start() -> None:
     if _started.is_set():
         return
     _started.set()
+    _import_what_sessions_race_on()
     _set(0.0, "starting")
     threading.Thread(target=_run, name="camdash-warmup", daemon=True).start()
+
+
+def _import_what_sessions_race_on() -> None:
+    """Import pandas now, in the server's thread, before any session runs.
+
+    Plotly and Streamlit import pandas lazily, at a session's first figure, and Plotly's validators
+    look it up in ``sys.modules`` without the import lock: a second session drawing its first figure
+    meanwhile gets the half-imported module ("partially initialized module 'pandas' has no attribute
+    'Series'"), a traceback in place of its scores. Three visitors at once hit it.
+    """
+    import pandas  # noqa: F401
 
 
 def _run() -> None:
