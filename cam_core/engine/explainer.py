@@ -31,6 +31,7 @@ from .methods import METHODS, check_methods, weighted_sum
 from .targets import Target, resolve_target
 
 __all__ = [
+    "ClassSpec",
     "ExplainResult",
     "explain",
     "match_classes",
@@ -148,15 +149,22 @@ def memory_errors(dev: torch.device, what: str = "computing the maps") -> Iterat
 _TOPK = re.compile(r"^top(\d+)$")
 
 
-def resolve_classes(
-    spec: str | int | Sequence[int | str], logits: Tensor, class_names: Sequence[str]
-) -> Tensor:
+ClassSpec = str | int | Sequence[int | str] | Tensor | Callable[[Tensor], Tensor]
+
+
+def resolve_classes(spec: ClassSpec, logits: Tensor, class_names: Sequence[str]) -> Tensor:
     """Turn a class spec into ids (N, K).
 
     ``"top3"`` takes each image's own top classes; ints, names or a comma-separated
-    string (``"281,285"``, ``"tabby,Egyptian cat"``) give every image the same K.
+    string (``"281,285"``, ``"tabby,Egyptian cat"``) give every image the same K. Per-image
+    classes (a dataset's labels, each image's prediction and its label) come as an (N, K)
+    integer tensor, or as a function of the logits (N, C) giving one, so they cost no extra forward.
     """
     n, c = logits.shape
+    if callable(spec) and not isinstance(spec, Tensor):
+        spec = spec(logits)
+    if isinstance(spec, Tensor):
+        return _check_class_tensor(spec, n, c)
     if isinstance(spec, str):
         match = _TOPK.match(spec.strip().lower())
         if match:
@@ -185,6 +193,15 @@ def resolve_classes(
             hint = f"; did you mean: {choices_hint(near)}" if near else "; give a class index or an exact name"
             raise CamError(f"unknown class {item!r}{hint}")
     return torch.tensor(ids, dtype=torch.long).expand(n, -1).clone()
+
+
+def _check_class_tensor(ids: Tensor, n: int, c: int) -> Tensor:
+    """Per-image class ids as (N, K) long on the logits' device, each in 0..C-1."""
+    if ids.ndim != 2 or ids.shape[0] != n or ids.shape[1] < 1 or ids.dtype.is_floating_point or ids.is_complex():
+        raise CamError(f"per-image classes must be an (N={n}, K) integer tensor, got {tuple(ids.shape)} {ids.dtype}")
+    if bool((ids < 0).any()) or bool((ids >= c).any()):
+        raise CamError(f"a class index is out of range: the model has classes 0..{c - 1}")
+    return ids.long()
 
 
 def match_classes(
@@ -269,7 +286,7 @@ def explain(
     model: object,
     x: Tensor,
     layer: str | None = None,
-    classes: str | int | Sequence[int | str] = "top3",
+    classes: ClassSpec = "top3",
     methods: str | Sequence[str] = ("gradcam",),
     device: str | torch.device = "auto",
     target: str | Target = "logit",
@@ -285,7 +302,8 @@ def explain(
             (its train/eval mode is left as it is; a warning is given in training mode).
         x: (N, 3, H, W) preprocessed images.
         layer: dotted layer name; default the model's recommended layer.
-        classes: ``"topK"``, class indices, class names, or a comma-separated string.
+        classes: ``"topK"``, class indices, class names, or a comma-separated string (the same K for
+            every image); or per image, an (N, K) tensor of ids or a function logits (N, C) → ids (N, K).
         methods: names from :data:`cam_core.engine.methods.METHODS`.
         device: ``auto`` (cuda, mps, cpu), or an explicit device; the model is moved there.
         target: ``"logit"`` (default), ``"softmax"`` or a callable (logits, ids) → scores.

@@ -5,14 +5,17 @@ pixels are decoded, and every failure is a :class:`~cam_core.errors.CamError` na
 """
 
 from .images import IMAGE_EXTENSIONS, MAX_PIXELS, SUPPORTED_FORMATS, ImageError, load_image
-from .samples import SAMPLE_NAMES, load_sample
+from .samples import SAMPLE_CLASSES, SAMPLE_NAMES, load_sample, sample_variants, write_sample_folder
 
 __all__ = [
     "IMAGE_EXTENSIONS",
     "MAX_PIXELS",
+    "SAMPLE_CLASSES",
     "SAMPLE_NAMES",
     "SUPPORTED_FORMATS",
     "ImageError",
     "load_image",
     "load_sample",
+    "sample_variants",
+    "write_sample_folder",
 ]
