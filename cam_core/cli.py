@@ -1,4 +1,4 @@
-"""Command line: ``python -m cam_core layers|explain|sweep|trust``.
+"""Command line: ``python -m cam_core layers|explain|sweep|trust|batch``.
 
 User mistakes (unknown model, layer, class or method; unreadable image) end
 with one line on stderr and exit status 2, never a traceback.
@@ -97,26 +97,45 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p_trust.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
     p_trust.add_argument("--out", required=True, help="output folder")
+
+    p_batch = sub.add_parser(
+        "batch", help="explain every image of a folder or glob into OUT/results.parquet (a rerun resumes)"
+    )
+    _add_model_args(p_batch)
+    p_batch.add_argument("--images", required=True, help="a folder (walked recursively), an image or a glob")
+    p_batch.add_argument(
+        "--labels-from-folders", action="store_true",
+        help="true classes from the class folders (ImageFolder): class names (any case) or indices",
+    )
+    p_batch.add_argument("--classes", default="pred", help="explained per image: pred | label | pred,label | topK")
+    p_batch.add_argument("--method", action="append", help="CAM method (repeatable; default gradcam)")
+    p_batch.add_argument("--layer", help="dotted layer name (default: the recommended layer)")
+    p_batch.add_argument("--batch-size", type=int, default=16, help="images per forward/backward (default 16)")
+    p_batch.add_argument(
+        "--workers", type=int, default=2,
+        help="decoding processes (local engine; 0: none) or actors (Ray engine); default 2",
+    )
+    p_batch.add_argument("--engine", choices=["local", "ray"], default="local", help="local (default) or ray")
+    p_batch.add_argument("--ray-address", help="an existing Ray cluster (default: start a local one)")
+    p_batch.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
+    p_batch.add_argument("--out", required=True, help="output folder (results.parquet, run.json)")
     return parser
+
+
+def _model_args(args: argparse.Namespace) -> dict[str, object]:
+    """The ``load_model`` keyword arguments the options give (what ``_load`` passes, as plain values)."""
+    weights = None if str(args.weights).lower() in ("none", "") else args.weights
+    return {
+        "spec": args.model, "weights": weights, "arch": args.arch, "checkpoint": args.checkpoint, "labels": args.labels,
+        "trust_checkpoint": args.trust_checkpoint, "import_paths": list(args.import_path),
+        "input_size": args.input_size, "mean": args.mean, "std": args.std, "fit": args.fit,
+    }
 
 
 def _load(args: argparse.Namespace):  # -> LoadedModel
     from .models.load import load_model
 
-    weights = None if str(args.weights).lower() in ("none", "") else args.weights
-    return load_model(
-        args.model,
-        weights=weights,
-        arch=args.arch,
-        checkpoint=args.checkpoint,
-        labels=args.labels,
-        trust_checkpoint=args.trust_checkpoint,
-        import_paths=args.import_path,
-        input_size=args.input_size,
-        mean=args.mean,
-        std=args.std,
-        fit=args.fit,
-    )
+    return load_model(**_model_args(args))
 
 
 def _prepare(model, image):  # (LoadedModel, PIL image) -> (x (1, 3, H, W), region or None)
@@ -312,11 +331,38 @@ def _cmd_trust(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_batch(args: argparse.Namespace) -> int:
+    from .batch import BatchJob, discover, run_local
+
+    if args.ray_address and args.engine != "ray":
+        raise CamError("--ray-address goes with --engine ray")
+    if args.workers < 0:
+        raise CamError(f"--workers must be 0 or more, got {args.workers}")
+    job = BatchJob(
+        model=_model_args(args), layer=args.layer, methods=tuple(args.method or ["gradcam"]), classes=args.classes,
+        labels=args.labels_from_folders, fit=args.fit, device=args.device, batch_size=args.batch_size,
+    )
+    found = discover(args.images)  # all checked before the model loads
+    out = _out_dir(args.out)
+    if args.engine == "ray":
+        from .batch.ray import import_ray, run_ray
+
+        import_ray()
+        summary = run_ray(job, found, out, workers=args.workers, address=args.ray_address)
+    else:
+        summary = run_local(job, found, out, workers=args.workers, bar=True)
+    print(summary.line())
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status."""
     args = build_parser().parse_args(argv)
     try:
-        commands = {"layers": _cmd_layers, "explain": _cmd_explain, "sweep": _cmd_sweep, "trust": _cmd_trust}
+        commands = {
+            "layers": _cmd_layers, "explain": _cmd_explain, "sweep": _cmd_sweep, "trust": _cmd_trust,
+            "batch": _cmd_batch,
+        }
         return commands[args.command](args)
     except CamError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -100,10 +100,10 @@ def part_schema(methods: Sequence[str]) -> pa.Schema:
 
 def _lists(values: Sequence[Any], typ: pa.DataType, dtype: type) -> pa.Array:
     """A list column from per-row arrays (``None``: null), built from one flat buffer (not value by value)."""
-    lengths = [0 if v is None else len(v) for v in values]
-    offsets = np.zeros(len(values) + 1, dtype=np.int32)
-    np.cumsum(lengths, out=offsets[1:])
     present = [np.asarray(v, dtype=dtype).ravel() for v in values if v is not None]
+    lengths = iter(len(p) for p in present)
+    offsets = np.zeros(len(values) + 1, dtype=np.int32)
+    np.cumsum([0 if v is None else next(lengths) for v in values], out=offsets[1:])
     flat = np.concatenate(present) if present else np.zeros(0, dtype=dtype)
     mask = pa.array([v is None for v in values], pa.bool_())
     return pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat, typ), type=pa.list_(typ), mask=mask)
@@ -267,8 +267,8 @@ class ResultStore:
         """Merge the parts into ``results.parquet`` (newest row per path, sorted by path); returns its rows."""
         tables, seen = self._read_parts()
         previous = self._previous()
-        if not seen and previous is not None:
-            return previous.num_rows
+        if not seen:
+            return previous.num_rows if previous is not None else 0
         merged = pa.concat_tables(([previous] if previous is not None else []) + tables or [self.schema.empty_table()])
         paths = merged.column("path").to_pylist()
         newest = {p: i for i, p in enumerate(paths)}
