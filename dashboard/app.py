@@ -15,14 +15,13 @@ if __package__ in (None, ""):  # `streamlit run dashboard/app.py` runs this file
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from dashboard import shell
-from dashboard.pages import image
+from dashboard.pages import dataset, image
 
 
 def main() -> None:
     """Draw the shared sidebar, then the page the URL names."""
     st.set_page_config(page_title="CAM dashboard", page_icon="🔥", layout="wide")
-    pages = [st.Page(image.main, title="Image", icon=":material/image:", default=True)]
-    nav = st.navigation(pages)
+    nav = st.navigation([image.page(), dataset.page()])
     shell.shared_sidebar()
     nav.run()
 

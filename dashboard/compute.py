@@ -51,6 +51,7 @@ __all__ = [
     "is_slow",
     "load_bundle",
     "map_cache",
+    "model_args",
     "pending",
     "ranking",
     "save_upload",
@@ -192,6 +193,19 @@ def save_upload(data: bytes, filename: str, suffixes: Sequence[str] = ()) -> str
     return str(path)
 
 
+def model_args(spec: ModelSpec) -> dict[str, object]:
+    """The :func:`cam_core.load_model` keyword arguments for ``spec`` (a batch job records them to reload it)."""
+    return {
+        "spec": spec.name if spec.source in ("default", "torchvision", "factory") else spec.checkpoint or "",
+        "weights": spec.weights,
+        "arch": spec.arch,
+        "checkpoint": spec.checkpoint if spec.source == "factory" else None,
+        "labels": spec.labels,
+        "trust_checkpoint": spec.trust,
+        "import_paths": [spec.import_path] if spec.import_path else [],
+    }
+
+
 @st.cache_resource(max_entries=4, show_spinner=False)
 def load_bundle(spec: ModelSpec) -> Bundle:
     """Load the model and analyse its layers (once per process per spec).
@@ -199,15 +213,7 @@ def load_bundle(spec: ModelSpec) -> Bundle:
     Raises:
         CamError: anything wrong with the spec, the files or the model.
     """
-    model = load_model(
-        spec.name if spec.source in ("default", "torchvision", "factory") else spec.checkpoint or "",
-        weights=spec.weights,
-        arch=spec.arch,
-        checkpoint=spec.checkpoint if spec.source == "factory" else None,
-        labels=spec.labels,
-        trust_checkpoint=spec.trust,
-        import_paths=[spec.import_path] if spec.import_path else (),
-    )
+    model = load_model(**model_args(spec))
     layers = list_layers(model)
     recommended = next((info.name for info in layers if info.recommended), None)
     return Bundle(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 
 import streamlit as st
 from PIL import Image, ImageOps
@@ -15,7 +16,7 @@ from dashboard.compute import ImageItem, ModelSpec, save_upload
 from dashboard.feedback import show_error
 from dashboard.state import K, UrlView
 
-__all__ = ["images_ui", "methods_ui", "model_ui"]
+__all__ = ["images_ui", "methods_ui", "model_ui", "request_model"]
 
 SOURCES = {
     "default": "Offline default",
@@ -137,6 +138,20 @@ def model_ui(url: UrlView) -> ModelSpec | None:
     )
 
 
+def request_model(spec: ModelSpec) -> bool:
+    """Point the model widgets at ``spec`` (from a widget callback, before they are drawn); False if they cannot
+    name it (an upload or a factory: the user picks those again)."""
+    if spec.source == "default":
+        st.session_state[K.SOURCE] = "default"
+        return True
+    if spec.source == "torchvision" and spec.labels is None:
+        st.session_state[K.SOURCE] = "torchvision"
+        st.session_state[K.TV_NAME] = spec.name
+        st.session_state[K.TV_PRETRAINED] = spec.weights is not None
+        return True
+    return False
+
+
 @st.cache_resource(max_entries=64, show_spinner=False)
 def _decode(digest: str, _data: bytes, name: str) -> Image.Image:
     """Decode once per distinct content (``_data`` is not hashed: ``digest`` stands for it)."""
@@ -163,7 +178,8 @@ def _unique(label: str, taken: set[str]) -> str:
 
 
 def images_ui(url: UrlView) -> list[ImageItem]:
-    """Uploaded files, chosen samples and a camera snapshot, decoded; bad files are reported and skipped."""
+    """Uploaded files, chosen samples, images opened from a dataset and a camera snapshot, decoded; bad files are
+    reported and skipped."""
     uploads = st.file_uploader(
         "Upload images",
         type=list(IMAGE_EXTENSIONS),
@@ -192,6 +208,8 @@ def images_ui(url: UrlView) -> list[ImageItem]:
         items.append(ImageItem(_unique(up.name, taken), image, digest))
     for name in samples or []:
         items.append(ImageItem(_unique(name, taken), _sample(name), f"sample:{name}", sample=name))
+    for item in st.session_state.get(K.OPENED, []):  # from a dataset's gallery
+        items.append(replace(item, label=_unique(item.label, taken)))
     if camera is not None:
         data = camera.getvalue()
         digest = hashlib.sha1(data).hexdigest()

@@ -10,7 +10,7 @@ from .files import Found, ImageFile, discover, labels_from_folders
 from .job import BatchJob, check_classes
 from .local import run_local
 from .results import RESULTS, RUN, map_column, read_results, read_run, results_schema
-from .run import Summary
+from .run import Summary, model_identity
 
 __all__ = [
     "RESULTS",
@@ -23,6 +23,7 @@ __all__ = [
     "discover",
     "labels_from_folders",
     "map_column",
+    "model_identity",
     "read_results",
     "read_run",
     "results_schema",

@@ -25,12 +25,21 @@ from ..engine.capture import get_layer
 from ..engine.explainer import resolve_device
 from ..errors import CamError
 from ..models.layers import recommended_layer
-from ..models.load import LoadedModel, load_model
+from ..models.load import DEFAULT_MODEL, LoadedModel, load_model
 from .files import Found, ImageFile, discover, labels_from_folders
 from .job import BatchJob
 from .results import RESULTS, ResultStore
 
-__all__ = ["Plan", "Summary", "open_run"]
+__all__ = ["Plan", "Summary", "model_identity", "open_run"]
+
+_LOAD_DEFAULTS = {"spec": DEFAULT_MODEL, "weights": "DEFAULT", "trust_checkpoint": False}
+
+
+def model_identity(args: dict[str, Any]) -> dict[str, Any]:
+    """``load_model`` arguments as a run records them: defaults filled in, then unset ones left out (a default
+    fit is the job's ``fit``), so the same model given two ways (``{}``, the CLI's options) compares equal."""
+    merged = {**_LOAD_DEFAULTS, **{k: v for k, v in args.items() if k != "fit"}}
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in merged.items() if v not in (None, [], (), False)}
 
 
 @dataclass
@@ -94,7 +103,7 @@ def _describe(
     return {
         # What a rerun must match to resume (anything else may change between runs).
         "job": {
-            "model": {k: v for k, v in job.model.items() if v not in (None, [], ())},
+            "model": model_identity(job.model),
             "model_name": model.name,
             "layer": layer,
             "methods": list(job.methods),

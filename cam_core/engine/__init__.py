@@ -18,6 +18,7 @@ from .explainer import (
     resolve_classes,
     resolve_device,
     unwrap_model,
+    upsample,
 )
 from .methods import METHODS, Method, check_methods
 from .targets import Contrast, Target, resolve_target
@@ -43,4 +44,5 @@ __all__ = [
     "resolve_device",
     "resolve_target",
     "unwrap_model",
+    "upsample",
 ]

@@ -41,6 +41,7 @@ __all__ = [
     "resolve_classes",
     "resolve_device",
     "unwrap_model",
+    "upsample",
 ]
 
 # Upper bound on one chunk of batched gradients, in elements (float32: 256 MB).
@@ -87,11 +88,21 @@ class ExplainResult:
         """Bilinear upsampling of ``maps[method]`` to the input size (or ``size``): (N, K, H, W); zero in the pad."""
         if method not in self.maps:
             raise CamError(f"method {method!r} was not computed; have: {choices_hint(self.maps)}")
-        size = size or self.input_size
-        up = F.interpolate(self.maps[method], size=size, mode="bilinear", align_corners=False)
-        if self.region is not None:
-            up = up * region_mask(self.region, self.input_size, size)
-        return up
+        return upsample(self.maps[method], self.input_size, size, self.region)
+
+
+def upsample(
+    maps: Tensor,
+    input_size: tuple[int, int],
+    size: tuple[int, int] | None = None,
+    region: tuple[int, int, int, int] | None = None,
+) -> Tensor:
+    """Maps (N, K, h, w) over an input of ``input_size``, bilinearly to ``size`` (default the input's); zero
+    outside ``region`` (the image's box in a letterboxed input). What :meth:`ExplainResult.upsampled` does,
+    for maps read back from storage (a batch run's table)."""
+    size = size or input_size
+    up = F.interpolate(maps, size=size, mode="bilinear", align_corners=False)
+    return up * region_mask(region, input_size, size) if region is not None else up
 
 
 def region_mask(region: tuple[int, int, int, int], input_size: tuple[int, int], size: tuple[int, int]) -> Tensor:
