@@ -709,6 +709,9 @@ def grid_transform(
     """
     module, size = _unwrap(model, input_size)
     layer = get_layer(module, name)
+    known = _size_free_layout(module, name)
+    if known is not None:
+        return known
     found = _analysis(module, size)
     if isinstance(found, str):
         return _layout_from_tensor(layer, name, size)
@@ -719,6 +722,23 @@ def grid_transform(
     chosen = _chosen(model, found)
     hint = f"; use {chosen!r} (the recommended layer)" if chosen else ""
     raise CamError(f"no CAM at layer {name!r}: {why}{hint}")
+
+
+def _size_free_layout(module: nn.Module, name: str) -> Callable[[Tensor], Tensor] | None:
+    """The transform of a layer already analysed at some input size, if it does not depend on the size.
+
+    A spatial map (channels first or last) has the same layout at every input size; only a token
+    grid's shape follows the size. So a new size (the whole-image fit gives one per aspect ratio)
+    costs no new analysis (a traced forward: seconds) for a CNN layer.
+    """
+    key = tuple((n, id(m)) for n, m in module.named_modules())
+    with _cache_guard:
+        analyses = [found for (_, k), found in _cache.get(module, {}).items() if k == key]
+    for found in analyses:
+        rec = found.records.get(name) if not isinstance(found, str) else None
+        if rec is not None and rec.calls == 1 and rec.layout is not None and rec.layout.kind != "tokens":
+            return rec.layout.transform()
+    return None
 
 
 def _layout_from_tensor(layer: nn.Module, name: str, size: tuple[int, int]) -> Callable[[Tensor], Tensor]:
