@@ -63,6 +63,7 @@ class DS:
     CELL = "_ds_cell"  # (row, col) of the confusion cell the gallery is filtered to
     CELL_NONCE = "_ds_cell_nonce"
     GOTO = "_ds_goto_image"
+    LAST_JOB = "_ds_last_job"  # the run folder the controls named last run
 
 
 @st.cache_resource(show_spinner=False)
@@ -223,8 +224,12 @@ def run_ui(root: Path, bundle: Bundle, src: Source, fit: str) -> None:
     go = c1.button("Run again (new files only)" if earlier else "Run", type="primary", key="ds_run",
                    icon=":material/play_arrow:")
     c2.caption(f"Results go to `{rel_out}` under the data root; a rerun adds only new or changed files.")
-    if earlier and st.session_state.get(DS.RESULTS) != rel_out and not go:
-        show_results_folder(rel_out)  # this very job ran before: show it at once
+    last = st.session_state.get(DS.LAST_JOB)
+    changed = last is not None and last != rel_out  # the user changed the folder, layer, method or classes
+    st.session_state[DS.LAST_JOB] = rel_out
+    shown = st.session_state.get(DS.RESULTS)
+    if earlier and not go and shown != rel_out and (shown is None or changed):
+        show_results_folder(rel_out)  # this very job ran before: show it at once (a link's results stay until then)
     if not go:
         return
     job = BatchJob(model=model_args(bundle.spec), layer=src.layer, methods=(src.method,), classes=src.classes,
