@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from .errors import CamError
+from .io.folders import output_folder
 
 __all__ = ["build_parser", "main"]
 
@@ -153,18 +154,6 @@ def _cmd_layers(args: argparse.Namespace) -> int:
     return 0
 
 
-def _out_dir(text: str) -> Path:
-    """The output folder, created; a path that is a file (or cannot be made) is a user mistake."""
-    out = Path(text)
-    if out.exists() and not out.is_dir():
-        raise CamError(f"--out {text} is a file; give a folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise CamError(f"cannot create the output folder {text}: {exc.strerror or exc}") from exc
-    return out
-
-
 def _unique_stems(paths: Sequence[str]) -> list[str]:
     stems: list[str] = []
     for p in paths:
@@ -184,7 +173,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
 
     methods = check_methods(args.method or ["gradcam"])
     images = [load_image(p) for p in args.image]  # all checked before the model loads
-    out = _out_dir(args.out)
+    out = output_folder(args.out)
     model = _load(args)
     for path, stem, img in zip(args.image, _unique_stems(args.image), images, strict=True):
         x, region = _prepare(model, img)
@@ -260,7 +249,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
     methods = check_sweep_methods(args.method or ["gradcam", "hirescam"])
     images = [load_image(p) for p in args.image]
-    out = _out_dir(args.out)
+    out = output_folder(args.out)
     model = _load(args)
     for path, stem, img in zip(args.image, _unique_stems(args.image), images, strict=True):
         x, _ = _prepare(model, img)
@@ -294,7 +283,7 @@ def _cmd_trust(args: argparse.Namespace) -> int:
             f"{', '.join(SWEEP_METHODS)}, or --randomise-units 0 to skip the check"
         )
     images = [load_image(p) for p in args.image]
-    out = _out_dir(args.out)
+    out = output_folder(args.out)
     model = _load(args)
     for path, stem, img in zip(args.image, _unique_stems(args.image), images, strict=True):
         x, _ = _prepare(model, img)
@@ -343,7 +332,7 @@ def _cmd_batch(args: argparse.Namespace) -> int:
         labels=args.labels_from_folders, fit=args.fit, device=args.device, batch_size=args.batch_size,
     )
     found = discover(args.images)  # all checked before the model loads
-    out = _out_dir(args.out)
+    out = output_folder(args.out)
     if args.engine == "ray":
         from .batch.ray import import_ray, run_ray
 

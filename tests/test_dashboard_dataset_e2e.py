@@ -10,13 +10,7 @@ Skipped when Chromium is not installed.
 
 from __future__ import annotations
 
-import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +18,7 @@ import pytest
 
 from cam_core.batch import BatchJob, read_results, run_local
 from cam_core.io import write_sample_folder
+from tests.serve import dashboard
 
 pytestmark = pytest.mark.e2e
 
@@ -32,19 +27,12 @@ if CHROMIUM is None:
     pytest.skip("chromium is not installed (apt-get install -y chromium)", allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 
-ROOT = Path(__file__).resolve().parents[1]
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run"]
 TIMEOUT_MS = 120_000
 CARD = "[data-testid='gallery-card']"
 CONFUSION = "[class*='st-key-ds_confusion_'] .js-plotly-plot"
 OVERLAY = ".st-key-overlay_gradcam_0 .js-plotly-plot"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -58,33 +46,8 @@ def data_root(tmp_path_factory, lite0) -> Path:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, data_root) -> Iterator[str]:
-    port = _free_port()
-    log = (tmp_path_factory.mktemp("server") / "streamlit.log").open("w")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.address", "127.0.0.1",
-         "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "CAMDASH_DATA_ROOT": str(data_root)},
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"streamlit did not start (see {log.name})")
-                time.sleep(0.3)
+    with dashboard(tmp_path_factory.mktemp("server"), {"CAMDASH_DATA_ROOT": str(data_root)}) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 @pytest.fixture(scope="module")
@@ -138,6 +101,15 @@ def test_link_sort_click_cell_click_thumbnail(page, server, data_root, shots) ->
     page.wait_for_selector(CARD)
     _idle(page)
     assert len(_titles(page)) == len(table) == 12
+    # The maps' opacity changes in the browser at once (a CSS variable over every thumbnail) and the page keeps it.
+    page.locator("[data-testid='gallery-opacity']").evaluate(
+        "el => { el.value = '0.3'; el.dispatchEvent(new Event('input', {bubbles: true}));"
+        " el.dispatchEvent(new Event('change', {bubbles: true})); }"
+    )
+    assert page.locator(".gl-root").evaluate("e => e.style.getPropertyValue('--gl-opacity')") == "0.3"
+    _idle(page)
+    assert page.locator("[data-testid='gallery-opacity']").input_value() == "0.3"
+    assert page.locator(".gl-heat").first.evaluate("e => getComputedStyle(e).opacity") == "0.3"
     # Wrong first (chosen explicitly): the confident mistakes lead.
     _choose(page, "Sort", "Most confident first")
     _choose(page, "Sort", "Wrong first")

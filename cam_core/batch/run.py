@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 
 from ..engine.capture import get_layer
 from ..engine.explainer import resolve_device
-from ..errors import CamError
+from ..io.folders import output_folder
 from ..models.layers import recommended_layer
 from ..models.load import DEFAULT_MODEL, LoadedModel, load_model
 from .files import Found, ImageFile, discover, labels_from_folders
@@ -170,13 +170,7 @@ def open_run(
     get_layer(model.module, layer)
     fit = model.check_fit(job.fit)
     files = labels_from_folders(found, model.class_names) if job.labels else found.files
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise CamError(f"--out {out} is a file; give a folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise CamError(f"cannot create the output folder {out}: {exc.strerror or exc}") from exc
+    out = output_folder(out)
     store = ResultStore(out, job.methods)
     info = _describe(job, model, layer, fit, found, engine, workers)
     with store.locked():

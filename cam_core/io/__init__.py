@@ -4,6 +4,7 @@ Decoding is defensive (uploads and command lines are untrusted): limits are chec
 pixels are decoded, and every failure is a :class:`~cam_core.errors.CamError` naming the input.
 """
 
+from .folders import output_folder
 from .images import IMAGE_EXTENSIONS, MAX_PIXELS, SUPPORTED_FORMATS, ImageError, load_image
 from .samples import SAMPLE_CLASSES, SAMPLE_NAMES, load_sample, sample_variants, write_sample_folder
 
@@ -16,6 +17,7 @@ __all__ = [
     "ImageError",
     "load_image",
     "load_sample",
+    "output_folder",
     "sample_variants",
     "write_sample_folder",
 ]
