@@ -111,7 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_batch.add_argument("--classes", default="pred", help="explained per image: pred | label | pred,label | topK")
     p_batch.add_argument("--method", action="append", help="CAM method (repeatable; default gradcam)")
     p_batch.add_argument("--layer", help="dotted layer name (default: the recommended layer)")
-    p_batch.add_argument("--batch-size", type=int, default=16, help="images per forward/backward (default 16)")
+    p_batch.add_argument(
+        "--batch-size", type=int, help="images per forward/backward (default: 32 on a GPU, 4 on a CPU)"
+    )
     p_batch.add_argument(
         "--workers", type=int, default=2,
         help="decoding processes (local engine; 0: none) or actors (Ray engine); default 2",

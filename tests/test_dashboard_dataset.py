@@ -172,6 +172,26 @@ def test_run_a_folder_from_the_page(app, root) -> None:
     assert len(_gallery(at)["items"]) == 8
 
 
+def test_upload_a_zip_and_run_it(app, root) -> None:
+    """A zip of class folders (one top folder, a traversal attempt, a text file) is unpacked under uploads/ and run."""
+    photos = sorted((root / "photos").rglob("*.jpg"))[:3]
+    data = _zip({**{f"mine/{p.parent.name}/{p.name}": p.read_bytes() for p in photos},
+                 "mine/../../escape.jpg": photos[0].read_bytes(), "mine/readme.txt": b"hi"})
+    at = app()
+    at.segmented_control(key="ds_source").set_value("zip").run()
+    at.file_uploader(key="ds_zip").set_value(("mine.zip", data, "application/zip")).run()
+    _no_failure(at)
+    at.button(key="ds_run").click().run()
+    _no_failure(at)
+    rel = at.query_params["folder"]
+    assert rel.startswith("runs/uploads_")
+    table = read_results(root / rel).to_pandas()
+    assert sorted(Path(p).name for p in table.path) == sorted(p.name for p in photos)
+    assert all(dataroot.resolve_under(root, p) for p in table.path)  # every file inside the root
+    assert set(table.label_name) == {p.parent.name for p in photos}
+    assert not list(root.parent.rglob("escape.jpg"))
+
+
 def test_ten_thousand_rows_build_only_the_thumbnails_on_screen(app, root) -> None:
     """A 10 000-row table (the 8 real rows, each file hard-linked 1 250 times): one page of thumbnails is built."""
     from dashboard.dataset.ui import PAGE_SIZES, thumb_cache

@@ -34,6 +34,8 @@ from ..models.preprocess import Fit, Preprocess
 from .files import ImageFile
 
 __all__ = [
+    "CPU_BATCH",
+    "GPU_BATCH",
     "BatchJob",
     "Decoded",
     "Row",
@@ -45,6 +47,10 @@ __all__ = [
 ]
 
 _TOPK = re.compile(r"^top(\d+)$")
+# Batch sizes by device. On a CPU, large batches overflow the caches: EfficientNet-Lite0 on 2 cores costs
+# 27 ms per image at batch 4, 34 ms at 1 and 46 ms at 16 (benchmarks/bench_batch.py); a GPU wants many.
+CPU_BATCH = 4
+GPU_BATCH = 32
 TOP_N = 5  # top5_ids / top5_probs
 _ORIENTATION = 0x0112  # EXIF tag; values 5..8 swap width and height
 
@@ -80,7 +86,7 @@ class BatchJob:
         labels: Whether labels come from the class folders.
         fit: How images meet the model's size; ``None`` for the model's default (``whole`` for CNNs).
         device: ``auto``, ``cpu``, ``cuda``…
-        batch_size: Images per forward/backward.
+        batch_size: Images per forward/backward; ``None``: :data:`GPU_BATCH` on a GPU, :data:`CPU_BATCH` on a CPU.
     """
 
     model: dict[str, Any] = field(default_factory=dict)
@@ -90,13 +96,17 @@ class BatchJob:
     labels: bool = False
     fit: str | None = None
     device: str = "auto"
-    batch_size: int = 16
+    batch_size: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "methods", check_methods(self.methods))
         object.__setattr__(self, "classes", check_classes(self.classes, self.labels))
-        if self.batch_size < 1:
+        if self.batch_size is not None and self.batch_size < 1:
             raise CamError(f"--batch-size must be at least 1, got {self.batch_size}")
+
+    def batch_for(self, on_gpu: bool) -> int:
+        """The batch size to use: the job's, else the default for the device."""
+        return self.batch_size or (GPU_BATCH if on_gpu else CPU_BATCH)
 
     def class_spec(self, labels: Tensor) -> str | Callable[[Tensor], Tensor]:
         """The ``classes`` argument of :func:`explain` for a stack whose labels are ``labels`` (−1: none).

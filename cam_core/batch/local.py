@@ -75,7 +75,7 @@ def run_local(
     """
     with open_run(job, images, out, engine="local", workers=workers, model=model, within=within) as plan:
         if plan.todo:
-            batches = plan_batches(plan.todo, plan.model.preprocess, plan.fit, job.batch_size)
+            batches = plan_batches(plan.todo, plan.model.preprocess, plan.fit, plan.batch_size)
             loader = DataLoader(
                 FileDataset(plan.todo, plan.model.preprocess, plan.fit),
                 batch_sampler=batches,

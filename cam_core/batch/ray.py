@@ -117,8 +117,10 @@ def run_ray(
     try:
         with open_run(job, images, out, engine="ray", workers=workers, model=model) as plan:
             if plan.todo:
-                order = [i for batch in plan_batches(plan.todo, plan.model.preprocess, plan.fit, job.batch_size)
-                         for i in batch]
+                gpus = _gpus(ray, job.device)
+                size = job.batch_for(on_gpu=gpus > 0)
+                plan.info["batch_size"] = size
+                order = [i for batch in plan_batches(plan.todo, plan.model.preprocess, plan.fit, size) for i in batch]
                 records = [
                     {"path": f.path, "size": f.size, "mtime_ns": f.mtime_ns, "label": _label(f)}
                     for f in (plan.todo[i] for i in order)
@@ -127,9 +129,9 @@ def run_ray(
                     CamWorker,
                     fn_constructor_kwargs={"job": job, "layer": plan.layer, "fit": plan.fit},
                     compute=ray.data.ActorPoolStrategy(size=workers),
-                    batch_size=job.batch_size,
+                    batch_size=size,
                     batch_format="pyarrow",
-                    num_gpus=_gpus(ray, job.device),
+                    num_gpus=gpus,
                 )
                 ds.write_parquet(str(plan.store.parts / f"ray-{time.time_ns()}"))
     finally:

@@ -81,6 +81,11 @@ class Plan:
     info: dict[str, Any]
     summary: Summary | None = None  # set when the run is complete
 
+    @property
+    def batch_size(self) -> int:
+        """Images per batch here (the local engine's device)."""
+        return int(self.info["batch_size"])
+
 
 def _versions(extra: tuple[str, ...]) -> dict[str, str]:
     found = {"python": platform.python_version()}
@@ -131,7 +136,7 @@ def _describe(
         "root": str(found.root),
         "engine": engine,
         "workers": workers,
-        "batch_size": job.batch_size,
+        "batch_size": job.batch_for(on_gpu=resolve_device(job.device).type == "cuda") if engine == "local" else None,
         "device": str(resolve_device(job.device)) if engine == "local" else job.device,
         "versions": _versions(("ray",) if engine == "ray" else ()),
         "started": _now(),
