@@ -2,16 +2,45 @@
 
 The engine behind the dashboard and the CLI; it never imports Streamlit.
 See README.md and the contracts in the design notes.
+
+The public names below load on first use (PEP 562), so ``import cam_core`` and the CLI's
+argument checks do not wait for torch to import.
 """
 
-from .analysis.diagnose import Diagnosis, diagnose, inspect_point
-from .analysis.sweep import compare_methods, contrast, sweep
-from .analysis.trust import deletion_insertion, randomisation_check
-from .engine.explainer import ExplainResult, explain
-from .engine.methods import METHODS
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .errors import CamError
-from .models.layers import LayerInfo, list_layers, recommended_layer
-from .models.load import LoadedModel, load_model
+
+if TYPE_CHECKING:
+    from .analysis.diagnose import Diagnosis, diagnose, inspect_point
+    from .analysis.sweep import compare_methods, contrast, sweep
+    from .analysis.trust import deletion_insertion, randomisation_check
+    from .engine.explainer import ExplainResult, explain
+    from .engine.methods import METHODS
+    from .models.layers import LayerInfo, list_layers, recommended_layer
+    from .models.load import LoadedModel, load_model
+
+_WHERE = {
+    "Diagnosis": ".analysis.diagnose",
+    "diagnose": ".analysis.diagnose",
+    "inspect_point": ".analysis.diagnose",
+    "compare_methods": ".analysis.sweep",
+    "contrast": ".analysis.sweep",
+    "sweep": ".analysis.sweep",
+    "deletion_insertion": ".analysis.trust",
+    "randomisation_check": ".analysis.trust",
+    "ExplainResult": ".engine.explainer",
+    "explain": ".engine.explainer",
+    "METHODS": ".engine.methods",
+    "LayerInfo": ".models.layers",
+    "list_layers": ".models.layers",
+    "recommended_layer": ".models.layers",
+    "LoadedModel": ".models.load",
+    "load_model": ".models.load",
+}
 
 __all__ = [
     "METHODS",
@@ -32,3 +61,15 @@ __all__ = [
     "recommended_layer",
     "sweep",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        value = getattr(importlib.import_module(_WHERE[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'cam_core' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_WHERE})

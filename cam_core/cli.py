@@ -8,19 +8,76 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 import torch
 
 from .errors import CamError
 from .io.folders import output_folder
+from .limits import MAX_FORWARD_BATCH
 
 __all__ = ["build_parser", "main"]
 
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with its mistakes as one line (not the usage block), exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"error: {message} (see {self.prog} --help)\n")
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def _fraction(text: str) -> float:
+    """A number from 0 to 1 (an opacity)."""
+    value = _number(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1")
+    return value
+
+
+def _positive(text: str) -> float:
+    """A finite number above 0 (a standard deviation)."""
+    value = _number(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} is not above 0")
+    return value
+
+
+def _count(low: int, high: int) -> Callable[[str], int]:
+    """A whole number from ``low`` to ``high``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is not between {low} and {high}")
+        return value
+
+    parse.__name__ = "whole number"
+    return parse
+
+
+_BATCH = _count(1, MAX_FORWARD_BATCH)
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -37,9 +94,9 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--labels", help="class names: a text file (one per line) or a JSON list")
     g.add_argument("--trust-checkpoint", action="store_true", help="allow full pickled modules (runs their code)")
     g.add_argument("--import-path", action="append", default=[], metavar="DIR", help="folder added to sys.path")
-    g.add_argument("--input-size", type=int, help="square input size (default: the model's)")
-    g.add_argument("--mean", type=float, nargs=3, help="normalisation mean (RGB)")
-    g.add_argument("--std", type=float, nargs=3, help="normalisation std (RGB)")
+    g.add_argument("--input-size", type=_count(8, 4096), help="square input size (default: the model's)")
+    g.add_argument("--mean", type=_number, nargs=3, help="normalisation mean (RGB)")
+    g.add_argument("--std", type=_positive, nargs=3, help="normalisation std (RGB)")
     g.add_argument(
         "--fit",
         choices=["whole", "crop", "squash", "letterbox"],
@@ -51,7 +108,7 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for all subcommands."""
-    parser = argparse.ArgumentParser(prog="python -m cam_core", description="Class activation maps for PyTorch.")
+    parser = _Parser(prog="python -m cam_core", description="Class activation maps for PyTorch.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p_layers = sub.add_parser("layers", help="print the model's layer tree with shapes and hints")
@@ -65,9 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_explain.add_argument("--method", action="append", help="CAM method (repeatable; default gradcam)")
     p_explain.add_argument("--target", default="logit", choices=["logit", "softmax"], help="score explained")
     p_explain.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
-    p_explain.add_argument("--batch-size", type=int, default=64, help="forward batch of Score-/Ablation-CAM")
+    p_explain.add_argument("--batch-size", type=_BATCH, default=64, help="forward batch of Score-/Ablation-CAM")
     p_explain.add_argument("--cmap", default=None, help="overlay colormap (default jet; signed: bwr)")
-    p_explain.add_argument("--alpha", type=float, default=0.6, help="overlay opacity")
+    p_explain.add_argument("--alpha", type=_fraction, default=0.6, help="overlay opacity, 0 to 1")
     p_explain.add_argument("--out", default="out", help="output folder (default: ./out)")
 
     p_sweep = sub.add_parser("sweep", help="maps of one class at every stage output, from one forward/backward")
@@ -78,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_sweep.add_argument("--method", action="append", help="gradient method (repeatable; default gradcam, hirescam)")
     p_sweep.add_argument("--target", default="logit", choices=["logit", "softmax"], help="score explained")
     p_sweep.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
-    p_sweep.add_argument("--alpha", type=float, default=0.5, help="overlay opacity")
+    p_sweep.add_argument("--alpha", type=_fraction, default=0.5, help="overlay opacity, 0 to 1")
     p_sweep.add_argument("--out", required=True, help="output folder")
 
     p_trust = sub.add_parser("trust", help="deletion/insertion curves and the model-randomisation check")
@@ -87,13 +144,13 @@ def build_parser() -> argparse.ArgumentParser:
     p_trust.add_argument("--class", dest="class_id", help="class index or name (default: the top class)")
     p_trust.add_argument("--method", default="gradcam", help="CAM method (default gradcam)")
     p_trust.add_argument("--layer", help="dotted layer name (default: the recommended layer)")
-    p_trust.add_argument("--steps", type=int, default=24, help="deletion/insertion steps")
+    p_trust.add_argument("--steps", type=_count(2, 256), default=24, help="deletion/insertion steps")
     p_trust.add_argument(
         "--baseline", default="blur", choices=["blur", "mean", "zero"], help="what deleted pixels become"
     )
-    p_trust.add_argument("--batch-size", type=int, default=16, help="perturbed images per forward")
+    p_trust.add_argument("--batch-size", type=_BATCH, default=16, help="perturbed images per forward")
     p_trust.add_argument(
-        "--randomise-units", type=int, default=None, metavar="N",
+        "--randomise-units", type=_count(0, 100_000), default=None, metavar="N",
         help="randomisation check: randomise the top N units (default all; 0 skips the check)",
     )
     p_trust.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
@@ -112,10 +169,10 @@ def build_parser() -> argparse.ArgumentParser:
     p_batch.add_argument("--method", action="append", help="CAM method (repeatable; default gradcam)")
     p_batch.add_argument("--layer", help="dotted layer name (default: the recommended layer)")
     p_batch.add_argument(
-        "--batch-size", type=int, help="images per forward/backward (default: 32 on a GPU, 4 on a CPU)"
+        "--batch-size", type=_BATCH, help="images per forward/backward (default: 32 on a GPU, 4 on a CPU)"
     )
     p_batch.add_argument(
-        "--workers", type=int, default=2,
+        "--workers", type=_count(0, 256), default=2,
         help="decoding processes (local engine; 0: none) or actors (Ray engine); default 2",
     )
     p_batch.add_argument("--engine", choices=["local", "ray"], default="local", help="local (default) or ray")
@@ -171,9 +228,11 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     from .engine.explainer import explain
     from .engine.methods import check_methods
     from .io.images import load_image
-    from .render import model_view, overlay, save_png
+    from .render import COLORMAPS, model_view, overlay, save_png
 
     methods = check_methods(args.method or ["gradcam"])
+    if args.cmap is not None and args.cmap not in COLORMAPS:
+        raise CamError(f"unknown colormap {args.cmap!r}; choose from: {', '.join(COLORMAPS)}")
     images = [load_image(p) for p in args.image]  # all checked before the model loads
     out = output_folder(args.out)
     model = _load(args)
@@ -301,8 +360,10 @@ def _cmd_trust(args: argparse.Namespace) -> int:
             "image": str(path), "layer": res.layer, "method": args.method, "class_id": cid,
             "class_name": res.class_names[0][0], "curves": curves.to_dict(), "sanity": None,
         }
-        line = (f"deletion AUC {curves.deletion.auc:.3f} (random map {curves.random_deletion.auc:.3f}), "
-                f"insertion AUC {curves.insertion.auc:.3f} (random map {curves.random_insertion.auc:.3f})")
+        v = curves.verdicts
+        line = (f"deletion AUC {curves.deletion.auc:.3f} (random map {curves.random_deletion.auc:.3f}: "
+                f"{v['deletion']}), insertion AUC {curves.insertion.auc:.3f} "
+                f"(random map {curves.random_insertion.auc:.3f}: {v['insertion']})")
         if curves.flat:
             low, high = curves.score_range
             line += f" (FLAT: the probability stays in {low:.3f}…{high:.3f}; the curves cannot judge the map)"
@@ -327,8 +388,6 @@ def _cmd_batch(args: argparse.Namespace) -> int:
 
     if args.ray_address and args.engine != "ray":
         raise CamError("--ray-address goes with --engine ray")
-    if args.workers < 0:
-        raise CamError(f"--workers must be 0 or more, got {args.workers}")
     job = BatchJob(
         model=_model_args(args), layer=args.layer, methods=tuple(args.method or ["gradcam"]), classes=args.classes,
         labels=args.labels_from_folders, fit=args.fit, device=args.device, batch_size=args.batch_size,
@@ -347,7 +406,11 @@ def _cmd_batch(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit status."""
+    """Run the CLI; returns the exit status.
+
+    A user's mistake is one line and status 2; Ctrl-C one line and 130; running out of memory one line
+    and 1; a closed pipe (``| head``) ends quietly. Anything else is a bug and keeps its traceback.
+    """
     args = build_parser().parse_args(argv)
     try:
         commands = {
@@ -358,3 +421,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CamError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except MemoryError:
+        print("error: out of memory: explain fewer or smaller images, or fewer classes at a time", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 0

@@ -10,13 +10,15 @@ absolute value so that zero sits at the middle of a diverging colormap
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, PngImagePlugin
+
+from .errors import CamError
 
 __all__ = [
     "COLORMAPS",
@@ -78,7 +80,7 @@ def view_map(cam: np.ndarray, view: View = "relu") -> np.ndarray:
     if view == "signed":
         top = float(np.abs(cam).max()) if cam.size else 0.0
         return 0.5 + 0.5 * (cam / top if top > 0 else np.zeros_like(cam))
-    raise ValueError(f"unknown view {view!r}; choose relu or signed")
+    raise CamError(f"unknown view {view!r}; choose relu or signed")
 
 
 def evidence_alpha(unit: np.ndarray | float, view: View) -> np.ndarray | float:
@@ -94,7 +96,7 @@ def evidence_alpha(unit: np.ndarray | float, view: View) -> np.ndarray | float:
 def colorize(unit: np.ndarray, cmap: str = "inferno") -> np.ndarray:
     """Values in [0, 1] (h, w) → RGB uint8 (h, w, 3) through a colormap lookup table."""
     if cmap not in COLORMAPS:
-        raise ValueError(f"unknown colormap {cmap!r}; choose from {', '.join(COLORMAPS)}")
+        raise CamError(f"unknown colormap {cmap!r}; choose from {', '.join(COLORMAPS)}")
     idx = np.clip(np.rint(np.asarray(unit, dtype=np.float32) * 255.0), 0, 255).astype(np.uint8)
     return COLORMAPS[cmap][idx]
 
@@ -140,10 +142,15 @@ def model_view(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> 
     return (rgb * 255 + 0.5).astype(np.uint8)
 
 
-def to_png_bytes(rgb: np.ndarray) -> bytes:
-    """Encode an RGB uint8 array as PNG bytes."""
+def to_png_bytes(rgb: np.ndarray, text: Mapping[str, str] | None = None) -> bytes:
+    """Encode an RGB uint8 array as PNG bytes; ``text`` becomes PNG text chunks (e.g. what produced it)."""
     buf = io.BytesIO()
-    Image.fromarray(np.asarray(rgb, dtype=np.uint8)).save(buf, format="PNG")
+    info = None
+    if text:
+        info = PngImagePlugin.PngInfo()
+        for key, value in text.items():
+            info.add_text(str(key), str(value))
+    Image.fromarray(np.asarray(rgb, dtype=np.uint8)).save(buf, format="PNG", pnginfo=info)
     return buf.getvalue()
 
 

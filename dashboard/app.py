@@ -2,19 +2,29 @@
 
 Navigation over the pages in :mod:`dashboard.pages` (each a short ``main()``), after the part
 every page shares: the model in the sidebar (:mod:`dashboard.shell`). The image page is ``/``.
+
+Started by ``streamlit run``, this file is also an ASGI app (``app = st.App(...)``, found by
+Streamlit's launcher): its lifespan starts the warm start (:mod:`dashboard.warmup`) as the server
+starts, before any visitor. Each session then runs it as a script, which draws the pages.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import streamlit as st
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 if __package__ in (None, ""):  # `streamlit run dashboard/app.py` runs this file as a script
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dashboard import shell
+from dashboard import shell, stats, uploads, warmup
 from dashboard.pages import dataset, image
 
 
@@ -26,4 +36,19 @@ def main() -> None:
     nav.run()
 
 
-main()
+async def _stats(_request: Request) -> JSONResponse:
+    """``/_camdash/stats``: memory, caches, sessions, hooks (see :mod:`dashboard.stats`)."""
+    return JSONResponse(stats.snapshot())
+
+
+@asynccontextmanager
+async def _lifespan(_app: object) -> AsyncIterator[None]:
+    uploads.sweep(everything=True)  # a previous server's leftovers
+    warmup.start()
+    yield
+
+
+if get_script_run_ctx() is None:  # imported by the server at start-up (not a session's run)
+    app = st.App(__file__, lifespan=_lifespan, routes=[Route("/_camdash/stats", _stats)])
+else:
+    main()

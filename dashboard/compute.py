@@ -13,13 +13,11 @@ Cost rules (what makes moving a slider free):
 from __future__ import annotations
 
 import hashlib
-import tempfile
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TypeVar
 
 import numpy as np
@@ -28,33 +26,47 @@ import torch
 from PIL import Image
 
 from cam_core import ExplainResult, explain, list_layers, load_model
-from cam_core.engine import resolve_device
+from cam_core.engine import OutOfMemory, resolve_device
 from cam_core.engine.methods import METHODS
 from cam_core.errors import CamError
+from cam_core.io.images import ImageError, load_image
+from cam_core.limits import (
+    DECODED_IMAGE_SIDE,
+    FIGURE_CACHE_ENTRIES,
+    IMAGE_CACHE_BYTES,
+    MAP_CACHE_BYTES,
+    MAX_IMAGE_UPLOAD_BYTES,
+    MODEL_CACHE_BYTES,
+    mb,
+)
 from cam_core.models import DEFAULT_MODEL, LoadedModel, Placement
 from cam_core.models.layers import HINT_TEXT
 from cam_core.render import model_view
+from dashboard.caches import BoundedCache
 from dashboard.widgets.model_tree import tree_nodes
 
 __all__ = [
     "Bundle",
-    "FigureCache",
     "ImageItem",
     "MapCache",
     "MapEntry",
     "ModelInput",
     "ModelSpec",
     "ViewResult",
+    "cached_bundles",
+    "cached_scores",
     "compute_view",
+    "decode_image",
     "device_label",
     "figure_cache",
+    "image_cache_bytes",
     "is_slow",
     "load_bundle",
     "map_cache",
     "model_args",
+    "model_cache_bytes",
     "pending",
     "ranking",
-    "save_upload",
 ]
 
 Progress = Callable[[float, str], None]
@@ -65,9 +77,12 @@ T = TypeVar("T")
 class ModelSpec:
     """What model to load, as plain values (hashable: it is the model's cache key).
 
-    ``source`` is ``default``, ``torchvision``, ``checkpoint`` or ``factory``; file
-    fields are paths of saved uploads (named by their content hash, so equal files
-    give equal specs).
+    ``source`` is ``default``, ``torchvision``, ``checkpoint``, ``factory`` or ``pinned`` (one of
+    the operator's models, see :mod:`dashboard.access`); file fields are paths of saved uploads
+    (named by their content hash, so equal files give equal specs) or the operator's files.
+    ``allow_code`` is ``False`` for what a visitor asks for on a server that does not trust
+    visitors: the engine then refuses factories, pickles and TorchScript. ``title`` names a pinned
+    model in the page (its paths are never shown).
     """
 
     source: str = "default"
@@ -78,6 +93,8 @@ class ModelSpec:
     labels: str | None = None
     trust: bool = False
     import_path: str | None = None
+    allow_code: bool = True
+    title: str | None = None
 
     @property
     def key(self) -> str:
@@ -92,6 +109,7 @@ class ModelSpec:
                 self.labels,
                 self.trust,
                 self.import_path,
+                self.allow_code,
             )
         )
         return hashlib.sha1(text.encode()).hexdigest()[:16]
@@ -103,6 +121,8 @@ class ModelSpec:
             return DEFAULT_MODEL, None
         if self.source == "torchvision":
             return self.name, None if self.weights == "DEFAULT" else "none"
+        if self.source == "pinned" and self.title:
+            return f"pinned:{self.title}", None
         return None
 
 
@@ -174,46 +194,43 @@ class ViewResult:
     errors: dict[str, str] = field(default_factory=dict)
 
 
-def save_upload(data: bytes, filename: str, suffixes: Sequence[str] = ()) -> str:
-    """Write an uploaded file under a folder named by its hash; return the path.
-
-    The engine loads models from paths; the hash keeps the path (and so the
-    model's cache key) the same for the same bytes. A name without one of the
-    expected ``suffixes`` gets the first of them.
-    """
-    digest = hashlib.sha1(data).hexdigest()[:16]
-    folder = Path(tempfile.gettempdir()) / "cam_dashboard_uploads" / digest
-    folder.mkdir(parents=True, exist_ok=True)
-    name = Path(filename).name or "upload"
-    if suffixes and not name.lower().endswith(tuple(suffixes)):
-        name += suffixes[0]
-    path = folder / name
-    if not path.exists():
-        path.write_bytes(data)
-    return str(path)
+def _model_bytes(bundle: Bundle) -> int:
+    module = bundle.model.module
+    return sum(t.numel() * t.element_size() for t in (*module.parameters(), *module.buffers()))
 
 
-def model_args(spec: ModelSpec) -> dict[str, object]:
-    """The :func:`cam_core.load_model` keyword arguments for ``spec`` (a batch job records them to reload it)."""
-    return {
-        "spec": spec.name if spec.source in ("default", "torchvision", "factory") else spec.checkpoint or "",
-        "weights": spec.weights,
-        "arch": spec.arch,
-        "checkpoint": spec.checkpoint if spec.source == "factory" else None,
-        "labels": spec.labels,
-        "trust_checkpoint": spec.trust,
-        "import_paths": [spec.import_path] if spec.import_path else [],
-    }
+_MODELS: BoundedCache[Bundle] = BoundedCache(max_bytes=MODEL_CACHE_BYTES, sizeof=_model_bytes)
 
 
-@st.cache_resource(max_entries=4, show_spinner=False)
 def load_bundle(spec: ModelSpec) -> Bundle:
-    """Load the model and analyse its layers (once per process per spec).
+    """The model and its layer tree for ``spec``: loaded once per process, kept while there is room
+    (:data:`~cam_core.limits.MODEL_CACHE_BYTES`), shared by every session.
 
     Raises:
         CamError: anything wrong with the spec, the files or the model.
     """
+    return _MODELS.get_or_build(spec, lambda: _load_bundle(spec))
+
+
+def model_args(spec: ModelSpec) -> dict[str, object]:
+    """The :func:`cam_core.load_model` keyword arguments for ``spec`` (a batch job records them to reload it)."""
+    named = spec.source in ("default", "torchvision", "factory", "pinned")
+    return {
+        "spec": spec.name if named else spec.checkpoint or "",
+        "weights": spec.weights,
+        "arch": spec.arch,
+        "checkpoint": spec.checkpoint if spec.source in ("factory", "pinned") else None,
+        "labels": spec.labels,
+        "trust_checkpoint": spec.trust,
+        "import_paths": [spec.import_path] if spec.import_path else [],
+        "allow_code": spec.allow_code,
+    }
+
+
+def _load_bundle(spec: ModelSpec) -> Bundle:
     model = load_model(**model_args(spec))
+    if spec.title:  # an operator's model: the page shows its title, never its paths
+        model.name = spec.title
     layers = list_layers(model)
     recommended = next((info.name for info in layers if info.recommended), None)
     return Bundle(
@@ -223,6 +240,43 @@ def load_bundle(spec: ModelSpec) -> Bundle:
         camable=frozenset(info.name for info in layers if info.camable),
         recommended=recommended,
     )
+
+
+def _image_bytes(image: Image.Image) -> int:
+    return image.width * image.height * 3
+
+
+# Decoded uploads, for every session (the same bytes decode to the same pixels), bounded by bytes.
+_DECODED: BoundedCache[Image.Image] = BoundedCache(max_bytes=IMAGE_CACHE_BYTES, sizeof=_image_bytes)
+
+
+def decode_image(digest: str, data: bytes, name: str) -> Image.Image:
+    """Decode once per distinct content, kept at most :data:`~cam_core.limits.DECODED_IMAGE_SIDE` a side."""
+
+    def decode() -> Image.Image:
+        if len(data) > MAX_IMAGE_UPLOAD_BYTES:
+            raise ImageError(f"{name} is {mb(len(data))}, more than the {mb(MAX_IMAGE_UPLOAD_BYTES)} allowed per image")
+        image = load_image(data, name=name)
+        if max(image.size) > DECODED_IMAGE_SIDE:
+            image.thumbnail((DECODED_IMAGE_SIDE, DECODED_IMAGE_SIDE), Image.Resampling.LANCZOS)
+        return image
+
+    return _DECODED.get_or_build(digest, decode)
+
+
+def image_cache_bytes() -> int:
+    """Bytes of decoded images kept."""
+    return _DECODED.nbytes
+
+
+def cached_bundles() -> list[Bundle]:
+    """The models loaded now."""
+    return _MODELS.values()
+
+
+def model_cache_bytes() -> int:
+    """Bytes of the models' parameters and buffers kept loaded."""
+    return _MODELS.nbytes
 
 
 def device_label() -> str:
@@ -238,7 +292,7 @@ def device_label() -> str:
 class MapCache:
     """Process-wide LRU of maps, scores and model inputs, bounded by bytes; thread-safe."""
 
-    def __init__(self, max_bytes: int = 768 * 2**20) -> None:
+    def __init__(self, max_bytes: int = MAP_CACHE_BYTES) -> None:
         self.max_bytes = max_bytes
         self._maps: OrderedDict[tuple[str, str, str, str, int], MapEntry] = OrderedDict()
         self._scores: OrderedDict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = OrderedDict()
@@ -270,6 +324,11 @@ class MapCache:
             while self._bytes > self.max_bytes and len(self._maps) > 1:
                 _, old = self._maps.popitem(last=False)
                 self._bytes -= old.raw.nbytes + old.up.nbytes
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the maps kept."""
+        return self._bytes
 
     def scores(self, key: tuple[str, str]) -> tuple[np.ndarray, np.ndarray] | None:
         """(logits, probs) for (model, image), if known."""
@@ -317,33 +376,13 @@ def map_cache() -> MapCache:
     return MapCache()
 
 
-class FigureCache:
-    """Process-wide LRU of built figures (building one costs ~0.2 s of Plotly validation; sending it again
-    costs nothing: the browser keeps large messages it has seen). Thread-safe; figures are never mutated."""
-
-    def __init__(self, max_entries: int = 48) -> None:
-        self.max_entries = max_entries
-        self._items: OrderedDict[Hashable, object] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get_or_build(self, key: Hashable, build: Callable[[], T]) -> T:
-        """The figure for ``key``, built (outside the lock) if it is not kept yet."""
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]  # type: ignore[return-value]
-        value = build()
-        with self._lock:
-            self._items[key] = value
-            while len(self._items) > self.max_entries:
-                self._items.popitem(last=False)
-        return value
+_FIGURES: BoundedCache[object] = BoundedCache(max_entries=FIGURE_CACHE_ENTRIES)
 
 
-@st.cache_resource(show_spinner=False)
-def figure_cache() -> FigureCache:
-    """The process-wide figure cache (one for every session)."""
-    return FigureCache()
+def figure_cache() -> BoundedCache[object]:
+    """The process-wide figure cache (one for every session): building a figure costs ~0.2 s of Plotly
+    validation; sending it again costs nothing (the browser keeps large messages it has seen)."""
+    return _FIGURES
 
 
 def _store(cache: MapCache, prefix: tuple[str, str, str], res: ExplainResult) -> list[tuple[str, int]]:
@@ -370,7 +409,8 @@ def _explain(
     """One ``explain()`` for all ``methods``; if the engine rejects one of several (CAM at a layer
     without a GAP + linear head, say), each runs on its own so that the others still show.
 
-    Failures are remembered in the cache; returns the results and the (method, class) pairs stored.
+    Failures are remembered in the cache (they are properties of the model and layer), except running
+    out of memory, which passes; returns the results and the (method, class) pairs stored.
     """
     cache = map_cache()
     layer = prefix[2]
@@ -380,6 +420,8 @@ def _explain(
             region=inp.region,
         )
         return [res], _store(cache, prefix, res)
+    except OutOfMemory:
+        raise
     except CamError as exc:
         if len(methods) == 1:
             cache.put_error(prefix, methods[0], str(exc))
@@ -390,6 +432,8 @@ def _explain(
             res = explain(
                 bundle.model, inp.x, layer=layer, classes=classes, methods=[m], progress=progress, region=inp.region
             )
+        except OutOfMemory:
+            raise
         except CamError as exc:
             cache.put_error(prefix, m, str(exc))
             continue
@@ -487,7 +531,12 @@ def is_slow(methods: Sequence[str]) -> bool:
     return any(METHODS[m].kind == "perturbation" for m in methods if m in METHODS)
 
 
+def cached_scores(model_key: str, item_key: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """(logits, probs) of an input (``ImageItem.key``) the model has seen, else ``None``."""
+    return map_cache().scores((model_key, item_key))
+
+
 def ranking(model_key: str, item_key: str) -> list[int] | None:
     """Class ids of an input (``ImageItem.key``) by decreasing probability, if it was seen (else ``None``)."""
-    scores = map_cache().scores((model_key, item_key))
+    scores = cached_scores(model_key, item_key)
     return None if scores is None else np.argsort(-scores[1], kind="stable").tolist()

@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from cam_core.render import overlay, to_png_bytes
+from dashboard.display import Display
 
 __all__ = ["maps_npz", "overlays_zip", "safe_stem", "scores_csv", "scores_json"]
 
@@ -33,30 +34,39 @@ def overlays_zip(
     class_names: Sequence[str],
     *,
     stem: str,
-    views: Sequence[str],
-    cmap: str,
-    signed_cmap: str,
-    opacity: float,
+    display: Display,
+    meta: Mapping[str, object] | None = None,
 ) -> bytes:
-    """One PNG per (method, class, view), as shown on the page, in a zip.
+    """One PNG per (method, class, view) as the page shows it (its views, colormaps and opacity), in a zip.
+
+    Each PNG carries what produced it as PNG text (model, weights trained or not, fit, layer, method,
+    class, view, opacity), and the zip holds the same in ``meta.json``, so a picture that travels on
+    its own can still say where it came from.
 
     Args:
         background: (H, W, 3) uint8 image as the model saw it.
         maps: (method, class id) → (H, W) upsampled signed map.
         class_names: all class names (indexed by id).
         stem: file-name prefix (the image's name).
-        views: ``relu`` and/or ``signed``.
-        cmap, signed_cmap: colormaps of the two views.
-        opacity: overlay opacity.
+        display: the on-screen views (in their row order), colormaps and opacity.
+        meta: the view's settings (model, fit, layer, …), written to every PNG and to ``meta.json``.
     """
+    meta = dict(meta or {})
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:  # PNGs are compressed already
         for (method, cid), cam in maps.items():
-            for view in views:
-                rgb = overlay(background, cam, view=view, cmap=signed_cmap if view == "signed" else cmap, alpha=opacity)
+            for view in display.views:
+                cmap = display.signed_cmap if view == "signed" else display.cmap
+                rgb = overlay(background, cam, view=view, cmap=cmap, alpha=display.opacity)
+                text = {**_texts(meta), "method": method, "class": f"{class_names[cid]} ({cid})", "view": view}
                 name = f"{stem}_{method}_{cid}_{safe_stem(class_names[cid])}_{view}.png"
-                zf.writestr(name, to_png_bytes(rgb))
+                zf.writestr(name, to_png_bytes(rgb, text))
+        zf.writestr("meta.json", json.dumps(meta, indent=1))
     return buf.getvalue()
+
+
+def _texts(meta: Mapping[str, object]) -> dict[str, str]:
+    return {k: v if isinstance(v, str) else json.dumps(v) for k, v in meta.items()}
 
 
 def maps_npz(
@@ -69,8 +79,10 @@ def maps_npz(
     methods: Sequence[str],
     raw: Mapping[tuple[str, int], np.ndarray],
     up: Mapping[tuple[str, int], np.ndarray],
+    meta: Mapping[str, object] | None = None,
 ) -> bytes:
-    """Maps and scores in the CLI's .npz layout (maps stacked over the selected classes)."""
+    """Maps and scores in the CLI's .npz layout (maps stacked over the selected classes); ``meta`` (model,
+    fit, …) goes in as a JSON string under ``meta``."""
     arrays: dict[str, np.ndarray] = {
         "logits": np.asarray(logits, dtype=np.float32),
         "probs": np.asarray(probs, dtype=np.float32),
@@ -78,6 +90,8 @@ def maps_npz(
         "class_names": np.array([class_names[i] for i in class_ids]),
         "layer": np.array(layer),
     }
+    if meta:
+        arrays["meta"] = np.array(json.dumps(dict(meta)))
     for m in methods:
         arrays[f"maps_{m}"] = np.stack([raw[(m, c)] for c in class_ids]).astype(np.float32)
         arrays[f"up_{m}"] = np.stack([up[(m, c)] for c in class_ids]).astype(np.float32)

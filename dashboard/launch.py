@@ -2,20 +2,32 @@
 
 Streamlit reads ``.streamlit/config.toml`` only from the folder it is started in; ``camdash``
 may be started anywhere, so it passes the repository's settings as flags (options given on
-its command line come after them and win).
+its command line come after them and win). The server listens on 127.0.0.1 unless told otherwise.
 
-Example: ``camdash --server.port 8600``; ``camdash --data-root /data/photos`` sets the only folder the
-Dataset page may read and run (the environment variable ``CAMDASH_DATA_ROOT`` does the same).
+Its own options (see :mod:`dashboard.access`), set as environment variables for the server:
+
+- ``--trust-visitors yes|no``: whether visitors may use model sources that run code (Python
+  factories, import paths, pickles, TorchScript); default ``yes`` on loopback only, ``no`` otherwise;
+- ``--models FILE``: a TOML list of the models visitors may choose (a demo);
+- ``--data-root DIR``: the only folder the Dataset page may read and run (``CAMDASH_DATA_ROOT``; default a
+  folder of sample photos in the user's cache).
+
+Examples: ``camdash --server.port 8600``; a demo for the team:
+``camdash --server.address 0.0.0.0 --models demo_models.toml``.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import tomllib
 from pathlib import Path
 
-__all__ = ["main", "repo_options", "take_data_root"]
+from dashboard.access import ENV_MODELS, ENV_TRUST
+from dashboard.dataroot import ENV as ENV_DATA_ROOT
+
+__all__ = ["main", "own_options", "repo_options"]
 
 CONFIG = Path(__file__).resolve().parents[1] / ".streamlit" / "config.toml"
 
@@ -32,35 +44,34 @@ def repo_options(config: Path = CONFIG) -> list[str]:
     ]
 
 
-def take_data_root(args: list[str]) -> list[str]:
-    """Remove ``--data-root DIR`` (or ``--data-root=DIR``) from ``args`` and export it as ``CAMDASH_DATA_ROOT``.
-
-    Raises:
-        SystemExit: The option has no value, or the value is not a folder.
-    """
-    rest, root = [], None
-    it = iter(args)
-    for arg in it:
-        if arg == "--data-root":
-            root = next(it, None)
-            if root is None:
-                sys.exit("camdash: --data-root needs a folder")
-        elif arg.startswith("--data-root="):
-            root = arg.split("=", 1)[1]
-        else:
-            rest.append(arg)
-    if root is not None:
-        folder = Path(root).expanduser().resolve()
+def own_options(argv: list[str]) -> tuple[dict[str, str], list[str]]:
+    """Split ``camdash``'s own options (as environment variables) from Streamlit's."""
+    parser = argparse.ArgumentParser(prog="camdash", add_help=False)
+    parser.add_argument("--trust-visitors", choices=["yes", "no"])
+    parser.add_argument("--models", metavar="FILE")
+    parser.add_argument("--data-root", metavar="DIR")
+    own, rest = parser.parse_known_args(argv)
+    env = {}
+    if own.trust_visitors:
+        env[ENV_TRUST] = own.trust_visitors
+    if own.models:
+        path = Path(own.models).expanduser().resolve()
+        if not path.is_file():
+            parser.exit(2, f"camdash: error: --models {own.models}: no such file\n")
+        env[ENV_MODELS] = str(path)
+    if own.data_root:
+        folder = Path(own.data_root).expanduser().resolve()
         if not folder.is_dir():
-            sys.exit(f"camdash: --data-root {root} is not a folder")
-        os.environ["CAMDASH_DATA_ROOT"] = str(folder)
-    return rest
+            parser.exit(2, f"camdash: error: --data-root {own.data_root}: no such folder\n")
+        env[ENV_DATA_ROOT] = str(folder)
+    return env, rest
 
 
 def main() -> None:
     """Run ``streamlit run`` on the app with the repository's settings and any extra command-line options."""
     from streamlit.web import cli
 
-    args = take_data_root(sys.argv[1:])
-    sys.argv = ["streamlit", "run", str(Path(__file__).with_name("app.py")), *repo_options(), *args]
+    env, rest = own_options(sys.argv[1:])
+    os.environ.update(env)
+    sys.argv = ["streamlit", "run", str(Path(__file__).with_name("app.py")), *repo_options(), *rest]
     sys.exit(cli.main())

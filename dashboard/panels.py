@@ -43,6 +43,7 @@ __all__ = [
     "find_classes_ui",
     "image_ui",
     "layer_panel",
+    "overlay_figure_for",
     "show_exports",
     "show_header",
     "show_model_info",
@@ -52,11 +53,11 @@ __all__ = [
 ]
 
 HOW_TO_READ = (
-    "**How to read this:** each panel is the photo as the model saw it (resized, cropped) under a class "
+    "Each panel is the photo as the model saw it (resized as the *Fit* in the sidebar says) under a class "
     "activation map: where the chosen layer's features raised that class's score. *ReLU'd* shows positive "
     "evidence only, each map scaled to its own maximum (empty = no positive evidence). *Signed* shows the raw "
-    "map around zero: warm for the class, cool against it. Hover for values; the slider under a figure fades "
-    "the maps."
+    "map around zero: warm for the class, cool against it. The bar under each panel gives the map's raw "
+    "values; hover for a point's value; the slider under a figure fades the maps in the browser."
 )
 SCORE_ROWS = 10  # top classes in the scores chart (selected ones are added)
 
@@ -64,16 +65,25 @@ SCORE_ROWS = 10  # top classes in the scores chart (selected ones are added)
 _CSS = """
 <style>
 /* Less empty space above the title: the first overlay should be visible without scrolling. */
-[data-testid="stMainBlockContainer"] { padding-top: 2.5rem; }
+[data-testid="stMainBlockContainer"] { padding-top: 2rem; }
+/* Narrow screens (a 1024-px projector): the right rail (scores, layer tree) goes under the overlays,
+   which keep the whole width. */
+@media (max-width: 1279px) {
+  .st-key-workspace > [data-testid="stLayoutWrapper"] > [data-testid="stHorizontalBlock"] { flex-wrap: wrap; }
+  .st-key-workspace > [data-testid="stLayoutWrapper"] > [data-testid="stHorizontalBlock"] > [data-testid="stColumn"] {
+    flex: 1 1 100% !important; min-width: 100% !important; width: 100% !important; }
+}
 </style>
 """
 
 
 def show_header() -> None:
-    """Title and the short guide."""
+    """Title and the short guide (folded into a popover: the overlays come first)."""
     st.html(_CSS)
-    st.title(":material/local_fire_department: Class activation maps", anchor=False)
-    st.caption(HOW_TO_READ)
+    with st.container(horizontal=True, vertical_alignment="center", gap="medium"):
+        st.subheader(":material/local_fire_department: Class activation maps", anchor=False, width="content")
+        with st.popover("How to read this", icon=":material/help:", type="tertiary"):
+            st.markdown(HOW_TO_READ)
 
 
 def show_model_info(bundle: Bundle, device: str, layer: str | None) -> None:
@@ -128,7 +138,7 @@ def layer_panel(bundle: Bundle, layer: str) -> None:
         bundle.nodes,
         selected=layer,
         model_key=bundle.spec.key,
-        on_select=partial(set_layer, bundle.spec.key),
+        on_select=partial(_layer_picked, bundle.spec.key),
     )
     if bundle.recommended and layer != bundle.recommended:
         st.button(
@@ -139,6 +149,12 @@ def layer_panel(bundle: Bundle, layer: str) -> None:
             icon=":material/star:",
             key="back_to_recommended",
         )
+
+
+def _layer_picked(model_key: str, layer: str) -> None:
+    """A click in the tree: the page follows; a toast says so where the tree sits under the overlays."""
+    set_layer(model_key, layer)
+    st.toast(f"Layer `{layer}`: the maps above now show it.", icon=":material/layers:")
 
 
 def topk_ui(url: UrlView, num_classes: int, ctx: tuple[str, str], ranking: Callable[[], Sequence[int] | None]) -> int:
@@ -288,13 +304,11 @@ def show_overlays(
     session: a rerun that changes none of these sends the same figure again, which the browser
     already holds (Streamlit's message cache), and builds nothing.
     """
-    names = bundle.model.class_names
     if not bundle.model.pretrained:
         st.warning("Untrained (random) weights: these maps say nothing about the image.", icon=":material/warning:")
     if not ids:
         st.info("No class selected: pick one above, or click a bar in the scores.", icon=":material/touch_app:")
         return
-    cache = figure_cache()
     for m in methods:
         title = METHODS[m].title
         st.markdown(f"##### {title}")
@@ -303,9 +317,7 @@ def show_overlays(
             continue
         drawn = [c for c in ids if (m, c) in view.maps]
         for start in range(0, len(drawn), MAX_COLUMNS):
-            chunk = tuple(drawn[start : start + MAX_COLUMNS])
-            key = (bundle.spec.key, item.key, layer, m, chunk, display)
-            fig = cache.get_or_build(key, partial(_overlay_figure, view, chunk, names, title, m, display))
+            fig = overlay_figure_for(bundle, item, layer, view, tuple(drawn[start : start + MAX_COLUMNS]), m, display)
             st.plotly_chart(fig, config=PLOTLY_CONFIG, key=f"overlay_{m}_{start}")
     computed = len(view.computed)
     where = f"Maps of the {_fit_words(view, item)}."
@@ -315,6 +327,21 @@ def show_overlays(
     else:
         st.caption(f"{where} All maps from the cache: nothing was computed for this view.")
     sync_opacity(".st-key-figures [class*='st-key-overlay_'] .js-plotly-plot")
+
+
+def overlay_figure_for(
+    bundle: Bundle,
+    item: ImageItem,
+    layer: str,
+    view: ViewResult,
+    chunk: tuple[int, ...],
+    method: str,
+    display: Display,
+) -> go.Figure:
+    """The overlay figure of ``chunk``'s classes for one method, from the process-wide figure cache."""
+    key = (bundle.spec.key, item.key, layer, method, chunk, display)
+    names, title = bundle.model.class_names, METHODS[method].title
+    return figure_cache().get_or_build(key, partial(_overlay_figure, view, chunk, names, title, method, display))
 
 
 def _overlay_figure(
@@ -371,7 +398,9 @@ def _bar_clicked(ctx: tuple[str, str], chart_key: str) -> None:
     st.session_state[K.CHART_NONCE] = st.session_state.get(K.CHART_NONCE, 0) + 1
 
 
-def show_scores(ctx: tuple[str, str], view: ViewResult, ids: Sequence[int], names: Sequence[str]) -> None:
+def show_scores(
+    ctx: tuple[str, str], item: ImageItem, view: ViewResult, ids: Sequence[int], names: Sequence[str]
+) -> None:
     """Probability and logit of the top classes (and any selected below them); a click toggles a class."""
     st.markdown("##### Scores")
     top = np.argsort(-view.probs, kind="stable")[:SCORE_ROWS].tolist()
@@ -385,7 +414,10 @@ def show_scores(ctx: tuple[str, str], view: ViewResult, ids: Sequence[int], name
         on_select=partial(_bar_clicked, ctx, chart_key),
         selection_mode="points",
     )
-    st.caption("Highlighted: explained classes. Click a bar to add or remove its class.")
+    st.caption(
+        f"Highlighted: explained classes. Click a bar to add or remove its class. Scores of the "
+        f"{_fit_words(view, item)}."
+    )
 
 
 def show_exports(

@@ -6,12 +6,14 @@ model chosen on one page is the model of every page. Pages read it with :func:`c
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import streamlit as st
 
 from cam_core.models import FIT_TITLES, WeightsUnavailable
-from dashboard import state
+from dashboard import access, state, uploads, warmup
+from dashboard.access import ENV_TRUST, Access
 from dashboard.compute import Bundle, ModelSpec, device_label, load_bundle
 from dashboard.feedback import show_error
 from dashboard.sidebar import model_ui
@@ -25,6 +27,7 @@ FIT_HELP = (
     "the maps). The scores change with it."
 )
 _SHARED = "_shared_view"
+WARM_WAIT_S = 90.0
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,20 @@ def _load(spec: ModelSpec) -> Bundle | None:
     return None
 
 
+def _wait_for_warm_start(spec: ModelSpec) -> None:
+    """A visitor who arrives while the server is still warming up the default model sees its progress."""
+    now = warmup.status()
+    if now.done or spec != ModelSpec():
+        return
+    bar = st.progress(now.fraction, text=f"Getting the dashboard ready: {now.step}…")
+    give_up = time.monotonic() + WARM_WAIT_S
+    while not now.done and time.monotonic() < give_up:  # past that, the page loads the model itself
+        time.sleep(0.15)
+        now = warmup.status()
+        bar.progress(min(1.0, now.fraction), text=f"Getting the dashboard ready: {now.step}…")
+    bar.empty()
+
+
 def _fit_ui(bundle: Bundle, url: state.UrlView) -> str:
     """The fit, among those the model can take (its default until the user picks another)."""
     fits = list(bundle.model.fits)
@@ -84,15 +101,41 @@ def _fit_ui(bundle: Bundle, url: state.UrlView) -> str:
     return fit or bundle.model.fit
 
 
+def _access_notes(rights: Access) -> None:
+    """Tell every visitor what the operator allowed, when it matters."""
+    if rights.shared_with_code:
+        st.warning(
+            "This dashboard is served to other machines and lets every visitor use model sources that run code "
+            "on the server (Python factories, pickles, TorchScript): its operator started it that way "
+            f"(`{ENV_TRUST}=yes`).",
+            icon=":material/shield:",
+        )
+
+
 def shared_sidebar() -> Shared:
     """Draw the model section of the sidebar, load the model, and remember the result for the page."""
     url = state.read_url_once()
+    rights = access.current()
+    uploads.sweep()
+    # Whatever the shell says in the page (notes, progress, load errors) goes in one container that is always
+    # there, so the page after it keeps its place from run to run and the browser keeps its elements.
+    notes = st.container(key="shell_notes")
+    with notes:
+        _access_notes(rights)
     with st.sidebar:
         st.header("Model", anchor=False)
-        spec = model_ui(url)
+        spec = model_ui(url, rights)
+        if not rights.trust_visitors and not rights.pinned:
+            st.caption(
+                ":material/shield: A shared server: model sources that run code (Python factories, pickles, "
+                "TorchScript) are off; weights-only files for known architectures work."
+            )
         device = device_label()
-    _offline_note()
-    bundle = _load(spec) if spec is not None else None
+    with notes:
+        _offline_note()
+        if spec is not None:
+            _wait_for_warm_start(spec)
+        bundle = _load(spec) if spec is not None else None
     with st.sidebar:
         fit = _fit_ui(bundle, url) if bundle is not None else "whole"
         st.caption(f":material/memory: Computing on **{device}**")

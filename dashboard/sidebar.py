@@ -3,20 +3,28 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import replace
 
 import streamlit as st
 from PIL import Image, ImageOps
 
 from cam_core.engine.methods import METHODS
-from cam_core.io.images import IMAGE_EXTENSIONS, load_image
+from cam_core.io.images import IMAGE_EXTENSIONS
 from cam_core.io.samples import SAMPLE_NAMES, load_sample
+from cam_core.limits import (
+    MAX_SESSION_IMAGES,
+    MAX_SESSION_UPLOAD_BYTES,
+    mb,
+)
 from cam_core.models import DEFAULT_MODEL, list_torchvision_models
-from dashboard.compute import ImageItem, ModelSpec, save_upload
+from dashboard.access import Access, PinnedModel
+from dashboard.compute import ImageItem, ModelSpec, decode_image
 from dashboard.feedback import show_error
 from dashboard.state import K, UrlView
+from dashboard.uploads import save_upload
 
-__all__ = ["images_ui", "methods_ui", "model_ui", "request_model"]
+__all__ = ["images_ui", "methods_ui", "model_ui", "request_model", "sample_item"]
 
 SOURCES = {
     "default": "Offline default",
@@ -24,12 +32,14 @@ SOURCES = {
     "checkpoint": "Upload a checkpoint",
     "factory": "Python factory",
 }
-SOURCE_CAPTIONS = [
-    "EfficientNet-Lite0, ImageNet weights shipped with the package: no download",
-    "any torchvision classifier; pretrained weights need internet once",
-    "TorchScript, state dict (+ architecture) or a pickled model",
-    "package.module:function returning an nn.Module",
-]
+SOURCE_CAPTIONS = {
+    "default": "EfficientNet-Lite0, ImageNet weights shipped with the package: no download",
+    "torchvision": "any torchvision classifier; pretrained weights need internet once",
+    "checkpoint": "TorchScript, state dict (+ architecture) or a pickled model",
+    "factory": "package.module:function returning an nn.Module",
+}
+WEIGHTS_ONLY_CAPTION = "a state dict for a known architecture (weights only: files that carry code are refused)"
+CODE_SOURCES = ("factory",)  # the checkpoint source stays, restricted to weights
 CHECKPOINT_TYPES = ["pt", "pth", "ckpt"]
 SLOW_HELP = (
     "Each method gets its own figure. Score-CAM and Ablation-CAM run one forward pass per channel of the layer: "
@@ -63,8 +73,34 @@ def _trust_ui(key: str) -> bool:
     return trust
 
 
-def model_ui(url: UrlView) -> ModelSpec | None:
-    """The model the user asks for, or ``None`` while a custom model is incomplete."""
+def _pinned_ui(url: UrlView, pinned: Sequence[PinnedModel]) -> ModelSpec:
+    """The operator's models (a demo): visitors choose among them only."""
+    titles = [m.title for m in pinned]
+    if K.PINNED not in st.session_state and url.model and url.model.removeprefix("pinned:") in titles:
+        st.session_state[K.PINNED] = url.model.removeprefix("pinned:")
+    title = st.selectbox("Model", titles, key=K.PINNED, help="The models this dashboard's operator made available.")
+    return pinned[titles.index(title)].spec
+
+
+def _sources_ui(trusted: bool) -> str:
+    sources = [s for s in SOURCES if trusted or s not in CODE_SOURCES]
+    captions = [SOURCE_CAPTIONS[s] if trusted or s != "checkpoint" else WEIGHTS_ONLY_CAPTION for s in sources]
+    if st.session_state.get(K.SOURCE) not in sources:
+        st.session_state.pop(K.SOURCE, None)
+    labels = {**SOURCES, "checkpoint": SOURCES["checkpoint"] if trusted else "Upload weights"}
+    return st.radio("Model source", sources, format_func=labels.get, captions=captions, key=K.SOURCE)
+
+
+def model_ui(url: UrlView, access: Access) -> ModelSpec | None:
+    """The model the user asks for, or ``None`` while a custom model is incomplete.
+
+    What a visitor may ask for follows the server's :class:`~dashboard.access.Access`: the operator's
+    list only, when there is one; no code-bearing source (factory, pickle, TorchScript) unless the
+    operator trusts visitors.
+    """
+    if access.pinned:
+        return _pinned_ui(url, access.pinned)
+    trusted = access.trust_visitors
     names = list_torchvision_models()
     if K.SOURCE not in st.session_state and url.model:
         # A shared link: the offline default or a torchvision name (uploads cannot travel in a URL).
@@ -72,7 +108,7 @@ def model_ui(url: UrlView) -> ModelSpec | None:
         if url.model in names:
             st.session_state[K.TV_NAME] = url.model
             st.session_state[K.TV_PRETRAINED] = url.weights != "none"
-    source = st.radio("Model source", list(SOURCES), format_func=SOURCES.get, captions=SOURCE_CAPTIONS, key=K.SOURCE)
+    source = _sources_ui(trusted)
     if source == "default":
         return ModelSpec()
     if source == "torchvision":
@@ -91,27 +127,40 @@ def model_ui(url: UrlView) -> ModelSpec | None:
             source="torchvision", name=name, weights="DEFAULT" if pretrained else None, labels=_labels_ui("tv_labels")
         )
     if source == "checkpoint":
-        ckpt = st.file_uploader("Checkpoint (.pt, .pth, .ckpt)", type=CHECKPOINT_TYPES, key="ckpt_file")
-        arch = st.selectbox(
-            "Architecture of a state dict",
-            [NO_ARCH, DEFAULT_MODEL, *names],
-            key="ckpt_arch",
-            help="A state dict holds only weights: name the architecture they fit. Not needed for TorchScript.",
-        )
-        trust = _trust_ui("ckpt_trust")
-        labels = _labels_ui("ckpt_labels")
-        if ckpt is None:
-            st.info("Upload a checkpoint to load it.", icon=":material/upload_file:")
-            return None
-        return ModelSpec(
-            source="checkpoint",
-            name=ckpt.name,
-            weights=None,
-            arch=None if arch == NO_ARCH else arch,
-            checkpoint=save_upload(ckpt.getvalue(), ckpt.name, (".pt", ".pth", ".ckpt")),
-            labels=labels,
-            trust=trust,
-        )
+        return _checkpoint_ui(names, trusted)
+    return _factory_ui()
+
+
+def _checkpoint_ui(names: Sequence[str], trusted: bool) -> ModelSpec | None:
+    """A checkpoint upload; on a server that does not trust visitors, weights only, for a known architecture."""
+    what = "Checkpoint (.pt, .pth, .ckpt)" if trusted else "Weights: a state dict (.pt, .pth, .ckpt)"
+    ckpt = st.file_uploader(what, type=CHECKPOINT_TYPES, key="ckpt_file")
+    archs = [NO_ARCH, DEFAULT_MODEL, *names] if trusted else [DEFAULT_MODEL, *names]
+    arch = st.selectbox(
+        "Architecture of a state dict" if trusted else "Architecture",
+        archs,
+        key="ckpt_arch",
+        help="A state dict holds only weights: name the architecture they fit."
+        + (" Not needed for TorchScript." if trusted else ""),
+    )
+    trust = _trust_ui("ckpt_trust") if trusted else False
+    labels = _labels_ui("ckpt_labels")
+    if ckpt is None:
+        st.info("Upload a checkpoint to load it.", icon=":material/upload_file:")
+        return None
+    return ModelSpec(
+        source="checkpoint",
+        name=ckpt.name,
+        weights=None,
+        arch=None if arch == NO_ARCH else arch,
+        checkpoint=save_upload(ckpt.getvalue(), ckpt.name, (".pt", ".pth", ".ckpt")),
+        labels=labels,
+        trust=trust,
+        allow_code=trusted,
+    )
+
+
+def _factory_ui() -> ModelSpec | None:
     factory = st.text_input(
         "Factory",
         placeholder="package.module:function",
@@ -152,12 +201,6 @@ def request_model(spec: ModelSpec) -> bool:
     return False
 
 
-@st.cache_resource(max_entries=64, show_spinner=False)
-def _decode(digest: str, _data: bytes, name: str) -> Image.Image:
-    """Decode once per distinct content (``_data`` is not hashed: ``digest`` stands for it)."""
-    return load_image(_data, name=name)
-
-
 @st.cache_resource(show_spinner=False)
 def _sample(name: str) -> Image.Image:
     return load_sample(name)
@@ -168,6 +211,11 @@ def _thumb(name: str) -> Image.Image:
     return ImageOps.fit(_sample(name), (88, 88))  # square crops: a tidy row
 
 
+def sample_item(name: str, label: str | None = None) -> ImageItem:
+    """A sample photo as the page shows it (decoded once per process)."""
+    return ImageItem(label or name, _sample(name), f"sample:{name}", sample=name)
+
+
 def _unique(label: str, taken: set[str]) -> str:
     out, n = label, 1
     while out in taken:
@@ -175,6 +223,30 @@ def _unique(label: str, taken: set[str]) -> str:
         out = f"{label} ({n})"
     taken.add(out)
     return out
+
+
+def _within_session_limits(uploads: list, others: int) -> list:
+    """The uploads this session may work with: at most :data:`~cam_core.limits.MAX_SESSION_IMAGES` images and
+    :data:`~cam_core.limits.MAX_SESSION_UPLOAD_BYTES` in all; beyond that, one line says which limit."""
+    kept, total = [], 0
+    for up in uploads:
+        if len(kept) + others >= MAX_SESSION_IMAGES:
+            st.warning(
+                f"{len(uploads) - len(kept)} more images were not opened: one session works with at most "
+                f"{MAX_SESSION_IMAGES} at once; remove some uploads to add others.",
+                icon=":material/block:",
+            )
+            break
+        if total + up.size > MAX_SESSION_UPLOAD_BYTES:
+            st.warning(
+                f"{up.name} and the uploads after it were not opened: they would take this session over "
+                f"{mb(MAX_SESSION_UPLOAD_BYTES)} of uploads.",
+                icon=":material/block:",
+            )
+            break
+        kept.append(up)
+        total += up.size
+    return kept
 
 
 def images_ui(url: UrlView) -> list[ImageItem]:
@@ -197,24 +269,25 @@ def images_ui(url: UrlView) -> list[ImageItem]:
 
     items: list[ImageItem] = []
     taken: set[str] = set()
-    for up in uploads or []:
+    uploads = _within_session_limits(list(uploads or []), len(samples or []) + (camera is not None))
+    for up in uploads:
         data = up.getvalue()
         digest = hashlib.sha1(data).hexdigest()
         try:
-            image = _decode(digest, data, up.name)
+            image = decode_image(digest, data, up.name)
         except Exception as exc:  # CamError: a message; anything else: a message and details
             show_error(exc, f"reading {up.name}")
             continue
         items.append(ImageItem(_unique(up.name, taken), image, digest))
     for name in samples or []:
-        items.append(ImageItem(_unique(name, taken), _sample(name), f"sample:{name}", sample=name))
+        items.append(sample_item(name, _unique(name, taken)))
     for item in st.session_state.get(K.OPENED, []):  # from a dataset's gallery
         items.append(replace(item, label=_unique(item.label, taken)))
     if camera is not None:
         data = camera.getvalue()
         digest = hashlib.sha1(data).hexdigest()
         try:
-            items.append(ImageItem(_unique("camera snapshot", taken), _decode(digest, data, "snapshot"), digest))
+            items.append(ImageItem(_unique("camera snapshot", taken), decode_image(digest, data, "snapshot"), digest))
         except Exception as exc:
             show_error(exc, "reading the snapshot")
     return items

@@ -55,6 +55,7 @@ class K:
     TOPK = "top_k"
     METHODS = "methods"
     SOURCE = "model_source"
+    PINNED = "pinned_model"
     TV_NAME = "tv_name"
     TV_PRETRAINED = "tv_pretrained"
     TV_PRETRAINED_OFF = "_tv_pretrained_off"  # set when the weights cannot be had: the toggle goes off next run

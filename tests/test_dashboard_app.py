@@ -327,7 +327,9 @@ def test_pickled_model_needs_explicit_trust(tmp_path: Path) -> None:
 
 
 def test_exports_are_well_formed() -> None:
+    from cam_core.render import overlay
     from dashboard import exports
+    from dashboard.display import Display
 
     rng = np.random.default_rng(0)
     bg = rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)
@@ -354,10 +356,19 @@ def test_exports_are_well_formed() -> None:
     assert (
         exports.scores_csv(names, logits, probs, [2]).splitlines()[0] == "rank,class_id,class_name,prob,logit,selected"
     )
-    zipped = exports.overlays_zip(
-        bg, up, names, stem="x", views=("relu", "signed"), cmap="inferno", signed_cmap="RdBu", opacity=0.5
-    )
+    display = Display(views=("relu", "signed"), cmap="inferno", signed_cmap="RdBu", opacity=0.5)
+    meta = {"model": "m (ImageNet)", "pretrained": True, "fit": "whole", "layer": "l"}
+    zipped = exports.overlays_zip(bg, up, names, stem="x", display=display, meta=meta)
     with zipfile.ZipFile(io.BytesIO(zipped)) as zf:
-        assert sorted(zf.namelist()) == ["x_gradcam_2_c_d_relu.png", "x_gradcam_2_c_d_signed.png"]
+        assert sorted(zf.namelist()) == ["meta.json", "x_gradcam_2_c_d_relu.png", "x_gradcam_2_c_d_signed.png"]
         png = Image.open(io.BytesIO(zf.read("x_gradcam_2_c_d_relu.png")))
         assert png.size == (8, 8)
+        assert (png.text["model"], png.text["fit"], png.text["class"], png.text["view"]) == (
+            "m (ImageNet)", "whole", "c/d (2)", "relu")
+        assert json.loads(zf.read("meta.json"))["pretrained"] is True
+        # The PNG is the screen's picture: the display's colormap and opacity, not defaults.
+        expected = overlay(bg, up[("gradcam", 2)], view="relu", cmap="inferno", alpha=0.5)
+        np.testing.assert_array_equal(np.asarray(png.convert("RGB")), expected)
+    assert json.loads(str(np.load(io.BytesIO(exports.maps_npz(
+        logits=logits, probs=probs, class_ids=[2], class_names=names, layer="l", methods=["gradcam"], raw=raw, up=up,
+        meta=meta)))["meta"]))["fit"] == "whole"

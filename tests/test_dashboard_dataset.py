@@ -25,7 +25,7 @@ from cam_core import CamError
 from cam_core.batch import BatchJob, read_results, run_local
 from cam_core.io import write_sample_folder
 from dashboard import dataroot
-from dashboard.launch import take_data_root
+from dashboard.launch import own_options
 
 TIMEOUT = 180
 
@@ -299,15 +299,12 @@ def test_zip_limits(tmp_path, monkeypatch) -> None:
         dataroot.extract_zip(_zip({"a.jpg": b"x" * 11}), tmp_path)
 
 
-def test_camdash_data_root_option(tmp_path, monkeypatch) -> None:
-    monkeypatch.delenv(dataroot.ENV, raising=False)
-    rest = take_data_root(["--server.port", "1", "--data-root", str(tmp_path), "--x"])
-    assert rest == ["--server.port", "1", "--x"] and os.environ[dataroot.ENV] == str(tmp_path.resolve())
-    assert take_data_root([f"--data-root={tmp_path}"]) == []
+def test_camdash_data_root_option(tmp_path) -> None:
+    env, rest = own_options(["--server.port", "1", "--data-root", str(tmp_path), "--x"])
+    assert rest == ["--server.port", "1", "--x"] and env == {dataroot.ENV: str(tmp_path.resolve())}
+    assert own_options([f"--data-root={tmp_path}"])[0] == {dataroot.ENV: str(tmp_path.resolve())}
     with pytest.raises(SystemExit):
-        take_data_root(["--data-root", str(tmp_path / "absent")])
-    with pytest.raises(SystemExit):
-        take_data_root(["--data-root"])
+        own_options(["--data-root", str(tmp_path / "absent")])
 
 
 def test_exported_csv_is_the_filtered_table(root) -> None:

@@ -264,3 +264,84 @@ def test_camera_snapshot_is_shown_and_explained(browser, server, shots) -> None:
     assert not page.locator("[data-testid='stException']").all()
     page.screenshot(path=shots / "06_camera_snapshot.png")
     page.close()
+
+
+_FIND = """(s) => {
+  // The first match of a selector "outer >>> inner": inner is looked up in the shadow roots under outer
+  // (the model tree's component renders in one).
+  const [outer, inner] = s.split(' >>> ');
+  const host = document.querySelector(outer);
+  if (!host || !inner) return host;
+  for (const el of [host, ...host.querySelectorAll('*')]) {
+    const found = el.shadowRoot && el.shadowRoot.querySelector(inner);
+    if (found) return found;
+  }
+  return null;
+}"""
+
+
+def _mark(page, selector: str, name: str) -> None:
+    """Tag a DOM node, to tell later whether it is the same node (not redrawn) or a new one."""
+    page.evaluate(f"([s, n]) => {{ ({_FIND})(s)[n] = true; }}", [selector, name])
+
+
+def _marked(page, selector: str, name: str) -> bool:
+    return page.evaluate(f"([s, n]) => !!(({_FIND})(s) || {{}})[n]", [selector, name])
+
+
+def test_a_display_change_redraws_only_the_overlays(browser, server, shots, timings) -> None:
+    page, _ = _open(browser, server)
+    tree, scores = ".st-key-tree_box >>> [data-layer='_head_act']", SCORES
+    _mark(page, tree, "__camTree")
+    _mark(page, scores, "__camScores")
+    start = time.perf_counter()
+    page.locator(".st-key-views button", has_text="Signed").click()
+    page.wait_for_function(f"document.querySelectorAll({HEATMAPS!r}).length === 3")
+    timings["hide_signed_row_to_updated_overlay"] = round(time.perf_counter() - start, 2)
+    _idle(page)
+    # Only the overlays' fragment ran: the layer tree and the scores chart are the very same DOM nodes.
+    assert _marked(page, tree, "__camTree") and _marked(page, scores, "__camScores")
+    assert page.get_by_text("nothing was computed for this view").count() == 1
+    page.locator(".st-key-views button", has_text="Signed").click()  # back on: the signed row goes under, again
+    page.wait_for_function(f"document.querySelectorAll({HEATMAPS!r}).length === 6")
+    _idle(page)
+    rows = page.evaluate(
+        f"() => (document.querySelector({OVERLAY!r}).layout.annotations || []).map(a => a.text).filter(t => "
+        "t.startsWith('<b>')).map(t => t.replace(/<[^>]+>/g, ''))"
+    )
+    assert rows == ["ReLU'd", "signed ±"]
+    assert _marked(page, tree, "__camTree")
+    # A whole-page rerun that changes nothing of the model (another image) does not rebuild the tree either.
+    page.locator(".st-key-samples button", has_text="coffee").click()
+    page.locator(".st-key-current_image").get_by_role("radio", name="coffee").click()
+    page.wait_for_function(
+        f"(document.querySelector({OVERLAY!r})?.layout.annotations || []).some(a => a.text.includes('espresso'))"
+    )
+    _idle(page)
+    assert _marked(page, tree, "__camTree") and not _marked(page, scores, "__camScores")
+    page.close()
+
+
+def test_a_wide_photo_is_explained_whole(browser, server, shots) -> None:
+    from PIL import Image, ImageOps
+
+    from cam_core.io import load_sample
+
+    photo = Image.new("RGB", (600, 300))
+    photo.paste(ImageOps.fit(load_sample("chelsea"), (300, 300)), (0, 0))
+    photo.paste(ImageOps.fit(load_sample("coffee"), (300, 300)), (300, 0))
+    buf = io.BytesIO()
+    photo.save(buf, format="PNG")
+    page, _ = _open(browser, server)
+    page.locator("[data-testid='stFileUploaderDropzoneInput']").set_input_files(
+        files=[{"name": "cat_and_espresso.png", "mimeType": "image/png", "buffer": buf.getvalue()}]
+    )
+    page.wait_for_function(
+        f"(document.querySelector({OVERLAY!r})?.layout.xaxis.range || [0, 0])[1] === 447.5"
+    )  # the 600×300 photo at 448×224: both halves, nothing cropped
+    _idle(page)
+    titles = _panel_titles(page)
+    assert any("espresso" in t for t in titles), titles  # the right half's class is among the top-3
+    page.wait_for_timeout(500)
+    page.locator(".st-key-figures").screenshot(path=shots / "07_cat_and_espresso_whole.png")
+    page.close()

@@ -15,6 +15,7 @@ from torch import nn
 import cam_core
 from cam_core.analysis.diagnose import (
     BOUNDED_MIN_SPAN,
+    HeadProbe,
     diagnose,
     diagnose_result,
     inspect_point,
@@ -249,3 +250,31 @@ def test_seed_example_smoke(tmp_path, seed_net_dir, capsys):
     printed_logits = [float(v) for v in re.search(r"logits \[([^\]]+)\]", printed).group(1).split(",")]
     assert logits.tolist() == pytest.approx(printed_logits, abs=1e-4)
     assert "--checkpoint" in printed and "seed_case.png" in printed
+
+
+def test_an_untrained_vit_with_a_zero_head_is_named_as_such():
+    model = cam_core.load_model("vit_b_16", weights=None)  # torchvision zero-initialises the head
+    x, place = model.prepare(Image.new("RGB", (64, 48), (120, 30, 200)))
+    res = cam_core.explain(model, x[None], classes="top1", region=place.content, device="cpu")
+    assert res.logits.abs().max() == 0
+    d = diagnose(res, 0, 0, "gradcam")
+    assert d.codes == ["zero_head"]
+    assert "same logit" in d.findings[0].text and "no gradient" not in d.findings[0].text
+
+
+def test_a_map_more_negative_than_positive_is_not_called_sound():
+    cam = torch.tensor([[1.0, -0.5], [-1.0, 0.2], [0.3, -0.7]])  # 1.5 positive of 3.7: 59% negative
+    d = diagnose(_fake_result([2.0, 0.0], cam), 0, 0, "gradcam")
+    assert d.codes[0] == "negative_majority" and "59%" in d.findings[0].text
+    cam2 = torch.tensor([[1.0, -0.2], [0.5, 0.3]])  # mostly positive: nothing to say about the sign
+    assert "negative_majority" not in diagnose(_fake_result([2.0, 0.0], cam2), 0, 0, "gradcam").codes
+
+
+def test_a_centred_map_blames_a_cosine_head_only_when_the_probe_found_one():
+    cam = torch.tensor([[1.0, -1.0], [0.9, -0.95]])  # mean ≈ 0 against its spread
+    without = diagnose(_fake_result([2.0, 0.0], cam), 0, 0, "gradcam")
+    text = next(f.text for f in without.findings if f.code == "centred_map")
+    assert "cosine" not in text and "scale-invariant" not in text
+    probe = HeadProbe(layer="layer", factor=2.0, change=1e-7)
+    with_head = diagnose(_fake_result([2.0, 0.0], cam), 0, 0, "gradcam", head=probe)
+    assert "cosine" in next(f.text for f in with_head.findings if f.code == "centred_map")

@@ -114,3 +114,27 @@ def test_a_letterboxed_map_is_zero_in_the_pad_and_its_statistics_leave_the_pad_o
     assert d.map_mean == pytest.approx(float(inner.mean()))
     with pytest.raises(CamError, match="does not lie inside"):
         cam_core.explain(model, x, layer="features.3", classes=[1], region=(0, 0, 40, 32))
+
+
+def _composite() -> Image.Image:
+    """The issue's 2:1 photo: a cat (left) beside an espresso (right)."""
+    from PIL import ImageOps
+
+    from cam_core.io import load_sample
+
+    photo = Image.new("RGB", (600, 300))
+    photo.paste(ImageOps.fit(load_sample("chelsea"), (300, 300)), (0, 0))
+    photo.paste(ImageOps.fit(load_sample("coffee"), (300, 300)), (300, 0))
+    return photo
+
+
+def test_the_whole_2_to_1_photo_is_explained_and_each_class_sits_on_its_half(lite0) -> None:
+    x, place = lite0.prepare(_composite())
+    assert place.fit == "whole" and x.shape == (3, 224, 448)
+    res = cam_core.explain(lite0, x[None], classes=["espresso", "Egyptian cat"], methods=["gradcam"])
+    up = res.upsampled("gradcam")[0].clamp_min(0)
+    right = (up[..., 224:].sum(dim=(-2, -1)) / up.sum(dim=(-2, -1))).tolist()
+    assert right[0] > 0.8  # espresso: its positive evidence is on the right half (0.96 measured)
+    assert right[1] < 0.2  # Egyptian cat: on the left (0.01 measured)
+    # The centre crop would have cut both halves down to the middle square.
+    assert lite0.prepare(_composite(), "crop")[0].shape == (3, 224, 224)

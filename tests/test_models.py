@@ -342,7 +342,7 @@ def test_factory_errors(tmp_path):
     )
     with pytest.raises(CamError, match=r"returned a value of type int, not an nn\.Module"):
         load_model("factories_xyz:not_a_model", import_paths=[tmp_path])
-    with pytest.raises(CamError, match="raised RuntimeError: boom"):
+    with pytest.raises(CamError, match="raised RuntimeError while building the model: boom"):
         load_model("factories_xyz:broken", import_paths=[tmp_path])
     with pytest.raises(UnknownModel, match="no attribute"):
         load_model("factories_xyz:missing", import_paths=[tmp_path])

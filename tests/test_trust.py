@@ -174,3 +174,14 @@ def test_trust_cli_writes_json_and_npz(tmp_path):
     args = ["trust", "--model", "tests.tiny:gapnet", "--import-path", str(REPO), "--image", str(photo)]
     assert main([*args, "--method", "scorecam", "--out", str(out)]) == 2
     assert main([*args, "--baseline", "mean", "--class", "9", "--out", str(out)]) == 2
+
+
+def test_a_verdict_needs_a_margin_over_the_random_map():
+    from cam_core.analysis.trust import compare_auc
+
+    # The closing note's case: insertion 0.070 against a random 0.068 is no evidence either way.
+    assert compare_auc(0.070, 0.068, lower_is_better=False) == "same"
+    assert compare_auc(0.457, 0.235, lower_is_better=False) == "better"
+    assert compare_auc(0.428, 0.331, lower_is_better=True) == "worse"
+    assert compare_auc(0.280, 0.299, lower_is_better=True) == "same"  # 0.019 < max(0.02, 10% of 0.299)
+    assert compare_auc(0.10, 0.50, lower_is_better=True) == "better"

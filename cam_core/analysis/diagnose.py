@@ -61,6 +61,7 @@ __all__ = [
     "EMPTY_POS_SHARE",
     "MOSTLY_NEGATIVE_SHARE",
     "NEAR_BOUND_MARGIN",
+    "NEGATIVE_MAJORITY_SHARE",
     "NEGATIVE_WEIGHTS_SHARE",
     "SCALE_INVARIANT_CHANGE",
     "SIGNED_DEPTH",
@@ -87,6 +88,8 @@ __all__ = [
 EMPTY_POS_SHARE = 0.01
 # Below this positive share the ReLU'd view stretches a small remainder to full brightness.
 MOSTLY_NEGATIVE_SHARE = 0.25
+# Below this positive share more of the map argues against the class than for it: the ReLU'd view hides most of it.
+NEGATIVE_MAJORITY_SHARE = 0.5
 # A map is centred on zero when |spatial mean| ≤ CENTRED_RATIO · spatial std (relative evidence).
 CENTRED_RATIO = 0.1
 # Activations are signed when at least this share of them is negative ...
@@ -404,6 +407,18 @@ def _findings(d: Diagnosis, res: ExplainResult, k: int, side: str | None, head: 
     causes: list[str] = []  # short clauses for the empty-map finding's "because"
 
     if d.map_max == d.map_min == 0.0:
+        logits = res.logits[d.image]
+        if bool((logits == logits[0]).all()):
+            return [
+                Finding(
+                    "zero_head",
+                    "warning",
+                    f"Zero head: every class has the same logit ({float(logits[0]):.4g}), so the classifier head "
+                    "outputs a constant: its weights are all zero (as torchvision initialises the heads of "
+                    "untrained ViT and Swin models), and no class's score depends on this layer or any other.",
+                    "load trained weights (a checkpoint, or pretrained weights); no layer or method can help",
+                )
+            ]
         return [
             Finding(
                 "zero_map",
@@ -465,14 +480,18 @@ def _findings(d: Diagnosis, res: ExplainResult, k: int, side: str | None, head: 
         )
     if centred:
         causes.append("the map is centred on zero (relative evidence)")
+        why = (
+            ", as the scale-invariant head measured above gives (a normalised embedding and a cosine classifier)"
+            if head is not None and head.scale_invariant
+            else ""
+        )
         found.append(
             Finding(
                 "centred_map",
                 "info",
                 f"Centred on zero: the map's mean ({d.map_mean:.3g}) is small against its spread ({d.map_std:.3g}). "
-                "It shows relative evidence (where the score would rise versus fall), as scale-invariant heads "
-                "(normalised embedding + cosine classifier) give, so ReLU cuts about half of it "
-                f"({d.neg_mass_share:.0%} of its mass here).",
+                f"It shows relative evidence (where the score would rise versus fall){why}, so ReLU cuts about half "
+                f"of it ({d.neg_mass_share:.0%} of its mass here).",
                 "view the signed map; to see what separates two classes, use a contrast map (logit A − logit B)",
             )
         )
@@ -508,6 +527,17 @@ def _findings(d: Diagnosis, res: ExplainResult, k: int, side: str | None, head: 
                 f"Mostly negative: only {d.pos_mass_share:.0%} of {what} is positive; the ReLU'd display "
                 f"stretches that remainder to full brightness and hides the rest.{because}",
                 fix,
+            ),
+        )
+    elif d.pos_mass_share < NEGATIVE_MAJORITY_SHARE and not centred:
+        found.insert(
+            0,
+            Finding(
+                "negative_majority",
+                "info",
+                f"More against than for: {d.neg_mass_share:.0%} of {what}'s mass is negative (evidence against "
+                "the class); the ReLU'd display shows only the positive part, so it hides most of the map.",
+                "read the signed view next to it",
             ),
         )
     return found

@@ -55,12 +55,16 @@ from ..models.layers import grid_transform, recommended_layer
 from .sweep import _one_image, check_sweep_methods, maps_at_layers
 
 __all__ = [
+    "AUC_MARGIN",
+    "AUC_MARGIN_SHARE",
     "BASELINES",
     "BLUR_DIVISOR",
     "SANITY_MAX_CORR",
     "Curve",
     "PerturbationCurves",
     "SanityResult",
+    "Verdict",
+    "compare_auc",
     "deletion_insertion",
     "randomisation_check",
     "randomisation_units",
@@ -76,6 +80,12 @@ SANITY_MAX_CORR = 0.5
 # Below this spread of the class probability over every perturbed image (map and random curves together) the
 # score does not depend on the image (an untrained or saturated model): the curves cannot rank any map.
 FLAT_SPAN = 0.02
+# A map's AUC counts as better (or worse) than the random map's only beyond this margin: the larger of
+# AUC_MARGIN and AUC_MARGIN_SHARE of the random AUC. One random map is one draw, so 0.070 against 0.068
+# says nothing either way.
+AUC_MARGIN = 0.02
+AUC_MARGIN_SHARE = 0.10
+Verdict = Literal["better", "same", "worse"]
 _SEQUENCES = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
 
 
@@ -122,6 +132,13 @@ class Curve:
         }
 
 
+def compare_auc(value: float, reference: float, *, lower_is_better: bool) -> Verdict:
+    """Whether ``value`` beats ``reference`` (a random map's AUC) by more than the margin (see AUC_MARGIN)."""
+    margin = max(AUC_MARGIN, AUC_MARGIN_SHARE * abs(reference))
+    gain = reference - value if lower_is_better else value - reference
+    return "better" if gain > margin else "worse" if gain < -margin else "same"
+
+
 @dataclass
 class PerturbationCurves:
     """Deletion and insertion curves of one map (and of a random map, when asked for).
@@ -155,6 +172,16 @@ class PerturbationCurves:
         low, high = self.score_range
         return high - low < FLAT_SPAN
 
+    @property
+    def verdicts(self) -> dict[str, Verdict] | None:
+        """Deletion and insertion against the random map, each better / same / worse (``None`` without one)."""
+        if self.random_deletion is None or self.random_insertion is None:
+            return None
+        return {
+            "deletion": compare_auc(self.deletion.auc, self.random_deletion.auc, lower_is_better=True),
+            "insertion": compare_auc(self.insertion.auc, self.random_insertion.auc, lower_is_better=False),
+        }
+
     def to_dict(self) -> dict[str, object]:
         """Plain data for JSON."""
         out: dict[str, object] = {
@@ -162,6 +189,7 @@ class PerturbationCurves:
             "baseline": self.baseline,
             "forwards": self.forwards,
             "flat": self.flat,
+            "verdicts": self.verdicts,
         }
         for name in ("deletion", "insertion", "random_deletion", "random_insertion"):
             curve = getattr(self, name)

@@ -33,12 +33,13 @@ from .results import RESULTS, ResultStore
 __all__ = ["Plan", "Summary", "model_identity", "open_run"]
 
 _LOAD_DEFAULTS = {"spec": DEFAULT_MODEL, "weights": "DEFAULT", "trust_checkpoint": False}
+_NOT_THE_MODEL = ("fit", "allow_code")  # the job's fit is its own field; allow_code is a permission
 
 
 def model_identity(args: dict[str, Any]) -> dict[str, Any]:
-    """``load_model`` arguments as a run records them: defaults filled in, then unset ones left out (a default
-    fit is the job's ``fit``), so the same model given two ways (``{}``, the CLI's options) compares equal."""
-    merged = {**_LOAD_DEFAULTS, **{k: v for k, v in args.items() if k != "fit"}}
+    """``load_model`` arguments as a run records them: defaults filled in, then unset ones left out (and the
+    fit, the job's own, and ``allow_code``, a permission), so one model given two ways compares equal."""
+    merged = {**_LOAD_DEFAULTS, **{k: v for k, v in args.items() if k not in _NOT_THE_MODEL}}
     return {k: list(v) if isinstance(v, tuple) else v for k, v in merged.items() if v not in (None, [], (), False)}
 
 

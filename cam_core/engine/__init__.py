@@ -10,6 +10,7 @@ one forward and one batched backward. (The module is ``explainer``, not ``explai
 from .capture import LayerNotFound, capture_layers, get_layer, model_lock, replace_output
 from .explainer import (
     ExplainResult,
+    OutOfMemory,
     explain,
     match_classes,
     memory_errors,
@@ -29,6 +30,7 @@ __all__ = [
     "ExplainResult",
     "LayerNotFound",
     "Method",
+    "OutOfMemory",
     "Target",
     "capture_layers",
     "check_methods",

@@ -16,15 +16,18 @@ from __future__ import annotations
 import difflib
 import re
 import warnings
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import CamError, choices_hint
+from ..limits import MAX_FORWARD_BATCH
 from . import perturb
 from .capture import capture_layers, model_lock
 from .methods import METHODS, check_methods, weighted_sum
@@ -33,7 +36,12 @@ from .targets import Target, resolve_target
 __all__ = [
     "ClassSpec",
     "ExplainResult",
+    "OutOfMemory",
+    "check_batch_size",
+    "check_finite",
+    "eval_mode",
     "explain",
+    "float_dtype",
     "match_classes",
     "memory_errors",
     "place_model",
@@ -139,6 +147,10 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 _OOM_MARKERS = ("out of memory", "can't allocate memory", "cannot allocate memory")
 
 
+class OutOfMemory(CamError):
+    """The device ran out of memory: a passing condition (fewer classes, another time), not a property of the input."""
+
+
 @contextmanager
 def memory_errors(dev: torch.device, what: str = "computing the maps") -> Iterator[None]:
     """Turn running out of (GPU or CPU) memory into a CamError that says what to reduce."""
@@ -151,7 +163,7 @@ def memory_errors(dev: torch.device, what: str = "computing the maps") -> Iterat
             raise
         if dev.type == "cuda":
             torch.cuda.empty_cache()
-        raise CamError(
+        raise OutOfMemory(
             f"out of memory on {dev.type} while {what}: explain fewer classes or images, lower the batch size of "
             "Score-/Ablation-CAM, pick a deeper (smaller) layer, or use another device"
         ) from exc
@@ -172,10 +184,12 @@ def resolve_classes(spec: ClassSpec, logits: Tensor, class_names: Sequence[str])
     integer tensor, or as a function of the logits (N, C) giving one, so they cost no extra forward.
     """
     n, c = logits.shape
-    if callable(spec) and not isinstance(spec, Tensor):
-        spec = spec(logits)
-    if isinstance(spec, Tensor):
-        return _check_class_tensor(spec, n, c)
+    if callable(spec) and not isinstance(spec, Tensor | np.ndarray):
+        return _check_class_tensor(torch.as_tensor(spec(logits)), n, c)
+    if isinstance(spec, Tensor | np.ndarray):
+        if spec.ndim == 2 and spec.shape[0] == n > 1:  # a row of classes per image (a dataset's labels)
+            return _check_class_tensor(torch.as_tensor(spec), n, c)
+        spec = spec.reshape(-1).tolist()  # np.argsort(...)[:3], logits.topk(3).indices: the same for every image
     if isinstance(spec, str):
         match = _TOPK.match(spec.strip().lower())
         if match:
@@ -184,15 +198,14 @@ def resolve_classes(spec: ClassSpec, logits: Tensor, class_names: Sequence[str])
                 raise CamError(f"{spec!r}: k must be between 1 and {c}")
             return logits.topk(k, dim=1).indices
         spec = [s.strip() for s in spec.split(",") if s.strip()]
-    elif isinstance(spec, int):
+    elif not isinstance(spec, Sequence):
         spec = [spec]
     if not spec:
         raise CamError("no class given; use e.g. top3, 281,285 or a class name")
     lower = {name.lower(): i for i, name in reversed(list(enumerate(class_names)))}
     ids: list[int] = []
     for item in spec:
-        if isinstance(item, str) and item.lstrip("-").isdigit():
-            item = int(item)
+        item = _class_item(item)
         if isinstance(item, int):
             if not 0 <= item < c:
                 raise CamError(f"class index {item} is out of range: the model has classes 0..{c - 1}")
@@ -213,6 +226,21 @@ def _check_class_tensor(ids: Tensor, n: int, c: int) -> Tensor:
     if bool((ids < 0).any()) or bool((ids >= c).any()):
         raise CamError(f"a class index is out of range: the model has classes 0..{c - 1}")
     return ids.long()
+
+
+def _class_item(item: object) -> int | str:
+    """One class of a spec as an index or a name: NumPy and integral floats become ints; bools and the rest fail."""
+    if isinstance(item, bool | np.bool_):
+        raise CamError(f"a class is an index, a name or topK, not {item!r}")
+    if isinstance(item, int | np.integer):
+        return int(item)
+    if isinstance(item, float | np.floating):
+        if float(item).is_integer():
+            return int(item)
+        raise CamError(f"class {item!r} is not an index: give a whole number, a name or topK")
+    if isinstance(item, str):
+        return int(item) if item.lstrip("-").isdigit() else item
+    raise CamError(f"a class is an index, a name or topK, not a {type(item).__name__}")
 
 
 def match_classes(
@@ -288,7 +316,7 @@ def _batched_grads(scores: Tensor, leaf: Tensor, to_grid: Callable[[Tensor], Ten
             g = torch.stack([torch.autograd.grad(scores, leaf, e, retain_graph=True)[0] for e in eye])
         # (k, N, *raw) → grid layout (k·N, C, h, w) → (N, k, C, h, w)
         grid = to_grid(g.flatten(0, 1))
-        return grid.unflatten(0, (k1 - k0, n)).transpose(0, 1)
+        return grid.unflatten(0, (k1 - k0, n)).transpose(0, 1).float()
 
     return grads
 
@@ -334,30 +362,31 @@ def explain(
     """
     from ..models.layers import grid_transform, recommended_layer
 
-    methods = check_methods(methods)
+    methods = check_methods(methods if methods is not None else ("gradcam",))
     target_fn = resolve_target(target)
     module, class_names = unwrap_model(model)
-    if x.ndim != 4:
-        raise CamError(f"expected images as an (N, 3, H, W) tensor, got shape {tuple(x.shape)}")
-    if module.training:
-        warnings.warn("model is in training mode: BatchNorm/Dropout make maps noisy; call .eval()", stacklevel=2)
+    _check_images(x)
+    batch_size = check_batch_size(batch_size)
+    if layer is not None and not isinstance(layer, str):
+        raise CamError(f"layer is a dotted name such as 'layer4', not a {type(layer).__name__}")
     dev = resolve_device(device)
-    with model_lock(module), memory_errors(dev):
+    with model_lock(module), memory_errors(dev), eval_mode(module):
         place_model(module, dev)
-        layer = layer or recommended_layer(model)
+        layer = layer or recommended_layer(model, input_size=tuple(x.shape[-2:]))
         to_grid = grid_transform(model, layer, input_size=tuple(x.shape[-2:]))
-        x = x.to(dev)
+        x = x.to(device=dev, dtype=float_dtype(module))
         with capture_layers(module, [layer]) as cap, torch.no_grad():
             out = module(x)
         cap.check()
         if not isinstance(out, Tensor) or out.ndim != 2:
             raise CamError("the model's output is not (N, classes) logits; wrap it to return a tensor of scores")
+        check_finite(out)
         names = class_names or [f"class {i}" for i in range(out.shape[1])]
         if len(names) != out.shape[1]:
             raise CamError(f"the model has {out.shape[1]} outputs but {len(names)} class names were given")
         ids = resolve_classes(classes, out.detach(), names).to(dev)
         leaf = cap[layer]
-        A = to_grid(leaf.detach())
+        A = to_grid(leaf.detach()).float()  # maps in float32, whatever the model computes in (half, bf16)
         box = _check_region(region, tuple(x.shape[-2:]))
         valid = region_mask(box, tuple(x.shape[-2:]), tuple(A.shape[-2:])).to(A.device) if box else None
         maps: dict[str, Tensor] = {}
@@ -379,6 +408,9 @@ def explain(
         del out, leaf, cap  # drop the graph: nothing with autograd history outlives the call
         if "eigencam" in methods:
             maps["eigencam"] = METHODS["eigencam"].fn(A).expand(-1, ids.shape[1], -1, -1).contiguous()
+    # The perturbation methods' many forwards take the model's lock batch by batch (see perturb), so
+    # another caller of the same model (another browser session) gets its turn between batches.
+    with memory_errors(dev), eval_mode(module):
         for name in (m for m in methods if METHODS[m].kind == "perturbation"):
             if name == "scorecam":
                 channel_scores, forwards = perturb.masked_input_scores(
@@ -427,6 +459,67 @@ def _check_region(region: Sequence[int] | None, size: tuple[int, int]) -> tuple[
 
 def _masked(maps: Tensor, valid: Tensor | None) -> Tensor:
     return maps if valid is None else maps * valid
+
+
+def _check_images(x: object) -> None:
+    if not isinstance(x, Tensor):
+        raise CamError(f"expected images as an (N, 3, H, W) tensor, got a {type(x).__name__}")
+    if x.ndim != 4:
+        raise CamError(f"expected images as an (N, 3, H, W) tensor, got shape {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise CamError(f"expected preprocessed float images, got {x.dtype}: use LoadedModel.preprocess")
+    if not bool(torch.isfinite(x).all()):
+        raise CamError("the images contain NaN or infinite values")
+
+
+def check_batch_size(batch_size: object) -> int:
+    """A forward batch size: a whole number from 1 to :data:`~cam_core.limits.MAX_FORWARD_BATCH`."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer):
+        raise CamError(f"batch size must be a whole number, got {batch_size!r}")
+    if not 1 <= int(batch_size) <= MAX_FORWARD_BATCH:
+        raise CamError(f"batch size must be between 1 and {MAX_FORWARD_BATCH}, got {batch_size}")
+    return int(batch_size)
+
+
+def check_finite(out: Tensor) -> None:
+    """The model's outputs must be numbers: NaN/inf logits make every map and probability meaningless."""
+    if not bool(torch.isfinite(out).all()):
+        bad = "NaN" if bool(out.isnan().any()) else "infinite"
+        raise CamError(
+            f"the model's outputs are {bad} for this input, so no map or probability would mean anything: its "
+            "weights (or the input) hold NaN or infinite values, or a layer overflows"
+        )
+
+
+def float_dtype(module: nn.Module) -> torch.dtype:
+    """The dtype the model computes in (half and bfloat16 models get their inputs in their dtype)."""
+    return next((t.dtype for t in (*module.parameters(), *module.buffers()) if t.is_floating_point()), torch.float32)
+
+
+_WARNED_TRAINING: weakref.WeakSet[nn.Module] = weakref.WeakSet()
+
+
+@contextmanager
+def eval_mode(module: nn.Module) -> Iterator[None]:
+    """Run the block in eval mode and put every submodule's mode back afterwards.
+
+    A model in training mode would update its BatchNorm statistics on every call and drop
+    units at random: maps would be noisy and the caller's model would change under them.
+    """
+    modes = [(m, m.training) for m in module.modules()]
+    if module.training and module not in _WARNED_TRAINING:
+        _WARNED_TRAINING.add(module)
+        warnings.warn(
+            "model is in training mode: it is explained in eval mode (BatchNorm statistics fixed, dropout off) "
+            "and left in training mode afterwards",
+            stacklevel=3,
+        )
+    try:
+        module.eval()
+        yield
+    finally:
+        for m, mode in modes:
+            m.training = mode
 
 
 def _activation_stats(A: Tensor, valid: Tensor | None = None) -> dict[str, Tensor]:

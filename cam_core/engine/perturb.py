@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .capture import replace_output
+from .capture import model_lock, replace_output
 from .targets import Target
 
 __all__ = ["ablated_scores", "masked_input_scores"]
@@ -45,7 +45,7 @@ def _channel_scores(
 ) -> tuple[Tensor, int]:
     """Scores (N, K, C) from ``run(image, first_channel, count) → logits``, one batched forward per call."""
     n, c = A.shape[:2]
-    out = torch.empty(n, ids.shape[1], c, device=A.device)
+    out = torch.empty(n, ids.shape[1], c, device=A.device, dtype=torch.float32)
     forwards = 0
     for i in range(n):
         for c0 in range(0, c, batch_size):
@@ -77,8 +77,9 @@ def masked_input_scores(
     def run(i: int, c0: int, b: int) -> Tensor:
         if i not in masks:
             masks.clear()  # one image's masks at a time
-            masks[i] = _minmax_masks(A[i], x.shape[-2:])
-        return module(x[i : i + 1] * masks[i][c0 : c0 + b])
+            masks[i] = _minmax_masks(A[i], x.shape[-2:]).to(x.dtype)
+        with model_lock(module):  # per batch: other callers of the model run between batches
+            return module(x[i : i + 1] * masks[i][c0 : c0 + b])
 
     return _channel_scores(A, ids, target, batch_size, run, "Score-CAM", progress)
 
@@ -125,9 +126,9 @@ def _forward_edited(
 
     def edit(output: Tensor) -> Tensor:
         keep = 1.0 - _raw_drop_masks(to_grid, output.shape[1:], drop_grid)
-        return output[:1] * keep  # output[:1]: the fallback below feeds b identical images
+        return (output[:1] * keep).to(output.dtype)  # output[:1]: the fallback below feeds b identical images
 
-    with replace_output(module, layer, edit):
+    with replace_output(module, layer, edit):  # takes the model's lock for this batch only
         try:
             logits = module(x1)
             if logits.shape[0] == b:

@@ -24,10 +24,10 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import CamError
+from ..limits import MAX_DECODE_ASPECT, MAX_PIXELS
 
 __all__ = ["IMAGE_EXTENSIONS", "MAX_PIXELS", "SUPPORTED_FORMATS", "ImageError", "load_image"]
 
-MAX_PIXELS = 50_000_000
 # Display names; Pillow's identifiers are the upper-case forms.
 SUPPORTED_FORMATS: tuple[str, ...] = ("PNG", "JPEG", "WebP", "BMP", "TIFF", "GIF")
 _PIL_FORMATS = tuple(f.upper() for f in SUPPORTED_FORMATS)
@@ -144,6 +144,12 @@ def _decode(stream: BinaryIO, label: str, max_pixels: int) -> Image.Image:
             )
         if width == 0 or height == 0:
             raise ImageError(f"{label} has no pixels ({width}×{height})")
+        aspect = max(width, height) / min(width, height)
+        if aspect > MAX_DECODE_ASPECT:
+            raise ImageError(
+                f"{label} is {width}×{height} pixels, an aspect ratio of {aspect:.0f}:1, beyond the "
+                f"{MAX_DECODE_ASPECT:g}:1 limit; crop it to the part to explain first"
+            )
         try:
             im.seek(0)  # first frame of an animation or a multi-page TIFF
             im.load()

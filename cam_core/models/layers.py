@@ -236,7 +236,8 @@ def _same_fingerprint(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
     if len(a) != len(b) or a[:3] != b[:3]:
         return False
     tol = 1e-12 * a[4]
-    return all(abs(x - y) <= tol for x, y in zip(a[3:], b[3:], strict=True))
+    # NaN weights make NaN sums: two NaN fingerprints of the same shape can't be told apart, so they match.
+    return all(abs(x - y) <= tol or (math.isnan(x) and math.isnan(y)) for x, y in zip(a[3:], b[3:], strict=True))
 
 
 @dataclass
@@ -531,7 +532,7 @@ def _recommend(tracer: _Tracer) -> str | None:
     if not usable:
         return None
     last = max(usable, key=lambda n: usable[n].exit)
-    same = [n for n, r in usable.items() if _same_fingerprint(r.fingerprint, usable[last].fingerprint)]
+    same = [n for n, r in usable.items() if _same_fingerprint(r.fingerprint, usable[last].fingerprint)] or [last]
     # A container fed the model's input holds the whole trunk: name the stage inside it instead.
     stages = [n for n in same if not (records[n].takes_model_input and records[n].has_children)] or same
     return min(stages, key=lambda n: (n.count("."), usable[n].exit))

@@ -28,6 +28,7 @@ import os
 import pickle
 import re
 import sys
+import threading
 import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -43,6 +44,7 @@ from PIL import Image
 from torch import nn
 from torchvision.transforms import InterpolationMode
 
+from ..engine.explainer import float_dtype
 from ..errors import CamError, choices_hint
 from . import efficientnet_lite
 from .preprocess import FITS, Fit, Placement, Preprocess, check_fit
@@ -52,6 +54,7 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "CheckpointError",
+    "CodeNotAllowed",
     "LoadedModel",
     "Preprocess",
     "UnknownModel",
@@ -88,6 +91,10 @@ class CheckpointError(CamError):
 
 class UntrustedCheckpoint(CheckpointError):
     """A checkpoint that needs full unpickling, which was not allowed."""
+
+
+class CodeNotAllowed(CamError):
+    """A model source that carries code (factory, import path, pickle, TorchScript) where code is not allowed."""
 
 
 @dataclass(eq=False)
@@ -197,6 +204,7 @@ def load_model(
     std: Sequence[float] | None = None,
     import_paths: Sequence[str | os.PathLike[str]] = (),
     fit: str | None = None,
+    allow_code: bool = True,
 ) -> LoadedModel:
     """Load a classifier from a spec (see the module docstring for the forms).
 
@@ -215,6 +223,10 @@ def load_model(
         import_paths: Folders added to ``sys.path`` while a factory's module is imported.
         fit: The default fit of ``preprocess`` (``whole``, ``crop``, ``squash``, ``letterbox``); by default
             ``whole`` for models that take any input size, else ``letterbox``.
+        allow_code: ``False`` refuses every source that carries code (a Python factory, an import path, a
+            pickled module, a TorchScript archive, whose graph can read and write files), whatever
+            ``trust_checkpoint`` says: what a shared dashboard offers its visitors. Weights-only files
+            (state dicts read with ``weights_only=True``) still load, into architectures this package knows.
 
     Returns:
         The model with class names and preprocessing.
@@ -224,16 +236,23 @@ def load_model(
         WeightsUnavailable: Pretrained weights not cached and not downloadable (offline).
         UntrustedCheckpoint: A pickled module without ``trust_checkpoint``.
         CheckpointError: An unreadable checkpoint, or one that does not fit the architecture.
+        CodeNotAllowed: A source that carries code, with ``allow_code=False``.
         CamError: Bad labels, sizes or normalisation.
     """
     text = os.fspath(spec).strip()
     if not text:
         raise UnknownModel(f"no model given; use {_SPEC_FORMS}")
+    trust_checkpoint = trust_checkpoint and allow_code
     ckpt = Path(checkpoint) if checkpoint is not None else None
+    if not allow_code and (_FACTORY.match(text) or import_paths):
+        raise CodeNotAllowed(
+            "Python factories and import paths run code on this machine, which is not allowed here; use a "
+            "built-in model, or weights (a state dict) for a known architecture"
+        )
     if text.lower().endswith(CHECKPOINT_SUFFIXES) or Path(text).is_file():
         if ckpt is not None:
             raise CamError(f"a checkpoint goes with a factory or an architecture name, not with the file {text}")
-        built = _from_file(Path(text), arch, trust_checkpoint)
+        built = _from_file(Path(text), arch, trust_checkpoint, allow_code)
     elif _FACTORY.match(text):
         built = _from_factory(text, ckpt, import_paths, trust_checkpoint)
     else:
@@ -241,7 +260,7 @@ def load_model(
         if arch is not None:
             raise CamError(f"--arch is for state-dict files; {text!r} already names an architecture")
         if ckpt is not None:
-            built = _into_arch(name, ckpt, trust_checkpoint)
+            built = _into_arch(name, ckpt, trust_checkpoint, allow_code)
         elif name == DEFAULT_MODEL:
             built = _lite0(weights)
         else:
@@ -395,11 +414,30 @@ def _is_torchscript(path: Path) -> bool:
         return any(n.endswith("/constants.pkl") for n in archive.namelist())
 
 
-def _read_checkpoint(path: Path, trust: bool) -> object:
+def _looks_like_checkpoint(path: Path) -> bool:
+    """torch.save writes a zip archive (since 1.6) or, in the legacy format, a pickle (first byte 0x80)."""
+    if zipfile.is_zipfile(path):
+        return True
+    with path.open("rb") as f:
+        return f.read(1) == b"\x80"
+
+
+def _read_checkpoint(path: Path, trust: bool, allow_code: bool = True) -> object:
     """The object stored in ``path``: a ScriptModule, a dict, or (trusted only) anything pickled."""
     if not path.is_file():
         raise CheckpointError(f"no such checkpoint file: {path}")
+    if not _looks_like_checkpoint(path):
+        raise CheckpointError(
+            f"{path} is not a PyTorch checkpoint: torch.save writes a zip archive (or a legacy pickle), and this "
+            "file is neither"
+        )
     if _is_torchscript(path):
+        if not allow_code:
+            raise CodeNotAllowed(
+                f"{path} is a TorchScript archive: its graph is code that can read and write files on this "
+                "machine, so it is not loaded here; upload the model's state dict (model.state_dict()) with its "
+                "architecture instead"
+            )
         try:
             return torch.jit.load(str(path), map_location="cpu")
         except RuntimeError as exc:
@@ -410,6 +448,11 @@ def _read_checkpoint(path: Path, trust: bool) -> object:
     except pickle.UnpicklingError as exc:
         if "Weights only load failed" not in str(exc):
             raise CheckpointError(f"{unreadable}: {_first_line(exc)}") from exc
+        if not allow_code:
+            raise CodeNotAllowed(
+                f"{path} holds pickled Python objects (e.g. a whole nn.Module), not just weights; unpickling runs "
+                "code from the file, which is not allowed here; upload model.state_dict() with its architecture"
+            ) from exc
         if not trust:
             raise UntrustedCheckpoint(
                 f"{path} holds pickled Python objects (e.g. a whole nn.Module), not just weights; unpickling "
@@ -515,9 +558,9 @@ def _num_classes_in(arch: str, state: dict[str, torch.Tensor]) -> int | None:
     return int(state[head].shape[0])
 
 
-def _into_arch(arch: str, path: Path, trust: bool) -> _Built:
+def _into_arch(arch: str, path: Path, trust: bool, allow_code: bool = True) -> _Built:
     """A state dict loaded into a torchvision architecture or EfficientNet-Lite0, head size from the file."""
-    found = _unwrap(_read_checkpoint(path, trust), path)
+    found = _unwrap(_read_checkpoint(path, trust, allow_code), path)
     if isinstance(found, nn.Module):
         raise CheckpointError(f"{path} holds a whole model, not a state dict; load it without --arch")
     num_classes = _num_classes_in(arch, found)
@@ -536,10 +579,10 @@ def _into_arch(arch: str, path: Path, trust: bool) -> _Built:
     )
 
 
-def _from_file(path: Path, arch: str | None, trust: bool) -> _Built:
+def _from_file(path: Path, arch: str | None, trust: bool, allow_code: bool = True) -> _Built:
     if arch is not None:
-        return _into_arch(_arch_name(arch), path, trust)
-    obj = _read_checkpoint(path, trust)
+        return _into_arch(_arch_name(arch), path, trust, allow_code)
+    obj = _read_checkpoint(path, trust, allow_code)
     if isinstance(obj, torch.jit.ScriptModule):
         return _Built(
             module=obj.eval(),
@@ -594,26 +637,45 @@ def _on_sys_path(folders: Sequence[str | os.PathLike[str]]) -> Iterator[None]:
                 sys.path.remove(folder)
 
 
+@contextlib.contextmanager
+def _users_code(spec: str, doing: str) -> Iterator[None]:
+    """Whatever the user's module does while ``doing`` (importing, building) becomes one CamError.
+
+    ``SystemExit`` and ``KeyboardInterrupt`` included: raised by the user's code in a server thread
+    they would end the page's run without a word. A real Ctrl-C reaches only the main thread (the CLI),
+    where it keeps its meaning.
+    """
+    try:
+        yield
+    except CamError:
+        raise
+    except KeyboardInterrupt:
+        if threading.current_thread() is threading.main_thread():
+            raise
+        raise CamError(f"factory {spec!r} raised KeyboardInterrupt while {doing}") from None
+    except (Exception, SystemExit) as exc:
+        raise CamError(f"factory {spec!r} raised {type(exc).__name__} while {doing}: {_first_line(exc)}") from exc
+
+
 def _call_factory(spec: str, import_paths: Sequence[str | os.PathLike[str]]) -> object:
     module_name, _, attr = spec.partition(":")
-    try:
-        target: object = importlib.import_module(module_name)
-    except ImportError as exc:
-        where = f" (also searched {', '.join(map(os.fspath, import_paths))})" if import_paths else ""
-        raise UnknownModel(
-            f"cannot import {module_name!r} for factory {spec!r}: {_first_line(exc)}{where}; "
-            "add the folder that contains it with --import-path"
-        ) from exc
+    with _users_code(spec, "being imported"):
+        try:
+            target: object = importlib.import_module(module_name)
+        except ImportError as exc:
+            where = f" (also searched {', '.join(map(os.fspath, import_paths))})" if import_paths else ""
+            raise UnknownModel(
+                f"cannot import {module_name!r} for factory {spec!r}: {_first_line(exc)}{where}; "
+                "add the folder that contains it with --import-path"
+            ) from exc
     for part in attr.split("."):
         if not hasattr(target, part):
             raise UnknownModel(f"{module_name!r} has no attribute {attr!r} (factory {spec!r})")
         target = getattr(target, part)
     if not callable(target):
         raise UnknownModel(f"{spec!r} is not callable; a factory is a function that returns an nn.Module")
-    try:
+    with _users_code(spec, "building the model"):
         return target()
-    except Exception as exc:  # the user's code: report it as their error, keeping the cause
-        raise CamError(f"factory {spec!r} raised {type(exc).__name__}: {_first_line(exc)}") from exc
 
 
 def _from_factory(
@@ -661,13 +723,14 @@ def _read_labels(path: Path) -> list[str]:
 
 def _count_outputs(module: nn.Module, size: tuple[int, int]) -> int:
     """Number of logits, from one forward pass on a blank image of the input size."""
+    dtype = float_dtype(module)
     try:
         with torch.no_grad():
-            out = module(torch.zeros(1, 3, *size))
+            out = module(torch.zeros(1, 3, *size, dtype=dtype))
     except Exception as exc:  # the user's model: its failure is a message, not a crash
         raise CamError(
-            f"the model failed on a 1×3×{size[0]}×{size[1]} input ({type(exc).__name__}: {_first_line(exc)}); "
-            "check --input-size"
+            f"the model failed on a 1×3×{size[0]}×{size[1]} {str(dtype).removeprefix('torch.')} input "
+            f"({type(exc).__name__}: {_first_line(exc)}); check --input-size"
         ) from exc
     if not isinstance(out, torch.Tensor) or out.ndim != 2 or out.shape[0] != 1:
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
@@ -681,7 +744,7 @@ def _takes_any_size(module: nn.Module, size: tuple[int, int]) -> bool:
     h, w = size
     try:
         with torch.no_grad():
-            out = module(torch.zeros(1, 3, h, w + max(32, w // 2)))
+            out = module(torch.zeros(1, 3, h, w + max(32, w // 2), dtype=float_dtype(module)))
     except Exception:  # the user's model: any failure means "not at this size"
         return False
     return isinstance(out, torch.Tensor) and out.ndim == 2 and out.shape[0] == 1

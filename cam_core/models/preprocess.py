@@ -28,6 +28,7 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms import functional as TF
 
 from ..errors import CamError, choices_hint
+from ..limits import MAX_ASPECT
 
 __all__ = ["FITS", "FIT_TITLES", "MAX_ASPECT", "Fit", "Placement", "Preprocess", "check_fit"]
 
@@ -39,8 +40,6 @@ FIT_TITLES: dict[str, str] = {
     "squash": "Squash",
     "letterbox": "Letterbox",
 }
-# The long side of a ``whole`` input is at most this many times its short side (224 → 1792 px).
-MAX_ASPECT = 8.0
 
 
 def check_fit(fit: str, allowed: tuple[str, ...] = FITS) -> Fit:

@@ -20,9 +20,8 @@ from cam_core.batch import BatchJob, discover, model_identity, run_local
 from cam_core.batch.results import RESULTS
 from cam_core.engine.methods import METHODS
 from cam_core.errors import CamError
-from cam_core.io.images import load_image
 from dashboard import dataroot, state
-from dashboard.compute import Bundle, ImageItem, ModelSpec, model_args
+from dashboard.compute import Bundle, ImageItem, ModelSpec, decode_image, model_args
 from dashboard.dataset import table as tb
 from dashboard.dataset.figures import confusion_figure
 from dashboard.dataset.thumbs import ThumbCache, file_stamp
@@ -448,7 +447,8 @@ def _open_row(results: tb.Results, root: Path, bundle: Bundle | None, row: int) 
     try:
         file = dataroot.resolve_under(root, path)
         data = file.read_bytes()
-        image = load_image(data, name=file.name)
+        digest = hashlib.sha1(data).hexdigest()
+        image = decode_image(digest, data, file.name)
     except (CamError, OSError) as exc:
         st.session_state[DS.GOTO] = str(exc)
         return
@@ -456,7 +456,6 @@ def _open_row(results: tb.Results, root: Path, bundle: Bundle | None, row: int) 
     if spec is not None and (bundle is None or spec != bundle.spec):
         request_model(spec)
     key = (spec or bundle.spec).key if (spec or bundle) else None
-    digest = hashlib.sha1(data).hexdigest()
     state.open_image(ImageItem(file.name, image, digest, fit=results.fit))
     st.session_state[state.K.FIT] = results.fit
     if key is not None:

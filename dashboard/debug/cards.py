@@ -23,12 +23,19 @@ from dashboard.state import request_full_rerun, set_layer
 # Findings whose fix is another layer / the signed view / a contrast (codes from cam_core.analysis.diagnose).
 _LAYER_CODES = frozenset({"empty_after_relu", "mostly_negative", "zero_map", "pre_activation", "residual_branch"})
 _SIGNED_CODES = frozenset(
-    {"empty_after_relu", "mostly_negative", "pre_activation", "centred_map", "scale_invariant_head"}
+    {
+        "empty_after_relu",
+        "mostly_negative",
+        "negative_majority",
+        "pre_activation",
+        "centred_map",
+        "scale_invariant_head",
+    }
 )
 _CONTRAST_CODES = frozenset({"near_bound", "centred_map", "scale_invariant_head"})
 # Findings about the layer or the model, not one map: the same words on every card, so said once above them.
 LAYER_NOTE_CODES = frozenset({"pre_activation", "residual_branch", "scale_invariant_head"})
-BADGES = {"empty_after_relu": "red", "zero_map": "red", "mostly_negative": "orange"}
+BADGES = {"empty_after_relu": "red", "zero_map": "red", "zero_head": "red", "mostly_negative": "orange"}
 
 
 # ---- diagnosis cards and the page-level summary --------------------------------------------------------

@@ -13,6 +13,10 @@ session cache and run buttons in :mod:`dashboard.debug.session`, the figures in
 
 Cost rules:
 
+- Nothing runs until the section is opened (:func:`debug_toggle`, a switch under the
+  overlays): a blank map is flagged without it (``panels.blank_maps_note``).
+- The section is a fragment and each tab another: switching it, a tab, or a tab's
+  own widgets reruns only that part.
 - The diagnosis needs the layer's statistics: one ``explain`` (one forward, one
   backward, every gradient method at once, activations kept for point
   inspection) and one forward for the head probe, per (model, image, layer,

@@ -25,6 +25,8 @@ from cam_core.analysis.diagnose import (
 )
 from cam_core.analysis.sweep import SWEEP_METHODS, SweepResult, compare_methods, contrast, sweep
 from cam_core.analysis.trust import (
+    AUC_MARGIN,
+    AUC_MARGIN_SHARE,
     BASELINES,
     SANITY_MAX_CORR,
     PerturbationCurves,
@@ -533,21 +535,24 @@ def _draw_curves(ctx: Ctx, curves: PerturbationCurves, seconds: float) -> None:
             "curves cannot judge any map.",
             icon=":material/trending_flat:",
         )
-    elif curves.random_deletion is not None and curves.random_insertion is not None:
-        dele = curves.deletion.auc < curves.random_deletion.auc
-        ins = curves.insertion.auc > curves.random_insertion.auc
+    elif curves.verdicts is not None:
+        v = curves.verdicts
+        words = {"better": "better", "same": "about the same", "worse": "worse"}
         verdicts.append(
             f"Deletion AUC {curves.deletion.auc:.3f} vs random {curves.random_deletion.auc:.3f} "
-            f"({'better' if dele else 'no better'}); insertion AUC {curves.insertion.auc:.3f} vs random "
-            f"{curves.random_insertion.auc:.3f} ({'better' if ins else 'no better'})."
+            f"({words[v['deletion']]}); insertion AUC {curves.insertion.auc:.3f} vs random "
+            f"{curves.random_insertion.auc:.3f} ({words[v['insertion']]}). Differences under "
+            f"{AUC_MARGIN:g} or {AUC_MARGIN_SHARE:.0%} of the random AUC count as the same "
+            "(one random map is one draw)."
         )
-        if dele and ins:
+        if v["deletion"] == v["insertion"] == "better":
             st.success(
                 " ".join(verdicts) + " The map ranks the evidence better than chance.", icon=":material/verified:"
             )
         else:
             st.warning(
-                " ".join(verdicts) + " The map does not beat a random one on both curves: do not read much into it.",
+                " ".join(verdicts) + " The map does not clearly beat a random one on both curves: do not read much "
+                "into it.",
                 icon=":material/gpp_maybe:",
             )
     else:

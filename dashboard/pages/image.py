@@ -23,7 +23,16 @@ import streamlit as st
 
 from cam_core.engine.methods import METHODS
 from dashboard import debug, panels, shell, state
-from dashboard.compute import Bundle, ImageItem, ViewResult, compute_view, is_slow, pending, ranking
+from dashboard.compute import (
+    Bundle,
+    ImageItem,
+    ViewResult,
+    cached_scores,
+    compute_view,
+    is_slow,
+    pending,
+    ranking,
+)
 from dashboard.display import display_toolbar
 from dashboard.feedback import guarded
 from dashboard.sidebar import images_ui, methods_ui
@@ -56,8 +65,10 @@ def main() -> None:
     if not items:
         st.info("Upload an image, pick a sample photo or take a snapshot (sidebar).", icon=":material/image:")
         return
-    item = replace(panels.image_ui(items, url), fit=shared.fit)
-    main_col, rail = st.columns([2.3, 1.05], gap="medium")
+    with st.container(key="image_switcher"):  # always there: what follows keeps its place (and its DOM)
+        item = replace(panels.image_ui(items, url), fit=shared.fit)
+    with st.container(key="workspace"):
+        main_col, rail = st.columns([2.3, 1.05], gap="medium")
     with rail:
         scores = st.container(key="scores_box")
         tree = st.container(key="tree_box")
@@ -91,7 +102,8 @@ def _view(
     state.honour_full_rerun()
     names = bundle.model.class_names
     ctx = (bundle.spec.key, item.digest)
-    cls_col, find_col, k_col = st.columns([2.8, 1.4, 0.62], vertical_alignment="bottom")
+    row = st.container(horizontal=True, vertical_alignment="bottom", gap="small", key="class_row")
+    cls_col, find_col, k_col = row.container(width="stretch"), row.container(width=230), row.container(width=92)
     with k_col:
         k = panels.topk_ui(url, len(names), ctx, lambda: ranking(bundle.spec.key, item.key))
     wanted = st.session_state.setdefault(state.K.CLASSES, {}).get(ctx)
@@ -102,7 +114,13 @@ def _view(
     figures = st.container(key="figures")
     with figures:
         view = _compute(bundle, item, layer, list(methods), wanted, k)
-    if view is None:
+    if view is None:  # the maps failed (the message is shown): the classes stay editable, to undo what failed
+        scores = cached_scores(bundle.spec.key, item.key)
+        if scores is not None:
+            with cls_col:
+                panels.classes_ui(ctx, names)
+            with find_col:
+                panels.find_classes_ui(ctx, names, scores[0])
         return
     result, ids = view
     state.class_selection(ctx, ids)
@@ -113,7 +131,7 @@ def _view(
     with notes:
         panels.class_messages_ui(ctx, names, result.probs)
     with scores_box:
-        panels.show_scores(ctx, result, ids, names)
+        panels.show_scores(ctx, item, result, ids, names)
     with figures:
         _overlays(bundle, item, layer, methods, result, tuple(ids))
     shared = bundle.spec.url_model

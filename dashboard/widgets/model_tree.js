@@ -5,8 +5,9 @@
 // Emits one trigger, "select", with the clicked layer's dotted name; Python owns the selection
 // and sends it back in `data.selected`, so the tree only mirrors it.
 //
-// The function runs again on every rerun with new data; expansion and the filter text are kept
-// on the root element so a rerun does not collapse what the user opened.
+// The function runs again on every rerun; with the same data it returns at once (nothing is rebuilt),
+// and with new data expansion and the filter text are kept on the root element, so a rerun does not
+// collapse what the user opened.
 
 const CARET_OPEN = "\u25BE";
 const CARET_CLOSED = "\u25B8";
@@ -166,6 +167,11 @@ export default function (component) {
   if (!root) root = skeleton(parentElement);
   const st = root._mt;
   st.emit = setTriggerValue;
+  // A rerun that changes nothing of the tree (another image, a display change) leaves it as it is:
+  // no rebuild, scroll position and focus kept.
+  const key = JSON.stringify(data);
+  if (st.lastKey === key) return;
+  st.lastKey = key;
   const modelChanged = !st.data || st.data.model !== data.model;
   st.data = data;
   st.index = buildIndex(data.nodes);

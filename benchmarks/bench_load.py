@@ -1,0 +1,238 @@
+"""Several people on one dashboard at once: correct maps, no hooks left, and each one's latency alone vs under load.
+
+Each browser session (its own Chromium context, so its own Streamlit session) plays a script of
+actions a user would do (different images, classes, layers, fits, methods; one runs Score-CAM),
+with think times between them. The scripts run twice, each time on a fresh server: one session
+after another (*alone*), then all at once (*under load*). For every action the time from the
+click to the updated overlay is taken; at the end each session's overlay figures (every heatmap's
+data, as sent) must be bit-identical between the two passes, and the server must report no hooks
+left on its models (``/_camdash/stats``).
+
+Run: ``python benchmarks/bench_load.py --sessions 6`` (prints p50/p95 per session, alone and under
+load). The CI test (tests/test_load.py) runs three sessions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import shutil
+import statistics
+import sys
+import time
+import urllib.request
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from playwright.async_api import Page, async_playwright
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_ui import ARGS, IDLE, server
+
+ROOT = Path(__file__).resolve().parents[1]
+OVERLAY = "[class*='st-key-overlay_'] .js-plotly-plot"
+TIMEOUT_MS = 300_000
+
+Action = Callable[[Page], Awaitable[None]]
+
+
+@dataclass
+class Session:
+    """One user: the page they open (a shared link) and what they do there."""
+
+    name: str
+    query: str
+    actions: list[tuple[str, Action]]
+    latencies: dict[str, float] = field(default_factory=dict)
+    figures: str = ""
+
+
+async def _idle(page: Page) -> None:
+    await page.wait_for_selector(IDLE, timeout=TIMEOUT_MS)
+
+
+async def _titles(page: Page) -> str:
+    return await page.evaluate(
+        f"() => [...document.querySelectorAll({OVERLAY!r})].map(g => (g.layout.annotations || [])"
+        ".map(a => a.text).join('|')).join('||')"
+    )
+
+
+async def _wait_titles(page: Page, needle: str, present: bool = True) -> None:
+    await page.wait_for_function(
+        f"() => [...document.querySelectorAll({OVERLAY!r})].some(g => (g.layout.annotations || [])"
+        f".some(a => a.text.includes({needle!r}))) === {str(present).lower()}",
+        timeout=TIMEOUT_MS,
+    )
+
+
+def add_class(name: str) -> Action:
+    async def act(page: Page) -> None:
+        box = page.locator(".st-key-class_find input")
+        await box.fill(name)
+        await box.press("Enter")
+        await _wait_titles(page, name)
+
+    return act
+
+
+def sample(name: str, expect: str) -> Action:
+    async def act(page: Page) -> None:
+        await page.locator(".st-key-samples button", has_text=name).click()
+        await _wait_titles(page, expect)
+
+    return act
+
+
+def layer(name: str) -> Action:
+    async def act(page: Page) -> None:
+        await page.locator(f"[data-layer='{name}']").click()
+        await page.get_by_text(f"layer {name}").first.wait_for(timeout=TIMEOUT_MS)
+        await page.wait_for_function(
+            f"() => [...document.querySelectorAll({OVERLAY!r})].every(g => g.data.some(t => t.type === 'heatmap'))",
+            timeout=TIMEOUT_MS,
+        )
+
+    return act
+
+
+def fit(label: str, width: float) -> Action:
+    async def act(page: Page) -> None:
+        await page.locator(".st-key-fit button", has_text=label).click()
+        await page.wait_for_function(
+            f"() => (document.querySelector({OVERLAY!r})?.layout.xaxis.range || [0, 0])[1] === {width - 0.5}",
+            timeout=TIMEOUT_MS,
+        )
+
+    return act
+
+
+def hide_signed() -> Action:
+    async def act(page: Page) -> None:
+        await page.locator(".st-key-views button", has_text="Signed").click()
+        await _wait_titles(page, "signed ±", present=False)
+
+    return act
+
+
+def scripts(count: int) -> list[Session]:
+    """``count`` users (at most 6), each with their own image, classes, layer, fit or method."""
+    every = [
+        Session("cat, classes", "", [("add goldfish", add_class("goldfish")), ("add lemon", add_class("lemon")),
+                                     ("hide signed", hide_signed())]),
+        Session("coffee, layer", "?image=coffee&k=2", [("pick _blocks.15", layer("_blocks.15")),
+                                                        ("add teapot", add_class("teapot"))]),
+        Session("astronaut, fit", "?image=astronaut&k=2", [("switch to rocket", sample("rocket", "missile")),
+                                                            ("fit crop", fit("Centre crop", 224))]),
+        Session("motorcycle, HiResCAM", "?image=motorcycle&method=gradcam,hirescam&k=2",
+                [("pick _blocks.14", layer("_blocks.14")), ("add mountain bike", add_class("mountain bike"))]),
+        Session("coffee, crop", "?image=coffee&fit=crop&k=3",
+                [("add broccoli", add_class("broccoli")), ("hide signed", hide_signed())]),
+        Session("chelsea, Score-CAM", "?image=chelsea&method=scorecam&k=1",
+                [("add tiger cat", add_class("tiger cat"))]),
+    ]
+    return every[:count]
+
+
+async def _figures(page: Page) -> str:
+    """Every overlay heatmap's data as sent (Plotly's typed arrays), to compare two passes bit for bit."""
+    return await page.evaluate(
+        f"() => JSON.stringify([...document.querySelectorAll({OVERLAY!r})].map(g => g.data.filter(t => "
+        "t.type === 'heatmap').map(t => [t.name, t.z && t.z.bdata ? t.z.bdata : JSON.stringify(t.z)])))"
+    )
+
+
+async def play(browser, url: str, session: Session, seed: int) -> Session:
+    """Open the session's link, then do its actions with think times; record latencies and the figures."""
+    rng = random.Random(seed)
+    context = await browser.new_context(viewport={"width": 1600, "height": 1100})
+    page = await context.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    start = time.perf_counter()
+    await page.goto(url + session.query)
+    await page.wait_for_function(
+        f"() => document.querySelectorAll({OVERLAY + ' g.hm image'!r}).length >= 2", timeout=TIMEOUT_MS
+    )
+    session.latencies["open"] = time.perf_counter() - start
+    await _idle(page)
+    for name, act in session.actions:
+        await asyncio.sleep(rng.uniform(0.3, 0.8))  # a person reads, then clicks
+        start = time.perf_counter()
+        await act(page)
+        session.latencies[name] = time.perf_counter() - start
+        await _idle(page)
+    await page.wait_for_timeout(300)
+    session.figures = await _figures(page)
+    await context.close()
+    return session
+
+
+async def _warm(url: str) -> None:
+    deadline = time.monotonic() + 300
+    while not stats(url)["warm"] and time.monotonic() < deadline:
+        await asyncio.sleep(0.5)
+
+
+def stats(url: str) -> dict:
+    with urllib.request.urlopen(f"{url}/_camdash/stats", timeout=10) as r:
+        return json.loads(r.read())
+
+
+async def _run(count: int, together: bool) -> tuple[list[Session], dict]:
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=shutil.which("chromium"), args=ARGS)
+        with server(ROOT) as url:
+            await _warm(url)  # measure people, not the server's start-up
+            users = scripts(count)
+            if together:
+                users = list(await asyncio.gather(*(play(browser, url, s, i) for i, s in enumerate(users))))
+            else:
+                users = [await play(browser, url, s, i) for i, s in enumerate(users)]
+            after = stats(url)
+        await browser.close()
+    return users, after
+
+
+def run(count: int) -> dict:
+    """Both passes; the report the test and the benchmark read."""
+    alone, _ = asyncio.run(_run(count, together=False))
+    loaded, after = asyncio.run(_run(count, together=True))
+    report = {"sessions": [], "hooks_on_models": after["hooks_on_models"], "rss_bytes": after["rss_bytes"]}
+    for a, b in zip(alone, loaded, strict=True):
+        report["sessions"].append(
+            {
+                "name": a.name,
+                "alone": a.latencies,
+                "loaded": b.latencies,
+                "same_maps": a.figures == b.figures and bool(a.figures),
+            }
+        )
+    return report
+
+
+def _p(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sessions", type=int, default=6)
+    args = parser.parse_args()
+    report = run(args.sessions)
+    print("| session | actions | alone p50 / p95 (s) | under load p50 / p95 (s) | p95 ratio | maps identical |")
+    print("|---|---|---|---|---|---|")
+    for s in report["sessions"]:
+        a, b = list(s["alone"].values()), list(s["loaded"].values())
+        ratio = _p(b, 0.95) / _p(a, 0.95)
+        print(f"| {s['name']} | {len(a)} | {statistics.median(a):.2f} / {_p(a, 0.95):.2f} | "
+              f"{statistics.median(b):.2f} / {_p(b, 0.95):.2f} | {ratio:.2f}× | {s['same_maps']} |")
+    print(f"hooks left on the models: {report['hooks_on_models']}; server RSS {report['rss_bytes'] / 2**20:.0f} MB")
+    print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()
