@@ -25,6 +25,7 @@ from cam_core.batch.results import RESULTS
 from cam_core.errors import CamError
 from cam_core.io.images import IMAGE_EXTENSIONS
 from cam_core.io.samples import write_sample_folder
+from cam_core.limits import MAX_ZIP_BYTES, MAX_ZIP_FILES
 
 __all__ = [
     "ENV",
@@ -46,8 +47,6 @@ ENV = "CAMDASH_DATA_ROOT"
 RUNS = "runs"
 UPLOADS = "uploads"
 SAMPLES = "samples"
-MAX_ZIP_FILES = 20_000
-MAX_ZIP_BYTES = 2 * 2**30  # uncompressed
 _SUFFIXES = tuple(f".{e}" for e in IMAGE_EXTENSIONS)
 _DEPTH = 3  # how deep the page looks for folders to offer
 
