@@ -9,10 +9,10 @@ No Streamlit here.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -50,6 +50,7 @@ SORTS: dict[str, tuple[str, list[str], list[bool]]] = {
     "path": ("By file name", ["path"], [True]),
 }
 NEEDS_LABELS = ("wrong", "low_true")
+T = TypeVar("T")
 
 
 @dataclass
@@ -66,6 +67,13 @@ class Results:
     table: pa.Table
     frame: pd.DataFrame
     mtime_ns: int
+    memo: dict[tuple[object, ...], object] = field(default_factory=dict, repr=False)
+
+    def remember(self, key: tuple[object, ...], build: Callable[[], T]) -> T:
+        """``build()`` once per key: what every rerun derives from the table (per-row slots, blank flags)."""
+        if key not in self.memo:
+            self.memo[key] = build()
+        return self.memo[key]  # type: ignore[return-value]
 
     @property
     def methods(self) -> list[str]:

@@ -254,7 +254,7 @@ def run_ui(root: Path, bundle: Bundle, src: Source, fit: str) -> None:
         return
     bar.empty()
     st.success(summary.line().replace(str(out / RESULTS), f"`{rel_out}`"), icon=":material/task_alt:")
-    st.cache_data.clear()
+    _listing.clear()  # the new results folder shows under "Open results" at once
     show_results_folder(rel_out)
 
 
@@ -307,7 +307,7 @@ def _metrics(results: tb.Results, method: str, blank: np.ndarray) -> None:
     frame = results.frame
     ok = frame.error.isna()
     failed = int((~ok).sum())
-    blank_maps, maps, by_class = tb.blank_by_class(results, method)
+    blank_maps, maps, by_class = results.remember(("by_class", method), lambda: tb.blank_by_class(results, method))
     cols = st.columns(4)
     cols[0].metric("Images", f"{int(ok.sum()):,}", help="Files with maps; failed files are listed below.")
     cols[1].metric("Failed", f"{failed:,}", help="Files that could not be read (see the list under the gallery).")
@@ -484,8 +484,8 @@ def results_ui(root: Path, results: tb.Results, bundle: Bundle | None, image_pag
     _describe(results, root, bundle)
     with st.container(key="ds_controls"):
         sort, filters, method, whose, view = _controls(results)
-    slot = tb.slots(results.frame, whose)
-    blank = tb.blank_flags(results, method, slot)
+    slot = results.remember(("slots", whose), lambda: tb.slots(results.frame, whose))
+    blank = results.remember(("blank", method, whose), lambda: tb.blank_flags(results, method, slot))
     _metrics(results, method, blank)
     _confusion_ui(results, blank)
     shown = tb.sort_frame(tb.filter_frame(results.frame, filters), sort, blank)
