@@ -1,4 +1,4 @@
-"""Command line: ``python -m cam_core layers|explain|video|sweep|trust``.
+"""Command line: ``python -m cam_core layers|explain|video|sweep|trust|batch``.
 
 User mistakes (unknown model, layer, class or method; unreadable image) end
 with one line on stderr and exit status 2, never a traceback.
@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from .errors import CamError
+from .io.folders import output_folder
 from .limits import MAX_FORWARD_BATCH
 
 __all__ = ["build_parser", "main"]
@@ -207,28 +208,50 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p_trust.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
     p_trust.add_argument("--out", required=True, help="output folder")
+
+    p_batch = sub.add_parser(
+        "batch", help="explain every image of a folder or glob into OUT/results.parquet (a rerun resumes)"
+    )
+    _add_model_args(p_batch)
+    p_batch.add_argument("--images", required=True, help="a folder (walked recursively), an image or a glob")
+    p_batch.add_argument(
+        "--labels-from-folders", action="store_true",
+        help="true classes from the class folders (ImageFolder): class names (any case) or indices",
+    )
+    p_batch.add_argument("--classes", default="pred", help="explained per image: pred | label | pred,label | topK")
+    p_batch.add_argument("--method", action="append", help="CAM method (repeatable; default gradcam)")
+    p_batch.add_argument("--layer", help="dotted layer name (default: the recommended layer)")
+    p_batch.add_argument(
+        "--batch-size", type=_BATCH, help="images per forward/backward (default: 32 on a GPU, 4 on a CPU)"
+    )
+    p_batch.add_argument(
+        "--workers", type=_count(0, 256), default=2,
+        help="decoding processes (local engine; 0: none) or actors (Ray engine); default 2",
+    )
+    p_batch.add_argument("--engine", choices=["local", "ray"], default="local", help="local (default) or ray")
+    p_batch.add_argument("--ray-address", help="an existing Ray cluster (default: start a local one)")
+    p_batch.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
+    p_batch.add_argument("--out", required=True, help="output folder (results.parquet, run.json)")
     return parser
+
+
+def _model_args(args: argparse.Namespace) -> dict[str, object]:
+    """The ``load_model`` keyword arguments the options give (what ``_load`` passes, as plain values)."""
+    from .models.outputs import parse_output
+
+    weights = None if str(args.weights).lower() in ("none", "") else args.weights
+    return {
+        "spec": args.model, "weights": weights, "arch": args.arch, "checkpoint": args.checkpoint, "labels": args.labels,
+        "trust_checkpoint": args.trust_checkpoint, "import_paths": list(args.import_path),
+        "input_size": args.input_size, "mean": args.mean, "std": args.std, "fit": args.fit,
+        "output": parse_output(args.output),
+    }
 
 
 def _load(args: argparse.Namespace):  # -> LoadedModel
     from .models.load import load_model
-    from .models.outputs import parse_output
 
-    weights = None if str(args.weights).lower() in ("none", "") else args.weights
-    return load_model(
-        args.model,
-        weights=weights,
-        arch=args.arch,
-        checkpoint=args.checkpoint,
-        labels=args.labels,
-        trust_checkpoint=args.trust_checkpoint,
-        import_paths=args.import_path,
-        input_size=args.input_size,
-        mean=args.mean,
-        std=args.std,
-        fit=args.fit,
-        output=parse_output(args.output),
-    )
+    return load_model(**_model_args(args))
 
 
 def _prepare(model, image):  # (LoadedModel, PIL image) -> (x (1, 3, H, W), region or None)
@@ -245,18 +268,6 @@ def _cmd_layers(args: argparse.Namespace) -> int:
     print(f"# {model.name}: input {model.input_size[0]}×{model.input_size[1]}{clips}, {len(model.class_names)} classes")
     print(format_tree(list_layers(model)))
     return 0
-
-
-def _out_dir(text: str) -> Path:
-    """The output folder, created; a path that is a file (or cannot be made) is a user mistake."""
-    out = Path(text)
-    if out.exists() and not out.is_dir():
-        raise CamError(f"--out {text} is a file; give a folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise CamError(f"cannot create the output folder {text}: {exc.strerror or exc}") from exc
-    return out
 
 
 def _unique_stems(paths: Sequence[str]) -> list[str]:
@@ -282,7 +293,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     if args.cmap is not None and args.cmap not in COLORMAPS:
         raise CamError(f"unknown colormap {args.cmap!r}; choose from: {', '.join(COLORMAPS)}")
     images = [load_image(p) for p in args.image]  # all checked before the model loads
-    out = _out_dir(args.out)
+    out = output_folder(args.out)
     model = _load(args)
     for path, stem, img in zip(args.image, _unique_stems(args.image), images, strict=True):
         x, region = _prepare(model, img)
@@ -376,7 +387,7 @@ def _cmd_video(args: argparse.Namespace) -> int:
     if not 0.0 < args.alpha <= 1.0:
         raise CamError(f"--alpha must be above 0 and at most 1, got {args.alpha}")
     info = probe_video(args.video, sampling)  # the video is checked before the model loads
-    out = _out_dir(args.out)
+    out = output_folder(args.out)
     model = _load(args)
     print(f"{args.video}: {info.describe()}", file=sys.stderr)
 
@@ -444,7 +455,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
     methods = check_sweep_methods(args.method or ["gradcam", "hirescam"])
     images = [load_image(p) for p in args.image]
-    out = _out_dir(args.out)
+    out = output_folder(args.out)
     model = _load(args)
     for path, stem, img in zip(args.image, _unique_stems(args.image), images, strict=True):
         x, _ = _prepare(model, img)
@@ -478,7 +489,7 @@ def _cmd_trust(args: argparse.Namespace) -> int:
             f"{', '.join(SWEEP_METHODS)}, or --randomise-units 0 to skip the check"
         )
     images = [load_image(p) for p in args.image]
-    out = _out_dir(args.out)
+    out = output_folder(args.out)
     model = _load(args)
     for path, stem, img in zip(args.image, _unique_stems(args.image), images, strict=True):
         x, _ = _prepare(model, img)
@@ -526,6 +537,28 @@ def _cmd_trust(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_batch(args: argparse.Namespace) -> int:
+    from .batch import BatchJob, discover, run_local
+
+    if args.ray_address and args.engine != "ray":
+        raise CamError("--ray-address goes with --engine ray")
+    job = BatchJob(
+        model=_model_args(args), layer=args.layer, methods=tuple(args.method or ["gradcam"]), classes=args.classes,
+        labels=args.labels_from_folders, fit=args.fit, device=args.device, batch_size=args.batch_size,
+    )
+    found = discover(args.images)  # all checked before the model loads
+    out = output_folder(args.out)
+    if args.engine == "ray":
+        from .batch.ray import import_ray, run_ray
+
+        import_ray()
+        summary = run_ray(job, found, out, workers=args.workers, address=args.ray_address)
+    else:
+        summary = run_local(job, found, out, workers=args.workers, bar=True)
+    print(summary.line())
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status.
 
@@ -536,7 +569,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         commands = {
             "layers": _cmd_layers, "explain": _cmd_explain, "video": _cmd_video, "sweep": _cmd_sweep,
-            "trust": _cmd_trust,
+            "trust": _cmd_trust, "batch": _cmd_batch,
         }
         return commands[args.command](args)
     except CamError as exc:

@@ -26,6 +26,8 @@ __all__ = [
     "MAX_VIDEO_FRAMES",
     "MAX_VIDEO_FRAME_PIXELS",
     "MAX_VIDEO_SECONDS",
+    "MAX_ZIP_BYTES",
+    "MAX_ZIP_FILES",
     "MODEL_CACHE_BYTES",
     "VIDEO_RUN_CACHE_BYTES",
     "mb",
@@ -58,6 +60,10 @@ MAX_SESSION_UPLOAD_BYTES = 1024 * 2**20
 """Largest total of the files one browser session has uploaded at once (images, weights, labels)."""
 MAX_SESSION_IMAGES = 40
 """Most images one browser session works with at once (uploads, samples and snapshots)."""
+MAX_ZIP_FILES = 20_000
+"""Most entries of a zip of images uploaded to the Dataset page (checked before anything is unpacked)."""
+MAX_ZIP_BYTES = 2 * 2**30
+"""Largest unpacked size of such a zip (its directory's sizes, and the bytes actually written)."""
 DECODED_IMAGE_SIDE = 2048
 """Decoded uploads are kept at most this long a side: ample for a 224-px model, a ninth of a 49-MP photo."""
 

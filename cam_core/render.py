@@ -25,6 +25,7 @@ __all__ = [
     "View",
     "colorize",
     "evidence_alpha",
+    "heat_rgba",
     "model_view",
     "overlay",
     "plotly_colorscale",
@@ -120,11 +121,22 @@ def overlay(
     img = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image, dtype=np.float32)
     if img.shape[:2] != cam.shape:
         raise ValueError(f"map {cam.shape} and image {img.shape[:2]} differ in size; upsample the map first")
+    layer = heat_rgba(cam, view=view, cmap=cmap, top=top).astype(np.float32)
+    weight = alpha * layer[..., 3:] / 255.0
+    return np.clip(img * (1 - weight) + layer[..., :3] * weight, 0, 255).astype(np.uint8)
+
+
+def heat_rgba(cam: np.ndarray, *, view: View = "relu", cmap: str | None = None, top: float | None = None) -> np.ndarray:
+    """The colour layer of an overlay, (H, W, 4) uint8, its alpha the evidence (:func:`evidence_alpha`).
+
+    Composited over the image with opacity ``a`` (a browser's CSS ``opacity``), it gives
+    :func:`overlay` with ``alpha=a``: so a page can change the opacity without redrawing.
+    ``top``: a fixed scale, as for :func:`view_map`.
+    """
     unit = view_map(cam, view, top)
-    cmap = cmap or ("bwr" if view == "signed" else "jet")
-    color = colorize(unit, cmap).astype(np.float32)
-    weight = alpha * evidence_alpha(unit, view)[..., None]
-    return np.clip(img * (1 - weight) + color * weight, 0, 255).astype(np.uint8)
+    color = colorize(unit, cmap or ("bwr" if view == "signed" else "jet"))
+    a = np.clip(np.rint(np.asarray(evidence_alpha(unit, view), np.float32) * 255.0), 0, 255).astype(np.uint8)
+    return np.concatenate([color, a[..., None]], axis=-1)
 
 
 def model_view(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:

@@ -26,7 +26,7 @@ if __package__ in (None, ""):  # `streamlit run dashboard/app.py` runs this file
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from dashboard import shell, stats, uploads, warmup
-from dashboard.pages import image, video
+from dashboard.pages import dataset, image, video
 
 
 def main() -> None:
@@ -35,6 +35,7 @@ def main() -> None:
     pages = {
         "image": st.Page(image.main, title="Image", icon=":material/image:", default=True),
         "video": st.Page(video.main, title="Video", icon=":material/movie:", url_path="video"),
+        "dataset": dataset.page(),
     }
     shell.register_pages(pages)
     nav = st.navigation(list(pages.values()))

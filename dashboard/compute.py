@@ -65,6 +65,7 @@ __all__ = [
     "is_slow",
     "load_bundle",
     "map_cache",
+    "model_args",
     "model_cache_bytes",
     "pending",
     "ranking",
@@ -244,18 +245,24 @@ def load_bundle(spec: ModelSpec) -> Bundle:
     return _MODELS.get_or_build(spec, lambda: _load_bundle(spec))
 
 
+def model_args(spec: ModelSpec) -> dict[str, object]:
+    """The :func:`cam_core.load_model` keyword arguments for ``spec``, as plain values (a batch job records them
+    to reload the model in its workers)."""
+    return {
+        "spec": spec.spec_text,
+        "weights": spec.weights,
+        "arch": spec.arch,
+        "checkpoint": spec.checkpoint if spec.source in ("factory", "pinned", "timm") else None,
+        "labels": spec.labels,
+        "trust_checkpoint": spec.trust,
+        "import_paths": [spec.import_path] if spec.import_path else [],
+        "allow_code": spec.allow_code,
+        "output": parse_output(spec.output),
+    }
+
+
 def _load_bundle(spec: ModelSpec) -> Bundle:
-    model = load_model(
-        spec.spec_text,
-        weights=spec.weights,
-        arch=spec.arch,
-        checkpoint=spec.checkpoint if spec.source in ("factory", "pinned", "timm") else None,
-        labels=spec.labels,
-        trust_checkpoint=spec.trust,
-        import_paths=[spec.import_path] if spec.import_path else (),
-        allow_code=spec.allow_code,
-        output=parse_output(spec.output),
-    )
+    model = load_model(**model_args(spec))
     if spec.title:  # an operator's model: the page shows its title, never its paths
         model.name = spec.title
     layers = list_layers(model)

@@ -8,7 +8,9 @@ Its own options (see :mod:`dashboard.access`), set as environment variables for 
 
 - ``--trust-visitors yes|no``: whether visitors may use model sources that run code (Python
   factories, import paths, pickles, TorchScript); default ``yes`` on loopback only, ``no`` otherwise;
-- ``--models FILE``: a TOML list of the models visitors may choose (a demo).
+- ``--models FILE``: a TOML list of the models visitors may choose (a demo);
+- ``--data-root DIR``: the only folder the Dataset page may read and run (``CAMDASH_DATA_ROOT``; default a
+  folder of sample photos in the user's cache).
 
 Examples: ``camdash --server.port 8600``; a demo for the team:
 ``camdash --server.address 0.0.0.0 --models demo_models.toml``.
@@ -23,6 +25,7 @@ import tomllib
 from pathlib import Path
 
 from dashboard.access import ENV_MODELS, ENV_TRUST
+from dashboard.dataroot import ENV as ENV_DATA_ROOT
 
 __all__ = ["main", "own_options", "repo_options"]
 
@@ -46,6 +49,7 @@ def own_options(argv: list[str]) -> tuple[dict[str, str], list[str]]:
     parser = argparse.ArgumentParser(prog="camdash", add_help=False)
     parser.add_argument("--trust-visitors", choices=["yes", "no"])
     parser.add_argument("--models", metavar="FILE")
+    parser.add_argument("--data-root", metavar="DIR")
     own, rest = parser.parse_known_args(argv)
     env = {}
     if own.trust_visitors:
@@ -55,6 +59,11 @@ def own_options(argv: list[str]) -> tuple[dict[str, str], list[str]]:
         if not path.is_file():
             parser.exit(2, f"camdash: error: --models {own.models}: no such file\n")
         env[ENV_MODELS] = str(path)
+    if own.data_root:
+        folder = Path(own.data_root).expanduser().resolve()
+        if not folder.is_dir():
+            parser.exit(2, f"camdash: error: --data-root {own.data_root}: no such folder\n")
+        env[ENV_DATA_ROOT] = str(folder)
     return env, rest
 
 

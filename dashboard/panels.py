@@ -114,6 +114,8 @@ def image_ui(items: Sequence[ImageItem], url: UrlView) -> ImageItem:
     seen = st.session_state.get(K.IMAGES_SEEN)
     st.session_state[K.IMAGES_SEEN] = {(item.label, item.digest) for item in items}
     arrived = [item.label for item in items if seen is not None and (item.label, item.digest) not in seen]
+    handed = st.session_state.pop(K.SHOW, None)  # opened from another page (a dataset's gallery)
+    arrived = [item.label for item in items if item.digest == handed] or arrived
     if arrived:
         st.session_state[K.IMAGE] = arrived[0]
     elif st.session_state.get(K.IMAGE) not in labels:

@@ -28,7 +28,7 @@ from dashboard.feedback import show_error
 from dashboard.state import K, UrlView
 from dashboard.uploads import save_folder, save_upload
 
-__all__ = ["cost_line", "images_ui", "methods_ui", "model_ui", "sample_item"]
+__all__ = ["cost_line", "images_ui", "methods_ui", "model_ui", "request_model", "sample_item"]
 
 SOURCES = {
     "default": "Offline default",
@@ -327,6 +327,23 @@ def _hf_ui(trusted: bool) -> ModelSpec | None:
         st.info("Give the folder of a saved transformers image classifier.", icon=":material/folder_open:")
         return None
     return ModelSpec(source="hf", name=folder, weights=None, allow_code=trusted)
+def request_model(spec: ModelSpec) -> bool:
+    """Point the model widgets at ``spec`` (from a widget callback, before they are drawn); False if they cannot
+    name it (an upload or a factory: the user picks those again)."""
+    if spec.source == "default":
+        st.session_state[K.SOURCE] = "default"
+        return True
+    if spec.source == "torchvision" and spec.labels is None:
+        st.session_state[K.SOURCE] = "torchvision"
+        st.session_state[K.TV_NAME] = spec.name
+        st.session_state[K.TV_PRETRAINED] = spec.weights is not None
+        return True
+    if spec.source == "timm" and spec.checkpoint is None and spec.labels is None:
+        st.session_state[K.SOURCE] = "timm"
+        st.session_state[K.TIMM_NAME] = spec.name
+        st.session_state[K.TIMM_PRETRAINED] = spec.weights is not None
+        return True
+    return False
 
 
 @st.cache_resource(show_spinner=False)
@@ -378,7 +395,8 @@ def _within_session_limits(uploads: list, others: int) -> list:
 
 
 def images_ui(url: UrlView) -> list[ImageItem]:
-    """Uploaded files, chosen samples, a camera snapshot and frames sent from other pages, decoded; bad files are
+    """Uploaded files, chosen samples, a camera snapshot and images other pages opened here (a dataset's image, a
+    video's frame), decoded; bad files are
     reported and skipped."""
     uploads = st.file_uploader(
         "Upload images",
@@ -409,6 +427,8 @@ def images_ui(url: UrlView) -> list[ImageItem]:
         items.append(ImageItem(_unique(up.name, taken), image, digest))
     for name in samples or []:
         items.append(sample_item(name, _unique(name, taken)))
+    for item in st.session_state.get(K.OPENED, []):  # from another page: a dataset's gallery, a video frame
+        items.append(replace(item, label=_unique(item.label, taken)))
     if camera is not None:
         data = camera.getvalue()
         digest = hashlib.sha1(data).hexdigest()
@@ -416,8 +436,6 @@ def images_ui(url: UrlView) -> list[ImageItem]:
             items.append(ImageItem(_unique("camera snapshot", taken), decode_image(digest, data, "snapshot"), digest))
         except Exception as exc:
             show_error(exc, "reading the snapshot")
-    for sent in st.session_state.get(K.SENT_IMAGES, []):  # e.g. a frame sent from the video page
-        items.append(replace(sent, label=_unique(sent.label, taken)))
     return items
 
 

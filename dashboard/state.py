@@ -11,16 +11,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
+if TYPE_CHECKING:
+    from dashboard.compute import ImageItem
+
 __all__ = [
+    "OPENED_KEEP",
     "K",
     "UrlView",
     "class_selection",
     "honour_full_rerun",
     "layer_for",
+    "open_image",
     "pretrained_unavailable",
     "read_url_once",
     "request_full_rerun",
@@ -63,7 +69,8 @@ class K:
     SAMPLES = "samples"
     IMAGE = "current_image"
     IMAGES_SEEN = "_images_seen"
-    SENT_IMAGES = "_sent_images"  # images other pages sent to the image page (a video frame), as ImageItems
+    OPENED = "_opened_images"  # ImageItems opened from another page (a dataset's image, a video frame), newest last
+    SHOW = "_show_digest"  # the image (digest) the image page shows next, once
     CHART_NONCE = "_scores_nonce"
     # The video page
     VIDEO_CLIP = "video_clip"  # sample or upload
@@ -167,6 +174,16 @@ def pretrained_unavailable(name: str, source: str = "torchvision") -> None:
     """The pretrained weights of ``name`` cannot be had: turn the source's toggle off on the next run, and say why."""
     st.session_state[K.TIMM_PRETRAINED_OFF if source == "timm" else K.TV_PRETRAINED_OFF] = True
     st.session_state[K.TV_OFFLINE_NOTE] = f"timm:{name}" if source == "timm" else name
+
+
+OPENED_KEEP = 8  # images opened from other pages that stay in the image switcher
+
+
+def open_image(item: ImageItem) -> None:
+    """Hand an image to the image page: it joins the images there and is the one shown next."""
+    opened = [i for i in st.session_state.get(K.OPENED, []) if i.digest != item.digest]
+    st.session_state[K.OPENED] = [*opened, item][-OPENED_KEEP:]
+    st.session_state[K.SHOW] = item.digest
 
 
 # ---- layer ---------------------------------------------------------------------------------

@@ -83,6 +83,7 @@ __all__ = [
     "inspect_point",
     "layer_context",
     "output_range",
+    "positive_area",
     "positive_share",
     "probe_head",
 ]
@@ -298,6 +299,12 @@ def positive_share(cam: Tensor | np.ndarray) -> float:
     return float(m.clamp_min(0).sum()) / total if total > 0 else 0.0
 
 
+def positive_area(cam: Tensor | np.ndarray) -> float:
+    """The share of a map's cells that are positive: where its ReLU'd view can show anything."""
+    m = torch.as_tensor(cam)
+    return float((m > 0).double().mean()) if m.numel() else 0.0
+
+
 def blank_after_relu(cam: Tensor | np.ndarray) -> bool:
     """Whether the usual ReLU'd view of ``cam`` shows (nearly) nothing: see :data:`EMPTY_POS_SHARE`."""
     return positive_share(cam) <= EMPTY_POS_SHARE
@@ -372,7 +379,7 @@ def diagnose(
         map_std=std,
         pos_mass_share=pos / total if total > 0 else 0.0,
         neg_mass_share=(total - pos) / total if total > 0 else 0.0,
-        pos_area=float((cam > 0).double().mean()),
+        pos_area=positive_area(cam),
         centred_ratio=abs(mean) / std if std > 0 else None,
         act_min=act_min,
         act_max=act_max,

@@ -22,6 +22,7 @@ from .explainer import (
     resolve_classes,
     resolve_device,
     unwrap_model,
+    upsample,
 )
 from .methods import METHODS, Method, check_methods
 from .targets import Contrast, Target, resolve_target
@@ -52,5 +53,6 @@ __all__ = [
     "resolve_device",
     "resolve_target",
     "unwrap_model",
+    "upsample",
     "video_fit",
 ]

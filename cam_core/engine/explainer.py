@@ -57,6 +57,7 @@ from .smooth import noisy_gradient_moments
 from .targets import Target, probabilities, resolve_target
 
 __all__ = [
+    "ClassSpec",
     "ExplainResult",
     "OutOfMemory",
     "check_batch_size",
@@ -71,6 +72,7 @@ __all__ = [
     "resolve_classes",
     "resolve_device",
     "unwrap_model",
+    "upsample",
 ]
 
 # Upper bound on one chunk of batched gradients, in elements (float32: 256 MB).
@@ -128,15 +130,26 @@ class ExplainResult:
         """
         if method not in self.maps:
             raise CamError(f"method {method!r} was not computed; have: {choices_hint(self.maps)}")
-        size = size or self.input_size
-        maps = self.maps[method]
-        if maps.ndim == 5:
-            up = F.interpolate(maps, size=(self.frames, *size), mode="trilinear", align_corners=False)
-            return up if self.region is None else up * region_mask(self.region, self.input_size, size)[:, :, None]
-        up = F.interpolate(maps, size=size, mode="bilinear", align_corners=False)
-        if self.region is not None:
-            up = up * region_mask(self.region, self.input_size, size)
-        return up
+        return upsample(self.maps[method], self.input_size, size, self.region, self.frames)
+
+
+def upsample(
+    maps: Tensor,
+    input_size: tuple[int, int],
+    size: tuple[int, int] | None = None,
+    region: tuple[int, int, int, int] | None = None,
+    frames: int | None = None,
+) -> Tensor:
+    """Maps (N, K, h, w) over an input of ``input_size``, bilinearly to ``size`` (default the input's); zero
+    outside ``region`` (the image's box in a letterboxed input). Clip maps (N, K, t, h, w) trilinearly to
+    ``frames`` frames as well. What :meth:`ExplainResult.upsampled` does, for maps read back from storage
+    (a batch run's table)."""
+    size = size or input_size
+    if maps.ndim == 5:
+        up = F.interpolate(maps, size=(frames or maps.shape[2], *size), mode="trilinear", align_corners=False)
+        return up if region is None else up * region_mask(region, input_size, size)[:, :, None]
+    up = F.interpolate(maps, size=size, mode="bilinear", align_corners=False)
+    return up * region_mask(region, input_size, size) if region is not None else up
 
 
 def region_mask(region: tuple[int, int, int, int], input_size: tuple[int, int], size: tuple[int, int]) -> Tensor:
@@ -198,26 +211,24 @@ def memory_errors(dev: torch.device, what: str = "computing the maps") -> Iterat
 _TOPK = re.compile(r"^top(\d+)$")
 
 
-ClassChooser = Callable[[Tensor], Tensor]
+ClassSpec = str | int | Sequence[int | str] | Tensor | Callable[[Tensor], Tensor]
 
 
-def resolve_classes(
-    spec: str | int | Sequence[int | str] | ClassChooser, logits: Tensor, class_names: Sequence[str]
-) -> Tensor:
+def resolve_classes(spec: ClassSpec, logits: Tensor, class_names: Sequence[str]) -> Tensor:
     """Turn a class spec into ids (N, K).
 
     ``"top3"`` takes each image's own top classes; ints, names or a comma-separated
-    string (``"281,285"``, ``"tabby,Egyptian cat"``) give every image the same K; a callable
-    gets the logits (N, C) and returns the ids (N, K) (e.g. the classes a video clip needs).
+    string (``"281,285"``, ``"tabby,Egyptian cat"``) give every image the same K. Per-image
+    classes (a dataset's labels, each image's prediction and its label) come as an (N, K)
+    integer tensor, or as a function of the logits (N, C) giving one, so they cost no extra forward.
     """
     n, c = logits.shape
-    if callable(spec):
-        ids = torch.as_tensor(spec(logits), dtype=torch.long, device=logits.device)
-        if ids.ndim != 2 or ids.shape[0] != n or ids.numel() == 0 or int(ids.min()) < 0 or int(ids.max()) >= c:
-            raise CamError(f"a class chooser must return (N, K) class ids in 0..{c - 1}, got shape {tuple(ids.shape)}")
-        return ids
-    if isinstance(spec, Tensor | np.ndarray):  # np.argsort(...)[:3], logits.topk(3).indices
-        spec = spec.reshape(-1).tolist()
+    if callable(spec) and not isinstance(spec, Tensor | np.ndarray):
+        return _check_class_tensor(torch.as_tensor(spec(logits), device=logits.device), n, c)
+    if isinstance(spec, Tensor | np.ndarray):
+        if spec.ndim == 2 and spec.shape[0] == n > 1:  # a row of classes per image (a dataset's labels)
+            return _check_class_tensor(torch.as_tensor(spec), n, c)
+        spec = spec.reshape(-1).tolist()  # np.argsort(...)[:3], logits.topk(3).indices: the same for every image
     if isinstance(spec, str):
         match = _TOPK.match(spec.strip().lower())
         if match:
@@ -245,6 +256,15 @@ def resolve_classes(
             hint = f"; did you mean: {choices_hint(near)}" if near else "; give a class index or an exact name"
             raise CamError(f"unknown class {item!r}{hint}")
     return torch.tensor(ids, dtype=torch.long).expand(n, -1).clone()
+
+
+def _check_class_tensor(ids: Tensor, n: int, c: int) -> Tensor:
+    """Per-image class ids as (N, K) long on the logits' device, each in 0..C-1."""
+    if ids.ndim != 2 or ids.shape[0] != n or ids.shape[1] < 1 or ids.dtype.is_floating_point or ids.is_complex():
+        raise CamError(f"per-image classes must be an (N={n}, K) integer tensor, got {tuple(ids.shape)} {ids.dtype}")
+    if bool((ids < 0).any()) or bool((ids >= c).any()):
+        raise CamError(f"a class index is out of range: the model has classes 0..{c - 1}")
+    return ids.long()
 
 
 def _class_item(item: object) -> int | str:
@@ -320,7 +340,7 @@ def explain(
     model: object,
     x: Tensor,
     layer: str | None = None,
-    classes: str | int | Sequence[int | str] | ClassChooser = "top3",
+    classes: ClassSpec = "top3",
     methods: str | Sequence[str] = ("gradcam",),
     device: str | torch.device = "auto",
     target: str | Target = "logit",
@@ -341,8 +361,9 @@ def explain(
             (its train/eval mode is left as it is; a warning is given in training mode).
         x: (N, 3, H, W) preprocessed images, or (N, 3, T, H, W) clips for a video model.
         layer: dotted layer name; default the model's recommended layer.
-        classes: ``"topK"``, class indices, class names, a comma-separated string, or a callable
-            logits (N, C) → ids (N, K).
+        classes: ``"topK"``, class indices, class names, or a comma-separated string (the same K for
+            every image); or per image, an (N, K) tensor of ids or a function logits (N, C) → ids (N, K)
+            (the classes a dataset's labels or a video clip need, at no extra forward).
         methods: names from :data:`cam_core.engine.methods.METHODS`.
         device: ``auto`` (cuda, mps, cpu), or an explicit device; the model is moved there.
         target: ``"logit"`` (default), ``"softmax"``, ``"sigmoid"`` (multi-label models) or a

@@ -4,13 +4,23 @@ Decoding is defensive (uploads and command lines are untrusted): limits are chec
 pixels are decoded, and every failure is a :class:`~cam_core.errors.CamError` naming the input.
 """
 
+from .folders import output_folder
 from .images import IMAGE_EXTENSIONS, MAX_PIXELS, SUPPORTED_FORMATS, ImageError, load_image
-from .samples import SAMPLE_CLIP, SAMPLE_NAMES, load_sample, write_sample_clip
+from .samples import (
+    SAMPLE_CLASSES,
+    SAMPLE_CLIP,
+    SAMPLE_NAMES,
+    load_sample,
+    sample_variants,
+    write_sample_clip,
+    write_sample_folder,
+)
 from .video import VIDEO_EXTENSIONS, Frame, Sampling, VideoError, VideoInfo, VideoWriter, probe_video, read_frames
 
 __all__ = [
     "IMAGE_EXTENSIONS",
     "MAX_PIXELS",
+    "SAMPLE_CLASSES",
     "SAMPLE_CLIP",
     "SAMPLE_NAMES",
     "SUPPORTED_FORMATS",
@@ -23,7 +33,10 @@ __all__ = [
     "VideoWriter",
     "load_image",
     "load_sample",
+    "output_folder",
     "probe_video",
     "read_frames",
+    "sample_variants",
     "write_sample_clip",
+    "write_sample_folder",
 ]

@@ -16,7 +16,15 @@ from PIL import Image
 
 from ..errors import CamError, choices_hint
 
-__all__ = ["SAMPLE_CLIP", "SAMPLE_NAMES", "load_sample", "write_sample_clip"]
+__all__ = [
+    "SAMPLE_CLASSES",
+    "SAMPLE_CLIP",
+    "SAMPLE_NAMES",
+    "load_sample",
+    "sample_variants",
+    "write_sample_clip",
+    "write_sample_folder",
+]
 
 
 def _motorcycle() -> np.ndarray:
@@ -100,3 +108,49 @@ def write_sample_clip(path: str | Path, *, size: tuple[int, int] = (384, 216), f
             view = strip.crop((left, 0, left + view_w, height)).resize(size, Image.Resampling.BILINEAR)
             writer.write(np.asarray(view))
     return path
+# The ImageNet class each sample shows (the astronaut has none), for folders laid out as ImageFolder.
+SAMPLE_CLASSES: dict[str, str] = {"chelsea": "tabby", "coffee": "espresso", "rocket": "missile", "motorcycle": "moped"}
+# Crops keep one of a few aspect ratios, as photo collections do: images of one ratio share an input size
+# under the "whole" fit, so a batch engine can stack them.
+_ASPECTS = ((4, 3), (3, 2), (1, 1), (3, 4))
+
+
+def sample_variants(name: str, count: int, seed: int = 0) -> list[Image.Image]:
+    """``count`` versions of the sample ``name``: the photo itself, then crops, flips and colour jitter.
+
+    Deterministic for a ``seed``; for test folders and benchmarks that need many distinct images offline.
+    """
+    from PIL import ImageEnhance, ImageOps
+
+    base = load_sample(name)
+    rng = np.random.default_rng([seed, SAMPLE_NAMES.index(name)])
+    out = [base]
+    while len(out) < count:
+        aw, ah = _ASPECTS[int(rng.integers(len(_ASPECTS)))]
+        unit = int(min(base.width / aw, base.height / ah) * rng.uniform(0.6, 0.95))
+        w, h = aw * unit, ah * unit
+        left, top = int(rng.integers(base.width - w + 1)), int(rng.integers(base.height - h + 1))
+        im = base.crop((left, top, left + w, top + h))
+        if rng.random() < 0.5:
+            im = ImageOps.mirror(im)
+        for enhance in (ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color):
+            im = enhance(im).enhance(float(rng.uniform(0.75, 1.25)))
+        out.append(im)
+    return out
+
+
+def write_sample_folder(folder: str | Path, per_photo: int = 6, seed: int = 0) -> list[Path]:
+    """Write variants of the labelled samples as JPEGs in an ImageFolder layout: ``folder/<class>/<photo>_<i>.jpg``.
+
+    Returns:
+        The files written (existing ones with the same name are replaced).
+    """
+    written = []
+    for name, cls in SAMPLE_CLASSES.items():
+        sub = Path(folder) / cls
+        sub.mkdir(parents=True, exist_ok=True)
+        for i, im in enumerate(sample_variants(name, per_photo, seed)):
+            path = sub / f"{name}_{i:03d}.jpg"
+            im.save(path, quality=90)
+            written.append(path)
+    return written

@@ -898,7 +898,11 @@ def grid_transform(
     """
     module, size = _unwrap(model, input_size)
     layer = get_layer(module, name)
-    found = _analysis(module, size, _clip_len(model))
+    frames = _clip_len(model)
+    known = _size_free_layout(module, name, frames)
+    if known is not None:
+        return known
+    found = _analysis(module, size, frames)
     if isinstance(found, str):
         return _layout_from_tensor(layer, name, size)
     rec = found.records[name]
@@ -908,6 +912,23 @@ def grid_transform(
     chosen = _chosen(model, found)
     hint = f"; use {chosen!r} (the recommended layer)" if chosen else ""
     raise CamError(f"no CAM at layer {name!r}: {why}{hint}")
+
+
+def _size_free_layout(module: nn.Module, name: str, frames: int | None) -> Callable[[Tensor], Tensor] | None:
+    """The transform of a layer already analysed at some input size, if it does not depend on the size.
+
+    A spatial map (channels first or last) has the same layout at every input size; only a token
+    grid's shape follows the size. So a new size (the whole-image fit gives one per aspect ratio)
+    costs no new analysis (a traced forward: seconds) for a CNN layer.
+    """
+    key = tuple((n, id(m)) for n, m in module.named_modules())
+    with _cache_guard:
+        analyses = [found for (_, f, k), found in _cache.get(module, {}).items() if k == key and f == frames]
+    for found in analyses:
+        rec = found.records.get(name) if not isinstance(found, str) else None
+        if rec is not None and rec.calls == 1 and rec.layout is not None and not rec.layout.kind.endswith("tokens"):
+            return rec.layout.transform()
+    return None
 
 
 def _layout_from_tensor(layer: nn.Module, name: str, size: tuple[int, int]) -> Callable[[Tensor], Tensor]:

@@ -170,8 +170,7 @@ class LoadedModel:
 
     def prepare(self, image: Image.Image, fit: str | None = None) -> tuple[torch.Tensor, Placement]:
         """The (3, H, W) input for ``image`` and where the image lies in it (checked against :attr:`fits`)."""
-        place = self.place(image, fit)
-        return self.preprocess(image, place.fit), place
+        return self.preprocess.prepare(image, self.check_fit(fit))
 
 
 @dataclass

@@ -146,6 +146,14 @@ class Preprocess:
         return Placement(fit, (H, W), (0, 0, H, W), (left, top, left + used_w, top + used_h))
 
     def __call__(self, image: Image.Image, fit: Fit | None = None) -> torch.Tensor:
+        return self.prepare(image, fit)[0]
+
+    def prepare(self, image: Image.Image, fit: Fit | None = None) -> tuple[torch.Tensor, Placement]:
+        """The normalised (3, H, W) input for ``image`` and where the image lies in it.
+
+        A plain function of this value (no model), so decoding workers (a ``DataLoader``'s, a Ray
+        actor's) can run exactly the preprocessing :meth:`LoadedModel.prepare` runs.
+        """
         place = self.place(image.width, image.height, fit)
         if image.mode != "RGB":
             image = image.convert("RGB")
@@ -160,7 +168,7 @@ class Preprocess:
                 canvas.paste(image, (place.content[1], place.content[0]))
                 image = canvas
         x = TF.convert_image_dtype(TF.pil_to_tensor(image), torch.float32)
-        return TF.normalize(x, list(self.mean), list(self.std))
+        return TF.normalize(x, list(self.mean), list(self.std)), place
 
     def _crop(self, image: Image.Image) -> Image.Image:
         """The weights' recipe, as ``weights.transforms()``; an extreme long side is trimmed first."""

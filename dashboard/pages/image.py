@@ -38,6 +38,11 @@ from dashboard.feedback import guarded
 from dashboard.sidebar import images_ui, methods_ui
 
 
+def page() -> st.Page:
+    """This page for ``st.navigation`` (the default page, ``/``)."""
+    return st.Page(main, title="Image", icon=":material/image:", default=True)
+
+
 def main() -> None:
     """Wire the page: sidebar inputs, the shared model, the selected image and layer, then the workspace."""
     shared = shell.current()

@@ -242,9 +242,7 @@ def _send_frame(run: VideoRun, films, position: int) -> str:  # films: FilmSet
         label=f"{stem} @ {run.result.times[position]:.2f} s", image=background(films, position),
         digest=hashlib.sha1(jpeg).hexdigest(),
     )
-    sent = [s for s in st.session_state.get(K.SENT_IMAGES, []) if s.digest != item.digest][-7:]
-    st.session_state[K.SENT_IMAGES] = [*sent, item]
-    st.session_state[K.IMAGE] = item.label
+    state.open_image(item)
     return item.label
 
 

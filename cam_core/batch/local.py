@@ -1,0 +1,96 @@
+"""The local engine: decode in a torch ``DataLoader`` with worker processes while the model computes.
+
+Workers read and preprocess files (``load_image`` + ``Preprocess.prepare``: only the small,
+picklable recipe travels to them, never the model); the main process runs one
+:func:`~cam_core.explain` per batch of equal input size (see :func:`.job.plan_batches`) and writes
+each batch's rows at once, so an interrupted run loses at most the batch being computed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from ..models.load import LoadedModel
+from ..models.preprocess import Fit, Preprocess
+from .files import ImageFile
+from .job import BatchJob, Decoded, decode, explain_items, plan_batches
+from .results import rows_table
+from .run import Summary, open_run
+
+__all__ = ["FileDataset", "run_local"]
+
+Progress = Callable[[int, int], None]
+
+
+class FileDataset(Dataset):
+    """Files → :class:`~.job.Decoded` (a model input, or the reason there is none)."""
+
+    def __init__(self, files: Sequence[ImageFile], preprocess: Preprocess, fit: Fit) -> None:
+        self.files = list(files)
+        self.preprocess = preprocess
+        self.fit = fit
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> Decoded:
+        return decode(self.files[i], self.preprocess, self.fit)
+
+
+def run_local(
+    job: BatchJob,
+    images: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    workers: int = 2,
+    model: LoadedModel | None = None,
+    within: str | os.PathLike[str] | None = None,
+    progress: Progress | None = None,
+    bar: bool = False,
+    mp_context: str | None = None,
+) -> Summary:
+    """Explain every image under ``images`` into ``out`` (resuming what a previous run there did).
+
+    Args:
+        job: What to compute (model, layer, methods, classes, batch size, device).
+        images: A folder (walked recursively), an image file, or a glob.
+        out: The output folder: ``results.parquet``, ``run.json``.
+        workers: Decoding processes (0: decode in this process).
+        model: The model, if loaded already (it must be the one ``job.model`` describes).
+        within: Leave out files that resolve outside this folder.
+        progress: Called with (files done, files to do) after every batch.
+        bar: Show a progress bar with rate and time left on stderr.
+        mp_context: The workers' start method (``forkserver`` from a threaded server; default: torch's).
+
+    Returns:
+        What was done, with the files that failed.
+
+    Raises:
+        CamError: A user mistake (see :func:`.run.open_run`), or one the engine reports (an unknown method
+            at this layer, out of memory).
+    """
+    with open_run(job, images, out, engine="local", workers=workers, model=model, within=within) as plan:
+        if plan.todo:
+            batches = plan_batches(plan.todo, plan.model.preprocess, plan.fit, plan.batch_size)
+            loader = DataLoader(
+                FileDataset(plan.todo, plan.model.preprocess, plan.fit),
+                batch_sampler=batches,
+                num_workers=workers,
+                collate_fn=list,
+                multiprocessing_context=mp_context if workers else None,
+            )
+            names = plan.model.class_names
+            with tqdm(total=len(plan.todo), unit="img", desc="explaining", disable=not bar, smoothing=0.1) as pbar:
+                done = 0
+                for items in loader:
+                    rows = explain_items(plan.model, items, job, plan.layer)
+                    plan.store.write_part(rows_table(rows, job.methods, names))
+                    done += len(items)
+                    pbar.update(len(items))
+                    if progress is not None:
+                        progress(done, len(plan.todo))
+    return plan.summary

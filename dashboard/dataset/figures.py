@@ -1,0 +1,71 @@
+"""The confusion matrix as a Plotly heatmap whose cells can be clicked.
+
+Streamlit's ``on_select`` returns nothing for clicks on a plain heatmap (streamlit#8760), so an
+invisible scatter grid lies over it (as :func:`dashboard.debug.figures.point_figure` does): one
+marker per cell, carrying the cell's (row, column) in ``customdata``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+
+from dashboard.dataset.table import Confusion
+
+__all__ = ["confusion_figure"]
+
+_SHORT = 18
+
+
+def _short(name: str) -> str:
+    return name if len(name) <= _SHORT else name[: _SHORT - 1] + "…"
+
+
+def confusion_figure(conf: Confusion, selected: tuple[int, int] | None = None) -> go.Figure:
+    """Rows: true classes; columns: predicted classes; the diagonal holds the correct answers.
+
+    Args:
+        conf: From :func:`dashboard.dataset.table.confusion`.
+        selected: (row, column) of the cell the gallery is filtered to, outlined.
+    """
+    n_rows, n_cols = conf.counts.shape
+    xs, ys = list(range(n_cols)), list(range(n_rows))
+    share = conf.counts / np.maximum(conf.counts.sum(axis=1, keepdims=True), 1)
+    text = [[str(v) if v else "" for v in row] for row in conf.counts]
+    hover = [
+        [f"true {conf.row_names[i]}<br>predicted {conf.col_names[j]}<br>{conf.counts[i, j]} images "
+         f"({share[i, j]:.0%} of the class)<br>click to show them" for j in xs]
+        for i in ys
+    ]
+    fig = go.Figure(
+        go.Heatmap(
+            z=share, x=xs, y=ys, text=text, texttemplate="%{text}", colorscale="Blues", zmin=0, zmax=1,
+            showscale=False, hoverinfo="skip", xgap=1, ygap=1,
+        )
+    )
+    gx, gy = np.meshgrid(xs, ys)
+    clear = "rgba(0,0,0,0)"
+    fig.add_trace(
+        go.Scatter(
+            x=gx.ravel(), y=gy.ravel(), mode="markers", name="cells", showlegend=False,
+            marker={"size": 28, "color": clear, "symbol": "square"},
+            customdata=np.stack([gy.ravel(), gx.ravel()], axis=1),
+            hovertext=[hover[i][j] for i, j in zip(gy.ravel(), gx.ravel(), strict=True)],
+            hovertemplate="%{hovertext}<extra></extra>",
+            selected={"marker": {"opacity": 0}}, unselected={"marker": {"opacity": 0}},
+        )
+    )
+    if selected is not None:
+        i, j = selected
+        fig.add_shape(type="rect", x0=j - 0.5, x1=j + 0.5, y0=i - 0.5, y1=i + 0.5,
+                      line={"color": "#e4572e", "width": 3})
+    cell = 34 if max(n_rows, n_cols) <= 12 else 22
+    fig.update_layout(
+        height=max(260, 110 + cell * n_rows), margin={"l": 10, "r": 10, "t": 10, "b": 10},
+        xaxis={"title": "predicted", "tickvals": xs, "ticktext": [_short(n) for n in conf.col_names],
+               "tickangle": -40, "side": "bottom", "fixedrange": True},
+        yaxis={"title": "true class", "tickvals": ys, "ticktext": [_short(n) for n in conf.row_names],
+               "autorange": "reversed", "fixedrange": True},
+        dragmode=False, clickmode="event+select", plot_bgcolor="white",
+    )
+    return fig

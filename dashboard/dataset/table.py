@@ -1,0 +1,270 @@
+"""A batch run's results as the Dataset page works with them: one light row per image, sorted and filtered.
+
+``results.parquet`` is read once (the caller caches :func:`load_results` per file and mtime); the
+maps stay in the Arrow table and are read only for the thumbnails on screen. Sorting, filtering,
+the confusion matrix and the summary are pandas over the light frame, fast for 10 000 rows.
+No Streamlit here.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+from torchvision.transforms import InterpolationMode
+
+from cam_core.batch.results import map_column, read_results, read_run
+from cam_core.models.preprocess import Preprocess
+
+__all__ = [
+    "SORTS",
+    "Confusion",
+    "Filters",
+    "Results",
+    "blank_by_class",
+    "blank_flags",
+    "confusion",
+    "export_csv",
+    "filter_frame",
+    "load_results",
+    "map_of",
+    "per_class",
+    "slots",
+    "sort_frame",
+]
+
+# Sort keys: name → (title, columns, ascending). Wrong first puts confident mistakes at the top.
+SORTS: dict[str, tuple[str, list[str], list[bool]]] = {
+    "wrong": ("Wrong first", ["_right", "prob_pred"], [True, False]),
+    "low_true": ("Lowest p(true class) first", ["prob_label"], [True]),
+    "low_conf": ("Least confident first", ["prob_pred"], [True]),
+    "high_conf": ("Most confident first", ["prob_pred"], [False]),
+    "entropy": ("Highest entropy first", ["entropy"], [False]),
+    "blank": ("Blank maps first", ["_not_blank", "prob_pred"], [True, False]),
+    "path": ("By file name", ["path"], [True]),
+}
+NEEDS_LABELS = ("wrong", "low_true")
+T = TypeVar("T")
+
+
+@dataclass
+class Results:
+    """One results folder: its ``run.json``, the Arrow table (maps included) and the light ``frame``.
+
+    ``frame`` has one row per file, indexed by the row's position in ``table``, with ``name`` (file
+    name), ``label``/``pred`` as nullable ints, ``correct`` as nullable bool, and ``slots``: the
+    explained class ids.
+    """
+
+    folder: Path
+    run: dict[str, Any]
+    table: pa.Table
+    frame: pd.DataFrame
+    mtime_ns: int
+    memo: dict[tuple[object, ...], object] = field(default_factory=dict, repr=False)
+
+    def remember(self, key: tuple[object, ...], build: Callable[[], T]) -> T:
+        """``build()`` once per key: what every rerun derives from the table (per-row slots, blank flags)."""
+        if key not in self.memo:
+            self.memo[key] = build()
+        return self.memo[key]  # type: ignore[return-value]
+
+    @property
+    def methods(self) -> list[str]:
+        return list(self.run.get("methods", []))
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.run.get("class_names", []))
+
+    @property
+    def has_labels(self) -> bool:
+        return bool(self.frame.label.notna().any())
+
+    @property
+    def fit(self) -> str:
+        return str(self.run.get("preprocessing", {}).get("fit", "whole"))
+
+    @property
+    def preprocess(self) -> Preprocess:
+        """The run's preprocessing, rebuilt from ``run.json`` (so thumbnails match what the model saw)."""
+        p = self.run["preprocessing"]
+        return Preprocess(
+            crop_size=tuple(p["crop_size"]), resize_size=int(p["resize_size"]), mean=tuple(p["mean"]),
+            std=tuple(p["std"]), interpolation=InterpolationMode(p["interpolation"]), fit=p["fit"],
+        )
+
+
+def load_results(folder: Path) -> Results:
+    """Read a results folder (``results.parquet`` + ``run.json``).
+
+    Raises:
+        CamError: No results there, or unreadable.
+    """
+    run = read_run(folder)
+    table = read_results(folder)
+    light = table.select(
+        ["path", "label", "label_name", "pred", "pred_name", "prob_pred", "prob_label", "correct", "entropy",
+         "class_ids", "top5_ids", "top5_probs", "error"]
+    ).to_pandas(types_mapper={pa.int32(): pd.Int32Dtype(), pa.bool_(): pd.BooleanDtype()}.get)
+    light["name"] = [Path(p).name for p in light.path]
+    return Results(folder, run, table, light, (folder / "results.parquet").stat().st_mtime_ns)
+
+
+def map_of(results: Results, row: int, method: str, slot: int) -> np.ndarray | None:
+    """The raw signed map (h, w) of class slot ``slot`` of row ``row`` (``None`` for a failed file)."""
+    values = results.table.column(map_column(method))[row]
+    shape = results.table.column("map_shape")[row]
+    if not values.is_valid:
+        return None
+    k, h, w = shape.as_py()
+    return values.values.to_numpy(zero_copy_only=False).reshape(k, h, w)[min(slot, k - 1)]
+
+
+def slots(frame: pd.DataFrame, which: str) -> np.ndarray:
+    """Per row, the class slot whose map to show: ``pred`` (the prediction's) or ``label`` (the true class's).
+
+    A row that did not explain the asked class shows its first map.
+    """
+    want = frame.pred if which == "pred" else frame.label
+    out = np.zeros(len(frame), dtype=np.int64)
+    for i, (ids, c) in enumerate(zip(frame.class_ids, want, strict=True)):
+        if ids is not None and not pd.isna(c) and int(c) in list(ids):
+            out[i] = list(ids).index(int(c))
+    return out
+
+
+def blank_flags(results: Results, method: str, slot_of: np.ndarray) -> np.ndarray:
+    """Per row, whether the shown map is blank after ReLU (False for a failed file)."""
+    m = results.methods.index(method)
+    blank = results.table.column("blank").to_pylist()
+    ids = results.frame.class_ids
+    out = np.zeros(len(blank), dtype=bool)
+    for i, (flags, k) in enumerate(zip(blank, ids, strict=True)):
+        if flags is not None and k is not None:
+            out[i] = bool(flags[m * len(k) + slot_of[i]])
+    return out
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What the gallery shows: true classes, predicted classes (ids; empty: any), and all/correct/wrong."""
+
+    true: tuple[int, ...] = ()
+    pred: tuple[int, ...] = ()
+    outcome: str = "all"
+
+
+def filter_frame(frame: pd.DataFrame, f: Filters) -> pd.DataFrame:
+    """The rows with maps that pass the filters (failed files are listed apart)."""
+    keep = frame.error.isna()
+    if f.true:
+        keep &= frame.label.isin(f.true).fillna(False)
+    if f.pred:
+        keep &= frame.pred.isin(f.pred).fillna(False)
+    if f.outcome in ("correct", "wrong"):
+        keep &= (frame.correct == (f.outcome == "correct")).fillna(False)
+    return frame[keep.astype(bool)]
+
+
+def sort_frame(frame: pd.DataFrame, key: str, blank: np.ndarray | None = None) -> pd.DataFrame:
+    """``frame`` in the order of :data:`SORTS` ``key`` (missing values last; ties by path)."""
+    _, cols, ascending = SORTS[key]
+    work = frame.assign(
+        _right=frame.correct.fillna(True).astype(bool),
+        _not_blank=~blank[frame.index] if blank is not None else True,
+    )
+    order = work.sort_values([*cols, "path"], ascending=[*ascending, True], na_position="last", kind="stable")
+    return frame.loc[order.index]
+
+
+@dataclass
+class Confusion:
+    """Counts of (true class, predicted class); ``cols`` may end with an "other classes" column."""
+
+    rows: list[int]
+    cols: list[tuple[int, ...]]
+    row_names: list[str]
+    col_names: list[str]
+    counts: np.ndarray
+    hidden_rows: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+def confusion(frame: pd.DataFrame, class_names: Sequence[str], limit: int = 25) -> Confusion | None:
+    """The confusion matrix of the labelled rows (``None`` without labels).
+
+    Rows: the true classes present (the ``limit`` most frequent). Columns: those classes in the same
+    order (the diagonal is the correct answers), then the other predicted classes by frequency, the
+    rest in one column.
+    """
+    done = frame[frame.error.isna() & frame.label.notna()]
+    if done.empty:
+        return None
+    true_counts = Counter(int(v) for v in done.label)
+    rows = sorted(c for c, _ in true_counts.most_common(limit))
+    rows.sort(key=lambda c: class_names[c].lower())
+    pred_counts = Counter(int(v) for v in done.pred)
+    others = [c for c, _ in pred_counts.most_common() if c not in rows]
+    cols: list[tuple[int, ...]] = [(c,) for c in rows] + [(c,) for c in others[: max(0, limit - len(rows))]]
+    rest = tuple(others[max(0, limit - len(rows)):])
+    if rest:
+        cols.append(rest)
+    col_of = {c: j for j, ids in enumerate(cols) for c in ids}
+    counts = np.zeros((len(rows), len(cols)), dtype=np.int64)
+    row_of = {c: i for i, c in enumerate(rows)}
+    for t, p in zip(done.label, done.pred, strict=True):
+        if int(t) in row_of:
+            counts[row_of[int(t)], col_of[int(p)]] += 1
+    names = [class_names[ids[0]] if len(ids) == 1 else f"{len(ids)} other classes" for ids in cols]
+    return Confusion(rows, cols, [class_names[c] for c in rows], names, counts, len(true_counts) - len(rows))
+
+
+def per_class(frame: pd.DataFrame, blank: np.ndarray) -> pd.DataFrame:
+    """Per true class: images, accuracy, mean probability of the true class, blank maps (``blank``: per row of
+    the results, as :func:`blank_flags` gives)."""
+    done = frame[frame.error.isna() & frame.label.notna()]
+    done = done.assign(blank=blank[done.index])
+    if done.empty:
+        return pd.DataFrame(columns=["class", "images", "accuracy", "mean p(true)", "blank maps"])
+    grouped = done.groupby("label_name", sort=True)
+    out = pd.DataFrame({
+        "images": grouped.size(),
+        "accuracy": grouped.correct.apply(lambda s: float(s.astype(bool).mean())),
+        "mean p(true)": grouped.prob_label.mean(),
+        "blank maps": grouped.blank.sum(),
+    })
+    return out.rename_axis("class").reset_index()
+
+
+def blank_by_class(results: Results, method: str) -> tuple[int, int, list[tuple[str, int]]]:
+    """(blank maps, maps, [(class name, blank maps)] most first) over every explained class of ``method``."""
+    m = results.methods.index(method)
+    names = results.class_names
+    total, counts = 0, Counter()
+    for flags, ids in zip(results.table.column("blank").to_pylist(), results.frame.class_ids, strict=True):
+        if flags is None or ids is None:
+            continue
+        k = len(ids)
+        total += k
+        for j, cid in enumerate(ids):
+            if flags[m * k + j]:
+                counts[names[int(cid)]] += 1
+    return sum(counts.values()), total, counts.most_common()
+
+
+def export_csv(frame: pd.DataFrame) -> str:
+    """The rows as CSV (no maps: those stay in ``results.parquet``); top-5 as ``id:prob`` pairs."""
+    top5 = [
+        ";".join(f"{int(i)}:{p:.4f}" for i, p in zip(ids, probs, strict=True)) if ids is not None else ""
+        for ids, probs in zip(frame.top5_ids, frame.top5_probs, strict=True)
+    ]
+    cols = ["path", "label", "label_name", "pred", "pred_name", "prob_pred", "prob_label", "correct", "entropy",
+            "error"]
+    return frame[cols].assign(top5=top5).to_csv(index=False)

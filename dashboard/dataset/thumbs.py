@@ -1,0 +1,129 @@
+"""Gallery thumbnails, built only for the rows on screen and kept in a process-wide cache.
+
+A thumbnail is two small pictures: the image as the model saw it (the run's own preprocessing
+and fit, JPEG) and the map's colour layer with the evidence as alpha (WebP), drawn over it in the
+browser. The browser's opacity then blends them exactly as ``cam_core.render.overlay`` would, so
+the opacity control redraws nothing. The base picture is shared by every method and view.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from cam_core.engine import upsample
+from cam_core.errors import CamError
+from cam_core.io.images import load_image
+from cam_core.models.preprocess import Preprocess
+from cam_core.render import heat_rgba, model_view
+
+__all__ = ["THUMB_SIDE", "Base", "Thumb", "ThumbCache", "build_base", "build_heat", "file_stamp"]
+
+THUMB_SIDE = 224  # the longer side, in pixels (shown at about 180 px; sharp on HiDPI screens)
+
+
+@dataclass(frozen=True)
+class Base:
+    """The image as the model saw it, small: a JPEG data URI, its size, and the image's box in the input."""
+
+    uri: str
+    size: tuple[int, int]  # (height, width) of the thumbnail
+    input_size: tuple[int, int]
+    region: tuple[int, int, int, int] | None
+
+
+@dataclass(frozen=True)
+class Thumb:
+    """What the gallery draws for one row: ``base`` and ``heat`` data URIs, or ``problem`` when there is none."""
+
+    base: str = ""
+    heat: str = ""
+    problem: str = ""
+
+
+def _uri(im: Image.Image, fmt: str, **kw: object) -> str:
+    buf = io.BytesIO()
+    im.save(buf, format=fmt, **kw)
+    return f"data:image/{fmt.lower()};base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _fit(size: tuple[int, int], side: int) -> tuple[int, int]:
+    h, w = size
+    scale = side / max(h, w)
+    return max(1, round(h * scale)), max(1, round(w * scale))
+
+
+def build_base(path: str, preprocess: Preprocess, fit: str, side: int = THUMB_SIDE) -> Base:
+    """Decode ``path`` and preprocess it as the run did; the model's view, shrunk to ``side``."""
+    x, place = preprocess.prepare(load_image(path), fit)  # type: ignore[arg-type]
+    view = model_view(x, preprocess.mean, preprocess.std)
+    size = _fit(view.shape[:2], side)
+    im = Image.fromarray(view).resize((size[1], size[0]), Image.Resampling.LANCZOS)
+    return Base(_uri(im, "JPEG", quality=85), size, place.size, place.content if place.padded else None)
+
+
+def build_heat(cam: np.ndarray, base: Base, view: str, cmap: str) -> str:
+    """The map's colour layer over ``base``: upsampled as ``ExplainResult.upsampled`` does, then coloured."""
+    maps = torch.tensor(np.asarray(cam, dtype=np.float32))[None, None]  # a copy: table buffers are read-only
+    up = upsample(maps, base.input_size, base.size, base.region)[0, 0].numpy()
+    rgba = heat_rgba(up, view=view, cmap=cmap)  # type: ignore[arg-type]
+    return _uri(Image.fromarray(rgba, "RGBA"), "WEBP", quality=85)
+
+
+class ThumbCache:
+    """Process-wide LRU of base pictures and heat layers (thread-safe; entries are a few kB each)."""
+
+    def __init__(self, max_entries: int = 4000) -> None:
+        self.max_entries = max_entries
+        self._items: OrderedDict[Hashable, object] = OrderedDict()
+        self._lock = threading.Lock()
+        self.built = 0  # how many entries were computed (tests check that only what is shown is built)
+
+    def get(self, key: Hashable, build: Callable[[], object]) -> object:
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        value = build()
+        with self._lock:
+            self.built += 1
+            self._items[key] = value
+            while len(self._items) > self.max_entries:
+                self._items.popitem(last=False)
+        return value
+
+    def thumb(
+        self, path: str, stamp: tuple[int, int], preprocess: Preprocess, fit: str, map_key: Hashable,
+        cam: Callable[[], np.ndarray | None], view: str, cmap: str,
+    ) -> Thumb:
+        """The thumbnail of one row; ``stamp`` (size, mtime) of the file names the base, ``map_key`` the map."""
+        try:
+            base = self.get(("base", path, stamp, preprocess, fit), lambda: build_base(path, preprocess, fit))
+        except CamError as exc:
+            return Thumb(problem=f"cannot be shown: {exc}")
+        except OSError as exc:
+            return Thumb(problem=f"cannot be read: {exc.strerror or exc}")
+
+        def heat() -> str:  # "" for a row without a map
+            values = cam()
+            return "" if values is None else build_heat(values, base, view, cmap)  # type: ignore[arg-type]
+
+        return Thumb(base=base.uri, heat=str(self.get(("heat", map_key, view, cmap), heat)))  # type: ignore[union-attr]
+
+
+def file_stamp(path: str) -> tuple[int, int] | None:
+    """(size, mtime_ns) of a file, or ``None`` when it is gone."""
+    try:
+        st = Path(path).stat()
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns

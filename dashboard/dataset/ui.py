@@ -1,0 +1,538 @@
+"""The Dataset page's parts: where the images come from, the run, and the results (summary, confusion
+matrix, gallery, export). ``*_ui`` functions draw widgets and return plain values; the numbers come
+from :mod:`.table`, the pictures from :mod:`.thumbs` and :mod:`.figures`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from cam_core.batch import BatchJob, discover, model_identity, run_local
+from cam_core.batch.results import RESULTS
+from cam_core.engine.methods import METHODS
+from cam_core.errors import CamError
+from dashboard import dataroot, state
+from dashboard.compute import Bundle, ImageItem, ModelSpec, decode_image, model_args
+from dashboard.dataset import table as tb
+from dashboard.dataset.figures import confusion_figure
+from dashboard.dataset.thumbs import ThumbCache, file_stamp
+from dashboard.feedback import guarded, show_error
+from dashboard.figures import PLOTLY_CONFIG, format_prob
+from dashboard.sidebar import request_model
+from dashboard.widgets.gallery import gallery_ui
+
+__all__ = ["DS", "Source", "goto_requested", "results_ui", "source_ui"]
+
+PAGE_SIZES = (24, 48, 96)
+COLUMNS = 6
+CLASS_MODES = {"pred": "Prediction", "label": "True class", "pred,label": "Both", "top3": "Top 3"}
+BIG_RUN = 200  # from this many files on, decoding runs in worker processes (their start-up costs seconds)
+
+
+class DS:
+    """Session-state keys of the Dataset page."""
+
+    SOURCE = "ds_source"
+    FOLDER = "ds_folder"
+    LABELS = "ds_labels"
+    CLASSES = "ds_classes"
+    METHOD = "ds_method"
+    LAYER = "ds_layer"
+    RESULTS = "_ds_results"  # the results folder shown (relative to the data root)
+    URL_DONE = "_ds_url_done"  # the ?folder= of the link was read
+    SORT = "ds_sort"
+    TRUE = "ds_true"
+    PRED = "ds_pred"
+    OUTCOME = "ds_outcome"
+    SHOWN = "ds_shown"  # whose map: the prediction's or the true class's
+    VIEW = "ds_view"
+    MAP_METHOD = "ds_map_method"
+    PAGE = "ds_page"
+    PAGE_SIZE = "ds_page_size"
+    OPACITY = "_ds_opacity"
+    CELL = "_ds_cell"  # (row, col) of the confusion cell the gallery is filtered to
+    CELL_NONCE = "_ds_cell_nonce"
+    GOTO = "_ds_goto_image"
+    LAST_JOB = "_ds_last_job"  # the run folder the controls named last run
+
+
+@st.cache_resource(show_spinner=False)
+def thumb_cache() -> ThumbCache:
+    """Thumbnails for every session of this process."""
+    return ThumbCache()
+
+
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _results(folder: str, mtime_ns: int) -> tb.Results:
+    """A results folder read once per version of its table (``mtime_ns`` names the version)."""
+    return tb.load_results(Path(folder))
+
+
+@st.cache_data(ttl=20, show_spinner=False)
+def _listing(root: str) -> tuple[list[str], list[str]]:
+    """(image folders, results folders) under the root, looked up at most every 20 s."""
+    return dataroot.image_folders(Path(root)), dataroot.results_folders(Path(root))
+
+
+def show_results_folder(rel: str) -> None:
+    """Show ``rel`` (under the data root) from now on, and in the URL, so the view can be shared."""
+    st.session_state[DS.RESULTS] = rel
+    st.query_params["folder"] = rel
+    for key in (DS.TRUE, DS.PRED, DS.PAGE, DS.CELL):
+        st.session_state.pop(key, None)
+
+
+def read_link(root: Path) -> None:
+    """``?folder=`` opens a results folder under the data root (once per session; anything else is refused)."""
+    wanted = st.query_params.get("folder")
+    if st.session_state.get(DS.URL_DONE) == wanted:
+        return
+    st.session_state[DS.URL_DONE] = wanted
+    if not wanted:
+        return
+    try:
+        folder = dataroot.resolve_under(root, wanted)
+    except CamError as exc:
+        st.error(f"The link's folder is not opened: {exc}.", icon=":material/block:")
+        return
+    if not (folder / RESULTS).is_file():
+        st.error(f"The link's folder {wanted!r} holds no batch results ({RESULTS}).", icon=":material/folder_off:")
+        return
+    show_results_folder(dataroot.relative(root, folder))
+
+
+# ---- source and run ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Source:
+    """What the user asked to run: a folder under the data root, with the job's choices."""
+
+    folder: str
+    labels: bool
+    classes: str
+    layer: str
+    method: str
+
+
+def _layer_ui(bundle: Bundle) -> str:
+    layers = [n["name"] for n in bundle.nodes if n["camable"]]
+    current = state.layer_for(bundle.spec.key, bundle.recommended or "")
+    if current not in layers:
+        current = bundle.recommended or (layers[0] if layers else "")
+    st.session_state[DS.LAYER] = current
+
+    def changed() -> None:
+        state.set_layer(bundle.spec.key, st.session_state[DS.LAYER])
+
+    names = {n: f"★ {n}" if n == bundle.recommended else n for n in layers}
+    st.selectbox("Layer", layers, format_func=names.get, key=DS.LAYER, on_change=changed,
+                 help="The same layer as on the image page (★ recommended).")
+    return st.session_state[DS.LAYER]
+
+
+def _zip_ui(root: Path) -> str | None:
+    up = st.file_uploader(
+        "Zip of images", type=["zip"], key="ds_zip",
+        help="Folders inside become classes (ImageFolder): class names of the model, any case, or indices. "
+        f"At most {dataroot.MAX_ZIP_FILES} files and {dataroot.MAX_ZIP_BYTES // 2**30} GB unpacked.",
+    )
+    if up is None:
+        return None
+    folder = guarded("unpacking the zip", dataroot.extract_zip, up.getvalue(), root)
+    return dataroot.relative(root, folder) if folder is not None else None
+
+
+def source_ui(root: Path, bundle: Bundle) -> Source | None:
+    """Where the images come from and what to compute; ``None`` while nothing is chosen.
+
+    A folder of the server (under the data root) or an uploaded zip; opening an existing results
+    folder is handled here too (it only switches what is shown).
+    """
+    images, results = _listing(str(root))
+    mode = st.segmented_control(
+        "Images", ["folder", "zip", "results"], key=DS.SOURCE, required=True, default="folder",
+        format_func={"folder": "A folder on the server", "zip": "Upload a zip", "results": "Open results"}.get,
+    )
+    if mode == "results":
+        if not results:
+            st.info("No results yet under the data root: run a folder first.", icon=":material/folder_open:")
+            return None
+        current = st.session_state.get(DS.RESULTS)
+        pick = st.selectbox("Results folder", results, index=results.index(current) if current in results else 0,
+                            help=f"Folders under the data root that hold a {RESULTS}.")
+        if pick != current:
+            show_results_folder(pick)
+        return None
+    if mode == "zip":
+        folder = _zip_ui(root)
+        if folder is None:
+            return None
+        st.caption(f":material/folder_zip: Unpacked into `{folder}` under the data root.")
+    else:
+        if not images:
+            st.info(f"No image folders under the data root {root}.", icon=":material/folder_off:")
+            return None
+        if st.session_state.get(DS.FOLDER) not in images:
+            st.session_state[DS.FOLDER] = "samples" if "samples" in images else images[0]
+        folder = st.selectbox("Folder", images, key=DS.FOLDER, help=f"Folders under the data root {root}.")
+    c1, c2, c3, c4 = st.columns([1.0, 2.0, 1.5, 1.3], vertical_alignment="bottom")
+    with c1:
+        labels = st.toggle("Labels from folders", key=DS.LABELS, value=True,
+                           help="Class folders (ImageFolder) give each image's true class: a class name of the "
+                           "model (any case, _ for a space) or an index.")
+    with c2:
+        classes = st.segmented_control(
+            "Explain", list(CLASS_MODES), format_func=CLASS_MODES.get, key=DS.CLASSES, default="pred",
+            required=True, help="Which classes get a map: the prediction, the true class, both, or the top 3.",
+        )
+        if "label" in classes and not labels:
+            classes = "pred"
+    with c3:
+        layer = _layer_ui(bundle)
+    with c4:
+        st.session_state.setdefault(DS.METHOD, "gradcam")
+        method = st.selectbox("Method", list(METHODS), format_func=lambda m: METHODS[m].title, key=DS.METHOD,
+                              help="Score-CAM and Ablation-CAM run one forward pass per channel: slow on a CPU.")
+    return Source(folder, labels, classes, layer, method)
+
+
+def _progress_text(done: int, total: int, start: float) -> str:
+    elapsed = time.perf_counter() - start
+    rate = done / elapsed if elapsed > 0 else 0.0
+    left = (total - done) / rate if rate > 0 else math.inf
+    eta = f"about {left:.0f} s left" if math.isfinite(left) else "estimating…"
+    return f"{done} / {total} images · {rate:.1f} images/s · {eta}"
+
+
+def run_ui(root: Path, bundle: Bundle, src: Source, fit: str) -> None:
+    """The Run button and its progress; when done (or when this job ran before) its results are shown."""
+    out = dataroot.run_folder(root, src.folder, bundle.model.name, src.layer, src.method, src.classes)
+    rel_out = dataroot.relative(root, out) if out.is_relative_to(root) else str(out)
+    earlier = (out / RESULTS).is_file()
+    c1, c2 = st.columns([1, 4], vertical_alignment="center")
+    go = c1.button("Run again (new files only)" if earlier else "Run", type="primary", key="ds_run",
+                   icon=":material/play_arrow:")
+    c2.caption(f"Results go to `{rel_out}` under the data root; a rerun adds only new or changed files.")
+    last = st.session_state.get(DS.LAST_JOB)
+    changed = last is not None and last != rel_out  # the user changed the folder, layer, method or classes
+    st.session_state[DS.LAST_JOB] = rel_out
+    shown = st.session_state.get(DS.RESULTS)
+    if earlier and not go and shown != rel_out and (shown is None or changed):
+        show_results_folder(rel_out)  # this very job ran before: show it at once (a link's results stay until then)
+    if not go:
+        return
+    job = BatchJob(model=model_args(bundle.spec), layer=src.layer, methods=(src.method,), classes=src.classes,
+                   labels=src.labels, fit=fit)
+    try:
+        folder = dataroot.resolve_under(root, src.folder)
+    except CamError as exc:
+        show_error(exc, "choosing the folder")
+        return
+    bar = st.progress(0.0, text="Reading the folder…")
+    start = time.perf_counter()
+
+    def progress(done: int, total: int) -> None:
+        bar.progress(done / max(total, 1), text=_progress_text(done, total, start))
+
+    try:
+        found = discover(folder, within=root)
+        summary = run_local(job, found, out, model=bundle.model, progress=progress,
+                            workers=2 if len(found.files) >= BIG_RUN else 0, mp_context="forkserver")
+    except Exception as exc:  # CamError: one line; anything else: a message with details
+        bar.empty()
+        show_error(exc, "running the folder")
+        return
+    bar.empty()
+    st.success(summary.line().replace(str(out / RESULTS), f"`{rel_out}`"), icon=":material/task_alt:")
+    _listing.clear()  # the new results folder shows under "Open results" at once
+    show_results_folder(rel_out)
+
+
+# ---- results ------------------------------------------------------------------------------------------------
+
+
+def open_results(root: Path) -> tb.Results | None:
+    """The results shown now (``None`` when none is chosen); refused when outside the root."""
+    rel = st.session_state.get(DS.RESULTS)
+    if not rel:
+        return None
+    try:
+        folder = dataroot.resolve_under(root, rel)
+        stamp = (folder / RESULTS).stat().st_mtime_ns
+        return _results(str(folder), stamp)
+    except (CamError, OSError) as exc:
+        show_error(exc if isinstance(exc, CamError) else CamError(f"{rel}: {exc}"), "opening the results")
+        return None
+
+
+def _run_spec(results: tb.Results, bundle: Bundle | None) -> ModelSpec | None:
+    """The sidebar's model if it is the run's, else one the sidebar can select for it (``None``: neither)."""
+    want = results.run.get("job", {}).get("model", {})
+    candidates = [bundle.spec] if bundle is not None else []
+    name = want.get("spec", "")
+    candidates += [ModelSpec(), ModelSpec(source="torchvision", name=name, weights=want.get("weights"))]
+    return next((c for c in candidates if model_identity(model_args(c)) == want), None)
+
+
+def _describe(results: tb.Results, root: Path, bundle: Bundle | None) -> None:
+    run = results.run
+    rel = dataroot.relative(root, results.folder)
+    st.subheader(f"Results · {rel}", anchor=False)
+    when = (run.get("finished") or run.get("started") or "")[:16].replace("T", " ")
+    st.caption(
+        f"{run.get('model')} · layer `{run.get('layer')}` · {', '.join(METHODS[m].title for m in results.methods)} · "
+        f"explains: {CLASS_MODES.get(run.get('classes'), run.get('classes'))} · "
+        f"{run.get('preprocessing', {}).get('description', '')} · {when} UTC"
+    )
+    spec = _run_spec(results, bundle)
+    if spec is None:
+        st.warning("These results come from a model the sidebar cannot select again (an upload or a factory): "
+                   "load it in the sidebar to open images on the image page with it.", icon=":material/warning:")
+    elif bundle is not None and spec != bundle.spec:
+        st.info(f"Opening an image switches the sidebar to the run's model, {run.get('model')}.",
+                icon=":material/swap_horiz:")
+
+
+def _metrics(results: tb.Results, method: str, blank: np.ndarray) -> None:
+    frame = results.frame
+    ok = frame.error.isna()
+    failed = int((~ok).sum())
+    blank_maps, maps, by_class = results.remember(("by_class", method), lambda: tb.blank_by_class(results, method))
+    cols = st.columns(4)
+    cols[0].metric("Images", f"{int(ok.sum()):,}", help="Files with maps; failed files are listed below.")
+    cols[1].metric("Failed", f"{failed:,}", help="Files that could not be read (see the list under the gallery).")
+    labelled = frame[ok & frame.label.notna()]
+    if not labelled.empty:
+        cols[2].metric("Accuracy", f"{labelled.correct.astype(bool).mean():.1%}",
+                       help=f"Top-1 over the {len(labelled)} labelled images.")
+    else:
+        cols[2].metric("Accuracy", "–", help="No labels: run with Labels from folders.")
+    share = f" ({blank_maps / maps:.0%})" if maps and blank_maps else ""
+    cols[3].metric("Blank after ReLU", f"{blank_maps} of {maps} maps{share}",
+                   help="Maps whose positive part holds (nearly) nothing: the usual ReLU'd view shows them empty. "
+                   "Sort by Blank maps first to see them.")
+    if by_class:
+        shown = ", ".join(f"{name} ({n})" for name, n in by_class[:8])
+        st.caption(f":material/visibility_off: Blank maps after ReLU, by explained class: {shown}"
+                   + (" …" if len(by_class) > 8 else ""))
+
+
+def _cell_clicked(conf: tb.Confusion, chart_key: str) -> None:
+    event = st.session_state.get(chart_key) or {}
+    points = (event.get("selection") or {}).get("points") or []
+    picked = next((p for p in points if isinstance(p.get("x"), int | float) and isinstance(p.get("y"), int | float)),
+                  None)
+    if picked is not None:
+        i, j = int(picked["y"]), int(picked["x"])
+        st.session_state[DS.TRUE] = [conf.rows[i]]
+        st.session_state[DS.PRED] = list(conf.cols[j])
+        st.session_state[DS.OUTCOME] = "all"
+        st.session_state[DS.PAGE] = 1
+        st.session_state[DS.CELL] = (i, j)
+    st.session_state[DS.CELL_NONCE] = st.session_state.get(DS.CELL_NONCE, 0) + 1  # a fresh chart: clickable again
+
+
+def _confusion_ui(results: tb.Results, blank: np.ndarray) -> None:
+    conf = tb.confusion(results.frame, results.class_names)
+    if conf is None:
+        return
+    left, right = st.columns([1.35, 1], gap="medium")
+    with left:
+        st.markdown("**Confusion matrix** · click a cell to show its images")
+        key = f"ds_confusion_{st.session_state.get(DS.CELL_NONCE, 0)}"
+        cell = st.session_state.get(DS.CELL)
+        st.plotly_chart(
+            confusion_figure(conf, cell), key=key, on_select=partial(_cell_clicked, conf, key),
+            selection_mode="points", config={**PLOTLY_CONFIG, "displayModeBar": False},
+        )
+        if conf.hidden_rows:
+            st.caption(f"The {len(conf.rows)} most frequent true classes are shown ({conf.hidden_rows} more).")
+    with right:
+        st.markdown("**Per class**")
+        st.dataframe(
+            tb.per_class(results.frame, blank), hide_index=True, width="stretch",
+            column_config={
+                "accuracy": st.column_config.ProgressColumn("accuracy", format="percent", min_value=0, max_value=1),
+                "mean p(true)": st.column_config.NumberColumn(format="%.2f"),
+            },
+        )
+
+
+def _class_options(frame, column: str) -> list[int]:
+    values = frame[column].dropna().astype(int)
+    return [int(c) for c in values.value_counts().index]
+
+
+def _reset_page() -> None:
+    st.session_state[DS.PAGE] = 1
+    st.session_state.pop(DS.CELL, None)
+
+
+def _controls(results: tb.Results) -> tuple[str, tb.Filters, str, str, str]:
+    """Sort, filters and what each thumbnail shows: (sort, filters, method, whose map, view)."""
+    names = results.class_names
+    frame = results.frame
+    labelled = results.has_labels
+    sorts = [k for k in tb.SORTS if labelled or k not in tb.NEEDS_LABELS]
+    if st.session_state.get(DS.SORT) not in sorts:
+        st.session_state[DS.SORT] = sorts[0]
+    c = st.columns([1.1, 1.5, 1.5], vertical_alignment="bottom")
+    sort = c[0].selectbox("Sort", sorts, format_func=lambda k: tb.SORTS[k][0], key=DS.SORT, on_change=_reset_page,
+                          help="Wrong first puts the confident mistakes on top; blank maps first, the maps that "
+                          "show nothing after ReLU.")
+
+    def name(i: int) -> str:
+        return names[i] if 0 <= i < len(names) else str(i)
+
+    true = c[1].multiselect("True class", _class_options(frame, "label"), format_func=name, key=DS.TRUE,
+                            on_change=_reset_page, disabled=not labelled, placeholder="any")
+    pred = c[2].multiselect("Predicted class", _class_options(frame, "pred"), format_func=name, key=DS.PRED,
+                            on_change=_reset_page, placeholder="any")
+    c = st.columns([1.1, 1.1, 1.0, 1.3], vertical_alignment="bottom")
+    outcome = c[0].segmented_control(
+        "Show", ["all", "correct", "wrong"], key=DS.OUTCOME, default="all", required=True, on_change=_reset_page,
+        format_func=str.capitalize, disabled=not labelled,
+    )
+    whose = "pred"
+    if labelled and "label" in str(results.run.get("classes")):
+        whose = c[1].segmented_control("Map of", ["pred", "label"], key=DS.SHOWN, default="pred", required=True,
+                                       format_func={"pred": "Prediction", "label": "True class"}.get,
+                                       help="Whose map the thumbnails show: the predicted class's or the true one's.")
+    view = c[2].segmented_control("View", ["relu", "signed"], key=DS.VIEW, default="relu", required=True,
+                                  format_func={"relu": "ReLU'd", "signed": "Signed"}.get,
+                                  help="ReLU'd: positive evidence only (jet). Signed: for and against (blue-red).")
+    method = results.methods[0]
+    if len(results.methods) > 1:
+        method = c[3].selectbox("Method shown", results.methods, format_func=lambda m: METHODS[m].title,
+                                key=DS.MAP_METHOD)
+    return sort, tb.Filters(tuple(true or ()), tuple(pred or ()), outcome if labelled else "all"), method, whose, view
+
+
+def _pager(n: int) -> tuple[int, int]:
+    """(first row, last row + 1) of the page shown."""
+    size = st.session_state.get(DS.PAGE_SIZE, PAGE_SIZES[0])
+    pages = max(1, math.ceil(n / size))
+    page = min(max(1, int(st.session_state.get(DS.PAGE, 1))), pages)
+    st.session_state[DS.PAGE] = page
+    c = st.columns([0.9, 0.9, 3], vertical_alignment="bottom")
+    c[0].number_input(f"Page (of {pages})", 1, pages, key=DS.PAGE)
+    c[1].selectbox("Per page", PAGE_SIZES, key=DS.PAGE_SIZE, on_change=_reset_page)
+    first = (page - 1) * size
+    c[2].caption(f"Images {first + 1 if n else 0}–{min(n, first + size)} of {n:,} shown by the filters.")
+    return first, min(n, first + size)
+
+
+def _lines(row) -> tuple[list[str], str]:
+    """Caption lines and the badge (right/wrong) of a gallery row."""
+    pred = f"pred {row.pred_name} {format_prob(float(row.prob_pred))}"
+    if pd.isna(row.label):
+        return [pred, f"entropy {row.entropy:.2f}"], ""
+    true = f"true {row.label_name}" + ("" if bool(row.correct) else f" ({format_prob(float(row.prob_label))})")
+    return [true, pred], "right" if bool(row.correct) else "wrong"
+
+
+def _open_row(results: tb.Results, root: Path, bundle: Bundle | None, row: int) -> None:
+    """Hand the clicked image to the image page, with the run's model, layer, fit, method and classes."""
+    path = results.frame.path.iloc[row]
+    try:
+        file = dataroot.resolve_under(root, path)
+        data = file.read_bytes()
+        digest = hashlib.sha1(data).hexdigest()
+        image = decode_image(digest, data, file.name)
+    except (CamError, OSError) as exc:
+        st.session_state[DS.GOTO] = str(exc)
+        return
+    spec = _run_spec(results, bundle)
+    if spec is not None and (bundle is None or spec != bundle.spec):
+        request_model(spec)
+    key = (spec or bundle.spec).key if (spec or bundle) else None
+    state.open_image(ImageItem(file.name, image, digest, fit=results.fit))
+    st.session_state[state.K.FIT] = results.fit
+    if key is not None:
+        state.set_layer(key, results.run["layer"])
+        ids = results.frame.class_ids.iloc[row]
+        if ids is not None:
+            state.set_classes((key, digest), [int(i) for i in ids])
+    st.session_state[state.K.METHODS] = list(results.methods)
+    st.session_state[DS.GOTO] = True
+
+
+def goto_requested() -> bool | str:
+    """True when a thumbnail asked for the image page (a string: why it could not be opened)."""
+    return st.session_state.pop(DS.GOTO, False)
+
+
+@st.fragment
+def results_ui(root: Path, results: tb.Results, bundle: Bundle | None, image_page) -> None:
+    """Summary, confusion matrix, the gallery with its controls, the export and the failed files."""
+    state.honour_full_rerun()
+    goto = goto_requested()
+    if goto is True:
+        st.switch_page(image_page)
+    elif goto:
+        st.error(f"That image cannot be opened: {goto}", icon=":material/broken_image:")
+    _describe(results, root, bundle)
+    with st.container(key="ds_controls"):
+        sort, filters, method, whose, view = _controls(results)
+    slot = results.remember(("slots", whose), lambda: tb.slots(results.frame, whose))
+    blank = results.remember(("blank", method, whose), lambda: tb.blank_flags(results, method, slot))
+    _metrics(results, method, blank)
+    _confusion_ui(results, blank)
+    shown = tb.sort_frame(tb.filter_frame(results.frame, filters), sort, blank)
+    first, last = _pager(len(shown))
+    page = shown.iloc[first:last]
+    items = _items(results, root, page, slot, blank, method, view)
+    opacity = float(st.session_state.get(DS.OPACITY, 0.6))
+    gallery_ui(
+        items, opacity=opacity, columns=COLUMNS,
+        on_open=partial(_open_row, results, root, bundle),
+        on_opacity=lambda v: st.session_state.__setitem__(DS.OPACITY, v),
+    )
+    st.download_button(
+        f"Download these {len(shown):,} rows (CSV)", tb.export_csv(shown), file_name="results_filtered.csv",
+        mime="text/csv", icon=":material/download:", key="ds_csv",
+        help="The filtered, sorted table (no maps: those are in results.parquet).",
+    )
+    failed = results.frame[results.frame.error.notna()]
+    if not failed.empty:
+        with st.expander(f"{len(failed)} file(s) could not be read"):
+            st.dataframe(failed[["name", "label_name", "error"]], hide_index=True, width="stretch")
+
+
+def _items(results: tb.Results, root: Path, page, slot: np.ndarray, blank: np.ndarray, method: str,
+           view: str) -> list[dict]:
+    """The gallery items of one page; thumbnails come from the cache or are built now (only these)."""
+    cache = thumb_cache()
+    pre, fit = results.preprocess, results.fit
+    cmap = "bwr" if view == "signed" else "jet"
+    items = []
+    for row in page.itertuples():
+        i = int(row.Index)
+        lines, badge = _lines(row)
+        try:
+            path = str(dataroot.resolve_under(root, row.path))
+        except CamError:
+            items.append({"id": i, "title": row.name, "lines": lines, "badge": badge,
+                          "problem": "outside the data root: not shown"})
+            continue
+        stamp = file_stamp(path)
+        if stamp is None:
+            items.append({"id": i, "title": row.name, "lines": lines, "badge": badge, "problem": "file not found"})
+            continue
+        thumb = cache.thumb(
+            path, stamp, pre, fit, (str(results.folder), results.mtime_ns, i, method, int(slot[i])),
+            lambda i=i: tb.map_of(results, i, method, int(slot[i])), view, cmap,
+        )
+        items.append({"id": i, "base": thumb.base, "heat": thumb.heat, "title": row.name, "lines": lines,
+                      "badge": badge, "blank": bool(blank[i]), "problem": thumb.problem})
+    return items

@@ -1,0 +1,73 @@
+"""``--engine ray`` on a local Ray cluster (2 CPUs, started once for the module) gives the local engine's table.
+
+Ray is an optional extra (``pip install .[ray]``, installed by requirements-dev.txt so CI runs this).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cam_core.batch import BatchJob, read_results, read_run, run_local
+from cam_core.cli import main
+from cam_core.io import write_sample_folder
+
+ray = pytest.importorskip("ray", reason="ray[data] is not installed (pip install '.[ray]')")
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[None]:
+    from cam_core.batch.ray import runtime_env
+
+    ray.init(num_cpus=2, include_dashboard=False, configure_logging=False, runtime_env=runtime_env())
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("imagefolder")
+    write_sample_folder(root, per_photo=2, seed=2)
+    (root / "moped" / "cut.png").write_bytes(b"\x89PNG\r\n\x1a\n cut short")
+    (root / "moped" / "labels.csv").write_text("a,b\n")
+    return root
+
+
+def test_engine_ray_gives_the_same_table_as_local(cluster, folder, tmp_path, lite0, capsys) -> None:
+    local_out, ray_out = tmp_path / "local", tmp_path / "ray"
+    job = BatchJob(classes="pred,label", labels=True, batch_size=3)
+    run_local(job, folder, local_out, workers=0, model=lite0)
+    rc = main(["batch", "--images", str(folder), "--labels-from-folders", "--classes", "pred,label",
+               "--batch-size", "3", "--engine", "ray", "--workers", "2", "--out", str(ray_out)])
+    assert rc == 0
+    assert "9 files: 9 explained now" in capsys.readouterr().out
+    a, b = read_results(local_out).to_pandas(), read_results(ray_out).to_pandas()
+    assert list(a.columns) == list(b.columns) and len(a) == len(b) == 9
+    for col in ("path", "label", "label_name", "pred", "pred_name", "correct", "error"):
+        assert a[col].astype(str).tolist() == b[col].astype(str).tolist(), col
+    ok = a.error.isna()
+    assert ok.sum() == 8 and b[~ok].path.iloc[0].endswith("cut.png")
+    for col in ("class_ids", "top5_ids", "map_shape", "blank"):
+        assert [list(v) for v in a[col][ok]] == [list(v) for v in b[col][ok]], col
+    for col in ("prob_pred", "prob_label", "entropy"):
+        np.testing.assert_allclose(a[col][ok].astype(float), b[col][ok].astype(float), rtol=1e-5, atol=1e-6)
+    for col in ("map_gradcam", "pos_mass", "relu_survival", "top5_probs"):
+        np.testing.assert_allclose(np.concatenate(a[col][ok].tolist()), np.concatenate(b[col][ok].tolist()),
+                                   rtol=1e-4, atol=1e-6)
+    run = read_run(ray_out)
+    assert run["engine"] == "ray" and run["workers"] == 2 and "ray" in run["versions"]
+
+
+def test_engine_ray_resumes(cluster, folder, tmp_path, lite0) -> None:
+    from cam_core.batch.ray import run_ray
+
+    job = BatchJob(batch_size=4)
+    first = run_ray(job, str(folder / "tabby" / "*.jpg"), tmp_path, workers=1, model=lite0)
+    assert first.computed == 2
+    again = run_ray(job, folder, tmp_path, workers=1, model=lite0)  # now the whole folder: only the rest runs
+    assert (again.reused, again.computed) == (2, 7)
+    df = read_results(tmp_path).to_pandas()
+    assert len(df) == 9 and df.path.is_unique

@@ -1,0 +1,318 @@
+"""The Dataset page's wiring (AppTest, no browser) and its data root (plain functions).
+
+The page is driven as ``app.py`` draws it (the shared sidebar, then the page) through
+``AppTest.from_function``; the gallery's items and the confusion matrix are read back from the
+component's data and the Plotly spec. Clicks on the matrix and on a thumbnail need a browser:
+tests/test_dashboard_dataset_e2e.py does those.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from cam_core import CamError
+from cam_core.batch import BatchJob, read_results, run_local
+from cam_core.io import write_sample_folder
+from dashboard import dataroot
+from dashboard.launch import own_options
+
+TIMEOUT = 180
+
+
+def _page() -> None:
+    from dashboard import shell
+    from dashboard.pages import dataset
+
+    shell.shared_sidebar()
+    dataset.main()
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory, lite0) -> Path:
+    """A data root: ``photos/<class>/`` (2 variants per labelled sample) and ``runs/a`` (pred,label results)."""
+    base = tmp_path_factory.mktemp("data_root")
+    write_sample_folder(base / "photos", per_photo=2, seed=4)
+    run_local(BatchJob(classes="pred,label", labels=True), base / "photos", base / "runs" / "a", workers=0,
+              model=lite0)
+    return base
+
+
+@pytest.fixture
+def app(root, monkeypatch):
+    monkeypatch.setenv(dataroot.ENV, str(root))
+
+    def make(**query: str) -> AppTest:
+        at = AppTest.from_function(_page, default_timeout=TIMEOUT)
+        for name, value in query.items():
+            at.query_params[name] = value
+        return at.run()
+
+    return make
+
+
+def _gallery(at: AppTest) -> dict:
+    (data,) = [d for d in (json.loads(c.proto.json) for c in at.get("bidi_component")) if "items" in d]
+    return data
+
+
+def _array(value) -> np.ndarray:
+    """A Plotly JSON array: a list, or a typed array ``{dtype, bdata, shape}``."""
+    if isinstance(value, dict):
+        flat = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
+        return flat.reshape([int(d) for d in str(value.get("shape", len(flat))).split(",")])
+    return np.asarray(value)
+
+
+def _no_failure(at: AppTest) -> None:
+    assert not at.exception, [e.value for e in at.exception]
+
+
+def test_a_link_opens_results_with_gallery_summary_and_confusion(app, root) -> None:
+    at = app(folder="runs/a")
+    _no_failure(at)
+    table = read_results(root / "runs" / "a").to_pandas()
+    items = _gallery(at)["items"]
+    assert len(items) == len(table) == 8
+    assert all(i["base"].startswith("data:image/jpeg;base64,") and i["heat"].startswith("data:image/webp")
+               for i in items)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Images"] == "8" and metrics["Failed"] == "0"
+    assert metrics["Accuracy"] == f"{table.correct.astype(bool).mean():.1%}"
+    (fig,) = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    heat, grid = fig["data"]
+    assert heat["type"] == "heatmap" and grid["type"] == "scatter"
+    # The invisible grid has one clickable point per cell, carrying (row, column).
+    cells = _array(grid["customdata"])
+    n_rows, n_cols = len(heat["text"]), len(heat["text"][0])
+    assert cells.shape == (n_rows * n_cols, 2) and {tuple(c) for c in cells} == {
+        (i, j) for i in range(n_rows) for j in range(n_cols)}
+    assert fig["layout"]["yaxis"]["ticktext"] == sorted(table.label_name.unique(), key=str.lower)
+    tabby = fig["layout"]["yaxis"]["ticktext"].index("tabby")
+    counts = [[int(v) if v else 0 for v in row] for row in heat["text"]]
+    assert sum(map(sum, counts)) == 8 and sum(counts[tabby]) == 2
+    assert at.query_params["folder"] == "runs/a"
+
+
+def test_wrong_first_puts_confident_mistakes_on_top(app, root) -> None:
+    at = app(folder="runs/a")
+    at.selectbox(key="ds_sort").set_value("wrong").run()
+    _no_failure(at)
+    table = read_results(root / "runs" / "a").to_pandas()
+    want = table.assign(right=table.correct.astype(bool)).sort_values(
+        ["right", "prob_pred", "path"], ascending=[True, False, True])
+    got = [i["title"] for i in _gallery(at)["items"]]
+    assert got == [Path(p).name for p in want.path]
+    badges = [i["badge"] for i in _gallery(at)["items"]]
+    assert badges[: (~want.right).sum()] == ["wrong"] * int((~want.right).sum())
+    at.selectbox(key="ds_sort").set_value("low_conf").run()
+    assert [i["title"] for i in _gallery(at)["items"]] == [
+        Path(p).name for p in table.sort_values(["prob_pred", "path"]).path]
+
+
+def test_filters_narrow_the_gallery_like_a_confusion_cell(app, root, lite0) -> None:
+    """What a click on the cell (true tabby, predicted Egyptian cat) sets: the two class filters."""
+    at = app(folder="runs/a")
+    at.multiselect(key="ds_true").set_value([281]).run()
+    at.multiselect(key="ds_pred").set_value([285]).run()
+    _no_failure(at)
+    table = read_results(root / "runs" / "a").to_pandas()
+    want = table[(table.label == 281) & (table.pred == 285)]
+    assert sorted(i["title"] for i in _gallery(at)["items"]) == sorted(Path(p).name for p in want.path)
+    assert len(want) >= 1
+    at.segmented_control(key="ds_outcome").set_value("correct").run()
+    assert _gallery(at)["items"] == []  # tabby is never right here
+    csv = at.get("download_button")[0]
+    assert "0 rows" in csv.proto.label
+
+
+def test_a_path_outside_the_data_root_is_refused(app, root, tmp_path) -> None:
+    for bad in ("..", "/etc", "runs/../../"):
+        at = app(folder=bad)
+        _no_failure(at)
+        assert any("outside the data root" in e.value for e in at.error), bad
+        assert not [c for c in at.get("bidi_component") if "items" in json.loads(c.proto.json)]
+    # A symlink inside the root that points out of it is refused too.
+    outside = tmp_path / "elsewhere"
+    run_dir = root / "runs" / "a"
+    outside.mkdir()
+    for name in ("results.parquet", "run.json"):
+        (outside / name).write_bytes((run_dir / name).read_bytes())
+    link = root / "sneaky"
+    link.symlink_to(outside, target_is_directory=True)
+    try:
+        at = app(folder="sneaky")
+        assert any("outside the data root" in e.value for e in at.error)
+    finally:
+        link.unlink()
+
+
+def test_run_a_folder_from_the_page(app, root) -> None:
+    at = app()
+    _no_failure(at)
+    assert at.selectbox(key="ds_folder").value == "photos"
+    at.segmented_control(key="ds_classes").set_value("top3").run()
+    at.button(key="ds_run").click().run()
+    _no_failure(at)
+    rel = at.query_params["folder"]
+    assert rel.startswith("runs/photos__") and rel.endswith("__top3")
+    table = read_results(root / rel).to_pandas()
+    assert len(table) == 8 and all(len(ids) == 3 for ids in table.class_ids)
+    assert any("8 files: 8 explained now" in s.value for s in at.success)
+    assert len(_gallery(at)["items"]) == 8
+
+
+def test_upload_a_zip_and_run_it(app, root) -> None:
+    """A zip of class folders (one top folder, a traversal attempt, a text file) is unpacked under uploads/ and run."""
+    photos = sorted((root / "photos").rglob("*.jpg"))[:3]
+    data = _zip({**{f"mine/{p.parent.name}/{p.name}": p.read_bytes() for p in photos},
+                 "mine/../../escape.jpg": photos[0].read_bytes(), "mine/readme.txt": b"hi"})
+    at = app()
+    at.segmented_control(key="ds_source").set_value("zip").run()
+    at.file_uploader(key="ds_zip").set_value(("mine.zip", data, "application/zip")).run()
+    _no_failure(at)
+    at.button(key="ds_run").click().run()
+    _no_failure(at)
+    rel = at.query_params["folder"]
+    assert rel.startswith("runs/uploads_")
+    table = read_results(root / rel).to_pandas()
+    assert sorted(Path(p).name for p in table.path) == sorted(p.name for p in photos)
+    assert all(dataroot.resolve_under(root, p) for p in table.path)  # every file inside the root
+    assert set(table.label_name) == {p.parent.name for p in photos}
+    assert not list(root.parent.rglob("escape.jpg"))
+
+
+def test_ten_thousand_rows_build_only_the_thumbnails_on_screen(app, root) -> None:
+    """A 10 000-row table (the 8 real rows, each file hard-linked 1 250 times): one page of thumbnails is built."""
+    from dashboard.dataset.ui import PAGE_SIZES, thumb_cache
+
+    src = root / "runs" / "a"
+    big = root / "runs" / "big"
+    links = root / "many"
+    big.mkdir(parents=True, exist_ok=True)
+    links.mkdir(exist_ok=True)
+    table = pq.read_table(src / "results.parquet")
+    frame = table.to_pandas()
+    paths = []
+    for k in range(1250):
+        for p in frame.path:
+            target = links / f"{k:04d}_{Path(p).name}"
+            if not target.exists():
+                os.link(p, target)
+            paths.append(str(target))
+    import pyarrow as pa
+
+    rows = pa.concat_tables([table] * 1250)
+    rows = rows.set_column(0, "path", pa.array(paths, pa.string()))
+    pq.write_table(rows, big / "results.parquet")
+    (big / "run.json").write_bytes((src / "run.json").read_bytes())
+    before = thumb_cache().built
+    at = app(folder="runs/big")
+    _no_failure(at)
+    assert len(_gallery(at)["items"]) == PAGE_SIZES[0]
+    assert thumb_cache().built - before <= 2 * PAGE_SIZES[0]  # a base picture and a heat layer per thumbnail
+    assert {m.label: m.value for m in at.metric}["Images"] == "10,000"
+    at.number_input(key="ds_page").set_value(417).run()  # the last page
+    _no_failure(at)
+    assert len(_gallery(at)["items"]) == 10_000 - 416 * PAGE_SIZES[0]
+
+
+# ---- the data root -----------------------------------------------------------------------------------------
+
+
+def test_resolve_under_refuses_what_leaves_the_root(tmp_path) -> None:
+    root = tmp_path / "root"
+    (root / "a" / "b").mkdir(parents=True)
+    assert dataroot.resolve_under(root, "a/b") == (root / "a" / "b").resolve()
+    assert dataroot.resolve_under(root, str(root / "a")) == (root / "a").resolve()
+    for bad in ("..", "a/../../x", "/", str(tmp_path)):
+        with pytest.raises(CamError, match="outside the data root"):
+            dataroot.resolve_under(root, bad)
+    (root / "out").symlink_to(tmp_path, target_is_directory=True)
+    with pytest.raises(CamError, match="outside the data root"):
+        dataroot.resolve_under(root, "out")
+
+
+def test_listings_offer_image_folders_and_results(root) -> None:
+    images = dataroot.image_folders(root)
+    assert "photos" in images and "photos/tabby" in images
+    assert not any(f.startswith("runs") for f in images)
+    assert "runs/a" in dataroot.results_folders(root)
+
+
+def test_default_root_holds_the_sample_folder(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.delenv(dataroot.ENV, raising=False)
+    root = dataroot.data_root()
+    assert root == (tmp_path / "camdash" / "data").resolve()
+    assert sorted(p.name for p in (root / "samples").iterdir()) == ["espresso", "missile", "moped", "tabby"]
+    monkeypatch.setenv(dataroot.ENV, str(tmp_path / "absent"))
+    with pytest.raises(CamError, match="not a folder"):
+        dataroot.data_root()
+
+
+def _zip(entries: dict[str, bytes], links: tuple[str, ...] = ()) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name, data in entries.items():
+            z.writestr(name, data)
+        for name in links:
+            info = zipfile.ZipInfo(name)
+            info.external_attr = 0o120777 << 16  # a symlink
+            z.writestr(info, "/etc/passwd")
+    return buf.getvalue()
+
+
+def test_zip_extraction_is_safe(tmp_path) -> None:
+    jpg = (Path(__file__).parent / "tiny.py").read_bytes()  # content does not matter to the extraction
+    data = _zip({
+        "set/tabby/a.jpg": jpg, "set/espresso/b.png": jpg, "set/notes.txt": b"x", "set/../../evil.jpg": jpg,
+        "/abs.jpg": jpg, "set/.hidden/c.jpg": jpg, "__MACOSX/set/._a.jpg": jpg,
+    }, links=("set/tabby/link.jpg",))
+    folder = dataroot.extract_zip(data, tmp_path)
+    files = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+    assert files == ["espresso/b.png", "tabby/a.jpg"]  # the single top folder is dropped; the rest refused
+    assert not (tmp_path.parent / "evil.jpg").exists() and not list(tmp_path.rglob("evil.jpg"))
+    assert dataroot.extract_zip(data, tmp_path) == folder  # once per content
+    with pytest.raises(CamError, match="not a zip"):
+        dataroot.extract_zip(b"PK nope", tmp_path)
+    with pytest.raises(CamError, match="no images"):
+        dataroot.extract_zip(_zip({"a.txt": b"x"}), tmp_path)
+
+
+def test_zip_limits(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(dataroot, "MAX_ZIP_FILES", 3)
+    with pytest.raises(CamError, match="at most 3"):
+        dataroot.extract_zip(_zip({f"{i}.jpg": b"x" for i in range(4)}), tmp_path)
+    monkeypatch.setattr(dataroot, "MAX_ZIP_BYTES", 10)
+    with pytest.raises(CamError, match="uncompressed"):
+        dataroot.extract_zip(_zip({"a.jpg": b"x" * 11}), tmp_path)
+
+
+def test_camdash_data_root_option(tmp_path) -> None:
+    env, rest = own_options(["--server.port", "1", "--data-root", str(tmp_path), "--x"])
+    assert rest == ["--server.port", "1", "--x"] and env == {dataroot.ENV: str(tmp_path.resolve())}
+    assert own_options([f"--data-root={tmp_path}"])[0] == {dataroot.ENV: str(tmp_path.resolve())}
+    with pytest.raises(SystemExit):
+        own_options(["--data-root", str(tmp_path / "absent")])
+
+
+def test_exported_csv_is_the_filtered_table(root) -> None:
+    from dashboard.dataset import table as tb
+
+    results = tb.load_results(root / "runs" / "a")
+    shown = tb.filter_frame(results.frame, tb.Filters(outcome="wrong"))
+    csv = pd.read_csv(io.StringIO(tb.export_csv(shown)))
+    assert len(csv) == len(shown) and (~csv.correct.astype(bool)).all()
+    assert list(csv.columns[:3]) == ["path", "label", "label_name"]
+    assert csv.top5.str.count(";").eq(4).all()
