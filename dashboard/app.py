@@ -1,8 +1,10 @@
 """The CAM dashboard: ``streamlit run dashboard/app.py`` (or ``camdash``).
 
-Navigation over the pages in :mod:`dashboard.pages` (each a short ``main()``), after the part
+Navigation over the pages in :mod:`dashboard.views` (each a short ``main()``), after the part
 every page shares: the model in the sidebar (:mod:`dashboard.shell`). The image page is ``/``, the video
-page ``/video``.
+page ``/video``, the dataset page ``/dataset``. (The folder is ``views``, not ``pages``: Streamlit runs the
+files of a ``pages/`` folder beside the entry script as pages of its own, older multipage mode, and a fresh
+server's first visit to ``/video`` ran ``pages/video.py`` alone, without the app around it.)
 
 Started by ``streamlit run``, this file is also an ASGI app (``app = st.App(...)``, found by
 Streamlit's launcher): its lifespan starts the warm start (:mod:`dashboard.warmup`) as the server
@@ -26,17 +28,13 @@ if __package__ in (None, ""):  # `streamlit run dashboard/app.py` runs this file
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from dashboard import shell, stats, uploads, warmup
-from dashboard.pages import dataset, image, video
+from dashboard.views import dataset, image, video
 
 
 def main() -> None:
     """Draw the shared sidebar, then the page the URL names."""
     st.set_page_config(page_title="CAM dashboard", page_icon="🔥", layout="wide")
-    pages = {
-        "image": st.Page(image.main, title="Image", icon=":material/image:", default=True),
-        "video": st.Page(video.main, title="Video", icon=":material/movie:", url_path="video"),
-        "dataset": dataset.page(),
-    }
+    pages = {"image": image.page(), "video": video.page(), "dataset": dataset.page()}
     shell.register_pages(pages)
     nav = st.navigation(list(pages.values()))
     shell.shared_sidebar()

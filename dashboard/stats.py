@@ -12,7 +12,8 @@ from pathlib import Path
 
 from streamlit.runtime import Runtime
 
-from dashboard import compute, uploads, video_compute, warmup
+from dashboard import compute, uploads, warmup
+from dashboard.video import compute as video_compute
 
 __all__ = ["rss_bytes", "snapshot"]
 

@@ -32,7 +32,7 @@ TIMEOUT = 180
 
 def _page() -> None:
     from dashboard import shell
-    from dashboard.pages import dataset
+    from dashboard.views import dataset
 
     shell.shared_sidebar()
     dataset.main()

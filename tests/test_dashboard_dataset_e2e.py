@@ -3,8 +3,8 @@ on a confusion-matrix cell filtering it, a click on a thumbnail opening that ima
 link outside the data root refused.
 
 The server gets a data root made here (``photos/<class>/`` and the batch results ``runs/a``); the very first
-page a fresh server serves is ``/dataset?folder=runs/a`` (Streamlit's legacy ``pages/`` handling runs a page
-file directly in a server's first session: the page must survive that). Screenshots go to a temporary folder.
+page a fresh server serves is ``/dataset?folder=runs/a`` (a direct first visit to a page other than ``/``
+is what Streamlit's older ``pages/`` folder mode got wrong: the pages live in ``views/``). Screenshots go to a temporary folder.
 Skipped when Chromium is not installed.
 """
 

@@ -1,7 +1,7 @@
 """The video page in a real browser (Debian's Chromium, headless, driven by Playwright).
 
 A fresh server is opened straight at ``/video`` (the first visit of a server is the case Streamlit's
-``pages/`` folder mode gets wrong; the page hands it to the app). A clip made in the test is uploaded,
+``pages/`` folder mode got wrong, hence ``dashboard/views``). A clip made in the test is uploaded,
 explained with *Run*; then the film's ``<video>`` must load (``readyState >= 2``, no ``error``: H.264 MP4
 that Chromium plays), the scrubber must move the frame shown, the timeline must be there and a click on
 it must jump to a frame; then *Cancel* must stop a run of the sample clip. Screenshots go to a temporary

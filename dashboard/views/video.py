@@ -1,6 +1,6 @@
 """The video page (``/video``): Grad-CAM over a clip, played as a film and scrubbed frame by frame.
 
-``main()`` wires the pieces of :mod:`dashboard.video_panels`: the clip and the model → settings →
+``main()`` wires the pieces of :mod:`dashboard.video.panels`: the clip and the model → settings →
 a Run button (progress, Cancel) → the film, the downloads, and the frame scrubber with the timeline.
 
 What reruns when:
@@ -16,17 +16,6 @@ script at its next progress update (Streamlit stops a run that a newer click sup
 
 from __future__ import annotations
 
-if __name__ == "__main__":  # pragma: no cover - Streamlit's own page runner, see the comment
-    # A ``pages/`` folder next to the entry script makes Streamlit run a fresh server's first visit to
-    # ``/video`` as this file (its v1 multipage mode) instead of ``app.py``: run the app, which shows this page.
-    import runpy
-    from pathlib import Path
-
-    import streamlit as st
-
-    runpy.run_path(str(Path(__file__).resolve().parents[1] / "app.py"), run_name="__main__")
-    st.stop()
-
 import hashlib
 
 import streamlit as st
@@ -36,7 +25,7 @@ from dashboard.compute import Bundle, ImageItem, figure_cache
 from dashboard.feedback import guarded
 from dashboard.figures import PLOTLY_CONFIG
 from dashboard.state import K
-from dashboard.video_compute import (
+from dashboard.video.compute import (
     VideoRun,
     background,
     cached_films,
@@ -46,7 +35,7 @@ from dashboard.video_compute import (
     probe,
     run_key,
 )
-from dashboard.video_panels import (
+from dashboard.video.panels import (
     Clip,
     change_summary,
     clip_ui,
@@ -71,6 +60,11 @@ HOW_TO_READ = (
     "and probability. Scrub to a frame to see its maps side by side, fade them with the slider under the figure, "
     "and click the timeline to jump to a moment."
 )
+
+
+def page() -> st.Page:
+    """This page for ``st.navigation`` (``/video``)."""
+    return st.Page(main, title="Video", icon=":material/movie:", url_path="video")
 
 
 def main() -> None:

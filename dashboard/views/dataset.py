@@ -14,7 +14,6 @@ import streamlit as st
 from cam_core.errors import CamError
 from dashboard import dataroot, shell
 from dashboard.dataset import ui
-from dashboard.pages import image
 
 __all__ = ["main", "page"]
 
@@ -48,13 +47,5 @@ def main() -> None:
                 ui.run_ui(root, bundle, src, shared.fit)
     results = ui.open_results(root)
     if results is not None:
-        ui.results_ui(root, results, bundle, image.page())
+        ui.results_ui(root, results, bundle, shell.page("image"))
 
-
-if __name__ == "__main__":
-    # Streamlit's legacy convention runs the files of a ``pages/`` folder next to the entry script as pages
-    # in the first session after the server starts, so a first visit to /dataset runs this file: run the app.
-    import runpy
-    from pathlib import Path
-
-    runpy.run_path(str(Path(__file__).resolve().parents[1] / "app.py"), run_name="__main__")

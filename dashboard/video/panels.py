@@ -32,7 +32,7 @@ from dashboard.figures import (
 from dashboard.shell import Shared
 from dashboard.state import K
 from dashboard.uploads import save_upload
-from dashboard.video_compute import ClipSettings, FilmSet, VideoRun, background, frame_maps, sample_clip
+from dashboard.video.compute import ClipSettings, FilmSet, VideoRun, background, frame_maps, sample_clip
 
 __all__ = [
     "VIDEO_METHODS",
