@@ -4,8 +4,8 @@ link outside the data root refused.
 
 The server gets a data root made here (``photos/<class>/`` and the batch results ``runs/a``); the very first
 page a fresh server serves is ``/dataset?folder=runs/a`` (a direct first visit to a page other than ``/``
-is what Streamlit's older ``pages/`` folder mode got wrong: the pages live in ``views/``). Screenshots go to a temporary folder.
-Skipped when Chromium is not installed.
+is what Streamlit's older ``pages/`` folder mode got wrong: the pages live in ``views/``). Screenshots go to a
+temporary folder. Skipped when Chromium is not installed.
 """
 
 from __future__ import annotations
