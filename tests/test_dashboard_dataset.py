@@ -32,8 +32,9 @@ TIMEOUT = 180
 
 def _page() -> None:
     from dashboard import shell
-    from dashboard.views import dataset
+    from dashboard.views import dataset, image
 
+    shell.register_pages({"image": image.page()})  # as app.py does: the gallery's clicks go to the image page
     shell.shared_sidebar()
     dataset.main()
 
