@@ -353,6 +353,7 @@ def explain(
     eigen_smooth: bool = False,
     samples: int | None = None,
     probs: str | None = None,
+    channels_last: bool = False,
 ) -> ExplainResult:
     """Explain ``x`` with every requested method, for K classes per image.
 
@@ -384,6 +385,10 @@ def explain(
         samples: noisy or scaled samples of SmoothGrad-CAM++, SS-CAM and IS-CAM (default: each one's).
         probs: ``softmax`` or ``sigmoid`` for ``ExplainResult.probs`` (default: sigmoid with the
             sigmoid target, else softmax).
+        channels_last: on a CPU, run the images and the model's 4-D weights in channels-last order for
+            this call (see :func:`channels_last_weights`): about twice as fast for convolutional models,
+            equal up to float summation order (~1e-6 relative). Off by default, so that one image's maps
+            are bit-for-bit what the model's own layout gives; the clip and folder engines turn it on.
 
     Returns:
         An :class:`ExplainResult` with maps (N, K, h, w) per method (clips: (N, K, T', h, w)), on the CPU.
@@ -411,11 +416,14 @@ def explain(
     dev = resolve_device(device)
     size = (x.shape[-2], x.shape[-1])
     n = x.shape[0]
-    with model_lock(module), memory_errors(dev), eval_mode(module):
+    nhwc = channels_last and x.ndim == 4 and dev.type == "cpu"
+    with model_lock(module), memory_errors(dev), eval_mode(module), channels_last_weights(module, nhwc):
         place_model(module, dev)
         layer = layer or recommended_layer(model, input_size=size)
         to_grid = grid_transform(model, layer, input_size=size)
         x = x.to(device=dev, dtype=float_dtype(module))
+        if nhwc:
+            x = x.contiguous(memory_format=torch.channels_last)
         xs = torch.cat([x, x.flip(-1)]) if aug_smooth else x
         with capture_layers(module, [layer]) as cap, torch.no_grad():
             out = module(xs)
@@ -781,6 +789,27 @@ def eval_mode(module: nn.Module) -> Iterator[None]:
     finally:
         for m, mode in modes:
             m.training = mode
+
+
+@contextmanager
+def channels_last_weights(module: nn.Module, enabled: bool = True) -> Iterator[None]:
+    """Run the block with the module's 4-D parameters in channels-last (NHWC) order; put them back afterwards.
+
+    On a CPU, oneDNN's convolutions (depthwise ones above all) run about twice as fast on NHWC tensors
+    (EfficientNet-Lite0, 16 frames at 224×398: 114 ms a frame instead of 279 ms). The caller's model is
+    left as it was: the same tensors, in their own order.
+    """
+    if not enabled:
+        yield
+        return
+    kept = [(p, p.data) for p in module.parameters() if p.ndim == 4]
+    try:
+        for p, data in kept:
+            p.data = data.contiguous(memory_format=torch.channels_last)
+        yield
+    finally:
+        for p, data in kept:
+            p.data = data
 
 
 def _activation_stats(A: Tensor, valid: Tensor | None = None) -> dict[str, Tensor]:
