@@ -82,7 +82,8 @@ def prepared(model, clip: Path) -> torch.Tensor:
 def ours_maps_alone(model, x: torch.Tensor, cid: int, batch: int, device: str) -> float:
     def run():
         for i in range(0, len(x), batch):
-            cam_core.explain(model, x[i : i + batch], classes=[cid], methods=["gradcam"], device=device)
+            cam_core.explain(model, x[i : i + batch], classes=[cid], methods=["gradcam"], device=device,
+                             channels_last=True)  # as explain_clip runs its batches
 
     return timed(run)[0]
 

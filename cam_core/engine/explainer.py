@@ -386,8 +386,9 @@ def explain(
         probs: ``softmax`` or ``sigmoid`` for ``ExplainResult.probs`` (default: sigmoid with the
             sigmoid target, else softmax).
         channels_last: on a CPU, run the images and the model's 4-D weights in channels-last order for
-            this call (see :func:`channels_last_weights`): about twice as fast for convolutional models,
-            equal up to float summation order (~1e-6 relative). Off by default, so that one image's maps
+            this call (see :func:`channels_last_weights`) when there are several images: about twice as
+            fast for convolutional models at 4 to 8 images, equal up to float summation order (~1e-6
+            relative); a single image is slower so, and runs as it is. Off by default, so that one image's maps
             are bit-for-bit what the model's own layout gives; the clip and folder engines turn it on.
 
     Returns:
@@ -416,7 +417,7 @@ def explain(
     dev = resolve_device(device)
     size = (x.shape[-2], x.shape[-1])
     n = x.shape[0]
-    nhwc = channels_last and x.ndim == 4 and dev.type == "cpu"
+    nhwc = channels_last and x.ndim == 4 and dev.type == "cpu" and x.shape[0] > 1  # one image: slower NHWC
     with model_lock(module), memory_errors(dev), eval_mode(module), channels_last_weights(module, nhwc):
         place_model(module, dev)
         layer = layer or recommended_layer(model, input_size=size)
