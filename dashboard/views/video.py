@@ -139,10 +139,8 @@ def _run_ui(bundle: Bundle, clip: Clip, layer: str, settings) -> VideoRun | None
     stopped = st.session_state.pop(K.VIDEO_CANCEL, False)
     if stopped:
         done, total = st.session_state.pop(K.VIDEO_PROGRESS, (0, None))
-        st.info(
-            f"Stopped after {done} of {total or 'the'} frames; nothing was kept. Press *Run* to start again.",
-            icon=":material/stop_circle:",
-        )
+        where = f"after {done} of {total} frames" if total else "before the first frames were explained"
+        st.info(f"Stopped {where}; nothing was kept. Press *Run* to start again.", icon=":material/stop_circle:")
     if run is not None:
         st.caption(
             f":material/check_circle: Explained {run.result.frames} frames in {run.result.seconds['total']:.1f} s "
