@@ -25,6 +25,7 @@ Run::
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import socket
 import statistics
@@ -35,6 +36,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 from playwright.sync_api import Page, sync_playwright
 
@@ -70,28 +72,39 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+class ServerDidNotStart(RuntimeError):
+    """The dashboard's server exited or did not answer in time."""
+
+
 @contextmanager
-def server(checkout: Path, *flags: str) -> Iterator[str]:
-    """A fresh Streamlit server on the checkout's dashboard, bound to 127.0.0.1 (``flags``: more options)."""
+def server(checkout: Path, *flags: str, env: dict[str, str] | None = None, output: IO | int = subprocess.DEVNULL,
+           start_s: float = 120) -> Iterator[str]:
+    """A fresh Streamlit server on the checkout's dashboard, bound to 127.0.0.1; its URL while it runs.
+
+    ``flags``: more options; ``env``: more environment; ``output``: where its output goes (a file for a test's log).
+    Raises ServerDidNotStart when it does not answer within ``start_s`` seconds. The browser tests start
+    theirs here too (``tests/serve.py``).
+    """
     port = _free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", "dashboard/app.py", "--server.address", "127.0.0.1",
          "--server.port", str(port), "--server.headless", "true", "--browser.gatherUsageStats", "false",
          "--server.fileWatcherType", "none", "--runner.postScriptGC", "false", *flags],
         cwd=checkout,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=output,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, **(env or {})},
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + start_s
         while True:
             try:
                 with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2):
                     break
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"the server of {checkout} did not start") from None
+                    raise ServerDidNotStart(f"the server of {checkout} did not start") from None
                 time.sleep(0.1)
         yield url
     finally:

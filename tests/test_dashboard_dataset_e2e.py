@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.bench_ui import ARGS
 from cam_core.batch import BatchJob, read_results, run_local
 from cam_core.io import write_sample_folder
 from tests.serve import dashboard
@@ -27,8 +28,6 @@ if CHROMIUM is None:
     pytest.skip("chromium is not installed (apt-get install -y chromium)", allow_module_level=True)
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
 
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-        "--disable-sync", "--no-first-run"]
 TIMEOUT_MS = 120_000
 CARD = "[data-testid='gallery-card']"
 CONFUSION = "[class*='st-key-ds_confusion_'] .js-plotly-plot"

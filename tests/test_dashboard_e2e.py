@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.bench_ui import ARGS as BROWSER_ARGS
 from tests.serve import dashboard
 
 pytestmark = pytest.mark.e2e
@@ -35,12 +36,7 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not 
 
 ROOT = Path(__file__).resolve().parents[1]
 ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
+    *BROWSER_ARGS,
     # A fake webcam (a test pattern) for the camera snapshot, allowed without a prompt.
     "--use-fake-ui-for-media-stream",
     "--use-fake-device-for-media-stream",

@@ -4,21 +4,17 @@ from __future__ import annotations
 
 import base64
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
-TIMEOUT = 120
+from tests.test_dashboard_app import _app as open_app
 
 
 def _app(**query: str) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
-    for name, value in query.items():
-        at.query_params[name] = value
-    at.run()
+    """The app run once with ``query`` as the URL's parameters; no exception on the page."""
+    at = open_app(**query)
     assert not at.exception, [e.value for e in at.exception]
     return at
 
