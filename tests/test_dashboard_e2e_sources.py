@@ -4,13 +4,14 @@ browser of tests/test_dashboard_e2e.py (skipped with it when Chromium is missing
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
 import pytest
 import torch
 
-from tests.test_dashboard_e2e import CHROMIUM, TIMEOUT_MS, VIEWPORT, _idle, browser, server, shots  # noqa: F401
+from tests.test_dashboard_e2e import CHROMIUM, TIMEOUT_MS, VIEWPORT, _idle, browser, server, shots, sync_api  # noqa: F401
 from tests.tiny import save_tiny_vit
 
 pytestmark = pytest.mark.e2e
@@ -28,8 +29,13 @@ def _pick(page, key: str, text: str) -> None:
     _idle(page)
 
 
-def _heatmaps(page, method: str) -> int:
-    return page.locator(f".st-key-overlay_{method}_0 .js-plotly-plot g.hm image").count()
+def _heatmaps(page, method: str, want: int) -> int:
+    """How many heatmaps the method's overlay shows, once it shows ``want`` (Plotly draws after the script run
+    ends, later on a busy machine) or after a minute, whatever it shows then."""
+    sel = f".st-key-overlay_{method}_0 .js-plotly-plot g.hm image"
+    with contextlib.suppress(sync_api.TimeoutError):
+        page.wait_for_function(f"document.querySelectorAll({sel!r}).length === {want}", timeout=60_000)
+    return page.locator(sel).count()
 
 
 def _titles(page, method: str) -> list[str]:
@@ -56,8 +62,9 @@ def test_a_timm_checkpoint_and_an_hf_folder_in_the_page(browser, server, shots, 
     _pick(page, "methods", "EigenGrad-CAM")
     page.keyboard.press("Escape")
     _idle(page)
+    page.get_by_text("timm:regnetx_002 + mine.safetensors").first.wait_for()
     assert page.get_by_text("timm:regnetx_002 + mine.safetensors").first.is_visible()
-    assert _heatmaps(page, "gradcam") == 6 and _heatmaps(page, "eigengradcam") == 6
+    assert _heatmaps(page, "gradcam", 6) == 6 and _heatmaps(page, "eigengradcam", 6) == 6
     page.screenshot(path=shots / "sources_timm.png")
 
     page.get_by_text("Hugging Face model", exact=True).click()
@@ -69,7 +76,7 @@ def test_a_timm_checkpoint_and_an_hf_folder_in_the_page(browser, server, shots, 
     _pick(page, "methods", "LeGrad")
     page.keyboard.press("Escape")
     _idle(page)
-    assert _heatmaps(page, "legrad") == 6  # three classes × two views over the 4×4 patch grid
+    assert _heatmaps(page, "legrad", 6) == 6  # three classes × two views over the 4×4 patch grid
     softmax_titles = _titles(page, "legrad")
     page.get_by_text("sigmoid (multi-label)").first.click()
     page.get_by_text("sigmoid probability").first.wait_for()
