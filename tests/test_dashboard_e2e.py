@@ -90,6 +90,8 @@ def _open(browser, server: str, query: str = "", **context):
     page.wait_for_function(f"document.querySelectorAll({HEATMAPS!r}).length >= 6", timeout=TIMEOUT_MS)
     elapsed = time.perf_counter() - start
     _idle(page)
+    # The model tree is a component that mounts on its own, sometimes after the overlays.
+    page.wait_for_selector("[data-layer][aria-selected='true']")
     return page, elapsed
 
 
