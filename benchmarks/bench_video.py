@@ -83,7 +83,7 @@ def ours_maps_alone(model, x: torch.Tensor, cid: int, batch: int, device: str) -
     def run():
         for i in range(0, len(x), batch):
             cam_core.explain(model, x[i : i + batch], classes=[cid], methods=["gradcam"], device=device,
-                             channels_last=True)  # as explain_clip runs its batches
+                             throughput=True)  # as explain_clip runs its batches
 
     return timed(run)[0]
 

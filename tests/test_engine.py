@@ -278,17 +278,3 @@ def test_other_runtime_errors_are_not_disguised_as_memory():
 
     with pytest.raises(RuntimeError, match=r"size mismatch|shape|channels"):
         cam_core.explain(gapnet(), torch.randn(1, 4, 16, 16), layer="features", classes=[0])
-
-
-def test_channels_last_gives_the_same_maps_and_leaves_the_model_as_it_was(resnet18, images):
-    """The clip and folder engines run NHWC on a CPU: the same maps and scores, the caller's weights untouched."""
-    params = {n: (p.data_ptr(), p.stride()) for n, p in resnet18.named_parameters()}
-    plain = cam_core.explain(resnet18, images, layer="layer3", classes="top2", methods=["gradcam", "hirescam"])
-    nhwc = cam_core.explain(resnet18, images, layer="layer3", classes="top2", methods=["gradcam", "hirescam"],
-                            channels_last=True)
-    assert torch.equal(plain.class_ids, nhwc.class_ids)
-    for m in plain.maps:
-        scale = float(plain.maps[m].abs().max())
-        torch.testing.assert_close(nhwc.maps[m], plain.maps[m], rtol=1e-4, atol=1e-5 * scale)
-    torch.testing.assert_close(nhwc.probs, plain.probs, rtol=1e-4, atol=1e-6)
-    assert {n: (p.data_ptr(), p.stride()) for n, p in resnet18.named_parameters()} == params

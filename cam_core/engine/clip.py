@@ -548,7 +548,7 @@ def explain_clip(
                 tick = time.perf_counter()
                 res = explain(
                     model, torch.stack([u.x for u in batch]), layer=layer, classes=choose, methods=methods,
-                    device=device, region=region, channels_last=True,  # a clip's many frames: NHWC pays on a CPU
+                    device=device, region=region, throughput=True,  # a clip's many frames: the fused copy
                 )
                 engine[0] += time.perf_counter() - tick
                 store.add(batch, res, methods, window)
