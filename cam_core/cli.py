@@ -225,8 +225,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--batch-size", type=_BATCH, help="images per forward/backward (default: 32 on a GPU, 4 on a CPU)"
     )
     p_batch.add_argument(
-        "--workers", type=_count(0, 256), default=2,
-        help="decoding processes (local engine; 0: none) or actors (Ray engine); default 2",
+        "--workers", type=_count(0, 256),
+        help="decoding processes (local engine; 0: none; default none on a CPU, 2 with a GPU) or actors (Ray "
+        "engine; default 2)",
     )
     p_batch.add_argument("--engine", choices=["local", "ray"], default="local", help="local (default) or ray")
     p_batch.add_argument("--ray-address", help="an existing Ray cluster (default: start a local one)")
@@ -552,7 +553,8 @@ def _cmd_batch(args: argparse.Namespace) -> int:
         from .batch.ray import import_ray, run_ray
 
         import_ray()
-        summary = run_ray(job, found, out, workers=args.workers, address=args.ray_address)
+        actors = 2 if args.workers is None else args.workers
+        summary = run_ray(job, found, out, workers=actors, address=args.ray_address)
     else:
         summary = run_local(job, found, out, workers=args.workers, bar=True)
     print(summary.line())

@@ -19,7 +19,7 @@ from __future__ import annotations
 import io
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -31,6 +31,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from .engine.clip import Cancelled, ClipProgress, ClipResult
 from .engine.methods import METHODS
+from .engine.prefetch import batched
 from .errors import CamError
 from .io.video import VideoError, VideoWriter, even_size, read_frames
 from .models.preprocess import Placement
@@ -156,17 +157,6 @@ def _jpeg(rgb: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
-def _batches(frames: Iterator, size: int) -> Iterator[list]:
-    batch = []
-    for frame in frames:
-        batch.append(frame)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
 def write_films(
     video: str | os.PathLike[str],
     result: ClipResult,
@@ -212,7 +202,7 @@ def write_films(
     writers = {key: VideoWriter(path, result.rate, (width, height)) for key, path in paths.items()}
     done = 0
     try:
-        for batch in _batches(frames, _BATCH):
+        for batch in batched(frames, _BATCH):
             if should_stop is not None and should_stop():
                 raise Cancelled(f"stopped after {done} of {result.frames} frames of the film")
             if done + len(batch) > result.frames:

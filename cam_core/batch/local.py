@@ -3,17 +3,21 @@
 Workers read and preprocess files (``load_image`` + ``Preprocess.prepare``: only the small,
 picklable recipe travels to them, never the model); the main process runs one
 :func:`~cam_core.explain` per batch of equal input size (see :func:`.job.plan_batches`) and writes
-each batch's rows at once, so an interrupted run loses at most the batch being computed.
+the rows every :data:`WRITE_EVERY_S` seconds and when the run stops for any reason (an error, Ctrl-C),
+so an interrupted run loses at most the batch it was computing (a killed process: that second's work).
+A Parquet part per batch cost 7% of a run on 2 CPU cores, in writing and in compacting.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Sequence
 
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from ..engine.explainer import resolve_device
 from ..models.load import LoadedModel
 from ..models.preprocess import Fit, Preprocess
 from .files import ImageFile
@@ -21,7 +25,9 @@ from .job import BatchJob, Decoded, decode, explain_items, plan_batches
 from .results import rows_table
 from .run import Summary, open_run
 
-__all__ = ["FileDataset", "run_local"]
+__all__ = ["WRITE_EVERY_S", "FileDataset", "default_workers", "run_local"]
+
+WRITE_EVERY_S = 1.0
 
 Progress = Callable[[int, int], None]
 
@@ -41,12 +47,18 @@ class FileDataset(Dataset):
         return decode(self.files[i], self.preprocess, self.fit)
 
 
+def default_workers(device: str) -> int:
+    """Decoding processes for ``device``: none on a CPU, whose cores the model's own threads already use (200
+    images on 2 cores: 2.34 s with none, 3.27 s with one, 3.43 s with two), 2 beside a GPU."""
+    return 0 if resolve_device(device).type == "cpu" else 2
+
+
 def run_local(
     job: BatchJob,
     images: str | os.PathLike[str],
     out: str | os.PathLike[str],
     *,
-    workers: int = 2,
+    workers: int | None = None,
     model: LoadedModel | None = None,
     within: str | os.PathLike[str] | None = None,
     progress: Progress | None = None,
@@ -59,7 +71,7 @@ def run_local(
         job: What to compute (model, layer, methods, classes, batch size, device).
         images: A folder (walked recursively), an image file, or a glob.
         out: The output folder: ``results.parquet``, ``run.json``.
-        workers: Decoding processes (0: decode in this process).
+        workers: Decoding processes (0: decode in this process; default :func:`default_workers`).
         model: The model, if loaded already (it must be the one ``job.model`` describes).
         within: Leave out files that resolve outside this folder.
         progress: Called with (files done, files to do) after every batch.
@@ -73,6 +85,7 @@ def run_local(
         CamError: A user mistake (see :func:`.run.open_run`), or one the engine reports (an unknown method
             at this layer, out of memory).
     """
+    workers = default_workers(job.device) if workers is None else workers
     with open_run(job, images, out, engine="local", workers=workers, model=model, within=within) as plan:
         if plan.todo:
             batches = plan_batches(plan.todo, plan.model.preprocess, plan.fit, plan.batch_size)
@@ -85,12 +98,18 @@ def run_local(
             )
             names = plan.model.class_names
             with tqdm(total=len(plan.todo), unit="img", desc="explaining", disable=not bar, smoothing=0.1) as pbar:
-                done = 0
-                for items in loader:
-                    rows = explain_items(plan.model, items, job, plan.layer)
-                    plan.store.write_part(rows_table(rows, job.methods, names))
-                    done += len(items)
-                    pbar.update(len(items))
-                    if progress is not None:
-                        progress(done, len(plan.todo))
+                done, rows, written = 0, [], time.monotonic()
+                try:
+                    for items in loader:
+                        rows += explain_items(plan.model, items, job, plan.layer)
+                        if time.monotonic() - written >= WRITE_EVERY_S:
+                            plan.store.write_part(rows_table(rows, job.methods, names))
+                            rows, written = [], time.monotonic()
+                        done += len(items)
+                        pbar.update(len(items))
+                        if progress is not None:
+                            progress(done, len(plan.todo))
+                finally:  # what is done is kept, also when a batch fails or the run is interrupted (Ctrl-C)
+                    if rows:
+                        plan.store.write_part(rows_table(rows, job.methods, names))
     return plan.summary

@@ -26,12 +26,13 @@ blank          list<bool>       same order: blank after ReLU (``diagnose.blank_a
 error          string           why the file has no results (null when fine)
 ============== ================ =======================================================================
 
-Writing (why a crash loses at most one batch): every batch is written at once as its own Parquet
-file under ``OUT/.parts/`` (written to a temporary name, then renamed, so a part is whole or
-absent); at the end, and at the start of any rerun, the parts are *compacted* with the previous
-``results.parquet`` into a new one (again written aside and renamed), keeping the newest row per
-path, sorted by path. The files' identities (size, mtime) travel in the parts as two extra
-columns and in ``results.parquet`` as file metadata, which is what a rerun compares.
+Writing (why a crash loses at most one batch, a killed process one second): the rows are written
+every second (and when a run stops) as their own Parquet file under ``OUT/.parts/`` (written to a
+temporary name, then renamed, so a part is whole or absent); at the end, and at the start of any
+rerun, the parts are *compacted* with the previous ``results.parquet`` into a new one (again
+written aside and renamed), keeping the newest row per path, sorted by path. The files' identities
+(size, mtime) travel in the parts as two extra columns and in ``results.parquet`` as file
+metadata, which is what a rerun compares.
 """
 
 from __future__ import annotations

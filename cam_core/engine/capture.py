@@ -58,9 +58,12 @@ class LayerNotFound(CamError, KeyError):
 
 def get_layer(module: nn.Module, name: str) -> nn.Module:
     """Return the submodule with dotted ``name``; a bad name lists close valid ones."""
+    if name:
+        try:
+            return module.get_submodule(name)  # the path alone, not a walk over the whole model
+        except AttributeError:
+            pass
     modules = dict(module.named_modules())
-    if name in modules and name != "":
-        return modules[name]
     names = [n for n in modules if n]
     near = [n for n in names if name and (n.startswith(name) or name.startswith(n))][-12:]
     raise LayerNotFound(

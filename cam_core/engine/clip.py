@@ -32,8 +32,6 @@ from __future__ import annotations
 import csv
 import io
 import os
-import queue
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -51,6 +49,7 @@ from ..io.video import Sampling, VideoInfo, probe_video, read_frames
 from ..models.preprocess import Placement
 from .explainer import explain, resolve_classes, unwrap_model
 from .methods import METHODS, check_methods
+from .prefetch import Prefetch, batched
 
 __all__ = [
     "DEFAULT_BATCH",
@@ -303,58 +302,6 @@ def _window(number: int, recent: deque, window: int) -> _Unit | None:
     return _Unit(number, [p for p, _ in recent], torch.stack(tensors, dim=1))
 
 
-class _Producer(threading.Thread):
-    """Decodes, preprocesses and batches units in the background; the consumer iterates :meth:`batches`."""
-
-    def __init__(self, make_units: Callable[[], Iterator[_Unit]], per_batch: int) -> None:
-        super().__init__(daemon=True, name="cam-clip-decode")
-        self.make_units = make_units
-        self.per_batch = per_batch
-        self.queue: queue.Queue[list[_Unit] | BaseException | None] = queue.Queue(maxsize=_QUEUE_BATCHES)
-        self.stop = threading.Event()
-        self.waiting = 0.0
-
-    def _put(self, item: list[_Unit] | BaseException | None) -> bool:
-        while not self.stop.is_set():
-            try:
-                self.queue.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def run(self) -> None:
-        try:
-            batch: list[_Unit] = []
-            for unit in self.make_units():
-                batch.append(unit)
-                if len(batch) == self.per_batch:
-                    if not self._put(batch):
-                        return
-                    batch = []
-            if batch and not self._put(batch):
-                return
-            self._put(None)
-        except BaseException as exc:  # handed to the consumer, which raises it in its own thread
-            self._put(exc)
-
-    def batches(self) -> Iterator[list[_Unit]]:
-        self.start()
-        try:
-            while True:
-                start = time.perf_counter()
-                item = self.queue.get()
-                self.waiting += time.perf_counter() - start
-                if item is None:
-                    return
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-        finally:
-            self.stop.set()
-            self.join(timeout=10)
-
-
 # ------------------------------------------------------------------------------------------ consumer
 
 
@@ -530,8 +477,8 @@ def explain_clip(
             items = _prepared(model, frames, fit, decoded, lambda pos: need is None or pos in need)
             return _window_units(items, window, stride) if window else _frame_units(items)
 
-        producer = _Producer(units, per_batch)
-        batches = producer.batches()
+        producer = Prefetch(lambda: batched(units(), per_batch), _QUEUE_BATCHES, "cam-clip-decode")
+        batches = producer.items()
         done = 0
         try:
             for batch in batches:

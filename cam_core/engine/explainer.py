@@ -25,6 +25,7 @@ import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
+from itertools import chain
 
 import numpy as np
 import torch
@@ -331,7 +332,7 @@ def unwrap_model(model: object) -> tuple[nn.Module, list[str] | None]:
 def place_model(module: nn.Module, device: str | torch.device) -> torch.device:
     """Resolve ``device`` and move the model there if it is elsewhere; call under the model's lock."""
     dev = resolve_device(device)
-    current = next((t.device for t in (*module.parameters(), *module.buffers())), None)
+    current = next((t.device for t in chain(module.parameters(), module.buffers())), None)
     if current not in (None, dev):
         module.to(dev)
     return dev
@@ -426,7 +427,11 @@ def explain(
         layer = layer or recommended_layer(model, input_size=size)
         to_grid = grid_transform(model, layer, input_size=size)
         x = x.to(device=dev, dtype=float_dtype(module))
-        fast = fused_copy(module, layer, x, nhwc)[0] if throughput else module
+        # LeGrad differentiates through the blocks above the layer: the copy's joined and in-place activations
+        # are for inference only.
+        fast = module
+        if throughput and not any(METHODS[m].kind == "attention" for m in methods):
+            fast = fused_copy(module, layer, x, nhwc)[0]
         stack.enter_context(channels_last_weights(fast, nhwc and fast is module))  # a copy has its own already
         if nhwc:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -768,7 +773,7 @@ def check_finite(out: Tensor) -> None:
 
 def float_dtype(module: nn.Module) -> torch.dtype:
     """The dtype the model computes in (half and bfloat16 models get their inputs in their dtype)."""
-    return next((t.dtype for t in (*module.parameters(), *module.buffers()) if t.is_floating_point()), torch.float32)
+    return next((t.dtype for t in chain(module.parameters(), module.buffers()) if t.is_floating_point()), torch.float32)
 
 
 _WARNED_TRAINING: weakref.WeakSet[nn.Module] = weakref.WeakSet()
@@ -782,6 +787,9 @@ def eval_mode(module: nn.Module) -> Iterator[None]:
     units at random: maps would be noisy and the caller's model would change under them.
     """
     modes = [(m, m.training) for m in module.modules()]
+    if not any(mode for _, mode in modes):  # eval already (the usual case): nothing to set or put back
+        yield
+        return
     if module.training and module not in _WARNED_TRAINING:
         _WARNED_TRAINING.add(module)
         warnings.warn(

@@ -35,7 +35,7 @@ __all__ = ["DS", "Source", "goto_requested", "results_ui", "source_ui"]
 PAGE_SIZES = (24, 48, 96)
 COLUMNS = 6
 CLASS_MODES = {"pred": "Prediction", "label": "True class", "pred,label": "Both", "top3": "Top 3"}
-BIG_RUN = 200  # from this many files on, decoding runs in worker processes (their start-up costs seconds)
+BIG_RUN = 200  # from this many files on, decoding may run in worker processes (their start-up costs seconds)
 
 
 class DS:
@@ -247,7 +247,7 @@ def run_ui(root: Path, bundle: Bundle, src: Source, fit: str) -> None:
     try:
         found = discover(folder, within=root)
         summary = run_local(job, found, out, model=bundle.model, progress=progress,
-                            workers=2 if len(found.files) >= BIG_RUN else 0, mp_context="forkserver")
+                            workers=None if len(found.files) >= BIG_RUN else 0, mp_context="forkserver")
     except Exception as exc:  # CamError: one line; anything else: a message with details
         bar.empty()
         show_error(exc, "running the folder")
