@@ -188,7 +188,10 @@ def batched_grads(scores: Tensor, leaf: Tensor, to_grid: Callable[[Tensor], Tens
         eye = torch.zeros(k1 - k0, n, k_all, device=scores.device, dtype=scores.dtype)
         eye[torch.arange(k1 - k0), :, torch.arange(k0, k1)] = 1.0
         try:
-            (g,) = torch.autograd.grad(scores, leaf, eye, retain_graph=True, is_grads_batched=True)
+            if k1 - k0 == 1:  # one class: a plain backward (vmap's set-up costs more than it saves here)
+                g = torch.autograd.grad(scores, leaf, eye[0], retain_graph=True)[0][None]
+            else:
+                (g,) = torch.autograd.grad(scores, leaf, eye, retain_graph=True, is_grads_batched=True)
         except RuntimeError as exc:
             if "vmap" not in str(exc).lower() and "batched" not in str(exc).lower():
                 raise

@@ -748,8 +748,14 @@ def _check_images(x: object) -> None:
         raise CamError(f"expected images (N, 3, H, W) or clips (N, 3, T, H, W), got shape {tuple(x.shape)}")
     if not x.is_floating_point():
         raise CamError(f"expected preprocessed float images, got {x.dtype}: use LoadedModel.preprocess")
-    if not bool(torch.isfinite(x).all()):
+    if not all_finite(x):
         raise CamError("the images contain NaN or infinite values")
+
+
+def all_finite(t: Tensor) -> bool:
+    """No NaN or infinity in ``t``: its sum is finite (one pass, no mask), else the element-wise check (a sum of
+    finite values may still overflow)."""
+    return bool(torch.isfinite(t.sum())) or bool(torch.isfinite(t).all())
 
 
 def check_batch_size(batch_size: object) -> int:
@@ -763,7 +769,7 @@ def check_batch_size(batch_size: object) -> int:
 
 def check_finite(out: Tensor) -> None:
     """The model's outputs must be numbers: NaN/inf logits make every map and probability meaningless."""
-    if not bool(torch.isfinite(out).all()):
+    if not all_finite(out):
         bad = "NaN" if bool(out.isnan().any()) else "infinite"
         raise CamError(
             f"the model's outputs are {bad} for this input, so no map or probability would mean anything: its "
