@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .capture import model_lock, replace_output
+from .priority import yield_to_foreground
 from .targets import Target
 
 __all__ = ["ablated_scores", "mask_noise", "masked_input_scores", "minmax_masks"]
@@ -71,6 +72,7 @@ def _channel_scores(
     for i in range(n):
         for c0 in range(0, c, batch_size):
             b = min(batch_size, c - c0)
+            yield_to_foreground()  # another visitor's short explain() runs first
             out[i, :, c0 : c0 + b] = target(run(i, c0, b), ids[i].expand(b, -1)).T
             forwards += 1
             if progress:
@@ -93,12 +95,13 @@ def masked_input_scores(
     samples: int = 1,
     seed: int = 0,
     label: str = "Score-CAM",
+    nhwc: bool = False,
 ) -> tuple[Tensor, int]:
     """Score-CAM's channel scores: target on ``scale · x ⊙ (mask_k + noise)`` for every channel k.
 
     Score-CAM: one pass (scale 1, no noise). SS-CAM: ``samples`` passes with Gaussian noise of
     ``noise_std`` added to the masks. IS-CAM: one pass per scale. The scores are averaged over
-    the passes.
+    the passes. ``nhwc``: the batches in channels-last order (for a model copy with NHWC weights).
 
     Returns:
         (N, K, C) scores and the number of forward passes run.
@@ -114,8 +117,11 @@ def masked_input_scores(
             masks = minmax_masks(A[i, c0 : c0 + b], size)
             if noise_std > 0:
                 masks = masks + mask_noise(gen, masks.shape, noise_std).to(masks.device, masks.dtype)
+            batch = scale * (x[i : i + 1] * masks.to(x.dtype))
+            if nhwc:
+                batch = batch.contiguous(memory_format=torch.channels_last)
             with model_lock(module):  # per batch: other callers of the model run between batches
-                return module(scale * (x[i : i + 1] * masks.to(x.dtype)))
+                return module(batch)
 
         scores, n = _channel_scores(A, ids, target, batch_size, run, label, progress, len(plan), forwards)
         forwards += n
@@ -142,8 +148,11 @@ def ablated_scores(
     target: Target,
     batch_size: int,
     progress: Progress | None = None,
+    nhwc: bool = False,
 ) -> tuple[Tensor, int]:
     """Ablation-CAM's channel scores: target with channel k of the layer zeroed, for every k.
+
+    ``nhwc``: the image in channels-last order (for a model copy with NHWC weights).
 
     Returns:
         (N, K, C) scores and the number of forward passes run.
@@ -152,7 +161,8 @@ def ablated_scores(
     def run(i: int, c0: int, b: int) -> Tensor:
         drop_grid = torch.zeros(b, *A.shape[1:], device=A.device)
         drop_grid[torch.arange(b), torch.arange(c0, c0 + b)] = 1.0
-        return _forward_edited(module, layer, x[i : i + 1], to_grid, drop_grid)
+        x1 = x[i : i + 1].contiguous(memory_format=torch.channels_last) if nhwc else x[i : i + 1]
+        return _forward_edited(module, layer, x1, to_grid, drop_grid)
 
     return _channel_scores(A, ids, target, batch_size, run, "Ablation-CAM", progress)
 
