@@ -390,11 +390,12 @@ def explain(
             sigmoid target, else softmax).
         throughput: run a faster copy of the model, made once and kept while its weights stay the same
             (:func:`~cam_core.engine.fused.fused_copy`: batch norms folded into their convolutions,
-            activations below the layer in place, checked against the model), and on a CPU with several
-            images, the images and 4-D weights in channels-last order (see :func:`channels_last_weights`).
-            About 2× (EfficientNet-Lite0) to 4× (with NHWC) faster at 4 to 16 images; maps equal up to float
+            activations below the layer joined to their convolution or in place, checked against the model),
+            and on a CPU with several images, the images and 4-D weights in channels-last order. 16 frames
+            of EfficientNet-Lite0 at 224×398: 0.22 s a call instead of 0.94 s; maps equal up to float
             rounding (~1e-6 relative). Off by default, so that one image's maps are bit-for-bit what the
-            model itself gives; the clip and folder engines turn it on.
+            model itself gives; the clip and folder engines turn it on. (Score-CAM and its kin always run
+            their batches of masked copies on that copy.)
 
     Returns:
         An :class:`ExplainResult` with maps (N, K, h, w) per method (clips: (N, K, T', h, w)), on the CPU.
