@@ -91,6 +91,7 @@ class K:
     VIDEO_CANCEL = "video_cancel"
     VIDEO_SHOWN = "_video_shown"  # the run key whose results the page shows
     VIDEO_PROGRESS = "_video_progress"  # (frames done, planned) of the run in progress
+    VIDEO_JUST_RAN = "_video_just_ran"  # the key of the run this session computed a moment ago
     VIDEO_FILM = "video_film"  # which (method, slot) film plays
     VIDEO_FRAME = "video_frame"  # the scrubber's frame
     VIDEO_PLAYING = "_video_playing"

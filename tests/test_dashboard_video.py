@@ -92,6 +92,8 @@ def test_run_shows_the_film_scrubber_and_timeline(ran, calls) -> None:
     assert any(t["mode"] == "lines+markers" for t in timeline["data"][1:])
     assert {d.key for d in at.get("download_button")} >= {"video_dl_film", "video_dl_npz", "video_dl_csv"}
     assert any("Frame 1 of 36" in m.value for m in at.markdown)
+    done = [c.value for c in at.caption if "Explained 36 frames" in c.value]
+    assert done and "from the cache" not in done[0]  # this session computed it a moment ago
 
 
 def test_scrubbing_keeps_one_colour_scale(ran) -> None:
@@ -127,7 +129,10 @@ def test_a_rerun_computes_nothing_and_smoothing_redraws_the_film_only(ran, calls
     before = len(calls)
     at.run()
     _no_failure(at)
-    assert any("from the cache" in c.value for c in at.caption)
+    other = _video_page()  # another visitor, the same clip and settings: the run is shared, and said to be
+    _no_failure(other)
+    assert any("from the cache" in c.value for c in other.caption)
+    assert len(calls) == before
     at.slider(key="video_smooth").set_value(0.5).run()
     _no_failure(at)
     assert len(calls) == before  # the maps are not recomputed for a display choice

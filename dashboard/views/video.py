@@ -142,9 +142,10 @@ def _run_ui(bundle: Bundle, clip: Clip, layer: str, settings) -> VideoRun | None
         where = f"after {done} of {total} frames" if total else "before the first frames were explained"
         st.info(f"Stopped {where}; nothing was kept. Press *Run* to start again.", icon=":material/stop_circle:")
     if run is not None:
+        just_ran = st.session_state.get(K.VIDEO_JUST_RAN) == key  # this session's run, a rerun ago: not "cached"
         st.caption(
-            f":material/check_circle: Explained {run.result.frames} frames in {run.result.seconds['total']:.1f} s "
-            "(from the cache: nothing is computed again)."
+            f":material/check_circle: Explained {run.result.frames} frames in {run.result.seconds['total']:.1f} s"
+            + ("." if just_ran else " (from the cache: nothing is computed again).")
         )
         return run
     with st.container(horizontal=True, gap="small"):
@@ -169,6 +170,7 @@ def _run_ui(bundle: Bundle, clip: Clip, layer: str, settings) -> VideoRun | None
     bar.empty()
     if run is not None:  # once more from the top: the page as it stays (the run cached, no Run button)
         st.session_state[K.VIDEO_FRAME] = 0
+        st.session_state[K.VIDEO_JUST_RAN] = key
         st.rerun()
     return None
 
