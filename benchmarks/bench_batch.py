@@ -6,8 +6,9 @@ the predicted class, whole-image fit. Every contender reads the files from disk 
 same way; each runs once to warm up (the per-shape kernels and the layer analysis are cached per
 process) before the timed rounds:
 
-- ``batch (local, W workers)``: ``run_local`` into a fresh folder (decoding in W DataLoader workers,
-  batches of equal input size, Parquet writing included);
+- ``batch (local, S streams)``: ``run_local`` into a fresh folder as the CLI runs it on a CPU (S threads
+  that decode and compute, each with its own model copy and one intra-op thread; batches of equal input
+  size; Parquet writing included); ``batch (local, W workers)``: the same with W DataLoader workers decoding;
 - ``explain() loop``: per file ``load_image`` → ``LoadedModel.prepare`` → ``explain(top1)``;
 - ``pytorch-grad-cam loop``: the same decoding, then pytorch-grad-cam's ``GradCAM`` per image;
 - ``batch (ray, 2 actors)``: ``run_ray`` on a local 2-CPU cluster (started before timing; the actors'
@@ -34,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's 
 
 import cam_core
 from cam_core.batch import BatchJob, discover, run_local
+from cam_core.batch.streams import default_streams
 from cam_core.io import SAMPLE_CLASSES, load_image, write_sample_folder
 
 
@@ -85,8 +87,9 @@ def main() -> None:
             x, _ = model.prepare(load_image(p))
             cam_core.explain(model, x[None], layer=layer, classes="top1")
 
+    streams = default_streams(job.device)
     contenders: dict[str, Callable[[], object]] = {
-        f"batch (local, {w} workers)": partial(
+        f"batch (local, {w} workers)" if w else f"batch (local, {streams} streams)": partial(
             lambda w: run_local(job, folder, tmp / f"out_{next(run_id)}", workers=w, model=model), w)
         for w in args.workers
     }

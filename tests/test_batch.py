@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -58,12 +59,14 @@ class Counter:
     def __init__(self, fail_at: int | None = None) -> None:
         self.calls = self.images = 0
         self.fail_at = fail_at
+        self.lock = threading.Lock()
 
     def __call__(self, model, x, **kwargs):
-        self.calls += 1
-        if self.fail_at is not None and self.calls == self.fail_at:
-            raise KeyboardInterrupt("killed in the middle of the run")
-        self.images += x.shape[0]
+        with self.lock:  # the compute streams call it from two threads
+            self.calls += 1
+            if self.fail_at is not None and self.calls == self.fail_at:
+                raise KeyboardInterrupt("killed in the middle of the run")
+            self.images += x.shape[0]
         return cam_core.explain(model, x, **kwargs)
 
 
@@ -166,19 +169,24 @@ def test_a_rerun_resumes_and_recomputes_nothing(folder, tmp_path, lite0, monkeyp
                               first.set_index("path").loc[str(changed)].map_gradcam)
 
 
-def test_an_interrupted_run_loses_one_batch_and_a_rerun_completes_it(folder, tmp_path, lite0, monkeypatch) -> None:
+@pytest.mark.parametrize("streams", [1, 2])
+def test_an_interrupted_run_loses_one_batch_and_a_rerun_completes_it(folder, tmp_path, lite0, monkeypatch,
+                                                                     streams) -> None:
     job = BatchJob(labels=True, batch_size=3)
     monkeypatch.setattr(job_module, "explain", Counter(fail_at=2))
     with pytest.raises(KeyboardInterrupt):
-        run_local(job, folder, tmp_path, workers=0, model=lite0)
+        run_local(job, folder, tmp_path, workers=0, model=lite0, streams=streams)
     parts = list((tmp_path / ".parts").glob("*.parquet"))
-    assert len(parts) == 1  # the first batch was written before the second one was cut short
-    saved = pq.read_table(parts[0]).num_rows
+    if streams == 1:
+        assert len(parts) == 1  # the first batch was written before the second one was cut short
+    else:  # the other stream's batch ends as the failing one does: kept when its rows came in before
+        assert len(parts) <= 1
+    saved = sum(pq.read_table(p).num_rows for p in parts)
     assert not (tmp_path / "results.parquet").exists()
 
     counter = Counter()
     monkeypatch.setattr(job_module, "explain", counter)
-    summary = run_local(job, folder, tmp_path, workers=0, model=lite0)
+    summary = run_local(job, folder, tmp_path, workers=0, model=lite0, streams=streams)
     df = read_results(tmp_path).to_pandas()
     assert summary.reused == saved and summary.computed == len(df) - saved
     assert counter.images == (len(df) - 1) - saved  # the decodable images not saved before; none twice
@@ -333,3 +341,23 @@ def test_cli_mistakes_exit_2_with_one_line_before_the_model_loads(
     assert status == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and message in err, err
+
+
+def test_compute_streams_give_the_rows_one_stream_gives(folder, tmp_path, lite0) -> None:
+    """Two streams (threads, each its own model copy and one intra-op thread): the same predictions and maps."""
+    job = BatchJob(classes="pred,label", labels=True, batch_size=3)
+    threads = torch.get_num_threads()
+    one = run_local(job, folder, tmp_path / "one", workers=0, model=lite0, streams=1)
+    two = run_local(job, folder, tmp_path / "two", workers=0, model=lite0, streams=2)
+    assert torch.get_num_threads() == threads  # put back after the run
+    assert (one.computed, one.files) == (two.computed, two.files)
+    a = read_results(tmp_path / "one").to_pandas().set_index("path").sort_index()
+    b = read_results(tmp_path / "two").to_pandas().set_index("path").sort_index()
+    assert list(a.index) == list(b.index)
+    ok = a.error.isna()
+    assert (a.pred[ok] == b.pred[ok]).all() and (b.error.isna() == ok).all()
+    for x, y in zip(a.map_gradcam[ok], b.map_gradcam[ok], strict=True):
+        x, y = np.asarray(x, np.float32), np.asarray(y, np.float32)
+        np.testing.assert_allclose(y, x, rtol=1e-4, atol=1e-5 * float(np.abs(x).max()))
+    with pytest.raises(CamError, match="do not mix"):
+        run_local(job, folder, tmp_path / "three", workers=2, model=lite0, streams=2)

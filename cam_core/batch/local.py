@@ -1,4 +1,4 @@
-"""The local engine: decode in a torch ``DataLoader`` with worker processes while the model computes.
+"""The local engine: on a CPU, compute streams (:mod:`.streams`); else a torch ``DataLoader``'s workers decode.
 
 Workers read and preprocess files (``load_image`` + ``Preprocess.prepare``: only the small,
 picklable recipe travels to them, never the model); the main process runs one
@@ -18,12 +18,14 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from ..engine.explainer import resolve_device
+from ..errors import CamError
 from ..models.load import LoadedModel
 from ..models.preprocess import Fit, Preprocess
 from .files import ImageFile
 from .job import BatchJob, Decoded, decode, explain_items, plan_batches
 from .results import rows_table
 from .run import Summary, open_run
+from .streams import default_streams, stream_rows
 
 __all__ = ["WRITE_EVERY_S", "FileDataset", "default_workers", "run_local"]
 
@@ -64,6 +66,7 @@ def run_local(
     progress: Progress | None = None,
     bar: bool = False,
     mp_context: str | None = None,
+    streams: int | None = None,
 ) -> Summary:
     """Explain every image under ``images`` into ``out`` (resuming what a previous run there did).
 
@@ -77,6 +80,9 @@ def run_local(
         progress: Called with (files done, files to do) after every batch.
         bar: Show a progress bar with rate and time left on stderr.
         mp_context: The workers' start method (``forkserver`` from a threaded server; default: torch's).
+        streams: Threads that decode and compute side by side, each with its own copy of the model and one
+            intra-op thread (see :mod:`.streams`; default: one per core on a CPU when there are no workers, else
+            1). A shared server passes 1: the run changes the process's thread count.
 
     Returns:
         What was done, with the files that failed.
@@ -86,27 +92,34 @@ def run_local(
             at this layer, out of memory).
     """
     workers = default_workers(job.device) if workers is None else workers
+    streams = (default_streams(job.device) if workers == 0 else 1) if streams is None else streams
+    if streams > 1 and workers:
+        raise CamError("decoding workers and compute streams do not mix: give one of them (streams decode too)")
     with open_run(job, images, out, engine="local", workers=workers, model=model, within=within) as plan:
         if plan.todo:
             batches = plan_batches(plan.todo, plan.model.preprocess, plan.fit, plan.batch_size)
-            loader = DataLoader(
-                FileDataset(plan.todo, plan.model.preprocess, plan.fit),
-                batch_sampler=batches,
-                num_workers=workers,
-                collate_fn=list,
-                multiprocessing_context=mp_context if workers else None,
-            )
+            if streams > 1:
+                source = stream_rows(plan.model, plan.todo, batches, job, plan.layer, plan.fit, streams)
+            else:
+                loader = DataLoader(
+                    FileDataset(plan.todo, plan.model.preprocess, plan.fit),
+                    batch_sampler=batches,
+                    num_workers=workers,
+                    collate_fn=list,
+                    multiprocessing_context=mp_context if workers else None,
+                )
+                source = ((len(items), explain_items(plan.model, items, job, plan.layer)) for items in loader)
             names = plan.model.class_names
             with tqdm(total=len(plan.todo), unit="img", desc="explaining", disable=not bar, smoothing=0.1) as pbar:
                 done, rows, written = 0, [], time.monotonic()
                 try:
-                    for items in loader:
-                        rows += explain_items(plan.model, items, job, plan.layer)
+                    for n, batch_rows in source:
+                        rows += batch_rows
                         if time.monotonic() - written >= WRITE_EVERY_S:
                             plan.store.write_part(rows_table(rows, job.methods, names))
                             rows, written = [], time.monotonic()
-                        done += len(items)
-                        pbar.update(len(items))
+                        done += n
+                        pbar.update(n)
                         if progress is not None:
                             progress(done, len(plan.todo))
                 finally:  # what is done is kept, also when a batch fails or the run is interrupted (Ctrl-C)

@@ -41,7 +41,7 @@ from torch.utils._pytree import tree_flatten
 
 from .capture import capture_layers
 
-__all__ = ["Fusion", "fused_copy"]
+__all__ = ["Fusion", "fused_copy", "signature"]
 
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 _NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)  # exactly these: subclasses (BN + act) do more
@@ -249,7 +249,7 @@ def _checked(module: nn.Module, fast: nn.Module, layer: str, x: Tensor) -> bool:
     return isinstance(out, Tensor) and isinstance(fast_out, Tensor) and _agree(out, fast_out) and _agree(act, fast_act)
 
 
-def _signature(module: nn.Module) -> tuple:
+def signature(module: nn.Module) -> tuple:
     """What the copy was made from: every parameter's and buffer's storage, version, dtype and device (one walk)."""
     return tuple(
         (t.data_ptr(), t._version, t.dtype, t.device)
@@ -273,11 +273,11 @@ def fused_copy(module: nn.Module, layer: str, x: Tensor, nhwc: bool = False) -> 
     Call in eval mode and under the model's lock. ``x``: the call's inputs (its first item is recorded).
     ``nhwc``: the copy's 4-D weights in channels-last order (on a CPU, with an NHWC input).
     """
-    key, signature = (layer, nhwc), _signature(module)
+    key, made_from = (layer, nhwc), signature(module)
     with _guard:
         kept = _cache.setdefault(module, OrderedDict())
         hit = kept.get(key)
-        if hit is not None and hit[0] == signature:
+        if hit is not None and hit[0] == made_from:
             kept.move_to_end(key)
             return (module if hit[1] is None else hit[1]), hit[2]
     item = x[:1]
@@ -304,7 +304,7 @@ def fused_copy(module: nn.Module, layer: str, x: Tensor, nhwc: bool = False) -> 
     else:
         plan = Fusion()
     with _guard:
-        kept[key] = (signature, fast, plan)
+        kept[key] = (made_from, fast, plan)
         kept.move_to_end(key)
         while len(kept) > _KEPT:
             kept.popitem(last=False)

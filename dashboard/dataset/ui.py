@@ -247,7 +247,8 @@ def run_ui(root: Path, bundle: Bundle, src: Source, fit: str) -> None:
     try:
         found = discover(folder, within=root)
         summary = run_local(job, found, out, model=bundle.model, progress=progress,
-                            workers=None if len(found.files) >= BIG_RUN else 0, mp_context="forkserver")
+                            workers=None if len(found.files) >= BIG_RUN else 0, mp_context="forkserver",
+                            streams=1)  # a shared server: the run must not change the process's thread count
     except Exception as exc:  # CamError: one line; anything else: a message with details
         bar.empty()
         show_error(exc, "running the folder")
