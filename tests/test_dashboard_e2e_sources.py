@@ -58,6 +58,11 @@ def test_a_timm_checkpoint_and_an_hf_folder_in_the_page(browser, server, shots, 
     _idle(page)
     _pick(page, "timm_name", "regnetx_002")
     page.locator(".st-key-timm_ckpt input[type=file]").set_input_files(str(tmp_path / "mine.safetensors"))
+    # The upload is sent after the input changes: wait until the uploader lists it (and its rerun ends) before
+    # the next click, which would otherwise rerun the page first (seen once in CI: the checkpoint never arrived).
+    page.locator(".st-key-timm_ckpt").get_by_text("mine.safetensors").first.wait_for()
+    _idle(page)
+    page.get_by_text("timm:regnetx_002 + mine.safetensors").first.wait_for()
     _idle(page)
     _pick(page, "methods", "EigenGrad-CAM")
     page.keyboard.press("Escape")
