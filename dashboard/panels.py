@@ -64,8 +64,9 @@ SCORE_ROWS = 10  # top classes in the scores chart (selected ones are added)
 
 _CSS = """
 <style>
-/* Less empty space above the title: the first overlay should be visible without scrolling. */
-[data-testid="stMainBlockContainer"] { padding-top: 2rem; }
+/* Less empty space above the title (the first overlay should be visible without scrolling), but not under
+   Streamlit's header bar (3.75rem high), which hid the top of the title at 2rem. */
+[data-testid="stMainBlockContainer"] { padding-top: 4rem; }
 /* Narrow screens (a 1024-px projector): the right rail (scores, layer tree) goes under the overlays,
    which keep the whole width. */
 @media (max-width: 1279px) {
