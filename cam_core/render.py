@@ -132,10 +132,14 @@ def overlay(
         tables = _relu_blend(cmap or "jet", float(alpha))
         at = _color_index(view_map(cam, view, top)).astype(np.intp) * 256
         return np.stack([tables[c].ravel()[at + img[..., c]] for c in range(3)], axis=-1)
-    img = img.astype(np.float32)
     layer = heat_rgba(cam, view=view, cmap=cmap, top=top).astype(np.float32)
-    weight = alpha * layer[..., 3:] / 255.0
-    return np.clip(img * (1 - weight) + layer[..., :3] * weight, 0, 255).astype(np.uint8)
+    return _blend(img.astype(np.float32), layer[..., :3], layer[..., 3:], alpha)
+
+
+def _blend(photo: np.ndarray, color: np.ndarray, alpha_byte: np.ndarray, alpha: float) -> np.ndarray:
+    """The overlay formula, in float32: ``photo·(1−w) + colour·w`` with ``w = alpha · alpha_byte / 255``, as uint8."""
+    weight = alpha * alpha_byte / 255.0
+    return np.clip(photo * (1 - weight) + color * weight, 0, 255).astype(np.uint8)
 
 
 @lru_cache(maxsize=32)
@@ -144,12 +148,10 @@ def _relu_blend(cmap: str, alpha: float) -> np.ndarray:
     the very float32 formula of its general path (so a lookup gives exactly its result)."""
     if cmap not in COLORMAPS:
         raise CamError(f"unknown colormap {cmap!r}; choose from {', '.join(COLORMAPS)}")
-    weight = (alpha * np.arange(256, dtype=np.float32) / 255.0)[:, None]  # the ReLU'd alpha byte is the index
+    index = np.arange(256, dtype=np.float32)[:, None]  # the ReLU'd alpha byte is the colour index
     photo = np.arange(256, dtype=np.float32)[None, :]
     color = COLORMAPS[cmap].astype(np.float32)
-    return np.stack(
-        [np.clip(photo * (1 - weight) + color[:, c : c + 1] * weight, 0, 255).astype(np.uint8) for c in range(3)]
-    )
+    return np.stack([_blend(photo, color[:, c : c + 1], index, alpha) for c in range(3)])
 
 
 def heat_rgba(cam: np.ndarray, *, view: View = "relu", cmap: str | None = None, top: float | None = None) -> np.ndarray:

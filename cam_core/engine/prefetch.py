@@ -7,7 +7,7 @@ early (an error, a cancel, a rerun) stops the thread at once.
 
 Measured on 2 CPU cores: a clip's frames (PyAV decoding, resizing) overlap well with the model
 (34.2 frames/s with the thread, 30.7 without); a folder's JPEGs do not (200 images: 3.42 s with a
-thread, 2.85 s without), so the folder engine decodes in DataLoader workers or in its own thread.
+thread, 2.85 s without), so the folder engine decodes in its compute streams (``cam_core.batch.streams``).
 """
 
 from __future__ import annotations
