@@ -6,9 +6,12 @@ model chosen on one page is the model of every page. Pages read it with :func:`c
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 
+import numpy as np
+import plotly.graph_objects as go
 import streamlit as st
 
 from cam_core.models import FIT_TITLES, WeightsUnavailable
@@ -16,6 +19,7 @@ from dashboard import access, state, uploads, warmup
 from dashboard.access import ENV_TRUST, Access
 from dashboard.compute import Bundle, ModelSpec, device_label, load_bundle
 from dashboard.feedback import show_error
+from dashboard.figures import Panel, overlay_figure
 from dashboard.sidebar import model_ui
 
 __all__ = ["FIT_HELP", "Shared", "current", "page", "register_pages", "shared_sidebar"]
@@ -83,8 +87,7 @@ def _wait_for_warm_start(spec: ModelSpec) -> None:
     bar = st.progress(now.fraction, text=f"Getting the dashboard ready: {now.step}…")
     give_up = time.monotonic() + WARM_WAIT_S
     while not now.done and time.monotonic() < give_up:  # past that, the page loads the model itself
-        time.sleep(0.15)
-        now = warmup.status()
+        now = warmup.wait(now, timeout=min(1.0, max(0.0, give_up - time.monotonic())))
         bar.progress(min(1.0, now.fraction), text=f"Getting the dashboard ready: {now.step}…")
     bar.empty()
 
@@ -97,7 +100,13 @@ def _fit_ui(bundle: Bundle, url: state.UrlView) -> str:
     if st.session_state.get(state.K.FIT) not in fits:
         st.session_state[state.K.FIT] = bundle.model.fit
     fit = st.segmented_control(
-        "Fit", fits, format_func=FIT_TITLES.get, key=state.K.FIT, required=True, help=FIT_HELP, width="stretch",
+        "Fit",
+        fits,
+        format_func=FIT_TITLES.get,
+        key=state.K.FIT,
+        required=True,
+        help=FIT_HELP,
+        width="stretch",
         persist_state="session",
     )
     return fit or bundle.model.fit
@@ -112,6 +121,37 @@ def _access_notes(rights: Access) -> None:
             f"(`{ENV_TRUST}=yes`).",
             icon=":material/shield:",
         )
+
+
+_PRELOAD_CSS = """
+<style>
+/* Out of sight and out of the layout (no gap): it is there only to be drawn once. */
+.st-key-plotly_preload { position: absolute !important; left: -10000px; top: 0; width: 420px !important;
+  height: 180px; overflow: hidden; visibility: hidden; pointer-events: none; }
+</style>
+"""
+
+
+@functools.cache
+def _preload_figure() -> go.Figure:
+    """A tiny overlay figure: an image, a heatmap with its colorbar, an annotation and a slider."""
+    background = np.zeros((8, 8, 3), np.uint8)
+    return overlay_figure(background, [Panel("·", np.zeros((8, 8), np.float32), "·")], views=("relu",), panel_height=60)
+
+
+def _preload_plotly() -> None:
+    """An overlay figure of 8×8 pixels, drawn out of sight at the top of every page.
+
+    Streamlit's browser code fetches Plotly (a 4.7 MB script) only when the first chart arrives, and a
+    page's first chart arrives with its maps: the first visitor then waited for the fetch, the script's
+    evaluation and the first drawing after the server had finished (1.6 s on a 2-core machine). This
+    chart arrives with the page's first messages, so all of that happens while the server computes.
+    It is the same on every run (the browser keeps it: Streamlit's message cache) and stays first, so
+    nothing after it changes place.
+    """
+    with st.container(key="plotly_preload"):
+        st.html(_PRELOAD_CSS)
+        st.plotly_chart(_preload_figure(), config={"staticPlot": True}, key="plotly_preload_chart")
 
 
 def shared_sidebar() -> Shared:
@@ -137,6 +177,7 @@ def shared_sidebar() -> Shared:
         _offline_note()
         if spec is not None:
             _wait_for_warm_start(spec)
+        _preload_plotly()
         bundle = _load(spec) if spec is not None else None
     with st.sidebar:
         fit = _fit_ui(bundle, url) if bundle is not None else "whole"

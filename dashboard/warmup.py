@@ -14,7 +14,7 @@ import threading
 import time
 from dataclasses import dataclass, replace
 
-__all__ = ["Status", "start", "status"]
+__all__ = ["Status", "start", "status", "wait"]
 
 _LOG = logging.getLogger(__name__)
 
@@ -30,19 +30,27 @@ class Status:
 
 
 _state = {"status": Status(done=True, step="not started")}
-_lock = threading.Lock()
+_changed = threading.Condition()
 _started = threading.Event()
 
 
 def status() -> Status:
     """The warm start's progress (``done`` when it never started: nothing to wait for)."""
-    with _lock:
+    with _changed:
+        return _state["status"]
+
+
+def wait(seen: Status, timeout: float | None) -> Status:
+    """The status once it differs from ``seen`` (or after ``timeout`` seconds): a waiting page moves on at once."""
+    with _changed:
+        _changed.wait_for(lambda: _state["status"] != seen, timeout)
         return _state["status"]
 
 
 def _set(fraction: float, step: str, *, done: bool = False, since: float = 0.0) -> None:
-    with _lock:
+    with _changed:
         _state["status"] = Status(fraction, step, done, time.perf_counter() - since if since else 0.0)
+        _changed.notify_all()
 
 
 def start() -> None:
@@ -66,6 +74,21 @@ def _import_what_sessions_race_on() -> None:
     import pandas  # noqa: F401
 
 
+def _first_run_imports() -> None:
+    """What a session's first run would otherwise import or decode itself (0.3 s of its page open).
+
+    Streamlit's emoji and icon catalogues (``set_page_config``'s icon, the pages' icons) and every sample
+    photo (the sidebar's thumbnails).
+    """
+    import streamlit.emojis
+    import streamlit.material_icon_names  # noqa: F401
+
+    from cam_core.io.samples import SAMPLE_NAMES, load_sample
+
+    for name in SAMPLE_NAMES:
+        load_sample(name)
+
+
 def _run() -> None:
     begin = time.perf_counter()
     try:
@@ -75,6 +98,7 @@ def _run() -> None:
         from dashboard.sidebar import sample_item
 
         _set(0.05, "loading EfficientNet-Lite0 and tracing its layers", since=begin)
+        _first_run_imports()
         bundle = load_bundle(ModelSpec())
         layer = bundle.recommended
         item = replace(sample_item("chelsea"), fit=bundle.model.fit)

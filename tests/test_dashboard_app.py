@@ -83,7 +83,7 @@ def test_defaults_show_chelsea_explained_with_top3(default_app: AppTest) -> None
     # interpolates), not float64 lists.
     assert heat[0]["z"]["dtype"] == "f4"
     assert heat[0]["z"]["shape"].replace(" ", "") == "112,168"
-    assert (heat[0]["x0"], heat[0]["dx"], heat[0]["zsmooth"]) == (1, 2, "best")
+    assert (heat[0]["x0"], heat[0]["dx"], heat[0]["zsmooth"]) == (1, 2, "fast")
     # The signed view is symmetric around zero; the ReLU'd one starts at zero.
     relu, signed = heat[0], heat[3]
     assert relu["zmin"] == 0.0

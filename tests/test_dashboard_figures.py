@@ -44,7 +44,7 @@ def test_overlay_places_the_samples_in_pixel_coordinates() -> None:
     fig = overlay_figure(np.zeros((300, 300, 3), np.uint8), [Panel("a", cam, "a")], views=("relu",))
     heat = next(t for t in fig.data if t.type == "heatmap")
     z, step = sent_grid(cam)
-    assert step == 3 and heat.zsmooth == "best"
+    assert step == 3 and heat.zsmooth == "fast"
     assert (heat.x0, heat.dx, heat.y0, heat.dy) == (1, 3, 1, 3)
     np.testing.assert_array_equal(np.asarray(heat.z), z)
     assert heat.zmax == float(cam.max())  # the colour range comes from the whole map, not the samples

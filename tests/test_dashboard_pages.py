@@ -88,3 +88,17 @@ def test_old_links_still_open_the_same_view_on_the_root(fit: str) -> None:
     assert at.multiselect(key="class_picker").value == [281, 285]
     assert at.query_params["layer"] == "_blocks.15"
     assert at.number_input(key="top_k").value == 2
+
+
+def test_every_run_starts_with_the_same_hidden_plotly_chart() -> None:
+    """The preload chart (so the browser loads Plotly while the maps are computed) is there on every run,
+    before the page's own charts, and shows nothing of the user's: the same spec each time."""
+    at = _app()
+    first = at.get("plotly_chart")[0]
+    assert first.key == "plotly_preload_chart"
+    spec = json.loads(first.proto.spec)
+    assert sorted(t["type"] for t in spec["data"]) == ["heatmap", "image"]
+    assert not _array(spec["data"][1]["z"]).any()  # an 8×8 map of zeros
+    at.run()
+    assert at.get("plotly_chart")[0].key == "plotly_preload_chart"
+    assert at.get("plotly_chart")[0].proto.spec == first.proto.spec

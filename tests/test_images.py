@@ -211,3 +211,18 @@ def test_samples():
     assert _pixel(load_sample("coffee"), 10, 10) != (0, 0, 0)  # each call gets its own copy
     with pytest.raises(CamError, match="chelsea, coffee"):
         load_sample("dog")
+
+
+def test_samples_are_the_pixels_of_scikit_images_loaders():
+    """The page reads the files itself (no ``skimage.io`` import); the pixels must be skimage's own."""
+    from skimage import data
+
+    loaders = {
+        "chelsea": data.chelsea,
+        "coffee": data.coffee,
+        "astronaut": data.astronaut,
+        "rocket": data.rocket,
+        "motorcycle": lambda: data.stereo_motorcycle()[0],
+    }
+    for name in SAMPLE_NAMES:
+        np.testing.assert_array_equal(np.asarray(load_sample(name)), loaders[name]()[..., :3], err_msg=name)

@@ -42,7 +42,7 @@ def test_streamlit_run_applies_the_flags_from_another_folder(tmp_path: Path) -> 
         "          config.get_option('client.toolbarMode'), config.get_option('browser.gatherUsageStats'),\n"
         "          config.get_option('server.address'))\n"
         "bootstrap.run = show\n"
-        "bootstrap.run_asgi_app = show  # app.py is also an ASGI app (its lifespan warms the model up)\n"
+        "bootstrap.run_asgi_app = show  # app.py is also an ASGI app (importing it starts the warm start)\n"
         f"sys.argv = ['streamlit', 'run', {str(root / 'dashboard' / 'app.py')!r}, *repo_options()]\n"
         "cli.main()\n"
     )
