@@ -1,6 +1,6 @@
 """Warm start: the offline default model, its layer tree and the first view's maps, ready as the server starts.
 
-Started once per process by the server's lifespan (``dashboard/app.py``), before anyone visits,
+Started once per process when the server imports ``dashboard/app.py``, before anyone visits,
 so the first visitor does not pay for loading the model, tracing its layers and the first maps
 (6.6–10.9 s on a 2-core CPU). It fills the same process-wide caches the page reads
 (:func:`dashboard.compute.load_bundle`, the map cache, the figure cache), with exactly the

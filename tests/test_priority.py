@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 
+import pytest
 import torch
 
 import cam_core
@@ -53,3 +56,51 @@ def test_every_score_cam_batch_yields_first(monkeypatch):
     res = cam_core.explain(gapnet(), torch.randn(1, 3, 16, 16), layer="features", classes=[0],
                            methods=["scorecam"], batch_size=3)
     assert len(calls) == res.cost["forwards"] - 1  # every masked batch; the first forward is the explain itself
+
+
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="threads have no nice value of their own")
+
+
+@linux_only
+def test_score_cam_batches_compute_at_the_lowest_cpu_priority():
+    """The masked batches run on the background thread (nice 19, so the OS serves every other thread first);
+    the call's own forward runs at the caller's priority."""
+    from tests.tiny import gapnet
+
+    model, seen = gapnet(), []
+    model.register_forward_hook(lambda *_: seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id())))
+    own = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    res = cam_core.explain(model, torch.randn(1, 3, 16, 16), layer="features", classes=[0],
+                           methods=["scorecam"], batch_size=3)
+    assert own < priority.BACKGROUND_NICE
+    assert seen.count(priority.BACKGROUND_NICE) == res.cost["forwards"] - 1  # every masked batch
+    assert set(seen) == {own, priority.BACKGROUND_NICE}  # the rest: explain's own forward (and the copy's check)
+
+
+def test_background_work_keeps_the_callers_grad_mode_and_errors():
+    with priority.background() as run:
+        with torch.no_grad():
+            assert run(torch.is_grad_enabled) is False
+        assert run(torch.is_grad_enabled) is True
+
+        def fails() -> None:
+            raise ValueError("from the background thread")
+
+        with pytest.raises(ValueError, match="background thread"):
+            run(fails)
+
+
+def test_concurrent_runs_each_get_a_background_thread_of_their_own():
+    """Two runs at once (two compute streams of a folder run) are not serialised on one thread."""
+    inside, names = threading.Barrier(2, timeout=60), []  # serialised runs would break it, not hang
+
+    def one_run() -> None:
+        with priority.background() as run:
+            names.append(run(lambda: (inside.wait(), threading.current_thread().name, threading.get_native_id())[1:]))
+
+    runs = [threading.Thread(target=one_run) for _ in range(2)]
+    for t in runs:
+        t.start()
+    for t in runs:
+        t.join()
+    assert len({tid for _, tid in names}) == 2 and all(n.startswith("cam-background") for n, _ in names)

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .capture import model_lock, replace_output
-from .priority import yield_to_foreground
+from .priority import background, yield_to_foreground
 from .targets import Target
 
 __all__ = ["ablated_scores", "mask_noise", "masked_input_scores", "minmax_masks"]
@@ -69,14 +69,16 @@ def _channel_scores(
     out = torch.empty(n, ids.shape[1], c, device=A.device, dtype=torch.float32)
     forwards = 0
     total = passes * n * -(-c // batch_size)
-    for i in range(n):
-        for c0 in range(0, c, batch_size):
-            b = min(batch_size, c - c0)
-            yield_to_foreground()  # another visitor's short explain() runs first
-            out[i, :, c0 : c0 + b] = target(run(i, c0, b), ids[i].expand(b, -1)).T
-            forwards += 1
-            if progress:
-                progress((done + forwards) / total, f"{label}: forward {done + forwards} of {total}")
+    with background() as in_background:  # the batches compute at the lowest CPU priority
+        for i in range(n):
+            for c0 in range(0, c, batch_size):
+                b = min(batch_size, c - c0)
+                yield_to_foreground()  # another visitor's short explain() runs first
+                logits = in_background(lambda i=i, c0=c0, b=b: run(i, c0, b))
+                out[i, :, c0 : c0 + b] = target(logits, ids[i].expand(b, -1)).T
+                forwards += 1
+                if progress:
+                    progress((done + forwards) / total, f"{label}: forward {done + forwards} of {total}")
     return out, forwards
 
 

@@ -5,15 +5,30 @@ of masked forwards (a minute on 2 CPU cores); were they to compete with a class 
 cores, that toggle would take several times as long. So every explain() marks its main forward
 and backward as *foreground* work, and each batch of a perturbation run first waits (at most
 :data:`MAX_WAIT_S`, so that it always progresses) until no foreground work is running.
+
+Waiting between batches is not enough while a batch computes: another visitor's page (figures,
+JSON, Python) needs the cores too. So the batches themselves run on a background thread at the
+lowest CPU priority (:func:`background`; Linux, where a thread has a nice value of its own):
+the threads that torch's OpenMP starts for it inherit that priority, and the operating system
+gives the cores to everything else first. Alone, a run is as fast as before.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager, suppress
+from typing import TypeVar
 
-__all__ = ["MAX_WAIT_S", "foreground", "yield_to_foreground"]
+import torch
+
+__all__ = ["BACKGROUND_NICE", "MAX_WAIT_S", "background", "foreground", "yield_to_foreground"]
+
+T = TypeVar("T")
+BACKGROUND_NICE = 19  # the lowest CPU priority
 
 MAX_WAIT_S = 2.0
 
@@ -39,3 +54,31 @@ def yield_to_foreground(max_wait_s: float = MAX_WAIT_S) -> None:
     """Wait until no foreground work runs, or ``max_wait_s`` at most; call between the batches of long work."""
     with _changed:
         _changed.wait_for(lambda: _busy == 0, timeout=max_wait_s)
+
+
+def _lower_priority() -> None:
+    """Give this thread (and the threads it starts) the lowest CPU priority, where threads have their own."""
+    if sys.platform.startswith("linux"):
+        with suppress(OSError):  # not allowed here: the work runs at the normal priority
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), BACKGROUND_NICE)
+
+
+@contextmanager
+def background() -> Iterator[Callable[[Callable[[], T]], T]]:
+    """A thread at the lowest CPU priority for one long run: ``run(fn)`` calls ``fn`` there and returns its result.
+
+    One thread per run (and its own OpenMP threads, which inherit its priority and take torch's thread count
+    of the moment), so that concurrent runs stay concurrent; ``fn`` gets the caller's grad mode.
+    """
+    with ThreadPoolExecutor(1, thread_name_prefix="cam-background", initializer=_lower_priority) as pool:
+
+        def run(fn: Callable[[], T]) -> T:
+            grad = torch.is_grad_enabled()
+
+            def task() -> T:
+                with torch.set_grad_enabled(grad):
+                    return fn()
+
+            return pool.submit(task).result()
+
+        yield run
