@@ -420,7 +420,10 @@ def show_scores(
         )
     top = np.argsort(-view.probs, kind="stable")[:SCORE_ROWS].tolist()
     shown = top + [c for c in ids if c not in top]
-    fig = scores_figure(shown, names, view.probs, view.logits, ids, probs_kind=view.probs_kind)
+    key = ("scores", ctx[0], item.key, view.probs_kind, tuple(shown), tuple(ids))  # built once, like the overlays
+    fig = figure_cache().get_or_build(
+        key, partial(scores_figure, shown, names, view.probs, view.logits, ids, probs_kind=view.probs_kind)
+    )
     chart_key = f"scores_{st.session_state.get(K.CHART_NONCE, 0)}"
     st.plotly_chart(
         fig,

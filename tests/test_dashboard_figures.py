@@ -48,3 +48,13 @@ def test_overlay_places_the_samples_in_pixel_coordinates() -> None:
     assert (heat.x0, heat.dx, heat.y0, heat.dy) == (1, 3, 1, 3)
     np.testing.assert_array_equal(np.asarray(heat.z), z)
     assert heat.zmax == float(cam.max())  # the colour range comes from the whole map, not the samples
+
+
+def test_figures_on_the_same_grid_share_nothing() -> None:
+    """The grid's layout is computed once and copied: one figure's titles and ranges never reach another."""
+    small, wide = np.zeros((20, 30, 3), np.uint8), np.zeros((20, 60, 3), np.uint8)
+    a = overlay_figure(small, [Panel("cat", np.ones((20, 30), np.float32), "cat")])
+    b = overlay_figure(wide, [Panel("dog", np.ones((20, 60), np.float32), "dog")])
+    assert (a.layout.annotations[0].text, b.layout.annotations[0].text) == ("cat", "dog")
+    assert tuple(a.layout.xaxis.range) == (-0.5, 29.5) and tuple(b.layout.xaxis.range) == (-0.5, 59.5)
+    assert a.layout.yaxis.domain == b.layout.yaxis.domain  # the same grid
