@@ -1,6 +1,6 @@
 """Several people on one dashboard at once: correct maps, no hooks left, and each one's latency alone vs under load.
 
-Each browser session (its own Chromium context, so its own Streamlit session) plays a script of
+Each browser session (its own Chromium, as each person has, so its own Streamlit session) plays a script of
 actions a user would do (different images, classes, layers, fits, methods; one runs Score-CAM),
 with think times between them. The scripts run twice, each time on a fresh server: one session
 after another (*alone*), then all at once (*under load*). For every action two times are taken:
@@ -156,11 +156,12 @@ async def _figures(page: Page) -> str:
     )
 
 
-async def play(browser, url: str, session: Session, seed: int) -> Session:
-    """Open the session's link, then do its actions with think times; record latencies and the figures."""
+async def play(chromium, executable: str, url: str, session: Session, seed: int) -> Session:
+    """In a browser of its own, open the session's link, then do its actions with think times; record latencies
+    and the figures. (Six sessions in one browser shared its one compositor: their pages were drawn together.)"""
     rng = random.Random(seed)
-    context = await browser.new_context(viewport={"width": 1600, "height": 1100})
-    page = await context.new_page()
+    browser = await chromium.launch(executable_path=executable, args=ARGS)
+    page = await browser.new_page(viewport={"width": 1600, "height": 1100})
     page.set_default_timeout(TIMEOUT_MS)
     frames: list[float] = []  # when each message from the server arrived (the browser's network side)
     page.on("websocket", lambda ws: ws.on("framereceived", lambda _payload: frames.append(time.perf_counter())))
@@ -189,7 +190,7 @@ async def play(browser, url: str, session: Session, seed: int) -> Session:
         await _idle(page)
     await page.wait_for_timeout(300)
     session.figures = await _figures(page)
-    await context.close()
+    await browser.close()
     return session
 
 
@@ -217,17 +218,16 @@ def _niced_chromium(folder: Path, nice: int) -> str:
 
 async def _run(count: int, together: bool, nice: int) -> tuple[list[Session], dict]:
     async with async_playwright() as p:
-        folder = Path(tempfile.mkdtemp(prefix="bench_load_"))
-        browser = await p.chromium.launch(executable_path=_niced_chromium(folder, nice), args=ARGS)
+        chromium = _niced_chromium(Path(tempfile.mkdtemp(prefix="bench_load_")), nice)
         with server(ROOT) as url:
             await _warm(url)  # measure people, not the server's start-up
             users = scripts(count)
             if together:
-                users = list(await asyncio.gather(*(play(browser, url, s, i) for i, s in enumerate(users))))
+                plays = (play(p.chromium, chromium, url, s, i) for i, s in enumerate(users))
+                users = list(await asyncio.gather(*plays))
             else:
-                users = [await play(browser, url, s, i) for i, s in enumerate(users)]
+                users = [await play(p.chromium, chromium, url, s, i) for i, s in enumerate(users)]
             after = stats(url)
-        await browser.close()
     return users, after
 
 
