@@ -3,7 +3,9 @@
 For each code version (this checkout, and optionally an older one given with ``--before``)
 a fresh server is started, then, in headless Chromium (Debian's, driven by Playwright):
 
-- cold open: the first visitor's page open → first overlay on the just-started server;
+- cold open: the first visitor's page open → first overlay on a just-started server, arriving 3 s after
+  it answers (the warm start done), and on another arriving the moment it answers (a visitor who comes
+  during the warm start sees its progress);
 - warm open: a new page → first overlay, once the caches are warm;
 - display changes (compute nothing): hide / show the signed row, change the colormap,
   change the (starting) opacity;
@@ -194,6 +196,11 @@ def _bar(page: Page, rank: int) -> Action:
 def measure(browser, checkout: Path, reps: int) -> dict[str, float]:
     """Median seconds per interaction on a fresh server of ``checkout``."""
     out: dict[str, list[float]] = {}
+    with server(checkout) as url:  # the first visitor 3 s after the server answers (its warm start done)
+        time.sleep(3)
+        page, cold = _open(browser, url)
+        out["cold open, 3 s after the start → first overlay"] = [cold]
+        page.close()
     with server(checkout) as url:
         page, cold = _open(browser, url)
         out["cold open → first overlay"] = [cold]
