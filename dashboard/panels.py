@@ -354,6 +354,7 @@ def _overlay_figure(
             title=f"{names[c]} ({c})<br><span style='font-size:0.85em'>p = {format_prob(view.probs[c])}</span>",
             cam=view.maps[(method, c)].up,
             name=f"{names[c]} · {title}",
+            cells=min(view.maps[(method, c)].raw.shape[-2:]),
         )
         for c in chunk
     ]

@@ -79,11 +79,11 @@ def test_defaults_show_chelsea_explained_with_top3(default_app: AppTest) -> None
     heat = _heatmaps(fig)
     assert len(heat) == 3 * 2  # three classes, ReLU'd and signed views
     assert sum(t["type"] == "image" for t in fig["data"]) == 6
-    # Heatmaps travel as float32, every 2nd pixel of the 224×337 map of the whole photo (the browser
-    # interpolates), not float64 lists.
+    # Heatmaps travel as float32, every 4th pixel of the 224×337 map of the whole photo (upsampled from the
+    # layer's 7×11 grid: 8 samples a cell; the browser interpolates), not float64 lists.
     assert heat[0]["z"]["dtype"] == "f4"
-    assert heat[0]["z"]["shape"].replace(" ", "") == "112,168"
-    assert (heat[0]["x0"], heat[0]["dx"], heat[0]["zsmooth"]) == (1, 2, "fast")
+    assert heat[0]["z"]["shape"].replace(" ", "") == "56,84"
+    assert (heat[0]["x0"], heat[0]["dx"], heat[0]["zsmooth"]) == (2, 4, "fast")
     # The signed view is symmetric around zero; the ReLU'd one starts at zero.
     relu, signed = heat[0], heat[3]
     assert relu["zmin"] == 0.0

@@ -58,3 +58,24 @@ def test_figures_on_the_same_grid_share_nothing() -> None:
     assert (a.layout.annotations[0].text, b.layout.annotations[0].text) == ("cat", "dog")
     assert tuple(a.layout.xaxis.range) == (-0.5, 29.5) and tuple(b.layout.xaxis.range) == (-0.5, 59.5)
     assert a.layout.yaxis.domain == b.layout.yaxis.domain  # the same grid
+
+
+def _drawn(z: np.ndarray, step: int, shape: tuple[int, int]) -> tuple[np.ndarray, tuple[slice, slice]]:
+    """What the browser draws from the samples: linear between sample centres (rows, then columns)."""
+    ys, xs = step // 2 + step * np.arange(z.shape[0]), step // 2 + step * np.arange(z.shape[1])
+    rows = np.array([np.interp(np.arange(shape[1]), xs, r) for r in z])
+    full = np.array([np.interp(np.arange(shape[0]), ys, c) for c in rows.T]).T
+    return full, (slice(ys[0], ys[-1] + 1), slice(xs[0], xs[-1] + 1))
+
+
+def test_maps_of_a_coarse_layer_are_sent_with_eight_samples_a_cell() -> None:
+    """A 7×11 layer's map at 224×337 (cells 32 px apart) goes as 56×84 samples and is drawn back the same."""
+    coarse = torch.randn(1, 1, 7, 11, generator=torch.Generator().manual_seed(1))
+    cam = F.interpolate(coarse, size=(224, 337), mode="bilinear", align_corners=False)[0, 0].numpy()
+    z, step = sent_grid(cam, cells=7)
+    assert step == 4 and z.shape == (56, 84)
+    drawn, inner = _drawn(z, step, cam.shape)
+    err = np.abs(drawn - cam)[inner] / np.ptp(cam)
+    assert err.mean() < 0.002 and err.max() < 0.08, (err.mean(), err.max())  # only the kinks between cells differ
+    assert sent_grid(cam, cells=14)[1] == 2  # finer layers keep every 2nd pixel
+    assert sent_grid(cam)[1] == 2  # and so does a map of unknown origin
