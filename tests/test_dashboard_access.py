@@ -212,6 +212,9 @@ try:
         page.goto(url)
         page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=180000)
         page.wait_for_selector(".st-key-model_source", timeout=180000)
+        # every source drawn (its label and at least five choices), not the radio's first paint
+        page.wait_for_function("document.querySelectorAll('.st-key-model_source label').length >= 6", timeout=180000)
+        page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=180000)
         out = {"sources": page.locator(".st-key-model_source label").all_inner_texts(),
                "text": page.inner_text("body")}
         b.close()
