@@ -218,8 +218,9 @@ def _niced_chromium(folder: Path, nice: int) -> str:
 
 async def _run(count: int, together: bool, nice: int) -> tuple[list[Session], dict]:
     async with async_playwright() as p:
-        chromium = _niced_chromium(Path(tempfile.mkdtemp(prefix="bench_load_")), nice)
-        with server(ROOT) as url:
+        folder = tempfile.TemporaryDirectory(prefix="bench_load_")  # the wrapper script, removed after the pass
+        chromium = _niced_chromium(Path(folder.name), nice)
+        with folder, server(ROOT) as url:
             await _warm(url)  # measure people, not the server's start-up
             users = scripts(count)
             if together:

@@ -202,11 +202,11 @@ def overlay_figure(
     for r, view in enumerate(views, start=1):
         scale = alpha_colorscale(signed_cmap if view == "signed" else cmap, signed=view == "signed")
         for c, panel in enumerate(panels, start=1):
-            n = (r - 1) * cols + c
-            x, y = f"x{n if n > 1 else ''}", f"y{n if n > 1 else ''}"
-            xdom, ydom = layout[f"xaxis{n if n > 1 else ''}"]["domain"], layout[f"yaxis{n if n > 1 else ''}"]["domain"]
-            layout[f"xaxis{n if n > 1 else ''}"].update(visible=False, range=[-0.5, width - 0.5], constrain="domain")
-            layout[f"yaxis{n if n > 1 else ''}"].update(
+            k = _axis((r - 1) * cols + c)
+            x, y, xaxis, yaxis = f"x{k}", f"y{k}", layout[f"xaxis{k}"], layout[f"yaxis{k}"]
+            xdom, ydom = xaxis["domain"], yaxis["domain"]
+            xaxis.update(visible=False, range=[-0.5, width - 0.5], constrain="domain")
+            yaxis.update(
                 scaleanchor=x, visible=False, range=[height - 0.5, -0.5], constrain="domain", constraintoward="top"
             )
             cam = np.asarray(panel.cam, dtype=np.float32)
@@ -254,7 +254,7 @@ def overlay_figure(
             )
             heat.append(len(data) - 1)
     for r, view in enumerate(views, start=1):
-        domain = layout[f"yaxis{(r - 1) * cols + 1 if r > 1 else ''}"]["domain"]
+        domain = layout[f"yaxis{_axis((r - 1) * cols + 1)}"]["domain"]
         layout["annotations"].append(
             {
                 "text": f"<b>{VIEW_LABELS.get(view, view)}</b>",
@@ -292,6 +292,11 @@ def overlay_figure(
     )
     # One validation of the finished dictionary: 3× faster than building the figure call by call.
     return go.Figure({"data": data, "layout": layout})
+
+
+def _axis(n: int) -> str:
+    """Plotly's suffix for the axes of subplot ``n`` (1-based, row by row): none for the first."""
+    return str(n) if n > 1 else ""
 
 
 @functools.lru_cache(maxsize=64)

@@ -10,20 +10,23 @@ from dashboard import warmup
 
 
 def test_a_waiting_page_gets_each_step_as_it_happens(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``wait`` returns the new status as soon as the warm start moves on (no polling interval to sit out)."""
+    """``wait`` returns the new status as soon as the warm start moves on (no polling interval to sit out).
+
+    The step is set only once the page is inside ``wait``, and the page waits with no timeout: were the
+    step not announced, the page would still be waiting when the join below gives up.
+    """
     monkeypatch.setitem(warmup._state, "status", warmup.Status(0.05, "loading"))
-    seen = warmup.status()
-    go = threading.Event()
-
-    def warm_start() -> None:
-        go.wait()
-        warmup._set(0.6, "explaining the sample photo")
-
-    thread = threading.Thread(target=warm_start)
-    thread.start()
-    go.set()
-    now = warmup.wait(seen, timeout=None)
-    thread.join()
+    seen, got = warmup.status(), []
+    page = threading.Thread(target=lambda: got.append(warmup.wait(seen, timeout=None)), daemon=True)
+    page.start()
+    while True:  # until the page waits on the condition (it then sits in the condition's list of waiters)
+        with warmup._changed:
+            if warmup._changed._waiters:
+                break
+    warmup._set(0.6, "explaining the sample photo")
+    page.join(timeout=30)
+    assert not page.is_alive(), "the waiting page was not woken"
+    (now,) = got
     assert (now.fraction, now.step, now.done) == (0.6, "explaining the sample photo", False)
     assert warmup.wait(now, timeout=0) == now  # nothing new: the same status, at once
 
