@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
+import os
 import random
 import shutil
 import statistics
@@ -59,6 +61,9 @@ class Session:
     latencies: dict[str, float] = field(default_factory=dict)
     server: dict[str, float] = field(default_factory=dict)  # the server's part of each latency
     figures: str = ""
+    open_cpu_s: float = 0.0  # CPU-seconds its page open took: its browser's and (alone) the server's
+    browser_cpu_s: float = 0.0  # its browser's CPU-seconds over the whole session
+    open_at: float = 0.0  # when its page open began (perf_counter)
 
 
 async def _idle(page: Page) -> None:
@@ -161,6 +166,7 @@ async def play(chromium, executable: str, url: str, session: Session, seed: int)
     and the figures. (Six sessions in one browser shared its one compositor: their pages were drawn together.)"""
     rng = random.Random(seed)
     browser = await chromium.launch(executable_path=executable, args=ARGS)
+    cdp = await browser.new_browser_cdp_session()
     page = await browser.new_page(viewport={"width": 1600, "height": 1100})
     page.set_default_timeout(TIMEOUT_MS)
     frames: list[float] = []  # when each message from the server arrived (the browser's network side)
@@ -171,7 +177,8 @@ async def play(chromium, executable: str, url: str, session: Session, seed: int)
         session.latencies[name] = end - start
         session.server[name] = max((t for t in frames if start <= t <= end), default=end) - start
 
-    start = time.perf_counter()
+    cpu_before = await _browser_cpu(cdp) + (await asyncio.to_thread(stats, url))["cpu_ms"] / 1e3
+    start = session.open_at = time.perf_counter()
     await page.goto(url + session.query)
     await page.wait_for_function(
         f"() => document.querySelectorAll({OVERLAY + ' g.hm image'!r}).length >= 2"
@@ -181,6 +188,7 @@ async def play(chromium, executable: str, url: str, session: Session, seed: int)
     if await page.locator(ERROR).count():  # fail now, with the page's message, not after the timeout
         raise RuntimeError(f"{session.name}: {await page.locator(ERROR).first.inner_text()}")
     record("open", start)
+    session.open_cpu_s = await _browser_cpu(cdp) + (await asyncio.to_thread(stats, url))["cpu_ms"] / 1e3 - cpu_before
     await _idle(page)
     for name, act in session.actions:
         await asyncio.sleep(rng.uniform(0.3, 0.8))  # a person reads, then clicks
@@ -190,8 +198,14 @@ async def play(chromium, executable: str, url: str, session: Session, seed: int)
         await _idle(page)
     await page.wait_for_timeout(300)
     session.figures = await _figures(page)
+    session.browser_cpu_s = await _browser_cpu(cdp)
     await browser.close()
     return session
+
+
+async def _browser_cpu(cdp) -> float:
+    """CPU-seconds used so far by one browser's processes (Chromium's own accounting)."""
+    return sum(p["cpuTime"] for p in (await cdp.send("SystemInfo.getProcessInfo"))["processInfo"])
 
 
 async def _warm(url: str) -> None:
@@ -223,20 +237,49 @@ async def _run(count: int, together: bool, nice: int) -> tuple[list[Session], di
         with folder, server(ROOT) as url:
             await _warm(url)  # measure people, not the server's start-up
             users = scripts(count)
+            server_cpu, start = stats(url)["cpu_ms"], time.perf_counter()
             if together:
                 plays = (play(p.chromium, chromium, url, s, i) for i, s in enumerate(users))
                 users = list(await asyncio.gather(*plays))
             else:
                 users = [await play(p.chromium, chromium, url, s, i) for i, s in enumerate(users)]
             after = stats(url)
+            after["wall_s"] = time.perf_counter() - start
+            after["cpu_s"] = (after["cpu_ms"] - server_cpu) / 1e3 + sum(u.browser_cpu_s for u in users)
     return users, after
+
+
+def open_floor(opens: dict[str, tuple[float, float]], starts: dict[str, float], cores: int) -> tuple[float, list[str]]:
+    """The least ratio some session's page open must reach when all open at once, and the sessions that prove it.
+
+    ``opens``: each session's page open alone, (seconds, CPU-seconds of its browser and the server);
+    ``starts``: when each began its open in the loaded pass. The last page of a group of sessions opened
+    together cannot be drawn before the first began plus the group's CPU-seconds ÷ ``cores`` (the CPUs cannot
+    do more), so that session waited at least that minus the spread of the starts, and its open alone took at
+    most the group's longest: the ratio below holds whatever the scheduling. Best over every group.
+    """
+    best, group = 0.0, []
+    names = list(opens)
+    for size in range(1, len(names) + 1):
+        for chosen in itertools.combinations(names, size):
+            spread = max(starts[n] for n in chosen) - min(starts[n] for n in chosen)
+            need = sum(opens[n][1] for n in chosen) / cores - spread
+            ratio = need / max(opens[n][0] for n in chosen)
+            if ratio > best:
+                best, group = ratio, list(chosen)
+    return best, group
 
 
 def run(count: int, nice: int = 10) -> dict:
     """Both passes; the report the test and the benchmark read."""
     alone, _ = asyncio.run(_run(count, together=False, nice=nice))
     loaded, after = asyncio.run(_run(count, together=True, nice=nice))
-    report = {"sessions": [], "hooks_on_models": after["hooks_on_models"], "rss_bytes": after["rss_bytes"]}
+    cores = len(os.sched_getaffinity(0))
+    floor, group = open_floor({a.name: (a.latencies["open"], a.open_cpu_s) for a in alone},
+                              {b.name: b.open_at for b in loaded}, cores)
+    report = {"sessions": [], "hooks_on_models": after["hooks_on_models"], "rss_bytes": after["rss_bytes"],
+              "cores": cores, "open_floor": floor, "open_floor_sessions": group,
+              "loaded_cpu_use": after["cpu_s"] / (cores * after["wall_s"])}
     for a, b in zip(alone, loaded, strict=True):
         report["sessions"].append(
             {
@@ -245,6 +288,7 @@ def run(count: int, nice: int = 10) -> dict:
                 "loaded": b.latencies,
                 "server_alone": a.server,
                 "server_loaded": b.server,
+                "open_cpu_s": a.open_cpu_s,
                 "same_maps": a.figures == b.figures and bool(a.figures),
             }
         )
@@ -273,6 +317,12 @@ def main() -> None:
             print(f"| {s['name']} | {len(a)} | {statistics.median(a):.2f} / {_p(a, 0.95):.2f} | "
                   f"{statistics.median(b):.2f} / {_p(b, 0.95):.2f} | {ratio:.2f}× | {s['same_maps']} |")
     print(f"hooks left on the models: {report['hooks_on_models']}; server RSS {report['rss_bytes'] / 2**20:.0f} MB")
+    print("page opens alone, CPU-seconds (browser + server): "
+          + ", ".join(f"{s['name']} {s['open_cpu_s']:.1f}" for s in report["sessions"]))
+    print(f"all pages opened at once on {report['cores']} CPUs: some session's open is at least "
+          f"{report['open_floor']:.2f}× its open alone, whatever the scheduling "
+          f"({', '.join(report['open_floor_sessions'])}); the CPUs were {report['loaded_cpu_use']:.0%} busy "
+          "over the loaded pass")
     print(json.dumps(report))
 
 

@@ -1,6 +1,6 @@
 """What the server holds right now, as plain numbers: for its operator (``/_camdash/stats``) and the load tests.
 
-Memory (resident set size), the caches' sizes, the upload folders on disk, the browser sessions,
+Memory (resident set size), the CPU time used so far (all threads), the caches' sizes, the upload folders on disk, the browser sessions,
 and the forward hooks left on the cached models (always 0 between calls: hooks live inside one
 engine call). Nothing here names a file, a model's path or a visitor.
 """
@@ -8,6 +8,7 @@ engine call). Nothing here names a file, a model's path or a visitor.
 from __future__ import annotations
 
 import resource
+import time
 from pathlib import Path
 
 from streamlit.runtime import Runtime
@@ -47,6 +48,7 @@ def snapshot() -> dict[str, int]:
     maps = compute.map_cache()
     return {
         "rss_bytes": rss_bytes(),
+        "cpu_ms": round(time.process_time() * 1000),
         "models": len(compute.cached_bundles()),
         "model_bytes": compute.model_cache_bytes(),
         "map_bytes": maps.nbytes,

@@ -127,6 +127,11 @@ def test_first_view_is_explained_with_zero_clicks(browser, server, shots, timing
     assert page.locator("[data-layer='_head_act'][aria-selected='true']").count() == 1
     assert page.locator("[data-layer='_head_act'] .mt-rec").count() == 1
     assert page.locator("[data-testid='stException']").count() == 0
+    # Streamlit's loading placeholders stand still (the style the server writes into the page): one given a pulse,
+    # as Streamlit gives them, has none.
+    assert page.evaluate("""() => { const d = document.createElement('div'); d.dataset.testid = 'stSkeleton';
+        d.style.animation = 'pulse 750ms infinite'; document.body.appendChild(d);
+        const a = getComputedStyle(d).animationName; d.remove(); return a; }""") == "none"
     page.wait_for_timeout(500)
     page.screenshot(path=shots / "01_first_view.png")
     if os.environ.get("CAMDASH_UPDATE_SCREENSHOT") == "1":

@@ -1,0 +1,66 @@
+"""A style in the head of the page Streamlit serves, there before any of its browser code runs.
+
+Streamlit's placeholders (``stSkeleton``: shown while an element's browser code loads, and every element
+of the page waits for Plotly's 4.7 MB script) pulse at 60 frames a second. Drawn in software, as in a VM
+or a browser without a GPU, that took ~1 CPU-second per page open from the page's own work (a trace of a
+cold open here: 226 frames of 4.6 ms in 4.5 s; 61 with this style). A style sent with the script's messages
+comes too late (its element's code loads with the rest), so this ASGI middleware writes it into the HTML
+document itself: ``/`` comes uncompressed, the other pages' (``/video``) gzipped by Streamlit; each is
+sent back uncompressed (8 KB).
+"""
+
+from __future__ import annotations
+
+import gzip
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = ["HEAD_STYLE", "HeadStyle", "with_head_style"]
+
+HEAD_STYLE = b'<style id="camdash-head">[data-testid="stSkeleton"]{animation:none!important}</style>'
+
+
+def with_head_style(html: bytes) -> bytes:
+    """``html`` with :data:`HEAD_STYLE` before its ``</head>`` (unchanged when it has none)."""
+    at = html.find(b"</head>")
+    return html if at < 0 else html[:at] + HEAD_STYLE + html[at:]
+
+
+class HeadStyle:
+    """Adds :data:`HEAD_STYLE` to every HTML response (plain or gzipped); everything else passes untouched."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start: Message | None = None
+        body: list[bytes] = []
+
+        async def edit(message: Message) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start":
+                headers = {k.lower(): v for k, v in message.get("headers", [])}
+                html = headers.get(b"content-type", b"").startswith(b"text/html")
+                if html and headers.get(b"content-encoding") in (None, b"gzip"):
+                    start = message  # held until the whole body is here: its length changes
+                    return
+                await send(message)
+            elif message["type"] == "http.response.body" and start is not None:
+                body.append(message.get("body", b""))
+                if message.get("more_body", False):
+                    return
+                html = b"".join(body)
+                if any(k.lower() == b"content-encoding" for k, _ in start.get("headers", [])):
+                    html = gzip.decompress(html)
+                html = with_head_style(html)
+                dropped = (b"content-length", b"content-encoding")
+                headers = [(k, v) for k, v in start.get("headers", []) if k.lower() not in dropped]
+                await send({**start, "headers": [*headers, (b"content-length", str(len(html)).encode())]})
+                await send({"type": "http.response.body", "body": html})
+            else:
+                await send(message)
+
+        await self.app(scope, receive, edit)
