@@ -94,11 +94,21 @@ def format_prob(p: float) -> str:
     return "< 0.001%"
 
 
-def panel_height(size: tuple[int, int], columns: int, width: int = 960) -> int:
-    """Row height that fits ``columns`` panels of an image of ``size`` (H, W) side by side in about
-    ``width`` pixels (the main column of a 1600-px screen), so wide photos leave no gaps; 140…300 px."""
+_MARGIN_X = 40  # the overlay figures' left and right margins (px)
+_SPACING_X = 0.02  # between their columns, a fraction of the plot's width
+
+
+def panel_height(size: tuple[int, int], columns: int, width: int = 766) -> int:
+    """Row height at which ``columns`` panels of an image of ``size`` (H, W) fill their cells exactly in a
+    figure ``width`` pixels wide (the overlays' column on a 1600-px screen, measured in Chromium): 100…300 px.
+
+    Narrower figures (a 1024-px screen: 564 px) show the images less tall than their rows, so each image sits
+    on its colorbar (``constraintoward="bottom"``); wider ones show them less wide, centred.
+    """
     h, w = size
-    return int(min(300, max(140, (width / max(1, columns)) * h / max(1, w))))
+    cols = max(1, columns)
+    cell = (width - _MARGIN_X) * (1 - _SPACING_X * (cols - 1)) / cols
+    return int(min(300, max(100, cell * h / max(1, w))))
 
 
 def _ticks(lo: float, hi: float, view: str) -> tuple[list[float], list[str]]:
@@ -190,8 +200,10 @@ def overlay_figure(
     rows, cols = len(views), len(panels)
     extra_lines = max((p.title.count("<br>") for p in panels), default=0)  # titles over two lines need room
     bar_px = 34  # under each row: a thin colorbar per panel with its raw values
-    total = rows * (panel_height + bar_px) + 74 + 16 * extra_lines
-    layout = _grid(rows, cols, min(0.3, bar_px / max(1, total)) if rows > 1 else 0.0)
+    top, bottom = 34 + 16 * extra_lines, 79 + bar_px  # titles; the last row's colorbars and the slider
+    plot = rows * panel_height + (rows - 1) * bar_px  # each row exactly panel_height, colorbars between
+    total = plot + top + bottom
+    layout = _grid(rows, cols, min(0.3, bar_px / plot) if rows > 1 else 0.0)
     for note, panel in zip(layout["annotations"], panels, strict=True):
         note["text"] = panel.title
     start = snap_opacity(opacity)
@@ -207,7 +219,7 @@ def overlay_figure(
             xdom, ydom = xaxis["domain"], yaxis["domain"]
             xaxis.update(visible=False, range=[-0.5, width - 0.5], constrain="domain")
             yaxis.update(
-                scaleanchor=x, visible=False, range=[height - 0.5, -0.5], constrain="domain", constraintoward="top"
+                scaleanchor=x, visible=False, range=[height - 0.5, -0.5], constrain="domain", constraintoward="bottom"
             )
             cam = np.asarray(panel.cam, dtype=np.float32)
             zmin, zmax = colour_range(cam, view, panel.top)
@@ -273,7 +285,7 @@ def overlay_figure(
         height=total,
         # The bottom margin holds the last row's colorbars and the slider: given whole, with no automatic
         # expansion, Plotly draws the figure once instead of again after measuring them (54 ms a redraw).
-        margin={"l": 34, "r": 6, "t": 34 + 16 * extra_lines, "b": 79 + bar_px, "autoexpand": False},
+        margin={"l": 34, "r": _MARGIN_X - 34, "t": top, "b": bottom, "autoexpand": False},
         showlegend=False,
         sliders=[
             {
@@ -302,7 +314,7 @@ def _axis(n: int) -> str:
 @functools.lru_cache(maxsize=64)
 def _grid_layout(rows: int, cols: int, vertical_spacing: float) -> str:
     """make_subplots' axes (domains, anchors) and column titles for this grid, as JSON (computed once)."""
-    fig = make_subplots(rows=rows, cols=cols, subplot_titles=["·"] * cols, horizontal_spacing=0.02,
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=["·"] * cols, horizontal_spacing=_SPACING_X,
                         vertical_spacing=vertical_spacing)
     layout = fig.to_plotly_json()["layout"]
     layout.pop("template", None)

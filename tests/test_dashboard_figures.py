@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 
-from dashboard.figures import MAX_SENT_SIDE, Panel, overlay_figure, sent_grid
+from dashboard.figures import MAX_SENT_SIDE, Panel, overlay_figure, panel_height, sent_grid
 
 
 def _smooth_map(side: int, cells: int = 7) -> np.ndarray:
@@ -79,3 +80,20 @@ def test_maps_of_a_coarse_layer_are_sent_with_eight_samples_a_cell() -> None:
     assert err.mean() < 0.002 and err.max() < 0.08, (err.mean(), err.max())  # only the kinks between cells differ
     assert sent_grid(cam, cells=14)[1] == 2  # finer layers keep every 2nd pixel
     assert sent_grid(cam)[1] == 2  # and so does a map of unknown origin
+
+
+def test_each_row_is_as_tall_as_asked_and_fits_the_image_on_a_1600_px_screen() -> None:
+    # The overlays' column on a 1600-px screen is 766 px (measured in Chromium): 726 px of plot, 2% between
+    # columns, so three cells of 726 × 0.96 / 3 = 232.3 px; a 451×300 image there is 232.3 × 300 / 451 = 154.5 tall.
+    assert panel_height((300, 451), 3) == 154
+    background = np.zeros((300, 451, 3), np.uint8)
+    panels = [Panel(f"c{i}<br>p", np.zeros((300, 451), np.float32), f"c{i}") for i in range(3)]
+    for views in (("relu",), ("relu", "signed")):
+        layout = overlay_figure(background, panels, views=views, panel_height=154).to_plotly_json()["layout"]
+        margin = layout["margin"]
+        plot_h = layout["height"] - margin["t"] - margin["b"]
+        for r in range(len(views)):
+            lo, hi = layout[f"yaxis{r * 3 + 1 if r else ''}"]["domain"]
+            assert (hi - lo) * plot_h == pytest.approx(154)  # the row, exactly: the image fills it, no gap
+        lo, hi = layout["xaxis"]["domain"]
+        assert (hi - lo) * (766 - margin["l"] - margin["r"]) == pytest.approx(726 * 0.96 / 3)
