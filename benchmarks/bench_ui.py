@@ -5,7 +5,8 @@ a fresh server is started, then, in headless Chromium (Debian's, driven by Playw
 
 - cold open: the first visitor's page open → first overlay on a just-started server, arriving 3 s after
   it answers (the warm start done), and on another arriving the moment it answers (a visitor who comes
-  during the warm start sees its progress); each repetition a fresh server and a browser with nothing cached;
+  during the warm start sees its progress); each repetition a fresh server and a browser context with nothing
+  cached (a visitor's running browser, new to the site);
 - warm open: a new page → first overlay, once the caches are warm;
 - display changes (compute nothing): hide / show the signed row, change the colormap,
   change the (starting) opacity;
@@ -197,9 +198,9 @@ def measure(browser, checkout: Path, reps: int) -> dict[str, float]:
     """Median seconds per interaction on a fresh server of ``checkout``."""
     out: dict[str, list[float]] = {}
     cold_opens = (("cold open, 3 s after the start → first overlay", 3.0), ("cold open → first overlay", 0.0))
-    for _ in range(reps):  # each cold open: a fresh server, and a browser with nothing cached, as a new visitor's
-        for name, wait_s in cold_opens:  # 3 s: the warm start done; 0 s: the visitor sees its progress
-            fresh = browser.browser_type.launch(executable_path=shutil.which("chromium"), args=ARGS)
+    for _ in range(reps):  # each cold open: a fresh server, and a new visitor: a browser context with nothing
+        for name, wait_s in cold_opens:  # cached (its own HTTP and code caches); 3 s: the warm start done; 0 s:
+            fresh = browser.new_context()  # the visitor sees its progress
             with server(checkout) as url:
                 time.sleep(wait_s)
                 _, cold = _open(fresh, url)
