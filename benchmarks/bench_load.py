@@ -11,10 +11,12 @@ be bit-identical between the two passes, and the server must report no hooks lef
 (``/_camdash/stats``).
 
 The browsers run on the server's machine here, which a real audience's do not: a Chromium page
-takes ~3 CPU-seconds to open. ``--browser-nice`` (default 10) runs them below the server's
+takes 5-6 CPU-seconds to open (all its processes). ``--browser-nice`` (default 10) runs them below the server's
 interactive work (as if they had CPUs of their own, they do not take the server's) and above its
 background work (Score-CAM's batches run at 19, see ``cam_core.engine.priority``); the end-to-end
-times still include the browsers' drawing on the CPU they get.
+times still include the browsers' drawing on the CPU they get. So the bench also measures what each page open
+costs alone in CPU-seconds (its browser's, from Chromium's own accounting, and the server's) and prints the
+least slow-down those costs force on pages opened together on this machine's CPUs (:func:`open_floor`).
 
 Run: ``python benchmarks/bench_load.py --sessions 6`` (prints p50/p95 per session, alone and under
 load, end to end and the server's part). The CI test (tests/test_load.py) runs three sessions.

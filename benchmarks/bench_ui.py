@@ -118,8 +118,12 @@ def server(checkout: Path, *flags: str, env: dict[str, str] | None = None, outpu
             proc.kill()
 
 
+VIEWPORT = {"width": 1600, "height": 1100}
+
+
 def _open(browser, url: str) -> tuple[Page, float]:
-    page = browser.new_page(viewport={"width": 1600, "height": 1100})
+    """A new page of ``browser`` (or of a browser context) → its first overlay: the page and the seconds."""
+    page = browser.new_page(viewport=VIEWPORT) if hasattr(browser, "new_context") else browser.new_page()
     page.set_default_timeout(TIMEOUT_MS)
     start = time.perf_counter()
     page.goto(url)
@@ -200,7 +204,7 @@ def measure(browser, checkout: Path, reps: int) -> dict[str, float]:
     cold_opens = (("cold open, 3 s after the start → first overlay", 3.0), ("cold open → first overlay", 0.0))
     for _ in range(reps):  # each cold open: a fresh server, and a new visitor: a browser context with nothing
         for name, wait_s in cold_opens:  # cached (its own HTTP and code caches); 3 s: the warm start done; 0 s:
-            fresh = browser.new_context()  # the visitor sees its progress
+            fresh = browser.new_context(viewport=VIEWPORT)  # the visitor sees its progress
             with server(checkout) as url:
                 time.sleep(wait_s)
                 _, cold = _open(fresh, url)

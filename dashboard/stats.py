@@ -1,8 +1,8 @@
 """What the server holds right now, as plain numbers: for its operator (``/_camdash/stats``) and the load tests.
 
-Memory (resident set size), the CPU time used so far (all threads), the caches' sizes, the upload folders on disk, the browser sessions,
-and the forward hooks left on the cached models (always 0 between calls: hooks live inside one
-engine call). Nothing here names a file, a model's path or a visitor.
+Memory (resident set size), the CPU time used so far (all threads), the caches' sizes, the upload
+folders on disk, the browser sessions, and the forward hooks left on the cached models (always 0
+between calls: hooks live inside one engine call). Nothing here names a file, a model's path or a visitor.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ import pytest
 
 pytest.importorskip("playwright.async_api", reason="playwright is not installed")
 
-from benchmarks.bench_load import open_floor  # noqa: E402
+from benchmarks.bench_load import open_floor
 
 
 def test_the_floor_is_the_best_group_s_cpu_over_the_cores_and_its_longest_open() -> None:
