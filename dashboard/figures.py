@@ -94,7 +94,7 @@ def format_prob(p: float) -> str:
     return "< 0.001%"
 
 
-_MARGIN_X = 40  # the overlay figures' left and right margins (px)
+_MARGIN_L, _MARGIN_R = 34, 6  # the overlay figures' left (the rows' labels) and right margins (px)
 _SPACING_X = 0.02  # between their columns, a fraction of the plot's width
 
 
@@ -107,7 +107,7 @@ def panel_height(size: tuple[int, int], columns: int, width: int = 766) -> int:
     """
     h, w = size
     cols = max(1, columns)
-    cell = (width - _MARGIN_X) * (1 - _SPACING_X * (cols - 1)) / cols
+    cell = (width - _MARGIN_L - _MARGIN_R) * (1 - _SPACING_X * (cols - 1)) / cols
     return int(min(300, max(100, cell * h / max(1, w))))
 
 
@@ -285,7 +285,7 @@ def overlay_figure(
         height=total,
         # The bottom margin holds the last row's colorbars and the slider: given whole, with no automatic
         # expansion, Plotly draws the figure once instead of again after measuring them (54 ms a redraw).
-        margin={"l": 34, "r": _MARGIN_X - 34, "t": top, "b": bottom, "autoexpand": False},
+        margin={"l": _MARGIN_L, "r": _MARGIN_R, "t": top, "b": bottom, "autoexpand": False},
         showlegend=False,
         sliders=[
             {
