@@ -63,7 +63,7 @@ class Session:
     latencies: dict[str, float] = field(default_factory=dict)
     server: dict[str, float] = field(default_factory=dict)  # the server's part of each latency
     figures: str = ""
-    open_cpu_s: float = 0.0  # CPU-seconds its page open took: its browser's and (alone) the server's
+    open_cpu_s: float = 0.0  # CPU-seconds its page open took alone: its browser's and the server's
     browser_cpu_s: float = 0.0  # its browser's CPU-seconds over the whole session
     open_at: float = 0.0  # when its page open began (perf_counter)
 
@@ -163,9 +163,11 @@ async def _figures(page: Page) -> str:
     )
 
 
-async def play(chromium, executable: str, url: str, session: Session, seed: int) -> Session:
+async def play(chromium, executable: str, url: str, session: Session, seed: int, alone: bool) -> Session:
     """In a browser of its own, open the session's link, then do its actions with think times; record latencies
-    and the figures. (Six sessions in one browser shared its one compositor: their pages were drawn together.)"""
+    and the figures. (Six sessions in one browser shared its one compositor: their pages were drawn together.)
+    ``alone``: the only session on the server, so the server's CPU time during its page open is its own and
+    is added to :attr:`Session.open_cpu_s` (under load nothing is asked of the server but the session's work)."""
     rng = random.Random(seed)
     browser = await chromium.launch(executable_path=executable, args=ARGS)
     cdp = await browser.new_browser_cdp_session()
@@ -179,7 +181,7 @@ async def play(chromium, executable: str, url: str, session: Session, seed: int)
         session.latencies[name] = end - start
         session.server[name] = max((t for t in frames if start <= t <= end), default=end) - start
 
-    cpu_before = await _browser_cpu(cdp) + (await asyncio.to_thread(stats, url))["cpu_ms"] / 1e3
+    cpu_before = await _open_cpu(cdp, url) if alone else 0.0
     start = session.open_at = time.perf_counter()
     await page.goto(url + session.query)
     await page.wait_for_function(
@@ -190,7 +192,8 @@ async def play(chromium, executable: str, url: str, session: Session, seed: int)
     if await page.locator(ERROR).count():  # fail now, with the page's message, not after the timeout
         raise RuntimeError(f"{session.name}: {await page.locator(ERROR).first.inner_text()}")
     record("open", start)
-    session.open_cpu_s = await _browser_cpu(cdp) + (await asyncio.to_thread(stats, url))["cpu_ms"] / 1e3 - cpu_before
+    if alone:
+        session.open_cpu_s = await _open_cpu(cdp, url) - cpu_before
     await _idle(page)
     for name, act in session.actions:
         await asyncio.sleep(rng.uniform(0.3, 0.8))  # a person reads, then clicks
@@ -208,6 +211,11 @@ async def play(chromium, executable: str, url: str, session: Session, seed: int)
 async def _browser_cpu(cdp) -> float:
     """CPU-seconds used so far by one browser's processes (Chromium's own accounting)."""
     return sum(p["cpuTime"] for p in (await cdp.send("SystemInfo.getProcessInfo"))["processInfo"])
+
+
+async def _open_cpu(cdp, url: str) -> float:
+    """CPU-seconds used so far by the browser and the server together."""
+    return await _browser_cpu(cdp) + (await asyncio.to_thread(stats, url))["cpu_ms"] / 1e3
 
 
 async def _warm(url: str) -> None:
@@ -241,10 +249,10 @@ async def _run(count: int, together: bool, nice: int) -> tuple[list[Session], di
             users = scripts(count)
             server_cpu, start = stats(url)["cpu_ms"], time.perf_counter()
             if together:
-                plays = (play(p.chromium, chromium, url, s, i) for i, s in enumerate(users))
+                plays = (play(p.chromium, chromium, url, s, i, alone=False) for i, s in enumerate(users))
                 users = list(await asyncio.gather(*plays))
             else:
-                users = [await play(p.chromium, chromium, url, s, i) for i, s in enumerate(users)]
+                users = [await play(p.chromium, chromium, url, s, i, alone=True) for i, s in enumerate(users)]
             after = stats(url)
             after["wall_s"] = time.perf_counter() - start
             after["cpu_s"] = (after["cpu_ms"] - server_cpu) / 1e3 + sum(u.browser_cpu_s for u in users)

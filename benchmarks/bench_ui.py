@@ -121,9 +121,9 @@ def server(checkout: Path, *flags: str, env: dict[str, str] | None = None, outpu
 VIEWPORT = {"width": 1600, "height": 1100}
 
 
-def _open(browser, url: str) -> tuple[Page, float]:
-    """A new page of ``browser`` (or of a browser context) → its first overlay: the page and the seconds."""
-    page = browser.new_page(viewport=VIEWPORT) if hasattr(browser, "new_context") else browser.new_page()
+def _open(context, url: str) -> tuple[Page, float]:
+    """A new page of the browser ``context`` → its first overlay: the page and the seconds."""
+    page = context.new_page()
     page.set_default_timeout(TIMEOUT_MS)
     start = time.perf_counter()
     page.goto(url)
@@ -202,23 +202,26 @@ def measure(browser, checkout: Path, reps: int) -> dict[str, float]:
     """Median seconds per interaction on a fresh server of ``checkout``."""
     out: dict[str, list[float]] = {}
     cold_opens = (("cold open, 3 s after the start → first overlay", 3.0), ("cold open → first overlay", 0.0))
-    for _ in range(reps):  # each cold open: a fresh server, and a new visitor: a browser context with nothing
-        for name, wait_s in cold_opens:  # cached (its own HTTP and code caches); 3 s: the warm start done; 0 s:
-            fresh = browser.new_context(viewport=VIEWPORT)  # the visitor sees its progress
+    # Each cold open: a fresh server and a new visitor, a browser context with nothing cached (its own HTTP and
+    # code caches). 3 s after the server answers the warm start is done; at 0 s the visitor sees its progress.
+    for _ in range(reps):
+        for name, wait_s in cold_opens:
+            fresh = browser.new_context(viewport=VIEWPORT)
             with server(checkout) as url:
                 time.sleep(wait_s)
                 _, cold = _open(fresh, url)
                 out.setdefault(name, []).append(cold)
             fresh.close()
+    visitor = browser.new_context(viewport=VIEWPORT)  # the warm opens and the interactions share its caches
     with server(checkout) as url:
-        _open(browser, url)[0].close()  # the server's first visitor: the warm opens below are not it
+        _open(visitor, url)[0].close()  # the server's first visitor: the warm opens below are not it
         warm = []
         for _ in range(reps):
-            page, elapsed = _open(browser, url)
+            page, elapsed = _open(visitor, url)
             warm.append(elapsed)
             page.close()
         out["warm open → first overlay"] = warm
-        page, _ = _open(browser, url)
+        page, _ = _open(visitor, url)
         sidebar_views = page.locator("[data-testid='stSidebar'] .st-key-views").count() > 0
         if sidebar_views:  # the old page kept the display settings in the sidebar
             page.locator("[data-testid='stSidebar']").hover()
@@ -252,6 +255,7 @@ def measure(browser, checkout: Path, reps: int) -> dict[str, float]:
                 out.pop(next((n for n, _, _ in steps if n.startswith(kind) and n != name), ""), None)
                 print(f"  {checkout.name}: {name}: {type(exc).__name__}: {str(exc).splitlines()[0]}", file=sys.stderr)
         page.close()
+    visitor.close()
     return {name: statistics.median(v) for name, v in out.items() if v}
 
 

@@ -36,16 +36,18 @@ class HeadStyle:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        start: Message | None = None
+        start: Message | None = None  # the held response's start, when it is an HTML page
+        gzipped = False
         body: list[bytes] = []
 
         async def edit(message: Message) -> None:
-            nonlocal start
+            nonlocal start, gzipped
             if message["type"] == "http.response.start":
                 headers = {k.lower(): v for k, v in message.get("headers", [])}
                 html = headers.get(b"content-type", b"").startswith(b"text/html")
-                if html and headers.get(b"content-encoding") in (None, b"gzip"):
-                    start = message  # held until the whole body is here: its length changes
+                encoding = headers.get(b"content-encoding")
+                if html and encoding in (None, b"gzip"):
+                    start, gzipped = message, encoding == b"gzip"  # held until the whole body is here
                     return
                 await send(message)
             elif message["type"] == "http.response.body" and start is not None:
@@ -53,9 +55,7 @@ class HeadStyle:
                 if message.get("more_body", False):
                     return
                 html = b"".join(body)
-                if any(k.lower() == b"content-encoding" for k, _ in start.get("headers", [])):
-                    html = gzip.decompress(html)
-                html = with_head_style(html)
+                html = with_head_style(gzip.decompress(html) if gzipped else html)
                 dropped = (b"content-length", b"content-encoding")
                 headers = [(k, v) for k, v in start.get("headers", []) if k.lower() not in dropped]
                 await send({**start, "headers": [*headers, (b"content-length", str(len(html)).encode())]})

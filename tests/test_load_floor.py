@@ -23,6 +23,6 @@ def test_a_later_start_is_taken_off_what_the_last_page_waited() -> None:
     assert ratio == pytest.approx(1.1) and group == ["a", "b"]
 
 
-def test_one_session_on_many_cpus_is_no_floor_at_all() -> None:
+def test_one_page_on_many_cpus_forces_no_slow_down() -> None:
     ratio, _ = open_floor({"a": (3.0, 3.3)}, {"a": 0.0}, cores=16)
-    assert ratio == pytest.approx(3.3 / 16 / 3.0)
+    assert ratio == pytest.approx(3.3 / 16 / 3.0) and ratio < 1  # below 1: nothing forces it slower than alone
