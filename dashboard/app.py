@@ -29,7 +29,8 @@ if __package__ in (None, ""):  # `streamlit run dashboard/app.py` runs this file
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from dashboard import shell, stats, uploads, warmup
-from dashboard.page_head import HeadStyle
+from dashboard.page_head import PageHead
+from dashboard.static_cache import StaticCache
 from dashboard.views import dataset, image, video
 
 
@@ -57,6 +58,6 @@ async def _lifespan(_app: object) -> AsyncIterator[None]:
 if get_script_run_ctx() is None:  # imported by the server at start-up (not a session's run)
     warmup.start()  # now rather than in the lifespan: it overlaps the server's own start (0.3 s)
     app = st.App(__file__, lifespan=_lifespan, routes=[Route("/_camdash/stats", _stats)],
-                 middleware=[Middleware(HeadStyle)])
+                 middleware=[Middleware(StaticCache), Middleware(PageHead)])
 else:
     main()

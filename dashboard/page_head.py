@@ -1,33 +1,53 @@
-"""A style in the head of the page Streamlit serves, there before any of its browser code runs.
+"""What the server writes into the head of the page Streamlit serves, there before any of its browser code runs.
 
-Streamlit's placeholders (``stSkeleton``: shown while an element's browser code loads, and every element
-of the page waits for Plotly's 4.7 MB script) pulse at 60 frames a second. Drawn in software, as in a VM
-or a browser without a GPU, that took ~1 CPU-second per page open from the page's own work (a trace of a
-cold open here: 226 frames of 4.6 ms in 4.5 s; 61 with this style). A style sent with the script's messages
-comes too late (its element's code loads with the rest), so this ASGI middleware writes it into the HTML
-document itself: ``/`` comes uncompressed, the other pages' (``/video``) gzipped by Streamlit; each is
-sent back uncompressed (8 KB).
+- A style: Streamlit's placeholders (``stSkeleton``: shown while an element's browser code loads, and every
+  element of the page waits for Plotly's 4.7 MB script) pulse at 60 frames a second. Drawn in software, as in a
+  VM or a browser without a GPU, that took ~1 CPU-second per page open from the page's own work (a trace of a
+  cold open here: 226 frames of 4.6 ms in 4.5 s; 61 with this style). A style sent with the script's messages
+  comes too late (its element's code loads with the rest).
+- A ``modulepreload`` of Streamlit's Plotly chunk: the browser asked for it only when the first chart's message
+  came, ~2 s into a cold open here, then fetched and parsed it for ~0.85 s more before it could run it; asked for
+  from the head, it is fetched and parsed (off the page's main thread) while Streamlit's own code starts.
+
+This ASGI middleware writes both into the HTML document itself: ``/`` comes uncompressed, the other pages'
+(``/video``) gzipped by Streamlit; each is sent back uncompressed (8 KB).
 """
 
 from __future__ import annotations
 
 import gzip
+from pathlib import Path
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from streamlit import file_util
 
-__all__ = ["HEAD_STYLE", "HeadStyle", "with_head_style"]
-
-HEAD_STYLE = b'<style id="camdash-head">[data-testid="stSkeleton"]{animation:none!important}</style>'
+__all__ = ["HEAD", "PageHead", "plotly_preload", "with_head"]
 
 
-def with_head_style(html: bytes) -> bytes:
-    """``html`` with :data:`HEAD_STYLE` before its ``</head>`` (unchanged when it has none)."""
+def plotly_preload(static_dir: Path | None = None) -> bytes:
+    """A ``modulepreload`` link to Streamlit's Plotly chunk (none when this Streamlit has no single such file).
+
+    Relative, as Streamlit's own script tags are (it resolves under a base URL path), and ``crossorigin`` as
+    they are, so the browser uses the preloaded module instead of fetching it again.
+    """
+    js = (Path(file_util.get_static_dir()) if static_dir is None else static_dir) / "static" / "js"
+    found = sorted(js.glob("PlotlyChart.*.js"))
+    if len(found) != 1:
+        return b""
+    return f'<link rel="modulepreload" crossorigin href="./static/js/{found[0].name}">'.encode()
+
+
+HEAD = b'<style id="camdash-head">[data-testid="stSkeleton"]{animation:none!important}</style>' + plotly_preload()
+
+
+def with_head(html: bytes) -> bytes:
+    """``html`` with :data:`HEAD` before its ``</head>`` (unchanged when it has none)."""
     at = html.find(b"</head>")
-    return html if at < 0 else html[:at] + HEAD_STYLE + html[at:]
+    return html if at < 0 else html[:at] + HEAD + html[at:]
 
 
-class HeadStyle:
-    """Adds :data:`HEAD_STYLE` to every HTML response (plain or gzipped); everything else passes untouched."""
+class PageHead:
+    """Adds :data:`HEAD` to every HTML response (plain or gzipped); everything else passes untouched."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -55,7 +75,7 @@ class HeadStyle:
                 if message.get("more_body", False):
                     return
                 html = b"".join(body)
-                html = with_head_style(gzip.decompress(html) if gzipped else html)
+                html = with_head(gzip.decompress(html) if gzipped else html)
                 dropped = (b"content-length", b"content-encoding")
                 headers = [(k, v) for k, v in start.get("headers", []) if k.lower() not in dropped]
                 await send({**start, "headers": [*headers, (b"content-length", str(len(html)).encode())]})

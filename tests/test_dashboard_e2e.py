@@ -19,10 +19,12 @@ import json
 import os
 import shutil
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from streamlit import file_util
 
 from benchmarks.bench_ui import ARGS as BROWSER_ARGS
 from tests.serve import dashboard
@@ -82,9 +84,12 @@ def _idle(page) -> None:
     page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=TIMEOUT_MS)
 
 
-def _open(browser, server: str, query: str = "", **context):
+def _open(browser, server: str, query: str = "", requests: list[str] | None = None, **context):
+    """A new visitor's page (its own browser context) → its first overlay; ``requests`` gets the URLs it asks for."""
     page = browser.new_page(viewport=VIEWPORT, **context)
     page.set_default_timeout(TIMEOUT_MS)
+    if requests is not None:
+        page.on("request", lambda r: requests.append(r.url))
     start = time.perf_counter()
     page.goto(server + query)
     page.wait_for_function(f"document.querySelectorAll({HEATMAPS!r}).length >= 6", timeout=TIMEOUT_MS)
@@ -119,7 +124,8 @@ def _panel_titles(page) -> list[str]:
 
 
 def test_first_view_is_explained_with_zero_clicks(browser, server, shots, timings) -> None:
-    page, elapsed = _open(browser, server)
+    requests: list[str] = []
+    page, elapsed = _open(browser, server, requests=requests)
     timings["page_open_to_first_overlay"] = round(elapsed, 2)
     assert page.locator(HEATMAPS).count() == 6  # 3 classes × (ReLU'd, signed)
     assert page.locator(f"{SCORES} g.trace.bars").count() == 2  # probability and logit
@@ -132,11 +138,28 @@ def test_first_view_is_explained_with_zero_clicks(browser, server, shots, timing
     assert page.evaluate("""() => { const d = document.createElement('div'); d.dataset.testid = 'stSkeleton';
         d.style.animation = 'pulse 750ms infinite'; document.body.appendChild(d);
         const a = getComputedStyle(d).animationName; d.remove(); return a; }""") == "none"
+    # Plotly's chunk is asked for from the page's head, before the app connects, and once: the preload is used.
+    plotly = [i for i, u in enumerate(requests) if "/static/js/PlotlyChart." in u]
+    connect = next(i for i, u in enumerate(requests) if u.endswith("/_stcore/host-config"))
+    assert len(plotly) == 1 and plotly[0] < connect, requests
     page.wait_for_timeout(500)
     page.screenshot(path=shots / "01_first_view.png")
     if os.environ.get("CAMDASH_UPDATE_SCREENSHOT") == "1":
         shutil.copy(shots / "01_first_view.png", ROOT / "assets" / "screenshot.png")
     page.close()
+
+
+def test_streamlits_files_are_sent_again_as_streamlit_sent_them(server) -> None:
+    """The second answer for a static file (from the server's memory) is the first (Streamlit's), byte for byte."""
+    static = Path(file_util.get_static_dir())
+    name = sorted(p.name for p in (static / "static" / "js").glob("*.js"))[-1]  # one no page has asked for yet
+    answers = []
+    for _ in range(2):
+        with urllib.request.urlopen(f"{server}/static/js/{name}", timeout=30) as r:
+            answers.append((r.status, {k: v for k, v in r.headers.items() if k.lower() != "date"}, r.read()))
+    assert answers[0] == answers[1]
+    assert answers[0][2] == (static / "static" / "js" / name).read_bytes()
+    assert "immutable" in answers[0][1]["cache-control"]
 
 
 def test_opacity_slider_restyles_in_the_browser_and_the_page_keeps_it(browser, server, shots, timings) -> None:

@@ -1,15 +1,19 @@
-"""The style written into the served HTML page (placeholders that stand still): only HTML, length kept true."""
+"""The head written into the served HTML page (placeholders that stand still, Plotly preloaded): only HTML,
+length kept true."""
 
 from __future__ import annotations
 
 import asyncio
 import gzip
+from pathlib import Path
 
-from dashboard.page_head import HEAD_STYLE, HeadStyle, with_head_style
+from streamlit import file_util
+
+from dashboard.page_head import HEAD, PageHead, plotly_preload, with_head
 
 
 def _serve(content_type: bytes, chunks: list[bytes], extra: list[tuple[bytes, bytes]] | None = None) -> list[dict]:
-    """The messages a client gets from HeadStyle around an app that answers with ``chunks``."""
+    """The messages a client gets from PageHead around an app that answers with ``chunks``."""
 
     async def app(scope, receive, send) -> None:
         headers = [(b"content-type", content_type), (b"content-length", str(sum(map(len, chunks))).encode())]
@@ -22,7 +26,7 @@ def _serve(content_type: bytes, chunks: list[bytes], extra: list[tuple[bytes, by
     async def send(message: dict) -> None:
         sent.append(message)
 
-    asyncio.run(HeadStyle(app)({"type": "http", "path": "/"}, None, send))
+    asyncio.run(PageHead(app)({"type": "http", "path": "/"}, None, send))
     return sent
 
 
@@ -34,7 +38,7 @@ def test_an_html_page_gets_the_style_before_its_head_ends_and_its_true_length() 
     page = [b"<html><head><title>x</title>", b"</head><body></body></html>"]  # in two chunks, as served
     sent = _serve(b"text/html; charset=utf-8", page)
     body = _body(sent)
-    assert body == b"<html><head><title>x</title>" + HEAD_STYLE + b"</head><body></body></html>"
+    assert body == b"<html><head><title>x</title>" + HEAD + b"</head><body></body></html>"
     lengths = [v for k, v in sent[0]["headers"] if k == b"content-length"]
     assert lengths == [str(len(body)).encode()]
 
@@ -42,7 +46,7 @@ def test_an_html_page_gets_the_style_before_its_head_ends_and_its_true_length() 
 def test_a_gzipped_page_is_sent_back_plain_with_the_style() -> None:
     page = b"<html><head></head><body>video</body></html>"
     sent = _serve(b"text/html", [gzip.compress(page)], [(b"content-encoding", b"gzip")])
-    assert _body(sent) == b"<html><head>" + HEAD_STYLE + b"</head><body>video</body></html>"
+    assert _body(sent) == b"<html><head>" + HEAD + b"</head><body>video</body></html>"
     assert all(k != b"content-encoding" for k, _ in sent[0]["headers"])
 
 
@@ -51,4 +55,22 @@ def test_scripts_other_encodings_and_pages_without_a_head_pass_untouched() -> No
     assert _body(_serve(b"application/javascript", script)) == script[0]
     brotli = [b"\x8b compressed </head>"]
     assert _body(_serve(b"text/html", brotli, [(b"content-encoding", b"br")])) == brotli[0]
-    assert with_head_style(b"<p>no head</p>") == b"<p>no head</p>"
+    assert with_head(b"<p>no head</p>") == b"<p>no head</p>"
+
+
+def test_the_plotly_preload_names_the_one_plotly_chunk_there_is(tmp_path) -> None:
+    js = tmp_path / "static" / "js"
+    js.mkdir(parents=True)
+    assert plotly_preload(tmp_path) == b""  # a Streamlit without the chunk: no link to a missing file
+    (js / "PlotlyChart.Ab12.js").write_text("export {}")
+    (js / "Plotly.other.js").write_text("export {}")
+    assert plotly_preload(tmp_path) == b'<link rel="modulepreload" crossorigin href="./static/js/PlotlyChart.Ab12.js">'
+    (js / "PlotlyChart.Cd34.js").write_text("export {}")
+    assert plotly_preload(tmp_path) == b""  # which one Streamlit imports is not known: none
+
+
+def test_the_head_preloads_this_streamlits_plotly_chunk() -> None:
+    link = plotly_preload()
+    assert link and link in HEAD
+    name = link.split(b"./static/js/")[1].split(b'"')[0].decode()
+    assert (Path(file_util.get_static_dir()) / "static" / "js" / name).stat().st_size > 1_000_000  # plotly.js
