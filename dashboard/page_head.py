@@ -8,6 +8,11 @@
 - A ``modulepreload`` of Streamlit's Plotly chunk: the browser asked for it only when the first chart's message
   came, ~2 s into a cold open here, then fetched and parsed it for ~0.85 s more before it could run it; asked for
   from the head, it is fetched and parsed (off the page's main thread) while Streamlit's own code starts.
+- Streamlit's ``st.html`` chunk (2 KB, and DOMPurify's 29 KB), fetched and run as soon as Streamlit's own code
+  has run. The overlays' stills (:mod:`dashboard.still`) are ``st.html`` elements: left to Streamlit, their code
+  was asked for with the first still and then waited behind Plotly's ~1 s start, asked for a moment later by the
+  chart beside it, so the still came 1.4 s after its message, hardly before the chart (cold opens here: the
+  first overlay drawn at 2.6-3.0 s without this, 1.3-1.7 s with it).
 
 This ASGI middleware writes both into the HTML document itself: ``/`` comes uncompressed, the other pages'
 (``/video``) gzipped by Streamlit; each is sent back uncompressed (8 KB).
@@ -21,7 +26,15 @@ from pathlib import Path
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from streamlit import file_util
 
-__all__ = ["HEAD", "PageHead", "plotly_preload", "with_head"]
+__all__ = ["HEAD", "PageHead", "html_import", "plotly_preload", "with_head"]
+
+
+def _chunk(stem: str, static_dir: Path | None) -> str | None:
+    """The file name of Streamlit's one browser chunk ``stem.*.js`` (None when this Streamlit has none or several:
+    which one it imports is then not known)."""
+    js = (Path(file_util.get_static_dir()) if static_dir is None else static_dir) / "static" / "js"
+    found = sorted(js.glob(f"{stem}.*.js"))
+    return found[0].name if len(found) == 1 else None
 
 
 def plotly_preload(static_dir: Path | None = None) -> bytes:
@@ -30,14 +43,26 @@ def plotly_preload(static_dir: Path | None = None) -> bytes:
     Relative, as Streamlit's own script tags are (it resolves under a base URL path), and ``crossorigin`` as
     they are, so the browser uses the preloaded module instead of fetching it again.
     """
-    js = (Path(file_util.get_static_dir()) if static_dir is None else static_dir) / "static" / "js"
-    found = sorted(js.glob("PlotlyChart.*.js"))
-    if len(found) != 1:
+    name = _chunk("PlotlyChart", static_dir)
+    return b"" if name is None else f'<link rel="modulepreload" crossorigin href="./static/js/{name}">'.encode()
+
+
+def html_import(static_dir: Path | None = None) -> bytes:
+    """Streamlit's ``st.html`` chunk preloaded and imported by the page itself (none when there is no single one).
+
+    A module runs once per page whoever imports it first, so Streamlit's own import of it later finds it done.
+    A module script runs after the document's earlier ones (Streamlit's own), and a failed import changes nothing.
+    """
+    name = _chunk("Html", static_dir)
+    if name is None:
         return b""
-    return f'<link rel="modulepreload" crossorigin href="./static/js/{found[0].name}">'.encode()
+    src = f"./static/js/{name}"
+    return (f'<link rel="modulepreload" crossorigin href="{src}">'
+            f'<script type="module">import("{src}").catch(() => {{}});</script>').encode()
 
 
-HEAD = b'<style id="camdash-head">[data-testid="stSkeleton"]{animation:none!important}</style>' + plotly_preload()
+HEAD = (b'<style id="camdash-head">[data-testid="stSkeleton"]{animation:none!important}</style>'
+        + plotly_preload() + html_import())
 
 
 def with_head(html: bytes) -> bytes:

@@ -7,6 +7,7 @@ session state through :mod:`dashboard.state`.
 
 from __future__ import annotations
 
+import html
 from collections.abc import Callable, Sequence
 from functools import partial
 
@@ -33,6 +34,7 @@ from dashboard.figures import (
     scores_figure,
 )
 from dashboard.state import K, UrlView, set_classes, set_layer, toggle_class
+from dashboard.still import STILL_CSS, still_html
 from dashboard.widgets.model_tree import model_tree_ui
 
 __all__ = [
@@ -310,6 +312,7 @@ def show_overlays(
     if not ids:
         st.info("No class selected: pick one above, or click a bar in the scores.", icon=":material/touch_app:")
         return
+    stills = _stills(bundle, item, layer, view, ids, methods, display)
     for m in methods:
         title = METHODS[m].title
         st.markdown(f"##### {title}")
@@ -318,8 +321,14 @@ def show_overlays(
             continue
         drawn = [c for c in ids if (m, c) in view.maps]
         for start in range(0, len(drawn), MAX_COLUMNS):
-            fig = overlay_figure_for(bundle, item, layer, view, tuple(drawn[start : start + MAX_COLUMNS]), m, display)
-            st.plotly_chart(fig, config=PLOTLY_CONFIG, key=f"overlay_{m}_{start}")
+            chunk = tuple(drawn[start : start + MAX_COLUMNS])
+            with st.container(key=f"still_{m}_{start}"):  # the still's place, there (empty) on every run
+                if _figure_key(bundle, item, layer, view, chunk, m, display) in stills:
+                    st.html(overlay_still_for(bundle, item, layer, view, chunk, m, display))
+                else:
+                    st.empty()
+                fig = overlay_figure_for(bundle, item, layer, view, chunk, m, display)
+                st.plotly_chart(fig, config=PLOTLY_CONFIG, key=f"overlay_{m}_{start}")
     computed = len(view.computed)
     where = f"Maps of the {_fit_words(view, item)}."
     if computed:
@@ -328,6 +337,40 @@ def show_overlays(
     else:
         st.caption(f"{where} All maps from the cache: nothing was computed for this view.")
     sync_opacity(".st-key-figures [class*='st-key-overlay_'] .js-plotly-plot")
+
+
+def _figure_key(
+    bundle: Bundle, item: ImageItem, layer: str, view: ViewResult, chunk: tuple[int, ...], method: str, display: Display
+) -> tuple:
+    """What an overlay figure is made of: its key in the figure cache (the titles carry p, hence its kind)."""
+    return (bundle.spec.key, item.key, layer, method, chunk, display, view.probs_kind)
+
+
+def _stills(
+    bundle: Bundle,
+    item: ImageItem,
+    layer: str,
+    view: ViewResult,
+    ids: Sequence[int],
+    methods: Sequence[str],
+    display: Display,
+) -> set[tuple]:
+    """The figures this browser session opened on (its first run with overlays), which it shows as stills.
+
+    Only a fresh page waits for Plotly's script; once the user changes what is drawn, Plotly has long been
+    running, so other figures come without a still (and the same ones cost a reference: Streamlit's
+    message cache).
+    """
+    if K.STILLS not in st.session_state:
+        stills = set()
+        for m in methods:
+            drawn = [c for c in ids if (m, c) in view.maps]
+            stills.update(
+                _figure_key(bundle, item, layer, view, tuple(drawn[s : s + MAX_COLUMNS]), m, display)
+                for s in range(0, len(drawn), MAX_COLUMNS)
+            )
+        st.session_state[K.STILLS] = stills
+    return st.session_state[K.STILLS]
 
 
 def overlay_figure_for(
@@ -340,9 +383,24 @@ def overlay_figure_for(
     display: Display,
 ) -> go.Figure:
     """The overlay figure of ``chunk``'s classes for one method, from the process-wide figure cache."""
-    key = (bundle.spec.key, item.key, layer, method, chunk, display, view.probs_kind)  # the titles carry p
+    key = _figure_key(bundle, item, layer, view, chunk, method, display)
     names, title = bundle.model.class_names, METHODS[method].title
     return figure_cache().get_or_build(key, partial(_overlay_figure, view, chunk, names, title, method, display))
+
+
+def overlay_still_for(
+    bundle: Bundle,
+    item: ImageItem,
+    layer: str,
+    view: ViewResult,
+    chunk: tuple[int, ...],
+    method: str,
+    display: Display,
+) -> str:
+    """The still of that overlay figure (:mod:`dashboard.still`) with its style, kept beside the figure."""
+    fig = overlay_figure_for(bundle, item, layer, view, chunk, method, display)
+    key = ("still", *_figure_key(bundle, item, layer, view, chunk, method, display))
+    return figure_cache().get_or_build(key, lambda: STILL_CSS + still_html(fig))
 
 
 def _overlay_figure(
@@ -350,8 +408,10 @@ def _overlay_figure(
 ) -> go.Figure:
     panels = [
         Panel(
-            # Two lines, so side-by-side titles do not run into each other on a narrow screen.
-            title=f"{names[c]} ({c})<br><span style='font-size:0.85em'>p = {format_prob(view.probs[c])}</span>",
+            # Two lines, so side-by-side titles do not run into each other on a narrow screen. The name is text,
+            # not markup (a model's own class names can hold anything), in the figure and in its still alike.
+            title=f"{html.escape(names[c])} ({c})<br>"
+            f"<span style='font-size:0.85em'>p = {format_prob(view.probs[c])}</span>",
             cam=view.maps[(method, c)].up,
             name=f"{names[c]} · {title}",
             cells=min(view.maps[(method, c)].raw.shape[-2:]),

@@ -72,6 +72,7 @@ class K:
     OPENED = "_opened_images"  # ImageItems opened from another page (a dataset's image, a video frame), newest last
     SHOW = "_show_digest"  # the image (digest) the image page shows next, once
     CHART_NONCE = "_scores_nonce"
+    STILLS = "_stills"  # the overlay figures this session opened on: shown as stills until Plotly draws them
     # The video page
     VIDEO_CLIP = "video_clip"  # sample or upload
     VIDEO_UPLOAD = "video_upload"

@@ -135,10 +135,10 @@ def _view(
         panels.find_classes_ui(ctx, names, result.logits)
     with notes:
         panels.class_messages_ui(ctx, names, result.probs)
-    with scores_box:
-        panels.show_scores(ctx, item, result, ids, names)
     with figures:
         _overlays(bundle, item, layer, methods, result, tuple(ids))
+    with scores_box:  # after the overlays: its chart, sent first, had Plotly's script run before the stills were drawn
+        panels.show_scores(ctx, item, result, ids, names)
     shared = bundle.spec.url_model
     state.write_url(
         model=shared[0] if shared else None,
