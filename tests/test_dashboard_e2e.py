@@ -23,6 +23,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from streamlit import file_util
 
@@ -379,4 +380,51 @@ def test_a_wide_photo_is_explained_whole(browser, server, shots) -> None:
     assert any("espresso" in t for t in titles), titles  # the right half's class is among the top-3
     page.wait_for_timeout(500)
     page.locator(".st-key-figures").screenshot(path=shots / "07_cat_and_espresso_whole.png")
+    page.close()
+
+
+STILL = ".st-key-still_gradcam_0"
+
+
+def _figure_pixels(page, path: Path) -> np.ndarray:
+    """The first overlay's place as the user sees it (the still or the live figure), saved and as RGB."""
+    page.locator(STILL).screenshot(path=path)
+    from PIL import Image
+
+    return np.asarray(Image.open(path).convert("RGB"), dtype=np.float32)
+
+
+def test_a_fresh_visitor_sees_the_overlays_before_plotly_runs(browser, server, shots) -> None:
+    """Plotly's script (4.7 MB) runs ~1 s in a fresh browser: until it has drawn the figure, its still is in the
+    figure's place. Here Plotly's script never comes: the still alone must show the explanation."""
+    requests: list[str] = []
+    page = browser.new_page(viewport=VIEWPORT)
+    page.set_default_timeout(TIMEOUT_MS)
+    page.on("request", lambda r: requests.append(r.url))
+    page.route("**/static/js/PlotlyChart.*.js", lambda route: route.abort())
+    page.goto(server)
+    page.wait_for_function(f"document.querySelectorAll('{STILL} .camdash-still img').length === 12")
+    _idle(page)
+    page.wait_for_timeout(300)
+    assert page.locator(f"{STILL} .camdash-still").is_visible()
+    assert page.locator(HEATMAPS).count() == 0  # nothing of Plotly's: what is seen is the still
+    assert all(page.evaluate(f"() => [...document.querySelectorAll('{STILL} .camdash-still img')]"
+                             ".map(i => i.complete && i.naturalWidth > 0)"))
+    # Streamlit's st.html chunk is asked for from the page's head, before the app connects.
+    html_chunk = [i for i, u in enumerate(requests) if "/static/js/Html." in u]
+    connect = next(i for i, u in enumerate(requests) if u.endswith("/_stcore/host-config"))
+    assert len(html_chunk) == 1 and html_chunk[0] < connect, requests
+    still_box = page.locator(STILL).bounding_box()
+    still = _figure_pixels(page, shots / "02_still.png")
+    page.close()
+
+    page, _ = _open(browser, server)  # Plotly there: once it has drawn, the still is gone and nothing moved
+    page.wait_for_function(f"getComputedStyle(document.querySelector('{STILL} .camdash-still')).display === 'none'")
+    page.wait_for_timeout(300)
+    assert page.locator(STILL).bounding_box() == still_box
+    live = _figure_pixels(page, shots / "02_live.png")
+    assert still.shape == live.shape
+    photo = still[:-80]  # above the slider, which the still leaves out
+    assert photo.std() > 30  # a photo with maps, not an empty box
+    assert np.abs(photo - live[:-80]).mean() < 8, "the still does not look like the figure it stands for"
     page.close()
