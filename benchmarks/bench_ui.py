@@ -132,7 +132,7 @@ new MutationObserver(() => {{
     m[name] = -1;
     requestAnimationFrame(() => setTimeout(() => {{ m[name] = performance.now(); }}));
   }};
-  if (!m.still && document.querySelectorAll('.st-key-still_gradcam_0 .camdash-still img').length >= 12) mark('still');
+  if (!m.still && document.querySelectorAll('.st-key-still_gradcam_0 .camdash-still img').length >= 6) mark('still');
   if (!m.live && document.querySelectorAll({OVERLAY + " g.hm image"!r}).length >= 6) mark('live');
 }}).observe(document, {{subtree: true, childList: true}});
 """

@@ -403,13 +403,17 @@ def test_a_fresh_visitor_sees_the_overlays_before_plotly_runs(browser, server, s
     page.on("request", lambda r: requests.append(r.url))
     page.route("**/static/js/PlotlyChart.*.js", lambda route: route.abort())
     page.goto(server)
-    page.wait_for_function(f"document.querySelectorAll('{STILL} .camdash-still img').length === 12")
+    page.wait_for_function(f"document.querySelectorAll('{STILL} .camdash-still img').length === 6")
     _idle(page)
     page.wait_for_timeout(300)
     assert page.locator(f"{STILL} .camdash-still").is_visible()
     assert page.locator(HEATMAPS).count() == 0  # nothing of Plotly's: what is seen is the still
     assert all(page.evaluate(f"() => [...document.querySelectorAll('{STILL} .camdash-still img')]"
                              ".map(i => i.complete && i.naturalWidth > 0)"))
+    # Under each map the photo, the still's own style (what the page's sanitiser keeps of it).
+    photos = page.evaluate(f"() => [...document.querySelectorAll('{STILL} .camdash-still .p')]"
+                           ".map(d => getComputedStyle(d).backgroundImage.slice(0, 16))")
+    assert photos == ['url("data:image/'] * 6, photos
     # Streamlit's st.html chunk is asked for from the page's head, before the app connects.
     html_chunk = [i for i, u in enumerate(requests) if "/static/js/Html." in u]
     connect = next(i for i, u in enumerate(requests) if u.endswith("/_stcore/host-config"))
