@@ -312,7 +312,11 @@ def show_overlays(
     if not ids:
         st.info("No class selected: pick one above, or click a bar in the scores.", icon=":material/touch_app:")
         return
-    stills = _stills(bundle, item, layer, view, ids, methods, display)
+    # The figures this browser session opened on (its first run with overlays) come with stills: only a fresh page
+    # waits for Plotly's script. Figures drawn later come without (the same ones again cost a reference: Streamlit's
+    # message cache).
+    opening = K.STILLS not in st.session_state
+    stills: set[tuple] = st.session_state.setdefault(K.STILLS, set())
     for m in methods:
         title = METHODS[m].title
         st.markdown(f"##### {title}")
@@ -322,8 +326,11 @@ def show_overlays(
         drawn = [c for c in ids if (m, c) in view.maps]
         for start in range(0, len(drawn), MAX_COLUMNS):
             chunk = tuple(drawn[start : start + MAX_COLUMNS])
+            key = _figure_key(bundle, item, layer, view, chunk, m, display)
+            if opening:
+                stills.add(key)
             with st.container(key=f"still_{m}_{start}"):  # the still's place, there (empty) on every run
-                if _figure_key(bundle, item, layer, view, chunk, m, display) in stills:
+                if key in stills:
                     st.html(overlay_still_for(bundle, item, layer, view, chunk, m, display))
                 else:
                     st.empty()
@@ -344,33 +351,6 @@ def _figure_key(
 ) -> tuple:
     """What an overlay figure is made of: its key in the figure cache (the titles carry p, hence its kind)."""
     return (bundle.spec.key, item.key, layer, method, chunk, display, view.probs_kind)
-
-
-def _stills(
-    bundle: Bundle,
-    item: ImageItem,
-    layer: str,
-    view: ViewResult,
-    ids: Sequence[int],
-    methods: Sequence[str],
-    display: Display,
-) -> set[tuple]:
-    """The figures this browser session opened on (its first run with overlays), which it shows as stills.
-
-    Only a fresh page waits for Plotly's script; once the user changes what is drawn, Plotly has long been
-    running, so other figures come without a still (and the same ones cost a reference: Streamlit's
-    message cache).
-    """
-    if K.STILLS not in st.session_state:
-        stills = set()
-        for m in methods:
-            drawn = [c for c in ids if (m, c) in view.maps]
-            stills.update(
-                _figure_key(bundle, item, layer, view, tuple(drawn[s : s + MAX_COLUMNS]), m, display)
-                for s in range(0, len(drawn), MAX_COLUMNS)
-            )
-        st.session_state[K.STILLS] = stills
-    return st.session_state[K.STILLS]
 
 
 def overlay_figure_for(
