@@ -101,6 +101,20 @@ def _open(browser, server: str, query: str = "", requests: list[str] | None = No
     return page, elapsed
 
 
+def _settled(locator) -> dict:
+    """The element's box once it has stayed put for 0.3 s, so a drag is aimed where it is. (The opacity drag missed
+    twice in a row here, after a full suite run, and never in 30 runs since; the cause was not found: the figure's
+    width and the grip's place were traced through cold opens and did not move.)"""
+    box = locator.bounding_box()
+    for _ in range(20):
+        locator.page.wait_for_timeout(300)
+        now = locator.bounding_box()
+        if now == box:
+            return box
+        box = now
+    pytest.fail(f"the element kept moving: {box}")
+
+
 def _count_runs(page) -> None:
     """Count script runs from now on (the app's script-state attribute turning to 'running')."""
     page.evaluate(
@@ -179,7 +193,7 @@ def test_opacity_slider_restyles_in_the_browser_and_the_page_keeps_it(browser, s
     assert len(set(before)) == 1
     _count_runs(page)
     fig = page.locator(OVERLAY)
-    grip = fig.locator("rect.slider-grip-rect").bounding_box()
+    grip = _settled(fig.locator("rect.slider-grip-rect"))
     target = fig.locator("g.slider-label-group text", has_text="0.2").first.bounding_box()
     page.mouse.move(grip["x"] + grip["width"] / 2, grip["y"] + grip["height"] / 2)
     page.mouse.down()
