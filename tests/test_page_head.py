@@ -9,7 +9,7 @@ from pathlib import Path
 
 from streamlit import file_util
 
-from dashboard.page_head import HEAD, PageHead, plotly_preload, with_head
+from dashboard.page_head import HEAD, PageHead, html_import, plotly_preload, with_head
 
 
 def _serve(content_type: bytes, chunks: list[bytes], extra: list[tuple[bytes, bytes]] | None = None) -> list[dict]:
@@ -74,3 +74,27 @@ def test_the_head_preloads_this_streamlits_plotly_chunk() -> None:
     assert link and link in HEAD
     name = link.split(b"./static/js/")[1].split(b'"')[0].decode()
     assert (Path(file_util.get_static_dir()) / "static" / "js" / name).stat().st_size > 1_000_000  # plotly.js
+
+
+def test_the_html_import_preloads_and_runs_the_one_html_chunk_there_is(tmp_path) -> None:
+    js = tmp_path / "static" / "js"
+    js.mkdir(parents=True)
+    assert html_import(tmp_path) == b""
+    (js / "Html.Zz9.js").write_text("export {}")
+    (js / "HtmlTable.Yy8.js").write_text("export {}")  # another element's chunk: not taken for st.html's
+    assert html_import(tmp_path) == (
+        b'<link rel="modulepreload" crossorigin href="./static/js/Html.Zz9.js">'
+        b'<script type="module">import("./static/js/Html.Zz9.js").catch(() => {});</script>'
+    )
+    (js / "Html.Xx7.js").write_text("export {}")
+    assert html_import(tmp_path) == b""
+
+
+def test_the_head_imports_this_streamlits_html_chunk_after_streamlits_own_script() -> None:
+    part = html_import()
+    assert part and part in HEAD
+    name = part.split(b"./static/js/")[1].split(b'"')[0].decode()
+    assert (Path(file_util.get_static_dir()) / "static" / "js" / name).is_file()
+    page = (Path(file_util.get_static_dir()) / "index.html").read_bytes()
+    served = with_head(page)
+    assert served.index(b'<script type="module" crossorigin src="./static/js/index.') < served.index(part)
