@@ -139,11 +139,16 @@ def alpha_colorscale(cmap: str, *, signed: bool, steps: int = 17) -> list[list[f
     return scale
 
 
+def image_uri(im: Image.Image, fmt: str, **kw: object) -> str:
+    """``im`` encoded as ``fmt`` (PIL's name: JPEG, PNG, WEBP; ``kw`` its options) in a data URI."""
+    buf = io.BytesIO()
+    im.save(buf, format=fmt, **kw)
+    return f"data:image/{fmt.lower()};base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
 def data_uri(rgb: np.ndarray) -> str:
     """JPEG data URI of the background: compact, and sent once per panel."""
-    buf = io.BytesIO()
-    Image.fromarray(np.asarray(rgb, dtype=np.uint8)).save(buf, format="JPEG", quality=90)
-    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    return image_uri(Image.fromarray(np.asarray(rgb, dtype=np.uint8)), "JPEG", quality=90)
 
 
 def colour_range(cam: np.ndarray, view: str, top: float | None = None) -> tuple[float, float]:

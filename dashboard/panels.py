@@ -329,12 +329,12 @@ def show_overlays(
             key = _figure_key(bundle, item, layer, view, chunk, m, display)
             if opening:
                 stills.add(key)
+            fig, still = overlay_figure_for(bundle, item, layer, view, chunk, m, display, still=key in stills)
             with st.container(key=f"still_{m}_{start}"):  # the still's place, there (empty) on every run
-                if key in stills:
-                    st.html(overlay_still_for(bundle, item, layer, view, chunk, m, display))
+                if still:
+                    st.html(still)
                 else:
                     st.empty()
-                fig = overlay_figure_for(bundle, item, layer, view, chunk, m, display)
                 st.plotly_chart(fig, config=PLOTLY_CONFIG, key=f"overlay_{m}_{start}")
     computed = len(view.computed)
     where = f"Maps of the {_fit_words(view, item)}."
@@ -361,26 +361,17 @@ def overlay_figure_for(
     chunk: tuple[int, ...],
     method: str,
     display: Display,
-) -> go.Figure:
-    """The overlay figure of ``chunk``'s classes for one method, from the process-wide figure cache."""
+    *,
+    still: bool = False,
+) -> tuple[go.Figure, str | None]:
+    """The overlay figure of ``chunk``'s classes for one method and, with ``still``, its still (:mod:`dashboard.still`,
+    with its style; else None), both from the process-wide figure cache."""
     key = _figure_key(bundle, item, layer, view, chunk, method, display)
     names, title = bundle.model.class_names, METHODS[method].title
-    return figure_cache().get_or_build(key, partial(_overlay_figure, view, chunk, names, title, method, display))
-
-
-def overlay_still_for(
-    bundle: Bundle,
-    item: ImageItem,
-    layer: str,
-    view: ViewResult,
-    chunk: tuple[int, ...],
-    method: str,
-    display: Display,
-) -> str:
-    """The still of that overlay figure (:mod:`dashboard.still`) with its style, kept beside the figure."""
-    fig = overlay_figure_for(bundle, item, layer, view, chunk, method, display)
-    key = ("still", *_figure_key(bundle, item, layer, view, chunk, method, display))
-    return figure_cache().get_or_build(key, lambda: STILL_CSS + still_html(fig))
+    fig = figure_cache().get_or_build(key, partial(_overlay_figure, view, chunk, names, title, method, display))
+    if not still:
+        return fig, None
+    return fig, figure_cache().get_or_build(("still", *key), lambda: STILL_CSS + still_html(fig))
 
 
 def _overlay_figure(

@@ -1,22 +1,23 @@
 """An overlay figure drawn as plain HTML: what a fresh browser shows while Plotly's script starts.
 
-A browser that opens the page for the first time spends ~1.4 s running Plotly's 4.7 MB script and
-~0.5 s drawing the first figure before any overlay appears (a trace of a cold open here). The still
+A browser tab that opens the page for the first time spends ~1 s running Plotly's 4.7 MB script and
+~0.3-0.5 s drawing the first figure before any overlay appears (traces of cold opens here). The still
 shows the same photos, maps, titles, row labels and colorbars at the same places at once, drawn
 from the figure itself (its domains, margins, colour scales and opacity), and gives way to the live
-figure, through a style, the moment that one has drawn its maps. It is sent once per browser session
-(the first run), so later reruns pay nothing for it.
+figure, through a style, the moment that one has drawn its maps. Only the figures of a browser session's
+first run get one; a later run that draws one of them again sends the same still (a reference: Streamlit's
+message cache).
 """
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 
 import numpy as np
 import plotly.graph_objects as go
 from PIL import Image
+
+from dashboard.figures import image_uri
 
 __all__ = ["STILL_CSS", "heat_image", "still_html"]
 
@@ -42,12 +43,6 @@ STILL_CSS = """
 .camdash-still .k { transform: translateX(-50%); font-size: 10px; }
 </style>
 """
-
-
-def _png_uri(rgba: np.ndarray) -> str:
-    buf = io.BytesIO()
-    Image.fromarray(rgba, "RGBA").save(buf, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def _rgba(colour: str) -> tuple[float, float, float, float]:
@@ -100,7 +95,7 @@ def still_html(fig: go.Figure) -> str:
     Positions follow Plotly's: a subplot's box is its domain of the plot area (the figure less its margins),
     the image inside it kept at its aspect, centred across and at the bottom (``constraintoward``), each
     heatmap's samples drawn as one small image the browser scales up over the same box, the photo under
-    it as the box's background (one copy of it for every panel: a still of six panels is 70 KB, not 240).
+    it as the box's background (one copy for every panel: the first view's still of six panels is 91 KB, not 236).
     """
     layout = fig.layout
     m = layout.margin
@@ -127,7 +122,8 @@ def still_html(fig: go.Figure) -> str:
             parts.append(f'<div class="p" style="{box}"></div>')
             continue
         heat = heat_image(np.asarray(trace.z), trace.zmin, trace.zmax, [list(s) for s in trace.colorscale])
-        parts.append(f'<img alt="" style="{box};opacity:{trace.opacity}" src="{_png_uri(heat)}">')
+        src = image_uri(Image.fromarray(heat, "RGBA"), "PNG")
+        parts.append(f'<img alt="" style="{box};opacity:{trace.opacity}" src="{src}">')
         parts += _colorbar(trace, left, plot_w, y(ydom[0]))
     for note in layout.annotations:
         if note.textangle == -90:  # a row's label, right of the left margin's edge

@@ -94,7 +94,7 @@ def _run() -> None:
     try:
         from dashboard.compute import ModelSpec, compute_view, load_bundle
         from dashboard.display import Display
-        from dashboard.panels import overlay_still_for
+        from dashboard.panels import overlay_figure_for
         from dashboard.sidebar import sample_item
 
         _set(0.05, "loading EfficientNet-Lite0 and tracing its layers", since=begin)
@@ -105,7 +105,7 @@ def _run() -> None:
         _set(0.6, "explaining the sample photo", since=begin)
         view, ids = compute_view(bundle, item, layer=layer, methods=["gradcam"], classes=None, k=3)
         _set(0.85, "drawing the first overlays", since=begin)
-        overlay_still_for(bundle, item, layer, view, tuple(ids), "gradcam", Display())  # and its figure
+        overlay_figure_for(bundle, item, layer, view, tuple(ids), "gradcam", Display(), still=True)
         _set(1.0, "ready", done=True, since=begin)
         _LOG.info("warm start done in %.1f s", time.perf_counter() - begin)
     except Exception:  # a warm start is an optimisation: the page loads the same things itself

@@ -91,7 +91,31 @@ def test_the_still_places_photo_maps_titles_and_colorbars_where_the_figure_has_t
             )
     # One colorbar per map with the figure's own tick labels; the titles and row labels of the figure.
     bars = [t for t in parser.tags if t[0] == "div" and "linear-gradient" in t[2].get("background", "")]
-    assert len(bars) == 4
+    heats = [t for t in fig.data if t.type == "heatmap"]
+    assert len(bars) == len(heats) == 4
+    plot_w = f"(100% - {m.l + m.r}px)"
+    for (_, _, style), trace in zip(bars, heats, strict=True):
+        bar, ydom = trace.colorbar, fig.layout[f"yaxis{trace.yaxis[1:]}"].domain
+        # Under its subplot (by its pad), as long as its length less Plotly's 10-px pad at either end.
+        bottom = m.t + (1 - ydom[0]) * plot_h
+        assert float(style["top"].removesuffix("px")) == pytest.approx(bottom + bar.ypad, abs=0.06)
+        fill = f"({bar.len:.5f} * {plot_w} - 20.0px)"
+        assert style["width"] == f"calc{fill}"
+        assert style["left"] == f"calc({m.l + 10.0}px + {bar.x - bar.len / 2:.5f} * {plot_w} + 0.00000 * {fill})"
+    # Column titles with their bottom on the paper point of their annotation; row labels right of the margin's edge.
+    spans = {t[1].get("class"): [] for t in parser.tags if t[0] == "span"}
+    for tag, attrs, style in parser.tags:
+        if tag == "span":
+            spans[attrs["class"]].append(style)
+    titles = [a for a in fig.layout.annotations if a.textangle != -90]
+    rows = [a for a in fig.layout.annotations if a.textangle == -90]
+    assert len(spans["t"]) == len(titles) == 2 and len(spans["r"]) == len(rows) == 2
+    for style, note in zip(spans["t"], titles, strict=True):
+        assert style["left"] == f"calc({m.l}px + {note.x:.5f} * {plot_w})"
+        assert float(style["top"].removesuffix("px")) == pytest.approx(m.t + (1 - note.y) * plot_h, abs=0.06)
+    for style, note in zip(spans["r"], rows, strict=True):
+        assert style["left"] == f"{m.l + note.xshift - 8}px"
+        assert float(style["top"].removesuffix("px")) == pytest.approx(m.t + (1 - note.y) * plot_h, abs=0.06)
     ticks = re.findall(r'<span class="k"[^>]*>([^<]*)</span>', still_html(fig))
     wanted = [t for trace in fig.data if trace.type == "heatmap" for t in trace.colorbar.ticktext]
     assert ticks == wanted

@@ -8,8 +8,6 @@ the opacity control redraws nothing. The base picture is shared by every method 
 
 from __future__ import annotations
 
-import base64
-import io
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
@@ -25,6 +23,7 @@ from cam_core.errors import CamError
 from cam_core.io.images import load_image
 from cam_core.models.preprocess import Preprocess
 from cam_core.render import heat_rgba, model_view
+from dashboard.figures import image_uri
 
 __all__ = ["THUMB_SIDE", "Base", "Thumb", "ThumbCache", "build_base", "build_heat", "file_stamp"]
 
@@ -50,12 +49,6 @@ class Thumb:
     problem: str = ""
 
 
-def _uri(im: Image.Image, fmt: str, **kw: object) -> str:
-    buf = io.BytesIO()
-    im.save(buf, format=fmt, **kw)
-    return f"data:image/{fmt.lower()};base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
-
 def _fit(size: tuple[int, int], side: int) -> tuple[int, int]:
     h, w = size
     scale = side / max(h, w)
@@ -68,7 +61,7 @@ def build_base(path: str, preprocess: Preprocess, fit: str, side: int = THUMB_SI
     view = model_view(x, preprocess.mean, preprocess.std)
     size = _fit(view.shape[:2], side)
     im = Image.fromarray(view).resize((size[1], size[0]), Image.Resampling.LANCZOS)
-    return Base(_uri(im, "JPEG", quality=85), size, place.size, place.content if place.padded else None)
+    return Base(image_uri(im, "JPEG", quality=85), size, place.size, place.content if place.padded else None)
 
 
 def build_heat(cam: np.ndarray, base: Base, view: str, cmap: str) -> str:
@@ -76,7 +69,7 @@ def build_heat(cam: np.ndarray, base: Base, view: str, cmap: str) -> str:
     maps = torch.tensor(np.asarray(cam, dtype=np.float32))[None, None]  # a copy: table buffers are read-only
     up = upsample(maps, base.input_size, base.size, base.region)[0, 0].numpy()
     rgba = heat_rgba(up, view=view, cmap=cmap)  # type: ignore[arg-type]
-    return _uri(Image.fromarray(rgba, "RGBA"), "WEBP", quality=85)
+    return image_uri(Image.fromarray(rgba, "RGBA"), "WEBP", quality=85)
 
 
 class ThumbCache:
