@@ -31,8 +31,8 @@ import torch
 from PIL import Image
 
 import cam_core
+from cam_core.devices import resolve_device
 from cam_core.engine.clip import WORK_SHORT_SIDE, explain_clip
-from cam_core.engine.explainer import resolve_device
 from cam_core.film import write_films
 from cam_core.io.samples import load_sample
 from cam_core.io.video import Sampling, VideoWriter, read_frames

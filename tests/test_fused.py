@@ -13,8 +13,8 @@ from torch import nn
 
 import cam_core
 from cam_core.engine import fused
-from cam_core.engine.explainer import eval_mode
 from cam_core.engine.fused import Fusion, fused_copy
+from cam_core.modules import eval_mode
 
 METHODS = ["gradcam", "hirescam", "gradcampp"]
 

@@ -16,9 +16,9 @@ import torchvision
 from torch import nn
 
 from cam_core import CamError
-from cam_core.engine.capture import LayerNotFound
 from cam_core.models.efficientnet_lite import efficientnet_lite0
 from cam_core.models.layers import HINT_TEXT, LayerInfo, format_tree, grid_transform, list_layers, recommended_layer
+from cam_core.modules import LayerNotFound
 
 
 def _no_hooks(model: nn.Module) -> bool:

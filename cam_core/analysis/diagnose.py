@@ -51,9 +51,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..engine.capture import model_lock, replace_output
+from ..engine.capture import replace_output
 from ..engine.methods import METHODS
 from ..errors import CamError
+from ..modules import model_lock
 
 if TYPE_CHECKING:
     from ..engine.explainer import ExplainResult

@@ -30,12 +30,14 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..engine.capture import capture_layers, model_lock
-from ..engine.explainer import ExplainResult, explain, place_model, resolve_classes, unwrap_model
+from ..devices import place_model
+from ..engine.capture import capture_layers
+from ..engine.explainer import ExplainResult, explain, resolve_classes
 from ..engine.methods import METHODS, check_methods
 from ..engine.targets import Contrast, Target, resolve_target
 from ..errors import CamError, choices_hint
 from ..models.layers import LayerInfo, grid_transform, list_layers
+from ..modules import model_lock, unwrap_model
 from .diagnose import Diagnosis, diagnose
 
 __all__ = [

@@ -60,11 +60,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..engine.capture import model_lock
-from ..engine.explainer import explain, place_model, unwrap_model
+from ..devices import place_model
+from ..engine.explainer import explain
 from ..engine.targets import Target, resolve_target
 from ..errors import CamError, choices_hint
 from ..models.layers import grid_transform, recommended_layer
+from ..modules import model_lock, unwrap_model
 from .sweep import _one_image, check_sweep_methods, maps_at_layers
 
 __all__ = [

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from ..engine.explainer import resolve_device
+from ..devices import resolve_device
 from ..errors import CamError
 from ..models.load import LoadedModel
 from ..models.preprocess import Fit, Preprocess

@@ -21,11 +21,11 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from ..engine.capture import get_layer
-from ..engine.explainer import resolve_device
+from ..devices import resolve_device
 from ..io.folders import output_folder
 from ..models.layers import recommended_layer
 from ..models.load import DEFAULT_MODEL, LoadedModel, load_model
+from ..modules import get_layer
 from .files import Found, ImageFile, discover, labels_from_folders
 from .job import BatchJob
 from .results import RESULTS, ResultStore

@@ -22,7 +22,7 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
-from ..engine.explainer import resolve_device
+from ..devices import resolve_device
 from ..engine.fused import signature
 from ..models.load import LoadedModel
 from ..models.preprocess import Fit

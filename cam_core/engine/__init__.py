@@ -9,19 +9,16 @@ module is ``explainer``, not ``explain``, so that ``cam_core.engine.explain`` is
 shadows a module of the same name.)
 """
 
-from .capture import LayerNotFound, capture_layers, get_layer, model_lock, replace_output
+from ..devices import OutOfMemory, memory_errors, place_model, resolve_device
+from ..modules import LayerNotFound, get_layer, model_lock, unwrap_model
+from .capture import capture_layers, replace_output
 from .clip import Cancelled, ClipResult, explain_clip, parse_clip_classes, video_fit
 from .explainer import (
     ExplainResult,
-    OutOfMemory,
     explain,
     match_classes,
-    memory_errors,
-    place_model,
     region_mask,
     resolve_classes,
-    resolve_device,
-    unwrap_model,
     upsample,
 )
 from .methods import METHODS, Method, check_methods

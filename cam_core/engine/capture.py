@@ -15,8 +15,6 @@ by :func:`model_lock`.
 
 from __future__ import annotations
 
-import threading
-import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -24,52 +22,15 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from ..errors import CamError, choices_hint
+from ..errors import CamError
+from ..modules import get_layer, model_lock
 
 __all__ = [
     "Capture",
-    "LayerNotFound",
     "batched_grads",
     "capture_layers",
-    "get_layer",
-    "model_lock",
     "replace_output",
 ]
-
-_locks: weakref.WeakKeyDictionary[nn.Module, threading.RLock] = weakref.WeakKeyDictionary()
-_locks_guard = threading.Lock()
-
-
-def model_lock(module: nn.Module) -> threading.RLock:
-    """The lock that serialises hooked calls on ``module`` (one per model, re-entrant)."""
-    with _locks_guard:
-        lock = _locks.get(module)
-        if lock is None:
-            lock = _locks[module] = threading.RLock()
-        return lock
-
-
-class LayerNotFound(CamError, KeyError):
-    """A layer name that the model does not have."""
-
-    def __str__(self) -> str:  # KeyError would quote the message
-        return str(self.args[0])
-
-
-def get_layer(module: nn.Module, name: str) -> nn.Module:
-    """Return the submodule with dotted ``name``; a bad name lists close valid ones."""
-    if name:
-        try:
-            return module.get_submodule(name)  # the path alone, not a walk over the whole model
-        except AttributeError:
-            pass
-    modules = dict(module.named_modules())
-    names = [n for n in modules if n]
-    near = [n for n in names if name and (n.startswith(name) or name.startswith(n))][-12:]
-    raise LayerNotFound(
-        f"unknown layer {name!r}; valid layers include: {choices_hint(near or names[-12:])} "
-        f"(run `python -m cam_core layers` for all {len(names)})"
-    )
 
 
 @dataclass

@@ -46,8 +46,10 @@ from torch import Tensor
 
 from ..errors import CamError
 from ..io.video import Sampling, VideoInfo, probe_video, read_frames
+from ..models.layers import recommended_layer
 from ..models.preprocess import Placement
-from .explainer import explain, resolve_classes, unwrap_model
+from ..modules import unwrap_model
+from .explainer import explain, resolve_classes
 from .methods import METHODS, check_methods
 from .prefetch import Prefetch, batched
 
@@ -460,8 +462,6 @@ def explain_clip(
         )
     info = probe_video(video, sampling, name=name)
     planned = sampling.planned(info.frames, info.duration, info.fps)
-    from ..models.layers import recommended_layer
-
     layer = layer or recommended_layer(model)
     per_batch = max(1, batch_size // window) if window else batch_size
     short = max(WORK_SHORT_SIDE, min(model.input_size))

@@ -20,23 +20,23 @@ from __future__ import annotations
 
 import difflib
 import re
-import warnings
-import weakref
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
-from itertools import chain
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..devices import memory_errors, place_model, resolve_device
 from ..errors import CamError, choices_hint
 from ..limits import MAX_FORWARD_BATCH
+from ..models.layers import grid_transform, recommended_layer
+from ..modules import channels_last_weights, eval_mode, float_dtype, model_lock, unwrap_model
 from . import perturb
 from .attention import legrad_relevance
-from .capture import batched_grads, capture_layers, model_lock
+from .capture import batched_grads, capture_layers
 from .fused import fused_copy
 from .methods import (
     ISCAM_SAMPLES,
@@ -62,19 +62,12 @@ from .targets import Target, probabilities, resolve_target
 __all__ = [
     "ClassSpec",
     "ExplainResult",
-    "OutOfMemory",
     "check_batch_size",
     "check_finite",
-    "eval_mode",
     "explain",
-    "float_dtype",
     "match_classes",
-    "memory_errors",
-    "place_model",
     "region_mask",
     "resolve_classes",
-    "resolve_device",
-    "unwrap_model",
     "upsample",
 ]
 
@@ -167,48 +160,6 @@ def region_mask(region: tuple[int, int, int, int], input_size: tuple[int, int], 
     inside_r = (rows >= top) & (rows < top + h)
     inside_c = (cols >= left) & (cols < left + w)
     return (inside_r[:, None] & inside_c[None, :])[None, None]
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``auto`` picks cuda, then mps, then cpu; an explicit device must exist."""
-    if str(device) == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    try:
-        dev = torch.device(device)
-    except RuntimeError as exc:
-        raise CamError(f"unknown device {device!r}; choose from: auto, cpu, cuda, mps") from exc
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise CamError("device 'cuda' asked for but no CUDA GPU is available; use --device auto or cpu")
-    return dev
-
-
-_OOM_MARKERS = ("out of memory", "can't allocate memory", "cannot allocate memory")
-
-
-class OutOfMemory(CamError):
-    """The device ran out of memory: a passing condition (fewer classes, another time), not a property of the input."""
-
-
-@contextmanager
-def memory_errors(dev: torch.device, what: str = "computing the maps") -> Iterator[None]:
-    """Turn running out of (GPU or CPU) memory into a CamError that says what to reduce."""
-    try:
-        yield
-    except (torch.OutOfMemoryError, MemoryError, RuntimeError) as exc:
-        if not isinstance(exc, torch.OutOfMemoryError | MemoryError) and not any(
-            m in str(exc).lower() for m in _OOM_MARKERS
-        ):
-            raise
-        if dev.type == "cuda":
-            torch.cuda.empty_cache()
-        raise OutOfMemory(
-            f"out of memory on {dev.type} while {what}: explain fewer classes or images, lower the batch size of "
-            "Score-/Ablation-CAM, pick a deeper (smaller) layer, or use another device"
-        ) from exc
 
 
 _TOPK = re.compile(r"^top(\d+)$")
@@ -321,24 +272,6 @@ def match_classes(
     return sorted(ranked, key=order)[:limit]
 
 
-def unwrap_model(model: object) -> tuple[nn.Module, list[str] | None]:
-    """The ``nn.Module`` and class names of a LoadedModel (or a bare module, with no names)."""
-    module = getattr(model, "module", model)
-    if not isinstance(module, nn.Module):
-        raise CamError(f"expected a LoadedModel or torch.nn.Module, got {type(model).__name__}")
-    names = getattr(model, "class_names", None)
-    return module, list(names) if names else None
-
-
-def place_model(module: nn.Module, device: str | torch.device) -> torch.device:
-    """Resolve ``device`` and move the model there if it is elsewhere; call under the model's lock."""
-    dev = resolve_device(device)
-    current = next((t.device for t in chain(module.parameters(), module.buffers())), None)
-    if current not in (None, dev):
-        module.to(dev)
-    return dev
-
-
 def explain(
     model: object,
     x: Tensor,
@@ -404,8 +337,6 @@ def explain(
         CamError: unknown layer, class, method or device; a layer the score does
             not depend on; a layer whose output is not a spatial map; a perturbation method on clips.
     """
-    from ..models.layers import grid_transform, recommended_layer
-
     methods = check_methods(methods if methods is not None else ("gradcam",))
     target_fn = resolve_target(target)
     kind = probs or ("sigmoid" if target_fn is resolve_target("sigmoid") else "softmax")
@@ -690,8 +621,6 @@ class _Run:
         self.put("smoothgradcampp", weights=gradcampp_weights(self.A, D1, D2, D3))
 
     def _legrad(self) -> None:
-        from ..models.layers import grid_transform
-
         size = tuple(self.x.shape[-2:])
         relevance, forwards, backwards = legrad_relevance(
             self.module, self.x, self.ids, self.layer, lambda block: grid_transform(self.model, block, input_size=size)
@@ -782,61 +711,6 @@ def check_finite(out: Tensor) -> None:
             f"the model's outputs are {bad} for this input, so no map or probability would mean anything: its "
             "weights (or the input) hold NaN or infinite values, or a layer overflows"
         )
-
-
-def float_dtype(module: nn.Module) -> torch.dtype:
-    """The dtype the model computes in (half and bfloat16 models get their inputs in their dtype)."""
-    return next((t.dtype for t in chain(module.parameters(), module.buffers()) if t.is_floating_point()), torch.float32)
-
-
-_WARNED_TRAINING: weakref.WeakSet[nn.Module] = weakref.WeakSet()
-
-
-@contextmanager
-def eval_mode(module: nn.Module) -> Iterator[None]:
-    """Run the block in eval mode and put every submodule's mode back afterwards.
-
-    A model in training mode would update its BatchNorm statistics on every call and drop
-    units at random: maps would be noisy and the caller's model would change under them.
-    """
-    modes = [(m, m.training) for m in module.modules()]
-    if not any(mode for _, mode in modes):  # eval already (the usual case): nothing to set or put back
-        yield
-        return
-    if module.training and module not in _WARNED_TRAINING:
-        _WARNED_TRAINING.add(module)
-        warnings.warn(
-            "model is in training mode: it is explained in eval mode (BatchNorm statistics fixed, dropout off) "
-            "and left in training mode afterwards",
-            stacklevel=3,
-        )
-    try:
-        module.eval()
-        yield
-    finally:
-        for m, mode in modes:
-            m.training = mode
-
-
-@contextmanager
-def channels_last_weights(module: nn.Module, enabled: bool = True) -> Iterator[None]:
-    """Run the block with the module's 4-D parameters in channels-last (NHWC) order; put them back afterwards.
-
-    On a CPU, oneDNN's convolutions (depthwise ones above all) run about twice as fast on NHWC tensors
-    (EfficientNet-Lite0, 16 frames at 224×398: 114 ms a frame instead of 279 ms). The caller's model is
-    left as it was: the same tensors, in their own order.
-    """
-    if not enabled:
-        yield
-        return
-    kept = [(p, p.data) for p in module.parameters() if p.ndim == 4]
-    try:
-        for p, data in kept:
-            p.data = data.contiguous(memory_format=torch.channels_last)
-        yield
-    finally:
-        for p, data in kept:
-            p.data = data
 
 
 def _activation_stats(A: Tensor, valid: Tensor | None = None) -> dict[str, Tensor]:

@@ -25,7 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .capture import model_lock, replace_output
+from ..modules import model_lock
+from .capture import replace_output
 from .priority import background, yield_to_foreground
 from .targets import Target
 

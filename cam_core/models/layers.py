@@ -74,8 +74,8 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from ..engine.capture import get_layer, model_lock
 from ..errors import CamError
+from ..modules import get_layer, model_lock
 
 __all__ = [
     "HINT_TEXT",

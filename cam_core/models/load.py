@@ -54,8 +54,8 @@ from PIL import Image
 from torch import nn
 from torchvision.transforms import InterpolationMode
 
-from ..engine.explainer import float_dtype
 from ..errors import CamError, choices_hint
+from ..modules import float_dtype
 from . import efficientnet_lite, exported, hf_source, timm_source
 from .outputs import as_classifier
 from .preprocess import FITS, Fit, Placement, Preprocess, check_fit
