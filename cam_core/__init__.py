@@ -19,8 +19,9 @@ if TYPE_CHECKING:
     from .analysis.sweep import compare_methods, contrast, sweep
     from .analysis.trust import deletion_insertion, randomisation_check, road
     from .engine.clip import ClipResult, explain_clip
-    from .engine.explainer import ExplainResult, explain
+    from .engine.explainer import explain
     from .engine.methods import METHODS
+    from .engine.result import ExplainResult
     from .models.layers import LayerInfo, list_layers, recommended_layer
     from .models.load import LoadedModel, load_model
 
@@ -36,7 +37,7 @@ _WHERE = {
     "ClipResult": ".engine.clip",
     "explain_clip": ".engine.clip",
     "road": ".analysis.trust",
-    "ExplainResult": ".engine.explainer",
+    "ExplainResult": ".engine.result",
     "explain": ".engine.explainer",
     "METHODS": ".engine.methods",
     "LayerInfo": ".models.layers",

@@ -478,7 +478,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 def _cmd_trust(args: argparse.Namespace) -> int:
     from .analysis.sweep import SWEEP_METHODS
-    from .analysis.trust import deletion_insertion, randomisation_check, road
+    from .analysis.trust import deletion_insertion, randomisation_check, road, sanity_verdicts
     from .engine.explainer import explain
     from .engine.methods import check_methods
     from .io.images import load_image
@@ -497,8 +497,9 @@ def _cmd_trust(args: argparse.Namespace) -> int:
         classes = "top1" if args.class_id is None else [args.class_id]
         res = explain(model, x, layer=args.layer, classes=classes, methods=[args.method], device=args.device)
         cid = int(res.class_ids[0, 0])
+        saliency = res.upsampled(args.method)[0, 0]
         curves = deletion_insertion(
-            model, x, res.upsampled(args.method)[0, 0], cid, steps=args.steps, baseline=args.baseline,
+            model, x, saliency, cid, steps=args.steps, baseline=args.baseline,
             batch_size=args.batch_size, with_random=True, device=args.device,
         )
         arrays = {f"curve_{k}": v for k, v in curves.arrays().items()}
@@ -506,35 +507,27 @@ def _cmd_trust(args: argparse.Namespace) -> int:
             "image": str(path), "layer": res.layer, "method": args.method, "class_id": cid,
             "class_name": res.class_names[0][0], "curves": curves.to_dict(), "sanity": None,
         }
-        v = curves.verdicts
-        line = (f"deletion AUC {curves.deletion.auc:.3f} (random map {curves.random_deletion.auc:.3f}: "
-                f"{v['deletion']}), insertion AUC {curves.insertion.auc:.3f} "
-                f"(random map {curves.random_insertion.auc:.3f}: {v['insertion']})")
-        if curves.flat:
-            low, high = curves.score_range
-            line += f" (FLAT: the probability stays in {low:.3f}…{high:.3f}; the curves cannot judge the map)"
+        verdicts = [curves.verdict]
         if not args.no_road:
             roads = road(
-                model, x, res.upsampled(args.method)[0, 0], cid, with_random=True, layer=res.layer,
-                batch_size=args.batch_size, device=args.device,
+                model, x, saliency, cid, with_random=True, layer=res.layer, batch_size=args.batch_size,
+                device=args.device,
             )
             data["road"] = roads.to_dict()
             arrays.update(roads.arrays())
-            line += (f"; ROAD {roads.combined:.3f} (Random-CAM {roads.random_combined:.3f}; higher is better: "
-                     "removing the most relevant pixels hurts more than removing the least)")
+            verdicts.append(roads.verdict)
         if args.randomise_units != 0:
             sanity = randomisation_check(
                 model, x, res.layer, cid, methods=[args.method], max_units=args.randomise_units, device=args.device
             )
             data["sanity"] = sanity.to_dict()
             arrays.update(sanity.arrays())
-            corr = sanity.rank_corr[args.method]
-            verdict = "FLAGGED: barely changes" if sanity.flagged[args.method] else "changes"
-            line += (f"; randomised {len(sanity.units)} units: rank corr {corr[0]:.2f} after the first, "
-                     f"median {np.nanmedian(corr):.2f} ({verdict})")
+            verdicts.append(sanity_verdicts(sanity)[args.method])
         np.savez_compressed(out / f"{stem}_trust.npz", **arrays)
         _write_json(out / f"{stem}_trust.json", data)
-        print(f"{path}: '{res.class_names[0][0]}' {args.method} at {res.layer}: {line} → {out / stem}_trust.json")
+        print(f"{path}: '{res.class_names[0][0]}' {args.method} at {res.layer} → {out / stem}_trust.json")
+        for v in verdicts:  # the verdicts cam_core.analysis.trust decides, one line each
+            print(f"  {v.check}: {v.outcome.upper()}: {v.text}")
     return 0
 
 

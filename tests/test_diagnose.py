@@ -278,3 +278,32 @@ def test_a_centred_map_blames_a_cosine_head_only_when_the_probe_found_one():
     probe = HeadProbe(layer="layer", factor=2.0, change=1e-7)
     with_head = diagnose(_fake_result([2.0, 0.0], cam), 0, 0, "gradcam", head=probe)
     assert "cosine" in next(f.text for f in with_head.findings if f.code == "centred_map")
+
+
+def test_each_finding_is_one_rule_and_the_headline_turns_on_its_threshold(spatial):
+    """The rules of cam_core.analysis.findings one at a time, on the hand-computed map with its shares moved."""
+    from dataclasses import replace
+
+    from cam_core.analysis import findings as F_
+    from cam_core.analysis.thresholds import EMPTY_POS_SHARE, MOSTLY_NEGATIVE_SHARE, NEGATIVE_MAJORITY_SHARE
+
+    _, res = spatial
+    d = diagnose(res, 0, 0, "gradcam")
+
+    def headline(pos: float, centred_ratio: float | None = 1.0) -> str | None:
+        m = F_.MapContext(replace(d, pos_mass_share=pos, centred_ratio=centred_ratio), res, 0, None, None)
+        found = next((f for rule in F_.HEADLINES if (f := rule(m, [])) is not None), None)
+        return found.code if found is not None else None
+
+    assert headline(EMPTY_POS_SHARE) == "empty_after_relu"
+    assert headline(EMPTY_POS_SHARE + 1e-9) == "mostly_negative"
+    assert headline(MOSTLY_NEGATIVE_SHARE) == "negative_majority"
+    assert headline(NEGATIVE_MAJORITY_SHARE - 1e-9, centred_ratio=0.0) is None  # centred: its own finding says it
+    assert headline(NEGATIVE_MAJORITY_SHARE) is None
+    plain = F_.MapContext(replace(d, act_neg_frac=0.0, act_min=0.0, hints=()), res, 0, None, None)
+    assert [rule(plain) for rule in (*F_.METHOD_RULES, *F_.LAYER_RULES)] == [None] * 7
+    signed = F_.MapContext(d, res, 0, None, None)  # activations from −2 to 4, half negative: signed
+    assert F_.pre_activation(signed).code == "pre_activation" and F_.residual_branch(signed) is None
+    assert F_.near_bound(F_.MapContext(d, res, 0, "upper", None)).severity == "warning"
+    # The rules in order give what diagnose() gave.
+    assert F_.findings(d, res, 0, None, None) == d.findings

@@ -185,3 +185,147 @@ def test_a_verdict_needs_a_margin_over_the_random_map():
     assert compare_auc(0.428, 0.331, lower_is_better=True) == "worse"
     assert compare_auc(0.280, 0.299, lower_is_better=True) == "same"  # 0.019 < max(0.02, 10% of 0.299)
     assert compare_auc(0.10, 0.50, lower_is_better=True) == "better"
+
+
+# ---- verdicts (decided in cam_core.analysis.trust; the page and the CLI only show them) ---------------------
+
+
+def _road(morf, lerf, random_morf=None, random_lerf=None):
+    from cam_core.analysis.trust import RoadResult
+
+    arr = lambda v: None if v is None else np.asarray(v, dtype=np.float64)  # noqa: E731
+    return RoadResult(class_id=0, fractions=np.array([0.2, 0.8]), base=0.9, morf=arr(morf), lerf=arr(lerf),
+                      random_morf=arr(random_morf), random_lerf=arr(random_lerf))
+
+
+def test_road_verdict_turns_on_the_margin_over_random_cam():
+    from cam_core.analysis.trust import ROAD_MARGIN, road_verdict
+
+    assert ROAD_MARGIN == 0.01
+    # The map: mean((0.8 − 0.2, 0.8 − 0.4)) / 2 = 0.25. Random-CAM: (lerf − 0.5) / 2.
+    above = _road([0.2, 0.4], [0.8, 0.8], [0.5, 0.5], [0.978, 0.978])  # random 0.239: 0.011 below the map
+    below = _road([0.2, 0.4], [0.8, 0.8], [0.5, 0.5], [0.982, 0.982])  # random 0.241: 0.009 below the map
+    assert above.combined == pytest.approx(0.25) and above.random_combined == pytest.approx(0.239)
+    assert below.random_combined == pytest.approx(0.241)
+    v = road_verdict(above)
+    assert v.check == "ROAD" and v.outcome == "trusted" and v.trusted and above.verdict == v
+    assert v.text == ("ROAD 0.250 vs Random-CAM 0.239: the map ranks the evidence better than a random map of the "
+                      "same layer.")
+    v = road_verdict(below)
+    assert v.outcome == "doubtful" and not v.trusted
+    assert v.text == ("ROAD 0.250 vs Random-CAM 0.241: not clearly better (by 0.01 or more) than random channel "
+                      "weights at this layer; do not read much into this map.")
+    assert road_verdict(below, margin=0.005).outcome == "trusted"  # the margin decides, nothing else
+    assert road_verdict(_road([0.2, 0.4], [0.8, 0.8], [0.1, 0.1], [0.9, 0.9])).outcome == "doubtful"  # random 0.4
+
+
+def test_road_verdict_without_a_reference_or_with_a_flat_probability():
+    from cam_core.analysis.trust import FLAT_SPAN, road_verdict
+
+    alone = road_verdict(_road([0.2, 0.4], [0.8, 0.8]))
+    assert alone.outcome == "unreferenced" and alone.text == "ROAD 0.250."
+    # Every probability within 0.015 < FLAT_SPAN, Random-CAM's included: nothing to judge.
+    flat = _road([0.500, 0.505], [0.510, 0.515], [0.500, 0.500], [0.505, 0.505])
+    assert flat.score_range == (0.5, 0.515) and FLAT_SPAN > 0.015 and flat.flat
+    v = road_verdict(flat)
+    assert v.outcome == "flat" and v.text.startswith("ROAD 0.005: the probability hardly moves (0.500 … 0.515)")
+    assert json.loads(json.dumps(flat.to_dict()))["verdict"] == v.to_dict()
+
+
+def _curves(deletion: float, insertion: float, random_deletion: float | None, random_insertion: float | None):
+    from cam_core.analysis.trust import Curve, PerturbationCurves
+
+    fr = np.array([0.0, 1.0])
+    spread = np.array([0.1, 0.9])  # 0.8 > FLAT_SPAN: the curves can judge
+
+    def curve(kind, auc):
+        return None if auc is None else Curve(kind, fr, spread, auc)
+
+    return PerturbationCurves(0, "blur", curve("deletion", deletion), curve("insertion", insertion),
+                              curve("deletion", random_deletion), curve("insertion", random_insertion))
+
+
+def test_curves_verdict_needs_both_curves_to_beat_random():
+    from cam_core.analysis.trust import curves_verdict
+
+    # Deletion 0.10 vs 0.30: 0.20 lower, beyond max(0.02, 10% of 0.30) = 0.03. Insertion 0.60 vs 0.30: 0.30 higher.
+    good = curves_verdict(_curves(0.10, 0.60, 0.30, 0.30))
+    assert good.check == "deletion/insertion" and good.outcome == "trusted"
+    assert good.text.startswith("Deletion AUC 0.100 vs random 0.300 (better); insertion AUC 0.600 vs random 0.300 "
+                                "(better).")
+    assert good.text.endswith("The map ranks the evidence better than chance.")
+    # Insertion 0.32 vs 0.30: 0.02 < 0.03, about the same: not trusted.
+    same = curves_verdict(_curves(0.10, 0.32, 0.30, 0.30))
+    assert same.outcome == "doubtful" and "(about the same)" in same.text
+    assert same.text.endswith("The map does not clearly beat a random one on both curves: do not read much into it.")
+    assert curves_verdict(_curves(0.10, 0.60, None, None)).outcome == "unreferenced"
+
+
+def test_flat_curves_cannot_judge():
+    from cam_core.analysis.trust import Curve, PerturbationCurves, curves_verdict
+
+    fr = np.array([0.0, 1.0])
+    c = Curve("deletion", fr, np.array([0.500, 0.510]), 0.505)
+    v = curves_verdict(PerturbationCurves(0, "blur", c, c, c, c))
+    assert v.outcome == "flat" and v.text.startswith("The class probability hardly moves (0.500 … 0.510)")
+
+
+def test_a_method_is_flagged_when_its_median_correlation_exceeds_the_threshold():
+    from cam_core.analysis.trust import SanityResult, barely_changes, sanity_verdicts
+
+    assert barely_changes(np.array([0.9, 0.6, 0.2]), 0.5)  # median 0.6
+    assert not barely_changes(np.array([0.9, 0.4, 0.2]), 0.5)  # median 0.4
+    assert barely_changes(np.array([0.9, np.nan, 0.2]), 0.5)  # NaN left out: median 0.55
+    assert not barely_changes(np.array([np.nan, np.nan]), 0.5)  # constant maps are not flagged
+    corr = {"gradcam": np.array([0.9, 0.4, 0.2]), "eigencam": np.array([0.9, 0.6, 0.2])}
+    res = SanityResult(layer="l", class_id=0, methods=("gradcam", "eigencam"), units=["a", "b", "c"], rank_corr=corr,
+                       rank_corr_abs=corr, maps={}, threshold=0.5,
+                       flagged={m: barely_changes(c, 0.5) for m, c in corr.items()})
+    v = sanity_verdicts(res)
+    assert v["gradcam"].outcome == "trusted" and v["eigencam"].outcome == "doubtful"
+    assert v["gradcam"].text == ("Grad-CAM passes: its map changes as the weights are randomised (rank correlation "
+                                 "0.90 after the first of 3 steps, median 0.40; flagged above 0.5).")
+    assert v["eigencam"].text.startswith("Eigen-CAM is flagged: its map stays similar to the original")
+    assert res.to_dict()["verdicts"]["eigencam"]["outcome"] == "doubtful"
+
+
+def test_trust_cli_prints_the_verdicts_the_analysis_returns(tmp_path, capsys):
+    """A real run on a tiny model: each printed verdict is the one cam_core.analysis.trust decides for those numbers."""
+    from cam_core.analysis.trust import (
+        Curve,
+        PerturbationCurves,
+        RoadResult,
+        SanityResult,
+        curves_verdict,
+        road_verdict,
+        sanity_verdicts,
+    )
+    from cam_core.cli import main
+
+    photo = tmp_path / "noise.png"
+    Image.fromarray(np.random.default_rng(3).integers(0, 255, (40, 48, 3), dtype=np.uint8)).save(photo)
+    out = tmp_path / "out"
+    rc = main(["trust", "--model", "tests.tiny:gapnet", "--import-path", str(REPO), "--input-size", "16",
+               "--image", str(photo), "--steps", "4", "--randomise-units", "2", "--out", str(out)])
+    assert rc == 0
+    printed = capsys.readouterr().out.splitlines()
+    doc = json.loads((out / "noise_trust.json").read_text())
+
+    def curve(d):
+        return None if d is None else Curve(d["kind"], np.array(d["fractions"]), np.array(d["scores"]), d["auc"])
+
+    c = doc["curves"]
+    curves = PerturbationCurves(c["class_id"], c["baseline"], curve(c["deletion"]), curve(c["insertion"]),
+                                curve(c["random_deletion"]), curve(c["random_insertion"]))
+    r = doc["road"]
+    roads = RoadResult(r["class_id"], np.array(r["fractions"]), r["base"], np.array(r["morf"]), np.array(r["lerf"]),
+                       np.array(r["random_morf"]), np.array(r["random_lerf"]))
+    s = doc["sanity"]
+    corr = {m: np.array([np.nan if v is None else v for v in vs]) for m, vs in s["rank_corr"].items()}
+    sanity = SanityResult(s["layer"], s["class_id"], tuple(s["methods"]), s["units"], corr, corr, {}, s["threshold"],
+                          s["flagged"])
+    expected = [curves_verdict(curves), road_verdict(roads), sanity_verdicts(sanity)["gradcam"]]
+    assert printed[0].startswith(f"{photo}: ") and printed[0].endswith("noise_trust.json")
+    assert printed[1:] == [f"  {v.check}: {v.outcome.upper()}: {v.text}" for v in expected]
+    assert [line.split(":")[0].strip() for line in printed[1:]] == ["deletion/insertion", "ROAD", "randomisation"]
+    assert doc["road"]["verdict"] == expected[1].to_dict() and doc["curves"]["verdict"] == expected[0].to_dict()

@@ -44,10 +44,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Literal
 
-import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -55,9 +54,27 @@ from ..engine.capture import replace_output
 from ..engine.methods import METHODS
 from ..errors import CamError
 from ..modules import model_lock
+from .diagnosis import Diagnosis, Finding, HeadProbe, Severity
+from .findings import findings
+from .thresholds import (
+    BOUND_TOL,
+    BOUNDED_MIN_SPAN,
+    CENTRED_RATIO,
+    EMPTY_POS_SHARE,
+    MOSTLY_NEGATIVE_SHARE,
+    NEAR_BOUND_MARGIN,
+    NEGATIVE_MAJORITY_SHARE,
+    NEGATIVE_WEIGHTS_SHARE,
+    SCALE_INVARIANT_CHANGE,
+    SIGNED_DEPTH,
+    SIGNED_NEG_FRAC,
+    blank_after_relu,
+    positive_area,
+    positive_share,
+)
 
 if TYPE_CHECKING:
-    from ..engine.explainer import ExplainResult
+    from ..engine.result import ExplainResult
     from ..models.layers import LayerInfo
 
 __all__ = [
@@ -78,6 +95,7 @@ __all__ = [
     "HeadProbe",
     "PointClass",
     "PointInspection",
+    "Severity",
     "blank_after_relu",
     "diagnose",
     "diagnose_result",
@@ -88,160 +106,6 @@ __all__ = [
     "positive_share",
     "probe_head",
 ]
-
-# --- thresholds (named so that the dashboard and the docs can quote them) ---------------------------------
-# A map whose positive values carry at most this share of its absolute mass shows (nearly) nothing after ReLU.
-EMPTY_POS_SHARE = 0.01
-# Below this positive share the ReLU'd view stretches a small remainder to full brightness.
-MOSTLY_NEGATIVE_SHARE = 0.25
-# Below this positive share more of the map argues against the class than for it: the ReLU'd view hides most of it.
-NEGATIVE_MAJORITY_SHARE = 0.5
-# A map is centred on zero when |spatial mean| ≤ CENTRED_RATIO · spatial std (relative evidence).
-CENTRED_RATIO = 0.1
-# Activations are signed when at least this share of them is negative ...
-SIGNED_NEG_FRAC = 0.05
-# ... and the most negative reaches this fraction of the largest positive (SiLU/GELU dips do not count);
-# the same rule as the layer tree's ``pre_activation`` hint.
-SIGNED_DEPTH = 0.25
-# Fewer positive Grad-CAM channel weights than this share is named as a cause of a negative map.
-NEGATIVE_WEIGHTS_SHARE = 0.4
-# Logits within 1 + BOUND_TOL of zero are consistent with a cosine head's [-1, 1] ...
-BOUND_TOL = 1e-3
-# ... if the largest |logit| reaches this much of the range.
-BOUNDED_MIN_SPAN = 0.5
-# A score within this margin of a bound of its range is saturated.
-NEAR_BOUND_MARGIN = 0.05
-# Doubling the layer's output changes the logits by at most this (relative) for a scale-invariant head.
-SCALE_INVARIANT_CHANGE = 0.01
-
-Severity = Literal["info", "warning"]
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One thing worth knowing about a map.
-
-    Attributes:
-        code: Stable short code (``empty_after_relu``, ``mostly_negative``, ``pre_activation``,
-            ``residual_branch``, ``centred_map``, ``scale_invariant_head``, ``near_bound``, ``zero_map``,
-            ``class_agnostic``, ``random_baseline``).
-        severity: ``warning`` (the display misleads) or ``info`` (how to read it).
-        text: What was found, in plain words, with the numbers.
-        fix: What to do about it.
-    """
-
-    code: str
-    severity: Severity
-    text: str
-    fix: str
-
-    def to_dict(self) -> dict[str, str]:
-        """Plain data for JSON."""
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class HeadProbe:
-    """How the model's output reacts to scaling one layer's output (see :func:`probe_head`).
-
-    Attributes:
-        layer: The layer whose output was scaled.
-        factor: The scale factor.
-        change: max |Δlogit| / max |logit| over the images.
-    """
-
-    layer: str
-    factor: float
-    change: float
-
-    @property
-    def scale_invariant(self) -> bool:
-        """Whether the head ignores the scale of the layer's output (a normalised embedding)."""
-        return self.change <= SCALE_INVARIANT_CHANGE
-
-
-@dataclass
-class Diagnosis:
-    """Numbers and findings for one map (image ``image``, class ``class_id``, method ``method``).
-
-    Attributes:
-        layer, method, image, class_id, class_name: What was diagnosed.
-        target: The explained score (``logit``, ``softmax`` or a contrast).
-        logit, prob: The class's logit and softmax probability; ``rank`` 1 is the top class.
-        map_min, map_max, map_mean, map_std: The signed map at the layer's resolution.
-        pos_mass_share: Share of the map's absolute mass that is positive: what ReLU keeps.
-        neg_mass_share: Share that is negative: what ReLU throws away.
-        pos_area: Share of the map's cells that are positive.
-        centred_ratio: |mean| / std of the map (small: centred on zero); None for a constant map.
-        act_min, act_max, act_neg_frac: The layer's activations on this image (None if unknown).
-        grad_pos_frac: Share of the gradient's entries that are positive (gradient methods).
-        weight_pos_frac: Share of Grad-CAM's channel weights (pooled gradients) that are positive.
-        output_range: The score's range when bounded ((-1, 1) for a cosine head), else None.
-        range_rule: How ``output_range`` was decided, in words.
-        near_bound: Whether the score is within ``NEAR_BOUND_MARGIN`` of a bound of its range.
-        scale_change: From a :class:`HeadProbe`, when given.
-        hints: The layer tree's hints for this layer.
-        recommended: The recommended layer's name, when given.
-        findings: What the numbers mean, with fixes.
-    """
-
-    layer: str
-    method: str
-    image: int
-    class_id: int
-    class_name: str
-    target: str
-    logit: float
-    prob: float
-    rank: int
-    map_min: float
-    map_max: float
-    map_mean: float
-    map_std: float
-    pos_mass_share: float
-    neg_mass_share: float
-    pos_area: float
-    centred_ratio: float | None
-    act_min: float | None
-    act_max: float | None
-    act_neg_frac: float | None
-    grad_pos_frac: float | None
-    weight_pos_frac: float | None
-    output_range: tuple[float, float] | None
-    range_rule: str
-    near_bound: bool
-    scale_change: float | None
-    hints: tuple[str, ...]
-    recommended: str | None
-    findings: list[Finding] = field(default_factory=list)
-
-    @property
-    def codes(self) -> list[str]:
-        """The findings' codes, in order."""
-        return [f.code for f in self.findings]
-
-    @property
-    def empty_after_relu(self) -> bool:
-        """Whether the ReLU'd display of this map is (nearly) blank."""
-        return "empty_after_relu" in self.codes or "zero_map" in self.codes
-
-    @property
-    def summary(self) -> str:
-        """One line for a caption: the first finding's code in words, or that none were found."""
-        if not self.findings:
-            return f"{self.pos_mass_share:.0%} of the map is positive; no problems found"
-        words = [f.code.replace("_", " ") for f in self.findings]
-        return f"{self.pos_mass_share:.0%} positive; " + "; ".join(words)
-
-    def to_dict(self) -> dict[str, object]:
-        """Plain data for JSON (NaN becomes None)."""
-        out = asdict(self)
-        out["findings"] = [f.to_dict() for f in self.findings]
-        out["output_range"] = list(self.output_range) if self.output_range else None
-        out["hints"] = list(self.hints)
-        out["summary"] = self.summary
-        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in out.items()}
-
 
 def output_range(logits: Tensor, target: str = "logit") -> tuple[tuple[float, float] | None, str]:
     """The range of the explained score, when it is bounded (rule in the module docstring).
@@ -275,40 +139,6 @@ def _near_bound(value: float, bounds: tuple[float, float] | None) -> str | None:
     if value <= lo + margin:
         return "lower"
     return None
-
-
-def _fix_for_negative(res: ExplainResult, i: int, k: int, method: str, hints: Sequence[str], rec: str | None) -> str:
-    """'try the block output `X` (recommended) or HiResCAM/LayerCAM; view the signed map'."""
-    parts = []
-    if rec and rec != res.layer:
-        where = "the block output" if "residual_branch" in hints else "the layer"
-        parts.append(f"try {where} `{rec}` (recommended)")
-    alts = []
-    for m in ("hirescam", "layercam"):
-        # An alternative already computed here and just as empty is no help.
-        if m != method and not (m in res.maps and positive_share(res.maps[m][i, k]) <= EMPTY_POS_SHARE):
-            alts.append(METHODS[m].title)
-    if alts:
-        parts.append(("or " if parts else "try ") + "/".join(alts))
-    return " ".join(parts) + ("; " if parts else "") + "view the signed map"
-
-
-def positive_share(cam: Tensor | np.ndarray) -> float:
-    """The share of a map's absolute mass that is positive: what its ReLU'd view can show (0 for a zero map)."""
-    m = torch.as_tensor(cam, dtype=torch.float64)
-    total = float(m.abs().sum())
-    return float(m.clamp_min(0).sum()) / total if total > 0 else 0.0
-
-
-def positive_area(cam: Tensor | np.ndarray) -> float:
-    """The share of a map's cells that are positive: where its ReLU'd view can show anything."""
-    m = torch.as_tensor(cam)
-    return float((m > 0).double().mean()) if m.numel() else 0.0
-
-
-def blank_after_relu(cam: Tensor | np.ndarray) -> bool:
-    """Whether the usual ReLU'd view of ``cam`` shows (nearly) nothing: see :data:`EMPTY_POS_SHARE`."""
-    return positive_share(cam) <= EMPTY_POS_SHARE
 
 
 def diagnose(
@@ -394,211 +224,8 @@ def diagnose(
         hints=hints,
         recommended=recommended,
     )
-    d.findings = _findings(d, res, k, side, head)
+    d.findings = findings(d, res, k, side, head)
     return d
-
-
-def _signed(d: Diagnosis) -> bool:
-    measured = (
-        d.act_neg_frac is not None
-        and d.act_min is not None
-        and d.act_max is not None
-        and d.act_neg_frac >= SIGNED_NEG_FRAC
-        and -d.act_min >= SIGNED_DEPTH * max(d.act_max, 0.0)
-    )
-    return measured or "pre_activation" in d.hints
-
-
-def _findings(d: Diagnosis, res: ExplainResult, k: int, side: str | None, head: HeadProbe | None) -> list[Finding]:
-    title = METHODS[d.method].title if d.method in METHODS else d.method
-    rec = d.recommended if d.recommended and d.recommended != d.layer else None
-    what = f"the {title} map of '{d.class_name}' at `{d.layer}`"
-    found: list[Finding] = []
-    causes: list[str] = []  # short clauses for the empty-map finding's "because"
-
-    spec = METHODS.get(d.method)
-    if spec is not None and spec.class_agnostic:
-        found.append(
-            Finding(
-                "class_agnostic",
-                "info",
-                f"Class-agnostic: {title} is the layer's first principal component, the same map for every class: "
-                f"it shows the strongest pattern at `{d.layer}`, not the evidence for '{d.class_name}'. Its sign is "
-                "set so that bright means strongly activated (the decomposition's own sign is arbitrary).",
-                "for the class's own evidence, compare a class-specific method (Grad-CAM, HiResCAM)",
-            )
-        )
-    elif d.method == "randomcam":
-        found.append(
-            Finding(
-                "random_baseline",
-                "info",
-                f"Random baseline: {title} weights the layer's channels at random; it has the layer's structure but "
-                "knows nothing of the class. A map worth reading beats it on the trust checks.",
-                "use it as the reference in the Trust tab, not as an explanation",
-            )
-        )
-    if d.map_max == d.map_min == 0.0:
-        logits = res.logits[d.image]
-        if bool((logits == logits[0]).all()):
-            return [
-                Finding(
-                    "zero_head",
-                    "warning",
-                    f"Zero head: every class has the same logit ({float(logits[0]):.4g}), so the classifier head "
-                    "outputs a constant: its weights are all zero (as torchvision initialises the heads of "
-                    "untrained ViT and Swin models), and no class's score depends on this layer or any other.",
-                    "load trained weights (a checkpoint, or pretrained weights); no layer or method can help",
-                )
-            ]
-        return [
-            *found,
-            Finding(
-                "zero_map",
-                "warning",
-                f"Zero map: {what} is zero everywhere: the score gets no gradient through this layer on this "
-                "image, or the layer's output is zero.",
-                f"pick a layer on the path to the head{f' (the recommended `{rec}`)' if rec else ''}",
-            ),
-        ]
-
-    if _signed(d):
-        if d.act_neg_frac is not None and d.act_min is not None and d.act_max is not None:
-            nums = f" ({d.act_neg_frac:.0%} of them negative, from {d.act_min:.3g} to {d.act_max:.3g})"
-        else:
-            nums = ""
-        causes.append("the layer's activations are signed")
-        found.append(
-            Finding(
-                "pre_activation",
-                "warning",
-                f"Signed activations: the layer's output takes negative values{nums}, as outputs taken before "
-                "an activation do (a convolution, BatchNorm, a residual sum without ReLU). CAM methods assume "
-                "non-negative activations: a positive channel weight times a negative activation counts as "
-                "negative evidence, so regions cancel or flip sign.",
-                (
-                    f"take the map after the activation, e.g. the recommended `{rec}`"
-                    if rec
-                    else "take the map after the activation (a block output)"
-                )
-                + "; or view the signed map",
-            )
-        )
-    if "residual_branch" in d.hints:
-        causes.append("it sits inside a residual branch, before the residual add (and the activation after it)")
-        found.append(
-            Finding(
-                "residual_branch",
-                "warning",
-                "Residual branch: the layer's output is added to the skip path (and then goes through the "
-                "block's activation) before the next block sees it, so its map shows only the branch's "
-                "correction, not what the network passes on.",
-                f"use the block output `{rec}` (recommended)" if rec else "use the block's output",
-            )
-        )
-    if d.weight_pos_frac is not None and d.weight_pos_frac < NEGATIVE_WEIGHTS_SHARE and d.method == "gradcam":
-        causes.append(f"most channel weights are negative ({d.weight_pos_frac:.0%} positive)")
-
-    centred = d.centred_ratio is not None and d.centred_ratio <= CENTRED_RATIO
-    if head is not None and head.scale_invariant:
-        found.append(
-            Finding(
-                "scale_invariant_head",
-                "info",
-                f"Scale-invariant head: scaling `{head.layer}`'s output by {head.factor:g} changed the logits by "
-                f"{head.change:.2%} (a normalised embedding / cosine classifier). The gradient at the pooled "
-                "features is then orthogonal to them, so Grad-CAM maps at the block output sum to about zero.",
-                "read maps as relative evidence (signed view); compare classes with a contrast map",
-            )
-        )
-    if centred:
-        causes.append("the map is centred on zero (relative evidence)")
-        why = (
-            ", as the scale-invariant head measured above gives (a normalised embedding and a cosine classifier)"
-            if head is not None and head.scale_invariant
-            else ""
-        )
-        found.append(
-            Finding(
-                "centred_map",
-                "info",
-                f"Centred on zero: the map's mean ({d.map_mean:.3g}) is small against its spread ({d.map_std:.3g}). "
-                f"It shows relative evidence (where the score would rise versus fall){why}, so ReLU cuts about half "
-                f"of it ({d.neg_mass_share:.0%} of its mass here).",
-                "view the signed map; to see what separates two classes, use a contrast map (logit A − logit B)",
-            )
-        )
-    if side is not None:
-        found.append(_bound_finding(d, res, k, side))
-        if side == "upper":
-            causes.append("the score is saturated at its bound, so its gradient nearly vanishes")
-
-    fix = _fix_for_negative(res, d.image, k, d.method, d.hints, d.recommended)
-    because = (
-        f" Because {'; '.join(causes)}."
-        if causes
-        else (" The class's evidence at this layer is negative: what raises the score here comes from elsewhere.")
-    )
-    if d.pos_mass_share <= EMPTY_POS_SHARE:
-        found.insert(
-            0,
-            Finding(
-                "empty_after_relu",
-                "warning",
-                f"Empty after ReLU: {what} is negative {'everywhere' if d.map_max <= 0 else 'almost everywhere'} "
-                f"({d.neg_mass_share:.0%} of its mass; min {d.map_min:.3g}, max {d.map_max:.3g}), so the usual "
-                f"ReLU'd display is blank; the signed map keeps it.{because}",
-                fix,
-            ),
-        )
-    elif d.pos_mass_share < MOSTLY_NEGATIVE_SHARE:
-        found.insert(
-            0,
-            Finding(
-                "mostly_negative",
-                "warning",
-                f"Mostly negative: only {d.pos_mass_share:.0%} of {what} is positive; the ReLU'd display "
-                f"stretches that remainder to full brightness and hides the rest.{because}",
-                fix,
-            ),
-        )
-    elif d.pos_mass_share < NEGATIVE_MAJORITY_SHARE and not centred:
-        found.insert(
-            0,
-            Finding(
-                "negative_majority",
-                "info",
-                f"More against than for: {d.neg_mass_share:.0%} of {what}'s mass is negative (evidence against "
-                "the class); the ReLU'd display shows only the positive part, so it hides most of the map.",
-                "read the signed view next to it",
-            ),
-        )
-    return found
-
-
-def _bound_finding(d: Diagnosis, res: ExplainResult, k: int, side: str) -> Finding:
-    logits = res.logits[d.image]
-    others = [c for c in logits.argsort(descending=True).tolist() if c != d.class_id]
-    runner = f"the runner-up, class {others[0]}" if others else "another class"
-    if d.target in ("softmax", "sigmoid"):
-        p = float(torch.sigmoid(torch.tensor(d.logit))) if d.target == "sigmoid" else d.prob
-        return Finding(
-            "near_bound",
-            "warning" if side == "upper" else "info",
-            f"Saturated {d.target}: the explained probability {p:.4f} is at the {side} bound of [0, 1], where its "
-            f"gradient p(1 − p) = {p * (1 - p):.2g} nearly vanishes; the map shows what would change it slightly.",
-            "explain the logit (target=logit) instead",
-        )
-    slope = math.sqrt(max(0.0, 1.0 - d.logit**2))
-    return Finding(
-        "near_bound",
-        "warning" if side == "upper" else "info",
-        f"Logit at the {side} bound: {d.logit:.4f}, and {d.range_rule}. Near the bound the score saturates: a "
-        f"cosine's gradient shrinks like √(1 − cos²) = {slope:.3f}, so the map shows the small remaining "
-        "misalignment, not the evidence for the class; a class far from its bound can light up more.",
-        f"explain a contrast with {runner} (logit A − logit B), or use Score-CAM/Ablation-CAM "
-        "(they measure the score, not its gradient)",
-    )
 
 
 def diagnose_result(

@@ -32,8 +32,10 @@ from torch import Tensor, nn
 
 from ..devices import place_model
 from ..engine.capture import capture_layers
-from ..engine.explainer import ExplainResult, explain, resolve_classes
+from ..engine.classes import resolve_classes
+from ..engine.explainer import explain
 from ..engine.methods import METHODS, check_methods
+from ..engine.result import ExplainResult
 from ..engine.targets import Contrast, Target, resolve_target
 from ..errors import CamError, choices_hint
 from ..models.layers import LayerInfo, grid_transform, list_layers

@@ -26,8 +26,9 @@ from PIL import Image
 from torch import Tensor
 
 from ..analysis.diagnose import blank_after_relu, positive_area, positive_share
-from ..engine.explainer import ExplainResult, explain, region_mask
+from ..engine.explainer import explain
 from ..engine.methods import check_methods
+from ..engine.result import ExplainResult, region_mask
 from ..errors import CamError
 from ..io.images import load_image
 from ..models.preprocess import Fit, Preprocess

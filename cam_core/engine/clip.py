@@ -29,8 +29,6 @@ it takes any size, else letterboxed (``"letterbox"``, the pad left out of the ma
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 import time
 from collections import deque
@@ -49,7 +47,9 @@ from ..io.video import Sampling, VideoInfo, probe_video, read_frames
 from ..models.layers import recommended_layer
 from ..models.preprocess import Placement
 from ..modules import unwrap_model
-from .explainer import explain, resolve_classes
+from .classes import resolve_classes
+from .clip_result import ClipResult
+from .explainer import explain
 from .methods import METHODS, check_methods
 from .prefetch import Prefetch, batched
 
@@ -119,121 +119,6 @@ def video_fit(model: object, fit: str | None = None) -> str:
     if fit not in fits:
         raise CamError(f"this model takes one input size, so frames are letterboxed (fit {fit!r} does not suit it)")
     return fit
-
-
-@dataclass
-class ClipResult:
-    """Scores and raw signed maps of every explained frame of a clip (NumPy, CPU).
-
-    Attributes:
-        source: How the input was called.
-        frame_index: (T,) index of each explained frame among all decoded frames.
-        times: (T,) seconds, from the container.
-        logits, probs: (T, C) per frame (video models: the mean over the windows holding the frame).
-        class_ids: (K,) for the clip's or fixed classes, (T, K) for per-frame classes.
-        names: The model's class names (C).
-        layer: Where the maps were taken.
-        methods: The methods computed.
-        maps: method → (T, K, h, w) float32 raw signed maps at the layer's resolution, over the
-            model's whole input (for a letterbox, the pad is zero; ``place.content`` is the frame).
-        place: How a frame met the model (fit, input size, where the frame lies in it).
-        frame_size: (width, height) of the decoded frames (upright, at most :data:`WORK_SHORT_SIDE`).
-        rate: Frames per second of the explained frames (the source rate, sampled).
-        info: The container's header.
-        sampling: How frames were sampled.
-        model_name, pretrained: Which model, and whether its weights are trained.
-        window, stride: The temporal window and its step (video models only).
-        seconds: Where the time went: ``total``, ``engine`` (explain calls), ``waiting`` (for frames).
-        recomputed: Frames computed a second time to fill in maps of the final classes.
-    """
-
-    source: str
-    frame_index: np.ndarray
-    times: np.ndarray
-    logits: np.ndarray
-    probs: np.ndarray
-    class_ids: np.ndarray
-    names: list[str]
-    layer: str
-    methods: tuple[str, ...]
-    maps: dict[str, np.ndarray]
-    place: Placement
-    frame_size: tuple[int, int]
-    rate: float
-    info: VideoInfo
-    sampling: Sampling
-    model_name: str = ""
-    pretrained: bool = True
-    window: int | None = None
-    stride: int | None = None
-    seconds: dict[str, float] = field(default_factory=dict)
-    recomputed: int = 0
-
-    @property
-    def per_frame(self) -> bool:
-        """Whether each frame explains its own classes (``class_ids`` is (T, K))."""
-        return self.class_ids.ndim == 2
-
-    @property
-    def frames(self) -> int:
-        """Number of explained frames T."""
-        return len(self.frame_index)
-
-    @property
-    def top1(self) -> np.ndarray:
-        """(T,) each frame's most probable class."""
-        return self.probs.argmax(1)
-
-    def slot_ids(self, k: int) -> np.ndarray:
-        """(T,) the class explained in slot ``k`` at every frame."""
-        return self.class_ids[:, k] if self.per_frame else np.full(self.frames, self.class_ids[k])
-
-    def class_names(self) -> np.ndarray:
-        """Names of ``class_ids``, the same shape."""
-        return np.vectorize(lambda i: self.names[i], otypes=[object])(self.class_ids).astype(str)
-
-    def arrays(self) -> dict[str, np.ndarray]:
-        """The ``.npz`` contract: ``frame_index``, ``times``, ``logits``, ``probs``, ``class_ids``, ``class_names``,
-        ``layer``, ``maps_<method>`` (T, K, h, w), and how frames met the model (``fit``, ``input_size``,
-        ``content``)."""
-        out = {
-            "frame_index": self.frame_index,
-            "times": self.times,
-            "logits": self.logits,
-            "probs": self.probs,
-            "class_ids": self.class_ids,
-            "class_names": self.class_names(),
-            "layer": np.array(self.layer),
-            "fit": np.array(self.place.fit),
-            "input_size": np.array(self.place.size),
-            "content": np.array(self.place.content),
-        }
-        out.update({f"maps_{m}": self.maps[m] for m in self.methods})
-        return out
-
-    def csv_text(self) -> str:
-        """One row per explained frame: index, time, top-1 class and probability, each explained class's probability."""
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
-        k = self.class_ids.shape[-1]
-        if self.per_frame:
-            extra = [h for j in range(k) for h in (f"class_{j}", f"class_{j}_name", f"prob_{j}")]
-        else:
-            extra = [f"prob_{cid}_{self.names[cid]}" for cid in self.class_ids.tolist()]
-        writer.writerow(["frame_index", "time_s", "top1", "top1_name", "top1_prob", *extra])
-        top = self.top1
-        for t in range(self.frames):
-            row: list[object] = [
-                int(self.frame_index[t]), f"{self.times[t]:.4f}", int(top[t]), self.names[top[t]],
-                f"{self.probs[t, top[t]]:.6f}",
-            ]
-            for j in range(k):
-                cid = int(self.slot_ids(j)[t])
-                row += [cid, self.names[cid], f"{self.probs[t, cid]:.6f}"] if self.per_frame else [
-                    f"{self.probs[t, cid]:.6f}"
-                ]
-            writer.writerow(row)
-        return buf.getvalue()
 
 
 # ------------------------------------------------------------------------------------------ producer
@@ -444,104 +329,168 @@ def explain_clip(
             :class:`Cancelled` when stopped.
     """
     start = time.perf_counter()
-    methods = check_methods(methods)
-    sampling = sampling or Sampling()
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise CamError(f"batch size must be a whole number of at least 1, got {batch_size!r}")
-    _, names = unwrap_model(model)
-    if not names:
-        raise CamError("explain_clip needs a LoadedModel (with class names and preprocessing)")
-    chosen = parse_clip_classes(classes, names)
-    fit = video_fit(model, fit)
-    clip_len = getattr(model, "clip_len", None)
-    window, stride = _window_and_stride(clip_len, window, stride)
-    if clip_len is not None and any(METHODS[m].kind == "perturbation" for m in methods):
-        raise CamError(
-            "Score-CAM and Ablation-CAM would run one forward pass of a whole window per channel; for video models "
-            "use a gradient method (gradcam, hirescam, …) or eigencam"
-        )
-    info = probe_video(video, sampling, name=name)
-    planned = sampling.planned(info.frames, info.duration, info.fps)
-    layer = layer or recommended_layer(model)
-    per_batch = max(1, batch_size // window) if window else batch_size
-    short = max(WORK_SHORT_SIDE, min(model.input_size))
-    store = _Store()
-    engine = [0.0, 0.0]  # seconds in explain(), seconds waiting for frames
-
-    def run_pass(wanted: dict[int, list[int]] | None) -> _Decoded:
-        decoded = _Decoded()
-
-        def units() -> Iterator[_Unit]:
-            frames = read_frames(video, sampling, name=info.label, max_short_side=short)
-            need = None if wanted is None else {p for u in wanted for p in store.positions[u]}
-            items = _prepared(model, frames, fit, decoded, lambda pos: need is None or pos in need)
-            return _window_units(items, window, stride) if window else _frame_units(items)
-
-        producer = Prefetch(lambda: batched(units(), per_batch), _QUEUE_BATCHES, "cam-clip-decode")
-        batches = producer.items()
-        done = 0
-        try:
-            for batch in batches:
-                if should_stop is not None and should_stop():
-                    raise Cancelled(f"stopped after {done} of {planned or 'the'} frames")
-                if wanted is not None:
-                    batch = [u for u in batch if u.number in wanted]
-                    if not batch:
-                        continue
-                region = decoded.place.content if decoded.place.padded else None
-                choose = _recompute_chooser(batch, wanted) if wanted is not None else _chooser(
-                    chosen, store, window is not None, len(names)
-                )
-                tick = time.perf_counter()
-                res = explain(
-                    model, torch.stack([u.x for u in batch]), layer=layer, classes=choose, methods=methods,
-                    device=device, region=region, throughput=True,  # a clip's many frames: the fused copy
-                )
-                engine[0] += time.perf_counter() - tick
-                store.add(batch, res, methods, window)
-                done = max(done, max(u.positions[-1] for u in batch) + 1)
-                if progress is not None and wanted is None:
-                    progress(done, planned, time.perf_counter() - start)
-        finally:  # stops the decoding thread at once, whatever ended the loop (an error, a cancel, a rerun)
-            batches.close()
-        engine[1] += producer.waiting
-        return decoded
-
-    decoded = run_pass(None)
+    run = _ClipRun.checked(model, video, layer, classes, methods, sampling, batch_size, fit, window, stride, name)
+    run.device, run.progress, run.should_stop, run.start = device, progress, should_stop, start
+    decoded = run.explain_pass(None)
     total = len(decoded.positions)
-    logits = _frame_logits(store, total)
+    logits = _frame_logits(run.store, total)
     probs = logits.softmax(1)
-    ids = _final_classes(chosen, probs)
-    missing = _missing(store, ids)
+    ids = _final_classes(run.chosen, probs)
+    missing = _missing(run.store, ids)
     recomputed = 0
     if missing:
-        run_pass(missing)
-        recomputed = sum(len(store.positions[u]) for u in missing)
-    maps = _assemble(store, ids, methods, total)
-    rate = sampling.rate(info.fps) or (total / max(1e-9, decoded.positions[-1][1]) if total > 1 else 1.0)
+        run.explain_pass(missing)
+        recomputed = sum(len(run.store.positions[u]) for u in missing)
+    maps = _assemble(run.store, ids, run.methods, total)
+    rate = run.sampling.rate(run.info.fps) or (total / max(1e-9, decoded.positions[-1][1]) if total > 1 else 1.0)
     return ClipResult(
-        source=info.label,
+        source=run.info.label,
         frame_index=np.array([i for i, _ in decoded.positions], dtype=np.int64),
         times=np.array([t for _, t in decoded.positions], dtype=np.float64),
         logits=logits.numpy().astype(np.float32),
         probs=probs.numpy().astype(np.float32),
         class_ids=ids.numpy().astype(np.int64),
-        names=list(names),
-        layer=layer,
-        methods=methods,
+        names=list(run.names),
+        layer=run.layer,
+        methods=run.methods,
         maps=maps,
         place=decoded.place,
         frame_size=decoded.frame_size,
         rate=float(rate),
-        info=info,
-        sampling=sampling,
+        info=run.info,
+        sampling=run.sampling,
         model_name=str(getattr(model, "name", "")),
         pretrained=bool(getattr(model, "pretrained", True)),
-        window=window,
-        stride=stride,
-        seconds={"total": time.perf_counter() - start, "engine": engine[0], "waiting": engine[1]},
+        window=run.window,
+        stride=run.stride,
+        seconds={"total": time.perf_counter() - start, "engine": run.engine_seconds, "waiting": run.waiting_seconds},
         recomputed=recomputed,
     )
+
+
+@dataclass
+class _ClipRun:
+    """One explain_clip() call: its checked settings, the maps stored so far, and where the time went.
+
+    The call makes one pass over the video, and a second over the few frames whose final classes the first
+    pass did not explain; both share this.
+    """
+
+    model: object
+    video: str | os.PathLike[str]
+    info: VideoInfo
+    sampling: Sampling
+    layer: str
+    methods: tuple[str, ...]
+    names: Sequence[str]
+    chosen: ClipClasses
+    fit: str
+    window: int | None
+    stride: int | None
+    per_batch: int
+    short: int
+    planned: int | None
+    device: str | torch.device = "auto"
+    progress: ClipProgress | None = None
+    should_stop: Callable[[], bool] | None = None
+    start: float = 0.0
+    store: _Store = field(default_factory=_Store)
+    engine_seconds: float = 0.0  # in explain()
+    waiting_seconds: float = 0.0  # waiting for decoded frames
+
+    @classmethod
+    def checked(
+        cls,
+        model: object,
+        video: str | os.PathLike[str],
+        layer: str | None,
+        classes: str | Sequence[int | str],
+        methods: str | Sequence[str],
+        sampling: Sampling | None,
+        batch_size: int,
+        fit: str | None,
+        window: int | None,
+        stride: int | None,
+        name: str | None,
+    ) -> _ClipRun:
+        """The settings checked and the video probed before any frame is decoded: mistakes cost one line."""
+        methods = check_methods(methods)
+        sampling = sampling or Sampling()
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise CamError(f"batch size must be a whole number of at least 1, got {batch_size!r}")
+        _, names = unwrap_model(model)
+        if not names:
+            raise CamError("explain_clip needs a LoadedModel (with class names and preprocessing)")
+        chosen = parse_clip_classes(classes, names)
+        fit = video_fit(model, fit)
+        clip_len = getattr(model, "clip_len", None)
+        window, stride = _window_and_stride(clip_len, window, stride)
+        if clip_len is not None and any(METHODS[m].kind == "perturbation" for m in methods):
+            raise CamError(
+                "Score-CAM and Ablation-CAM would run one forward pass of a whole window per channel; for video "
+                "models use a gradient method (gradcam, hirescam, …) or eigencam"
+            )
+        info = probe_video(video, sampling, name=name)
+        return cls(
+            model=model,
+            video=video,
+            info=info,
+            sampling=sampling,
+            layer=layer or recommended_layer(model),
+            methods=methods,
+            names=names,
+            chosen=chosen,
+            fit=fit,
+            window=window,
+            stride=stride,
+            per_batch=max(1, batch_size // window) if window else batch_size,
+            short=max(WORK_SHORT_SIDE, min(model.input_size)),
+            planned=sampling.planned(info.frames, info.duration, info.fps),
+        )
+
+    def explain_pass(self, wanted: dict[int, list[int]] | None) -> _Decoded:
+        """One pass over the video: every unit (frame or window), or only those in ``wanted`` (unit → classes)."""
+        decoded = _Decoded()
+        producer = Prefetch(lambda: batched(self._units(decoded, wanted), self.per_batch), _QUEUE_BATCHES,
+                            "cam-clip-decode")
+        batches = producer.items()
+        done = 0
+        try:
+            for batch in batches:
+                if self.should_stop is not None and self.should_stop():
+                    raise Cancelled(f"stopped after {done} of {self.planned or 'the'} frames")
+                if wanted is not None:
+                    batch = [u for u in batch if u.number in wanted]
+                    if not batch:
+                        continue
+                self._explain_batch(batch, decoded, wanted)
+                done = max(done, max(u.positions[-1] for u in batch) + 1)
+                if self.progress is not None and wanted is None:
+                    self.progress(done, self.planned, time.perf_counter() - self.start)
+        finally:  # stops the decoding thread at once, whatever ended the loop (an error, a cancel, a rerun)
+            batches.close()
+        self.waiting_seconds += producer.waiting
+        return decoded
+
+    def _units(self, decoded: _Decoded, wanted: dict[int, list[int]] | None) -> Iterator[_Unit]:
+        frames = read_frames(self.video, self.sampling, name=self.info.label, max_short_side=self.short)
+        need = None if wanted is None else {p for u in wanted for p in self.store.positions[u]}
+        items = _prepared(self.model, frames, self.fit, decoded, lambda pos: need is None or pos in need)
+        return _window_units(items, self.window, self.stride) if self.window else _frame_units(items)
+
+    def _explain_batch(self, batch: list[_Unit], decoded: _Decoded, wanted: dict[int, list[int]] | None) -> None:
+        region = decoded.place.content if decoded.place.padded else None
+        if wanted is not None:
+            choose = _recompute_chooser(batch, wanted)
+        else:
+            choose = _chooser(self.chosen, self.store, self.window is not None, len(self.names))
+        tick = time.perf_counter()
+        res = explain(
+            self.model, torch.stack([u.x for u in batch]), layer=self.layer, classes=choose, methods=self.methods,
+            device=self.device, region=region, throughput=True,  # a clip's many frames: the fused copy
+        )
+        self.engine_seconds += time.perf_counter() - tick
+        self.store.add(batch, res, self.methods, self.window)
 
 
 def _window_and_stride(clip_len: int | None, window: int | None, stride: int | None) -> tuple[int | None, int | None]:

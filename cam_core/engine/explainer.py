@@ -18,25 +18,22 @@ gradient method applies unchanged and Grad-CAM's weights average over time and s
 
 from __future__ import annotations
 
-import difflib
-import re
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..devices import memory_errors, place_model, resolve_device
-from ..errors import CamError, choices_hint
-from ..limits import MAX_FORWARD_BATCH
+from ..errors import CamError
 from ..models.layers import grid_transform, recommended_layer
 from ..modules import channels_last_weights, eval_mode, float_dtype, model_lock, unwrap_model
 from . import perturb
 from .attention import legrad_relevance
 from .capture import batched_grads, capture_layers
+from .checks import check_batch_size, check_finite, check_images, check_region
+from .classes import ClassSpec, resolve_classes
 from .fused import fused_copy
 from .methods import (
     ISCAM_SAMPLES,
@@ -56,220 +53,16 @@ from .methods import (
     weighted_sum,
 )
 from .priority import foreground
+from .result import ExplainResult, region_mask
 from .smooth import noisy_gradient_moments
 from .targets import Target, probabilities, resolve_target
 
-__all__ = [
-    "ClassSpec",
-    "ExplainResult",
-    "check_batch_size",
-    "check_finite",
-    "explain",
-    "match_classes",
-    "region_mask",
-    "resolve_classes",
-    "upsample",
-]
+__all__ = ["explain"]
 
 # Upper bound on one chunk of batched gradients, in elements (float32: 256 MB).
 _GRAD_CHUNK_ELEMENTS = 64 * 2**20
 
 Progress = Callable[[float, str], None]
-
-
-@dataclass
-class ExplainResult:
-    """Maps and scores for N images and K classes per image (all on the CPU).
-
-    Attributes:
-        logits, probs: (N, C) model outputs.
-        class_ids: (N, K) explained classes; ``class_names`` the same as names.
-        maps: method → (N, K, h, w) signed float32 maps at the layer's resolution.
-        weights: method → (N, K, C) channel weights, for the methods that have them.
-        stats: small per-image/per-class facts about the layer for diagnosis
-            (``act_min``, ``act_max``, ``act_neg_frac`` (N,); ``grad_pos_frac`` (N, K)).
-        activations: (N, C, h, w) when asked for with ``keep_activations``.
-        cost: how many forward passes and backward batches the call ran.
-        region: (top, left, height, width) of the image in the input when part of it is pad (a
-            letterbox), else ``None``; maps are zero outside it, at both resolutions.
-        valid: (1, 1, h, w) bool: the layer cells whose centre lies in ``region`` (``None`` without one).
-        frames: For clips (a video model's ``N×3×T×H×W`` input), ``T``; maps are then
-            (N, K, T', h, w) and ``valid`` (1, 1, T'·h, w). ``None`` for images.
-        aug_smooth, eigen_smooth: The options the maps were made with.
-        probs_kind: ``softmax`` or ``sigmoid``: how ``probs`` were computed.
-    """
-
-    logits: Tensor
-    probs: Tensor
-    class_ids: Tensor
-    class_names: list[list[str]]
-    layer: str
-    methods: tuple[str, ...]
-    maps: dict[str, Tensor]
-    input_size: tuple[int, int]
-    target: str = "logit"
-    weights: dict[str, Tensor] = field(default_factory=dict)
-    stats: dict[str, Tensor] = field(default_factory=dict)
-    activations: Tensor | None = None
-    cost: dict[str, int] = field(default_factory=dict)
-    region: tuple[int, int, int, int] | None = None
-    valid: Tensor | None = None
-    frames: int | None = None
-    aug_smooth: bool = False
-    eigen_smooth: bool = False
-    probs_kind: str = "softmax"
-
-    def upsampled(self, method: str, size: tuple[int, int] | None = None) -> Tensor:
-        """Bilinear upsampling of ``maps[method]`` to the input size (or ``size``): (N, K, H, W); zero in the pad.
-
-        Clips: trilinear, to every input frame as well: (N, K, T, H, W).
-        """
-        if method not in self.maps:
-            raise CamError(f"method {method!r} was not computed; have: {choices_hint(self.maps)}")
-        return upsample(self.maps[method], self.input_size, size, self.region, self.frames)
-
-
-def upsample(
-    maps: Tensor,
-    input_size: tuple[int, int],
-    size: tuple[int, int] | None = None,
-    region: tuple[int, int, int, int] | None = None,
-    frames: int | None = None,
-) -> Tensor:
-    """Maps (N, K, h, w) over an input of ``input_size``, bilinearly to ``size`` (default the input's); zero
-    outside ``region`` (the image's box in a letterboxed input). Clip maps (N, K, t, h, w) trilinearly to
-    ``frames`` frames as well. What :meth:`ExplainResult.upsampled` does, for maps read back from storage
-    (a batch run's table)."""
-    size = size or input_size
-    if maps.ndim == 5:
-        up = F.interpolate(maps, size=(frames or maps.shape[2], *size), mode="trilinear", align_corners=False)
-        return up if region is None else up * region_mask(region, input_size, size)[:, :, None]
-    up = F.interpolate(maps, size=size, mode="bilinear", align_corners=False)
-    return up * region_mask(region, input_size, size) if region is not None else up
-
-
-def region_mask(region: tuple[int, int, int, int], input_size: tuple[int, int], size: tuple[int, int]) -> Tensor:
-    """(1, 1, *size) bool: the cells of a ``size`` grid over the input whose centre lies inside ``region``.
-
-    ``region`` is (top, left, height, width) in input pixels; ``size`` may be the input's own
-    (H, W) or a layer's coarser grid.
-    """
-    (top, left, h, w), (H, W) = region, input_size
-    rows = (torch.arange(size[0], dtype=torch.float64) + 0.5) * H / size[0]
-    cols = (torch.arange(size[1], dtype=torch.float64) + 0.5) * W / size[1]
-    inside_r = (rows >= top) & (rows < top + h)
-    inside_c = (cols >= left) & (cols < left + w)
-    return (inside_r[:, None] & inside_c[None, :])[None, None]
-
-
-_TOPK = re.compile(r"^top(\d+)$")
-
-
-ClassSpec = str | int | Sequence[int | str] | Tensor | Callable[[Tensor], Tensor]
-
-
-def resolve_classes(spec: ClassSpec, logits: Tensor, class_names: Sequence[str]) -> Tensor:
-    """Turn a class spec into ids (N, K).
-
-    ``"top3"`` takes each image's own top classes; ints, names or a comma-separated
-    string (``"281,285"``, ``"tabby,Egyptian cat"``) give every image the same K. Per-image
-    classes (a dataset's labels, each image's prediction and its label) come as an (N, K)
-    integer tensor, or as a function of the logits (N, C) giving one, so they cost no extra forward.
-    """
-    n, c = logits.shape
-    if callable(spec) and not isinstance(spec, Tensor | np.ndarray):
-        return _check_class_tensor(torch.as_tensor(spec(logits), device=logits.device), n, c)
-    if isinstance(spec, Tensor | np.ndarray):
-        if spec.ndim == 2 and spec.shape[0] == n > 1:  # a row of classes per image (a dataset's labels)
-            return _check_class_tensor(torch.as_tensor(spec), n, c)
-        spec = spec.reshape(-1).tolist()  # np.argsort(...)[:3], logits.topk(3).indices: the same for every image
-    if isinstance(spec, str):
-        match = _TOPK.match(spec.strip().lower())
-        if match:
-            k = int(match.group(1))
-            if not 1 <= k <= c:
-                raise CamError(f"{spec!r}: k must be between 1 and {c}")
-            return logits.topk(k, dim=1).indices
-        spec = [s.strip() for s in spec.split(",") if s.strip()]
-    elif not isinstance(spec, Sequence):
-        spec = [spec]
-    if not spec:
-        raise CamError("no class given; use e.g. top3, 281,285 or a class name")
-    lower = {name.lower(): i for i, name in reversed(list(enumerate(class_names)))}
-    ids: list[int] = []
-    for item in spec:
-        item = _class_item(item)
-        if isinstance(item, int):
-            if not 0 <= item < c:
-                raise CamError(f"class index {item} is out of range: the model has classes 0..{c - 1}")
-            ids.append(item)
-        elif item.lower() in lower:
-            ids.append(lower[item.lower()])
-        else:
-            near = [class_names[i] for i in match_classes(item, class_names, limit=6)]
-            hint = f"; did you mean: {choices_hint(near)}" if near else "; give a class index or an exact name"
-            raise CamError(f"unknown class {item!r}{hint}")
-    return torch.tensor(ids, dtype=torch.long).expand(n, -1).clone()
-
-
-def _check_class_tensor(ids: Tensor, n: int, c: int) -> Tensor:
-    """Per-image class ids as (N, K) long on the logits' device, each in 0..C-1."""
-    if ids.ndim != 2 or ids.shape[0] != n or ids.shape[1] < 1 or ids.dtype.is_floating_point or ids.is_complex():
-        raise CamError(f"per-image classes must be an (N={n}, K) integer tensor, got {tuple(ids.shape)} {ids.dtype}")
-    if bool((ids < 0).any()) or bool((ids >= c).any()):
-        raise CamError(f"a class index is out of range: the model has classes 0..{c - 1}")
-    return ids.long()
-
-
-def _class_item(item: object) -> int | str:
-    """One class of a spec as an index or a name: NumPy and integral floats become ints; bools and the rest fail."""
-    if isinstance(item, bool | np.bool_):
-        raise CamError(f"a class is an index, a name or topK, not {item!r}")
-    if isinstance(item, int | np.integer):
-        return int(item)
-    if isinstance(item, float | np.floating):
-        if float(item).is_integer():
-            return int(item)
-        raise CamError(f"class {item!r} is not an index: give a whole number, a name or topK")
-    if isinstance(item, str):
-        return int(item) if item.lstrip("-").isdigit() else item
-    raise CamError(f"a class is an index, a name or topK, not a {type(item).__name__}")
-
-
-def match_classes(
-    query: str, class_names: Sequence[str], scores: Sequence[float] | None = None, limit: int = 12
-) -> list[int]:
-    """Class ids whose name matches ``query``, best first: by name, words, then spelling.
-
-    Ranks an exact name (any case) first, then names with ``query`` as a whole word ("cat" →
-    "Egyptian cat", "tiger cat"), then names with a word starting with it ("cat" → "catamaran"),
-    then names containing it ("polecat"); close spellings (difflib) only when none of these match.
-    Within a rank, by ``scores`` (e.g. the image's probabilities) when given, else by index.
-    """
-    q = " ".join(query.lower().split())
-    if not q:
-        return []
-    ranked: dict[int, int] = {}
-    for i, name in enumerate(class_names):
-        low = name.lower()
-        words = re.findall(r"[a-z0-9]+", low)
-        if low == q:
-            ranked[i] = 0
-        elif re.search(rf"(?<![a-z0-9]){re.escape(q)}(?![a-z0-9])", low):
-            ranked[i] = 1
-        elif any(w.startswith(q) for w in words):
-            ranked[i] = 2
-        elif q in low:
-            ranked[i] = 3
-    if not ranked:  # spelling only when nothing matches by name: "cat" must not suggest "cab"
-        lower = [n.lower() for n in class_names]
-        for name in difflib.get_close_matches(q, lower, n=limit, cutoff=0.6):
-            ranked.setdefault(lower.index(name), 4)
-
-    def order(i: int) -> tuple[int, float, int]:
-        return ranked[i], -float(scores[i]) if scores is not None else 0.0, i
-
-    return sorted(ranked, key=order)[:limit]
 
 
 def explain(
@@ -294,8 +87,7 @@ def explain(
     """Explain ``x`` with every requested method, for K classes per image.
 
     Args:
-        model: a :class:`~cam_core.models.LoadedModel` or a plain ``nn.Module``
-            (its train/eval mode is left as it is; a warning is given in training mode).
+        model: a :class:`~cam_core.models.LoadedModel` or a plain ``nn.Module`` (its train/eval mode is left as it is).
         x: (N, 3, H, W) preprocessed images, or (N, 3, T, H, W) clips for a video model.
         layer: dotted layer name; default the model's recommended layer.
         classes: ``"topK"``, class indices, class names, or a comma-separated string (the same K for
@@ -303,30 +95,24 @@ def explain(
             (the classes a dataset's labels or a video clip need, at no extra forward).
         methods: names from :data:`cam_core.engine.methods.METHODS`.
         device: ``auto`` (cuda, mps, cpu), or an explicit device; the model is moved there.
-        target: ``"logit"`` (default), ``"softmax"``, ``"sigmoid"`` (multi-label models) or a
-            callable (logits, ids) → scores.
-        batch_size: forward batch of the methods that run many (Score-CAM and its kin,
-            Ablation-CAM, SmoothGrad-CAM++'s noisy copies).
+        target: ``"logit"`` (default), ``"softmax"``, ``"sigmoid"`` (multi-label) or a callable (logits, ids) → scores.
+        batch_size: forward batch of the methods that run many (Score-CAM and kin, Ablation-CAM, SmoothGrad-CAM++).
         keep_activations: also return the layer's activations (for point inspection).
         progress: optional callback(fraction, message) for long methods.
-        region: (top, left, height, width) of the image inside the input when the rest is pad
-            (a letterbox, see :class:`~cam_core.models.preprocess.Placement`): maps are zeroed
-            outside it, and the layer's statistics leave the pad out.
-        aug_smooth: average every map with the map of the horizontally flipped image, flipped
-            back (test-time augmentation; the flipped copy runs in the same batch, so it doubles
-            the cost). The classes are the unflipped image's.
+        region: (top, left, height, width) of the image inside the input when the rest is pad (a letterbox, see
+            :class:`~cam_core.models.preprocess.Placement`): maps are zeroed outside it, statistics leave the pad out.
+        aug_smooth: average every map with the map of the horizontally flipped image, flipped back (test-time
+            augmentation; the flipped copy runs in the same batch: twice the cost); classes are the unflipped image's.
         eigen_smooth: replace each map's sum over channels by the first principal component of its
             per-channel terms (w_k A_k, g ⊙ A, …), signed to agree with the plain map; methods that
             are principal components already, and LeGrad, are unchanged.
         samples: noisy or scaled samples of SmoothGrad-CAM++, SS-CAM and IS-CAM (default: each one's).
-        probs: ``softmax`` or ``sigmoid`` for ``ExplainResult.probs`` (default: sigmoid with the
-            sigmoid target, else softmax).
+        probs: ``softmax`` or ``sigmoid`` for ``ExplainResult.probs`` (default: sigmoid with the sigmoid target).
         throughput: run a faster copy of the model, made once and kept while its weights stay the same
             (:func:`~cam_core.engine.fused.fused_copy`: batch norms folded into their convolutions,
             activations below the layer joined to their convolution or in place, checked against the model),
-            and on a CPU with several images, the images and 4-D weights in channels-last order. 16 frames
-            of EfficientNet-Lite0 at 224×398: 0.22 s a call instead of 0.94 s; maps equal up to float
-            rounding (~1e-6 relative). Off by default, so that one image's maps are bit-for-bit what the
+            and on a CPU with several images, the images and 4-D weights in channels-last order;
+            maps equal up to float rounding. Off by default, so that one image's maps are bit-for-bit what the
             model itself gives; the clip and folder engines turn it on. (Score-CAM and its kin always run
             their batches of masked copies on that copy.)
 
@@ -334,15 +120,75 @@ def explain(
         An :class:`ExplainResult` with maps (N, K, h, w) per method (clips: (N, K, T', h, w)), on the CPU.
 
     Raises:
-        CamError: unknown layer, class, method or device; a layer the score does
-            not depend on; a layer whose output is not a spatial map; a perturbation method on clips.
+        CamError: unknown layer, class, method or device; a layer the score does not depend on; a layer whose
+            output is not a spatial map; a perturbation method on clips.
     """
+    call = _check_call(
+        model, x, layer, methods, device, target, batch_size, probs, throughput, aug_smooth, eigen_smooth
+    )
+    call.progress, call.samples = progress, samples
+    module, dev = call.module, call.device
+    with foreground(), model_lock(module), memory_errors(dev), eval_mode(module), ExitStack() as stack:
+        place_model(module, dev)
+        layer = layer or recommended_layer(model, input_size=call.size)
+        to_grid = grid_transform(model, layer, input_size=call.size)
+        x = x.to(device=dev, dtype=float_dtype(module))
+        fast = _inference_module(module, layer, x, call, stack)
+        if call.nhwc:
+            x = x.contiguous(memory_format=torch.channels_last)
+        run = _forward(model, fast, layer, to_grid, x, classes, region, call)
+        run.gradient_methods(call.methods)
+        run.drop_graph()
+        run.other_methods([m for m in call.methods if METHODS[m].kind != "perturbation"])
+        _perturb_on_copy(run, module, x, call)
+    # The perturbation methods' many forwards take the (copy's) lock batch by batch and step aside for other
+    # callers' short explain() calls (see perturb and priority): another browser session is not held up.
+    with memory_errors(dev), eval_mode(module):
+        run.other_methods([m for m in call.methods if METHODS[m].kind == "perturbation"])
+    return _result(run, call, x, keep_activations)
+
+
+@dataclass
+class _Call:
+    """explain()'s arguments once checked; nothing here has touched the model yet."""
+
+    methods: tuple[str, ...]
+    target: Target
+    probs_kind: str
+    module: nn.Module
+    class_names: Sequence[str] | None
+    batch_size: int
+    device: torch.device
+    size: tuple[int, int]
+    n: int
+    nhwc: bool
+    throughput: bool
+    aug_smooth: bool
+    eigen_smooth: bool
+    progress: Progress | None = None
+    samples: int | None = None
+
+
+def _check_call(
+    model: object,
+    x: Tensor,
+    layer: object,
+    methods: str | Sequence[str] | None,
+    device: str | torch.device,
+    target: str | Target,
+    batch_size: int,
+    probs: str | None,
+    throughput: bool,
+    aug_smooth: bool,
+    eigen_smooth: bool,
+) -> _Call:
+    """Every argument checked before any work, so that a mistake costs one line, not a forward pass."""
     methods = check_methods(methods if methods is not None else ("gradcam",))
     target_fn = resolve_target(target)
     kind = probs or ("sigmoid" if target_fn is resolve_target("sigmoid") else "softmax")
     probabilities(torch.zeros(1, 1), kind)  # an unknown kind fails before any work
     module, class_names = unwrap_model(model)
-    _check_images(x)
+    check_images(x)
     if x.ndim == 5 and any(METHODS[m].kind == "perturbation" for m in methods):
         raise CamError(
             "Score-CAM and Ablation-CAM would run one forward pass of the whole clip per channel; for video "
@@ -352,103 +198,131 @@ def explain(
     if layer is not None and not isinstance(layer, str):
         raise CamError(f"layer is a dotted name such as 'layer4', not a {type(layer).__name__}")
     dev = resolve_device(device)
-    size = (x.shape[-2], x.shape[-1])
-    n = x.shape[0]
-    nhwc = throughput and x.ndim == 4 and dev.type == "cpu" and x.shape[0] > 1  # one image: slower NHWC
-    perturbing = [m for m in methods if METHODS[m].kind == "perturbation"]
-    with foreground(), model_lock(module), memory_errors(dev), eval_mode(module), ExitStack() as stack:
-        place_model(module, dev)
-        layer = layer or recommended_layer(model, input_size=size)
-        to_grid = grid_transform(model, layer, input_size=size)
-        x = x.to(device=dev, dtype=float_dtype(module))
-        # LeGrad differentiates through the blocks above the layer: the copy's joined and in-place activations
-        # are for inference only.
-        fast = module
-        if throughput and not any(METHODS[m].kind == "attention" for m in methods):
-            fast = fused_copy(module, layer, x, nhwc)[0]
-        stack.enter_context(channels_last_weights(fast, nhwc and fast is module))  # a copy has its own already
-        if nhwc:
-            x = x.contiguous(memory_format=torch.channels_last)
-        xs = torch.cat([x, x.flip(-1)]) if aug_smooth else x
-        with capture_layers(fast, [layer]) as cap, torch.no_grad():
-            out = fast(xs)
-        cap.check()
-        if not isinstance(out, Tensor) or out.ndim != 2:
-            raise CamError(
-                "the model's output is not (N, classes) logits; load it with cam_core.load_model (which picks "
-                "the logits of a tuple or dict output) or wrap it with cam_core.models.as_classifier"
-            )
-        check_finite(out)
-        names = class_names or [f"class {i}" for i in range(out.shape[1])]
-        if len(names) != out.shape[1]:
-            raise CamError(f"the model has {out.shape[1]} outputs but {len(names)} class names were given")
-        ids = resolve_classes(classes, out[:n].detach(), names).to(dev)
-        box = _check_region(region, size)
-        A = to_grid(cap[layer].detach()).float()  # maps in float32, whatever the model computes in (half, bf16)
-        steps = A.shape[2] if A.ndim == 5 else None  # a video layer's T': folded into the rows below
-        if steps is not None:
-            to_grid, A = _time_folded(to_grid), A.flatten(2, 3)
-        run = _Run(
-            model=model,
-            module=fast,
-            layer=layer,
-            x=xs,
-            out=out,
-            leaf=cap[layer],
-            A=A,
-            ids=torch.cat([ids, ids]) if aug_smooth else ids,
-            target=target_fn,
-            to_grid=to_grid,
-            batch_size=batch_size,
-            progress=progress,
-            eigen_smooth=eigen_smooth,
-            samples=samples,
-        )
-        del cap
-        valid = _valid_cells(box, size, tuple(run.A.shape[-2:]), steps, run.A.device)
-        run.stats.update(_activation_stats(run.A[:n], valid))
-        run.gradient_methods(methods)
-        logits = out[:n].detach()
-        run.base = target_fn(out.detach(), run.ids)
-        del out
-        run.out = run.leaf = None  # drop the graph: nothing with autograd history outlives the call
-        run.other_methods([m for m in methods if METHODS[m].kind != "perturbation"])
-        if perturbing:  # their batches of masked copies run on the fused copy, NHWC on a CPU (2-3× faster)
-            run.module = fused_copy(module, layer, x[:1], nhwc=dev.type == "cpu")[0]
-            run.nhwc = run.module is not module and dev.type == "cpu"
-    # The perturbation methods' many forwards take the (copy's) lock batch by batch and step aside for other
-    # callers' short explain() calls (see perturb and priority): another browser session is not held up.
-    with memory_errors(dev), eval_mode(module):
-        run.other_methods(perturbing)
-    A = run.A[:n]
-    maps = {m: run.maps[m] for m in methods}
-    weights = run.weights
-    if aug_smooth:  # the flipped copy's maps flipped back; channel weights no longer sum to the map
-        maps = {m: (v[:n] + v[n:].flip(-1)) / 2 for m, v in maps.items()}
-        weights = {}
-        run.stats = {k: v[:n] for k, v in run.stats.items()}
-    if eigen_smooth:
-        weights = {k: v for k, v in weights.items() if k == "gradcam" and "gradcam" not in methods}
-    return ExplainResult(
-        logits=logits.float().cpu(),
-        probs=probabilities(logits, kind).cpu(),
-        class_ids=ids.cpu(),
-        class_names=[[names[i] for i in row] for row in ids.tolist()],
-        layer=layer,
+    return _Call(
         methods=methods,
-        maps={m: _masked(_unfold(v, steps), box, size).detach().float().cpu() for m, v in maps.items()},
-        input_size=size,
-        target=str(getattr(target_fn, "__name__", target_fn)),
-        weights={k: v[:n].detach().float().cpu() for k, v in weights.items()},
-        stats={k: v.detach().float().cpu() for k, v in run.stats.items()},
-        activations=_unfold(A, steps).float().cpu() if keep_activations else None,
-        cost=run.cost,
-        region=box,
-        valid=valid.cpu() if valid is not None else None,
-        frames=x.shape[2] if x.ndim == 5 else None,
+        target=target_fn,
+        probs_kind=kind,
+        module=module,
+        class_names=class_names,
+        batch_size=batch_size,
+        device=dev,
+        size=(x.shape[-2], x.shape[-1]),
+        n=x.shape[0],
+        nhwc=throughput and x.ndim == 4 and dev.type == "cpu" and x.shape[0] > 1,  # one image: slower NHWC
+        throughput=throughput,
         aug_smooth=aug_smooth,
         eigen_smooth=eigen_smooth,
-        probs_kind=kind,
+    )
+
+
+def _inference_module(module: nn.Module, layer: str, x: Tensor, call: _Call, stack: ExitStack) -> nn.Module:
+    """The module the forward runs on: the model, or with ``throughput`` its fused copy (channels-last weights
+    where the batch is)."""
+    # LeGrad differentiates through the blocks above the layer: the copy's joined and in-place activations
+    # are for inference only.
+    fast = module
+    if call.throughput and not any(METHODS[m].kind == "attention" for m in call.methods):
+        fast = fused_copy(module, layer, x, call.nhwc)[0]
+    stack.enter_context(channels_last_weights(fast, call.nhwc and fast is module))  # a copy has its own already
+    return fast
+
+
+def _forward(
+    model: object,
+    fast: nn.Module,
+    layer: str,
+    to_grid: Callable[[Tensor], Tensor],
+    x: Tensor,
+    classes: ClassSpec,
+    region: Sequence[int] | None,
+    call: _Call,
+) -> _Run:
+    """The one forward (with the flipped copy for ``aug_smooth``): logits, classes and the layer's activations."""
+    n, size = call.n, call.size
+    xs = torch.cat([x, x.flip(-1)]) if call.aug_smooth else x
+    with capture_layers(fast, [layer]) as cap, torch.no_grad():
+        out = fast(xs)
+    cap.check()
+    if not isinstance(out, Tensor) or out.ndim != 2:
+        raise CamError(
+            "the model's output is not (N, classes) logits; load it with cam_core.load_model (which picks "
+            "the logits of a tuple or dict output) or wrap it with cam_core.models.as_classifier"
+        )
+    check_finite(out)
+    names = list(call.class_names or [f"class {i}" for i in range(out.shape[1])])
+    if len(names) != out.shape[1]:
+        raise CamError(f"the model has {out.shape[1]} outputs but {len(names)} class names were given")
+    ids = resolve_classes(classes, out[:n].detach(), names).to(call.device)
+    box = check_region(region, size)
+    A = to_grid(cap[layer].detach()).float()  # maps in float32, whatever the model computes in (half, bf16)
+    steps = A.shape[2] if A.ndim == 5 else None  # a video layer's T': folded into the rows below
+    if steps is not None:
+        to_grid, A = _time_folded(to_grid), A.flatten(2, 3)
+    run = _Run(
+        model=model,
+        module=fast,
+        layer=layer,
+        x=xs,
+        out=out,
+        leaf=cap[layer],
+        A=A,
+        ids=torch.cat([ids, ids]) if call.aug_smooth else ids,
+        target=call.target,
+        to_grid=to_grid,
+        batch_size=call.batch_size,
+        progress=call.progress,
+        eigen_smooth=call.eigen_smooth,
+        samples=call.samples,
+        n=n,
+        names=names,
+        box=box,
+        steps=steps,
+    )
+    run.valid = _valid_cells(box, size, tuple(A.shape[-2:]), steps, A.device)
+    run.stats.update(_activation_stats(A[:n], run.valid))
+    return run
+
+
+def _perturb_on_copy(run: _Run, module: nn.Module, x: Tensor, call: _Call) -> None:
+    """Score-CAM's and Ablation-CAM's batches of masked copies run on the fused copy, NHWC on a CPU (2-3× faster)."""
+    if any(METHODS[m].kind == "perturbation" for m in call.methods):
+        cpu = call.device.type == "cpu"
+        run.module = fused_copy(module, run.layer, x[:1], nhwc=cpu)[0]
+        run.nhwc = run.module is not module and cpu
+
+
+def _result(run: _Run, call: _Call, x: Tensor, keep_activations: bool) -> ExplainResult:
+    """The maps of the unflipped images (``aug_smooth`` averages in the flipped ones), detached, on the CPU."""
+    n, steps, box, size = call.n, run.steps, run.box, call.size
+    maps = {m: run.maps[m] for m in call.methods}
+    weights, stats = run.weights, run.stats
+    if call.aug_smooth:  # the flipped copy's maps flipped back; channel weights no longer sum to the map
+        maps = {m: (v[:n] + v[n:].flip(-1)) / 2 for m, v in maps.items()}
+        weights = {}
+        stats = {k: v[:n] for k, v in stats.items()}
+    if call.eigen_smooth:
+        weights = {k: v for k, v in weights.items() if k == "gradcam" and "gradcam" not in call.methods}
+    ids = run.ids[:n]
+    return ExplainResult(
+        logits=run.logits.float().cpu(),
+        probs=probabilities(run.logits, call.probs_kind).cpu(),
+        class_ids=ids.cpu(),
+        class_names=[[run.names[i] for i in row] for row in ids.tolist()],
+        layer=run.layer,
+        methods=call.methods,
+        maps={m: _masked(_unfold(v, steps), box, size).detach().float().cpu() for m, v in maps.items()},
+        input_size=size,
+        target=str(getattr(call.target, "__name__", call.target)),
+        weights={k: v[:n].detach().float().cpu() for k, v in weights.items()},
+        stats={k: v.detach().float().cpu() for k, v in stats.items()},
+        activations=_unfold(run.A[:n], steps).float().cpu() if keep_activations else None,
+        cost=run.cost,
+        region=box,
+        valid=run.valid.cpu() if run.valid is not None else None,
+        frames=x.shape[2] if x.ndim == 5 else None,
+        aug_smooth=call.aug_smooth,
+        eigen_smooth=call.eigen_smooth,
+        probs_kind=call.probs_kind,
     )
 
 
@@ -472,6 +346,12 @@ class _Run:
     samples: int | None
     base: Tensor | None = None  # the explained scores of the unmodified forward (N, K)
     nhwc: bool = False  # the perturbation batches in channels-last order (``module`` is a copy with NHWC weights)
+    n: int = 0  # the caller's images (``x`` holds twice as many with aug_smooth's flipped copies)
+    names: list[str] = field(default_factory=list)  # the model's class names
+    box: tuple[int, int, int, int] | None = None  # the image's box in a letterboxed input
+    valid: Tensor | None = None  # the layer cells inside ``box``
+    steps: int | None = None  # a video layer's T', folded into the rows of ``A``
+    logits: Tensor | None = None  # (n, C), kept when the graph is dropped
     maps: dict[str, Tensor] = field(default_factory=dict)
     weights: dict[str, Tensor] = field(default_factory=dict)
     stats: dict[str, Tensor] = field(default_factory=dict)
@@ -484,6 +364,13 @@ class _Run:
             self.maps[name] = eigen_project(contributions(name, self.A, weights=weights))
         else:
             self.maps[name] = weighted_sum(weights, self.A)
+
+    def drop_graph(self) -> None:
+        """Keep the logits and the explained scores, then drop the graph: nothing with autograd history outlives
+        the call."""
+        self.logits = self.out[: self.n].detach()
+        self.base = self.target(self.out.detach(), self.ids)
+        self.out = self.leaf = None
 
     # ---- one shared backward (or one per extra score) -----------------------------------------------------
 
@@ -659,58 +546,9 @@ def _valid_cells(
     return region_mask(box, input_size, (grid[0] // steps, grid[1])).repeat(1, 1, steps, 1).to(device)
 
 
-def _check_region(region: Sequence[int] | None, size: tuple[int, int]) -> tuple[int, int, int, int] | None:
-    """``region`` as (top, left, height, width) inside an input of ``size``; ``None`` when it covers it all."""
-    if region is None:
-        return None
-    try:
-        top, left, h, w = (int(v) for v in region)
-    except (TypeError, ValueError) as exc:
-        raise CamError(f"region must be four integers (top, left, height, width), got {region!r}") from exc
-    if top < 0 or left < 0 or h < 1 or w < 1 or top + h > size[0] or left + w > size[1]:
-        raise CamError(f"region {region!r} does not lie inside the {size[0]}×{size[1]} input")
-    return None if (top, left, h, w) == (0, 0, *size) else (top, left, h, w)
-
-
 def _masked(maps: Tensor, box: tuple[int, int, int, int] | None, size: tuple[int, int]) -> Tensor:
     """Maps zeroed outside the image's box (at their own grid: LeGrad's may differ from the layer's)."""
     return maps if box is None else maps * region_mask(box, size, tuple(maps.shape[-2:])).to(maps.device)
-
-
-def _check_images(x: object) -> None:
-    if not isinstance(x, Tensor):
-        raise CamError(f"expected images as an (N, 3, H, W) tensor, got a {type(x).__name__}")
-    if x.ndim not in (4, 5):
-        raise CamError(f"expected images (N, 3, H, W) or clips (N, 3, T, H, W), got shape {tuple(x.shape)}")
-    if not x.is_floating_point():
-        raise CamError(f"expected preprocessed float images, got {x.dtype}: use LoadedModel.preprocess")
-    if not all_finite(x):
-        raise CamError("the images contain NaN or infinite values")
-
-
-def all_finite(t: Tensor) -> bool:
-    """No NaN or infinity in ``t``: its sum is finite (one pass, no mask), else the element-wise check (a sum of
-    finite values may still overflow)."""
-    return bool(torch.isfinite(t.sum())) or bool(torch.isfinite(t).all())
-
-
-def check_batch_size(batch_size: object) -> int:
-    """A forward batch size: a whole number from 1 to :data:`~cam_core.limits.MAX_FORWARD_BATCH`."""
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer):
-        raise CamError(f"batch size must be a whole number, got {batch_size!r}")
-    if not 1 <= int(batch_size) <= MAX_FORWARD_BATCH:
-        raise CamError(f"batch size must be between 1 and {MAX_FORWARD_BATCH}, got {batch_size}")
-    return int(batch_size)
-
-
-def check_finite(out: Tensor) -> None:
-    """The model's outputs must be numbers: NaN/inf logits make every map and probability meaningless."""
-    if not all_finite(out):
-        bad = "NaN" if bool(out.isnan().any()) else "infinite"
-        raise CamError(
-            f"the model's outputs are {bad} for this input, so no map or probability would mean anything: its "
-            "weights (or the input) hold NaN or infinite values, or a layer overflows"
-        )
 
 
 def _activation_stats(A: Tensor, valid: Tensor | None = None) -> dict[str, Tensor]:

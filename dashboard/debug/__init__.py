@@ -1,8 +1,9 @@
 """Debug this prediction: the section under the overlays (see :mod:`dashboard.debug.section`).
 
 Modules: ``section`` (layout), ``context`` (the layer's facts and the tabs' context), ``cards``
-(diagnosis cards, findings), ``tabs`` (the six tabs), ``session`` (cache, run buttons),
-``figures`` (its Plotly figures). Imports run one way: section → tabs → cards/context → session.
+(diagnosis cards, findings), ``tabs`` (five of the six tabs), ``trust_tab`` (the Trust tab), ``session`` (cache, run
+buttons), ``figures`` (its Plotly figures). Imports run one way: section → tabs, trust_tab → cards/context →
+session.
 """
 
 from .cards import diagnosis_card, diagnosis_rows, findings_summary, layer_notes

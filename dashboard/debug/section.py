@@ -7,7 +7,7 @@ point · Trust. Every number comes from ``cam_core`` (``diagnose``, ``sweep``,
 ``compare_methods``, ``contrast``, ``inspect_point``, ``deletion_insertion``,
 ``randomisation_check``). This module lays out the section; what it works from
 (the layer's facts, the tabs' context) is in :mod:`dashboard.debug.context`, the
-cards in :mod:`dashboard.debug.cards`, the tabs in :mod:`dashboard.debug.tabs`, the
+cards in :mod:`dashboard.debug.cards`, the tabs in :mod:`dashboard.debug.tabs` and :mod:`dashboard.debug.trust_tab`, the
 session cache and run buttons in :mod:`dashboard.debug.session`, the figures in
 :mod:`dashboard.debug.figures`.
 
@@ -42,7 +42,8 @@ from dashboard.compute import Bundle, ImageItem, ViewResult, map_cache
 from dashboard.debug.cards import findings_summary, method_title
 from dashboard.debug.context import Ctx, prepare, shown_methods
 from dashboard.debug.session import DK, pick
-from dashboard.debug.tabs import contrast_tab, diagnosis_tab, inspect_tab, methods_tab, sweep_tab, trust_tab
+from dashboard.debug.tabs import contrast_tab, diagnosis_tab, inspect_tab, methods_tab, sweep_tab
+from dashboard.debug.trust_tab import trust_tab
 from dashboard.display import Display
 from dashboard.display import current as current_display
 from dashboard.feedback import show_error
