@@ -29,7 +29,7 @@ from ...errors import CamError, choices_hint
 from ...modules import model_lock, unwrap_model
 from ..sweep import _one_image
 from .inputs import Progress, check_class, input_map
-from .verdict import FLAT_SPAN, TrustVerdict
+from .verdict import FLAT_SPAN, TrustVerdict, score_range
 
 __all__ = [
     "AUC_MARGIN",
@@ -111,9 +111,8 @@ class PerturbationCurves:
     @property
     def score_range(self) -> tuple[float, float]:
         """Lowest and highest class probability over every curve."""
-        curves = [c for c in (self.deletion, self.insertion, self.random_deletion, self.random_insertion) if c]
-        scores = np.concatenate([c.scores for c in curves])
-        return float(scores.min()), float(scores.max())
+        curves = (self.deletion, self.insertion, self.random_deletion, self.random_insertion)
+        return score_range([c.scores if c is not None else None for c in curves])
 
     @property
     def flat(self) -> bool:

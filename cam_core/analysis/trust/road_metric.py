@@ -31,7 +31,7 @@ from ...errors import CamError
 from ...modules import model_lock, unwrap_model
 from ..sweep import _one_image
 from .inputs import Progress, check_class, input_map
-from .verdict import FLAT_SPAN, TrustVerdict
+from .verdict import FLAT_SPAN, TrustVerdict, score_range
 
 __all__ = [
     "ROAD_FRACTIONS",
@@ -143,9 +143,7 @@ class RoadResult:
     @property
     def score_range(self) -> tuple[float, float]:
         """Lowest and highest class probability over every curve (the map's and Random-CAM's)."""
-        curves = [c for c in (self.morf, self.lerf, self.random_morf, self.random_lerf) if c is not None]
-        scores = np.concatenate(curves)
-        return float(scores.min()), float(scores.max())
+        return score_range([self.morf, self.lerf, self.random_morf, self.random_lerf])
 
     @property
     def flat(self) -> bool:

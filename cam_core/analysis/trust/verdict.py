@@ -3,10 +3,13 @@ notebook say the same thing with the same numbers."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Literal
 
-__all__ = ["FLAT_SPAN", "Outcome", "TrustVerdict"]
+import numpy as np
+
+__all__ = ["FLAT_SPAN", "Outcome", "TrustVerdict", "score_range"]
 
 # Below this spread of the class probability over every perturbed image (map and random curves together) the
 # score does not depend on the image (an untrained or saturated model): the curves cannot rank any map.
@@ -39,3 +42,10 @@ class TrustVerdict:
     def to_dict(self) -> dict[str, str]:
         """Plain data for JSON."""
         return asdict(self)
+
+
+def score_range(curves: Sequence[np.ndarray | None]) -> tuple[float, float]:
+    """Lowest and highest class probability over the curves given (``None`` for a reference not run); a span
+    under :data:`FLAT_SPAN` says the check cannot judge any map."""
+    scores = np.concatenate([c for c in curves if c is not None])
+    return float(scores.min()), float(scores.max())
