@@ -95,6 +95,18 @@ class Declared:
     nbytes: int
 
 
+def _amount(nbytes: int) -> str:
+    """``16 MB`` or ``1024 GB``: a file size for a message."""
+    return f"{nbytes / 2**30:.0f} GB" if nbytes >= 2**30 else f"{nbytes / 2**20:.0f} MB" if nbytes >= 2**20 else (
+        f"{nbytes} bytes"
+    )
+
+
+def _exact(n: int) -> str:
+    """``1 000 000``: a count shown in full."""
+    return f"{n:,}".replace(",", " ")
+
+
 def _gb(nbytes: int) -> str:
     return f"{nbytes / 1e9:.1f} GB"
 
@@ -130,7 +142,7 @@ def check_num_classes(n: int, what: str = "the model's head") -> None:
     if n < 1:
         raise ModelTooLarge(f"{what} has {n} classes: a classifier needs at least one")
     if n > MAX_CLASSES:
-        raise ModelTooLarge(f"{what} has {_count(n)} classes; this server's limit is {_count(MAX_CLASSES)}")
+        raise ModelTooLarge(f"{what} has {_exact(n)} classes; this server's limit is {_exact(MAX_CLASSES)}")
 
 
 def _spec(value: object) -> TensorSpec | None:
@@ -194,10 +206,8 @@ def safetensors_header(path: str | Path, name: str | None = None) -> dict[str, T
                 raise CamError(f"{bad}: it is shorter than a header")
             (length,) = struct.unpack("<Q", head)
             if length > MAX_SAFETENSORS_HEADER_BYTES:
-                raise ModelTooLarge(
-                    f"{label} has a header of {length / 2**20:.0f} MB; at most "
-                    f"{MAX_SAFETENSORS_HEADER_BYTES / 2**20:.0f} MB are read"
-                )
+                limit = _amount(MAX_SAFETENSORS_HEADER_BYTES)
+                raise ModelTooLarge(f"{label} has a header of {_amount(length)}; at most {limit} are read")
             text = f.read(length)
     except OSError as exc:
         raise CamError(f"cannot read {label}: {exc.strerror or type(exc).__name__}") from exc
@@ -246,7 +256,7 @@ def read_config(path: str | Path, name: str | None = None) -> dict[str, Any]:
     try:
         size = path.stat().st_size
         if size > MAX_CONFIG_BYTES:
-            raise ModelTooLarge(f"{label} is {size / 2**20:.0f} MB; at most {MAX_CONFIG_BYTES / 2**20:.0f} MB are read")
+            raise ModelTooLarge(f"{label} is {_amount(size)}; at most {_amount(MAX_CONFIG_BYTES)} are read")
         data = json.loads(path.read_bytes())
     except OSError as exc:
         raise CamError(f"cannot read {label}: {exc.strerror or type(exc).__name__}") from exc
@@ -329,6 +339,7 @@ def check_hf_model(source: str | Path, name: str | None = None) -> Declared:
         config = transformers.AutoConfig.from_pretrained(str(path.parent), local_files_only=True)
     except Exception as exc:  # unknown model_type, remote code asked for, bad values: one line
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        first = first.replace(str(path.parent), label).replace(str(path), f"{label}/config.json")  # no server paths
         if "trust_remote_code" in str(exc):
             first = "the model needs custom code from the folder (trust_remote_code), which is never run here"
         raise CamError(f"cannot read the config of {label}: {first}") from exc

@@ -69,6 +69,13 @@ class ZipDirectory:
     zip64: bool
 
 
+def _amount(nbytes: int) -> str:
+    """``2 GB``, ``8 MB`` or ``1000 bytes``: a limit for a message."""
+    if nbytes >= 2**30:
+        return f"{nbytes / 2**30:.0f} GB"
+    return f"{nbytes / 2**20:.0f} MB" if nbytes >= 2**20 else f"{nbytes} bytes"
+
+
 def _short(name: str, keep: int = 60) -> str:
     """An entry's name for a message: printable, and at most ``keep`` characters."""
     shown = name.encode("unicode_escape", "backslashreplace").decode("ascii")
@@ -160,7 +167,7 @@ def check_zip(
         raise ZipError(f"the zip has {entries} entries; at most {max_files} are accepted")
     if cd_size > max_directory_bytes:
         raise ZipError(
-            f"the zip's directory is {cd_size / 2**20:.0f} MB; at most {max_directory_bytes / 2**20:.0f} MB "
+            f"the zip's directory is {_amount(cd_size)}; at most {_amount(max_directory_bytes)} "
             f"(about {max_files} entries) are accepted"
         )
     start = end_at - cd_size  # as zipfile finds it (data prepended to the zip shifts the stored offset)
@@ -180,7 +187,7 @@ def check_zip(
             raise ZipError(f"the zip has more than {max_files} entries; at most {max_files} are accepted")
         total += _zip64_size(extra, usize, csize)
         if total > max_bytes:
-            raise ZipError(f"the zip holds more than {max_bytes / 2**30:.0f} GB uncompressed; upload less")
+            raise ZipError(f"the zip holds more than {_amount(max_bytes)} uncompressed; upload less")
         i = name_end + n_extra + n_comment
     return ZipDirectory(count, cd_size, total, zip64)
 
@@ -278,8 +285,10 @@ def _write(archive: zipfile.ZipFile, planned: list[_Planned], dest: Path, max_by
                 while chunk := src.read(_CHUNK):
                     written += len(chunk)
                     if written > max_bytes:  # the sizes in the zip's directory may lie
-                        raise ZipError(f"the zip holds more than {max_bytes / 2**30:.0f} GB uncompressed; upload less")
+                        raise ZipError(f"the zip holds more than {_amount(max_bytes)} uncompressed; upload less")
                     out.write(chunk)
+        except ZipError:
+            raise
         except zipfile.BadZipFile as exc:
             reason = "bad CRC-32" if "CRC" in str(exc) else "damaged data"
             raise ZipError(f"the zip's entry {shown} is corrupt ({reason})") from exc
