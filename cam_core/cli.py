@@ -20,7 +20,7 @@ import torch
 
 from .errors import CamError
 from .io.folders import output_folder
-from .limits import MAX_FORWARD_BATCH
+from .limits import MAX_FORWARD_BATCH, MAX_INPUT_SIDE, MIN_INPUT_SIDE
 
 __all__ = ["build_parser", "main"]
 
@@ -100,7 +100,9 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--labels", help="class names: a text file (one per line) or a JSON list")
     g.add_argument("--trust-checkpoint", action="store_true", help="allow full pickled modules (runs their code)")
     g.add_argument("--import-path", action="append", default=[], metavar="DIR", help="folder added to sys.path")
-    g.add_argument("--input-size", type=_count(8, 4096), help="square input size (default: the model's)")
+    g.add_argument(
+        "--input-size", type=_count(MIN_INPUT_SIDE, MAX_INPUT_SIDE), help="square input size (default: the model's)"
+    )
     g.add_argument("--mean", type=_number, nargs=3, help="normalisation mean (RGB)")
     g.add_argument("--std", type=_positive, nargs=3, help="normalisation std (RGB)")
     g.add_argument(

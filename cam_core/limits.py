@@ -9,6 +9,8 @@ file; the README lists them.
 
 from __future__ import annotations
 
+from .errors import CamError
+
 __all__ = [
     "DECODED_IMAGE_SIDE",
     "FIGURE_CACHE_ENTRIES",
@@ -16,9 +18,15 @@ __all__ = [
     "IMAGE_CACHE_BYTES",
     "MAP_CACHE_BYTES",
     "MAX_ASPECT",
+    "MAX_CLASSES",
+    "MAX_CLASSES_PER_REQUEST",
+    "MAX_CONFIG_BYTES",
     "MAX_DECODE_ASPECT",
     "MAX_FORWARD_BATCH",
     "MAX_IMAGE_UPLOAD_BYTES",
+    "MAX_INPUT_SIDE",
+    "MAX_MODEL_BYTES",
+    "MAX_MODEL_PARAMS",
     "MAX_PIXELS",
     "MAX_SESSION_IMAGES",
     "MAX_SESSION_UPLOAD_BYTES",
@@ -27,9 +35,15 @@ __all__ = [
     "MAX_VIDEO_FRAME_PIXELS",
     "MAX_VIDEO_SECONDS",
     "MAX_ZIP_BYTES",
+    "MAX_ZIP_DEPTH",
+    "MAX_ZIP_DIRECTORY_BYTES",
     "MAX_ZIP_FILES",
+    "MAX_ZIP_NAME_CHARS",
+    "MAX_ZIP_PATH_CHARS",
+    "MIN_INPUT_SIDE",
     "MODEL_CACHE_BYTES",
     "VIDEO_RUN_CACHE_BYTES",
+    "check_class_count",
     "mb",
 ]
 
@@ -42,6 +56,27 @@ MAX_ASPECT = 8.0
 """Largest long ÷ short side for the *whole image* fit, whose input grows with it (224 → 1792 px)."""
 MAX_FORWARD_BATCH = 1024
 """Largest forward batch of the perturbation methods and trust curves (a typo of 100000 would exhaust memory)."""
+MIN_INPUT_SIDE = 8
+MAX_INPUT_SIDE = 4096
+"""Bounds of a model's input side (``--input-size``, and the sizes a ``preprocessor_config.json`` asks for):
+4096 is 18× a 224-px model's side; one 4096² float32 input is 200 MB before the first layer's activations."""
+
+# ---- one model (checked from what the files declare, before a weight is allocated) ------------------------
+MAX_MODEL_PARAMS = 700_000_000
+"""Most parameters of a model: the largest classifiers people inspect are ViT-H/14 (632 M), EVA02-L and
+ViT-L (304 M), ConvNeXt-XL (350 M); ViT-g/14 (1 B) and larger are left out (4 GB of float32 each)."""
+MAX_MODEL_BYTES = 3 * 2**30
+"""Most bytes of a model's parameters and buffers as declared by their shapes (= ``MODEL_CACHE_BYTES``: a model
+larger than the whole model cache would evict every other and could not be kept)."""
+MAX_CLASSES = 100_000
+"""Most classes of a model's head: ImageNet-21k has 21 843, iNaturalist 10 000; a head sized from a file with a
+million rows is a shape bomb (a 36 KB file declaring a 2 GB ``fc.weight``). Per-class tables (names, scores) and
+the page's class lists follow this count."""
+MAX_CONFIG_BYTES = 16 * 2**20
+"""Largest ``config.json`` / ``preprocessor_config.json`` read (a 21k-class ``id2label`` is under 1 MB)."""
+MAX_CLASSES_PER_REQUEST = 20
+"""Most classes explained in one request (a link's ``?classes=``, the CLI's list): the page's top-k cap. Each class
+is one more row of the batched backward and one more map in memory and on the page."""
 
 # ---- one video (checked from the container's header before decoding, and again while decoding) ---------------
 MAX_VIDEO_BYTES = 1 * 2**30
@@ -64,6 +99,15 @@ MAX_ZIP_FILES = 20_000
 """Most entries of a zip of images uploaded to the Dataset page (checked before anything is unpacked)."""
 MAX_ZIP_BYTES = 2 * 2**30
 """Largest unpacked size of such a zip (its directory's sizes, and the bytes actually written)."""
+MAX_ZIP_DIRECTORY_BYTES = 8 * 2**20
+"""Largest central directory of such a zip, read from its end record before it is parsed: 20 000 entries with
+names of 300 characters fit (a directory of 1.5 M tiny entries cost 1.2 GB and 42 s to parse)."""
+MAX_ZIP_NAME_CHARS = 255
+"""Longest file or folder name in such a zip (the file system's own limit, ``NAME_MAX``, in bytes)."""
+MAX_ZIP_PATH_CHARS = 1024
+"""Longest path of an entry in such a zip."""
+MAX_ZIP_DEPTH = 32
+"""Most folders deep an entry of such a zip may lie."""
 DECODED_IMAGE_SIDE = 2048
 """Decoded uploads are kept at most this long a side: ample for a 224-px model, a ninth of a 49-MP photo."""
 
@@ -85,3 +129,20 @@ FILM_CACHE_BYTES = 256 * 2**20
 def mb(n: int) -> str:
     """A byte count for a message: ``64 MB``."""
     return f"{n / 2**20:.0f} MB"
+
+
+def check_class_count(n: int, what: str = "classes") -> None:
+    """Refuse a request for more classes than :data:`MAX_CLASSES_PER_REQUEST` (or none).
+
+    Called where a request names its classes (a link's ``?classes=``, the CLI's ``--classes``), before
+    any work: each class is one more row of the batched backward and one more map kept and drawn.
+
+    Raises:
+        CamError: ``n`` is below 1 or above the limit.
+    """
+    if n < 1:
+        raise CamError(f"no {what} asked for; give at least one")
+    if n > MAX_CLASSES_PER_REQUEST:
+        raise CamError(
+            f"{n} {what} asked for at once; at most {MAX_CLASSES_PER_REQUEST} are explained in one request"
+        )

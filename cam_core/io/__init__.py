@@ -16,6 +16,7 @@ from .samples import (
     write_sample_folder,
 )
 from .video import VIDEO_EXTENSIONS, Frame, Sampling, VideoError, VideoInfo, VideoWriter, probe_video, read_frames
+from .zips import ZipDirectory, ZipError, check_zip, extract_zip
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -31,6 +32,10 @@ __all__ = [
     "VideoError",
     "VideoInfo",
     "VideoWriter",
+    "ZipDirectory",
+    "ZipError",
+    "check_zip",
+    "extract_zip",
     "load_image",
     "load_sample",
     "output_folder",

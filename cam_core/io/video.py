@@ -187,16 +187,23 @@ def _span(seconds: float) -> str:
     return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
 
 
+def _check_frame_size(label: str, width: int, height: int, where: str = "") -> None:
+    """A frame's size against the limit: from the header, and again for every decoded frame (a clip may
+    start small and grow: an MJPEG AVI is a series of JPEGs, each with its own size)."""
+    if width < 1 or height < 1:
+        raise VideoError(f"{label} has frames of {width}×{height} pixels{where}: nothing to explain")
+    pixels = width * height
+    if pixels > MAX_FRAME_PIXELS:
+        what = f"has a frame of {width}×{height} = {pixels / 1e6:.0f} MP{where}" if where else (
+            f"is {width}×{height} = {pixels / 1e6:.0f} MP a frame"
+        )
+        limit = f"{MAX_FRAME_PIXELS / 1e6:.1f} MP (4K)"
+        raise VideoError(f"{label} {what}, more than the {limit} allowed; downscale it first")
+
+
 def _check_header(info: VideoInfo, sampling: Sampling) -> None:
     """The limits that the header lets us check before decoding."""
-    pixels = info.width * info.height
-    if info.width < 1 or info.height < 1:
-        raise VideoError(f"{info.label} has frames of {info.width}×{info.height} pixels: nothing to explain")
-    if pixels > MAX_FRAME_PIXELS:
-        raise VideoError(
-            f"{info.label} is {info.width}×{info.height} = {pixels / 1e6:.0f} MP a frame, more than the "
-            f"{MAX_FRAME_PIXELS / 1e6:.1f} MP (4K) allowed; downscale it first"
-        )
+    _check_frame_size(info.label, info.width, info.height)
     if info.duration is not None and info.duration > MAX_DURATION_S:
         raise VideoError(
             f"{info.label} lasts {_span(info.duration)}, more than the {_span(MAX_DURATION_S)} allowed; cut it first"
@@ -326,6 +333,9 @@ def read_frames(
     with _open(Path(source), label) as container:
         stream = _video_stream(container, label)
         stream.thread_type = "AUTO"
+        # The decoder itself refuses a larger picture before allocating it (FFmpeg's ``max_pixels``): the
+        # header only tells the first frame's size, and a 16000×16000 frame is 384 MB decoded, 768 MB as RGB.
+        stream.codec_context.options = {**stream.codec_context.options, "max_pixels": str(MAX_FRAME_PIXELS)}
         base = stream.start_time if stream.start_time is not None else 0
         try:
             for frame in container.decode(stream):
@@ -341,6 +351,7 @@ def read_frames(
                     raise VideoError(
                         f"{label} gives more than the {MAX_FRAMES} frames allowed in one run; {_SAMPLE_HINT}"
                     )
+                _check_frame_size(label, frame.width, frame.height, f" (frame {index})")  # before any conversion
                 size = _scaled(frame.width, frame.height, max_short_side)
                 image = frame.reformat(*size, format="rgb24") if size else frame
                 yield Frame(index, time, upright(image.to_ndarray(format="rgb24"), frame.rotation or 0))
@@ -348,6 +359,13 @@ def read_frames(
                     return
         except av.FFmpegError as exc:
             where = f"after {decoded} frames" if decoded else "at its first frame"
+            ctx = stream.codec_context
+            refused = isinstance(exc, av.error.ArgumentError) and ctx.width * ctx.height == 0  # by max_pixels
+            if refused or ctx.width * ctx.height > MAX_FRAME_PIXELS:
+                raise VideoError(
+                    f"{label} has a frame larger than the {MAX_FRAME_PIXELS / 1e6:.1f} MP (4K) allowed "
+                    f"(frame {decoded}); downscale it first"
+                ) from exc
             raise VideoError(f"{label} is truncated or corrupt: decoding failed {where}") from exc
     if decoded == 0:
         raise VideoError(f"{label} has no video frames")
