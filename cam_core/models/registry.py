@@ -25,6 +25,7 @@ __all__ = [
     "registered_sources",
     "source_for",
     "spec_forms",
+    "unregister",
 ]
 
 AskKind = Literal["text", "choice", "file", "files", "flag"]
@@ -118,6 +119,17 @@ def register(source: ModelSource) -> ModelSource:
             _SOURCES[i] = source
             return source
     _SOURCES.append(source)
+    return source
+
+
+def unregister(key: str) -> ModelSource:
+    """Remove the source registered under ``key`` and return it (a test's toy source, a plug-in unloaded).
+
+    Raises:
+        KeyError: no such source.
+    """
+    source = get_source(key)
+    _SOURCES.remove(source)
     return source
 
 

@@ -7,7 +7,7 @@ plus one line below; code outside the package (a test, a plug-in) calls
 
 from __future__ import annotations
 
-from ..registry import ModelSource, get_source, register, registered_sources, source_for, spec_forms
+from ..registry import ModelSource, get_source, register, registered_sources, source_for, spec_forms, unregister
 from . import (
     exported,
     factory,
@@ -20,7 +20,16 @@ from . import (
     torchvision_models,
 )
 
-__all__ = ["BUILT_IN", "ModelSource", "get_source", "register", "registered_sources", "source_for", "spec_forms"]
+__all__ = [
+    "BUILT_IN",
+    "ModelSource",
+    "get_source",
+    "register",
+    "registered_sources",
+    "source_for",
+    "spec_forms",
+    "unregister",
+]
 
 # Order matters where forms overlap: a TorchScript .pt is told by its contents before the state-dict
 # source takes every .pt; the pickled source is reached only from the state-dict source.
