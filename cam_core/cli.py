@@ -80,15 +80,25 @@ def _count(low: int, high: int) -> Callable[[str], int]:
 _BATCH = _count(1, MAX_FORWARD_BATCH)
 
 
+class _SpecForms:
+    """The ``--model`` help: the spec forms, read from the model-source registry when a help text is shown
+    (argparse fills ``%(spec_forms)s`` from the action's attributes). Importing the sources imports
+    torchvision, which parsing arguments and ``python -m cam_core --help`` do not need."""
+
+    def __str__(self) -> str:
+        from .models.sources import registered_sources, spec_forms
+
+        code = ", ".join(s.label for s in registered_sources() if s.code_bearing)
+        return f"{spec_forms()}. Sources that run code (full pickles need --trust-checkpoint): {code}"
+
+
 def _add_model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
     g.add_argument(
         "--model",
         default="efficientnet_lite0",
-        help="efficientnet_lite0 (offline default), a torchvision name (resnet50), timm:NAME (a timm model), "
-        "hf:FOLDER (a Hugging Face image classifier saved in a folder), a .pt/.pth/.safetensors/.pt2 file, "
-        "or a factory package.module:function",
-    )
+        help="%(spec_forms)s",
+    ).spec_forms = _SpecForms()
     g.add_argument("--weights", default="DEFAULT", help="torchvision or timm weights: DEFAULT, an enum name, or none")
     g.add_argument("--arch", help="architecture of a state dict: a torchvision name, efficientnet_lite0, timm:NAME")
     g.add_argument("--checkpoint", help="state dict (.pt/.pth/.safetensors) to load into a factory's or timm model")
@@ -116,10 +126,19 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser for all subcommands."""
     parser = _Parser(prog="python -m cam_core", description="Class activation maps for PyTorch.")
     sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_layers, _add_explain, _add_video, _add_sweep, _add_trust, _add_batch):
+        add(sub)
+    return parser
 
+
+def _add_layers(sub: argparse._SubParsersAction) -> None:
+    """``layers``: the model's options only."""
     p_layers = sub.add_parser("layers", help="print the model's layer tree with shapes and hints")
     _add_model_args(p_layers)
 
+
+def _add_explain(sub: argparse._SubParsersAction) -> None:
+    """``explain``: maps and overlays of images."""
     p_explain = sub.add_parser("explain", help="write maps (.npz) and overlays (.png) for images")
     _add_model_args(p_explain)
     p_explain.add_argument("--image", nargs="+", required=True, help="image files")
@@ -150,6 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_explain.add_argument("--alpha", type=_fraction, default=0.6, help="overlay opacity, 0 to 1")
     p_explain.add_argument("--out", default="out", help="output folder (default: ./out)")
 
+
+def _add_video(sub: argparse._SubParsersAction) -> None:
+    """``video``: maps of a video's frames."""
     p_video = sub.add_parser("video", help="maps of every frame of a video: overlay MP4s, .npz and .csv")
     _add_model_args(p_video)
     p_video.add_argument("--video", required=True, help="video file (MP4, MOV, WebM, MKV, AVI, animated GIF)")
@@ -175,6 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_video.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of the strongest evidence")
     p_video.add_argument("--out", default="out", help="output folder (default: ./out)")
 
+
+def _add_sweep(sub: argparse._SubParsersAction) -> None:
+    """``sweep``: one class at every stage."""
     p_sweep = sub.add_parser("sweep", help="maps of one class at every stage output, from one forward/backward")
     _add_model_args(p_sweep)
     p_sweep.add_argument("--image", nargs="+", required=True, help="image files")
@@ -186,6 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_sweep.add_argument("--alpha", type=_fraction, default=0.5, help="overlay opacity, 0 to 1")
     p_sweep.add_argument("--out", required=True, help="output folder")
 
+
+def _add_trust(sub: argparse._SubParsersAction) -> None:
+    """``trust``: deletion/insertion, ROAD and the randomisation check."""
     p_trust = sub.add_parser("trust", help="deletion/insertion curves and the model-randomisation check")
     _add_model_args(p_trust)
     p_trust.add_argument("--image", nargs="+", required=True, help="image files")
@@ -209,6 +237,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_trust.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
     p_trust.add_argument("--out", required=True, help="output folder")
 
+
+def _add_batch(sub: argparse._SubParsersAction) -> None:
+    """``batch``: a folder into results.parquet."""
     p_batch = sub.add_parser(
         "batch", help="explain every image of a folder or glob into OUT/results.parquet (a rerun resumes)"
     )
@@ -233,8 +264,6 @@ def build_parser() -> argparse.ArgumentParser:
     p_batch.add_argument("--ray-address", help="an existing Ray cluster (default: start a local one)")
     p_batch.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
     p_batch.add_argument("--out", required=True, help="output folder (results.parquet, run.json)")
-    return parser
-
 
 def _model_args(args: argparse.Namespace) -> dict[str, object]:
     """The ``load_model`` keyword arguments the options give (what ``_load`` passes, as plain values)."""
