@@ -16,9 +16,10 @@ from torch import nn
 
 from ..errors import CamError
 from .built import CheckpointError, CodeNotAllowed, UntrustedCheckpoint, first_line
+from .registry import ModelRequest
 from .safetensors_file import is_safetensors, read_safetensors
 
-__all__ = ["fit_prefix", "is_torchscript", "load_state", "read_checkpoint", "unwrap"]
+__all__ = ["file_alone", "fit_prefix", "is_torchscript", "load_state", "read_checkpoint", "unwrap"]
 
 _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "network")
 
@@ -144,3 +145,13 @@ def load_state(module: nn.Module, state: dict[str, torch.Tensor], path: Path, wh
             lines = [ln.strip() for ln in str(exc).splitlines() if "size mismatch" in ln]
             detail.append(lines[0] if lines else first_line(exc))
         raise CheckpointError(f"{path} does not fit {what}: {'; '.join(detail)}") from exc
+
+
+def file_alone(request: ModelRequest, holds: str | None = None) -> Path:
+    """The spec's file, refusing a ``checkpoint`` beside it (and ``arch``, when the file ``holds`` a whole model)."""
+    path = Path(request.spec)
+    if request.checkpoint is not None:
+        raise CamError(f"a checkpoint goes with a factory or an architecture name, not with the file {request.spec}")
+    if holds is not None and request.arch is not None:
+        raise CheckpointError(f"{path} holds {holds}, not a state dict; load it without --arch")
+    return path

@@ -162,6 +162,11 @@ def finish(
     std: Sequence[float] | None,
     fit: str | None,
 ) -> LoadedModel:
+    """The :class:`LoadedModel` for what a source built, with the user's labels, size, statistics and fit.
+
+    One forward pass tells whether the model takes any input size (then the ``whole`` fit is its default);
+    another counts the outputs when the source did not say.
+    """
     pre = built.preprocess
     size = parse_input_size(input_size)
     if size is not None and size != pre.crop_size:

@@ -59,7 +59,7 @@ and their maps are ``N×C×T'×h×w`` (:func:`grid_transform` gives that 5-D lay
 - ``recommended``: see :func:`recommended_layer`.
 
 A module's ``type`` is its class name, or the class it was exported from for the modules of an
-unflattened ``torch.export`` program (their ``original_type``, see :mod:`cam_core.models.exported`).
+unflattened ``torch.export`` program (their ``original_type``, see :mod:`cam_core.models.sources.exported`).
 """
 
 from __future__ import annotations

@@ -33,6 +33,7 @@ from ..built import (
     UntrustedCheckpoint,
     assumed_preprocess,
 )
+from ..checkpoints import file_alone
 from ..outputs import Classifier
 from ..preprocess import Preprocess
 from ..registry import Ask, ModelRequest, ModelSource
@@ -161,11 +162,7 @@ def build_exported(path: Path, trust: bool, allow_code: bool = True) -> Built:
 
 def load(request: ModelRequest) -> Built:
     """The ``.pt2`` file named by the spec."""
-    path = Path(request.spec)
-    if request.checkpoint is not None:
-        raise CamError(f"a checkpoint goes with a factory or an architecture name, not with the file {request.spec}")
-    if request.arch is not None:
-        raise CheckpointError(f"{path} is an exported program, not a state dict; load it without --arch")
+    path = file_alone(request, holds="an exported program")
     return build_exported(path, request.trust, request.allow_code)
 
 

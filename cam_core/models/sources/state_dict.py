@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ...errors import CamError
 from ..architectures import CHECKPOINT_SUFFIXES, arch_name, into_arch
 from ..built import DEFAULT_MODEL, Built, CheckpointError
-from ..checkpoints import read_checkpoint, unwrap
+from ..checkpoints import file_alone, read_checkpoint, unwrap
 from ..registry import Ask, ModelRequest, ModelSource
 from .asks import LABELS, OUTPUT, TRUST
 from .pickled import from_module
@@ -26,9 +25,7 @@ _SUFFIXES = tuple(s for s in CHECKPOINT_SUFFIXES if s != ".pt2")
 
 def load(request: ModelRequest) -> Built:
     """The file's state dict in ``arch``; without ``arch``, a pickled module if the file holds one."""
-    path = Path(request.spec)
-    if request.checkpoint is not None:
-        raise CamError(f"a checkpoint goes with a factory or an architecture name, not with the file {request.spec}")
+    path = file_alone(request)
     if request.arch is not None and request.arch.startswith(TIMM_PREFIX):
         return build_timm(request.arch, None, path, request.trust, "NONE", request.allow_code)
     if request.arch is not None:

@@ -10,9 +10,8 @@ from pathlib import Path
 
 import torch
 
-from ...errors import CamError
 from ..built import Built, CheckpointError, assumed_preprocess
-from ..checkpoints import is_torchscript, read_checkpoint
+from ..checkpoints import file_alone, is_torchscript, read_checkpoint
 from ..registry import Ask, ModelRequest, ModelSource
 from .asks import LABELS, OUTPUT
 
@@ -27,11 +26,7 @@ _NO_HOOKS = (
 
 def load(request: ModelRequest) -> Built:
     """The archive named by the spec, with the assumed (ImageNet) preprocessing."""
-    path = Path(request.spec)
-    if request.checkpoint is not None:
-        raise CamError(f"a checkpoint goes with a factory or an architecture name, not with the file {request.spec}")
-    if request.arch is not None:
-        raise CheckpointError(f"{path} holds a whole model, not a state dict; load it without --arch")
+    path = file_alone(request, holds="a whole model")
     module = read_checkpoint(path, request.trust, request.allow_code)
     if not isinstance(module, torch.jit.ScriptModule):  # pragma: no cover - recognised by the same test
         raise CheckpointError(f"{path} is not a TorchScript archive")
