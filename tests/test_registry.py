@@ -146,3 +146,10 @@ def test_built_in_sources_declare_code_and_what_a_page_asks():
         assert all(ask.kind in ("text", "choice", "file", "files", "flag") for ask in source.asks)
     trusting = {s.key for s in BUILT_IN if any(ask.field == "trust_checkpoint" for ask in s.asks)}
     assert trusting == {"exported", "factory", "pickle", "state_dict"}  # a .pt may hold a pickled module
+
+
+def test_a_file_is_read_as_a_file_whatever_its_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "resnet18").write_bytes(b"not a model name here")
+    assert source_for("resnet18").key == "state_dict"
+    assert source_for("resnet50").key == "torchvision"

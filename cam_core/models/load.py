@@ -52,8 +52,8 @@ from .built import (
 from .finish import LoadedModel, finish, parse_input_size
 from .outputs import as_classifier
 from .preprocess import Preprocess
-from .registry import ModelRequest, get_source, source_for, spec_forms
-from .sources import BUILT_IN as _BUILT_IN  # importing the package registers them
+from .registry import ModelRequest
+from .sources import source_for, spec_forms  # the package registers the built-in sources
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -70,8 +70,6 @@ __all__ = [
     "list_video_models",
     "load_model",
 ]
-
-_ = _BUILT_IN
 
 
 def load_model(
@@ -134,7 +132,7 @@ def load_model(
     source = source_for(text)
     if source is None:
         arch_name(text)  # raises UnknownModel, with close names and the valid forms
-        source = get_source("torchvision")
+        raise UnknownModel(f"unknown model {text!r}; use {spec_forms()}")
     if not allow_code and (source.code_bearing or import_paths):
         what = f"{text!r} is {source.form}, which runs" if source.code_bearing else "import paths run"
         raise CodeNotAllowed(

@@ -134,7 +134,7 @@ def unregister(key: str) -> ModelSource:
 
 
 def registered_sources() -> tuple[ModelSource, ...]:
-    """Every registered source, in the order they are tried and shown."""
+    """Every registered source, in the order specs are tried (a page may show them in its own order)."""
     return tuple(_SOURCES)
 
 

@@ -1,4 +1,4 @@
-"""The built-in model sources, one module each, registered in the order specs are tried and pages list them.
+"""The built-in model sources, one module each, registered in the order specs are tried.
 
 A new source is one module here that declares ``SOURCE`` (a :class:`~cam_core.models.registry.ModelSource`)
 plus one line below; code outside the package (a test, a plug-in) calls
@@ -31,17 +31,18 @@ __all__ = [
     "unregister",
 ]
 
-# Order matters where forms overlap: a TorchScript .pt is told by its contents before the state-dict
-# source takes every .pt; the pickled source is reached only from the state-dict source.
+# The order specs are tried in, as before the registry: a file (of any name) before a factory path before a
+# model name; a TorchScript .pt, told by its contents, before the state-dict source takes every .pt. The
+# pickled source is reached only from the state-dict source. Pages may list them in their own order.
 BUILT_IN: tuple[ModelSource, ...] = (
-    offline_default.SOURCE,
-    torchvision_models.SOURCE,
     timm_models.SOURCE,
     hf_folder.SOURCE,
     exported.SOURCE,
     torchscript.SOURCE,
     state_dict.SOURCE,
     factory.SOURCE,
+    offline_default.SOURCE,
+    torchvision_models.SOURCE,
     pickled.SOURCE,
 )
 
