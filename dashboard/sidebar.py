@@ -20,8 +20,8 @@ from cam_core.limits import (
     mb,
 )
 from cam_core.models import DEFAULT_MODEL, list_torchvision_models
-from cam_core.models.hf_source import INSTALL_HINT as HF_INSTALL
-from cam_core.models.timm_source import INSTALL_HINT as TIMM_INSTALL
+from cam_core.models.sources.hf_folder import INSTALL_HINT as HF_INSTALL
+from cam_core.models.sources.timm_models import INSTALL_HINT as TIMM_INSTALL
 from dashboard.access import Access, PinnedModel
 from dashboard.compute import ImageItem, ModelSpec, decode_image
 from dashboard.feedback import show_error

@@ -43,7 +43,7 @@ def hf_folder(tmp_path_factory) -> Path:
 
 
 def test_a_timm_model_offline_turns_pretrained_off_and_explains_with_the_new_methods(monkeypatch) -> None:
-    from cam_core.models import timm_source
+    from cam_core.models.sources import timm_models as timm_source
 
     monkeypatch.setattr(timm_source, "_cached_weights", lambda cfg: None)
     monkeypatch.setattr(timm_source, "_reachable", lambda url: False)

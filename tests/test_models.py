@@ -14,6 +14,7 @@ import torchvision
 from torch import nn
 
 import cam_core.models.load as models
+import cam_core.models.sources.torchvision_models as torchvision_source
 from cam_core.errors import CamError
 from cam_core.io.samples import load_sample
 from cam_core.models import (
@@ -163,7 +164,7 @@ def offline(monkeypatch, tmp_path):
         attempts.append(args)
         raise URLError("network is unreachable (test)")
 
-    monkeypatch.setattr(models, "urlopen", no_network)
+    monkeypatch.setattr(torchvision_source, "urlopen", no_network)
     monkeypatch.setattr(torch.hub, "download_url_to_file", no_network)
     return attempts
 
@@ -181,7 +182,7 @@ def test_offline_weights_fail_fast(offline):
 def test_cached_weights_load_without_network(offline, tmp_path):
     weights = torchvision.models.ResNet18_Weights.IMAGENET1K_V1
     reference = _resnet18()
-    cached = models._hub_file(weights.url)
+    cached = torchvision_source.hub_file(weights.url)
     cached.parent.mkdir(parents=True)
     torch.save(reference.state_dict(), cached)
     model = load_model("resnet18", weights="IMAGENET1K_V1")

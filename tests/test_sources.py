@@ -164,7 +164,7 @@ def test_timm_random_weights_are_flagged_and_named_from_timms_imagenet_labels():
 
 
 def test_timm_pretrained_offline_says_so_in_one_line(monkeypatch):
-    from cam_core.models import timm_source
+    from cam_core.models.sources import timm_models as timm_source
 
     monkeypatch.setattr(timm_source, "_cached_weights", lambda cfg: None)
     monkeypatch.setattr(timm_source, "_reachable", lambda url: False)

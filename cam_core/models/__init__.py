@@ -1,9 +1,10 @@
 """Model sources, class names, preprocessing, and the layer tree.
 
 :mod:`.load` turns a spec (offline default, torchvision name, checkpoint, factory, ``timm:``, ``hf:``,
-``.safetensors``, ``.pt2``) into a :class:`LoadedModel`, with the sources in :mod:`.timm_source`,
-:mod:`.hf_source` and :mod:`.exported`, and the rule that picks the logits of a tuple or dict output in
-:mod:`.outputs`; :mod:`.layers` describes its modules (shape, CAM-able, recommended);
+``.safetensors``, ``.pt2``) into a :class:`LoadedModel`: :mod:`.registry` finds the source (one module
+each in :mod:`.sources`), which builds on :mod:`.built`, :mod:`.checkpoints` and :mod:`.architectures`,
+and :mod:`.finish` adds labels and preprocessing; :mod:`.outputs` holds the rule that picks the logits of
+a tuple or dict output; :mod:`.layers` describes its modules (shape, CAM-able, recommended);
 :mod:`.efficientnet_lite` is the offline default's architecture.
 """
 

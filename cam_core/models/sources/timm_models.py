@@ -2,7 +2,7 @@
 
 - ``weights="DEFAULT"``: timm's pretrained weights, from the Hugging Face cache (or the torch hub
   cache for older URLs) when they are there, else downloaded if the hub answers; offline, the
-  same :class:`~cam_core.models.load.WeightsUnavailable` note as for torchvision.
+  same :class:`~cam_core.models.built.WeightsUnavailable` note as for torchvision.
 - ``weights=None``: random weights, flagged as untrained.
 - ``checkpoint=FILE``: the user's own weights (``.safetensors``, or a ``.pt``/``.pth`` state
   dict), the head sized from the file's classifier weight (``pretrained_cfg["classifier"]``).
@@ -20,7 +20,7 @@ import difflib
 import math
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.error import HTTPError, URLError
 from urllib.request import Request, urlopen
 
@@ -28,13 +28,23 @@ import torch
 from torch import nn
 from torchvision.transforms import InterpolationMode
 
-from ..errors import CamError, choices_hint
-from .preprocess import Preprocess
+from ...errors import CamError, choices_hint
+from ..built import DEFAULT_MODEL, Built, CheckpointError, UnknownModel, WeightsUnavailable, weights_word
+from ..checkpoints import load_state, read_checkpoint, unwrap
+from ..preprocess import Preprocess
+from ..registry import Ask, ModelRequest, ModelSource
+from .asks import LABELS, OUTPUT, WEIGHTS
 
-if TYPE_CHECKING:
-    from .load import _Built
-
-__all__ = ["INSTALL_HINT", "PREFIX", "build_timm", "class_names_for", "preprocess_from_cfg", "timm_name"]
+__all__ = [
+    "INSTALL_HINT",
+    "PREFIX",
+    "SOURCE",
+    "build_timm",
+    "class_names_for",
+    "load",
+    "preprocess_from_cfg",
+    "timm_name",
+]
 
 PREFIX = "timm:"
 INSTALL_HINT = "timm is not installed: pip install 'cam-dashboard[timm]' (or pip install timm)"
@@ -56,8 +66,6 @@ def timm_name(spec: str) -> str:
     Raises:
         UnknownModel: not a timm model, with close names.
     """
-    from .load import UnknownModel
-
     timm = _timm()
     name = spec[len(PREFIX) :].strip() if spec.startswith(PREFIX) else spec.strip()
     arch = name.split(".", 1)[0]
@@ -131,8 +139,6 @@ def _reachable(url: str) -> bool:
 
 
 def _pretrained(name: str) -> nn.Module:
-    from .load import DEFAULT_MODEL, WeightsUnavailable
-
     timm = _timm()
     cfg = timm.models.get_pretrained_cfg(name)
     if cfg is None or not (cfg.hf_hub_id or cfg.url or cfg.file):
@@ -166,17 +172,15 @@ def _head_classes(cfg: dict[str, Any], state: dict[str, torch.Tensor]) -> int | 
 
 def build_timm(
     spec: str, weights: str | None, checkpoint: Path | None, trust: bool, word: str, allow_code: bool = True
-) -> _Built:
+) -> Built:
     """The timm model for ``spec`` (see the module docstring); ``word`` is the weights choice in capitals.
 
-    ``allow_code=False`` reads ``checkpoint`` as weights only (see :func:`cam_core.models.load.load_model`).
+    ``allow_code=False`` reads ``checkpoint`` as weights only (see :func:`cam_core.load_model`).
     """
-    from .load import CheckpointError, _Built, _load_state, _read_checkpoint, _unwrap
-
     timm = _timm()
     name = timm_name(spec)
     if checkpoint is not None:
-        found = _unwrap(_read_checkpoint(checkpoint, trust, allow_code), checkpoint)
+        found = unwrap(read_checkpoint(checkpoint, trust, allow_code), checkpoint)
         if isinstance(found, nn.Module):
             raise CheckpointError(
                 f"{checkpoint} holds a whole model, not a state dict for timm:{name}; load it directly"
@@ -186,7 +190,7 @@ def build_timm(
         module = probe if num_classes in (None, probe.num_classes) else timm.create_model(
             name, pretrained=False, num_classes=num_classes
         )
-        _load_state(module, found, checkpoint, f"timm:{name} with {module.num_classes} classes")
+        load_state(module, found, checkpoint, f"timm:{name} with {module.num_classes} classes")
         title, pretrained = f"timm:{name} + {checkpoint.name}", True
     elif word == "NONE":
         module, title, pretrained = timm.create_model(name, pretrained=False), f"timm:{name} (random weights)", False
@@ -196,7 +200,7 @@ def build_timm(
         raise CamError(f"unknown weights {weights!r} for timm:{name}; choose one of: DEFAULT, none")
     module = module.eval()
     count = int(module.num_classes)
-    return _Built(
+    return Built(
         module=module,
         name=title,
         pretrained=pretrained,
@@ -205,3 +209,29 @@ def build_timm(
         num_classes=count,
         fit="squash" if module.pretrained_cfg.get("crop_mode") == "squash" else None,
     )
+
+
+def load(request: ModelRequest) -> Built:
+    """``timm:NAME`` with the request's weights or checkpoint (``arch: timm:NAME`` goes through the state-dict
+    source, which calls :func:`build_timm` with its file)."""
+    word = weights_word(request.weights)
+    weights = request.weights if isinstance(request.weights, str | None) else request.weights.name
+    return build_timm(request.spec, weights, request.checkpoint, request.trust, word, request.allow_code)
+
+
+SOURCE = ModelSource(
+    key="timm",
+    label="timm model",
+    form="'timm:NAME'",
+    code_bearing=False,
+    load=load,
+    asks=(
+        Ask("spec", "choice", "timm model", required=True, help="a name from timm.list_models()"),
+        WEIGHTS,
+        Ask("checkpoint", "file", "Your own weights (optional)", suffixes=("safetensors", "pt", "pth", "ckpt"),
+            help="a state dict for this model; its head is sized from the file"),
+        LABELS,
+        OUTPUT,
+    ),
+    prefix=PREFIX,
+)

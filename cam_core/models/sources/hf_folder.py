@@ -23,18 +23,18 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from torchvision.transforms import InterpolationMode
 
-from ..errors import CamError
-from .outputs import Classifier
-from .preprocess import Preprocess
+from ...errors import CamError
+from ..built import Built, CheckpointError, UnknownModel
+from ..outputs import Classifier
+from ..preprocess import Preprocess
+from ..registry import Ask, ModelRequest, ModelSource
+from .asks import LABELS, OUTPUT
 
-if TYPE_CHECKING:
-    from .load import _Built
-
-__all__ = ["INSTALL_HINT", "PREFIX", "build_hf", "class_names_from", "preprocess_from_config"]
+__all__ = ["INSTALL_HINT", "PREFIX", "SOURCE", "build_hf", "class_names_from", "load", "preprocess_from_config"]
 
 PREFIX = "hf:"
 INSTALL_HINT = "transformers is not installed: pip install 'cam-dashboard[hf]' (or pip install transformers)"
@@ -119,10 +119,8 @@ def _folder(spec: str) -> str:
     return where
 
 
-def build_hf(spec: str) -> _Built:
+def build_hf(spec: str) -> Built:
     """The classifier in the folder (or cached hub id) named by ``hf:PATH`` (see the module docstring)."""
-    from .load import CheckpointError, UnknownModel, _Built
-
     try:
         import transformers
     except ImportError as exc:
@@ -154,7 +152,7 @@ def build_hf(spec: str) -> _Built:
     pre, fit, notes = preprocess_from_config(processor)
     if not processor:
         notes.append("no preprocessor_config.json: preprocessing assumed (224×224, mean and std 0.5)")
-    return _Built(
+    return Built(
         module=Classifier(model.eval()),
         name=f"{Path(where).name or where} ({type(model).__name__})",
         pretrained=True,
@@ -176,3 +174,24 @@ def _processor_config(transformers: Any, source: str, folder: Path) -> dict[str,
     except OSError:
         return {}
     return _read_json(Path(path)) if path else {}
+
+
+def load(request: ModelRequest) -> Built:
+    """``hf:PATH`` (the folder holds everything: weights, arguments such as ``weights`` do not apply)."""
+    return build_hf(request.spec)
+
+
+SOURCE = ModelSource(
+    key="hf",
+    label="Hugging Face model",
+    form="'hf:FOLDER'",
+    code_bearing=False,  # trust_remote_code is never set: no code from the folder runs
+    load=load,
+    asks=(
+        Ask("spec", "files", "Model folder", required=True, suffixes=("json", "safetensors", "bin", "txt"),
+            help="what save_pretrained writes: config.json, the weights and preprocessor_config.json"),
+        LABELS,
+        OUTPUT,
+    ),
+    prefix=PREFIX,
+)

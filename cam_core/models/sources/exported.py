@@ -18,19 +18,28 @@ so a ``.pt2`` file can run code: it loads only with ``trust_checkpoint``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from ..errors import CamError
-from .outputs import Classifier
-from .preprocess import Preprocess
+from ...errors import CamError
+from ..built import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    Built,
+    CheckpointError,
+    CodeNotAllowed,
+    UntrustedCheckpoint,
+    assumed_preprocess,
+)
+from ..checkpoints import file_alone
+from ..outputs import Classifier
+from ..preprocess import Preprocess
+from ..registry import Ask, ModelRequest, ModelSource
+from .asks import LABELS, OUTPUT, TRUST
 
-if TYPE_CHECKING:
-    from .load import _Built
-
-__all__ = ["ORIGINAL_TYPE", "PT2_SUFFIX", "ExportedModel", "build_exported", "is_pt2"]
+__all__ = ["ORIGINAL_TYPE", "PT2_SUFFIX", "SOURCE", "ExportedModel", "build_exported", "is_pt2", "load"]
 
 PT2_SUFFIX = ".pt2"
 ORIGINAL_TYPE = "original_type"  # attribute of an unflattened module: the class name it was exported from
@@ -101,10 +110,8 @@ def _prepare(module: nn.Module, types: dict[str, str]) -> None:
                 node.meta.pop(key, None)
 
 
-def build_exported(path: Path, trust: bool, allow_code: bool = True) -> _Built:
+def build_exported(path: Path, trust: bool, allow_code: bool = True) -> Built:
     """The program in ``path`` as a hookable module tree (see the module docstring)."""
-    from .load import CheckpointError, CodeNotAllowed, UntrustedCheckpoint, _assumed_preprocess, _Built
-
     if not path.is_file():
         raise CheckpointError(f"no such exported program: {path}")
     if not allow_code:
@@ -139,10 +146,10 @@ def build_exported(path: Path, trust: bool, allow_code: bool = True) -> _Built:
         notes.append(f"exported for a batch of {batch}: methods that run batches of images need a dynamic batch; "
                      f"{_REEXPORT}")
     if height is not None and width is not None:
-        preprocess = Preprocess((height, width), min(height, width), *_imagenet_stats())
+        preprocess = Preprocess((height, width), min(height, width), IMAGENET_MEAN, IMAGENET_STD)
     else:
-        preprocess = _assumed_preprocess()
-    return _Built(
+        preprocess = assumed_preprocess()
+    return Built(
         module=ExportedModel(module.eval(), shape=shape),
         name=f"{path.name} (exported program)",
         pretrained=True,
@@ -152,7 +159,19 @@ def build_exported(path: Path, trust: bool, allow_code: bool = True) -> _Built:
     )
 
 
-def _imagenet_stats() -> tuple[tuple[float, float, float], tuple[float, float, float]]:
-    from .load import IMAGENET_MEAN, IMAGENET_STD
 
-    return IMAGENET_MEAN, IMAGENET_STD
+def load(request: ModelRequest) -> Built:
+    """The ``.pt2`` file named by the spec."""
+    path = file_alone(request, holds="an exported program")
+    return build_exported(path, request.trust, request.allow_code)
+
+
+SOURCE = ModelSource(
+    key="exported",
+    label="Exported program",
+    form="an exported program (a .pt2 file from torch.export)",
+    code_bearing=True,  # torch.export.load may unpickle
+    load=load,
+    asks=(Ask("spec", "file", "Exported program", required=True, suffixes=("pt2",)), TRUST, LABELS, OUTPUT),
+    suffixes=(PT2_SUFFIX,),
+)

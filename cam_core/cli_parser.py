@@ -1,0 +1,258 @@
+"""The command line's arguments: one parser per subcommand, and the checks argparse runs on each value.
+
+Kept apart from :mod:`cam_core.cli` (what each subcommand does) and free of torch, so ``--help`` and
+argument mistakes answer at once; the ``--model`` help reads the model-source registry only when shown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable
+from typing import NoReturn
+
+from .limits import MAX_FORWARD_BATCH, MAX_INPUT_SIDE, MIN_INPUT_SIDE
+
+__all__ = ["EXIT_USAGE", "build_parser"]
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with its mistakes as one line (not the usage block), exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"error: {message} (see {self.prog} --help)\n")
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def _fraction(text: str) -> float:
+    """A number from 0 to 1 (an opacity)."""
+    value = _number(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1")
+    return value
+
+
+def _positive(text: str) -> float:
+    """A finite number above 0 (a standard deviation)."""
+    value = _number(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} is not above 0")
+    return value
+
+
+def _count(low: int, high: int) -> Callable[[str], int]:
+    """A whole number from ``low`` to ``high``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{value} is not between {low} and {high}")
+        return value
+
+    parse.__name__ = "whole number"
+    return parse
+
+
+_BATCH = _count(1, MAX_FORWARD_BATCH)
+
+
+class _SpecForms:
+    """The ``--model`` help: the spec forms, read from the model-source registry when a help text is shown
+    (argparse fills ``%(spec_forms)s`` from the action's attributes). Importing the sources imports
+    torchvision, which parsing arguments and ``python -m cam_core --help`` do not need."""
+
+    def __str__(self) -> str:
+        from .models.sources import registered_sources, spec_forms
+
+        code = ", ".join(s.label for s in registered_sources() if s.code_bearing)
+        return f"{spec_forms()}. Sources that run code (full pickles need --trust-checkpoint): {code}"
+
+
+def _add_model_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model")
+    g.add_argument(
+        "--model",
+        default="efficientnet_lite0",
+        help="%(spec_forms)s",
+    ).spec_forms = _SpecForms()
+    g.add_argument("--weights", default="DEFAULT", help="torchvision or timm weights: DEFAULT, an enum name, or none")
+    g.add_argument("--arch", help="architecture of a state dict: a torchvision name, efficientnet_lite0, timm:NAME")
+    g.add_argument("--checkpoint", help="state dict (.pt/.pth/.safetensors) to load into a factory's or timm model")
+    g.add_argument(
+        "--output", metavar="KEY_OR_INDEX",
+        help="for a model returning a tuple or dict: the key, attribute or index of its logits (default: "
+        "'logits', else the first (N, classes) tensor)",
+    )
+    g.add_argument("--labels", help="class names: a text file (one per line) or a JSON list")
+    g.add_argument("--trust-checkpoint", action="store_true", help="allow full pickled modules (runs their code)")
+    g.add_argument("--import-path", action="append", default=[], metavar="DIR", help="folder added to sys.path")
+    g.add_argument(
+        "--input-size", type=_count(MIN_INPUT_SIDE, MAX_INPUT_SIDE), help="square input size (default: the model's)"
+    )
+    g.add_argument("--mean", type=_number, nargs=3, help="normalisation mean (RGB)")
+    g.add_argument("--std", type=_positive, nargs=3, help="normalisation std (RGB)")
+    g.add_argument(
+        "--fit",
+        choices=["whole", "crop", "squash", "letterbox"],
+        help="how an image meets the model's size: whole (short side resized, nothing cropped; the default for "
+        "models that take any size), crop (the weights' centre crop), squash, letterbox (padded; the default for "
+        "fixed-size models such as ViT)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for all subcommands."""
+    parser = _Parser(prog="python -m cam_core", description="Class activation maps for PyTorch.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_add_layers, _add_explain, _add_video, _add_sweep, _add_trust, _add_batch):
+        add(sub)
+    return parser
+
+
+def _add_layers(sub: argparse._SubParsersAction) -> None:
+    """``layers``: the model's options only."""
+    p_layers = sub.add_parser("layers", help="print the model's layer tree with shapes and hints")
+    _add_model_args(p_layers)
+
+
+def _add_explain(sub: argparse._SubParsersAction) -> None:
+    """``explain``: maps and overlays of images."""
+    p_explain = sub.add_parser("explain", help="write maps (.npz) and overlays (.png) for images")
+    _add_model_args(p_explain)
+    p_explain.add_argument("--image", nargs="+", required=True, help="image files")
+    p_explain.add_argument("--layer", help="dotted layer name (default: the recommended layer)")
+    p_explain.add_argument("--classes", default="top3", help='top3 | 281,285 | "tabby,Egyptian cat"')
+    p_explain.add_argument(
+        "--method", action="append", help="CAM method (repeatable; default gradcam; `list` shows them all)"
+    )
+    p_explain.add_argument(
+        "--target", default="logit", choices=["logit", "softmax", "sigmoid"],
+        help="score explained (sigmoid: multi-label models)",
+    )
+    p_explain.add_argument(
+        "--probs", choices=["softmax", "sigmoid"],
+        help="probabilities written and printed (default: sigmoid with --target sigmoid, else softmax)",
+    )
+    p_explain.add_argument("--aug-smooth", action="store_true", help="average with the flipped image's map")
+    p_explain.add_argument(
+        "--eigen-smooth", action="store_true", help="first principal component of each map's channel terms"
+    )
+    p_explain.add_argument(
+        "--samples", type=_count(1, 1000),
+        help="noisy/scaled samples of SmoothGrad-CAM++, SS-CAM and IS-CAM (default: theirs)",
+    )
+    p_explain.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
+    p_explain.add_argument("--batch-size", type=_BATCH, default=64, help="forward batch of Score-/Ablation-CAM")
+    p_explain.add_argument("--cmap", default=None, help="overlay colormap (default jet; signed: bwr)")
+    p_explain.add_argument("--alpha", type=_fraction, default=0.6, help="overlay opacity, 0 to 1")
+    p_explain.add_argument("--out", default="out", help="output folder (default: ./out)")
+
+
+def _add_video(sub: argparse._SubParsersAction) -> None:
+    """``video``: maps of a video's frames."""
+    p_video = sub.add_parser("video", help="maps of every frame of a video: overlay MP4s, .npz and .csv")
+    _add_model_args(p_video)
+    p_video.add_argument("--video", required=True, help="video file (MP4, MOV, WebM, MKV, AVI, animated GIF)")
+    p_video.add_argument("--layer", help="dotted layer name (default: the recommended layer)")
+    p_video.add_argument(
+        "--classes", default="top1",
+        help='top1 | top3 (the clip\'s, by mean probability) | per-frame (each frame\'s top-1) | 281,285 | '
+        '"tabby,Egyptian cat"',
+    )
+    p_video.add_argument("--method", action="append", help="CAM method (repeatable; default gradcam)")
+    every = p_video.add_mutually_exclusive_group()
+    every.add_argument("--every", type=int, default=1, metavar="N", help="explain every N-th frame")
+    every.add_argument("--fps", type=float, metavar="F", help="explain frames at about F per second")
+    p_video.add_argument("--max-frames", type=int, metavar="N", help="explain at most the first N (sampled) frames")
+    p_video.add_argument(
+        "--smooth", type=float, default=0.0, metavar="S",
+        help="temporal smoothing of the films' maps, 0 (off) to 1 (display only: the .npz keeps raw maps)",
+    )
+    p_video.add_argument("--batch-size", type=int, default=16, help="frames per forward/backward batch")
+    p_video.add_argument("--window", type=int, help="video models: frames per input (default: the model's)")
+    p_video.add_argument("--stride", type=int, help="video models: frames between windows (default: the window)")
+    p_video.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
+    p_video.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of the strongest evidence")
+    p_video.add_argument("--out", default="out", help="output folder (default: ./out)")
+
+
+def _add_sweep(sub: argparse._SubParsersAction) -> None:
+    """``sweep``: one class at every stage."""
+    p_sweep = sub.add_parser("sweep", help="maps of one class at every stage output, from one forward/backward")
+    _add_model_args(p_sweep)
+    p_sweep.add_argument("--image", nargs="+", required=True, help="image files")
+    p_sweep.add_argument("--class", dest="class_id", help="class index or name (default: the top class)")
+    p_sweep.add_argument("--layer", action="append", default=[], help="extra layer to add (repeatable)")
+    p_sweep.add_argument("--method", action="append", help="gradient method (repeatable; default gradcam, hirescam)")
+    p_sweep.add_argument("--target", default="logit", choices=["logit", "softmax"], help="score explained")
+    p_sweep.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
+    p_sweep.add_argument("--alpha", type=_fraction, default=0.5, help="overlay opacity, 0 to 1")
+    p_sweep.add_argument("--out", required=True, help="output folder")
+
+
+def _add_trust(sub: argparse._SubParsersAction) -> None:
+    """``trust``: deletion/insertion, ROAD and the randomisation check."""
+    p_trust = sub.add_parser("trust", help="deletion/insertion curves and the model-randomisation check")
+    _add_model_args(p_trust)
+    p_trust.add_argument("--image", nargs="+", required=True, help="image files")
+    p_trust.add_argument("--class", dest="class_id", help="class index or name (default: the top class)")
+    p_trust.add_argument("--method", default="gradcam", help="CAM method (default gradcam)")
+    p_trust.add_argument("--layer", help="dotted layer name (default: the recommended layer)")
+    p_trust.add_argument("--steps", type=_count(2, 256), default=24, help="deletion/insertion steps")
+    p_trust.add_argument(
+        "--baseline", default="blur", choices=["blur", "mean", "zero"], help="what deleted pixels become"
+    )
+    p_trust.add_argument("--batch-size", type=_BATCH, default=16, help="perturbed images per forward")
+    p_trust.add_argument(
+        "--no-road", action="store_true",
+        help="skip ROAD (remove-and-debias: removed pixels imputed from their neighbours, most and least "
+        "relevant first, against Random-CAM)",
+    )
+    p_trust.add_argument(
+        "--randomise-units", type=_count(0, 100_000), default=None, metavar="N",
+        help="randomisation check: randomise the top N units (default all; 0 skips the check)",
+    )
+    p_trust.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
+    p_trust.add_argument("--out", required=True, help="output folder")
+
+
+def _add_batch(sub: argparse._SubParsersAction) -> None:
+    """``batch``: a folder into results.parquet."""
+    p_batch = sub.add_parser(
+        "batch", help="explain every image of a folder or glob into OUT/results.parquet (a rerun resumes)"
+    )
+    _add_model_args(p_batch)
+    p_batch.add_argument("--images", required=True, help="a folder (walked recursively), an image or a glob")
+    p_batch.add_argument(
+        "--labels-from-folders", action="store_true",
+        help="true classes from the class folders (ImageFolder): class names (any case) or indices",
+    )
+    p_batch.add_argument("--classes", default="pred", help="explained per image: pred | label | pred,label | topK")
+    p_batch.add_argument("--method", action="append", help="CAM method (repeatable; default gradcam)")
+    p_batch.add_argument("--layer", help="dotted layer name (default: the recommended layer)")
+    p_batch.add_argument(
+        "--batch-size", type=_BATCH, help="images per forward/backward (default: 32 on a GPU, 4 on a CPU)"
+    )
+    p_batch.add_argument(
+        "--workers", type=_count(0, 256),
+        help="decoding processes (local engine; 0: none; default none on a CPU, 2 with a GPU) or actors (Ray "
+        "engine; default 2)",
+    )
+    p_batch.add_argument("--engine", choices=["local", "ray"], default="local", help="local (default) or ray")
+    p_batch.add_argument("--ray-address", help="an existing Ray cluster (default: start a local one)")
+    p_batch.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
+    p_batch.add_argument("--out", required=True, help="output folder (results.parquet, run.json)")
