@@ -27,6 +27,7 @@ import numpy as np
 import pytest
 import torch
 
+import cam_core
 from cam_core import budget
 from cam_core.budget import (
     Declared,
@@ -650,3 +651,67 @@ def test_a_real_zip_with_deflate_bzip2_and_lzma_unpacks(tmp_path: Path) -> None:
             zf.writestr(f"c/{i}.jpg", np.arange(5000, dtype=np.uint8).tobytes(), compress_type=method)
     dest = extract_zip(buf.getvalue(), tmp_path / "out", suffixes=["JPG"])
     assert [(dest / "c" / f"{i}.jpg").stat().st_size for i in range(3)] == [5000] * 3
+
+
+# ---- the same attacks through the loaders a visitor reaches (cam_core.load_model) ---------------------------
+def test_the_hf_bomb_is_refused_by_load_model_before_transformers_allocates(tmp_path: Path) -> None:
+    folder = _hf_folder(tmp_path / "bomb", _VIT_BOMB)
+    child = run_capped(
+        "import cam_core, transformers\nimport cam_core.models\nfrom cam_core.errors import CamError\n",
+        f"""
+        try:
+            cam_core.load_model("hf:" + {str(folder)!r}, allow_code=False)
+        except CamError as exc:
+            _report(refused=str(exc))
+        else:
+            _report(refused=None)
+        """,
+        cap=4 * 2**30,
+    )
+    assert child.result["refused"] == (
+        "bomb declares 4.8 B parameters (19.3 GB); this server's limit is 700 M parameters (3.2 GB)"
+    )
+    assert child.cost < 512 * MB, child.cost / MB
+
+
+def test_a_huge_preprocessor_size_is_refused_by_load_model(tmp_path: Path) -> None:
+    pytest.importorskip("transformers")
+    cfg = {**_VIT_BOMB, "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
+           "intermediate_size": 64, "image_size": 32, "patch_size": 8}
+    folder = _hf_folder(tmp_path / "tiny", cfg)
+    (folder / "preprocessor_config.json").write_text(json.dumps({"size": {"height": 12000, "width": 12000}}))
+    with pytest.raises(CamError, match=r"size\.height 12000 is outside 8\.\.4096") as info:
+        cam_core.load_model(f"hf:{folder}", allow_code=False)
+    _one_line(str(info.value), tmp_path)
+
+
+@pytest.mark.parametrize(("classes", "needle"), [
+    (1_000_000, r"^bomb\.pt: its head has 1 000 000 classes; this server's limit is 100 000$"),
+    (0, r"^bomb\.pt: its head has 0 classes: a classifier needs at least one$"),
+])
+def test_stride0_heads_are_refused_by_load_model(tmp_path: Path, classes: int, needle: str) -> None:
+    path = tmp_path / "bomb.pt"
+    torch.save(_stride0_state_dict(classes), path)
+    child = run_capped(
+        "import cam_core, torchvision\nimport cam_core.models\nfrom cam_core.errors import CamError\n",
+        f"""
+        try:
+            cam_core.load_model({str(path)!r}, arch="resnet18", allow_code=False)
+        except CamError as exc:
+            _report(refused=str(exc))
+        else:
+            _report(refused=None)
+        """,
+    )
+    assert re.match(needle, child.result["refused"] or ""), child.result
+    assert child.cost < 300 * MB, child.cost / MB
+
+
+def test_a_stride0_body_beyond_the_budget_is_refused_by_load_model(tmp_path: Path) -> None:
+    path = tmp_path / "wide.pt"
+    state = _stride0_state_dict(1000)
+    state["layer4.0.conv1.weight"] = torch.zeros(()).expand(1_000_000, 1000, 1, 1)  # 1 G parameters declared
+    torch.save(state, path)
+    with pytest.raises(CamError, match=r"^wide\.pt declares 1\.0\d? B parameters") as info:
+        cam_core.load_model(str(path), arch="resnet18", allow_code=False)
+    _one_line(str(info.value), tmp_path)

@@ -19,6 +19,7 @@ import torchvision
 from torch import nn
 from torchvision.transforms import InterpolationMode
 
+from ..budget import check_num_classes
 from ..errors import choices_hint
 from . import efficientnet_lite
 from .built import DEFAULT_MODEL, Built, CheckpointError, UnknownModel, imagenet_preprocess
@@ -167,6 +168,8 @@ def into_arch(arch: str, path: Path, trust: bool, allow_code: bool = True) -> Bu
     if isinstance(found, nn.Module):
         raise CheckpointError(f"{path} holds a whole model, not a state dict; load it without --arch")
     num_classes = _num_classes_in(arch, found)
+    if num_classes is not None:
+        check_num_classes(num_classes, f"{path.name}: its head")
     module = build_arch(arch, num_classes)
     load_state(module, found, path, f"{arch} with {num_classes or 'its default number of'} classes")
     video = arch in video_names()

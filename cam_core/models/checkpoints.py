@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ..budget import check_safetensors, check_state_dict
 from ..errors import CamError
 from .built import CheckpointError, CodeNotAllowed, UntrustedCheckpoint, first_line
 from .registry import ModelRequest
@@ -44,6 +45,7 @@ def read_checkpoint(path: Path, trust: bool, allow_code: bool = True) -> object:
     if not path.is_file():
         raise CheckpointError(f"no such checkpoint file: {path}")
     if is_safetensors(path):  # before the checks below: safetensors is neither a zip nor a pickle
+        check_safetensors(path, name=path.name)  # shapes from the header, before any tensor is made
         try:
             return read_safetensors(path)
         except CamError as exc:
@@ -97,17 +99,24 @@ def _is_state_dict(obj: object) -> bool:
     )
 
 
+def _within_budget(state: dict[str, torch.Tensor], path: Path) -> dict[str, torch.Tensor]:
+    """``state`` if the model its shapes declare fits the budget: stride-0 views cost nothing on disk but their
+    full size once copied into a model."""
+    check_state_dict(state, what=path.name)
+    return state
+
+
 def unwrap(obj: object, path: Path) -> nn.Module | dict[str, torch.Tensor]:
     """A module, or a state dict found at the top level or under a usual wrapper key."""
     if isinstance(obj, nn.Module):
         return obj
     if _is_state_dict(obj):
-        return dict(obj)
+        return _within_budget(dict(obj), path)
     if isinstance(obj, Mapping):
         for key in _WRAPPER_KEYS:
             inner = obj.get(key)
             if isinstance(inner, nn.Module) or _is_state_dict(inner):
-                return inner if isinstance(inner, nn.Module) else dict(inner)
+                return inner if isinstance(inner, nn.Module) else _within_budget(dict(inner), path)
         keys = ", ".join(map(str, list(obj)[:8]))
         raise CheckpointError(
             f"{path} holds a dict with keys ({keys}) but no state dict of tensors at the top level or "

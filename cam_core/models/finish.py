@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from ..budget import check_input_side
 from ..errors import CamError
 from ..modules import float_dtype
 from .built import Built, first_line
@@ -136,12 +137,13 @@ def _takes_any_size(module: nn.Module, size: tuple[int, int], frames: int | None
 
 
 def parse_input_size(value: int | Sequence[int] | None) -> tuple[int, int] | None:
-    """``(H, W)`` from one int or a pair, checked (8 to 4096), or ``None``."""
+    """``(H, W)`` from one int or a pair, within :func:`~cam_core.budget.check_input_side`'s bounds, or ``None``."""
     if value is None:
         return None
     pair = (value, value) if isinstance(value, int) else tuple(value)
-    if len(pair) != 2 or not all(isinstance(v, int) and 8 <= v <= 4096 for v in pair):
-        raise CamError(f"input size must be one or two integers between 8 and 4096, got {value!r}")
+    if len(pair) != 2 or not all(isinstance(v, int) and not isinstance(v, bool) for v in pair):
+        raise CamError(f"input size must be one or two whole numbers, got {value!r}")
+    check_input_side(*pair)
     return (int(pair[0]), int(pair[1]))
 
 

@@ -20,13 +20,13 @@ transformers is an optional extra: ``pip install 'cam-dashboard[hf]'``.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
 
 from torchvision.transforms import InterpolationMode
 
+from ...budget import check_hf_model, check_preprocessor_config, read_config
 from ...errors import CamError
 from ..built import Built, CheckpointError, UnknownModel
 from ..outputs import Classifier
@@ -102,16 +102,6 @@ def preprocess_from_config(cfg: dict[str, Any]) -> tuple[Preprocess, str | None,
     return Preprocess(crop, resize, mean, std, interpolation), fit, notes  # type: ignore[arg-type]
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CamError(f"cannot read {path}: {exc}") from exc
-    if not isinstance(data, dict):
-        raise CamError(f"{path} does not hold a JSON object")
-    return data
-
-
 def _folder(spec: str) -> str:
     where = spec[len(PREFIX) :].strip() if spec.startswith(PREFIX) else spec.strip()
     if not where:
@@ -132,13 +122,15 @@ def build_hf(spec: str) -> Built:
     if not folder.exists() and ("/" not in where or where.startswith((".", "/", "~"))):
         raise UnknownModel(f"no such folder {where!r} (hf: takes a saved model folder or a hub id in the local cache)")
     source = str(folder) if folder.exists() else where
+    check_hf_model(source, name=Path(where).name)  # before transformers allocates what the config declares
+    processor = _processor_config(transformers, source, folder)
+    check_preprocessor_config(processor)
     progress = transformers.utils.logging.is_progress_bar_enabled()
     transformers.utils.logging.disable_progress_bar()
     try:
         model = transformers.AutoModelForImageClassification.from_pretrained(
             source, local_files_only=True, attn_implementation="eager"
         )
-        processor = _processor_config(transformers, source, folder)
     except (OSError, ValueError, KeyError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         if "trust_remote_code" in str(exc):
@@ -168,12 +160,12 @@ def _processor_config(transformers: Any, source: str, folder: Path) -> dict[str,
     """The image processor's settings: the folder's preprocessor_config.json (or the cached hub copy)."""
     local = folder / "preprocessor_config.json"
     if local.is_file():
-        return _read_json(local)
+        return read_config(local)
     try:
         path = transformers.utils.cached_file(source, "preprocessor_config.json", local_files_only=True)
     except OSError:
         return {}
-    return _read_json(Path(path)) if path else {}
+    return read_config(path) if path else {}
 
 
 def load(request: ModelRequest) -> Built:

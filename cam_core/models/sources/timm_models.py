@@ -28,6 +28,7 @@ import torch
 from torch import nn
 from torchvision.transforms import InterpolationMode
 
+from ...budget import check_num_classes
 from ...errors import CamError, choices_hint
 from ..built import DEFAULT_MODEL, Built, CheckpointError, UnknownModel, WeightsUnavailable, weights_word
 from ..checkpoints import load_state, read_checkpoint, unwrap
@@ -187,6 +188,8 @@ def build_timm(
             )
         probe = timm.create_model(name, pretrained=False)
         num_classes = _head_classes(probe.pretrained_cfg, found)
+        if num_classes is not None:
+            check_num_classes(num_classes, f"{checkpoint.name}: its head")
         module = probe if num_classes in (None, probe.num_classes) else timm.create_model(
             name, pretrained=False, num_classes=num_classes
         )
