@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from dashboard.figures import Panel, overlay_figure
-from dashboard.still import heat_image, still_html
+from dashboard.views.image.still import heat_image, still_html
 from tests.test_dashboard_app import _app
 
 SCALE = [[0.0, "rgba(0,0,0,0)"], [0.5, "rgba(255,0,0,0.5)"], [1.0, "rgba(255,255,0,1)"]]

@@ -38,14 +38,15 @@ from functools import partial
 import streamlit as st
 
 from dashboard import state
-from dashboard.compute import Bundle, ImageItem, ViewResult, map_cache
-from dashboard.debug.cards import findings_summary, method_title
-from dashboard.debug.context import Ctx, prepare, shown_methods
-from dashboard.debug.session import DK, pick
-from dashboard.debug.tabs import contrast_tab, diagnosis_tab, inspect_tab, methods_tab, sweep_tab, trust_tab
 from dashboard.display import Display
 from dashboard.display import current as current_display
 from dashboard.feedback import show_error
+from dashboard.model import Bundle, ImageItem
+from dashboard.views.image.compute import ViewResult, map_cache
+from dashboard.views.image.debug.cards import findings_summary, method_title
+from dashboard.views.image.debug.context import Ctx, prepare, shown_methods
+from dashboard.views.image.debug.session import DK, pick
+from dashboard.views.image.debug.tabs import contrast_tab, diagnosis_tab, inspect_tab, methods_tab, sweep_tab, trust_tab
 
 __all__ = ["TABS", "debug_section", "debug_toggle", "open_debug"]
 
@@ -114,10 +115,10 @@ def debug_section(
     """The "Debug this prediction" section: summary of blank maps, then the six tabs.
 
     Args:
-        bundle: The loaded model (from :func:`dashboard.compute.load_bundle`).
+        bundle: The loaded model (from :func:`dashboard.model.load_bundle`).
         item: The image shown.
         layer: The selected layer.
-        view: The overlays' maps (from :func:`dashboard.compute.compute_view`).
+        view: The overlays' maps (from :func:`dashboard.views.image.compute.compute_view`).
         ids: The explained classes, in the overlays' order.
         methods: The selected methods, in the overlays' order.
         display: How the overlays are drawn (views, colormaps, opacity).

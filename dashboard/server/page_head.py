@@ -9,7 +9,7 @@
   came, ~2 s into a cold open here, then fetched and parsed it for ~0.85 s more before it could run it; asked for
   from the head, it is fetched and parsed (off the page's main thread) while Streamlit's own code starts.
 - Streamlit's ``st.html`` chunk (2 KB, and DOMPurify's 29 KB), fetched and run as soon as Streamlit's own code
-  has run. The overlays' stills (:mod:`dashboard.still`) are ``st.html`` elements: left to Streamlit, their code
+  has run. The overlays' stills (:mod:`.still`) are ``st.html`` elements: left to Streamlit, their code
   was asked for with the first still and then waited behind Plotly's ~1 s start, asked for a moment later by the
   chart beside it, so the still came 1.4 s after its message, hardly before the chart (cold opens here: the
   first overlay drawn at 2.6-3.0 s without this, 1.3-1.7 s with it).

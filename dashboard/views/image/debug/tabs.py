@@ -41,9 +41,19 @@ from cam_core.analysis.trust import (
 )
 from cam_core.engine.methods import METHODS, estimate_cost
 from cam_core.errors import CamError
-from dashboard.debug.cards import BADGES, LAYER_NOTE_CODES, code_words, diagnosis_card, layer_notes, method_title
-from dashboard.debug.context import Ctx
-from dashboard.debug.figures import (
+from dashboard.feedback import show_error
+from dashboard.figures import MAX_COLUMNS, PLOTLY_CONFIG, Panel, overlay_figure
+from dashboard.state import set_layer
+from dashboard.views.image.debug.cards import (
+    BADGES,
+    LAYER_NOTE_CODES,
+    code_words,
+    diagnosis_card,
+    layer_notes,
+    method_title,
+)
+from dashboard.views.image.debug.context import Ctx
+from dashboard.views.image.debug.figures import (
     curves_figure,
     point_figure,
     road_figure,
@@ -52,7 +62,7 @@ from dashboard.debug.figures import (
     short_unit,
     stage_strip,
 )
-from dashboard.debug.session import (
+from dashboard.views.image.debug.session import (
     DK,
     asked,
     keep,
@@ -61,9 +71,6 @@ from dashboard.debug.session import (
     run_with_bar,
     run_with_spinner,
 )
-from dashboard.feedback import show_error
-from dashboard.figures import MAX_COLUMNS, PLOTLY_CONFIG, Panel, overlay_figure
-from dashboard.state import set_layer
 
 SLOW = tuple(m for m, spec in METHODS.items() if spec.slow)  # opt-in in the Methods tab: many forwards each
 BATCH = 64  # forward batch of the slow methods (compare_methods' default), quoted in the cost line
