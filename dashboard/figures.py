@@ -21,7 +21,7 @@ import plotly.graph_objects as go
 from PIL import Image
 from plotly.subplots import make_subplots
 
-from cam_core.render import COLORMAPS, evidence_alpha
+from cam_core.render import heat_scale
 
 __all__ = [
     "MAX_COLUMNS",
@@ -123,20 +123,13 @@ def snap_opacity(opacity: float) -> float:
 
 
 def alpha_colorscale(cmap: str, *, signed: bool, steps: int = 17) -> list[list[float | str]]:
-    """A Plotly colorscale whose alpha follows the evidence.
+    """A Plotly colour scale of the heat colour rule (:func:`cam_core.render.heat_color`), its alpha the cover.
 
-    Alpha follows ``cam_core.render.evidence_alpha`` (0 → photo untouched), so the
-    browser and the exported PNGs agree. The trace opacity set by the slider
-    multiplies this, exactly like ``alpha`` in ``cam_core.render.overlay``.
+    The trace opacity set by the slider multiplies this alpha, as ``alpha`` does in
+    ``cam_core.render.overlay``, so the browser and the exported PNGs agree.
     """
-    lut = COLORMAPS[cmap]
-    scale: list[list[float | str]] = []
-    for i in range(steps):
-        t = i / (steps - 1)
-        r, g, b = (int(v) for v in lut[round(t * 255)])
-        a = float(evidence_alpha(t, "signed" if signed else "relu"))
-        scale.append([t, f"rgba({r},{g},{b},{a:.3f})"])
-    return scale
+    scale = heat_scale(cmap, "signed" if signed else "relu", steps)
+    return [[t, f"rgba({r},{g},{b},{a:.3f})"] for t, (r, g, b), a in scale]
 
 
 def image_uri(im: Image.Image, fmt: str, **kw: object) -> str:

@@ -17,6 +17,7 @@ import numpy as np
 import plotly.graph_objects as go
 from PIL import Image
 
+from cam_core.render import scale_rgba
 from dashboard.figures import image_uri
 
 __all__ = ["STILL_CSS", "heat_image", "still_html"]
@@ -53,12 +54,9 @@ def _rgba(colour: str) -> tuple[float, float, float, float]:
 
 def heat_image(z: np.ndarray, zmin: float, zmax: float, colorscale: list) -> np.ndarray:
     """The heatmap's samples through its colour scale, as Plotly colours them: (h, w, 4) uint8 RGBA."""
-    stops = np.array([float(s) for s, _ in colorscale])
+    stops = [float(s) for s, _ in colorscale]
     colours = np.array([_rgba(c) for _, c in colorscale])  # (n, 4): r, g, b in 0…255, a in 0…1
-    unit = np.clip((np.asarray(z, dtype=np.float64) - zmin) / ((zmax - zmin) or 1.0), 0.0, 1.0)
-    out = np.stack([np.interp(unit, stops, colours[:, c]) for c in range(4)], axis=-1)
-    out[..., 3] *= 255.0
-    return np.rint(out).astype(np.uint8)
+    return scale_rgba((np.asarray(z, dtype=np.float64) - zmin) / ((zmax - zmin) or 1.0), stops, colours)
 
 
 def _gradient(colorscale: list) -> str:
