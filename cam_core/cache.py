@@ -65,6 +65,11 @@ class BoundedCache(Generic[V]):
         with self._lock:
             return key in self._items
 
+    def keys(self) -> list[Hashable]:
+        """The keys kept, least recently used first."""
+        with self._lock:
+            return list(self._items)
+
     def values(self) -> list[V]:
         """The values kept, least recently used first."""
         with self._lock:

@@ -20,7 +20,7 @@ def test_the_least_recently_used_goes_first() -> None:
     assert [cache.get(k) for k in "acd"] == [ord("a"), ord("c"), 4]
     cache.put("e", 5)  # the get above made a, c, d recent in that order: a goes
     assert "a" not in cache and len(cache) == 3
-    assert cache.values() == [ord("c"), 4, 5]
+    assert cache.values() == [ord("c"), 4, 5] and cache.keys() == ["c", "d", "e"]
 
 
 def test_the_byte_bound_counts_sizeof_and_the_newest_always_stays() -> None:

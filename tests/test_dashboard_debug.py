@@ -428,7 +428,7 @@ def test_app_shows_the_section_and_sweeps_on_demand(app: AppTest) -> None:
     assert not at.button(key="dbg_sweep_run").disabled  # something new to compute
     at.button(key="dbg_sweep_run").click().run()
     _no_failure(at)
-    sweep = at.session_state["_dbg_results"]["sweep"][next(reversed(at.session_state["_dbg_results"]["sweep"]))]
+    sweep = at.session_state["_dbg_results"]["sweep"].values()[-1]  # the latest
     assert "_blocks.3._depthwise_act" in sweep.value.names and set(names) <= set(sweep.value.names)
     assert sweep.value.cost == {"forwards": 1, "backwards": 1}
     names = sweep.value.names
