@@ -1,10 +1,9 @@
 """An overlay figure drawn as plain HTML: what a fresh browser shows while Plotly's script starts.
 
-A browser tab that opens the page for the first time spends ~1 s running Plotly's 4.7 MB script and
-~0.3-0.5 s drawing the first figure before any overlay appears (traces of cold opens here). The still
-shows the same photos, maps, titles, row labels and colorbars at the same places at once, drawn
-from the figure itself (its domains, margins, colour scales and opacity), and gives way to the live
-figure, through a style, the moment that one has drawn its maps. Only the figures of a browser session's
+Why: a browser tab that opens the page for the first time runs Plotly's large script and draws the first figure
+before any overlay appears. The still shows the same photos, maps, titles, row labels and colorbars at the same
+places at once, drawn from the figure itself (its domains, margins, colour scales and opacity), and gives way to
+the live figure, through a style, the moment that one has drawn its maps. Only the figures of a browser session's
 first run get one; a later run that draws one of them again sends the same still (a reference: Streamlit's
 message cache).
 """
@@ -93,7 +92,7 @@ def still_html(fig: go.Figure) -> str:
     Positions follow Plotly's: a subplot's box is its domain of the plot area (the figure less its margins),
     the image inside it kept at its aspect, centred across and at the bottom (``constraintoward``), each
     heatmap's samples drawn as one small image the browser scales up over the same box, the photo under
-    it as the box's background (one copy for every panel: the first view's still of six panels is 91 KB, not 236).
+    it as the box's background (one copy for every panel, not one per map).
     """
     layout = fig.layout
     m = layout.margin
