@@ -6,10 +6,10 @@ is empty), then six tabs: Diagnosis · Layer sweep · Methods · Contrast · Ins
 point · Trust. Every number comes from ``cam_core`` (``diagnose``, ``sweep``,
 ``compare_methods``, ``contrast``, ``inspect_point``, ``deletion_insertion``,
 ``randomisation_check``). This module lays out the section; what it works from
-(the layer's facts, the tabs' context) is in :mod:`.context`, the
-cards in :mod:`.cards`, the tabs in :mod:`.tabs`, the
-session cache and run buttons in :mod:`.session`, the figures in
-:mod:`.figures`.
+(the layer's facts, the tabs' context) is in :mod:`dashboard.debug.context`, the
+cards in :mod:`dashboard.debug.cards`, the tabs in :mod:`dashboard.debug.tabs`, the
+session cache and run buttons in :mod:`dashboard.debug.session`, the figures in
+:mod:`dashboard.debug.figures`.
 
 Cost rules:
 
