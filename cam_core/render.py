@@ -26,11 +26,14 @@ __all__ = [
     "View",
     "colorize",
     "evidence_alpha",
+    "heat_color",
     "heat_rgba",
+    "heat_scale",
     "model_view",
     "overlay",
     "plotly_colorscale",
     "save_png",
+    "scale_rgba",
     "to_png_bytes",
     "view_map",
 ]
@@ -154,17 +157,47 @@ def _relu_blend(cmap: str, alpha: float) -> np.ndarray:
     return np.stack([_blend(photo, color[:, c : c + 1], index, alpha) for c in range(3)])
 
 
+def heat_color(
+    unit: np.ndarray | float, *, view: View = "relu", cmap: str | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """The heat colour rule: the colour of display values (from :func:`view_map`) and how much of it covers the photo.
+
+    One rule for every picture of a map (PNG overlays, the page's colour scales, its stills, thumbnails), so
+    they agree: the colour is ``cmap``'s, the cover :func:`evidence_alpha` (0 at the low end: the photo shows
+    through where there is no evidence). Returns RGB uint8 (..., 3) and the cover in [0, 1] (...,).
+    """
+    unit = np.asarray(unit)
+    color = colorize(unit, cmap or ("bwr" if view == "signed" else "jet"))
+    return color, np.asarray(evidence_alpha(unit, view))
+
+
 def heat_rgba(cam: np.ndarray, *, view: View = "relu", cmap: str | None = None, top: float | None = None) -> np.ndarray:
-    """The colour layer of an overlay, (H, W, 4) uint8, its alpha the evidence (:func:`evidence_alpha`).
+    """The colour layer of an overlay, (H, W, 4) uint8: :func:`heat_color` with the cover as alpha.
 
     Composited over the image with opacity ``a`` (a browser's CSS ``opacity``), it gives
     :func:`overlay` with ``alpha=a``: so a page can change the opacity without redrawing.
     ``top``: a fixed scale, as for :func:`view_map`.
     """
-    unit = view_map(cam, view, top)
-    color = colorize(unit, cmap or ("bwr" if view == "signed" else "jet"))
-    a = _color_index(evidence_alpha(unit, view))
-    return np.concatenate([color, a[..., None]], axis=-1)
+    color, cover = heat_color(view_map(cam, view, top), view=view, cmap=cmap)
+    return np.concatenate([color, _color_index(cover)[..., None]], axis=-1)
+
+
+def heat_scale(cmap: str, view: View, steps: int = 17) -> list[tuple[float, tuple[int, int, int], float]]:
+    """:func:`heat_color` at ``steps`` even stops of [0, 1]: (stop, RGB, cover), for a renderer that interpolates
+    between stops (a Plotly colour scale)."""
+    stops = [i / (steps - 1) for i in range(steps)]
+    color, cover = heat_color(np.asarray(stops), view=view, cmap=cmap)
+    return [(t, (int(r), int(g), int(b)), float(a)) for t, (r, g, b), a in zip(stops, color, cover, strict=True)]
+
+
+def scale_rgba(unit: np.ndarray, stops: Sequence[float], rgba: np.ndarray) -> np.ndarray:
+    """What a renderer interpolating linearly between colour stops draws at ``unit`` (values in [0, 1], clipped):
+    (..., 4) uint8. ``rgba``: (n, 4) per stop, RGB in 0…255 and the cover in 0…1 (as :func:`heat_scale` gives)."""
+    unit = np.clip(np.asarray(unit, dtype=np.float64), 0.0, 1.0)
+    rgba = np.asarray(rgba, dtype=np.float64)
+    out = np.stack([np.interp(unit, stops, rgba[:, c]) for c in range(4)], axis=-1)
+    out[..., 3] *= 255.0
+    return np.rint(out).astype(np.uint8)
 
 
 def model_view(x: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:

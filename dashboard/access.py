@@ -27,7 +27,7 @@ from pathlib import Path
 import streamlit as st
 
 from cam_core.errors import CamError
-from dashboard.compute import ModelSpec
+from dashboard.model import ModelSpec
 
 __all__ = ["ENV_MODELS", "ENV_TRUST", "Access", "PinnedModel", "current", "is_loopback", "read_pinned"]
 

@@ -28,10 +28,13 @@ from streamlit.runtime.scriptrunner import get_script_run_ctx
 if __package__ in (None, ""):  # `streamlit run dashboard/app.py` runs this file as a script
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from dashboard import shell, stats, uploads, warmup
-from dashboard.page_head import PageHead
-from dashboard.static_cache import StaticCache
-from dashboard.views import dataset, image, video
+from dashboard import shell, uploads, warmup
+from dashboard.server import stats
+from dashboard.server.page_head import PageHead
+from dashboard.server.static_cache import StaticCache
+from dashboard.views.dataset import page as dataset
+from dashboard.views.image import page as image
+from dashboard.views.video import page as video
 
 
 def main() -> None:
@@ -45,7 +48,7 @@ def main() -> None:
 
 
 async def _stats(_request: Request) -> JSONResponse:
-    """``/_camdash/stats``: memory, caches, sessions, hooks (see :mod:`dashboard.stats`)."""
+    """``/_camdash/stats``: memory, caches, sessions, hooks (see :mod:`dashboard.server.stats`)."""
     return JSONResponse(stats.snapshot())
 
 

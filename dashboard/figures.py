@@ -21,7 +21,7 @@ import plotly.graph_objects as go
 from PIL import Image
 from plotly.subplots import make_subplots
 
-from cam_core.render import COLORMAPS, evidence_alpha
+from cam_core.render import heat_scale
 
 __all__ = [
     "MAX_COLUMNS",
@@ -123,20 +123,13 @@ def snap_opacity(opacity: float) -> float:
 
 
 def alpha_colorscale(cmap: str, *, signed: bool, steps: int = 17) -> list[list[float | str]]:
-    """A Plotly colorscale whose alpha follows the evidence.
+    """A Plotly colour scale of the heat colour rule (:func:`cam_core.render.heat_color`), its alpha the cover.
 
-    Alpha follows ``cam_core.render.evidence_alpha`` (0 → photo untouched), so the
-    browser and the exported PNGs agree. The trace opacity set by the slider
-    multiplies this, exactly like ``alpha`` in ``cam_core.render.overlay``.
+    The trace opacity set by the slider multiplies this alpha, as ``alpha`` does in
+    ``cam_core.render.overlay``, so the browser and the exported PNGs agree.
     """
-    lut = COLORMAPS[cmap]
-    scale: list[list[float | str]] = []
-    for i in range(steps):
-        t = i / (steps - 1)
-        r, g, b = (int(v) for v in lut[round(t * 255)])
-        a = float(evidence_alpha(t, "signed" if signed else "relu"))
-        scale.append([t, f"rgba({r},{g},{b},{a:.3f})"])
-    return scale
+    scale = heat_scale(cmap, "signed" if signed else "relu", steps)
+    return [[t, f"rgba({r},{g},{b},{a:.3f})"] for t, (r, g, b), a in scale]
 
 
 def image_uri(im: Image.Image, fmt: str, **kw: object) -> str:
@@ -204,11 +197,9 @@ def overlay_figure(
     """
     rows, cols = len(views), len(panels)
     extra_lines = max((p.title.count("<br>") for p in panels), default=0)  # titles over two lines need room
-    bar_px = 34  # under each row: a thin colorbar per panel with its raw values
-    top, bottom = 34 + 16 * extra_lines, 79 + bar_px  # titles; the last row's colorbars and the slider
-    plot = rows * panel_height + (rows - 1) * bar_px  # each row exactly panel_height, colorbars between
-    total = plot + top + bottom
-    layout = _grid(rows, cols, min(0.3, bar_px / plot) if rows > 1 else 0.0)
+    top, bottom = 34 + 16 * extra_lines, 79 + _BAR_PX  # titles; the last row's colorbars and the slider
+    plot = rows * panel_height + (rows - 1) * _BAR_PX  # each row exactly panel_height, colorbars between
+    layout = _grid(rows, cols, min(0.3, _BAR_PX / plot) if rows > 1 else 0.0)
     for note, panel in zip(layout["annotations"], panels, strict=True):
         note["text"] = panel.title
     start = snap_opacity(opacity)
@@ -220,95 +211,111 @@ def overlay_figure(
         scale = alpha_colorscale(signed_cmap if view == "signed" else cmap, signed=view == "signed")
         for c, panel in enumerate(panels, start=1):
             k = _axis((r - 1) * cols + c)
-            x, y, xaxis, yaxis = f"x{k}", f"y{k}", layout[f"xaxis{k}"], layout[f"yaxis{k}"]
-            xdom, ydom = xaxis["domain"], yaxis["domain"]
-            xaxis.update(visible=False, range=[-0.5, width - 0.5], constrain="domain")
-            yaxis.update(
-                scaleanchor=x, visible=False, range=[height - 0.5, -0.5], constrain="domain", constraintoward="bottom"
-            )
-            cam = np.asarray(panel.cam, dtype=np.float32)
-            zmin, zmax = colour_range(cam, view, panel.top)
-            z, step = sent_grid(cam, panel.cells)
-            tickvals, ticktext = _ticks(zmin, zmax, view)
+            _fit_axes(layout, k, height, width)
+            x, y = f"x{k}", f"y{k}"
             data.append({"type": "image", "source": uri, "x0": 0, "y0": 0, "dx": 1, "dy": 1, "hoverinfo": "skip",
                          "xaxis": x, "yaxis": y})
-            data.append(
-                {
-                    "type": "heatmap",
-                    "z": z,
-                    "x0": step // 2,
-                    "dx": step,
-                    "y0": step // 2,
-                    "dy": step,
-                    "zsmooth": "fast" if step > 1 else False,
-                    "zmin": zmin,
-                    "zmax": zmax,
-                    "colorscale": scale,
-                    "showscale": True,
-                    "colorbar": {
-                        "orientation": "h",
-                        "x": (xdom[0] + xdom[1]) / 2,
-                        "xanchor": "center",
-                        "y": ydom[0],
-                        "yanchor": "top",
-                        "ypad": 2,
-                        "len": 0.8 * (xdom[1] - xdom[0]),
-                        "lenmode": "fraction",
-                        "thickness": 7,
-                        "outlinewidth": 0,
-                        "tickvals": tickvals,
-                        "ticktext": ticktext,
-                        "tickfont": {"size": 10},
-                        "ticks": "",
-                    },
-                    "opacity": start,
-                    "name": panel.name,
-                    "meta": f"{panel.name} · {VIEW_LABELS.get(view, view)}",
-                    "hovertemplate": "%{meta}<br>x %{x}, y %{y}<br>map value %{z:.4g}<extra></extra>",
-                    "xaxis": x,
-                    "yaxis": y,
-                }
-            )
+            data.append(_heat_trace(panel, view, scale, start, layout[f"xaxis{k}"]["domain"],
+                                    layout[f"yaxis{k}"]["domain"], x, y))
             heat.append(len(data) - 1)
     for r, view in enumerate(views, start=1):
-        domain = layout[f"yaxis{_axis((r - 1) * cols + 1)}"]["domain"]
-        layout["annotations"].append(
-            {
-                "text": f"<b>{VIEW_LABELS.get(view, view)}</b>",
-                "xref": "paper",
-                "yref": "paper",
-                "x": 0,
-                "xshift": -6,
-                "xanchor": "right",
-                "y": (domain[0] + domain[1]) / 2,
-                "textangle": -90,
-                "showarrow": False,
-                "font": {"size": 13},
-            }
-        )
+        layout["annotations"].append(_row_label(view, layout[f"yaxis{_axis((r - 1) * cols + 1)}"]["domain"]))
     layout.update(
-        height=total,
+        height=plot + top + bottom,
         # The bottom margin holds the last row's colorbars and the slider: given whole, with no automatic
-        # expansion, Plotly draws the figure once instead of again after measuring them (54 ms a redraw).
+        # expansion, Plotly draws the figure once instead of again after measuring them.
         margin={"l": _MARGIN_L, "r": _MARGIN_R, "t": top, "b": bottom, "autoexpand": False},
         showlegend=False,
-        sliders=[
-            {
-                "active": OPACITY_STEPS.index(start),
-                "currentvalue": {"prefix": "Overlay opacity: ", "font": {"size": 13}},
-                "pad": {"t": bar_px + 2, "b": 0},
-                "x": 0.2,
-                "len": 0.6,
-                "y": 0,
-                "yanchor": "top",
-                "steps": [
-                    {"method": "restyle", "label": f"{v:.1f}", "args": [{"opacity": v}, heat]} for v in OPACITY_STEPS
-                ],
-            }
-        ],
+        sliders=[_opacity_slider(start, heat)],
     )
-    # One validation of the finished dictionary: 3× faster than building the figure call by call.
+    # One validation of the finished dictionary, rather than building the figure call by call.
     return go.Figure({"data": data, "layout": layout})
+
+
+_BAR_PX = 34  # under each row of an overlay figure: a thin colorbar per panel with its raw values
+
+
+def _fit_axes(layout: dict, k: str, height: int, width: int) -> None:
+    """Subplot ``k``'s axes show the image whole, at its aspect, on the subplot's bottom edge (its colorbar)."""
+    layout[f"xaxis{k}"].update(visible=False, range=[-0.5, width - 0.5], constrain="domain")
+    layout[f"yaxis{k}"].update(
+        scaleanchor=f"x{k}", visible=False, range=[height - 0.5, -0.5], constrain="domain", constraintoward="bottom"
+    )
+
+
+def _heat_trace(
+    panel: Panel, view: str, scale: list, opacity: float, xdom: list[float], ydom: list[float], x: str, y: str
+) -> dict:
+    """One panel's map in one view: its samples (see :func:`sent_grid`), colour range and colorbar under it."""
+    cam = np.asarray(panel.cam, dtype=np.float32)
+    zmin, zmax = colour_range(cam, view, panel.top)
+    z, step = sent_grid(cam, panel.cells)
+    tickvals, ticktext = _ticks(zmin, zmax, view)
+    return {
+        "type": "heatmap",
+        "z": z,
+        "x0": step // 2,
+        "dx": step,
+        "y0": step // 2,
+        "dy": step,
+        "zsmooth": "fast" if step > 1 else False,
+        "zmin": zmin,
+        "zmax": zmax,
+        "colorscale": scale,
+        "showscale": True,
+        "colorbar": {
+            "orientation": "h",
+            "x": (xdom[0] + xdom[1]) / 2,
+            "xanchor": "center",
+            "y": ydom[0],
+            "yanchor": "top",
+            "ypad": 2,
+            "len": 0.8 * (xdom[1] - xdom[0]),
+            "lenmode": "fraction",
+            "thickness": 7,
+            "outlinewidth": 0,
+            "tickvals": tickvals,
+            "ticktext": ticktext,
+            "tickfont": {"size": 10},
+            "ticks": "",
+        },
+        "opacity": opacity,
+        "name": panel.name,
+        "meta": f"{panel.name} · {VIEW_LABELS.get(view, view)}",
+        "hovertemplate": "%{meta}<br>x %{x}, y %{y}<br>map value %{z:.4g}<extra></extra>",
+        "xaxis": x,
+        "yaxis": y,
+    }
+
+
+def _row_label(view: str, domain: list[float]) -> dict:
+    """The view's name, turned on its side, left of its row."""
+    return {
+        "text": f"<b>{VIEW_LABELS.get(view, view)}</b>",
+        "xref": "paper",
+        "yref": "paper",
+        "x": 0,
+        "xshift": -6,
+        "xanchor": "right",
+        "y": (domain[0] + domain[1]) / 2,
+        "textangle": -90,
+        "showarrow": False,
+        "font": {"size": 13},
+    }
+
+
+def _opacity_slider(start: float, heat: list[int]) -> dict:
+    """The slider under the figure: each stop restyles the ``heat`` traces' opacity in the browser."""
+    return {
+        "active": OPACITY_STEPS.index(start),
+        "currentvalue": {"prefix": "Overlay opacity: ", "font": {"size": 13}},
+        "pad": {"t": _BAR_PX + 2, "b": 0},
+        "x": 0.2,
+        "len": 0.6,
+        "y": 0,
+        "yanchor": "top",
+        "steps": [{"method": "restyle", "label": f"{v:.1f}", "args": [{"opacity": v}, heat]} for v in OPACITY_STEPS],
+    }
 
 
 def _axis(n: int) -> str:

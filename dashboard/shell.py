@@ -17,9 +17,9 @@ import streamlit as st
 from cam_core.models import FIT_TITLES, WeightsUnavailable
 from dashboard import access, state, uploads, warmup
 from dashboard.access import ENV_TRUST, Access
-from dashboard.compute import Bundle, ModelSpec, device_label, load_bundle
 from dashboard.feedback import show_error
 from dashboard.figures import Panel, overlay_figure
+from dashboard.model import Bundle, ModelSpec, device_label, load_bundle
 from dashboard.sidebar import model_ui
 
 __all__ = ["FIT_HELP", "Shared", "current", "page", "register_pages", "shared_sidebar"]

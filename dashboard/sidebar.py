@@ -23,8 +23,8 @@ from cam_core.models import DEFAULT_MODEL, list_torchvision_models
 from cam_core.models.sources.hf_folder import INSTALL_HINT as HF_INSTALL
 from cam_core.models.sources.timm_models import INSTALL_HINT as TIMM_INSTALL
 from dashboard.access import Access, PinnedModel
-from dashboard.compute import ImageItem, ModelSpec, decode_image
 from dashboard.feedback import show_error
+from dashboard.model import ImageItem, ModelSpec, decode_image
 from dashboard.state import K, UrlView
 from dashboard.uploads import save_folder, save_upload
 

@@ -17,7 +17,7 @@ import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 if TYPE_CHECKING:
-    from dashboard.compute import ImageItem
+    from dashboard.model import ImageItem
 
 __all__ = [
     "OPENED_KEEP",

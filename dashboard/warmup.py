@@ -1,9 +1,9 @@
 """Warm start: the offline default model, its layer tree and the first view's maps, ready as the server starts.
 
 Started once per process when the server imports ``dashboard/app.py``, before anyone visits,
-so the first visitor does not pay for loading the model, tracing its layers and the first maps
-(6.6–10.9 s on a 2-core CPU). It fills the same process-wide caches the page reads
-(:func:`dashboard.compute.load_bundle`, the map cache, the figure cache), with exactly the
+so the first visitor does not pay for loading the model, tracing its layers and the first maps.
+It fills the same process-wide caches the page reads
+(:func:`dashboard.model.load_bundle`, the map cache, the figure cache), with exactly the
 first view's keys. A visitor who arrives earlier sees its progress (:func:`status`).
 """
 
@@ -75,7 +75,7 @@ def _import_what_sessions_race_on() -> None:
 
 
 def _first_run_imports() -> None:
-    """What a session's first run would otherwise import or decode itself (0.3 s of its page open).
+    """What a session's first run would otherwise import or decode itself (part of its page open).
 
     Streamlit's emoji and icon catalogues (``set_page_config``'s icon, the pages' icons) and every sample
     photo (the sidebar's thumbnails).
@@ -92,10 +92,11 @@ def _first_run_imports() -> None:
 def _run() -> None:
     begin = time.perf_counter()
     try:
-        from dashboard.compute import ModelSpec, compute_view, load_bundle
         from dashboard.display import Display
-        from dashboard.panels import overlay_figure_for
+        from dashboard.model import ModelSpec, load_bundle
         from dashboard.sidebar import sample_item
+        from dashboard.views.image.compute import compute_view
+        from dashboard.views.image.panels import overlay_figure_for
 
         _set(0.05, "loading EfficientNet-Lite0 and tracing its layers", since=begin)
         _first_run_imports()

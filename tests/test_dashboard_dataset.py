@@ -32,7 +32,8 @@ TIMEOUT = 180
 
 def _page() -> None:
     from dashboard import shell
-    from dashboard.views import dataset, image
+    from dashboard.views.dataset import page as dataset
+    from dashboard.views.image import page as image
 
     shell.register_pages({"image": image.page()})  # as app.py does: the gallery's clicks go to the image page
     shell.shared_sidebar()
@@ -195,7 +196,7 @@ def test_upload_a_zip_and_run_it(app, root) -> None:
 
 def test_ten_thousand_rows_build_only_the_thumbnails_on_screen(app, root) -> None:
     """A 10 000-row table (the 8 real rows, each file hard-linked 1 250 times): one page of thumbnails is built."""
-    from dashboard.dataset.ui import PAGE_SIZES, thumb_cache
+    from dashboard.views.dataset.ui import PAGE_SIZES, thumb_cache
 
     src = root / "runs" / "a"
     big = root / "runs" / "big"
@@ -309,7 +310,7 @@ def test_camdash_data_root_option(tmp_path) -> None:
 
 
 def test_exported_csv_is_the_filtered_table(root) -> None:
-    from dashboard.dataset import table as tb
+    from dashboard.views.dataset import table as tb
 
     results = tb.load_results(root / "runs" / "a")
     shown = tb.filter_frame(results.frame, tb.Filters(outcome="wrong"))

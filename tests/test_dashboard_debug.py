@@ -20,7 +20,8 @@ from streamlit.testing.v1 import AppTest
 
 from cam_core.analysis.trust import Curve, PerturbationCurves, SanityResult
 from cam_core.render import overlay
-from dashboard.debug.figures import (
+from dashboard.figures import sent_grid
+from dashboard.views.image.debug.figures import (
     curves_figure,
     point_figure,
     sanity_figure,
@@ -28,7 +29,6 @@ from dashboard.debug.figures import (
     short_unit,
     stage_strip,
 )
-from dashboard.figures import sent_grid
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = str(Path(__file__).resolve().parent)
@@ -181,7 +181,7 @@ def _card_page(signed_shown: bool) -> None:
     from cam_core.analysis.diagnose import diagnose
     from cam_core.engine import ExplainResult
     from cam_core.models.layers import LayerInfo
-    from dashboard.debug import diagnosis_card, findings_summary
+    from dashboard.views.image.debug import diagnosis_card, findings_summary
 
     res = ExplainResult(
         logits=torch.tensor([[2.0, 0.5]]),
@@ -259,10 +259,11 @@ def test_card_offers_no_signed_button_when_the_signed_view_is_shown() -> None:
 
 def _tiny_page(tests_dir: str, spec_name: str, layer: str | None) -> None:
     from cam_core.io.samples import load_sample
-    from dashboard.compute import ImageItem, ModelSpec, compute_view, load_bundle
-    from dashboard.debug import debug_section
     from dashboard.display import Display
+    from dashboard.model import ImageItem, ModelSpec, load_bundle
     from dashboard.state import layer_for
+    from dashboard.views.image.compute import compute_view
+    from dashboard.views.image.debug import debug_section
 
     bundle = load_bundle(ModelSpec(source="factory", name=spec_name, weights=None, import_path=tests_dir))
     item = ImageItem("chelsea", load_sample("chelsea"), "sample:chelsea", sample="chelsea")
@@ -387,7 +388,7 @@ def app() -> AppTest:
 
 def test_the_section_costs_nothing_until_opened(monkeypatch: pytest.MonkeyPatch) -> None:
     """Closed by default: no extra forward/backward for a section nobody looks at."""
-    import dashboard.debug.context as debug_context
+    import dashboard.views.image.debug.context as debug_context
 
     calls: list[object] = []
     monkeypatch.setattr(debug_context, "explain", lambda *a, **k: calls.append(a))
@@ -427,7 +428,7 @@ def test_app_shows_the_section_and_sweeps_on_demand(app: AppTest) -> None:
     assert not at.button(key="dbg_sweep_run").disabled  # something new to compute
     at.button(key="dbg_sweep_run").click().run()
     _no_failure(at)
-    sweep = at.session_state["_dbg_results"]["sweep"][next(reversed(at.session_state["_dbg_results"]["sweep"]))]
+    sweep = at.session_state["_dbg_results"]["sweep"].values()[-1]  # the latest
     assert "_blocks.3._depthwise_act" in sweep.value.names and set(names) <= set(sweep.value.names)
     assert sweep.value.cost == {"forwards": 1, "backwards": 1}
     names = sweep.value.names
@@ -440,7 +441,7 @@ def test_app_shows_the_section_and_sweeps_on_demand(app: AppTest) -> None:
 
 def test_a_second_visitor_reuses_the_layers_facts(app: AppTest, monkeypatch: pytest.MonkeyPatch) -> None:
     """The diagnosis' extra forward/backward runs once per process, not once per browser session."""
-    import dashboard.debug.context as debug_context
+    import dashboard.views.image.debug.context as debug_context
 
     calls: list[str] = []
     real = debug_context.explain

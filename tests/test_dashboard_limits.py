@@ -56,9 +56,9 @@ def test_a_session_works_with_a_bounded_number_of_images(monkeypatch: pytest.Mon
 
 
 def test_a_too_large_image_is_refused_by_its_size(monkeypatch: pytest.MonkeyPatch) -> None:
-    import dashboard.compute as compute
+    import dashboard.model as model
 
-    monkeypatch.setattr(compute, "MAX_IMAGE_UPLOAD_BYTES", 1000)
+    monkeypatch.setattr(model, "MAX_IMAGE_UPLOAD_BYTES", 1000)
     at = _app()
     at.file_uploader(key="uploads").set_value(("big.png", _png(200, 200, 7), "image/png")).run()
     assert any("big.png is" in e.value and "allowed per image" in e.value for e in at.error)

@@ -149,9 +149,10 @@ def test_the_methods_picker_says_what_the_costly_methods_cost() -> None:
 
 def _sources_page(tests_dir: str) -> None:
     from cam_core.io.samples import load_sample
-    from dashboard.compute import ImageItem, ModelSpec, compute_view, load_bundle
-    from dashboard.debug import debug_section
     from dashboard.display import Display
+    from dashboard.model import ImageItem, ModelSpec, load_bundle
+    from dashboard.views.image.compute import compute_view
+    from dashboard.views.image.debug import debug_section
 
     bundle = load_bundle(ModelSpec(source="factory", name="tiny:gapnet", weights=None, import_path=tests_dir))
     item = ImageItem("chelsea", load_sample("chelsea"), "sample:chelsea", sample="chelsea")

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-import dashboard.video.compute as video_compute
+import dashboard.views.video.compute as video_compute
 
 APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
 TESTS = str(Path(__file__).resolve().parent)

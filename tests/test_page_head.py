@@ -9,7 +9,7 @@ from pathlib import Path
 
 from streamlit import file_util
 
-from dashboard.page_head import HEAD, PageHead, html_import, plotly_preload, with_head
+from dashboard.server.page_head import HEAD, PageHead, html_import, plotly_preload, with_head
 
 
 def _serve(content_type: bytes, chunks: list[bytes], extra: list[tuple[bytes, bytes]] | None = None) -> list[dict]:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dashboard.static_cache import StaticCache
+from dashboard.server.static_cache import StaticCache
 
 IMMUTABLE = (b"cache-control", b"public, immutable, max-age=31536000")
 

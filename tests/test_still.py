@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 
 from dashboard.figures import Panel, overlay_figure
-from dashboard.still import heat_image, still_html
+from dashboard.views.image.still import heat_image, still_html
 from tests.test_dashboard_app import _app
 
 SCALE = [[0.0, "rgba(0,0,0,0)"], [0.5, "rgba(255,0,0,0.5)"], [1.0, "rgba(255,255,0,1)"]]
@@ -161,3 +161,30 @@ def test_the_first_run_sends_stills_and_a_changed_figure_comes_without_one() -> 
     assert not at.exception and _stills(at) == []  # Plotly is running by now: no still for a new figure
     at.selectbox(key="cmap").set_value("jet").run()
     assert _stills(at) == [first]  # the figure it opened on: the same still (Streamlit's message cache)
+
+
+@pytest.mark.parametrize(
+    ("view", "cmap"), [("relu", "jet"), ("relu", "inferno"), ("signed", "bwr"), ("signed", "RdBu")]
+)
+def test_the_overlay_layer_the_colour_scale_and_the_still_agree_on_the_heat_colour(view: str, cmap: str) -> None:
+    """One rule (cam_core.render.heat_color): the PNGs' colour layer, the figure's colour scale and the still's
+    pixels give the same colour and cover at the scale's stops (between them Plotly interpolates)."""
+    from cam_core.render import heat_color, heat_rgba, view_map
+    from dashboard.figures import alpha_colorscale
+
+    steps = 17
+    # A map whose display values are exactly the stops: 0…1 (ReLU'd), −1…1 (signed: 0.5 is zero).
+    stops = np.linspace(0.0, 1.0, steps)
+    cam = (stops if view == "relu" else 2.0 * stops - 1.0).astype(np.float32)[None, :]
+    np.testing.assert_allclose(view_map(cam, view)[0], stops, atol=1e-6)
+    layer = heat_rgba(cam, view=view, cmap=cmap)[0].astype(int)
+    scale = alpha_colorscale(cmap, signed=view == "signed", steps=steps)
+    zmin, zmax = (-1.0, 1.0) if view == "signed" else (0.0, 1.0)
+    still = heat_image(cam, zmin, zmax, scale)[0].astype(int)
+    color, cover = heat_color(stops, view=view, cmap=cmap)  # type: ignore[arg-type]
+    rule = np.concatenate([color.astype(int), np.rint(cover * 255).astype(int)[:, None]], axis=1)
+    np.testing.assert_allclose(layer, rule, atol=1)
+    np.testing.assert_allclose(still, rule, atol=1)
+    listed = np.array([[float(v) for v in c[c.index("(") + 1 : -1].split(",")] for _, c in scale])
+    np.testing.assert_allclose(listed[:, :3], color, atol=0)
+    np.testing.assert_allclose(listed[:, 3] * 255, rule[:, 3], atol=1)

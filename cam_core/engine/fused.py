@@ -30,7 +30,6 @@ from __future__ import annotations
 import copy
 import threading
 import weakref
-from collections import OrderedDict
 from dataclasses import dataclass, replace
 
 import torch
@@ -39,6 +38,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_weights
 from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_flatten
 
+from ..cache import BoundedCache
 from .capture import capture_layers
 
 __all__ = ["Fusion", "fused_copy", "signature"]
@@ -262,7 +262,7 @@ def signature(module: nn.Module) -> tuple:
 # model → {(layer, nhwc): (its weights' signature, its copy or None when it runs as it is, what was done)},
 # the last _KEPT used (a folder's batches alternate NHWC and not); never a reference back to the model.
 _Entry = tuple[tuple, "nn.Module | None", Fusion]
-_cache: weakref.WeakKeyDictionary[nn.Module, OrderedDict[tuple[str, bool], _Entry]] = weakref.WeakKeyDictionary()
+_cache: weakref.WeakKeyDictionary[nn.Module, BoundedCache[_Entry]] = weakref.WeakKeyDictionary()
 _guard = threading.Lock()
 _KEPT = 2
 
@@ -275,11 +275,10 @@ def fused_copy(module: nn.Module, layer: str, x: Tensor, nhwc: bool = False) -> 
     """
     key, made_from = (layer, nhwc), signature(module)
     with _guard:
-        kept = _cache.setdefault(module, OrderedDict())
-        hit = kept.get(key)
-        if hit is not None and hit[0] == made_from:
-            kept.move_to_end(key)
-            return (module if hit[1] is None else hit[1]), hit[2]
+        kept = _cache.setdefault(module, BoundedCache(max_entries=_KEPT))
+    hit = kept.get(key)
+    if hit is not None and hit[0] == made_from:
+        return (module if hit[1] is None else hit[1]), hit[2]
     item = x[:1]
     try:
         plan = _plan(module, layer, item)
@@ -303,9 +302,5 @@ def fused_copy(module: nn.Module, layer: str, x: Tensor, nhwc: bool = False) -> 
             break
     else:
         plan = Fusion()
-    with _guard:
-        kept[key] = (made_from, fast, plan)
-        kept.move_to_end(key)
-        while len(kept) > _KEPT:
-            kept.popitem(last=False)
+    kept.put(key, (made_from, fast, plan))
     return (module if fast is None else fast), plan

@@ -19,7 +19,6 @@ from cam_core.engine.clip import DEFAULT_BATCH, video_fit
 from cam_core.engine.methods import METHODS
 from cam_core.io.video import MAX_DURATION_S, MAX_FILE_BYTES, MAX_FRAME_PIXELS, MAX_FRAMES, VIDEO_EXTENSIONS
 from cam_core.models import WeightsUnavailable, list_video_models
-from dashboard.compute import Bundle, ModelSpec, load_bundle
 from dashboard.feedback import show_error
 from dashboard.figures import (
     Panel,
@@ -29,10 +28,11 @@ from dashboard.figures import (
     panel_height,
     timeline_figure,
 )
+from dashboard.model import Bundle, ModelSpec, load_bundle
 from dashboard.shell import Shared
 from dashboard.state import K
 from dashboard.uploads import save_upload
-from dashboard.video.compute import ClipSettings, FilmSet, VideoRun, background, frame_maps, sample_clip
+from dashboard.views.video.compute import ClipSettings, FilmSet, VideoRun, background, frame_maps, sample_clip
 
 __all__ = [
     "VIDEO_METHODS",

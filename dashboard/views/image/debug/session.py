@@ -7,15 +7,14 @@ draw does it with a spinner or progress bar and keeps the result.
 
 from __future__ import annotations
 
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import streamlit as st
 
+from cam_core.cache import BoundedCache
 from dashboard.feedback import show_error
 
 
@@ -26,7 +25,7 @@ class DK:
     TAB = "dbg_tab"
     CLASS = "dbg_class"
     METHOD = "dbg_method"
-    RESULTS = "_dbg_results"  # kind → OrderedDict(inputs → Timed)
+    RESULTS = "_dbg_results"  # kind → BoundedCache(inputs → Timed)
     SWEEP_METHOD = "dbg_sweep_method"
     SWEEP_EXTRA = "dbg_sweep_extra"
     CMP_OPT = "dbg_cmp_"  # + perturbation method name: opted in
@@ -54,48 +53,42 @@ class Timed:
     seconds: float
 
 
+def _store(kind: str, limit: int) -> BoundedCache[Timed]:
+    """This session's results of ``kind`` (the ``limit`` most recent: results hold maps)."""
+    stores = st.session_state.setdefault(DK.RESULTS, {})
+    store = stores.get(kind)
+    if store is None:
+        store = stores[kind] = BoundedCache(max_entries=limit)
+    store.max_entries = limit
+    return store
+
+
 def recall(kind: str, key: Hashable) -> Timed | None:
     store = st.session_state.get(DK.RESULTS, {}).get(kind)
-    if store is None or key not in store:
-        return None
-    store.move_to_end(key)
-    return store[key]
+    return None if store is None else store.get(key)
 
 
 def keep(kind: str, key: Hashable, value: Timed, limit: int = 4) -> Timed:
     """Remember ``value`` for ``key`` (the ``limit`` most recent per kind: results hold maps)."""
-    store = st.session_state.setdefault(DK.RESULTS, {}).setdefault(kind, OrderedDict())
-    store[key] = value
-    store.move_to_end(key)
-    while len(store) > limit:
-        store.popitem(last=False)
-    return value
+    return _store(kind, limit).put(key, value)
 
 
 # The layer's facts for the diagnosis are the same for every browser session looking at the same
 # (model, image, layer, classes): kept once per process too, so a new visitor (or a demo reloading
 # the page) does not pay for the extra forward/backward again. Module state survives reruns.
-_SHARED: OrderedDict[tuple[str, Hashable], Timed] = OrderedDict()
-_SHARED_LOCK = threading.Lock()
 SHARED_LIMIT = 16
+_SHARED: BoundedCache[Timed] = BoundedCache(max_entries=SHARED_LIMIT)
 
 
 def recall_shared(kind: str, key: Hashable) -> Timed | None:
     """A result any session computed for ``key`` (also remembered in this session)."""
-    with _SHARED_LOCK:
-        found = _SHARED.get((kind, key))
-        if found is not None:
-            _SHARED.move_to_end((kind, key))
+    found = _SHARED.get((kind, key))
     return None if found is None else keep(kind, key, found)
 
 
 def keep_shared(kind: str, key: Hashable, value: Timed, limit: int = 4) -> Timed:
     """Remember ``value`` in this session and for every session (the :data:`SHARED_LIMIT` most recent)."""
-    with _SHARED_LOCK:
-        _SHARED[(kind, key)] = value
-        _SHARED.move_to_end((kind, key))
-        while len(_SHARED) > SHARED_LIMIT:
-            _SHARED.popitem(last=False)
+    _SHARED.put((kind, key), value)
     return keep(kind, key, value, limit)
 
 

@@ -1,4 +1,4 @@
-"""The video page's engine calls (as :mod:`dashboard.compute` is the image page's): runs and films, cached.
+"""The video page's engine calls (as :mod:`dashboard.views.image.compute` is the image page's): runs and films, cached.
 
 Cost rules:
 
@@ -24,13 +24,13 @@ import numpy as np
 import streamlit as st
 from PIL import Image
 
+from cam_core.cache import BoundedCache
 from cam_core.engine.clip import ClipResult, explain_clip
 from cam_core.film import Films, display_maps, maps_on_frames, write_films
 from cam_core.io.samples import SAMPLE_CLIP, write_sample_clip
 from cam_core.io.video import Sampling, VideoInfo, probe_video
 from cam_core.limits import FILM_CACHE_BYTES, VIDEO_RUN_CACHE_BYTES
-from dashboard.caches import BoundedCache
-from dashboard.compute import Bundle
+from dashboard.model import Bundle
 
 __all__ = [
     "ClipSettings",

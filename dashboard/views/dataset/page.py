@@ -13,7 +13,7 @@ import streamlit as st
 
 from cam_core.errors import CamError
 from dashboard import dataroot, shell
-from dashboard.dataset import ui
+from dashboard.views.dataset import ui
 
 __all__ = ["main", "page"]
 

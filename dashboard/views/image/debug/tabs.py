@@ -1,8 +1,8 @@
 """Five of the six tabs of "Debug this prediction": Diagnosis, Layer sweep, Methods, Contrast, Inspect a point
-(the sixth, Trust, is :mod:`dashboard.debug.trust_tab`).
+(the sixth, Trust, is :mod:`dashboard.views.image.debug.trust_tab`).
 
 Each tab reads its widgets, runs its engine call on a button (cached in the session by
-:mod:`dashboard.debug.session`), and draws the result; the numbers come from ``cam_core``.
+:mod:`dashboard.views.image.debug.session`), and draws the result; the numbers come from ``cam_core``.
 """
 
 from __future__ import annotations
@@ -26,13 +26,23 @@ from cam_core.analysis.diagnose import (
 from cam_core.analysis.sweep import SWEEP_METHODS, SweepResult, compare_methods, contrast, sweep
 from cam_core.engine.methods import METHODS, estimate_cost
 from cam_core.errors import CamError
-from dashboard.debug.cards import BADGES, LAYER_NOTE_CODES, code_words, diagnosis_card, layer_notes, method_title
-from dashboard.debug.context import Ctx
-from dashboard.debug.figures import (
+from dashboard.feedback import show_error
+from dashboard.figures import MAX_COLUMNS, PLOTLY_CONFIG, Panel, overlay_figure
+from dashboard.state import set_layer
+from dashboard.views.image.debug.cards import (
+    BADGES,
+    LAYER_NOTE_CODES,
+    code_words,
+    diagnosis_card,
+    layer_notes,
+    method_title,
+)
+from dashboard.views.image.debug.context import Ctx
+from dashboard.views.image.debug.figures import (
     point_figure,
     stage_strip,
 )
-from dashboard.debug.session import (
+from dashboard.views.image.debug.session import (
     DK,
     asked,
     keep,
@@ -41,9 +51,6 @@ from dashboard.debug.session import (
     run_with_bar,
     run_with_spinner,
 )
-from dashboard.feedback import show_error
-from dashboard.figures import MAX_COLUMNS, PLOTLY_CONFIG, Panel, overlay_figure
-from dashboard.state import set_layer
 
 SLOW = tuple(m for m, spec in METHODS.items() if spec.slow)  # opt-in in the Methods tab: many forwards each
 BATCH = 64  # forward batch of the slow methods (compare_methods' default), quoted in the cost line

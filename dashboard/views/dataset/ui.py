@@ -21,13 +21,13 @@ from cam_core.batch.results import RESULTS
 from cam_core.engine.methods import METHODS
 from cam_core.errors import CamError
 from dashboard import dataroot, state
-from dashboard.compute import Bundle, ImageItem, ModelSpec, decode_image, model_args
-from dashboard.dataset import table as tb
-from dashboard.dataset.figures import confusion_figure
-from dashboard.dataset.thumbs import ThumbCache, file_stamp
 from dashboard.feedback import guarded, show_error
 from dashboard.figures import PLOTLY_CONFIG, format_prob
+from dashboard.model import Bundle, ImageItem, ModelSpec, decode_image, model_args
 from dashboard.sidebar import request_model
+from dashboard.views.dataset import table as tb
+from dashboard.views.dataset.figures import confusion_figure
+from dashboard.views.dataset.thumbs import ThumbCache, file_stamp
 from dashboard.widgets.gallery import gallery_ui
 
 __all__ = ["DS", "Source", "goto_requested", "results_ui", "source_ui"]

@@ -1,6 +1,6 @@
 """The Trust tab of "Debug this prediction": deletion and insertion, ROAD, and the model-randomisation check.
 
-Each check runs on a button (cached in the session by :mod:`dashboard.debug.session`) and its verdict comes
+Each check runs on a button (cached in the session by :mod:`dashboard.views.image.debug.session`) and its verdict comes
 from :mod:`cam_core.analysis.trust`; this page only draws the curves and shows the verdict.
 """
 
@@ -26,11 +26,17 @@ from cam_core.analysis.trust import (
     road,
     sanity_verdicts,
 )
-from dashboard.debug.cards import method_title
-from dashboard.debug.context import Ctx
-from dashboard.debug.figures import curves_figure, road_figure, sanity_figure, sanity_maps_figure, short_unit
-from dashboard.debug.session import DK, asked, keep, recall, run_button, run_with_bar
 from dashboard.figures import PLOTLY_CONFIG
+from dashboard.views.image.debug.cards import method_title
+from dashboard.views.image.debug.context import Ctx
+from dashboard.views.image.debug.figures import (
+    curves_figure,
+    road_figure,
+    sanity_figure,
+    sanity_maps_figure,
+    short_unit,
+)
+from dashboard.views.image.debug.session import DK, asked, keep, recall, run_button, run_with_bar
 
 __all__ = ["trust_tab"]
 

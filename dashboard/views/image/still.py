@@ -1,10 +1,9 @@
 """An overlay figure drawn as plain HTML: what a fresh browser shows while Plotly's script starts.
 
-A browser tab that opens the page for the first time spends ~1 s running Plotly's 4.7 MB script and
-~0.3-0.5 s drawing the first figure before any overlay appears (traces of cold opens here). The still
-shows the same photos, maps, titles, row labels and colorbars at the same places at once, drawn
-from the figure itself (its domains, margins, colour scales and opacity), and gives way to the live
-figure, through a style, the moment that one has drawn its maps. Only the figures of a browser session's
+Why: a browser tab that opens the page for the first time runs Plotly's large script and draws the first figure
+before any overlay appears. The still shows the same photos, maps, titles, row labels and colorbars at the same
+places at once, drawn from the figure itself (its domains, margins, colour scales and opacity), and gives way to
+the live figure, through a style, the moment that one has drawn its maps. Only the figures of a browser session's
 first run get one; a later run that draws one of them again sends the same still (a reference: Streamlit's
 message cache).
 """
@@ -17,6 +16,7 @@ import numpy as np
 import plotly.graph_objects as go
 from PIL import Image
 
+from cam_core.render import scale_rgba
 from dashboard.figures import image_uri
 
 __all__ = ["STILL_CSS", "heat_image", "still_html"]
@@ -53,12 +53,9 @@ def _rgba(colour: str) -> tuple[float, float, float, float]:
 
 def heat_image(z: np.ndarray, zmin: float, zmax: float, colorscale: list) -> np.ndarray:
     """The heatmap's samples through its colour scale, as Plotly colours them: (h, w, 4) uint8 RGBA."""
-    stops = np.array([float(s) for s, _ in colorscale])
+    stops = [float(s) for s, _ in colorscale]
     colours = np.array([_rgba(c) for _, c in colorscale])  # (n, 4): r, g, b in 0…255, a in 0…1
-    unit = np.clip((np.asarray(z, dtype=np.float64) - zmin) / ((zmax - zmin) or 1.0), 0.0, 1.0)
-    out = np.stack([np.interp(unit, stops, colours[:, c]) for c in range(4)], axis=-1)
-    out[..., 3] *= 255.0
-    return np.rint(out).astype(np.uint8)
+    return scale_rgba((np.asarray(z, dtype=np.float64) - zmin) / ((zmax - zmin) or 1.0), stops, colours)
 
 
 def _gradient(colorscale: list) -> str:
@@ -95,7 +92,7 @@ def still_html(fig: go.Figure) -> str:
     Positions follow Plotly's: a subplot's box is its domain of the plot area (the figure less its margins),
     the image inside it kept at its aspect, centred across and at the bottom (``constraintoward``), each
     heatmap's samples drawn as one small image the browser scales up over the same box, the photo under
-    it as the box's background (one copy for every panel: the first view's still of six panels is 91 KB, not 236).
+    it as the box's background (one copy for every panel, not one per map).
     """
     layout = fig.layout
     m = layout.margin

@@ -1,21 +1,16 @@
 """What the server writes into the head of the page Streamlit serves, there before any of its browser code runs.
 
-- A style: Streamlit's placeholders (``stSkeleton``: shown while an element's browser code loads, and every
-  element of the page waits for Plotly's 4.7 MB script) pulse at 60 frames a second. Drawn in software, as in a
-  VM or a browser without a GPU, that took ~1 CPU-second per page open from the page's own work (a trace of a
-  cold open here: 226 frames of 4.6 ms in 4.5 s; 61 with this style). A style sent with the script's messages
-  comes too late (its element's code loads with the rest).
-- A ``modulepreload`` of Streamlit's Plotly chunk: the browser asked for it only when the first chart's message
-  came, ~2 s into a cold open here, then fetched and parsed it for ~0.85 s more before it could run it; asked for
-  from the head, it is fetched and parsed (off the page's main thread) while Streamlit's own code starts.
-- Streamlit's ``st.html`` chunk (2 KB, and DOMPurify's 29 KB), fetched and run as soon as Streamlit's own code
-  has run. The overlays' stills (:mod:`dashboard.still`) are ``st.html`` elements: left to Streamlit, their code
-  was asked for with the first still and then waited behind Plotly's ~1 s start, asked for a moment later by the
-  chart beside it, so the still came 1.4 s after its message, hardly before the chart (cold opens here: the
-  first overlay drawn at 2.6-3.0 s without this, 1.3-1.7 s with it).
+- A style that stops Streamlit's placeholders (``stSkeleton``) pulsing: drawn in software (a VM, a browser
+  without a GPU) the pulse costs CPU the page's own work needs while every element waits for Plotly's script.
+  A style sent with the script's messages comes too late (its element's code loads with the rest).
+- A ``modulepreload`` of Streamlit's Plotly chunk: otherwise the browser asks for it only when the first chart's
+  message comes; asked for from the head, it is fetched and parsed while Streamlit's own code starts.
+- Streamlit's ``st.html`` chunk, fetched and run as soon as Streamlit's own code has run: the overlays' stills
+  (:mod:`dashboard.views.image.still`) are ``st.html`` elements, and left to Streamlit their code waited behind
+  Plotly's start, so the still came hardly before the chart it stands in for.
 
 This ASGI middleware writes both into the HTML document itself: ``/`` comes uncompressed, the other pages'
-(``/video``) gzipped by Streamlit; each is sent back uncompressed (8 KB).
+(``/video``) gzipped by Streamlit; each is sent back uncompressed.
 """
 
 from __future__ import annotations

@@ -8,8 +8,6 @@ the opacity control redraws nothing. The base picture is shared by every method 
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from cam_core.cache import BoundedCache
 from cam_core.engine import upsample
 from cam_core.errors import CamError
 from cam_core.io.images import load_image
@@ -73,26 +72,23 @@ def build_heat(cam: np.ndarray, base: Base, view: str, cmap: str) -> str:
 
 
 class ThumbCache:
-    """Process-wide LRU of base pictures and heat layers (thread-safe; entries are a few kB each)."""
+    """Process-wide LRU of base pictures and heat layers (entries are a few kB each); two sessions asking for the
+    same thumbnail at once build it once."""
 
     def __init__(self, max_entries: int = 4000) -> None:
         self.max_entries = max_entries
-        self._items: OrderedDict[Hashable, object] = OrderedDict()
-        self._lock = threading.Lock()
+        self._items: BoundedCache[object] = BoundedCache(max_entries=max_entries)
         self.built = 0  # how many entries were computed (tests check that only what is shown is built)
 
     def get(self, key: Hashable, build: Callable[[], object]) -> object:
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]
-        value = build()
-        with self._lock:
-            self.built += 1
-            self._items[key] = value
-            while len(self._items) > self.max_entries:
-                self._items.popitem(last=False)
-        return value
+        """The entry for ``key``, built (once) when missing."""
+
+        def counted() -> object:
+            value = build()
+            self.built += 1  # once per key built: waiters on the same key do not get here
+            return value
+
+        return self._items.get_or_build(key, counted)
 
     def thumb(
         self, path: str, stamp: tuple[int, int], preprocess: Preprocess, fit: str, map_key: Hashable,

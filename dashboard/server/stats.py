@@ -13,8 +13,10 @@ from pathlib import Path
 
 from streamlit.runtime import Runtime
 
-from dashboard import compute, uploads, warmup
-from dashboard.video import compute as video_compute
+from dashboard import model, uploads, warmup
+from dashboard.caches import figure_cache
+from dashboard.views.image.compute import map_cache
+from dashboard.views.video import compute as video_compute
 
 __all__ = ["rss_bytes", "snapshot"]
 
@@ -31,7 +33,7 @@ def rss_bytes() -> int:
 
 def _hooks() -> int:
     total = 0
-    for bundle in compute.cached_bundles():
+    for bundle in model.cached_bundles():
         for m in bundle.model.module.modules():
             total += len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
     return total
@@ -45,15 +47,15 @@ def snapshot() -> dict[str, int]:
     """The server's numbers (see the module docstring)."""
     runtime = Runtime.instance() if Runtime.exists() else None
     sessions = len(runtime._session_mgr.list_active_sessions()) if runtime is not None else 0
-    maps = compute.map_cache()
+    maps = map_cache()
     return {
         "rss_bytes": rss_bytes(),
         "cpu_ms": round(time.process_time() * 1000),
-        "models": len(compute.cached_bundles()),
-        "model_bytes": compute.model_cache_bytes(),
+        "models": len(model.cached_bundles()),
+        "model_bytes": model.model_cache_bytes(),
         "map_bytes": maps.nbytes,
-        "figures": len(compute.figure_cache()),
-        "image_bytes": compute.image_cache_bytes(),
+        "figures": len(figure_cache()),
+        "image_bytes": model.image_cache_bytes(),
         "video_run_bytes": video_compute.run_cache_bytes(),
         "film_bytes": video_compute.film_cache_bytes(),
         "upload_folders": sum(1 for f in uploads.UPLOAD_ROOT.iterdir()) if uploads.UPLOAD_ROOT.is_dir() else 0,

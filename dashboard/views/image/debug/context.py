@@ -19,9 +19,10 @@ from cam_core.analysis.diagnose import Diagnosis, HeadProbe, diagnose, layer_con
 from cam_core.analysis.sweep import SWEEP_METHODS
 from cam_core.errors import CamError
 from cam_core.models.layers import LayerInfo
-from dashboard.compute import Bundle, ImageItem, ViewResult, map_cache, ranking
-from dashboard.debug.session import Timed, keep, keep_shared, recall, recall_shared
 from dashboard.display import Display
+from dashboard.model import Bundle, ImageItem
+from dashboard.views.image.compute import ViewResult, map_cache, ranking
+from dashboard.views.image.debug.session import Timed, keep, keep_shared, recall, recall_shared
 
 __all__ = ["Ctx", "LayerFacts", "prepare", "shown_methods", "view_diagnoses"]
 

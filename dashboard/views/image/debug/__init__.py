@@ -1,4 +1,4 @@
-"""Debug this prediction: the section under the overlays (see :mod:`dashboard.debug.section`).
+"""Debug this prediction: the section under the overlays (see :mod:`.section`).
 
 Modules: ``section`` (layout), ``context`` (the layer's facts and the tabs' context), ``cards``
 (diagnosis cards, findings), ``tabs`` (five of the six tabs), ``trust_tab`` (the Trust tab), ``session`` (cache, run

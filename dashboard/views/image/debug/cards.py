@@ -16,9 +16,9 @@ from cam_core.analysis.diagnose import (
     Diagnosis,
 )
 from cam_core.engine.methods import METHODS
-from dashboard.debug.session import DK, ask
 from dashboard.display import VIEWS
 from dashboard.state import request_full_rerun, set_layer
+from dashboard.views.image.debug.session import DK, ask
 
 # Findings whose fix is another layer / the signed view / a contrast (codes from cam_core.analysis.diagnose).
 _LAYER_CODES = frozenset({"empty_after_relu", "mostly_negative", "zero_map", "pre_activation", "residual_branch"})

@@ -6,10 +6,9 @@ is empty), then six tabs: Diagnosis · Layer sweep · Methods · Contrast · Ins
 point · Trust. Every number comes from ``cam_core`` (``diagnose``, ``sweep``,
 ``compare_methods``, ``contrast``, ``inspect_point``, ``deletion_insertion``,
 ``randomisation_check``). This module lays out the section; what it works from
-(the layer's facts, the tabs' context) is in :mod:`dashboard.debug.context`, the
-cards in :mod:`dashboard.debug.cards`, the tabs in :mod:`dashboard.debug.tabs` and :mod:`dashboard.debug.trust_tab`, the
-session cache and run buttons in :mod:`dashboard.debug.session`, the figures in
-:mod:`dashboard.debug.figures`.
+(the layer's facts, the tabs' context) is in :mod:`.context`, the cards in :mod:`.cards`,
+the tabs in :mod:`.tabs` and :mod:`.trust_tab`, the session cache and run buttons in
+:mod:`.session`, the figures in :mod:`.figures`.
 
 Cost rules:
 
@@ -38,15 +37,16 @@ from functools import partial
 import streamlit as st
 
 from dashboard import state
-from dashboard.compute import Bundle, ImageItem, ViewResult, map_cache
-from dashboard.debug.cards import findings_summary, method_title
-from dashboard.debug.context import Ctx, prepare, shown_methods
-from dashboard.debug.session import DK, pick
-from dashboard.debug.tabs import contrast_tab, diagnosis_tab, inspect_tab, methods_tab, sweep_tab
-from dashboard.debug.trust_tab import trust_tab
 from dashboard.display import Display
 from dashboard.display import current as current_display
 from dashboard.feedback import show_error
+from dashboard.model import Bundle, ImageItem
+from dashboard.views.image.compute import ViewResult, map_cache
+from dashboard.views.image.debug.cards import findings_summary, method_title
+from dashboard.views.image.debug.context import Ctx, prepare, shown_methods
+from dashboard.views.image.debug.session import DK, pick
+from dashboard.views.image.debug.tabs import contrast_tab, diagnosis_tab, inspect_tab, methods_tab, sweep_tab
+from dashboard.views.image.debug.trust_tab import trust_tab
 
 __all__ = ["TABS", "debug_section", "debug_toggle", "open_debug"]
 
@@ -115,10 +115,10 @@ def debug_section(
     """The "Debug this prediction" section: summary of blank maps, then the six tabs.
 
     Args:
-        bundle: The loaded model (from :func:`dashboard.compute.load_bundle`).
+        bundle: The loaded model (from :func:`dashboard.model.load_bundle`).
         item: The image shown.
         layer: The selected layer.
-        view: The overlays' maps (from :func:`dashboard.compute.compute_view`).
+        view: The overlays' maps (from :func:`dashboard.views.image.compute.compute_view`).
         ids: The explained classes, in the overlays' order.
         methods: The selected methods, in the overlays' order.
         display: How the overlays are drawn (views, colormaps, opacity).

@@ -10,7 +10,7 @@ What reruns when (each part reruns alone, so a click costs what it changes):
   overlays, exports, and the debug section when it is open;
 - :func:`_overlays` (a fragment inside it): a display change (views, colormaps, opacity):
   the overlay figures and the exports only;
-- each debug tab: its own widgets (see :mod:`dashboard.debug.section`).
+- each debug tab: its own widgets (see :mod:`dashboard.views.image.debug.section`).
 """
 
 from __future__ import annotations
@@ -22,10 +22,13 @@ from functools import partial
 import streamlit as st
 
 from cam_core.engine.methods import METHODS
-from dashboard import debug, panels, shell, state
-from dashboard.compute import (
-    Bundle,
-    ImageItem,
+from dashboard import shell, state
+from dashboard.display import display_toolbar
+from dashboard.feedback import guarded
+from dashboard.model import Bundle, ImageItem
+from dashboard.sidebar import images_ui, methods_ui
+from dashboard.views.image import debug, panels
+from dashboard.views.image.compute import (
     ViewResult,
     cached_scores,
     compute_view,
@@ -33,9 +36,7 @@ from dashboard.compute import (
     pending,
     ranking,
 )
-from dashboard.display import display_toolbar
-from dashboard.feedback import guarded
-from dashboard.sidebar import images_ui, methods_ui
+from dashboard.widgets.layer_panel import layer_panel
 
 
 def page() -> st.Page:
@@ -79,7 +80,7 @@ def main() -> None:
     with main_col:
         _view(bundle, item, layer, tuple(methods), url, scores)
     with tree:  # after the overlays, so the first overlay is drawn first
-        panels.layer_panel(bundle, layer)
+        layer_panel(bundle, layer)
 
 
 def _layer(bundle: Bundle, url: state.UrlView) -> str | None:

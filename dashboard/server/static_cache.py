@@ -1,13 +1,11 @@
 """Streamlit's own browser code, kept in memory after Streamlit has served it once.
 
-A page open fetches ~130 of Streamlit's JavaScript chunks, styles and fonts. Streamlit's static handler opens,
-stats and reads each from disk in worker threads on every request: measured here, 4 ms of server CPU a small
-file and 29 ms for Plotly's 4.7 MB chunk, ~0.5 CPU-seconds a page open on a 2-core machine whose other core the
-visitor's browser needs. So each file is served by Streamlit the first time (its path checks, headers and
-fallbacks untouched), and when Streamlit answered 200, uncompressed, with an immutable cache header (its hashed
-bundles), the answer is kept and sent again byte for byte: 2 ms a file (uvicorn's own part), 4 ms for Plotly's.
-Conditional and range requests always go to Streamlit. What is kept is bounded by Streamlit's static folder
-(~25 MB; a page open uses ~8 MB of it).
+Why: a page open fetches over a hundred of Streamlit's JavaScript chunks, styles and fonts, and Streamlit's static
+handler opens, stats and reads each from disk on every request, server CPU that a small machine's visitor's
+browser needs. So each file is served by Streamlit the first time (its path checks, headers and fallbacks
+untouched), and when Streamlit answered 200, uncompressed, with an immutable cache header (its hashed bundles),
+the answer is kept and sent again byte for byte. Conditional and range requests always go to Streamlit. What is
+kept is bounded by Streamlit's static folder.
 """
 
 from __future__ import annotations

@@ -20,9 +20,7 @@ from cam_core.analysis.diagnose import blank_after_relu
 from cam_core.engine import match_classes, resolve_classes
 from cam_core.engine.methods import METHODS
 from cam_core.errors import CamError
-from dashboard import exports
-from dashboard.compute import Bundle, ImageItem, ViewResult, figure_cache
-from dashboard.debug import open_debug
+from dashboard.caches import figure_cache
 from dashboard.display import Display, sync_opacity
 from dashboard.figures import (
     MAX_COLUMNS,
@@ -33,9 +31,12 @@ from dashboard.figures import (
     panel_height,
     scores_figure,
 )
-from dashboard.state import K, UrlView, set_classes, set_layer, toggle_class
-from dashboard.still import STILL_CSS, still_html
-from dashboard.widgets.model_tree import model_tree_ui
+from dashboard.model import Bundle, ImageItem
+from dashboard.state import K, UrlView, set_classes, toggle_class
+from dashboard.views.image import exports
+from dashboard.views.image.compute import ViewResult
+from dashboard.views.image.debug import open_debug
+from dashboard.views.image.still import STILL_CSS, still_html
 
 __all__ = [
     "HOW_TO_READ",
@@ -44,7 +45,6 @@ __all__ = [
     "classes_ui",
     "find_classes_ui",
     "image_ui",
-    "layer_panel",
     "overlay_figure_for",
     "show_exports",
     "show_header",
@@ -127,37 +127,6 @@ def image_ui(items: Sequence[ImageItem], url: UrlView) -> ImageItem:
     if len(items) > 1:
         st.segmented_control("Image", labels, key=K.IMAGE, required=True)
     return items[labels.index(st.session_state[K.IMAGE])]
-
-
-def layer_panel(bundle: Bundle, layer: str) -> None:
-    """The model tree; picking a row stores the layer for this model."""
-    info = next((n for n in bundle.nodes if n["name"] == layer), None)
-    st.subheader("Layer", anchor=False)
-    if info is not None:
-        st.markdown(f"`{layer}` · {info['type']} · {info['shape']}")
-        for hint in info["hints"]:
-            st.caption(f":material/info: {hint['text'][0].upper()}{hint['text'][1:]}")
-    model_tree_ui(
-        bundle.nodes,
-        selected=layer,
-        model_key=bundle.spec.key,
-        on_select=partial(_layer_picked, bundle.spec.key),
-    )
-    if bundle.recommended and layer != bundle.recommended:
-        st.button(
-            f"Back to the recommended layer ({bundle.recommended})",
-            on_click=set_layer,
-            args=(bundle.spec.key, bundle.recommended),
-            type="tertiary",
-            icon=":material/star:",
-            key="back_to_recommended",
-        )
-
-
-def _layer_picked(model_key: str, layer: str) -> None:
-    """A click in the tree: the page follows; a toast says so where the tree sits under the overlays."""
-    set_layer(model_key, layer)
-    st.toast(f"Layer `{layer}`: the maps above now show it.", icon=":material/layers:")
 
 
 def topk_ui(url: UrlView, num_classes: int, ctx: tuple[str, str], ranking: Callable[[], Sequence[int] | None]) -> int:
@@ -364,8 +333,8 @@ def overlay_figure_for(
     *,
     still: bool = False,
 ) -> tuple[go.Figure, str | None]:
-    """The overlay figure of ``chunk``'s classes for one method and, with ``still``, its still (:mod:`dashboard.still`,
-    with its style; else None), both from the process-wide figure cache."""
+    """The overlay figure of ``chunk``'s classes for one method and, with ``still``, its still
+    (:mod:`.still`, with its style; else None), both from the process-wide figure cache."""
     key = _figure_key(bundle, item, layer, view, chunk, method, display)
     names, title = bundle.model.class_names, METHODS[method].title
     fig = figure_cache().get_or_build(key, partial(_overlay_figure, view, chunk, names, title, method, display))

@@ -1,6 +1,6 @@
 """The video page (``/video``): Grad-CAM over a clip, played as a film and scrubbed frame by frame.
 
-``main()`` wires the pieces of :mod:`dashboard.video.panels`: the clip and the model → settings →
+``main()`` wires the pieces of :mod:`dashboard.views.video.panels`: the clip and the model → settings →
 a Run button (progress, Cancel) → the film, the downloads, and the frame scrubber with the timeline.
 
 What reruns when:
@@ -20,12 +20,13 @@ import hashlib
 
 import streamlit as st
 
-from dashboard import display, panels, shell, state
-from dashboard.compute import Bundle, ImageItem, figure_cache
+from dashboard import display, shell, state
+from dashboard.caches import figure_cache
 from dashboard.feedback import guarded
 from dashboard.figures import PLOTLY_CONFIG
+from dashboard.model import Bundle, ImageItem
 from dashboard.state import K
-from dashboard.video.compute import (
+from dashboard.views.video.compute import (
     VideoRun,
     background,
     cached_films,
@@ -35,7 +36,7 @@ from dashboard.video.compute import (
     probe,
     run_key,
 )
-from dashboard.video.panels import (
+from dashboard.views.video.panels import (
     Clip,
     change_summary,
     clip_ui,
@@ -50,6 +51,7 @@ from dashboard.video.panels import (
     timeline,
     untrained_note,
 )
+from dashboard.widgets.layer_panel import layer_panel
 
 __all__ = ["PLAY_TICK_S", "main"]
 
@@ -124,7 +126,7 @@ def _layer_ui(bundle: Bundle) -> str | None:
     )
     if layer:
         with st.expander("Layer (the model tree)"):
-            panels.layer_panel(bundle, layer)
+            layer_panel(bundle, layer)
     return layer
 
 

@@ -1,7 +1,7 @@
 """The confusion matrix as a Plotly heatmap whose cells can be clicked.
 
 Streamlit's ``on_select`` returns nothing for clicks on a plain heatmap (streamlit#8760), so an
-invisible scatter grid lies over it (as :func:`dashboard.debug.figures.point_figure` does): one
+invisible scatter grid lies over it (as :func:`dashboard.views.image.debug.figures.point_figure` does): one
 marker per cell, carrying the cell's (row, column) in ``customdata``.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from dashboard.dataset.table import Confusion
+from dashboard.views.dataset.table import Confusion
 
 __all__ = ["confusion_figure"]
 
@@ -25,7 +25,7 @@ def confusion_figure(conf: Confusion, selected: tuple[int, int] | None = None) -
     """Rows: true classes; columns: predicted classes; the diagonal holds the correct answers.
 
     Args:
-        conf: From :func:`dashboard.dataset.table.confusion`.
+        conf: From :func:`dashboard.views.dataset.table.confusion`.
         selected: (row, column) of the cell the gallery is filtered to, outlined.
     """
     n_rows, n_cols = conf.counts.shape

@@ -1,2 +1,0 @@
-"""The Dataset page's pieces: the results table (:mod:`.table`), thumbnails (:mod:`.thumbs`), the confusion
-matrix figure (:mod:`.figures`) and the widgets that wire them (:mod:`.ui`)."""
