@@ -27,6 +27,7 @@ from cam_core.limits import (
 from cam_core.models import DEFAULT_MODEL, LoadedModel
 from cam_core.models.layers import HINT_TEXT
 from cam_core.models.outputs import parse_output
+from dashboard.page_sources import asks_for, registered, shareable_spec
 from dashboard.widgets.model_tree import tree_nodes
 
 __all__ = [
@@ -47,10 +48,11 @@ __all__ = [
 class ModelSpec:
     """What model to load, as plain values (hashable: it is the model's cache key).
 
-    ``source`` is ``default``, ``torchvision``, ``timm``, ``hf``, ``checkpoint``, ``factory`` or
-    ``pinned`` (one of the operator's models, see :mod:`dashboard.access`); file fields are paths of
+    ``source`` is a sidebar choice (:mod:`dashboard.page_sources`: a registered source's key, or
+    ``checkpoint`` for an upload of any checkpoint format) or ``pinned`` (one of the operator's models,
+    see :mod:`dashboard.access`); ``name`` is the spec without its source's prefix; file fields are paths of
     saved uploads (named by their content hash, so equal files give equal specs) or the operator's
-    files; ``name`` is also the timm model name or the Hugging Face folder. ``allow_code`` is
+    files. ``allow_code`` is
     ``False`` for what a visitor asks for on a server that does not trust visitors: the engine then
     refuses factories, pickles, TorchScript and exported programs. ``title`` names a pinned model in
     the page (its paths are never shown). ``output`` names the logits of a model returning a tuple
@@ -71,14 +73,13 @@ class ModelSpec:
 
     @property
     def spec_text(self) -> str:
-        """The ``load_model`` spec this stands for."""
-        if self.source in ("default", "torchvision", "factory", "pinned"):
-            return self.name
-        if self.source == "timm":
-            return f"timm:{self.name}"
-        if self.source == "hf":
-            return f"hf:{self.name}"
-        return self.checkpoint or ""
+        """The ``load_model`` spec this stands for: a checkpoint upload is its file; any other source's name
+        carries the source's prefix (``timm:``, ``hf:``) where the registry declares one."""
+        if self.source == "checkpoint":
+            return self.checkpoint or ""
+        source = registered(self.source)
+        prefix = source.prefix if source is not None and source.prefix else ""
+        return self.name if self.name.startswith(prefix) else prefix + self.name
 
     @property
     def key(self) -> str:
@@ -106,16 +107,14 @@ class ModelSpec:
 
     @property
     def url_model(self) -> tuple[str, str | None] | None:
-        """(model, weights) for a shareable URL; ``None`` for uploads and factories (not shareable)."""
-        if self.source == "default":
-            return DEFAULT_MODEL, None
-        if self.source == "torchvision":
-            return self.name, None if self.weights == "DEFAULT" else "none"
-        if self.source == "timm" and self.checkpoint is None:
-            return f"timm:{self.name}", None if self.weights == "DEFAULT" else "none"
-        if self.source == "pinned" and self.title:
-            return f"pinned:{self.title}", None
-        return None
+        """(model, weights) for a shareable URL; ``None`` for what a link cannot name (uploads, factories, folders:
+        see :func:`~dashboard.page_sources.shareable_spec`)."""
+        if self.source == "pinned":
+            return (f"pinned:{self.title}", None) if self.title else None
+        if not shareable_spec(registered(self.source)) or self.checkpoint is not None:
+            return None
+        asks_weights = asks_for(self.source, "weights") is not None
+        return self.spec_text, None if not asks_weights or self.weights == "DEFAULT" else "none"
 
 
 @dataclass(frozen=True)
@@ -175,7 +174,7 @@ def model_args(spec: ModelSpec) -> dict[str, object]:
         "spec": spec.spec_text,
         "weights": spec.weights,
         "arch": spec.arch,
-        "checkpoint": spec.checkpoint if spec.source in ("factory", "pinned", "timm") else None,
+        "checkpoint": spec.checkpoint if spec.source == "pinned" or asks_for(spec.source, "checkpoint") else None,
         "labels": spec.labels,
         "trust_checkpoint": spec.trust,
         "import_paths": [spec.import_path] if spec.import_path else [],

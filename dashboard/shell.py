@@ -20,7 +20,7 @@ from dashboard.access import ENV_TRUST, Access
 from dashboard.feedback import show_error
 from dashboard.figures import Panel, overlay_figure
 from dashboard.model import Bundle, ModelSpec, device_label, load_bundle
-from dashboard.sidebar import model_ui
+from dashboard.model_ui import model_ui
 
 __all__ = ["FIT_HELP", "Shared", "current", "page", "register_pages", "shared_sidebar"]
 

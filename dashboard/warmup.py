@@ -94,7 +94,7 @@ def _run() -> None:
     try:
         from dashboard.display import Display
         from dashboard.model import ModelSpec, load_bundle
-        from dashboard.sidebar import sample_item
+        from dashboard.views.image.sidebar import sample_item
         from dashboard.views.image.compute import compute_view
         from dashboard.views.image.panels import overlay_figure_for
 

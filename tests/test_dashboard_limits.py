@@ -44,7 +44,7 @@ def test_an_aspect_bomb_upload_is_a_message_and_the_page_works() -> None:
 
 
 def test_a_session_works_with_a_bounded_number_of_images(monkeypatch: pytest.MonkeyPatch) -> None:
-    import dashboard.sidebar as sidebar
+    import dashboard.views.image.sidebar as sidebar
 
     monkeypatch.setattr(sidebar, "MAX_SESSION_IMAGES", 3)  # chelsea + 2 uploads
     at = _app()

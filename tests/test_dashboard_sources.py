@@ -83,9 +83,9 @@ def test_an_hf_folder_in_the_page_with_legrad_and_sigmoid_scores(hf_folder: Path
 
 
 def test_a_missing_package_is_one_line_saying_how_to_install_it(monkeypatch) -> None:
-    from dashboard import sidebar
+    from dashboard import model_ui
 
-    monkeypatch.setattr(sidebar, "_installed", lambda package: False)
+    monkeypatch.setattr(model_ui, "_installed", lambda package: False)
     at = _app()
     for source, extra in (("timm", "timm"), ("hf", "hf")):
         at.radio(key="model_source").set_value(source).run()
@@ -127,7 +127,7 @@ def test_safetensors_and_exported_program_uploads(tmp_path: Path) -> None:
 
 
 def test_the_methods_picker_says_what_the_costly_methods_cost() -> None:
-    from dashboard.sidebar import cost_line
+    from dashboard.views.image.sidebar import cost_line
 
     at = _app()
     at.multiselect(key="methods").set_value(["gradcam", "shapleycam", "smoothgradcampp"]).run()

@@ -134,7 +134,7 @@ def load_model(
         arch_name(text)  # raises UnknownModel, with close names and the valid forms
         raise UnknownModel(f"unknown model {text!r}; use {spec_forms()}")
     if not allow_code and (source.code_bearing or import_paths):
-        what = f"{text!r} is {source.form}, which runs" if source.code_bearing else "import paths run"
+        what = f"{text!r} is {source.form}: loading it can run" if source.code_bearing else "import paths run"
         raise CodeNotAllowed(
             f"{what} code on this machine, which is not allowed here; use a built-in model, or weights "
             "(a state dict) for a known architecture"

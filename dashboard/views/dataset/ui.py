@@ -24,7 +24,7 @@ from dashboard import dataroot, state
 from dashboard.feedback import guarded, show_error
 from dashboard.figures import PLOTLY_CONFIG, format_prob
 from dashboard.model import Bundle, ImageItem, ModelSpec, decode_image, model_args
-from dashboard.sidebar import request_model
+from dashboard.model_ui import request_model
 from dashboard.views.dataset import table as tb
 from dashboard.views.dataset.figures import confusion_figure
 from dashboard.views.dataset.thumbs import ThumbCache, file_stamp

@@ -26,7 +26,7 @@ from dashboard import shell, state
 from dashboard.display import display_toolbar
 from dashboard.feedback import guarded
 from dashboard.model import Bundle, ImageItem
-from dashboard.sidebar import images_ui, methods_ui
+from dashboard.views.image.sidebar import images_ui, methods_ui
 from dashboard.views.image import debug, panels
 from dashboard.views.image.compute import (
     ViewResult,

@@ -1,66 +1,44 @@
-"""Sidebar inputs: which model, which images, how to draw. Widgets in, plain values out."""
+"""The model's inputs in the sidebar, shared by every page: which source (read from cam_core's registry, see
+:mod:`dashboard.page_sources`), then what that source asks. Widgets in, a :class:`~dashboard.model.ModelSpec` out.
+
+The built-in sources have forms of their own (a searchable list of timm's models, an upload that takes every
+checkpoint format); any other registered source gets a form drawn from its declared questions
+(:func:`_asked_ui`), so a new source needs no change here.
+"""
 
 from __future__ import annotations
 
 import functools
-import hashlib
 import importlib.util
 from collections.abc import Sequence
-from dataclasses import replace
 
 import streamlit as st
-from PIL import Image, ImageOps
 
-from cam_core.engine.methods import METHODS, Cost, estimate_cost
-from cam_core.io.images import IMAGE_EXTENSIONS
-from cam_core.io.samples import SAMPLE_NAMES, load_sample
-from cam_core.limits import (
-    MAX_SESSION_IMAGES,
-    MAX_SESSION_UPLOAD_BYTES,
-    mb,
-)
 from cam_core.models import DEFAULT_MODEL, list_torchvision_models
+from cam_core.models.registry import Ask, ModelSource, source_for
 from cam_core.models.sources.hf_folder import INSTALL_HINT as HF_INSTALL
 from cam_core.models.sources.timm_models import INSTALL_HINT as TIMM_INSTALL
 from dashboard.access import Access, PinnedModel
-from dashboard.feedback import show_error
-from dashboard.model import ImageItem, ModelSpec, decode_image
+from dashboard.model import ModelSpec
+from dashboard.page_sources import asks_for, page_sources, registered, shareable_spec
 from dashboard.state import K, UrlView
 from dashboard.uploads import save_folder, save_upload
 
-__all__ = ["cost_line", "images_ui", "methods_ui", "model_ui", "request_model", "sample_item"]
+__all__ = ["model_ui", "request_model"]
 
-SOURCES = {
-    "default": "Offline default",
-    "torchvision": "torchvision model",
-    "timm": "timm model",
-    "hf": "Hugging Face model",
-    "checkpoint": "Upload a checkpoint",
-    "factory": "Python factory",
-}
-SOURCE_CAPTIONS = {
-    "default": "EfficientNet-Lite0, ImageNet weights shipped with the package: no download",
-    "torchvision": "any torchvision classifier; pretrained weights need internet once",
-    "timm": "any of timm's models: pretrained, random, or your own weights",
-    "hf": "a saved transformers image classifier (config.json, weights, preprocessor)",
-    "checkpoint": "safetensors or state dict (+ architecture), exported program (.pt2), TorchScript, pickle",
-    "factory": "package.module:function returning an nn.Module",
-}
-WEIGHTS_ONLY_CAPTION = (
-    "a state dict (.safetensors, .pt) for a known architecture (weights only: files that carry code are refused)"
-)
-CODE_SOURCES = ("factory",)  # the checkpoint source stays, restricted to weights
-CHECKPOINT_TYPES = ["pt", "pth", "ckpt", "safetensors", "pt2"]
-STATE_DICT_TYPES = ["safetensors", "pt", "pth", "ckpt"]
-HF_FILES = ["json", "safetensors", "bin", "txt"]
+
+def _suffixes(*keys: str) -> list[str]:
+    """The file endings the registry's sources under ``keys`` take for their spec, in order, once each."""
+    found = [s for key in keys if (ask := asks_for(key, "spec")) is not None for s in ask.suffixes]
+    return list(dict.fromkeys(found))
+
+
+CHECKPOINT_TYPES = _suffixes("state_dict", "exported", "torchscript", "pickle")
+STATE_DICT_TYPES = _suffixes("state_dict")
+HF_FILES = _suffixes("hf")
 # The model's widgets keep their values when a page sends the user to another (``st.switch_page`` drops the
 # state of every widget that is not kept so; file uploads cannot be kept: see ``ModelSpec.has_uploads``).
 KEEP = "session"
-SLOW_HELP = (
-    "Each method gets its own figure. What each costs beyond the forward and backward they share:\n\n"
-    + "\n".join(f"- **{spec.title}**: {spec.cost}" for spec in METHODS.values())
-    + "\n\n*(slow)*: one forward pass per channel of the layer: seconds to minutes on a CPU."
-)
 NO_ARCH = "(none: exported program, TorchScript or whole model)"
 TRUST_HELP = (
     "A checkpoint that holds a whole pickled model (not just a state dict of tensors), or an exported program "
@@ -121,13 +99,82 @@ def _pinned_ui(url: UrlView, pinned: Sequence[PinnedModel]) -> ModelSpec:
 
 
 def _sources_ui(trusted: bool) -> str:
-    sources = [s for s in SOURCES if trusted or s not in CODE_SOURCES]
-    captions = [SOURCE_CAPTIONS[s] if trusted or s != "checkpoint" else WEIGHTS_ONLY_CAPTION for s in sources]
-    if st.session_state.get(K.SOURCE) not in sources:
+    entries = {entry.key: entry for entry in page_sources(trusted)}
+    if st.session_state.get(K.SOURCE) not in entries:
         st.session_state.pop(K.SOURCE, None)
-    labels = {**SOURCES, "checkpoint": SOURCES["checkpoint"] if trusted else "Upload weights"}
     return st.radio(
-        "Model source", sources, format_func=labels.get, captions=captions, key=K.SOURCE, persist_state=KEEP
+        "Model source",
+        list(entries),
+        format_func=lambda key: entries[key].shown_label(trusted),
+        captions=[entry.shown_caption(trusted) for entry in entries.values()],
+        key=K.SOURCE,
+        persist_state=KEEP,
+    )
+
+
+def _from_link(url: UrlView, names: Sequence[str]) -> None:
+    """Point the widgets at a shared link's model: any data-only source named by text (a timm or torchvision
+    name, a plug-in's spec); uploads and code cannot travel in a URL."""
+    source = source_for(url.model)
+    if not shareable_spec(source) or (source.key == "torchvision" and url.model not in names):
+        return
+    _point_widgets(source, url.model.removeprefix(source.prefix or ""), pretrained=url.weights != "none")
+
+
+def _point_widgets(source: ModelSource, name: str, pretrained: bool) -> None:
+    """Set the source's widgets to ``name`` (before they are drawn)."""
+    if source.key == "timm":
+        st.session_state[K.TIMM_NAME] = name
+        st.session_state[K.TIMM_PRETRAINED] = pretrained
+    elif source.key == "torchvision":
+        st.session_state[K.TV_NAME] = name
+        st.session_state[K.TV_PRETRAINED] = pretrained
+    elif source.key != "default":
+        st.session_state[_ask_key(source.key, "spec")] = name
+        if asks_for(source.key, "weights") is not None:
+            st.session_state[_ask_key(source.key, "weights")] = "DEFAULT" if pretrained else "none"
+    st.session_state[K.SOURCE] = source.key
+
+
+def _ask_key(source: str, field: str) -> str:
+    return f"src_{source}_{field}"
+
+
+def _ask_ui(source: ModelSource, ask: Ask, trusted: bool) -> object:
+    """One question of a registered source, as the widget its kind calls for; its answer as a plain value."""
+    key, help_text = _ask_key(source.key, ask.field), ask.help or None
+    if ask.kind == "flag":  # the flags a source asks unlock code (trusting a pickle): the operator's alone
+        return trusted and st.checkbox(ask.label, key=key, help=help_text, persist_state=KEEP)
+    if ask.kind == "choice" and ask.choices:
+        return st.selectbox(ask.label, ask.choices, key=key, help=help_text, persist_state=KEEP)
+    if ask.kind in ("text", "choice"):
+        return st.text_input(ask.label, key=key, help=help_text, persist_state=KEEP).strip() or None
+    types = list(ask.suffixes) or None
+    if ask.kind == "file":
+        return _saved(st.file_uploader(ask.label, type=types, key=key, help=help_text), list(ask.suffixes))
+    files = st.file_uploader(ask.label, type=types, key=key, help=help_text, accept_multiple_files=True)
+    return save_folder([(f.name, f.getvalue()) for f in files]) if files else None
+
+
+def _asked_ui(source: ModelSource, trusted: bool) -> ModelSpec | None:
+    """A registered source without a form of its own: each of its questions in order; ``None`` until every
+    required one is answered."""
+    answers = {ask.field: _ask_ui(source, ask, trusted) for ask in source.asks}
+    missing = [ask.label for ask in source.asks if ask.required and not answers[ask.field]]
+    if missing:
+        st.info(f"{source.label}: fill in {', '.join(missing)}.", icon=":material/edit:")
+        return None
+    return ModelSpec(
+        source=source.key,
+        name=str(answers.get("spec") or ""),
+        weights="DEFAULT" if answers.get("weights", "DEFAULT") == "DEFAULT" else None,
+        arch=answers.get("arch"),
+        checkpoint=answers.get("checkpoint"),
+        labels=answers.get("labels"),
+        trust=bool(answers.get("trust_checkpoint")),
+        import_path=answers.get("import_paths") if trusted else None,
+        allow_code=trusted,
+        output=answers.get("output"),
     )
 
 
@@ -143,16 +190,7 @@ def model_ui(url: UrlView, access: Access) -> ModelSpec | None:
     trusted = access.trust_visitors
     names = list_torchvision_models()
     if K.SOURCE not in st.session_state and url.model:
-        # A shared link: the offline default, a torchvision or a timm name (uploads cannot travel in a URL).
-        if url.model.startswith("timm:"):
-            st.session_state[K.SOURCE] = "timm"
-            st.session_state[K.TIMM_NAME] = url.model.removeprefix("timm:")
-            st.session_state[K.TIMM_PRETRAINED] = url.weights != "none"
-        else:
-            st.session_state[K.SOURCE] = "default" if url.model == DEFAULT_MODEL else "torchvision"
-        if url.model in names:
-            st.session_state[K.TV_NAME] = url.model
-            st.session_state[K.TV_PRETRAINED] = url.weights != "none"
+        _from_link(url, names)
     source = _sources_ui(trusted)
     if source == "default":
         return ModelSpec()
@@ -178,7 +216,9 @@ def model_ui(url: UrlView, access: Access) -> ModelSpec | None:
         )
     if source == "checkpoint":
         return _checkpoint_ui(names, trusted)
-    return _factory_ui()
+    if source == "factory":
+        return _factory_ui()
+    return _asked_ui(registered(source), trusted)
 
 
 def _checkpoint_ui(names: Sequence[str], trusted: bool) -> ModelSpec | None:
@@ -327,149 +367,13 @@ def _hf_ui(trusted: bool) -> ModelSpec | None:
         st.info("Give the folder of a saved transformers image classifier.", icon=":material/folder_open:")
         return None
     return ModelSpec(source="hf", name=folder, weights=None, allow_code=trusted)
+
+
 def request_model(spec: ModelSpec) -> bool:
     """Point the model widgets at ``spec`` (from a widget callback, before they are drawn); False if they cannot
     name it (an upload or a factory: the user picks those again)."""
-    if spec.source == "default":
-        st.session_state[K.SOURCE] = "default"
-        return True
-    if spec.source == "torchvision" and spec.labels is None:
-        st.session_state[K.SOURCE] = "torchvision"
-        st.session_state[K.TV_NAME] = spec.name
-        st.session_state[K.TV_PRETRAINED] = spec.weights is not None
-        return True
-    if spec.source == "timm" and spec.checkpoint is None and spec.labels is None:
-        st.session_state[K.SOURCE] = "timm"
-        st.session_state[K.TIMM_NAME] = spec.name
-        st.session_state[K.TIMM_PRETRAINED] = spec.weights is not None
-        return True
-    return False
-
-
-@st.cache_resource(show_spinner=False)
-def _sample(name: str) -> Image.Image:
-    return load_sample(name)
-
-
-@st.cache_resource(show_spinner=False)
-def _thumb(name: str) -> Image.Image:
-    return ImageOps.fit(_sample(name), (88, 88))  # square crops: a tidy row
-
-
-def sample_item(name: str, label: str | None = None) -> ImageItem:
-    """A sample photo as the page shows it (decoded once per process)."""
-    return ImageItem(label or name, _sample(name), f"sample:{name}", sample=name)
-
-
-def _unique(label: str, taken: set[str]) -> str:
-    out, n = label, 1
-    while out in taken:
-        n += 1
-        out = f"{label} ({n})"
-    taken.add(out)
-    return out
-
-
-def _within_session_limits(uploads: list, others: int) -> list:
-    """The uploads this session may work with: at most :data:`~cam_core.limits.MAX_SESSION_IMAGES` images and
-    :data:`~cam_core.limits.MAX_SESSION_UPLOAD_BYTES` in all; beyond that, one line says which limit."""
-    kept, total = [], 0
-    for up in uploads:
-        if len(kept) + others >= MAX_SESSION_IMAGES:
-            st.warning(
-                f"{len(uploads) - len(kept)} more images were not opened: one session works with at most "
-                f"{MAX_SESSION_IMAGES} at once; remove some uploads to add others.",
-                icon=":material/block:",
-            )
-            break
-        if total + up.size > MAX_SESSION_UPLOAD_BYTES:
-            st.warning(
-                f"{up.name} and the uploads after it were not opened: they would take this session over "
-                f"{mb(MAX_SESSION_UPLOAD_BYTES)} of uploads.",
-                icon=":material/block:",
-            )
-            break
-        kept.append(up)
-        total += up.size
-    return kept
-
-
-def images_ui(url: UrlView) -> list[ImageItem]:
-    """Uploaded files, chosen samples, a camera snapshot and images other pages opened here (a dataset's image, a
-    video's frame), decoded; bad files are
-    reported and skipped."""
-    uploads = st.file_uploader(
-        "Upload images",
-        type=list(IMAGE_EXTENSIONS),
-        accept_multiple_files=True,
-        key="uploads",
-        help="PNG, JPEG, WebP, BMP, TIFF or GIF (first frame). Several at once.",
-    )
-    st.image([_thumb(n) for n in SAMPLE_NAMES], width=44)
-    if K.SAMPLES not in st.session_state:
-        st.session_state[K.SAMPLES] = [url.image] if url.image in SAMPLE_NAMES else ["chelsea"]
-    samples = st.pills("Sample photos", SAMPLE_NAMES, selection_mode="multi", key=K.SAMPLES)
-    camera = None
-    if st.toggle("Camera snapshot", key="use_camera", help="Take a photo with your webcam, for live demos."):
-        camera = st.camera_input("Snapshot", key="camera", label_visibility="collapsed")
-
-    items: list[ImageItem] = []
-    taken: set[str] = set()
-    uploads = _within_session_limits(list(uploads or []), len(samples or []) + (camera is not None))
-    for up in uploads:
-        data = up.getvalue()
-        digest = hashlib.sha1(data).hexdigest()
-        try:
-            image = decode_image(digest, data, up.name)
-        except Exception as exc:  # CamError: a message; anything else: a message and details
-            show_error(exc, f"reading {up.name}")
-            continue
-        items.append(ImageItem(_unique(up.name, taken), image, digest))
-    for name in samples or []:
-        items.append(sample_item(name, _unique(name, taken)))
-    for item in st.session_state.get(K.OPENED, []):  # from another page: a dataset's gallery, a video frame
-        items.append(replace(item, label=_unique(item.label, taken)))
-    if camera is not None:
-        data = camera.getvalue()
-        digest = hashlib.sha1(data).hexdigest()
-        try:
-            items.append(ImageItem(_unique("camera snapshot", taken), decode_image(digest, data, "snapshot"), digest))
-        except Exception as exc:
-            show_error(exc, "reading the snapshot")
-    return items
-
-
-def _costly(method: str) -> bool:
-    """Whether the method costs more than the forward and backward the gradient methods share."""
-    return estimate_cost(method, 1) != Cost()
-
-
-def cost_line(methods: Sequence[str], layer: str | None, channels: int | None) -> str | None:
-    """One caption saying what the chosen methods cost beyond the shared forward and backward (``None``: nothing)."""
-    costly = [m for m in methods if _costly(m)]
-    if not costly:
-        return None
-    where = f" at `{layer}` ({channels} channels; forwards in batches of 64, backwards per class)" if channels else ""
-    parts = [
-        f"{METHODS[m].title}: {estimate_cost(m, channels).words() if channels else METHODS[m].cost}" for m in costly
-    ]
-    return f":material/timer: Beyond the shared forward and backward{where}: " + "; ".join(parts) + "."
-
-
-def methods_ui(url: UrlView, layer: str | None = None, channels: int | None = None) -> list[str]:
-    """CAM methods to compare (each gets its own figure); what the ones beyond the shared pass cost at ``layer``."""
-    if K.METHODS not in st.session_state:
-        wanted = [m for m in (url.methods or ()) if m in METHODS]
-        st.session_state[K.METHODS] = wanted or ["gradcam"]
-    picked = st.multiselect(
-        "Compare methods",
-        list(METHODS),
-        format_func=lambda m: f"{METHODS[m].title} (slow)" if METHODS[m].slow else METHODS[m].title,
-        key=K.METHODS,
-        help=SLOW_HELP,
-        wrap=True,
-    )
-    line = cost_line(picked, layer, channels)
-    if line:
-        st.caption(line)
-    return list(picked)
+    source = registered(spec.source)
+    if spec.source != "default" and (spec.url_model is None or spec.labels is not None or source is None):
+        return False
+    _point_widgets(source, spec.name, pretrained=spec.weights is not None)
+    return True
