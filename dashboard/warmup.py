@@ -94,9 +94,9 @@ def _run() -> None:
     try:
         from dashboard.display import Display
         from dashboard.model import ModelSpec, load_bundle
-        from dashboard.views.image.sidebar import sample_item
         from dashboard.views.image.compute import compute_view
         from dashboard.views.image.panels import overlay_figure_for
+        from dashboard.views.image.sidebar import sample_item
 
         _set(0.05, "loading EfficientNet-Lite0 and tracing its layers", since=begin)
         _first_run_imports()

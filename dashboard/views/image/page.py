@@ -26,7 +26,6 @@ from dashboard import shell, state
 from dashboard.display import display_toolbar
 from dashboard.feedback import guarded
 from dashboard.model import Bundle, ImageItem
-from dashboard.views.image.sidebar import images_ui, methods_ui
 from dashboard.views.image import debug, panels
 from dashboard.views.image.compute import (
     ViewResult,
@@ -36,6 +35,7 @@ from dashboard.views.image.compute import (
     pending,
     ranking,
 )
+from dashboard.views.image.sidebar import images_ui, methods_ui
 from dashboard.widgets.layer_panel import layer_panel
 
 
