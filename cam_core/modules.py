@@ -113,8 +113,8 @@ def eval_mode(module: nn.Module) -> Iterator[None]:
 def channels_last_weights(module: nn.Module, enabled: bool = True) -> Iterator[None]:
     """Run the block with the module's 4-D parameters in channels-last (NHWC) order; put them back afterwards.
 
-    On a CPU, oneDNN's convolutions (depthwise ones above all) run about twice as fast on NHWC tensors
-    (EfficientNet-Lite0, 16 frames at 224×398: 114 ms a frame instead of 279 ms). The caller's model is
+    On a CPU, oneDNN's convolutions (depthwise ones above all) run much faster on NHWC tensors
+    (``benchmarks/bench_video.py`` measures it). The caller's model is
     left as it was: the same tensors, in their own order.
     """
     if not enabled:

@@ -137,9 +137,9 @@ def _preload_plotly() -> None:
     """An overlay figure of 8×8 pixels, drawn out of sight before the page's own charts.
 
     Streamlit's browser code fetches and runs Plotly (a 4.7 MB script) only when the first chart
-    arrives; a fresh browser then spent ~1.5 s on it after the maps had come. This chart comes as soon
-    as the model is ready, before the page computes its maps, so that work starts earlier (cold opens
-    3.1-3.5 s with it, 3.5-3.8 s without, in runs of a few each: a small gain on this noisy machine).
+    arrives; a fresh browser then spent a second or more on it after the maps had come. This chart comes
+    as soon as the model is ready, before the page computes its maps, so that work starts earlier (a small
+    gain in ``benchmarks/bench_ui.py``'s cold opens).
     Sent before the warm-start wait instead, it competed with the warm start for the 2 cores and gained
     nothing. It is the same on every run (the browser keeps it: Streamlit's message cache) and always
     in the same place, so nothing after it moves.

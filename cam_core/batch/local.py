@@ -50,8 +50,8 @@ class FileDataset(Dataset):
 
 
 def default_workers(device: str) -> int:
-    """Decoding processes for ``device``: none on a CPU, whose cores the model's own threads already use (200
-    images on 2 cores: 2.34 s with none, 3.27 s with one, 3.43 s with two), 2 beside a GPU."""
+    """Decoding processes for ``device``: none on a CPU, whose cores the model's own threads already use (extra
+    processes only compete with them: ``benchmarks/bench_batch.py``), 2 beside a GPU."""
     return 0 if resolve_device(device).type == "cpu" else 2
 
 

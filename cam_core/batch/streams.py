@@ -3,7 +3,7 @@
 Why: one forward on 2 cores with 2 OpenMP threads runs its many small operators in lock-step (each
 waits for the slower core), and the files are decoded while no core computes. Two threads, each
 with one intra-op thread and its own copy of the model, decode and compute side by side (torch
-and Pillow release the GIL): 200 images on 2 cores took 2.02-2.14 s instead of 2.50-2.56 s.
+and Pillow release the GIL), which ``benchmarks/bench_batch.py`` measures against one stream.
 
 Each stream needs its own model because ``explain()`` hooks the model it is given (hooks are per
 module, and calls on one module are serialised). The copies are kept per model (and rebuilt when

@@ -5,7 +5,8 @@ activations as in its convolutions (EfficientNet-Lite0, 16 frames at 224×398: B
 of the time); both are passes over memory that an eval-mode model does not need. In eval mode
 ``bn(conv(x))`` is one convolution with scaled weights and a bias; an activation whose input
 nobody else reads may overwrite it, or (on a CPU, below the layer) run inside the convolution
-as one oneDNN primitive. With all three and NHWC weights that forward takes 0.34 s, not 0.78 s.
+as one oneDNN primitive. Together with NHWC weights that more than halves a CPU forward
+(``benchmarks/bench_engine.py``).
 
 How it stays right:
 

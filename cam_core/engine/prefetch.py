@@ -5,9 +5,9 @@ them with the model's compute at no copying cost (no worker processes, nothing p
 is bounded (memory stays flat whatever the input's length), and leaving the consumer's loop
 early (an error, a cancel, a rerun) stops the thread at once.
 
-Measured on 2 CPU cores: a clip's frames (PyAV decoding, resizing) overlap well with the model
-(34.2 frames/s with the thread, 30.7 without); a folder's JPEGs do not (200 images: 3.42 s with a
-thread, 2.85 s without), so the folder engine decodes in its compute streams (``cam_core.batch.streams``).
+On a small CPU a clip's frames (PyAV decoding, resizing) overlap well with the model; a folder's JPEGs
+do not (the thread costs more than it hides: ``benchmarks/bench_batch.py``), so the folder engine decodes
+in its compute streams (``cam_core.batch.streams``).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Zip uploads, unpacked safely: bounded before they are parsed, checked entry by entry, written atomically.
 
 ``zipfile.ZipFile`` parses the whole central directory into Python objects before anyone can count its
-entries (1.5 M tiny entries cost 1.2 GB and 42 s before the count was refused). So :func:`check_zip` reads
+entries (a zip of a million tiny entries costs gigabytes and tens of seconds before a count can refuse it). So :func:`check_zip` reads
 the end-of-central-directory record (and its ZIP64 form) from the file's tail and walks the directory's
 fixed-size headers with ``struct``, refusing beyond :data:`~cam_core.limits.MAX_ZIP_DIRECTORY_BYTES`,
 :data:`~cam_core.limits.MAX_ZIP_FILES` and :data:`~cam_core.limits.MAX_ZIP_BYTES` before ``ZipFile`` sees
