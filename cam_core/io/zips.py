@@ -1,14 +1,14 @@
 """Zip uploads, unpacked safely: bounded before they are parsed, checked entry by entry, written atomically.
 
-``zipfile.ZipFile`` parses the whole central directory into Python objects before anyone can count its
-entries (a zip of a million tiny entries costs gigabytes and tens of seconds before a count can refuse it).
-So :func:`check_zip` reads the end-of-central-directory record (and its ZIP64 form) from the file's tail and walks the directory's
-fixed-size headers with ``struct``, refusing beyond :data:`~cam_core.limits.MAX_ZIP_DIRECTORY_BYTES`,
-:data:`~cam_core.limits.MAX_ZIP_FILES` and :data:`~cam_core.limits.MAX_ZIP_BYTES` before ``ZipFile`` sees
-the file. :func:`extract_zip` then unpacks the wanted entries into a fresh, uniquely named temporary folder
-(two sessions unpacking the same zip never share one) and moves it into place whole. Every refusal is one
-:class:`ZipError` line naming the entry, never a server path.
-"""
+``zipfile.ZipFile`` parses the whole central directory into Python objects before anyone can count its entries
+(a zip of a million tiny entries costs gigabytes and tens of seconds before a count can refuse it). So
+:func:`check_zip` reads the end-of-central-directory record (and its ZIP64 form) from the file's tail and
+walks the directory's fixed-size headers with ``struct``, refusing beyond
+:data:`~cam_core.limits.MAX_ZIP_DIRECTORY_BYTES`, :data:`~cam_core.limits.MAX_ZIP_FILES` and
+:data:`~cam_core.limits.MAX_ZIP_BYTES` before ``ZipFile`` sees the file. :func:`extract_zip` then unpacks the
+wanted entries into a fresh, uniquely named temporary folder (two sessions unpacking the same zip never share
+one) and moves it into place whole. Every refusal is one :class:`ZipError` line naming the entry, never a
+server path. """
 
 from __future__ import annotations
 
