@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -205,6 +206,8 @@ def safetensors_header(path: str | Path, name: str | None = None) -> dict[str, T
             if len(head) < 8:
                 raise CamError(f"{bad}: it is shorter than a header")
             (length,) = struct.unpack("<Q", head)
+            if length > os.fstat(f.fileno()).st_size - 8:  # not a length at all: a file of another kind
+                raise CamError(f"{bad}: its header would run past the end of the file")
             if length > MAX_SAFETENSORS_HEADER_BYTES:
                 limit = _amount(MAX_SAFETENSORS_HEADER_BYTES)
                 raise ModelTooLarge(f"{label} has a header of {_amount(length)}; at most {limit} are read")

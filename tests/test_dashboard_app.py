@@ -328,8 +328,8 @@ def test_pickled_model_needs_explicit_trust(tmp_path: Path) -> None:
 
 def test_exports_are_well_formed() -> None:
     from cam_core.render import overlay
-    from dashboard import exports
     from dashboard.display import Display
+    from dashboard.views.image import exports
 
     rng = np.random.default_rng(0)
     bg = rng.integers(0, 255, (8, 8, 3), dtype=np.uint8)

@@ -340,7 +340,7 @@ def _safetensors_header_only(path: Path, tensors: dict[str, tuple[str, list[int]
     return path
 
 
-def test_safetensors_are_checked_from_their_header(tmp_path: Path) -> None:
+def test_safetensors_are_checked_from_their_header(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from safetensors.torch import save_file
 
     real = tmp_path / "real.safetensors"
@@ -353,9 +353,14 @@ def test_safetensors_are_checked_from_their_header(tmp_path: Path) -> None:
     big = _safetensors_header_only(tmp_path / "big.safetensors", {"w": ("BF16", [2_000_000_000])})
     with pytest.raises(ModelTooLarge, match=r"declares 2\.0 B parameters \(4\.0 GB\)"):
         check_safetensors(big)
-    huge_header = _safetensors_header_only(tmp_path / "h.safetensors", {}, length=2**40)
-    with pytest.raises(ModelTooLarge, match=r"^h\.safetensors has a header of 1024 GB; at most 16 MB are read$"):
-        check_safetensors(huge_header)
+    lying = _safetensors_header_only(tmp_path / "h.safetensors", {}, length=2**40)  # a length, not a header
+    with pytest.raises(CamError, match=r"^h\.safetensors is not a safetensors file that can be read: its header "
+                       r"would run past the end of the file$"):
+        check_safetensors(lying)
+    monkeypatch.setattr(budget, "MAX_SAFETENSORS_HEADER_BYTES", 32)  # a real header, beyond what is read
+    with pytest.raises(ModelTooLarge, match=r"^real\.safetensors has a header of \d+ bytes; at most 32 bytes are read$"):
+        check_safetensors(real)
+    monkeypatch.undo()
     odd = _safetensors_header_only(tmp_path / "odd.safetensors", {"w": ("F32", [-1, 5])})
     with pytest.raises(CamError, match="tensor 'w' has no valid shape and dtype") as info:
         check_safetensors(odd)

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..budget import check_safetensors, check_state_dict
+from ..budget import ModelTooLarge, check_safetensors, check_state_dict
 from ..errors import CamError
 from .built import CheckpointError, CodeNotAllowed, UntrustedCheckpoint, first_line
 from .registry import ModelRequest
@@ -45,9 +45,11 @@ def read_checkpoint(path: Path, trust: bool, allow_code: bool = True) -> object:
     if not path.is_file():
         raise CheckpointError(f"no such checkpoint file: {path}")
     if is_safetensors(path):  # before the checks below: safetensors is neither a zip nor a pickle
-        check_safetensors(path, name=path.name)  # shapes from the header, before any tensor is made
         try:
+            check_safetensors(path, name=path.name)  # shapes from the header, before any tensor is made
             return read_safetensors(path)
+        except ModelTooLarge:
+            raise
         except CamError as exc:
             raise CheckpointError(str(exc)) from exc
     if not _looks_like_checkpoint(path):

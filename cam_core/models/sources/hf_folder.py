@@ -26,7 +26,7 @@ from typing import Any
 
 from torchvision.transforms import InterpolationMode
 
-from ...budget import check_hf_model, check_preprocessor_config, read_config
+from ...budget import InputSizeError, ModelTooLarge, check_hf_model, check_preprocessor_config, read_config
 from ...errors import CamError
 from ..built import Built, CheckpointError, UnknownModel
 from ..outputs import Classifier
@@ -122,9 +122,14 @@ def build_hf(spec: str) -> Built:
     if not folder.exists() and ("/" not in where or where.startswith((".", "/", "~"))):
         raise UnknownModel(f"no such folder {where!r} (hf: takes a saved model folder or a hub id in the local cache)")
     source = str(folder) if folder.exists() else where
-    check_hf_model(source, name=Path(where).name)  # before transformers allocates what the config declares
-    processor = _processor_config(transformers, source, folder)
-    check_preprocessor_config(processor)
+    try:  # before transformers allocates what the config declares
+        check_hf_model(source, name=Path(where).name)
+        processor = _processor_config(transformers, source, folder)
+        check_preprocessor_config(processor)
+    except (ModelTooLarge, InputSizeError):
+        raise
+    except CamError as exc:
+        raise CheckpointError(f"cannot load the Hugging Face model {where}: {exc}") from exc
     progress = transformers.utils.logging.is_progress_bar_enabled()
     transformers.utils.logging.disable_progress_bar()
     try:
