@@ -539,15 +539,21 @@ def _torchscript(ctx: Ctx) -> bytes:
 # ---- crafted results folders (run in the child) ------------------------------------------------------------
 def _results(ctx: Ctx, name: str, change: Callable | None = None) -> str:
     """Copy the prepared results folder to ``runs/<name>`` under the root, the table changed by ``change``."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     out = ctx.root / "runs" / name
     shutil.copytree(ctx.shared / "results", out)
+    # as a run from the page would have it: the images under the data root, their absolute paths in the table
+    if not (ctx.root / "shots").is_dir():
+        shutil.copytree(ctx.shared / "photos", ctx.root / "shots")
+    table = pq.read_table(out / "results.parquet")
+    moved = [p.replace(str(ctx.shared / "photos"), str(ctx.root / "shots")) for p in table.column("path").to_pylist()]
+    table = table.set_column(table.schema.get_field_index("path"), "path", pa.array(moved, pa.string()))
     if change is not None:
-        table = pq.read_table(out / "results.parquet")
         table = change(table, out)
-        if table is not None:
-            pq.write_table(table, out / "results.parquet")
+    if table is not None:
+        pq.write_table(table, out / "results.parquet")
     return f"runs/{name}"
 
 
@@ -586,7 +592,7 @@ def _write(rel: str, data: bytes | str):
             path.write_text(data)
         else:
             path.write_bytes(data)
-        return None
+        return None if rel == "results.parquet" else table
 
     return change
 
@@ -602,14 +608,14 @@ def _symlink_out(ctx: Ctx) -> str:
 def _parquet_symlink(table, out):
     (out / "results.parquet").unlink()
     (out / "results.parquet").symlink_to("/etc/passwd")
-    return None
+    return None  # nothing more to write
 
 
 def _huge_run(table, out):
     run = json.loads((out / "run.json").read_text())
     run["pad"] = "x" * (64 * MB)
     (out / "run.json").write_text(json.dumps(run))
-    return None
+    return table
 
 
 FOLDERS: dict[str, Callable[[Ctx], str]] = {
@@ -633,7 +639,7 @@ FOLDERS: dict[str, Callable[[Ctx], str]] = {
     "paths_outside_root": lambda c: _results(c, "outside", _outside_paths),
     "not_parquet": lambda c: _results(c, "notparquet", _write("results.parquet", b"PAR1 not really " + os.urandom(64))),
     "parquet_symlink_out": lambda c: _results(c, "pqlink", _parquet_symlink),
-    "no_run_json": lambda c: _results(c, "norun", lambda t, o: (o / "run.json").unlink()),
+    "no_run_json": lambda c: _results(c, "norun", lambda t, o: (o / "run.json").unlink() or t),
     "empty_table": lambda c: _results(c, "empty", lambda t, o: t.slice(0, 0)),
 }
 
