@@ -398,11 +398,17 @@ def _zip_symlink() -> bytes:
 
 
 def _avi_header_100000(ctx: Ctx) -> bytes:
+    """The small MJPEG AVI with its headers claiming 100000×100000 (AVI) and every frame 65000×65000 (JPEG's
+    largest): what decoding would allocate is decided by the frames' own headers."""
     data = bytearray((ctx.shared / "small.avi").read_bytes())
     i = data.find(b"avih")
     struct.pack_into("<II", data, i + 8 + 8 * 4, 100_000, 100_000)  # dwWidth, dwHeight
     j = data.find(b"strf")
     struct.pack_into("<ii", data, j + 8 + 4, 100_000, 100_000)  # biWidth, biHeight
+    k = data.find(b"\xff\xc0")
+    while k >= 0:  # SOF0: marker, length, precision, height, width
+        struct.pack_into(">HH", data, k + 5, 65_000, 65_000)
+        k = data.find(b"\xff\xc0", k + 2)
     return bytes(data)
 
 
@@ -518,9 +524,11 @@ def _patch16(data: bytes, local_at: int, central_at: int, value: int) -> bytes:
 
 
 def _gif_frames(n: int) -> bytes:
+    import numpy as np
     from PIL import Image
 
-    frames = [Image.new("P", (16, 16), i % 256) for i in range(n)]
+    rng = np.random.default_rng(0)
+    frames = [Image.fromarray(rng.integers(0, 255, (16, 16), dtype=np.uint8)) for _ in range(n)]
     buf = io.BytesIO()
     frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:], duration=10, loop=0)
     return buf.getvalue()
