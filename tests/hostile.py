@@ -57,7 +57,7 @@ ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "dashboard" / "app.py")
 EVIL = "evil.example"
 MD = "[x](https://evil.example/login) ![x](https://evil.example/pixel.png)"
-HTML = '<script>alert(1)</script><img src=x onerror="alert(1)">'
+HTML = '<script>alert(1)</script><img src=x onerror="alert(1)"><a href="https://evil.example/login">x</a>'
 RTL = "\u202egnp.exe\u202c"
 LONG = "A" * 100_000
 MB = 2**20
@@ -183,6 +183,8 @@ _add(
     Case("img_name_traversal", "image", steps=_img("../../../../etc/evil.png", "png_small")),
     Case("img_name_rtl", "image", steps=_img(RTL + ".png", "png_small")),
     Case("img_tiff_bomb_header", "image", steps=_img("t.png", "tiff_60000x60000")),
+    Case("img_ztxt_bomb", "image", steps=_img("text.png", "png_ztxt_bomb")),
+    Case("img_iccp_bomb", "image", steps=_img("icc.png", "png_iccp_bomb")),
     Case("img_many_at_once", "image", steps=(("upload", "uploads", tuple((f"p{i}.png", "png_small")
                                                                        for i in range(60))),)),
 )
@@ -216,6 +218,13 @@ _add(
     Case("ckpt_nan_weights", "checkpoint", steps=_ckpt("nan.pt", "stride0_nan", "resnet18")),
     Case("ckpt_name_md", "checkpoint", steps=_ckpt(MD + ".pt", "random_bytes")),
     Case("ckpt_name_traversal", "checkpoint", steps=_ckpt("../../../etc/x.safetensors", "st_bad_json")),
+    Case("ckpt_md_state_dict_keys", "checkpoint", steps=_ckpt("keys.pt", "stride0_md_keys", "resnet18")),
+    # class names a visitor uploads with real weights: shown wherever the page names a class
+    *(Case(f"ckpt_labels_{b.removeprefix('labels_')}", "checkpoint", steps=(
+        ("set", "model_source", "checkpoint"), ("set", "ckpt_arch", "efficientnet_lite0"),
+        ("upload", "ckpt_labels", ((n, b),)), ("upload", "ckpt_file", (("lite0.pth", "lite0_weights"),))))
+      for b, n in (("labels_md", "names.txt"), ("labels_html_json", "names.json"), ("labels_million", "names.txt"),
+                   ("labels_json_object", "names.json"), ("labels_long", "names.txt"))),
 )
 
 
@@ -243,6 +252,9 @@ _add(
                                               ("model.safetensors", "st_empty"))),
     Case("hf_labels_md", "hf", steps=_hf(("config.json", "tiny_config_md_labels"),
                                          ("model.safetensors", "tiny_weights"))),
+    Case("hf_labels_md_loaded", "hf", steps=_hf(("config.json", "tiny_config_md_labels"),
+                                                ("model.safetensors", "tiny_weights"),
+                                                ("preprocessor_config.json", "tiny_preprocessor"))),
     Case("hf_no_config", "hf", steps=_hf(("model.safetensors", "tiny_weights"),)),
     Case("hf_traversal_names", "hf", steps=_hf(("config.json", "tiny_config"), ("../../model.safetensors",
                                                                                "tiny_weights"))),
@@ -485,6 +497,17 @@ BUILDERS: dict[str, Callable[[Ctx], bytes]] = {
     "tiny_config": lambda c: _tiny_hf(c, "config.json"),
     "tiny_config_md_labels": _tiny_config_md,
     "tiny_weights": lambda c: _tiny_hf(c, "model.safetensors"),
+    "tiny_preprocessor": lambda c: _tiny_hf(c, "preprocessor_config.json"),
+    "lite0_weights": lambda c: Path(__import__("cam_core.models.efficientnet_lite", fromlist=["x"]).weights_path())
+    .read_bytes(),
+    "labels_md": lambda c: "\n".join(f"{i} {MD}" for i in range(1000)).encode(),
+    "labels_html_json": lambda c: json.dumps([f"{HTML} {i}" for i in range(1000)]).encode(),
+    "labels_million": lambda c: "\n".join(str(i) for i in range(1_000_000)).encode(),
+    "labels_json_object": lambda c: json.dumps({"0": MD, "__class__": "os.system"}).encode(),
+    "labels_long": lambda c: "\n".join(f"{i}" + "L" * 10_000 for i in range(1000)).encode(),
+    "stride0_md_keys": lambda c: _md_keys(),
+    "png_ztxt_bomb": lambda c: _png_chunk_bomb(b"zTXt", b"Comment\0\0"),
+    "png_iccp_bomb": lambda c: _png_chunk_bomb(b"iCCP", b"icc\0\0"),
     "pre_12000": lambda c: _pre(c, size={"height": 12000, "width": 12000}),
     "pre_abc": lambda c: _pre(c, resample="abc"),
     "pre_std0": lambda c: _pre(c, image_std=[0.0, 0.0, 0.0]),
@@ -515,6 +538,27 @@ BUILDERS: dict[str, Callable[[Ctx], bytes]] = {
     "avi_truncated": lambda c: (c.shared / "small.avi").read_bytes()[:1500],
     "avi_header_100000": _avi_header_100000,
 }
+
+
+def _md_keys() -> bytes:
+    import torch
+
+    from tests.test_hardening import _stride0_state_dict
+
+    state = _stride0_state_dict(7)
+    state[MD] = torch.zeros(1)
+    state[HTML] = torch.zeros(1)
+    return _torch_bytes(state)
+
+
+def _png_chunk_bomb(kind: bytes, head: bytes) -> bytes:
+    """A small valid PNG with a compressed text/ICC chunk that inflates to 256 MB."""
+    import zlib
+
+    png = _png(32, 32)
+    body = head + zlib.compress(b"\0" * (256 * MB), 9)
+    chunk = struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    return png[:33] + chunk + png[33:]  # after the signature and IHDR
 
 
 def _patch16(data: bytes, local_at: int, central_at: int, value: int) -> bytes:
@@ -680,7 +724,8 @@ def prepare(shared: Path) -> None:
 _MD_FIELDS = {"body", "label", "help", "captions", "caption", "message", "text", "title", "placeholder"}
 _DATA_URI = re.compile(r"data:[\w/+.-]+;base64,[A-Za-z0-9+/=\\u]+")
 _CODE_SPAN = re.compile(r"(`+)(?:(?!\1).)*?\1", re.S)
-_LINK = re.compile(r"(?<!\\)\]\(\s*<?(?:https?:)?//evil\.example")
+_LINK = re.compile(r"(?<!\\)\]\(\s*<?(?:https?:)?//evil\.example|(?<!\\)\[x\]\(")  # the payload's links, even cut
+_PLOTLY_LINK = re.compile(r"<a\s[^>]*href\s*=\s*[\"']?\s*(?:https?:)?//evil\.example", re.I)  # plotly draws <a href>
 _HTML_BAD = re.compile(r"alert\(1\)|evil\.example", re.I)  # the visitor's payloads, not the app's own HTML
 
 
@@ -710,6 +755,7 @@ class Seen:
     texts: list[tuple[str, str, str]] = field(default_factory=list)
     markdown: list[tuple[str, str, str]] = field(default_factory=list)
     html: list[tuple[str, str, str]] = field(default_factory=list)
+    plotly: list[tuple[str, str, str]] = field(default_factory=list)
     exceptions: list[str] = field(default_factory=list)
 
 
@@ -739,6 +785,12 @@ def collect(at, media: list) -> Seen:
                 seen.markdown.append((kind, name, text))
             if allow_html and name == "body":
                 seen.html.append((kind, name, text))
+        if kind == "plotly_chart" and isinstance(data.get("spec"), str):
+            try:
+                spec = json.loads(data["spec"])
+            except ValueError:
+                spec = {}
+            seen.plotly += [(kind, name, text) for name, text in _strings(spec)]
         value = None
         if kind in {"arrow_data_frame", "dataframe", "table", "arrow_table"}:
             try:
@@ -782,6 +834,11 @@ def judge(seen: Seen, root: Path) -> list[str]:
             at = _LINK.search(bare).start()
             snippet = _short(bare[max(0, at - 40) : at + 40])
             reasons.append(f"markdown: link/image rendered in {kind}.{name}: …{snippet}…")
+    uses_meta = any("%{meta" in text for _, _, text in seen.plotly)  # meta is drawn only through a template
+    for kind, name, text in seen.plotly:
+        if (name != "meta" or uses_meta) and _PLOTLY_LINK.search(text):
+            reasons.append(f"markdown: visitor <a href> drawn by plotly in {kind}.{name}: {_short(text)}")
+            break
     for kind, name, text in seen.html:
         if _HTML_BAD.search(text):
             reasons.append(f"markdown: visitor HTML in {kind}.{name}: {_short(text)}")

@@ -43,6 +43,9 @@ def test_a_rendered_link_is_flagged_and_an_escaped_one_is_not() -> None:
     html = Seen(html=[("html", "body", f"<div>{hostile.HTML}</div>")])
     assert any("visitor HTML" in r for r in judge(html, ROOT))
     assert not judge(Seen(html=[("html", "body", "<style>.x img { }</style><img src='data:'>")]), ROOT)
+    drawn = Seen(plotly=[("plotly_chart", "text", f"Grad-CAM · {hostile.HTML}")])
+    assert any("plotly" in r for r in judge(drawn, ROOT))
+    assert not judge(Seen(plotly=[("plotly_chart", "text", "Grad-CAM · &lt;a href=https://evil.example&gt;")]), ROOT)
 
 
 def test_server_paths_and_tracebacks_are_flagged() -> None:
