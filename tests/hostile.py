@@ -88,6 +88,7 @@ class Case:
     folder: str | None = None
     steps: tuple = ()
     expect_refused: str = ""
+    cost: float = 1.0  # seconds it takes, roughly: the longest are shared out first between the children
 
 
 CASES: list[Case] = []
@@ -266,7 +267,7 @@ def _zipc(builder: str, name: str = "photos.zip") -> tuple:
     return (("set", "ds_source", "zip"), ("upload", "ds_zip", ((name, builder),)))
 
 
-_add(*(Case(f"zip_{b}", "zip", "dataset", steps=_zipc(f"zip_{b}")) for b in (
+_add(*(Case(f"zip_{b}", "zip", "dataset", steps=_zipc(f"zip_{b}"), cost=30 if b == "entries_1_5m" else 1) for b in (
     "name_clash", "file_and_folder", "name_300", "deep_2000", "bad_crc", "encrypted", "method_99",
     "entries_1_5m", "over_quota", "not_a_zip", "slip", "absolute", "symlink_member", "md_names", "html_names",
     "entries_20001", "empty_zip",
@@ -296,7 +297,7 @@ _add(
     Case("video_text_as_mp4", "video", "video", steps=_vid("notes.mp4", "html_bytes")),
     Case("video_truncated", "video", "video", steps=_vid("cut.avi", "avi_truncated")),
     Case("video_name_md", "video", "video", steps=_vid(MD + ".avi", "avi_small")),
-    Case("video_gif_many_frames", "video", "video", steps=_vid("many.gif", "gif_many_frames")),
+    Case("video_gif_many_frames", "video", "video", steps=_vid("many.gif", "gif_many_frames"), cost=70),
     Case("video_random_bytes_mkv", "video", "video", steps=_vid("noise.mkv", "random_bytes")),
 )
 
@@ -1130,8 +1131,11 @@ def run_corpus(cases: list[Case] | None = None, jobs: int = 2, log: Callable[[Ou
                     "prepare(Path(sys.argv[1]))", str(shared)], cwd=ROOT, env=_env(shared.parent, shared), check=True,
                    timeout=900, capture_output=True)
     queues: list[list[str]] = [[] for _ in range(max(1, jobs))]
-    for i, c in enumerate(cases):
-        queues[i % len(queues)].append(c.name)
+    loads = [0.0] * len(queues)
+    for c in sorted(cases, key=lambda c: -c.cost):  # longest first, each to the least loaded child
+        i = loads.index(min(loads))
+        queues[i].append(c.name)
+        loads[i] += c.cost
     results: list[Outcome] = []
     lock = threading.Lock()
 
