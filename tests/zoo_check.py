@@ -127,7 +127,7 @@ def check_model(
                 raise AssertionError(f"Grad-CAM differs from pytorch-grad-cam's by {diff:.3g} (its max {scale:.3g})")
         else:
             row.peer = "skipped"
-    except Exception as exc:  # noqa: BLE001 - one line per model, the sweep goes on
+    except Exception as exc:  # one line per model: the sweep goes on
         text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         row.error = f"{type(exc).__name__}: {text}"[:300]
     row.seconds = time.perf_counter() - start

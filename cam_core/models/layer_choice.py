@@ -38,7 +38,7 @@ def skip_reason(name: str, rec: Record) -> str | None:
     if _RESAMPLING_POOL.search(rec.type_name):
         return "an adaptive pool that resamples the map to a fixed size"
     if rec.class_scores:
-        return "class-score maps (pooled, they are the logits)"
+        return "a map of class scores (pooled, it is the logits)"
     return None
 
 
@@ -60,9 +60,8 @@ def recommend(tracer: Tracer) -> tuple[str | None, str]:
         n: r for n, r in records.items() if r.layout is not None and r.calls == 1 and not r.no_grad_tokens
     }
     skipped = {n: why for n, r in camable.items() if (why := skip_reason(n, r)) is not None}
-    skipped.update(
-        dict.fromkeys(_class_score_run(camable, tracer.outputs), "class-score maps (one channel per class)")
-    )
+    for name in _class_score_run(camable, tracer.outputs):
+        skipped.setdefault(name, "a map of class scores (one channel per class)")
     usable = {n: r for n, r in camable.items() if n not in skipped}
     if not usable:  # only a head's or class-score maps (a model that is all head): better those than none
         usable = {n: r for n, r in camable.items() if not r.in_attention}
@@ -92,11 +91,9 @@ def _why(chosen: str, records: dict[str, Record], camable: dict[str, Record], sk
         r.no_grad_tokens for r in records.values() if r.exit > rec.exit and r.layout is not None and r.calls == 1
     )
     if rec.layout.kind.endswith("tokens"):
-        what = (
-            f"the last block's normalised tokens ({h}×{w}) whose patches still reach the head"
-            if later_tokens
-            else f"the last tokens ({h}×{w}) before pooling and the head"
-        )
+        tokens = "the last block's normalised tokens" if "Norm" in rec.type_name else "the last tokens"
+        where = "whose patches still reach the head" if later_tokens else "before pooling and the head"
+        what = f"{tokens} ({h}×{w}) {where}"
     else:
         what = f"the last spatial map ({h}×{w}) before pooling and the head: the backbone's output"
     after = [n for n in skipped if camable[n].exit > rec.exit]
