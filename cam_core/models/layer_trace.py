@@ -208,7 +208,6 @@ class Analysis:
     residual: set[str]
     recommended: str | None
     why: str = ""  # the recommended layer's one-line why
-    outputs: int | None = None  # the model's number of outputs (logits), when it returned N×C
 
 
 class Tracer:

@@ -210,7 +210,7 @@ def _analyse(
         for m, mode in modes:
             m.training = mode
     chosen, why = recommend(tracer)
-    return Analysis(tracer.records, tracer.residual, chosen, why, tracer.outputs)
+    return Analysis(tracer.records, tracer.residual, chosen, why)
 
 
 _cache: weakref.WeakKeyDictionary[nn.Module, dict[tuple[object, ...], Analysis | str]] = weakref.WeakKeyDictionary()

@@ -55,8 +55,8 @@ def _known(spec: str) -> bool:
     return spec in known or spec.lower() in known
 
 
-# Where the layer rule's choice is not the best one: MViT's last place where patch tokens still get a gradient
-# (through the attention) is its last block's norm, as ViT's ``ln_1``; the rule would take the qkv projection.
+# Pinned: MViT's last place where patch tokens still get a gradient (through the attention) is its last block's
+# norm, as ViT's ``ln_1``. The rule now gives the same (it never looks inside attention); the pin keeps it so.
 _RECOMMENDED = {"mvit_v1_b": "blocks.15.norm1", "mvit_v2_s": "blocks.15.norm1"}
 
 
