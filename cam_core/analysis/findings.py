@@ -145,9 +145,9 @@ def zero_head(m: MapContext) -> Finding | None:
     return Finding(
         "zero_head",
         "warning",
-        f"Zero head: every class has the same logit ({float(logits[0]):.4g}), so the classifier head "
-        "outputs a constant: its weights are all zero (as torchvision initialises the heads of "
-        "untrained ViT and Swin models), and no class's score depends on this layer or any other.",
+        f"Zero head: every class has the same logit ({float(logits[0]):.4g}), so the map is blank: the "
+        "classifier's weights are all zero, as untrained (random-weight) ViT, MLP-Mixer and Sequencer "
+        "models start, and no class's score depends on the image.",
         "load trained weights (a checkpoint, or pretrained weights); no layer or method can help",
     )
 

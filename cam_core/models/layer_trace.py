@@ -8,6 +8,7 @@ the rules for the hints are in its docstring.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
@@ -21,14 +22,35 @@ __all__ = [
     "ForwardFailed",
     "Record",
     "Tracer",
+    "attention_modules",
     "drop_attention_maps",
     "dummy_input",
     "first_tensor",
+    "input_channels",
     "probe_token_gradients",
     "run_traced",
     "same_fingerprint",
     "type_name",
 ]
+
+# An attention module: its own name (``attn``, ``self_attention``) or its type (Attention, ClassAttn, MHSA,
+# MultiheadAttention, …) says so. By type, only the innermost counts: a block named after the attention it
+# holds (timm's LayerScaleBlockClassAttn, PartitionAttentionCl) outputs the block's tokens, not attention.
+_ATTENTION_TYPE = re.compile(r"attention|attn|mhsa", re.IGNORECASE)
+_ATTENTION_NAME = re.compile(r"^(self_|cross_)?(attn|attention|mhsa)$", re.IGNORECASE)
+
+
+def attention_modules(module: nn.Module) -> list[str]:
+    """Names of the attention modules of ``module`` (see ``_ATTENTION_TYPE``): nothing in them is a map."""
+    named, typed = [], []
+    for n, m in module.named_modules():
+        if n and _ATTENTION_NAME.search(n.rpartition(".")[2]):
+            named.append(n)
+        elif n and _ATTENTION_TYPE.search(type_name(m)):
+            typed.append(n)
+    found = named + typed
+    return named + [n for n in typed if not any(o.startswith(n + ".") for o in found)]
+
 
 # pre_activation: share of |mass| that is negative, and depth of the negative side relative to the maximum.
 _NEG_MASS = 0.05
@@ -82,7 +104,9 @@ class Record:
     """What one module did in the traced forward (its first call, and how many calls)."""
 
     type_name: str = ""
-    in_attention: bool = False  # a descendant of an attention module (queries, keys, values)
+    in_attention: bool = False  # an attention module or inside one (queries, keys, values)
+    channels: int | None = None  # C of the map (D of tokens), when it is one
+    class_scores: bool = False  # its spatial mean or max is the model's output (class-score maps)
     calls: int = 0
     out_shape: tuple[int, ...] | None = None
     layout: Layout | None = None
@@ -183,6 +207,7 @@ class Analysis:
     records: dict[str, Record]
     residual: set[str]
     recommended: str | None
+    why: str = ""  # the recommended layer's one-line why
 
 
 class Tracer:
@@ -198,14 +223,14 @@ class Tracer:
         self.residual: set[str] = set()
         self.stack: list[_Frame] = []
         self.exits = 0
+        self.outputs: int | None = None  # number of logits, once the root module returned
+        self._pooled: dict[str, tuple[Tensor, Tensor]] = {}  # spatial mean and max of maps, until then
 
     def hooks(self) -> Iterable[tuple[nn.Module, Callable[..., None], Callable[..., None]]]:
-        attention: list[str] = []
+        attention = attention_modules(self.module)
         for name, mod in self.module.named_modules():
             kind = type_name(mod)
-            inside = any(name.startswith(a + ".") for a in attention)
-            if name and "Attention" in kind:
-                attention.append(name)
+            inside = any(name == a or name.startswith(a + ".") for a in attention)
             self.records[name] = Record(kind, inside, has_children=next(mod.children(), None) is not None)
             yield mod, self._pre(name, mod), self._post(name, mod)
 
@@ -230,7 +255,9 @@ class Tracer:
             rec = self.records[name]
             rec.calls += 1
             if rec.calls == 1:
-                self._describe(rec, mod, output)
+                self._describe(name, rec, mod, output)
+                if not name:
+                    self._class_scores(output)
             keep = frame.checks or (bool(self.stack) and self.stack[-1].checks)
             out_snap = _snapshot(first_tensor(output)) if keep else None
             if frame.checks:
@@ -241,7 +268,7 @@ class Tracer:
 
         return post
 
-    def _describe(self, rec: Record, mod: nn.Module, output: object) -> None:
+    def _describe(self, name: str, rec: Record, mod: nn.Module, output: object) -> None:
         self.exits += 1
         rec.exit = self.exits
         if not isinstance(output, Tensor):
@@ -270,7 +297,24 @@ class Tracer:
             low, high = (float(v) for v in torch.aminmax(output.detach()))
             neg = (l1 - total) / 2  # the magnitude carried by negative values
             rec.signed = l1 > 0 and neg >= _NEG_MASS * l1 and -low >= _NEG_DEPTH * max(high, 0.0)
-            rec.fingerprint = fingerprint(layout.transform()(output.detach()), total, l1)
+            grid = layout.transform()(output.detach())
+            rec.fingerprint = fingerprint(grid, total, l1)
+            rec.channels = int(grid.shape[1])
+            if self.frames is None:
+                flat = grid[0].flatten(1).double()
+                self._pooled[name] = (flat.mean(1), flat.amax(1))
+
+    def _class_scores(self, output: object) -> None:
+        """Mark the maps whose spatial mean or max is the model's N×C output: maps of class scores."""
+        out = output if isinstance(output, Tensor) else None
+        if out is not None and out.ndim == 2 and out.shape[0] == 1 and out.is_floating_point():
+            self.outputs = int(out.shape[1])
+            logits = out[0].detach().double()
+            tol = 1e-4 * (1.0 + float(logits.abs().max()))
+            for name, pooled in self._pooled.items():
+                if any(p.shape == logits.shape and bool((p - logits).abs().max() <= tol) for p in pooled):
+                    self.records[name].class_scores = True
+        self._pooled.clear()
 
 
 def type_name(module: nn.Module) -> str:
@@ -288,10 +332,27 @@ def drop_attention_maps(records: dict[str, Record]) -> None:
             rec.why_not = "attention scores or heads over the tokens, not a spatial map"
 
 
-def dummy_input(module: nn.Module, size: tuple[int, int], frames: int | None = None) -> Tensor:
-    """Seeded randn of a normalised image (or clip of ``frames``): batch 1, the first conv's channels (else 3),
-    the model's device/dtype."""
-    channels = next((m.in_channels for m in module.modules() if isinstance(getattr(m, "in_channels", None), int)), 3)
+def input_channels(module: nn.Module) -> int:
+    """The channels the model's input has: as the model declares them (timm's ``pretrained_cfg["input_size"]``),
+    else the first convolution's, else 3.
+
+    Declared first because the first module with ``in_channels`` need not see the image: TResNet's
+    space-to-depth stem hands its first convolution 48 channels made from the image's 3.
+    """
+    for cfg in (getattr(module, "pretrained_cfg", None), getattr(module, "default_cfg", None)):
+        size = cfg.get("input_size") if isinstance(cfg, dict) else None
+        if isinstance(size, list | tuple) and len(size) in (3, 4) and isinstance(size[0], int) and size[0] > 0:
+            return int(size[0])
+    conv = next((m for m in module.modules() if isinstance(m, nn.modules.conv._ConvNd)), None)
+    return int(conv.in_channels) if conv is not None else 3
+
+
+def dummy_input(
+    module: nn.Module, size: tuple[int, int], frames: int | None = None, channels: int | None = None
+) -> Tensor:
+    """Seeded randn of a normalised image (or clip of ``frames``): batch 1, ``channels`` (default
+    :func:`input_channels`), the model's device/dtype."""
+    channels = channels or input_channels(module)
     device, dtype = torch.device("cpu"), torch.float32
     for t in (*module.parameters(), *module.buffers()):
         device = t.device

@@ -56,7 +56,8 @@ and their maps are ``N×C×T'×h×w`` (:func:`grid_transform` gives that 5-D lay
   tokens get an all-zero gradient (ViT's last block after its attention: only the
   class token reaches the head) is marked and never recommended.
 - ``shared_module``: the module ran more than once in one forward (not CAM-able).
-- ``recommended``: see :func:`recommended_layer`.
+- ``recommended``: see :func:`recommended_layer`; the layer's :attr:`LayerInfo.why` says why in one line
+  (``format_tree`` prints it after the hints).
 
 A module's ``type`` is its class name, or the class it was exported from for the modules of an
 unflattened ``torch.export`` program (their ``original_type``, see :mod:`cam_core.models.sources.exported`).
@@ -74,7 +75,7 @@ from torch import Tensor, nn
 
 from ..errors import CamError
 from ..modules import get_layer, model_lock
-from .layer_choice import chosen_layer, recommend
+from .layer_choice import chosen_layer, chosen_why, recommend
 from .layer_grids import layout_from_tensor
 from .layer_trace import (
     Analysis,
@@ -97,7 +98,10 @@ __all__ = [
 ]
 
 HINT_TEXT: dict[str, str] = {
-    "recommended": "the recommended layer: the last spatial map before pooling that is what the next stage sees.",
+    "recommended": (
+        "the recommended layer: the last spatial map a person would call the backbone's output (before pooling "
+        "and the head, not inside an attention block or the classifier)."
+    ),
     "residual_branch": (
         "inside a residual branch: its output is added to a skip path later, so it is not what the next block sees."
     ),
@@ -134,6 +138,7 @@ class LayerInfo:
         grid: ``(h, w)`` of the map when CAM-able.
         frames: Time length ``T'`` of the map for video models (``None`` for images).
         time_dim: Index of the time axis in ``out_shape`` (``None`` without one, or for tokens).
+        why: For the recommended layer, one line saying why it is the one (empty for the others).
     """
 
     name: str
@@ -149,6 +154,7 @@ class LayerInfo:
     grid: tuple[int, int] | None
     frames: int | None = None
     time_dim: int | None = None
+    why: str = ""
 
     @property
     def channels(self) -> int | None:
@@ -183,8 +189,17 @@ def _clip_len(model: object) -> int | None:
     return int(frames) if isinstance(frames, int) and frames > 0 else None
 
 
-def _analyse(module: nn.Module, size: tuple[int, int], frames: int | None = None) -> Analysis:
-    x = dummy_input(module, size, frames)
+def _channels(model: object) -> int | None:
+    """The image channels a LoadedModel's preprocessing gives (one per normalisation mean); ``None`` for a bare
+    module (then the module says, see :func:`~cam_core.models.layer_trace.input_channels`)."""
+    mean = getattr(model, "mean", None) if not isinstance(model, nn.Module) else None
+    return len(mean) if isinstance(mean, tuple | list) and mean else None
+
+
+def _analyse(
+    module: nn.Module, size: tuple[int, int], frames: int | None = None, channels: int | None = None
+) -> Analysis:
+    x = dummy_input(module, size, frames, channels)
     modes = [(m, m.training) for m in module.modules()]
     try:
         module.eval()  # BatchNorm must not update its running statistics, Dropout must not drop
@@ -194,29 +209,32 @@ def _analyse(module: nn.Module, size: tuple[int, int], frames: int | None = None
     finally:
         for m, mode in modes:
             m.training = mode
-    return Analysis(tracer.records, tracer.residual, recommend(tracer))
+    chosen, why = recommend(tracer)
+    return Analysis(tracer.records, tracer.residual, chosen, why)
 
 
 _cache: weakref.WeakKeyDictionary[nn.Module, dict[tuple[object, ...], Analysis | str]] = weakref.WeakKeyDictionary()
 _cache_guard = threading.Lock()
 
 
-def _analysis(module: nn.Module, size: tuple[int, int], frames: int | None = None) -> Analysis | str:
+def _analysis(
+    module: nn.Module, size: tuple[int, int], frames: int | None = None, channels: int | None = None
+) -> Analysis | str:
     """The (cached) analysis, or the one-line reason the model could not run on the dummy input (of ``frames``
-    frames for a video model)."""
+    frames for a video model, of ``channels`` channels when the caller knows them)."""
     if isinstance(module.__dict__.get("wrapped", module), torch.jit.ScriptModule):
         return (
             "TorchScript modules do not run Python hooks, so their layers cannot be traced; load the state dict "
             "with --arch, or a factory with --checkpoint"
         )
-    key = (size, frames, tuple((n, id(m)) for n, m in module.named_modules()))
+    key = (size, frames, tuple((n, id(m)) for n, m in module.named_modules()), channels)
     with model_lock(module):
         with _cache_guard:
             found = _cache.get(module, {}).get(key)
         if found is not None:
             return found
         try:
-            result: Analysis | str = _analyse(module, size, frames)
+            result: Analysis | str = _analyse(module, size, frames, channels)
         except ForwardFailed as exc:
             result = str(exc)
         with _cache_guard:
@@ -224,9 +242,9 @@ def _analysis(module: nn.Module, size: tuple[int, int], frames: int | None = Non
         return result
 
 
-def _analysis_or_raise(module: nn.Module, size: tuple[int, int], frames: int | None = None) -> Analysis:
-    """The analysis, or its failure as one CamError line."""
-    result = _analysis(module, size, frames)
+def _analysis_or_raise(model: object, module: nn.Module, size: tuple[int, int]) -> Analysis:
+    """The analysis of ``model`` (its ``module``) at ``size``, or its failure as one CamError line."""
+    result = _analysis(module, size, _clip_len(model), _channels(model))
     if isinstance(result, str):
         raise CamError(result)
     return result
@@ -246,8 +264,9 @@ def list_layers(model: object, input_size: int | Sequence[int] | None = None) ->
         CamError: the model's forward pass fails on an input of that size.
     """
     module, size = _unwrap(model, input_size)
-    found = _analysis_or_raise(module, size, _clip_len(model))
+    found = _analysis_or_raise(model, module, size)
     chosen = chosen_layer(model, found)
+    why = chosen_why(model, found)
     infos = []
     for name, mod in module.named_modules():
         if not name:
@@ -284,6 +303,7 @@ def list_layers(model: object, input_size: int | Sequence[int] | None = None) ->
                 grid=rec.layout.grid if camable and rec.layout is not None else None,
                 frames=rec.layout.frames if rec.layout is not None else None,
                 time_dim=rec.layout.time_dim if rec.layout is not None else None,
+                why=why if name == chosen else "",
             )
         )
     return infos
@@ -292,20 +312,32 @@ def list_layers(model: object, input_size: int | Sequence[int] | None = None) ->
 def recommended_layer(model: object, input_size: int | Sequence[int] | None = None) -> str:
     """The layer to explain by default.
 
-    Rule: among the CAM-able layers that ran once, whose grid positions get a
-    gradient (not ``no_patch_gradient``) and that are not inside an attention module
-    (its queries, keys and values), take the one whose forward finished last (the
-    last spatial map before global pooling or the class token read-out). Of the
-    layers that output that same map, pick the outermost, skipping containers that
+    Rule: the last spatial map a person would call the backbone's output. Among the
+    CAM-able layers that ran once and whose grid positions get a gradient (not
+    ``no_patch_gradient``), leave out those a person would not choose
+    (:func:`~cam_core.models.layer_choice.skip_reason`): anything in or under an attention module
+    (named ``attn``/``attention``/``self_attention``, or the innermost module whose type says Attention,
+    Attn or MHSA: timm's ``ClassAttn``, ConViT's ``MHSA``/``GPSA``), anything under a classifier head
+    (a dotted-name part ``head``, ``heads``, ``head_dist``, ``aux_head``, ``classifier``, ``fc``,
+    ``pre_logits``, …), pools that resample to a fixed size (``AdaptiveAvgPool2d``, ``AdaptiveMaxPool2d``:
+    VGG's and AlexNet's ``avgpool``), and class-score maps (the last maps of the forward with one channel
+    per class, when one of them pools to the logits: SqueezeNet's final conv and ReLU). Of the rest, take
+    the one whose forward finished last (the last spatial map before global pooling or the class token
+    read-out; for token models the last block's normalised tokens whose patches still reach the head).
+    If only head or class-score maps are left (a model that is all head), they are used. Of the layers
+    that output that same map, pick the outermost, skipping containers that
     hold the whole trunk (fed the model's input) or several stages (children at more
     than one resolution) and ``Identity`` modules; among siblings, the first.
     So: ``layer4`` for torchvision ResNets (not ``layer4.2`` or its ReLU),
     ``features.8`` for EfficientNet-B0 (the head conv-BN-SiLU block, not
     ``features``), ``_head_act`` for EfficientNet-Lite0, ``norm`` for Swin (not the
-    ``permute`` after it), and the last encoder block's ``ln_1`` for ViT (the last
+    ``permute`` after it), ``features.12`` for SqueezeNet, the last ``features`` max-pool for VGG and
+    AlexNet, and the last encoder block's ``ln_1`` for ViT (the last
     place where patch tokens still get a gradient, through the attention); for timm
     ``stages.3`` (ConvNeXt), ``bn2`` (EfficientNet), ``s4`` (RegNet), ``blocks.11.norm1``
-    (ViT), and ``vit.layers.11.layernorm_before`` for Hugging Face's ViT.
+    (ViT, ConViT), ``blocks_token_only.1.norm1`` (CaiT), ``norm`` (VOLO, not its per-token ``aux_head``),
+    and ``vit.layers.11.layernorm_before`` for Hugging Face's ViT. :attr:`LayerInfo.why` says it in one
+    line for the chosen layer.
     A model object's own ``recommended_layer`` (set by a loader that knows the
     architecture) wins when it names a CAM-able layer.
 
@@ -320,7 +352,7 @@ def recommended_layer(model: object, input_size: int | Sequence[int] | None = No
         CamError: no layer gives a spatial map, or the forward pass fails.
     """
     module, size = _unwrap(model, input_size)
-    chosen = chosen_layer(model, _analysis_or_raise(module, size, _clip_len(model)))
+    chosen = chosen_layer(model, _analysis_or_raise(model, module, size))
     if chosen is None:
         raise CamError(
             f"no layer of this model gives a spatial map for a {size[0]}×{size[1]} input "
@@ -358,7 +390,7 @@ def grid_transform(
     known = _size_free_layout(module, name, frames)
     if known is not None:
         return known
-    found = _analysis(module, size, frames)
+    found = _analysis(module, size, frames, _channels(model))
     if isinstance(found, str):
         return layout_from_tensor(layer, name, size)
     rec = found.records[name]
@@ -379,7 +411,7 @@ def _size_free_layout(module: nn.Module, name: str, frames: int | None) -> Calla
     """
     key = tuple((n, id(m)) for n, m in module.named_modules())
     with _cache_guard:
-        analyses = [found for (_, f, k), found in _cache.get(module, {}).items() if k == key and f == frames]
+        analyses = [found for (_, f, k, _), found in _cache.get(module, {}).items() if k == key and f == frames]
     for found in analyses:
         rec = found.records.get(name) if not isinstance(found, str) else None
         if rec is not None and rec.calls == 1 and rec.layout is not None and not rec.layout.kind.endswith("tokens"):
@@ -398,13 +430,16 @@ def format_tree(layers: Sequence[LayerInfo]) -> str:
     """The layer list as indented text rows for the command line.
 
     Columns: name (indented by depth), type, output shape, parameters, ``✓`` when
-    CAM-able, ``★`` for the recommended layer, and the hint codes.
+    CAM-able, ``★`` for the recommended layer, and the hint codes (on the recommended row, then its one-line
+    why: ``why: the last spatial map …``).
     """
     rows = [("layer", "type", "output", "params", "CAM", "hints")]
     for info in layers:
         shape = shape_text(info.out_shape, info.time_dim)
         mark = ("✓" if info.camable else "·") + (" ★" if info.recommended else "")
         hints = ", ".join(h for h in info.hints if h != "recommended")
+        if info.recommended and info.why:
+            hints = "; ".join(filter(None, (hints, f"why: {info.why}")))
         rows.append(("  " * (info.depth - 1) + info.name, info.type, shape, f"{info.params:,}", mark, hints))
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
     lines = []

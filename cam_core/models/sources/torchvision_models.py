@@ -55,9 +55,19 @@ def _known(spec: str) -> bool:
     return spec in known or spec.lower() in known
 
 
-# Where the layer rule's choice is not the best one: MViT's last place where patch tokens still get a gradient
-# (through the attention) is its last block's norm, as ViT's ``ln_1``; the rule would take the qkv projection.
+# Pinned: MViT's last place where patch tokens still get a gradient (through the attention) is its last block's
+# norm, as ViT's ``ln_1``. The rule now gives the same (it never looks inside attention); the pin keeps it so.
 _RECOMMENDED = {"mvit_v1_b": "blocks.15.norm1", "mvit_v2_s": "blocks.15.norm1"}
+
+
+def _built_size(module: nn.Module) -> int | None:
+    """The input side a model was built for, where it is fixed (torchvision's ViT: ``image_size``).
+
+    Random weights build the architecture's own size, which need not be the default weights' (``vit_h_14``
+    is built for 224, its default SWAG weights are at 518), so that size is the one the model takes.
+    """
+    size = getattr(module, "image_size", None)
+    return size if isinstance(size, int) and size > 0 else None
 
 
 def _pretrained_or_random(name: str, weights: str | Enum | None) -> Built:
@@ -67,7 +77,7 @@ def _pretrained_or_random(name: str, weights: str | Enum | None) -> Built:
     if word == "NONE":
         module = torchvision.models.get_model(name, weights=None).eval()
         default = enum.DEFAULT
-        crop = default.transforms().crop_size[0]
+        crop = _built_size(module) or default.transforms().crop_size[0]
         video = name in video_names()  # the Kinetics statistics: untrained, but fed as the weights would be
         return Built(
             module=module,
