@@ -104,6 +104,8 @@ def test_model_tree_gets_layers_with_shapes_hints_and_the_recommended_one(defaul
     nodes = {n["name"]: n for n in data["nodes"]}
     assert data["selected"] == "_head_act"
     assert [n for n, node in nodes.items() if node["recommended"]] == ["_head_act"]
+    assert [n for n, node in nodes.items() if node["why"]] == ["_head_act"]  # the rule's one line, on its row
+    assert nodes["_head_act"]["why"] == "the last spatial map (7×7) before pooling and the head: the backbone's output"
     assert nodes["_head_act"]["shape"] == "1280×7×7" and nodes["_head_act"]["type"] == "ReLU6"
     assert nodes["_head_act"]["camable"] and not nodes["_fc"]["camable"] and nodes["_fc"]["reason"]
     assert nodes["_blocks.15"]["parent"] == "_blocks" and nodes["_blocks.15"]["label"] == "15"

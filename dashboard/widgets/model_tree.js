@@ -1,6 +1,6 @@
 // Model-tree widget (st.components.v2, no build step, no CDN).
 //
-// data = {nodes: [{name, label, type, shape, camable, reason, recommended, hints: [{short, word, text}], parent}],
+// data = {nodes: [{name, label, type, shape, camable, reason, recommended, why, hints: [{short, word, text}], parent}],
 //         selected: "dotted.name" | null, height: px}
 // Emits one trigger, "select", with the clicked layer's dotted name; Python owns the selection
 // and sends it back in `data.selected`, so the tree only mirrors it.
@@ -151,13 +151,19 @@ function row(node, depth, hasKids, open, isSelected, needle) {
   type.textContent = node.type;
   el.appendChild(type);
 
-  if (node.recommended) el.appendChild(chip("mt-rec", "\u2605 recommended", "the recommended layer"));
+  if (node.recommended) el.appendChild(chip("mt-rec", "\u2605 recommended", node.why || "the recommended layer"));
   for (const hint of node.hints || []) el.appendChild(chip("mt-hint", hint.short, hint.text));
 
   const shape = document.createElement("span");
   shape.className = "mt-shape";
   shape.textContent = node.shape;
   el.appendChild(shape);
+  if (node.recommended && node.why) {  // the rule's one line, under the row it explains
+    const why = document.createElement("div");
+    why.className = "mt-why";
+    why.textContent = node.why;
+    el.appendChild(why);
+  }
   return el;
 }
 

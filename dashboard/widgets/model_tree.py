@@ -68,6 +68,7 @@ def tree_nodes(layers: Sequence[Any], hint_text: dict[str, str]) -> list[dict[st
                 "camable": bool(info.camable),
                 "reason": info.reason or "",
                 "recommended": bool(info.recommended),
+                "why": getattr(info, "why", None) or "",
                 "hints": [_hint(h, hint_text) for h in info.hints if h != "recommended"],
                 "parent": info.parent or "",
             }
