@@ -29,6 +29,8 @@ if __package__ in (None, ""):  # `streamlit run dashboard/app.py` runs this file
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from dashboard import shell, uploads, warmup
+from dashboard.access import is_loopback
+from dashboard.feedback import boundary
 from dashboard.server import stats
 from dashboard.server.page_head import PageHead
 from dashboard.server.static_cache import StaticCache
@@ -43,8 +45,10 @@ def main() -> None:
     pages = {"image": image.page(), "video": video.page(), "dataset": dataset.page()}
     shell.register_pages(pages)
     nav = st.navigation(list(pages.values()))
-    shell.shared_sidebar()
-    nav.run()
+    drawn = []
+    boundary(lambda: drawn.append(shell.shared_sidebar()), "drawing the sidebar")()
+    if drawn:  # else the sidebar said what failed (one line); the page needs its model
+        nav.run()
 
 
 async def _stats(_request: Request) -> JSONResponse:
@@ -59,6 +63,8 @@ async def _lifespan(_app: object) -> AsyncIterator[None]:
 
 
 if get_script_run_ctx() is None:  # imported by the server at start-up (not a session's run)
+    if not is_loopback(str(st.get_option("server.address") or "")):
+        st.set_option("client.showErrorDetails", "none")  # visitors never see a traceback; the log keeps it
     warmup.start()  # now rather than in the lifespan: it overlaps the server's own start (0.3 s)
     app = st.App(__file__, lifespan=_lifespan, routes=[Route("/_camdash/stats", _stats)],
                  middleware=[Middleware(StaticCache), Middleware(PageHead)])

@@ -26,6 +26,7 @@ from dashboard.access import Access, PinnedModel
 from dashboard.feedback import show_error
 from dashboard.model import ImageItem, ModelSpec, decode_image
 from dashboard.state import K, UrlView
+from dashboard.text import plain
 from dashboard.uploads import save_folder, save_upload
 
 __all__ = ["cost_line", "images_ui", "methods_ui", "model_ui", "request_model", "sample_item"]
@@ -384,7 +385,7 @@ def _within_session_limits(uploads: list, others: int) -> list:
             break
         if total + up.size > MAX_SESSION_UPLOAD_BYTES:
             st.warning(
-                f"{up.name} and the uploads after it were not opened: they would take this session over "
+                f"{plain(up.name)} and the uploads after it were not opened: they would take this session over "
                 f"{mb(MAX_SESSION_UPLOAD_BYTES)} of uploads.",
                 icon=":material/block:",
             )

@@ -21,10 +21,11 @@ from cam_core.batch.results import RESULTS
 from cam_core.engine.methods import METHODS
 from cam_core.errors import CamError
 from dashboard import dataroot, state
-from dashboard.feedback import guarded, show_error
+from dashboard.feedback import guarded, message, show_error
 from dashboard.figures import PLOTLY_CONFIG, format_prob
 from dashboard.model import Bundle, ImageItem, ModelSpec, decode_image, model_args
 from dashboard.sidebar import request_model
+from dashboard.text import plain
 from dashboard.views.dataset import table as tb
 from dashboard.views.dataset.figures import confusion_figure
 from dashboard.views.dataset.thumbs import ThumbCache, file_stamp
@@ -102,10 +103,10 @@ def read_link(root: Path) -> None:
     try:
         folder = dataroot.resolve_under(root, wanted)
     except CamError as exc:
-        st.error(f"The link's folder is not opened: {exc}.", icon=":material/block:")
+        st.error(f"The link's folder is not opened: {plain(str(exc))}.", icon=":material/block:")
         return
     if not (folder / RESULTS).is_file():
-        st.error(f"The link's folder {wanted!r} holds no batch results ({RESULTS}).", icon=":material/folder_off:")
+        st.error(f"The link's folder {plain(wanted)} holds no batch results ({RESULTS}).", icon=":material/folder_off:")
         return
     show_results_folder(dataroot.relative(root, folder))
 
@@ -177,14 +178,14 @@ def source_ui(root: Path, bundle: Bundle) -> Source | None:
         folder = _zip_ui(root)
         if folder is None:
             return None
-        st.caption(f":material/folder_zip: Unpacked into `{folder}` under the data root.")
+        st.caption(f":material/folder_zip: Unpacked into {plain(folder)} under the data root.")
     else:
         if not images:
-            st.info(f"No image folders under the data root {root}.", icon=":material/folder_off:")
+            st.info("No image folders under the data root.", icon=":material/folder_off:")
             return None
         if st.session_state.get(DS.FOLDER) not in images:
             st.session_state[DS.FOLDER] = "samples" if "samples" in images else images[0]
-        folder = st.selectbox("Folder", images, key=DS.FOLDER, help=f"Folders under the data root {root}.")
+        folder = st.selectbox("Folder", images, key=DS.FOLDER, help="Folders under the server's data root.")
     c1, c2, c3, c4 = st.columns([1.0, 2.0, 1.5, 1.3], vertical_alignment="bottom")
     with c1:
         labels = st.toggle("Labels from folders", key=DS.LABELS, value=True,
@@ -222,7 +223,7 @@ def run_ui(root: Path, bundle: Bundle, src: Source, fit: str) -> None:
     c1, c2 = st.columns([1, 4], vertical_alignment="center")
     go = c1.button("Run again (new files only)" if earlier else "Run", type="primary", key="ds_run",
                    icon=":material/play_arrow:")
-    c2.caption(f"Results go to `{rel_out}` under the data root; a rerun adds only new or changed files.")
+    c2.caption(f"Results go to {plain(rel_out)} under the data root; a rerun adds only new or changed files.")
     last = st.session_state.get(DS.LAST_JOB)
     changed = last is not None and last != rel_out  # the user changed the folder, layer, method or classes
     st.session_state[DS.LAST_JOB] = rel_out
@@ -288,19 +289,20 @@ def _run_spec(results: tb.Results, bundle: Bundle | None) -> ModelSpec | None:
 def _describe(results: tb.Results, root: Path, bundle: Bundle | None) -> None:
     run = results.run
     rel = dataroot.relative(root, results.folder)
-    st.subheader(f"Results · {rel}", anchor=False)
+    st.subheader(f"Results · {plain(rel)}", anchor=False)
     when = (run.get("finished") or run.get("started") or "")[:16].replace("T", " ")
     st.caption(
-        f"{run.get('model')} · layer `{run.get('layer')}` · {', '.join(METHODS[m].title for m in results.methods)} · "
-        f"explains: {CLASS_MODES.get(run.get('classes'), run.get('classes'))} · "
-        f"{run.get('preprocessing', {}).get('description', '')} · {when} UTC"
+        f"{plain(run.get('model'))} · layer {plain(run.get('layer'))} · "
+        f"{', '.join(METHODS[m].title for m in results.methods)} · "
+        f"explains: {plain(CLASS_MODES.get(run.get('classes'), run.get('classes')))} · "
+        f"{plain(run.get('preprocessing', {}).get('description', ''))} · {plain(when)} UTC"
     )
     spec = _run_spec(results, bundle)
     if spec is None:
         st.warning("These results come from a model the sidebar cannot select again (an upload or a factory): "
                    "load it in the sidebar to open images on the image page with it.", icon=":material/warning:")
     elif bundle is not None and spec != bundle.spec:
-        st.info(f"Opening an image switches the sidebar to the run's model, {run.get('model')}.",
+        st.info(f"Opening an image switches the sidebar to the run's model, {plain(run.get('model'))}.",
                 icon=":material/swap_horiz:")
 
 
@@ -323,7 +325,7 @@ def _metrics(results: tb.Results, method: str, blank: np.ndarray) -> None:
                    help="Maps whose positive part holds (nearly) nothing: the usual ReLU'd view shows them empty. "
                    "Sort by Blank maps first to see them.")
     if by_class:
-        shown = ", ".join(f"{name} ({n})" for name, n in by_class[:8])
+        shown = ", ".join(f"{plain(name)} ({n})" for name, n in by_class[:8])
         st.caption(f":material/visibility_off: Blank maps after ReLU, by explained class: {shown}"
                    + (" …" if len(by_class) > 8 else ""))
 
@@ -481,7 +483,7 @@ def results_ui(root: Path, results: tb.Results, bundle: Bundle | None, image_pag
     if goto is True:
         st.switch_page(image_page)
     elif goto:
-        st.error(f"That image cannot be opened: {goto}", icon=":material/broken_image:")
+        st.error(f"That image cannot be opened: {plain(message(goto, trusted=False))}", icon=":material/broken_image:")
     _describe(results, root, bundle)
     with st.container(key="ds_controls"):
         sort, filters, method, whose, view = _controls(results)
@@ -500,14 +502,14 @@ def results_ui(root: Path, results: tb.Results, bundle: Bundle | None, image_pag
         on_opacity=lambda v: st.session_state.__setitem__(DS.OPACITY, v),
     )
     st.download_button(
-        f"Download these {len(shown):,} rows (CSV)", tb.export_csv(shown), file_name="results_filtered.csv",
+        f"Download these {len(shown):,} rows (CSV)", tb.export_csv(shown, root), file_name="results_filtered.csv",
         mime="text/csv", icon=":material/download:", key="ds_csv",
         help="The filtered, sorted table (no maps: those are in results.parquet).",
     )
     failed = results.frame[results.frame.error.notna()]
     if not failed.empty:
         with st.expander(f"{len(failed)} file(s) could not be read"):
-            st.dataframe(failed[["name", "label_name", "error"]], hide_index=True, width="stretch")
+            st.dataframe(tb.failed_files(failed, root), hide_index=True, width="stretch")
 
 
 def _items(results: tb.Results, root: Path, page, slot: np.ndarray, blank: np.ndarray, method: str,

@@ -33,6 +33,7 @@ from dashboard.figures import (
 )
 from dashboard.model import Bundle, ImageItem
 from dashboard.state import K, UrlView, set_classes, toggle_class
+from dashboard.text import plain
 from dashboard.views.image import exports
 from dashboard.views.image.compute import ViewResult
 from dashboard.views.image.debug import open_debug
@@ -103,7 +104,7 @@ def show_model_info(bundle: Bundle, device: str, layer: str | None) -> None:
     if model.notes:
         with st.expander("Notes about this model", expanded=not model.pretrained):
             for note in model.notes:
-                st.markdown(f"- {note}")
+                st.markdown(f"- {plain(note, limit=2000)}")
 
 
 def image_ui(items: Sequence[ImageItem], url: UrlView) -> ImageItem:
@@ -290,7 +291,7 @@ def show_overlays(
         title = METHODS[m].title
         st.markdown(f"##### {title}")
         if m in view.errors:
-            st.error(f"{title} at this layer: {view.errors[m]}", icon=":material/error:")
+            st.error(f"{title} at this layer: {plain(view.errors[m])}", icon=":material/error:")
             continue
         drawn = [c for c in ids if (m, c) in view.maps]
         for start in range(0, len(drawn), MAX_COLUMNS):
@@ -374,7 +375,8 @@ def blank_maps_note(view: ViewResult, ids: Sequence[int], names: Sequence[str], 
     blank = [(m, c) for m in methods for c in ids if (m, c) in view.maps and blank_after_relu(view.maps[(m, c)].raw)]
     if not blank:
         return
-    which = ", ".join(f"{names[c]} ({METHODS[m].title})" for m, c in blank[:4]) + (" …" if len(blank) > 4 else "")
+    which = ", ".join(f"{plain(names[c])} ({METHODS[m].title})" for m, c in blank[:4])
+    which += " …" if len(blank) > 4 else ""
     with st.container(key="blank_note"):
         st.warning(
             f"**{len(blank)} ReLU'd map{'s are' if len(blank) > 1 else ' is'} blank:** {which}: no positive evidence "
