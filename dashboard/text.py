@@ -13,11 +13,12 @@ import re
 
 __all__ = ["plain"]
 
-# CommonMark lets any ASCII punctuation be backslash-escaped. Escaped: what makes links, images and HTML ([ ] < >,
-# and the bare-URL and e-mail autolinks of GFM), code, emphasis and strikethrough (` * ~, and _ but inside a word), maths ($), entities
-# (&), Streamlit's directives (:red[...]: their bracket), and the backslash itself. Other punctuation (. , - ' ( ))
-# means nothing inside one line of text and stays as it is, so messages keep reading (and matching) as written.
-_SPECIAL = re.compile(r"([\\`*\[\]<>~$&]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9]))")  # "a_b": no emphasis
+# CommonMark lets any ASCII punctuation be backslash-escaped. Escaped: what makes links, images and HTML
+# ([ ] < >, and GFM's bare-URL and e-mail autolinks), code, emphasis and strikethrough (` * ~, and _ except
+# inside a word), maths ($), entities (&), Streamlit's directives (:red[...]: their bracket), the backslash, and
+# a heading, quote or list marker at the start. Other punctuation (. , - ' ( )) means nothing inside one line of
+# text and stays as it is, so messages keep reading (and matching) as written.
+_SPECIAL = re.compile(r"([\\`*\[\]<>~$&]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9]))")  # a_b is no emphasis
 _AUTOLINK = re.compile(r"(?i)(://|\bwww\.|@)")
 _LEADING = re.compile(r"^(\d*)([#>+\-=|.)])")  # a heading, quote, list or table at the start of the body
 _SPACE = re.compile(r"\s+")

@@ -21,6 +21,7 @@ from streamlit.testing.v1 import AppTest
 from cam_core.batch import BatchJob, run_local
 from cam_core.errors import CamError
 from cam_core.io import write_sample_folder
+from cam_core.limits import MAX_CLASSES_PER_REQUEST
 from dashboard import dataroot
 from dashboard.text import plain
 from dashboard.views.dataset import table as tb
@@ -219,3 +220,46 @@ def test_visitors_of_a_server_beyond_loopback_get_no_error_details(monkeypatch) 
            "CAMDASH_WARMUP": "0"}
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
     assert "DETAILS none" in out.stdout, out.stderr[-2000:]
+
+
+# ---- 8: how many classes one request may ask for ---------------------------------------------------------------
+def test_a_link_asking_for_300_classes_explains_20_and_says_so(monkeypatch) -> None:
+    import time
+
+    monkeypatch.setenv("CAMDASH_TRUST_VISITORS", "no")
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params["classes"] = ",".join(str(i) for i in range(300))
+    start = time.perf_counter()
+    at.run()
+    _no_failure(at)
+    assert time.perf_counter() - start < 60
+    assert at.multiselect(key="class_picker").value == list(range(MAX_CLASSES_PER_REQUEST))
+    (note,) = [i.value for i in at.info if "classes were asked for" in i.value]
+    assert note.startswith(f"300 classes were asked for; the first {MAX_CLASSES_PER_REQUEST} are explained")
+    assert "\n" not in note
+    assert at.query_params["classes"] == ",".join(str(i) for i in range(MAX_CLASSES_PER_REQUEST))
+
+
+def test_typing_top300_is_cut_to_the_limit_with_a_notice(monkeypatch) -> None:
+    monkeypatch.setenv("CAMDASH_TRUST_VISITORS", "no")
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    _no_failure(at)
+    at.text_input(key="class_find").set_value("top300").run()
+    _no_failure(at)
+    assert len(at.multiselect(key="class_picker").value) == MAX_CLASSES_PER_REQUEST
+    assert [i.value for i in at.info if "300 classes were asked for" in i.value]
+    assert at.number_input(key="top_k").max == MAX_CLASSES_PER_REQUEST
+
+
+def test_set_classes_never_keeps_more_than_the_limit() -> None:
+    def page() -> None:
+        import streamlit as st
+
+        from dashboard import state
+
+        state.set_classes(("m", "i"), range(100))
+        st.write(str(len(st.session_state[state.K.CLASSES][("m", "i")])))
+        st.write(state.classes_cut_note() or "")
+
+    at = AppTest.from_function(page).run()
+    assert at.markdown[0].value == str(MAX_CLASSES_PER_REQUEST) and "100 classes" in at.markdown[1].value

@@ -161,7 +161,7 @@ def _classes_ui(bundle: Bundle) -> str | None:
     if mode == "frame":
         return "per-frame"
     if mode == "clip":
-        k = st.number_input("k", 1, min(5, len(names)), key=K.VIDEO_K, value=1, width=90, persist_state=KEEP)
+        k = st.number_input("k", 1, max(1, min(5, len(names))), key=K.VIDEO_K, value=1, width=90, persist_state=KEEP)
         return f"top{int(k)}"
     picked = st.multiselect(
         "Classes to explain", list(range(len(names))), format_func=lambda i: f"{names[i]} · {i}",
