@@ -13,6 +13,7 @@ starts, before any visitor. Each session then runs it as a script, which draws t
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,8 +21,6 @@ from pathlib import Path
 
 import streamlit as st
 from starlette.middleware import Middleware
-from starlette.requests import Request
-from starlette.responses import JSONResponse
 from starlette.routing import Route
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
@@ -51,22 +50,22 @@ def main() -> None:
         nav.run()
 
 
-async def _stats(_request: Request) -> JSONResponse:
-    """``/_camdash/stats``: memory, caches, sessions, hooks (see :mod:`dashboard.server.stats`)."""
-    return JSONResponse(stats.snapshot())
-
-
 @asynccontextmanager
 async def _lifespan(_app: object) -> AsyncIterator[None]:
-    uploads.sweep(everything=True)  # a previous server's leftovers
-    yield
+    uploads.sweep(everything=True)  # the leftovers of servers that no longer run (never a running one's)
+    sweeper = asyncio.create_task(uploads.sweep_forever())  # ended sessions' uploads, even with no visitor
+    try:
+        yield
+    finally:
+        sweeper.cancel()
+        uploads.release()
 
 
 if get_script_run_ctx() is None:  # imported by the server at start-up (not a session's run)
     if not is_loopback(str(st.get_option("server.address") or "")):
         st.set_option("client.showErrorDetails", "none")  # visitors never see a traceback; the log keeps it
     warmup.start()  # now rather than in the lifespan: it overlaps the server's own start (0.3 s)
-    app = st.App(__file__, lifespan=_lifespan, routes=[Route("/_camdash/stats", _stats)],
+    app = st.App(__file__, lifespan=_lifespan, routes=[Route("/_camdash/stats", stats.endpoint)],
                  middleware=[Middleware(StaticCache), Middleware(PageHead)])
 else:
     main()

@@ -263,3 +263,218 @@ def test_set_classes_never_keeps_more_than_the_limit() -> None:
 
     at = AppTest.from_function(page).run()
     assert at.markdown[0].value == str(MAX_CLASSES_PER_REQUEST) and "100 classes" in at.markdown[1].value
+
+
+# ---- 11: /_camdash/stats only for the operator -----------------------------------------------------------------
+def _stats_request(host: str, headers: dict[str, str] | None = None, query: str = ""):
+    from starlette.requests import Request
+
+    raw = [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
+    return Request({"type": "http", "method": "GET", "path": "/_camdash/stats", "headers": raw,
+                    "query_string": query.encode(), "client": (host, 50000)})
+
+
+def test_stats_answer_this_machine_or_the_operators_token(monkeypatch) -> None:
+    import asyncio
+
+    from dashboard.server import stats
+
+    monkeypatch.delenv(stats.ENV_TOKEN, raising=False)
+    assert stats.allowed(_stats_request("127.0.0.1")) and stats.allowed(_stats_request("::1"))
+    assert not stats.allowed(_stats_request("10.1.2.3"))
+    assert not stats.allowed(_stats_request("127.0.0.1", {"X-Forwarded-For": "10.1.2.3"}))  # through a proxy
+    assert not stats.allowed(_stats_request("10.1.2.3", query="token="))
+    response = asyncio.run(stats.endpoint(_stats_request("10.1.2.3")))
+    assert response.status_code == 404 and b"rss" not in response.body
+    monkeypatch.setenv(stats.ENV_TOKEN, "s3cret-token")
+    assert stats.allowed(_stats_request("10.1.2.3", {"Authorization": "Bearer s3cret-token"}))
+    assert stats.allowed(_stats_request("10.1.2.3", query="token=s3cret-token"))
+    assert not stats.allowed(_stats_request("10.1.2.3", {"Authorization": "Bearer wrong"}))
+    assert not stats.allowed(_stats_request("10.1.2.3", query="token=s3cret"))
+    ok = asyncio.run(stats.endpoint(_stats_request("10.1.2.3", query="token=s3cret-token")))
+    assert ok.status_code == 200 and "rss_bytes" in json.loads(ok.body)
+
+
+def test_camdash_passes_the_operators_new_options() -> None:
+    from dashboard.launch import own_options
+
+    env, rest = own_options(["--stats-token", "t", "--upload-quota", "20G", "--shared-uploads", "no", "--x"])
+    assert env == {"CAMDASH_STATS_TOKEN": "t", "CAMDASH_UPLOAD_QUOTA": "20G", "CAMDASH_SHARED_UPLOADS": "no"}
+    assert rest == ["--x"]
+    with pytest.raises(SystemExit):
+        own_options(["--upload-quota", "lots"])
+
+
+# ---- 9: two servers on one machine ----------------------------------------------------------------------------
+_OTHER_SERVER = """
+import os, sys, time
+from pathlib import Path
+from dashboard import uploads
+uploads.UPLOAD_ROOT = Path(sys.argv[1])
+folder = uploads.server_folder()
+(folder / "its-session" / "0123456789abcdef").mkdir(parents=True)
+(folder / "its-session" / "0123456789abcdef" / "w.pt").write_bytes(b"weights")
+print(folder, flush=True)
+if sys.argv[2] == "run":
+    time.sleep(120)
+os._exit(0)  # as a killed server ends: no clean-up at exit
+"""
+
+
+def test_a_starting_server_removes_only_the_uploads_of_servers_that_stopped(tmp_path: Path, monkeypatch) -> None:
+    import subprocess
+    import sys
+
+    from dashboard import uploads
+
+    env = {"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "HOME": str(Path.home())}
+
+    def other(mode: str) -> tuple[subprocess.Popen, Path]:
+        proc = subprocess.Popen([sys.executable, "-c", _OTHER_SERVER, str(tmp_path), mode], cwd=ROOT, env=env,
+                                stdout=subprocess.PIPE, text=True)
+        return proc, Path(proc.stdout.readline().strip())
+
+    running, running_folder = other("run")
+    stopped, stopped_folder = other("exit")
+    stopped.wait(timeout=60)
+    try:
+        monkeypatch.setattr(uploads, "UPLOAD_ROOT", tmp_path)
+        monkeypatch.setattr(uploads, "_SERVER", "server-this-test")
+        mine = uploads.server_folder()
+        assert mine.name == "server-this-test" and (mine / ".lock").is_file()
+        assert uploads.sweep(everything=True) == 1  # at start-up
+        assert not stopped_folder.exists()
+        assert (running_folder / "its-session" / "0123456789abcdef" / "w.pt").read_bytes() == b"weights"
+        assert mine.exists()
+    finally:
+        running.kill()
+        running.wait()
+        uploads.release()
+    assert not mine.exists()
+    assert uploads.sweep(everything=True) == 1 and not running_folder.exists()  # now it stopped too
+
+
+def test_each_server_saves_uploads_in_its_own_folder(tmp_path: Path, monkeypatch) -> None:
+    from dashboard import uploads
+
+    monkeypatch.setattr(uploads, "UPLOAD_ROOT", tmp_path)
+    monkeypatch.setattr(uploads, "_SERVER", "server-a")
+    path = Path(uploads.save_upload(b"abc", "w.pt"))
+    assert path.is_relative_to(tmp_path / "server-a") and path.read_bytes() == b"abc"
+    uploads.release()
+    assert not (tmp_path / "server-a").exists()
+
+
+# ---- 4 and 10: zip uploads on the Dataset page -----------------------------------------------------------------
+from test_hardening import JPG, _patch_headers, _zip  # noqa: E402 (the hand-built zips of the zip helper's tests)
+
+PHOTOS = _zip(("set/cat/1.jpg", JPG), ("set/dog/2.jpg", JPG))
+
+
+def test_zip_uploads_are_private_to_their_session(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv(dataroot.ENV_SHARED_UPLOADS, raising=False)
+    folder = dataroot.extract_zip(PHOTOS, tmp_path, "session-a")
+    assert folder.parent == tmp_path / "uploads" / "session-a"
+    rel = dataroot.relative(tmp_path, folder)
+    assert rel in dataroot.image_folders(tmp_path, "session-a")
+    assert not [f for f in dataroot.image_folders(tmp_path, "session-b") if f.startswith("uploads")]
+    assert dataroot.visible(rel, "session-a") and not dataroot.visible(rel, "session-b")
+    out = dataroot.run_folder(tmp_path, rel, "m", "l", "gradcam", "pred")
+    assert out.is_relative_to(tmp_path / "uploads" / "session-a" / "runs")  # its results are the session's too
+    (out).mkdir(parents=True)
+    (out / "results.parquet").write_bytes(b"x")
+    assert dataroot.results_folders(tmp_path, "session-a") == [dataroot.relative(tmp_path, out)]
+    assert dataroot.results_folders(tmp_path, "session-b") == []
+    monkeypatch.setenv(dataroot.ENV_SHARED_UPLOADS, "yes")  # the operator shares them
+    assert dataroot.visible(rel, "session-b") and rel in dataroot.image_folders(tmp_path, "session-b")
+    assert dataroot.extract_zip(PHOTOS, tmp_path).parent == tmp_path / "uploads"
+
+
+def test_zip_uploads_are_held_to_the_data_roots_quota(tmp_path: Path, monkeypatch) -> None:
+    big = _zip(("set/cat/1.jpg", b"x" * 3000), ("set/dog/2.jpg", b"y" * 3000))
+    monkeypatch.setenv(dataroot.ENV_QUOTA, "8000")
+    assert dataroot.upload_quota() == 8000
+    dataroot.extract_zip(big, tmp_path, "session-a")
+    with pytest.raises(CamError, match=r"^the zip does not fit in the server's space left for zip uploads") as err:
+        dataroot.extract_zip(_zip(("set/cat/3.jpg", b"z" * 3000)), tmp_path, "session-b")
+    assert "\n" not in str(err.value) and str(tmp_path) not in str(err.value)
+    monkeypatch.setenv(dataroot.ENV_QUOTA, "6000")
+    with pytest.raises(CamError, match=r"^the server's space for zip uploads is full"):
+        dataroot.extract_zip(PHOTOS, tmp_path, "session-b")
+    assert not (tmp_path / "uploads" / "session-b").exists() or not any((tmp_path / "uploads" / "session-b").iterdir())
+    monkeypatch.setenv(dataroot.ENV_QUOTA, "2G")
+    assert dataroot.upload_quota() == 2 * 2**30
+    monkeypatch.setenv(dataroot.ENV_QUOTA, "much")
+    with pytest.raises(CamError, match="CAMDASH_UPLOAD_QUOTA"):
+        dataroot.upload_quota()
+
+
+def test_zip_uploads_of_ended_sessions_are_swept(tmp_path: Path, monkeypatch) -> None:
+    from dashboard import uploads
+
+    monkeypatch.setenv(dataroot.ENV, str(tmp_path))
+    monkeypatch.delenv(dataroot.ENV_SHARED_UPLOADS, raising=False)
+    alive = dataroot.extract_zip(PHOTOS, tmp_path, "alive-session")
+    ended = dataroot.extract_zip(PHOTOS, tmp_path, "ended-session")
+
+    class FakeRuntime:
+        @staticmethod
+        def exists() -> bool:
+            return True
+
+        @staticmethod
+        def instance() -> FakeRuntime:
+            return FakeRuntime()
+
+        def is_active_session(self, session_id: str) -> bool:
+            return session_id == "alive-session"
+
+    monkeypatch.setattr(uploads, "Runtime", FakeRuntime)
+    monkeypatch.setattr(uploads.st, "get_option", lambda name: 0)  # no grace period
+    monkeypatch.setattr(uploads, "_also", {"zips": dataroot.uploads_place})
+    assert uploads.sweep(force=True) >= 1
+    assert alive.exists() and not ended.parent.exists()
+
+
+def _zip_page(root: Path, monkeypatch) -> AppTest:
+    monkeypatch.setenv(dataroot.ENV, str(root))
+    monkeypatch.setenv("CAMDASH_TRUST_VISITORS", "no")
+    at = AppTest.from_function(_dataset_app, default_timeout=TIMEOUT).run()
+    _no_failure(at)
+    at.segmented_control(key="ds_source").set_value("zip").run()
+    _no_failure(at)
+    return at
+
+
+BAD_ZIPS = {
+    "file_and_folder": (_zip(("cat/a.jpg", JPG), ("cat/a.jpg/b.jpg", JPG)), "both as a file and as a folder"),
+    "long_name": (_zip(("cat/" + "n" * 296 + ".jpg", JPG)), "has a name of 300 characters"),
+    "deep_path": (_zip(("a/" * 2000 + "x.jpg", JPG)), "folders deep; at most 32"),
+    "bad_crc": (_zip(("cat/a.jpg", JPG)).replace(b"not really", b"NOT really", 1), "is corrupt (bad CRC-32)"),
+    "encrypted": (_patch_headers(_zip(("cat/a.jpg", JPG)), 6, 8, 0x1), "is encrypted"),
+    "compression_99": (_patch_headers(_zip(("cat/a.jpg", JPG)), 8, 10, 99), "uses compression method 99"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_ZIPS))
+def test_a_bad_zip_on_the_dataset_page_is_one_clear_line(tmp_path: Path, monkeypatch, case: str) -> None:
+    data, needle = BAD_ZIPS[case]
+    at = _zip_page(tmp_path, monkeypatch)
+    at.file_uploader(key="ds_zip").set_value((f"{case}.zip", data, "application/zip")).run()
+    _no_failure(at)
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and "\n" not in errors[0], errors
+    assert needle.replace("(", "").replace(")", "") in errors[0].replace("\\", "").replace("(", "").replace(")", "")
+    assert "Something went wrong" not in errors[0] and str(tmp_path) not in errors[0]
+    uploads = tmp_path / "uploads"
+    assert not uploads.exists() or not [p for p in uploads.rglob("*") if p.is_file()]  # nothing left on disk
+
+
+def test_a_good_zip_on_the_dataset_page_is_the_sessions_own(tmp_path: Path, monkeypatch) -> None:
+    at = _zip_page(tmp_path, monkeypatch)
+    at.file_uploader(key="ds_zip").set_value(("photos.zip", PHOTOS, "application/zip")).run()
+    _no_failure(at)
+    (owner,) = [p for p in (tmp_path / "uploads").iterdir() if p.is_dir()]  # the session's folder
+    (digest,) = [p for p in owner.iterdir() if p.is_dir()]
+    assert re.fullmatch(r"[0-9a-f]{16}", digest.name) and not re.fullmatch(r"[0-9a-f]{16}", owner.name)
+    assert [c.value for c in at.caption if "Unpacked into" in c.value]

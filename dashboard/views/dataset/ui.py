@@ -20,7 +20,7 @@ from cam_core.batch import BatchJob, discover, model_identity, run_local
 from cam_core.batch.results import RESULTS
 from cam_core.engine.methods import METHODS
 from cam_core.errors import CamError
-from dashboard import dataroot, state
+from dashboard import dataroot, state, uploads
 from dashboard.feedback import guarded, message, show_error
 from dashboard.figures import PLOTLY_CONFIG, format_prob
 from dashboard.model import Bundle, ImageItem, ModelSpec, decode_image, model_args
@@ -79,9 +79,17 @@ def _results(folder: str, mtime_ns: int) -> tb.Results:
 
 
 @st.cache_data(ttl=20, show_spinner=False)
-def _listing(root: str) -> tuple[list[str], list[str]]:
-    """(image folders, results folders) under the root, looked up at most every 20 s."""
-    return dataroot.image_folders(Path(root)), dataroot.results_folders(Path(root))
+def _listing(root: str, owner: str | None) -> tuple[list[str], list[str]]:
+    """(image folders, results folders) under the root that ``owner``'s session sees, looked up at most every 20 s."""
+    return dataroot.image_folders(Path(root), owner), dataroot.results_folders(Path(root), owner)
+
+
+def _owner() -> str | None:
+    """Whose zip uploads this session sees and makes (``None``: the operator shares them with everyone)."""
+    return None if dataroot.shared_uploads() else uploads.session_owner()
+
+
+uploads.sweep_also("data root zips", dataroot.uploads_place)  # a session's zips go when the session ends
 
 
 def show_results_folder(rel: str) -> None:
@@ -105,7 +113,7 @@ def read_link(root: Path) -> None:
     except CamError as exc:
         st.error(f"The link's folder is not opened: {plain(str(exc))}.", icon=":material/block:")
         return
-    if not (folder / RESULTS).is_file():
+    if not dataroot.visible(dataroot.relative(root, folder), _owner()) or not (folder / RESULTS).is_file():
         st.error(f"The link's folder {plain(wanted)} holds no batch results ({RESULTS}).", icon=":material/folder_off:")
         return
     show_results_folder(dataroot.relative(root, folder))
@@ -145,11 +153,13 @@ def _zip_ui(root: Path) -> str | None:
     up = st.file_uploader(
         "Zip of images", type=["zip"], key="ds_zip",
         help="Folders inside become classes (ImageFolder): class names of the model, any case, or indices. "
-        f"At most {dataroot.MAX_ZIP_FILES} files and {dataroot.MAX_ZIP_BYTES // 2**30} GB unpacked.",
+        f"At most {dataroot.MAX_ZIP_FILES} files and {dataroot.MAX_ZIP_BYTES // 2**30} GB unpacked. "
+        + ("Every visitor sees the images." if dataroot.shared_uploads() else
+           "Only you see the images; they are deleted when you leave."),
     )
     if up is None:
         return None
-    folder = guarded("unpacking the zip", dataroot.extract_zip, up.getvalue(), root)
+    folder = guarded("unpacking the zip", dataroot.extract_zip, up.getvalue(), root, _owner())
     return dataroot.relative(root, folder) if folder is not None else None
 
 
@@ -159,7 +169,7 @@ def source_ui(root: Path, bundle: Bundle) -> Source | None:
     A folder of the server (under the data root) or an uploaded zip; opening an existing results
     folder is handled here too (it only switches what is shown).
     """
-    images, results = _listing(str(root))
+    images, results = _listing(str(root), _owner())
     mode = st.segmented_control(
         "Images", ["folder", "zip", "results"], key=DS.SOURCE, required=True, default="folder",
         format_func={"folder": "A folder on the server", "zip": "Upload a zip", "results": "Open results"}.get,
@@ -270,6 +280,8 @@ def open_results(root: Path) -> tb.Results | None:
         return None
     try:
         folder = dataroot.resolve_under(root, rel)
+        if not dataroot.visible(dataroot.relative(root, folder), _owner()):
+            raise CamError(f"{rel} is another visitor's upload")
         stamp = (folder / RESULTS).stat().st_mtime_ns
         return _results(str(folder), stamp)
     except (CamError, OSError) as exc:
@@ -448,7 +460,7 @@ def _open_row(results: tb.Results, root: Path, bundle: Bundle | None, row: int) 
     """Hand the clicked image to the image page, with the run's model, layer, fit, method and classes."""
     path = results.frame.path.iloc[row]
     try:
-        file = dataroot.resolve_under(root, path)
+        file = _reachable(root, path)
         data = file.read_bytes()
         digest = hashlib.sha1(data).hexdigest()
         image = decode_image(digest, data, file.name)
@@ -468,6 +480,14 @@ def _open_row(results: tb.Results, root: Path, bundle: Bundle | None, row: int) 
             state.set_classes((key, digest), [int(i) for i in ids])
     st.session_state[state.K.METHODS] = list(results.methods)
     st.session_state[DS.GOTO] = True
+
+
+def _reachable(root: Path, path: str) -> Path:
+    """A file a results table names, if this session may read it: under the root, and no other session's upload."""
+    file = dataroot.resolve_under(root, path)
+    if not dataroot.visible(dataroot.relative(root, file), _owner()):
+        raise CamError(f"{Path(path).name} is another visitor's upload")
+    return file
 
 
 def goto_requested() -> bool | str:
@@ -523,7 +543,7 @@ def _items(results: tb.Results, root: Path, page, slot: np.ndarray, blank: np.nd
         i = int(row.Index)
         lines, badge = _lines(row)
         try:
-            path = str(dataroot.resolve_under(root, row.path))
+            path = str(_reachable(root, row.path))
         except CamError:
             items.append({"id": i, "title": row.name, "lines": lines, "badge": badge,
                           "problem": "outside the data root: not shown"})
