@@ -478,3 +478,25 @@ def test_a_good_zip_on_the_dataset_page_is_the_sessions_own(tmp_path: Path, monk
     (digest,) = [p for p in owner.iterdir() if p.is_dir()]
     assert re.fullmatch(r"[0-9a-f]{16}", digest.name) and not re.fullmatch(r"[0-9a-f]{16}", owner.name)
     assert [c.value for c in at.caption if "Unpacked into" in c.value]
+
+
+def test_top_k_of_a_model_of_no_class_is_no_traceback() -> None:
+    def page() -> None:
+        from dashboard.state import UrlView
+        from dashboard.views.image import panels
+
+        panels.topk_ui(UrlView(), 0, ("m", "i"), lambda: None)
+
+    at = AppTest.from_function(page).run()
+    _no_failure(at)
+    assert at.number_input(key="top_k").value == 1
+
+
+def test_a_missing_data_root_is_one_line_without_its_path(tmp_path: Path, monkeypatch) -> None:
+    missing = tmp_path / "no" / "such" / "root"
+    monkeypatch.setenv(dataroot.ENV, str(missing))
+    monkeypatch.setenv("CAMDASH_TRUST_VISITORS", "no")
+    at = AppTest.from_function(_dataset_app, default_timeout=TIMEOUT).run()
+    _no_failure(at)
+    (error,) = [e.value for e in at.error]
+    assert "is not a folder" in error and str(missing) not in error
