@@ -5,13 +5,17 @@ whoever made them. Streamlit renders the body of ``st.markdown``, ``st.caption``
 ``st.error``, ``st.info``, ``st.success`` and the ``help=`` of widgets as Markdown, so a name like
 ``[Your session expired](https://evil.example/login)`` would become a link in the app's own message box.
 :func:`plain` escapes every Markdown and HTML special, so the string shows as typed (and on one line).
+
+Plotly draws a few HTML tags in titles, hover texts, legends and annotations (``<a href>`` among them):
+:func:`plotly_text` escapes a name for those.
 """
 
 from __future__ import annotations
 
+import html
 import re
 
-__all__ = ["plain"]
+__all__ = ["plain", "plotly_text"]
 
 # CommonMark lets any ASCII punctuation be backslash-escaped. Escaped: what makes links, images and HTML
 # ([ ] < >, and GFM's bare-URL and e-mail autolinks), code, emphasis and strikethrough (` * ~, and _ except
@@ -45,3 +49,8 @@ def plain(value: object, limit: int = 300) -> str:
 def _unlink(match: re.Match[str]) -> str:
     found = match.group(1)
     return found[:3] + "\\." if found.lower() == "www." else "\\" + found
+
+
+def plotly_text(value: object) -> str:
+    """``value`` for a Plotly title, hover text, legend or annotation: its tags (``<a href=...>``) as text."""
+    return html.escape(str(value), quote=False)

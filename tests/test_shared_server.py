@@ -500,3 +500,14 @@ def test_a_missing_data_root_is_one_line_without_its_path(tmp_path: Path, monkey
     _no_failure(at)
     (error,) = [e.value for e in at.error]
     assert "is not a folder" in error and str(missing) not in error
+
+
+def test_class_names_in_charts_are_text_not_links() -> None:
+    import numpy as np
+
+    from dashboard.figures import scores_figure
+
+    names = ['<a href="https://evil.example/login">log in</a>', "tabby"]
+    fig = scores_figure([0, 1], names, np.array([0.7, 0.3]), np.array([2.0, 1.0]), [0])
+    spec = fig.to_json()
+    assert "<a href" not in spec and "&lt;a href" in spec

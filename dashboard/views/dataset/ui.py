@@ -265,7 +265,7 @@ def run_ui(root: Path, bundle: Bundle, src: Source, fit: str) -> None:
         show_error(exc, "running the folder")
         return
     bar.empty()
-    st.success(summary.line().replace(str(out / RESULTS), f"`{rel_out}`"), icon=":material/task_alt:")
+    st.success(plain(summary.line().replace(str(out / RESULTS), rel_out)), icon=":material/task_alt:")
     _listing.clear()  # the new results folder shows under "Open results" at once
     show_results_folder(rel_out)
 

@@ -31,7 +31,7 @@ from dashboard.figures import (
 from dashboard.model import Bundle, ModelSpec, load_bundle
 from dashboard.shell import Shared
 from dashboard.state import K
-from dashboard.text import plain
+from dashboard.text import plain, plotly_text
 from dashboard.uploads import save_upload
 from dashboard.views.video.compute import ClipSettings, FilmSet, VideoRun, background, frame_maps, sample_clip
 
@@ -282,10 +282,10 @@ def frame_figure(
         cid = int(res.slot_ids(k)[position])
         panels.append(
             Panel(
-                title=f"{res.names[cid]} ({cid})<br><span style='font-size:0.85em'>p = "
+                title=f"{plotly_text(res.names[cid])} ({cid})<br><span style='font-size:0.85em'>p = "
                 f"{format_prob(res.probs[position, cid])}</span>",
                 cam=cam.astype(np.float32),
-                name=f"{res.names[cid]} · {METHODS[method].title}",
+                name=f"{plotly_text(res.names[cid])} · {METHODS[method].title}",
                 top=films.scales[(method, k)],
             )
         )
