@@ -27,7 +27,7 @@ from dashboard import access
 from dashboard.text import plain
 from dashboard.uploads import redact
 
-__all__ = ["boundary", "error_id", "guarded", "message", "show_error"]
+__all__ = ["boundary", "bounded", "error_id", "guarded", "message", "show_error"]
 
 _LOG = logging.getLogger(__name__)
 
@@ -75,21 +75,28 @@ def show_error(exc: Exception, what: str) -> None:
         st.code("".join(traceback.format_exception(exc)), language="text")
 
 
-def boundary(fn: Callable[[], None], what: str) -> Callable[[], None]:
-    """``fn`` (a page's ``main``) behind an error boundary: anything unexpected becomes one line with an error id.
+def boundary(fn: Callable[P, None], what: str) -> Callable[P, None]:
+    """``fn`` (a page's ``main``, a fragment) behind an error boundary: anything unexpected becomes one line with
+    an error id.
 
     Streamlit's own flow (``st.rerun``, ``st.stop``, ``st.switch_page``) raises ``BaseException``s and passes.
-    The traceback goes to the server's log under the id; the page never shows it to a visitor.
+    The traceback goes to the server's log under the id; the page never shows it to a visitor. A fragment
+    reruns without its page's ``main``, so each fragment has a boundary of its own (:func:`bounded`).
     """
 
     @functools.wraps(fn)
-    def run() -> None:
+    def run(*args: P.args, **kwargs: P.kwargs) -> None:
         try:
-            fn()
+            fn(*args, **kwargs)
         except Exception as exc:
             show_error(exc, what)
 
     return run
+
+
+def bounded(what: str) -> Callable[[Callable[P, None]], Callable[P, None]]:
+    """:func:`boundary` as a decorator, under ``@st.fragment``: ``@st.fragment`` then ``@bounded("drawing …")``."""
+    return lambda fn: boundary(fn, what)
 
 
 def guarded(what: str, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T | None:

@@ -12,6 +12,7 @@ import logging
 import re
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -428,19 +429,8 @@ def test_zip_uploads_of_ended_sessions_are_swept(tmp_path: Path, monkeypatch) ->
     alive = dataroot.extract_zip(PHOTOS, tmp_path, "alive-session")
     ended = dataroot.extract_zip(PHOTOS, tmp_path, "ended-session")
 
-    class FakeRuntime:
-        @staticmethod
-        def exists() -> bool:
-            return True
-
-        @staticmethod
-        def instance() -> FakeRuntime:
-            return FakeRuntime()
-
-        def is_active_session(self, session_id: str) -> bool:
-            return session_id == "alive-session"
-
-    monkeypatch.setattr(uploads, "Runtime", FakeRuntime)
+    runtime = SimpleNamespace(is_active_session=lambda session_id: session_id == "alive-session")
+    monkeypatch.setattr(uploads, "Runtime", SimpleNamespace(exists=lambda: True, instance=lambda: runtime))
     monkeypatch.setattr(uploads.st, "get_option", lambda name: 0)  # no grace period
     monkeypatch.setattr(uploads, "_also", {"zips": dataroot.uploads_place})
     assert uploads.sweep(force=True) >= 1
@@ -522,3 +512,18 @@ def test_class_names_in_charts_are_text_not_links() -> None:
     fig = scores_figure([0, 1], names, np.array([0.7, 0.3]), np.array([2.0, 1.0]), [0])
     spec = fig.to_json()
     assert "<a href" not in spec and "&lt;a href" in spec
+
+
+def test_a_fragment_that_fails_is_one_line_and_the_page_stays(monkeypatch) -> None:
+    from dashboard.views.image import panels
+
+    def broken(*_args, **_kwargs) -> None:
+        raise KeyError("/srv/secret/thing")
+
+    monkeypatch.setenv("CAMDASH_TRUST_VISITORS", "no")
+    monkeypatch.setattr(panels, "show_overlays", broken)
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    _no_failure(at)
+    (error,) = [e.value for e in at.error if "Something went wrong while drawing the overlays" in e.value]
+    assert re.search(r"error [0-9a-f]{8}", error) and "/srv/secret" not in error
+    assert at.multiselect(key="class_picker").value  # the rest of the page is there

@@ -21,7 +21,7 @@ from cam_core.batch.results import RESULTS
 from cam_core.engine.methods import METHODS
 from cam_core.errors import CamError
 from dashboard import dataroot, state, uploads
-from dashboard.feedback import guarded, message, show_error
+from dashboard.feedback import bounded, guarded, message, show_error
 from dashboard.figures import PLOTLY_CONFIG, format_prob
 from dashboard.model import Bundle, ImageItem, ModelSpec, decode_image, model_args
 from dashboard.sidebar import request_model
@@ -496,6 +496,7 @@ def goto_requested() -> bool | str:
 
 
 @st.fragment
+@bounded("showing the results")
 def results_ui(root: Path, results: tb.Results, bundle: Bundle | None, image_page) -> None:
     """Summary, confusion matrix, the gallery with its controls, the export and the failed files."""
     state.honour_full_rerun()

@@ -24,7 +24,7 @@ import streamlit as st
 from cam_core.engine.methods import METHODS
 from dashboard import shell, state
 from dashboard.display import display_toolbar
-from dashboard.feedback import boundary, guarded
+from dashboard.feedback import boundary, bounded, guarded
 from dashboard.model import Bundle, ImageItem
 from dashboard.sidebar import images_ui, methods_ui
 from dashboard.text import plain
@@ -101,6 +101,7 @@ def _layer(bundle: Bundle, url: state.UrlView) -> str | None:
 
 
 @st.fragment
+@bounded("drawing the classes and maps")
 def _view(
     bundle: Bundle, item: ImageItem, layer: str, methods: tuple[str, ...], url: state.UrlView, scores_box
 ) -> None:
@@ -157,6 +158,7 @@ def _view(
 
 
 @st.fragment
+@bounded("drawing the overlays")
 def _overlays(
     bundle: Bundle, item: ImageItem, layer: str, methods: Sequence[str], view: ViewResult, ids: tuple[int, ...]
 ) -> None:

@@ -22,7 +22,7 @@ import streamlit as st
 
 from dashboard import display, shell, state
 from dashboard.caches import figure_cache
-from dashboard.feedback import boundary, guarded
+from dashboard.feedback import boundary, bounded, guarded
 from dashboard.figures import PLOTLY_CONFIG
 from dashboard.model import Bundle, ImageItem
 from dashboard.state import K
@@ -302,12 +302,14 @@ def _to_image_page_ui(bundle: Bundle, run: VideoRun, films, position: int) -> No
 
 
 @st.fragment
+@bounded("drawing the frame")
 def _scrubber(bundle: Bundle, run: VideoRun, smooth: float, method: str) -> None:
     state.honour_full_rerun()
     _frame_view(bundle, run, smooth, method)
 
 
 @st.fragment(run_every=PLAY_TICK_S)
+@bounded("playing the frames")
 def _scrubber_playing(bundle: Bundle, run: VideoRun, smooth: float, method: str) -> None:
     state.honour_full_rerun()
     res = run.result
