@@ -21,6 +21,7 @@ __all__ = [
     "MAX_CLASSES",
     "MAX_CLASSES_PER_REQUEST",
     "MAX_CONFIG_BYTES",
+    "MAX_DATA_ROOT_UPLOAD_BYTES",
     "MAX_DECODE_ASPECT",
     "MAX_FORWARD_BATCH",
     "MAX_IMAGE_UPLOAD_BYTES",
@@ -108,6 +109,9 @@ MAX_ZIP_PATH_CHARS = 1024
 """Longest path of an entry in such a zip."""
 MAX_ZIP_DEPTH = 32
 """Most folders deep an entry of such a zip may lie."""
+MAX_DATA_ROOT_UPLOAD_BYTES = 8 * 2**30
+"""Most bytes all unpacked zip uploads of a data root may hold together (``uploads/``), every session's;
+the operator may set another (``CAMDASH_UPLOAD_QUOTA`` / ``camdash --upload-quota``)."""
 DECODED_IMAGE_SIDE = 2048
 """Decoded uploads are kept at most this long a side: ample for a 224-px model, a ninth of a 49-MP photo."""
 

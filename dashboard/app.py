@@ -13,6 +13,7 @@ starts, before any visitor. Each session then runs it as a script, which draws t
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,8 +21,6 @@ from pathlib import Path
 
 import streamlit as st
 from starlette.middleware import Middleware
-from starlette.requests import Request
-from starlette.responses import JSONResponse
 from starlette.routing import Route
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
@@ -29,6 +28,8 @@ if __package__ in (None, ""):  # `streamlit run dashboard/app.py` runs this file
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from dashboard import shell, uploads, warmup
+from dashboard.access import is_loopback
+from dashboard.feedback import boundary
 from dashboard.server import stats
 from dashboard.server.page_head import PageHead
 from dashboard.server.static_cache import StaticCache
@@ -43,24 +44,28 @@ def main() -> None:
     pages = {"image": image.page(), "video": video.page(), "dataset": dataset.page()}
     shell.register_pages(pages)
     nav = st.navigation(list(pages.values()))
-    shell.shared_sidebar()
-    nav.run()
-
-
-async def _stats(_request: Request) -> JSONResponse:
-    """``/_camdash/stats``: memory, caches, sessions, hooks (see :mod:`dashboard.server.stats`)."""
-    return JSONResponse(stats.snapshot())
+    drawn = []
+    boundary(lambda: drawn.append(shell.shared_sidebar()), "drawing the sidebar")()
+    if drawn:  # else the sidebar said what failed (one line); the page needs its model
+        nav.run()
 
 
 @asynccontextmanager
 async def _lifespan(_app: object) -> AsyncIterator[None]:
-    uploads.sweep(everything=True)  # a previous server's leftovers
-    yield
+    uploads.sweep(everything=True)  # the leftovers of servers that no longer run (never a running one's)
+    sweeper = asyncio.create_task(uploads.sweep_forever())  # ended sessions' uploads, even with no visitor
+    try:
+        yield
+    finally:
+        sweeper.cancel()
+        uploads.release()
 
 
 if get_script_run_ctx() is None:  # imported by the server at start-up (not a session's run)
+    if not is_loopback(str(st.get_option("server.address") or "")):
+        st.set_option("client.showErrorDetails", "none")  # visitors never see a traceback; the log keeps it
     warmup.start()  # now rather than in the lifespan: it overlaps the server's own start (0.3 s)
-    app = st.App(__file__, lifespan=_lifespan, routes=[Route("/_camdash/stats", _stats)],
+    app = st.App(__file__, lifespan=_lifespan, routes=[Route("/_camdash/stats", stats.endpoint)],
                  middleware=[Middleware(StaticCache), Middleware(PageHead)])
 else:
     main()

@@ -6,29 +6,34 @@ the shipped sample photos in an ImageFolder layout (``samples/<class>/``). Every
 names (a folder to run, ``?folder=`` in a link, an image of a results table) is resolved, symlinks
 included, and refused unless it lies inside the root. Runs started from the page write under
 ``runs/``, uploaded zips are extracted under ``uploads/``: both inside the root, so their results
-can be opened again (and shared by link) like any other folder.
+can be opened again (and shared by link) like any other folder. A zip is a session's own: unpacked under
+``uploads/<session>/``, listed and opened only for that session (its runs go under ``uploads/<session>/runs/``),
+deleted when the session ends, unless the operator shares zip uploads with everyone
+(``CAMDASH_SHARED_UPLOADS=yes``).
+All zip uploads together are held to a quota (``CAMDASH_UPLOAD_QUOTA``).
 
 No Streamlit here: plain functions, tested on their own.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import io
 import os
 import re
-import shutil
-import zipfile
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from cam_core.batch.results import RESULTS
 from cam_core.errors import CamError
+from cam_core.io import zips
 from cam_core.io.images import IMAGE_EXTENSIONS
 from cam_core.io.samples import write_sample_folder
-from cam_core.limits import MAX_ZIP_BYTES, MAX_ZIP_FILES
+from cam_core.limits import MAX_DATA_ROOT_UPLOAD_BYTES, MAX_ZIP_BYTES, MAX_ZIP_FILES
 
 __all__ = [
     "ENV",
+    "ENV_QUOTA",
+    "ENV_SHARED_UPLOADS",
     "MAX_ZIP_BYTES",
     "MAX_ZIP_FILES",
     "RUNS",
@@ -37,13 +42,22 @@ __all__ = [
     "default_root",
     "extract_zip",
     "image_folders",
+    "owner_folder",
     "relative",
     "resolve_under",
     "results_folders",
     "run_folder",
+    "shared_uploads",
+    "upload_quota",
+    "uploads_place",
+    "used_bytes",
+    "visible",
 ]
 
 ENV = "CAMDASH_DATA_ROOT"
+ENV_SHARED_UPLOADS = "CAMDASH_SHARED_UPLOADS"  # yes: every session sees every zip upload (default: its own only)
+ENV_QUOTA = "CAMDASH_UPLOAD_QUOTA"  # bytes (or 500M, 20G) all zip uploads of the data root may hold
+_YES, _NO = {"yes", "true", "1", "on"}, {"no", "false", "0", "off"}
 RUNS = "runs"
 UPLOADS = "uploads"
 SAMPLES = "samples"
@@ -51,10 +65,13 @@ _SUFFIXES = tuple(f".{e}" for e in IMAGE_EXTENSIONS)
 _DEPTH = 3  # how deep the page looks for folders to offer
 
 
+def _default_path() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "camdash" / "data"
+
+
 def default_root() -> Path:
     """``$XDG_CACHE_HOME/camdash/data`` (or ``~/.cache/...``), with the sample folder written on first use."""
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    root = cache / "camdash" / "data"
+    root = _default_path()
     samples = root / SAMPLES
     if not samples.is_dir():
         tmp = root / f".{SAMPLES}.tmp"
@@ -109,23 +126,43 @@ def _walk(root: Path, depth: int = _DEPTH):
                       if e.is_dir(follow_symlinks=False) and not e.name.startswith(".")]
 
 
-def image_folders(root: Path) -> list[str]:
-    """Folders (relative) that hold images directly or one level down (ImageFolder classes), outside ``runs/``."""
+def _upload_places(root: Path, owner: str | None) -> list[Path]:
+    """The upload folders ``owner``'s session may see (every one for ``None``: the operator, tests)."""
+    if owner is None or shared_uploads():
+        return [root / UPLOADS]
+    return [root / UPLOADS / owner]
+
+
+def image_folders(root: Path, owner: str | None = None) -> list[str]:
+    """Folders (relative) that hold images directly or one level down (ImageFolder classes), outside ``runs/``;
+    of ``uploads/``, only those :func:`visible` to ``owner``'s session."""
     holding: set[Path] = set()
-    for folder, names in _walk(root):
-        if any(n.lower().endswith(_SUFFIXES) for n in names):
-            holding.add(folder)
-            if folder != root:
-                holding.add(folder.parent)
-    shown = [relative(root, f) for f in holding if f.is_relative_to(root)]
-    return sorted(s for s in shown if s.split("/")[0] != RUNS and s != UPLOADS)
+    walks = [_walk(root)] + [_walk(place, _DEPTH) for place in _upload_places(root, owner)]
+    for walk in walks:
+        for folder, names in walk:
+            if any(n.lower().endswith(_SUFFIXES) for n in names):
+                holding.add(folder)
+                if folder != root:
+                    holding.add(folder.parent)
+    shown = {relative(root, f) for f in holding if f.is_relative_to(root)}
+    return sorted(s for s in shown if _offered(s) and visible(s, owner))
 
 
-def results_folders(root: Path) -> list[str]:
-    """Folders (relative) that hold a ``results.parquet``, newest first."""
+def _offered(rel: str) -> bool:
+    """Whether an image folder is offered to run: not a run's output, not the uploads' own folders."""
+    parts = rel.split("/")
+    if parts[0] == RUNS:
+        return False
+    if parts[0] == UPLOADS:
+        return len(parts) >= (2 if shared_uploads() else 3) and RUNS not in parts[1:3]
+    return True
+
+
+def results_folders(root: Path, owner: str | None = None) -> list[str]:
+    """Folders (relative) that hold a ``results.parquet``, newest first (of ``uploads/``, only ``owner``'s)."""
     found = [folder for folder, names in _walk(root, _DEPTH + 1) if RESULTS in names]
     found.sort(key=lambda f: (f / RESULTS).stat().st_mtime, reverse=True)
-    return [relative(root, f) for f in found]
+    return [rel for rel in (relative(root, f) for f in found) if visible(rel, owner)]
 
 
 def _slug(text: str) -> str:
@@ -135,69 +172,89 @@ def _slug(text: str) -> str:
 def run_folder(root: Path, images: str, model: str, layer: str, method: str, classes: str) -> Path:
     """Where a run from the page writes: one folder per (images, model, layer, method, classes), so a rerun resumes."""
     name = "__".join(_slug(p) for p in (images.replace("/", "_"), model, layer, method, classes))
+    parts = images.split("/")
+    if parts[0] == UPLOADS and len(parts) > 2 and not shared_uploads():  # a session's own upload: its runs too
+        return root / UPLOADS / parts[1] / RUNS / name[:200]
     return root / RUNS / name[:200]
 
 
-def extract_zip(data: bytes, root: Path) -> Path:
-    """Extract the images of an uploaded zip under ``root/uploads/<hash>/`` (once per content); return the folder.
+def shared_uploads() -> bool:
+    """Whether zip uploads are seen by every session (the operator's ``CAMDASH_SHARED_UPLOADS=yes``)."""
+    word = os.environ.get(ENV_SHARED_UPLOADS, "").strip().lower()
+    if word and word not in _YES | _NO:
+        raise CamError(f"{ENV_SHARED_UPLOADS}={word!r}: use yes or no")
+    return word in _YES
 
-    Safe for any upload: member names are checked (no absolute paths, no ``..``, no links), only image
-    files are written, and the number of members and their total size are bounded before anything is written.
+
+def upload_quota() -> int:
+    """The most bytes the data root's zip uploads may hold together (``CAMDASH_UPLOAD_QUOTA``: bytes, or with a
+    unit: ``500M``, ``20G``; default :data:`~cam_core.limits.MAX_DATA_ROOT_UPLOAD_BYTES`)."""
+    given = os.environ.get(ENV_QUOTA, "").strip()
+    if not given:
+        return MAX_DATA_ROOT_UPLOAD_BYTES
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([kmgt]?)i?b?", given.lower())
+    if match is None:
+        raise CamError(f"{ENV_QUOTA}={given!r}: give bytes, or a size such as 500M or 20G")
+    return int(float(match.group(1)) * 1024 ** "_kmgt".index(match.group(2) or "_"))
+
+
+def uploads_place() -> Path | None:
+    """The data root's ``uploads/`` when it holds one folder per session (for the sweep), else ``None``.
+
+    Never creates the default root (the sweep runs on every page)."""
+    if shared_uploads():
+        return None
+    given = os.environ.get(ENV)
+    place = (Path(given).expanduser() if given else _default_path()) / UPLOADS
+    return place if place.is_dir() else None
+
+
+def used_bytes(folder: Path) -> int:
+    """Bytes of the files under ``folder`` (0 when absent)."""
+    total = 0
+    for dirpath, _dirs, files in os.walk(folder):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+    return total
+
+
+def owner_folder(root: Path, owner: str | None) -> Path:
+    """Where an upload of ``owner`` (a session) goes: ``uploads/<owner>/`` (``uploads/`` when shared)."""
+    return root / UPLOADS / owner if owner else root / UPLOADS
+
+
+def visible(rel: str, owner: str | None) -> bool:
+    """Whether a folder (relative to the root) may be listed for and opened by ``owner``'s session: anything
+    outside ``uploads/``, and in it only the session's own folder (every folder when uploads are shared)."""
+    parts = rel.split("/")
+    if parts[0] != UPLOADS or owner is None or shared_uploads():
+        return True
+    return len(parts) > 1 and parts[1] == owner
+
+
+def extract_zip(data: bytes, root: Path, owner: str | None = None) -> Path:
+    """Extract the images of an uploaded zip under ``root/uploads/[<owner>/]<hash>/`` (once per content).
+
+    :func:`cam_core.io.zips.extract_zip` does the unpacking (bounded before it is parsed, checked entry by entry,
+    written to a unique temporary folder and moved into place); here, the limits (this module's
+    ``MAX_ZIP_FILES`` and ``MAX_ZIP_BYTES``) and the data root's quota (:func:`upload_quota`, over every
+    session's uploads) are applied.
 
     Raises:
-        CamError: Not a zip, too many members or too large, or no images in it.
+        CamError: Not a zip, beyond a limit or the quota, an entry that cannot be unpacked safely, no images.
     """
-    digest = hashlib.sha1(data).hexdigest()[:16]
-    dest = root / UPLOADS / digest
+    uploads = root / UPLOADS
+    dest = owner_folder(root, owner) / hashlib.sha1(data).hexdigest()[:16]
     if dest.is_dir():
         return dest
+    room = upload_quota() - used_bytes(uploads)
+    if room <= 0:
+        raise CamError("the server's space for zip uploads is full; try again later (its operator sets the quota)")
     try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile as exc:
-        raise CamError("the upload is not a zip archive") from exc
-    with archive:
-        members = archive.infolist()
-        if len(members) > MAX_ZIP_FILES:
-            raise CamError(f"the zip has {len(members)} entries; at most {MAX_ZIP_FILES} are accepted")
-        if sum(m.file_size for m in members) > MAX_ZIP_BYTES:
-            raise CamError(f"the zip holds more than {MAX_ZIP_BYTES / 2**30:.0f} GB uncompressed; upload less")
-        wanted = []
-        for m in members:
-            name = PurePosixPath(m.filename.replace("\\", "/"))
-            is_link = (m.external_attr >> 16) & 0o170000 == 0o120000
-            hidden = any(p.startswith(".") or p == "__MACOSX" for p in name.parts)
-            if m.is_dir() or is_link or hidden or name.suffix.lower() not in _SUFFIXES:
-                continue
-            if name.is_absolute() or ".." in name.parts:
-                continue
-            wanted.append((m, name.parts))
-        if not wanted:
-            raise CamError(f"the zip holds no images ({', '.join(IMAGE_EXTENSIONS)})")
-        tops = {parts[0] for _, parts in wanted}
-        if len(tops) == 1 and all(len(parts) > 2 for _, parts in wanted):  # "photos/cat/1.jpg": the classes are below
-            wanted = [(m, parts[1:]) for m, parts in wanted]
-        tmp = root / UPLOADS / f".{digest}.tmp"
-        shutil.rmtree(tmp, ignore_errors=True)
-        try:
-            _write_members(archive, wanted, tmp)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-    os.replace(tmp, dest)
-    return dest
-
-
-Members = list[tuple[zipfile.ZipInfo, tuple[str, ...]]]
-
-
-def _write_members(archive: zipfile.ZipFile, members: Members, dest: Path) -> None:
-    written = 0
-    for m, parts in members:
-        target = dest.joinpath(*parts)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with archive.open(m) as src, target.open("wb") as out:
-            while chunk := src.read(1 << 20):
-                written += len(chunk)
-                if written > MAX_ZIP_BYTES:  # the sizes in the zip's directory may lie
-                    raise CamError(f"the zip holds more than {MAX_ZIP_BYTES / 2**30:.0f} GB uncompressed")
-                out.write(chunk)
+        return zips.extract_zip(data, dest, suffixes=IMAGE_EXTENSIONS, what="images", strip_single_top=True,
+                                max_files=MAX_ZIP_FILES, max_bytes=min(MAX_ZIP_BYTES, room))
+    except zips.ZipError as exc:
+        if room < MAX_ZIP_BYTES and "uncompressed" in str(exc):
+            raise CamError("the zip does not fit in the server's space left for zip uploads; upload less") from exc
+        raise

@@ -22,6 +22,7 @@ from PIL import Image
 from plotly.subplots import make_subplots
 
 from cam_core.render import heat_scale
+from dashboard.text import plotly_text
 
 __all__ = [
     "MAX_COLUMNS",
@@ -368,7 +369,7 @@ def scores_figure(
     ``customdata`` so a click can toggle it.
     """
     chosen = set(selected)
-    labels = [f"{_short(class_names[i])} ({i})" for i in class_ids]
+    labels = [f"{plotly_text(_short(class_names[i]))} ({i})" for i in class_ids]
     colors = [SELECTED_COLOR if i in chosen else OTHER_COLOR for i in class_ids]
     p = np.asarray([probs[i] for i in class_ids], dtype=np.float32)
     z = np.asarray([logits[i] for i in class_ids], dtype=np.float32)
@@ -379,7 +380,7 @@ def scores_figure(
         go.Bar(
             x=p,
             text=[format_prob(v) for v in p],
-            hovertext=[f"{class_names[i]} ({i})" for i in class_ids],
+            hovertext=[f"{plotly_text(class_names[i])} ({i})" for i in class_ids],
             hovertemplate="%{hovertext}<br>p = %{text}<extra>click to toggle</extra>",
             **common,
         ),
@@ -390,7 +391,7 @@ def scores_figure(
         go.Bar(
             x=z,
             text=[f"{v:.2f}" for v in z],
-            hovertext=[f"{class_names[i]} ({i})" for i in class_ids],
+            hovertext=[f"{plotly_text(class_names[i])} ({i})" for i in class_ids],
             hovertemplate="%{hovertext}<br>logit = %{x:.3f}<extra>click to toggle</extra>",
             **common,
         ),
@@ -460,9 +461,10 @@ def timeline_figure(
                 mode="lines+markers",
                 marker={"size": 6},
                 line={"width": 2, "color": LINE_COLORS[j % len(LINE_COLORS)]},
-                name=f"{_short(names[cid], 28)} ({cid})",
+                name=f"{plotly_text(_short(names[cid], 28))} ({cid})",
                 customdata=positions,
-                hovertemplate=f"{names[cid]}<br>%{{x:.2f}} s: p = %{{y:.1%}}<extra>click to show this frame</extra>",
+                hovertemplate=f"{plotly_text(names[cid]).replace('%{', '% {')}<br>%{{x:.2f}} s: p = %{{y:.1%}}"
+                "<extra>click to show this frame</extra>",
             )
         )
     span = float(times[-1] - times[0]) if len(times) > 1 else 1.0
@@ -473,7 +475,7 @@ def timeline_figure(
         if named < MAX_CHANGE_LABELS and x - last >= 0.08 * span:
             fig.add_annotation(
                 x=x, y=1.0, yref="paper", yanchor="bottom", xanchor="left", showarrow=False,
-                text=f"→ {_short(names[top1[t]], 16)}", font={"size": 10, "color": "#555"},
+                text=f"→ {plotly_text(_short(names[top1[t]], 16))}", font={"size": 10, "color": "#555"},
             )
             named, last = named + 1, x
     if 0 <= cursor < len(times):

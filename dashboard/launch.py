@@ -10,7 +10,15 @@ Its own options (see :mod:`dashboard.access`), set as environment variables for 
   factories, import paths, pickles, TorchScript); default ``yes`` on loopback only, ``no`` otherwise;
 - ``--models FILE``: a TOML list of the models visitors may choose (a demo);
 - ``--data-root DIR``: the only folder the Dataset page may read and run (``CAMDASH_DATA_ROOT``; default a
-  folder of sample photos in the user's cache).
+  folder of sample photos in the user's cache);
+- ``--upload-quota SIZE``: the most all zip uploads under the data root may hold together (``500M``, ``20G``;
+  ``CAMDASH_UPLOAD_QUOTA``; default :data:`~cam_core.limits.MAX_DATA_ROOT_UPLOAD_BYTES`);
+- ``--shared-uploads yes|no``: whether every visitor sees every zip upload (``CAMDASH_SHARED_UPLOADS``; default
+  ``no``: each session's own, deleted when it ends);
+- ``--stats-token TOKEN``: lets ``/_camdash/stats`` answer requests from other machines that carry it
+  (``Authorization: Bearer TOKEN`` or ``?token=TOKEN``; ``CAMDASH_STATS_TOKEN``); without it, only this machine.
+
+Beyond loopback, visitors never see a traceback (``client.showErrorDetails=none``; the log keeps it).
 
 Examples: ``camdash --server.port 8600``; a demo for the team:
 ``camdash --server.address 0.0.0.0 --models demo_models.toml``.
@@ -20,12 +28,15 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import tomllib
 from pathlib import Path
 
 from dashboard.access import ENV_MODELS, ENV_TRUST
 from dashboard.dataroot import ENV as ENV_DATA_ROOT
+from dashboard.dataroot import ENV_QUOTA, ENV_SHARED_UPLOADS
+from dashboard.server.stats import ENV_TOKEN
 
 __all__ = ["main", "own_options", "repo_options"]
 
@@ -50,6 +61,9 @@ def own_options(argv: list[str]) -> tuple[dict[str, str], list[str]]:
     parser.add_argument("--trust-visitors", choices=["yes", "no"])
     parser.add_argument("--models", metavar="FILE")
     parser.add_argument("--data-root", metavar="DIR")
+    parser.add_argument("--upload-quota", metavar="SIZE")
+    parser.add_argument("--shared-uploads", choices=["yes", "no"])
+    parser.add_argument("--stats-token", metavar="TOKEN")
     own, rest = parser.parse_known_args(argv)
     env = {}
     if own.trust_visitors:
@@ -64,6 +78,14 @@ def own_options(argv: list[str]) -> tuple[dict[str, str], list[str]]:
         if not folder.is_dir():
             parser.exit(2, f"camdash: error: --data-root {own.data_root}: no such folder\n")
         env[ENV_DATA_ROOT] = str(folder)
+    if own.upload_quota:
+        if not re.fullmatch(r"(?i)\d+(\.\d+)?\s*[kmgt]?i?b?", own.upload_quota.strip()):
+            parser.exit(2, f"camdash: error: --upload-quota {own.upload_quota}: give bytes, or a size such as 20G\n")
+        env[ENV_QUOTA] = own.upload_quota.strip()
+    if own.shared_uploads:
+        env[ENV_SHARED_UPLOADS] = own.shared_uploads
+    if own.stats_token:
+        env[ENV_TOKEN] = own.stats_token
     return env, rest
 
 

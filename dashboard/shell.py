@@ -21,6 +21,7 @@ from dashboard.feedback import show_error
 from dashboard.figures import Panel, overlay_figure
 from dashboard.model import Bundle, ModelSpec, device_label, load_bundle
 from dashboard.model_ui import model_ui
+from dashboard.text import plain
 
 __all__ = ["FIT_HELP", "Shared", "current", "page", "register_pages", "shared_sidebar"]
 
@@ -56,8 +57,9 @@ def _offline_note() -> None:
     name = st.session_state.pop(state.K.TV_OFFLINE_NOTE, None)
     if name:
         st.warning(
-            f"Pretrained weights for {name} are not in this machine's cache and cannot be downloaded (offline), so "
-            "*Pretrained weights* is now off: these are random, untrained weights, and every result says so.",
+            f"Pretrained weights for {plain(name)} are not in this machine's cache and cannot be downloaded "
+            "(offline), so *Pretrained weights* is now off: these are random, untrained weights, and every result "
+            "says so.",
             icon=":material/cloud_off:",
         )
 
@@ -68,7 +70,7 @@ def _load(spec: ModelSpec) -> Bundle | None:
         state.pretrained_unavailable(spec.name, spec.source)
         st.rerun()
     try:
-        with st.spinner(f"Loading {spec.name} and tracing its layers…"):
+        with st.spinner(f"Loading {plain(spec.name)} and tracing its layers…"):
             return load_bundle(spec)
     except WeightsUnavailable:
         _offline().add(spec.key)

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING
 import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
+from cam_core.limits import MAX_CLASSES_PER_REQUEST
+
 if TYPE_CHECKING:
     from dashboard.model import ImageItem
 
@@ -24,6 +26,7 @@ __all__ = [
     "K",
     "UrlView",
     "class_selection",
+    "classes_cut_note",
     "honour_full_rerun",
     "layer_for",
     "open_image",
@@ -50,6 +53,7 @@ class K:
     CLASS_PICKER = "class_picker"
     CLASS_FIND = "class_find"
     CLASS_MSG = "_class_msg"
+    CLASS_CUT = "_class_cut"  # how many classes the last request asked for, when it was cut to the limit
     CLASS_SUGGEST = "_class_suggest"  # (query, [class ids]) when a typed word matched several classes
     CLASS_SUGGEST_PICK = "class_suggest_pick"
     TOPK = "top_k"
@@ -121,6 +125,30 @@ def _ints(text: str) -> tuple[int, ...] | None:
         return None
 
 
+def _capped(ids: Sequence[int]) -> list[int]:
+    """``ids`` without repeats, cut to :data:`~cam_core.limits.MAX_CLASSES_PER_REQUEST` (the cut noted for the page)."""
+    ids = list(dict.fromkeys(int(i) for i in ids))
+    if len(ids) > MAX_CLASSES_PER_REQUEST:
+        st.session_state[K.CLASS_CUT] = len(ids)
+        ids = ids[:MAX_CLASSES_PER_REQUEST]
+    return ids
+
+
+def _url_classes(text: str) -> tuple[int, ...] | None:
+    """``?classes=``, cut to :data:`~cam_core.limits.MAX_CLASSES_PER_REQUEST` (a link asked for 300: 88 s of CPU)."""
+    ids = _ints(text)
+    return tuple(_capped(ids)) if ids else None
+
+
+def classes_cut_note() -> str | None:
+    """The one-line notice when the last request for classes was cut to the limit (once)."""
+    asked = st.session_state.pop(K.CLASS_CUT, None)
+    if not asked:
+        return None
+    return (f"{asked} classes were asked for; the first {MAX_CLASSES_PER_REQUEST} are explained (at most "
+            f"{MAX_CLASSES_PER_REQUEST} in one request).")
+
+
 def read_url_once() -> UrlView:
     """The view in the URL when this session started (read on the first run only)."""
     if K.URL_READ not in st.session_state:
@@ -131,7 +159,7 @@ def read_url_once() -> UrlView:
             weights=qp.get("weights") or None,
             layer=qp.get("layer") or None,
             methods=tuple(m for m in (qp.get("method") or "").split(",") if m) or None,
-            classes=_ints(qp.get("classes") or "") or None,
+            classes=_url_classes(qp.get("classes") or ""),
             image=qp.get("image") or None,
             k=int(k) if k and k.isdigit() else None,
             fit=qp.get("fit") or None,
@@ -226,7 +254,7 @@ def class_selection(ctx: tuple[str, str], default: Sequence[int]) -> list[int]:
     """
     store = st.session_state.setdefault(K.CLASSES, {})
     if ctx not in store:
-        store[ctx] = list(default)
+        store[ctx] = _capped(default)
     if st.session_state.get(K.CLASS_CTX) != ctx or K.CLASS_PICKER not in st.session_state:
         st.session_state[K.CLASS_PICKER] = list(store[ctx])
         st.session_state[K.CLASS_CTX] = ctx
@@ -234,8 +262,9 @@ def class_selection(ctx: tuple[str, str], default: Sequence[int]) -> list[int]:
 
 
 def set_classes(ctx: tuple[str, str], ids: Sequence[int]) -> None:
-    """Replace the selection for (model, image); safe to call from widget callbacks."""
-    ids = list(dict.fromkeys(int(i) for i in ids))
+    """Replace the selection for (model, image), at most :data:`~cam_core.limits.MAX_CLASSES_PER_REQUEST` classes
+    (the first ones; :func:`classes_cut_note` says so); safe to call from widget callbacks."""
+    ids = _capped(ids)
     st.session_state.setdefault(K.CLASSES, {})[ctx] = ids
     if st.session_state.get(K.CLASS_CTX) == ctx:
         st.session_state[K.CLASS_PICKER] = ids

@@ -511,3 +511,55 @@ def test_a_pickle_in_a_pickle_format_file_is_still_refused(tmp_path: Path) -> No
     assert not marker.exists()
     with pytest.raises(CheckpointError, match="not a PyTorch checkpoint"):
         cam_core.load_model(str(_write(tmp_path / "proto0.pt", pickle.dumps([1], protocol=0))), arch="resnet18")
+
+
+# ---- a Hugging Face folder's bad values ("Safe to share, round two", finding 10) ----------------------------------
+@pytest.mark.parametrize(
+    ("cfg", "needle"),
+    [
+        ({"resample": "abc"}, r"^preprocessor_config.json: resample 'abc' is not one of PIL's codes 0-5$"),
+        ({"resample": 17}, r"resample '17' is not one of PIL's codes"),
+        ({"image_std": [0.5, 0, 0.5]}, r"image_std \[0.5, 0.0, 0.5\] has a value of 0 or less"),
+        ({"image_std": 0}, r"image_std \[0.0, 0.0, 0.0\] has a value of 0 or less"),
+        ({"image_mean": ["a", "b", "c"]}, r"image_mean must be three numbers"),
+        ({"image_mean": [0.5, 0.5]}, r"image_mean must be three numbers"),
+        ({"size": {"shortest_edge": 224}, "crop_pct": 0}, r"crop_pct 0 is not in \(0, 1\]"),
+        ({"size": {"shortest_edge": "x"}}, r"^preprocessor_config.json: a value cannot be read \(ValueError\)$"),
+    ],
+)
+def test_a_processor_config_with_a_bad_value_is_one_line(cfg: dict, needle: str) -> None:
+    from cam_core.models.sources.hf_folder import preprocess_from_config
+
+    with pytest.raises(CamError, match=needle) as info:
+        preprocess_from_config(cfg)
+    assert _one_line(info.value)
+
+
+def test_real_processor_values_still_read() -> None:
+    from cam_core.models.sources.hf_folder import preprocess_from_config
+
+    pre, fit, _ = preprocess_from_config({"resample": 3, "image_std": [0.229, 0.224, 0.225], "size": 224})
+    assert pre.std == (0.229, 0.224, 0.225) and fit == "squash"
+    assert preprocess_from_config({"resample": "2", "image_std": 0.5})[0].std == (0.5, 0.5, 0.5)
+
+
+def _tiny_vit_bin(folder: Path) -> Path:
+    transformers = pytest.importorskip("transformers")
+    config = transformers.ViTConfig(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64,
+                                    image_size=32, patch_size=8, num_labels=2)
+    model = transformers.ViTForImageClassification(config)
+    model.save_pretrained(folder)
+    for weights in folder.glob("*.safetensors"):  # the older format instead: pytorch_model.bin, a pickle
+        weights.unlink()
+    torch.save(model.state_dict(), folder / "pytorch_model.bin")
+    assert (folder / "pytorch_model.bin").is_file() and not list(folder.glob("*.safetensors"))
+    return folder
+
+
+def test_a_pickled_hf_bin_is_refused_where_code_is_not_allowed(tmp_path: Path) -> None:
+    folder = _tiny_vit_bin(tmp_path / "vit_bin")
+    with pytest.raises(CamError, match=r"weights are a pickle \(pytorch_model.bin or similar\), which is not "
+                                       r"loaded here") as info:
+        cam_core.load_model(f"hf:{folder}", allow_code=False)
+    assert _one_line(info.value) and str(tmp_path) not in str(info.value)
+    assert len(cam_core.load_model(f"hf:{folder}").class_names) == 2  # the machine's own user may load it

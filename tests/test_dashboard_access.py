@@ -156,7 +156,9 @@ def test_an_operator_pins_the_models_of_a_demo(monkeypatch: pytest.MonkeyPatch, 
 
 def test_uploads_of_ended_sessions_are_deleted(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(uploads, "UPLOAD_ROOT", tmp_path)
-    alive, ended = tmp_path / "alive-session", tmp_path / "ended-session"
+    monkeypatch.setattr(uploads, "_SERVER", "server-test")  # this server's folder (tests/test_shared_server.py:
+    server = uploads.server_folder()  # other servers' folders are left alone while those servers run)
+    alive, ended = server / "alive-session", server / "ended-session"
     for folder in (alive, ended):
         (folder / "0123456789abcdef").mkdir(parents=True)
         (folder / "0123456789abcdef" / "w.pt").write_bytes(b"x")
@@ -177,7 +179,8 @@ def test_uploads_of_ended_sessions_are_deleted(monkeypatch: pytest.MonkeyPatch, 
     monkeypatch.setattr(uploads.st, "get_option", lambda name: 0)  # no grace period
     assert uploads.sweep(force=True) == 1
     assert alive.exists() and not ended.exists()
-    assert uploads.sweep(everything=True) == 1 and not alive.exists()  # at start-up: a previous server's files
+    uploads.release()  # at shutdown: this server's files
+    assert not alive.exists()
     text = f"{tmp_path}/alive-session/0123456789abcdef/w.pt does not fit"
     monkeypatch.setattr(uploads, "_UPLOADED", __import__("re").compile(
         __import__("re").escape(str(tmp_path)) + r"/[^/\s'\"]+/[0-9a-f]{16}/([^/\s'\"]+)"))

@@ -186,7 +186,8 @@ def test_upload_a_zip_and_run_it(app, root) -> None:
     at.button(key="ds_run").click().run()
     _no_failure(at)
     rel = at.query_params["folder"]
-    assert rel.startswith("runs/uploads_")
+    owner = rel.split("/")[1]  # the upload and its runs are the session's own (tests/test_shared_server.py)
+    assert rel.startswith(f"uploads/{owner}/runs/uploads_{owner}_")
     table = read_results(root / rel).to_pandas()
     assert sorted(Path(p).name for p in table.path) == sorted(p.name for p in photos)
     assert all(dataroot.resolve_under(root, p) for p in table.path)  # every file inside the root

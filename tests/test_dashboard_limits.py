@@ -102,8 +102,8 @@ def test_a_sessions_uploads_are_deleted_when_it_ends(monkeypatch: pytest.MonkeyP
 
     monkeypatch.setenv("CAMDASH_SWEEP_SECONDS", "0.5")
 
-    def folders() -> set[str]:
-        return {f.name for f in UPLOAD_ROOT.iterdir()} if UPLOAD_ROOT.is_dir() else set()
+    def folders() -> set[str]:  # session folders, in every server's folder (uploads.server_folder())
+        return {f"{s.name}/{f.name}" for s in UPLOAD_ROOT.glob("server-*") for f in s.iterdir() if f.is_dir()}
 
     weights = Path(efficientnet_lite.weights_path())
     with sync_api.sync_playwright() as p, server(ROOT, "--server.disconnectedSessionTTL", "1") as url:

@@ -1,5 +1,10 @@
 """What the server holds right now, as plain numbers: for its operator (``/_camdash/stats``) and the load tests.
 
+Only for its operator: the endpoint answers clients on this machine (loopback, and not relayed by a proxy:
+no ``X-Forwarded-For``/``Forwarded`` header), or a request carrying the operator's token
+(``CAMDASH_STATS_TOKEN``, ``camdash --stats-token``) as ``Authorization: Bearer <token>`` or ``?token=``.
+Anyone else gets 404, as if there were no such page.
+
 Memory (resident set size), the CPU time used so far (all threads), the caches' sizes, the upload
 folders on disk, the browser sessions, and the forward hooks left on the cached models (always 0
 between calls: hooks live inside one engine call). Nothing here names a file, a model's path or a visitor.
@@ -7,10 +12,14 @@ between calls: hooks live inside one engine call). Nothing here names a file, a 
 
 from __future__ import annotations
 
+import hmac
+import os
 import resource
 import time
 from pathlib import Path
 
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from streamlit.runtime import Runtime
 
 from dashboard import model, uploads, warmup
@@ -18,7 +27,34 @@ from dashboard.caches import figure_cache
 from dashboard.views.image.compute import map_cache
 from dashboard.views.video import compute as video_compute
 
-__all__ = ["rss_bytes", "snapshot"]
+__all__ = ["ENV_TOKEN", "allowed", "endpoint", "rss_bytes", "snapshot"]
+
+ENV_TOKEN = "CAMDASH_STATS_TOKEN"
+_LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+
+
+def _token(request: Request) -> str:
+    auth = request.headers.get("authorization", "")
+    if auth.lower().startswith("bearer "):
+        return auth[7:].strip()
+    return request.query_params.get("token", "")
+
+
+def allowed(request: Request) -> bool:
+    """Whether ``request`` may read the numbers: a client on this machine, or one with the operator's token."""
+    token = os.environ.get(ENV_TOKEN, "")
+    if token and hmac.compare_digest(_token(request).encode(), token.encode()):
+        return True
+    host = request.client.host if request.client else ""
+    relayed = "x-forwarded-for" in request.headers or "forwarded" in request.headers
+    return (host in _LOOPBACK or host.startswith("127.")) and not relayed
+
+
+async def endpoint(request: Request) -> Response:
+    """``/_camdash/stats``: :func:`snapshot` as JSON for the operator (:func:`allowed`), 404 for anyone else."""
+    if not allowed(request):
+        return PlainTextResponse("Not Found", status_code=404)
+    return JSONResponse(snapshot())
 
 
 def rss_bytes() -> int:
@@ -43,6 +79,10 @@ def _disk(folder: Path) -> int:
     return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) if folder.is_dir() else 0
 
 
+def _folders(folder: Path) -> int:
+    return sum(1 for f in folder.iterdir() if f.is_dir()) if folder.is_dir() else 0
+
+
 def snapshot() -> dict[str, int]:
     """The server's numbers (see the module docstring)."""
     runtime = Runtime.instance() if Runtime.exists() else None
@@ -58,8 +98,8 @@ def snapshot() -> dict[str, int]:
         "image_bytes": model.image_cache_bytes(),
         "video_run_bytes": video_compute.run_cache_bytes(),
         "film_bytes": video_compute.film_cache_bytes(),
-        "upload_folders": sum(1 for f in uploads.UPLOAD_ROOT.iterdir()) if uploads.UPLOAD_ROOT.is_dir() else 0,
-        "upload_bytes": _disk(uploads.UPLOAD_ROOT),
+        "upload_folders": _folders(uploads.server_folder()),  # this server's sessions with uploads
+        "upload_bytes": _disk(uploads.server_folder()),
         "sessions": sessions,
         "hooks_on_models": _hooks(),
         "warm": int(warmup.status().done),

@@ -67,14 +67,56 @@ def _pair(value: Any, what: str) -> tuple[int, int]:
     raise CamError(f"preprocessor_config.json: cannot read {what} {value!r}")
 
 
+def _resample(value: Any) -> InterpolationMode:
+    """PIL's resampling code (0-5; ``"3"`` as text too) as torchvision's mode."""
+    try:
+        code = int(value)
+    except (TypeError, ValueError):
+        code = -1
+    if isinstance(value, bool) or code not in _RESAMPLE:
+        raise CamError(f"preprocessor_config.json: resample {str(value)[:40]!r} is not one of PIL's codes 0-5")
+    return _RESAMPLE[code]
+
+
+def _channels(cfg: dict[str, Any], key: str, default: tuple[float, ...], *, positive: bool) -> tuple[float, ...]:
+    """``image_mean`` or ``image_std``: one finite number per channel (one number: the same for all three)."""
+    value = cfg.get(key, default)
+    values = [value] if isinstance(value, int | float) else value
+    try:
+        numbers = tuple(float(v) for v in values)  # type: ignore[union-attr]
+    except (TypeError, ValueError):
+        numbers = ()
+    if len(numbers) == 1:
+        numbers *= 3
+    if len(numbers) != 3 or not all(math.isfinite(v) for v in numbers):
+        raise CamError(f"preprocessor_config.json: {key} must be three numbers, not {str(value)[:60]!r}")
+    if positive and min(numbers) <= 0:
+        raise CamError(f"preprocessor_config.json: {key} {list(numbers)} has a value of 0 or less (it divides)")
+    return numbers
+
+
 def preprocess_from_config(cfg: dict[str, Any]) -> tuple[Preprocess, str | None, list[str]]:
-    """Our preprocessing for an image processor's config: (recipe, default fit or None, notes)."""
+    """Our preprocessing for an image processor's config: (recipe, default fit or None, notes).
+
+    Raises:
+        CamError: A value that cannot be read (a ``resample`` that is no PIL code, a ``image_std`` of 0, a size
+            or ratio that is not a number), in one line naming it.
+    """
+    try:
+        return _preprocess_from_config(cfg)
+    except CamError:
+        raise
+    except (TypeError, ValueError, ZeroDivisionError, OverflowError) as exc:
+        raise CamError(f"preprocessor_config.json: a value cannot be read ({type(exc).__name__})") from exc
+
+
+def _preprocess_from_config(cfg: dict[str, Any]) -> tuple[Preprocess, str | None, list[str]]:
     notes: list[str] = []
     size = cfg.get("size") or {"height": 224, "width": 224}
-    interpolation = _RESAMPLE.get(int(cfg.get("resample", 2)), InterpolationMode.BILINEAR)
+    interpolation = _resample(cfg.get("resample", 2))
     if cfg.get("do_normalize", True):
-        mean = tuple(float(v) for v in cfg.get("image_mean", (0.5, 0.5, 0.5)))
-        std = tuple(float(v) for v in cfg.get("image_std", (0.5, 0.5, 0.5)))
+        mean = _channels(cfg, "image_mean", (0.5, 0.5, 0.5), positive=False)
+        std = _channels(cfg, "image_std", (0.5, 0.5, 0.5), positive=True)
     else:
         mean, std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
     factor = float(cfg.get("rescale_factor", 1 / 255)) if cfg.get("do_rescale", True) else 1.0
@@ -86,8 +128,11 @@ def preprocess_from_config(cfg: dict[str, Any]) -> tuple[Preprocess, str | None,
         if cfg.get("do_center_crop") and cfg.get("crop_size"):
             crop = _pair(cfg["crop_size"], "crop_size")
             resize = short
-        elif cfg.get("crop_pct"):  # ConvNeXt's processor: shorter side → size / crop_pct, centre crop
-            crop, resize = (short, short), int(short / float(cfg["crop_pct"]))
+        elif cfg.get("crop_pct") is not None:  # ConvNeXt's processor: shorter side → size / crop_pct, centre crop
+            pct = float(cfg["crop_pct"])
+            if not 0 < pct <= 1:
+                raise CamError(f"preprocessor_config.json: crop_pct {pct:g} is not in (0, 1]")
+            crop, resize = (short, short), int(short / pct)
         else:
             crop, resize = (short, short), short
     else:
@@ -109,8 +154,21 @@ def _folder(spec: str) -> str:
     return where
 
 
-def build_hf(spec: str) -> Built:
-    """The classifier in the folder (or cached hub id) named by ``hf:PATH`` (see the module docstring)."""
+def _refuse_pickled_weights(folder: Path, where: str) -> None:
+    """Where code is not allowed: weights only as safetensors (``pytorch_model.bin`` is a pickle)."""
+    if folder.is_dir() and not any(folder.glob("*.safetensors")):
+        raise CamError(
+            f"the Hugging Face model {Path(where).name}'s weights are a pickle (pytorch_model.bin or similar), which "
+            "is not loaded here (a pickle can run code); save them as model.safetensors "
+            "(model.save_pretrained(folder) does)"
+        )
+
+
+def build_hf(spec: str, *, allow_pickles: bool = True) -> Built:
+    """The classifier in the folder (or cached hub id) named by ``hf:PATH`` (see the module docstring).
+
+    With ``allow_pickles=False`` (a server whose visitors may not run code) only safetensors weights load.
+    """
     try:
         import transformers
     except ImportError as exc:
@@ -130,11 +188,15 @@ def build_hf(spec: str) -> Built:
         raise
     except CamError as exc:
         raise CheckpointError(f"cannot load the Hugging Face model {where}: {exc}") from exc
+    if not allow_pickles:
+        _refuse_pickled_weights(folder, where)
+    pre, fit, notes = preprocess_from_config(processor)  # a bad value is one line before the weights are read
     progress = transformers.utils.logging.is_progress_bar_enabled()
     transformers.utils.logging.disable_progress_bar()
     try:
         model = transformers.AutoModelForImageClassification.from_pretrained(
-            source, local_files_only=True, attn_implementation="eager"
+            source, local_files_only=True, attn_implementation="eager",
+            **({} if allow_pickles else {"use_safetensors": True}),
         )
     except (OSError, ValueError, KeyError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -146,7 +208,6 @@ def build_hf(spec: str) -> Built:
             transformers.utils.logging.enable_progress_bar()
     config = model.config
     count = int(getattr(config, "num_labels", 0) or len(getattr(config, "id2label", {}) or {}))
-    pre, fit, notes = preprocess_from_config(processor)
     if not processor:
         notes.append("no preprocessor_config.json: preprocessing assumed (224×224, mean and std 0.5)")
     return Built(
@@ -175,7 +236,7 @@ def _processor_config(transformers: Any, source: str, folder: Path) -> dict[str,
 
 def load(request: ModelRequest) -> Built:
     """``hf:PATH`` (the folder holds everything: weights, arguments such as ``weights`` do not apply)."""
-    return build_hf(request.spec)
+    return build_hf(request.spec, allow_pickles=request.allow_code)
 
 
 SOURCE = ModelSource(

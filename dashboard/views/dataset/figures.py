@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
+from dashboard.text import plotly_text
 from dashboard.views.dataset.table import Confusion
 
 __all__ = ["confusion_figure"]
@@ -33,7 +34,8 @@ def confusion_figure(conf: Confusion, selected: tuple[int, int] | None = None) -
     share = conf.counts / np.maximum(conf.counts.sum(axis=1, keepdims=True), 1)
     text = [[str(v) if v else "" for v in row] for row in conf.counts]
     hover = [
-        [f"true {conf.row_names[i]}<br>predicted {conf.col_names[j]}<br>{conf.counts[i, j]} images "
+        [f"true {plotly_text(conf.row_names[i])}<br>predicted {plotly_text(conf.col_names[j])}<br>"
+         f"{conf.counts[i, j]} images "
          f"({share[i, j]:.0%} of the class)<br>click to show them" for j in xs]
         for i in ys
     ]
@@ -62,9 +64,9 @@ def confusion_figure(conf: Confusion, selected: tuple[int, int] | None = None) -
     cell = 34 if max(n_rows, n_cols) <= 12 else 22
     fig.update_layout(
         height=max(260, 110 + cell * n_rows), margin={"l": 10, "r": 10, "t": 10, "b": 10},
-        xaxis={"title": "predicted", "tickvals": xs, "ticktext": [_short(n) for n in conf.col_names],
+        xaxis={"title": "predicted", "tickvals": xs, "ticktext": [plotly_text(_short(n)) for n in conf.col_names],
                "tickangle": -40, "side": "bottom", "fixedrange": True},
-        yaxis={"title": "true class", "tickvals": ys, "ticktext": [_short(n) for n in conf.row_names],
+        yaxis={"title": "true class", "tickvals": ys, "ticktext": [plotly_text(_short(n)) for n in conf.row_names],
                "autorange": "reversed", "fixedrange": True},
         dragmode=False, clickmode="event+select", plot_bgcolor="white",
     )

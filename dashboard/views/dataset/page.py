@@ -13,6 +13,7 @@ import streamlit as st
 
 from cam_core.errors import CamError
 from dashboard import dataroot, shell
+from dashboard.feedback import boundary, show_error
 from dashboard.views.dataset import ui
 
 __all__ = ["main", "page"]
@@ -20,7 +21,8 @@ __all__ = ["main", "page"]
 
 def page() -> st.Page:
     """This page for ``st.navigation``."""
-    return st.Page(main, title="Dataset", icon=":material/photo_library:", url_path="dataset")
+    return st.Page(boundary(main, "drawing the Dataset page"), title="Dataset", icon=":material/photo_library:",
+                   url_path="dataset")
 
 
 def main() -> None:
@@ -33,8 +35,8 @@ def main() -> None:
     )
     try:
         root = dataroot.data_root()
-    except CamError as exc:
-        st.error(str(exc), icon=":material/folder_off:")
+    except CamError as exc:  # the operator's setting: its path is not shown to visitors
+        show_error(exc, "opening the data root")
         return
     ui.read_link(root)
     bundle = shared.bundle

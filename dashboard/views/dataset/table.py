@@ -17,10 +17,13 @@ from typing import Any, TypeVar
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 from torchvision.transforms import InterpolationMode
 
 from cam_core.batch.results import map_column, read_results, read_run
-from cam_core.models.preprocess import Preprocess
+from cam_core.engine.methods import METHODS
+from cam_core.errors import CamError
+from cam_core.models.preprocess import FITS, Preprocess
 
 __all__ = [
     "SORTS",
@@ -29,8 +32,10 @@ __all__ = [
     "Results",
     "blank_by_class",
     "blank_flags",
+    "check_results",
     "confusion",
     "export_csv",
+    "failed_files",
     "filter_frame",
     "load_results",
     "map_of",
@@ -101,20 +106,99 @@ class Results:
         )
 
 
+_LIGHT = ["path", "label", "label_name", "pred", "pred_name", "prob_pred", "prob_label", "correct", "entropy",
+          "class_ids", "top5_ids", "top5_probs", "error"]
+_ID_COLUMNS = ("label", "pred")
+_ID_LISTS = ("class_ids", "top5_ids")
+_PRE_KEYS = ("crop_size", "resize_size", "mean", "std", "interpolation", "fit")
+
+
 def load_results(folder: Path) -> Results:
-    """Read a results folder (``results.parquet`` + ``run.json``).
+    """Read a results folder (``results.parquet`` + ``run.json``), checked by :func:`check_results`.
 
     Raises:
-        CamError: No results there, or unreadable.
+        CamError: No results there, unreadable, or not what a batch run writes (one line saying what).
     """
     run = read_run(folder)
     table = read_results(folder)
-    light = table.select(
-        ["path", "label", "label_name", "pred", "pred_name", "prob_pred", "prob_label", "correct", "entropy",
-         "class_ids", "top5_ids", "top5_probs", "error"]
-    ).to_pandas(types_mapper={pa.int32(): pd.Int32Dtype(), pa.bool_(): pd.BooleanDtype()}.get)
+    check_results(run, table)
+    light = table.select(_LIGHT).to_pandas(
+        types_mapper={pa.int32(): pd.Int32Dtype(), pa.bool_(): pd.BooleanDtype()}.get
+    )
     light["name"] = [Path(p).name for p in light.path]
     return Results(folder, run, table, light, (folder / "results.parquet").stat().st_mtime_ns)
+
+
+def _bad(what: str) -> CamError:
+    return CamError(f"these results cannot be shown: {what} (not what `python -m cam_core batch` writes)")
+
+
+def _check_run(run: object) -> list[str]:
+    """``run.json``'s fields the page reads; returns its class names."""
+    if not isinstance(run, dict):
+        raise _bad("run.json is not a JSON object")
+    methods = run.get("methods")
+    if not isinstance(methods, list) or not methods or not all(isinstance(m, str) for m in methods):
+        raise _bad("run.json names no methods")
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise _bad(f"run.json names an unknown method ({str(unknown[0])[:40]!r})")
+    names = run.get("class_names")
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) and n.strip() for n in names):
+        raise _bad("run.json's class_names are missing, empty or not strings")
+    if not isinstance(run.get("layer"), str):
+        raise _bad("run.json names no layer")
+    pre = run.get("preprocessing")
+    if not isinstance(pre, dict) or any(k not in pre for k in _PRE_KEYS) or pre.get("fit") not in FITS:
+        raise _bad("run.json's preprocessing is incomplete")
+    try:
+        Results(Path(), run, pa.table({}), pd.DataFrame(), 0).preprocess  # noqa: B018 (built to be checked)
+    except (TypeError, ValueError, KeyError) as exc:
+        raise _bad("run.json's preprocessing is not a valid recipe") from exc
+    return names
+
+
+def _flat_ints(column: pa.ChunkedArray) -> np.ndarray:
+    values = pc.list_flatten(column) if pa.types.is_list(column.type) else column
+    return np.asarray(values.drop_null().to_numpy(zero_copy_only=False))
+
+
+def check_results(run: object, table: pa.Table) -> None:
+    """Refuse a results folder the page cannot show, with one line: a ``run.json`` that is not an object or
+    lacks what the page reads, missing columns, an unknown method, class ids that are not integers or out of
+    range (NaN included), or a ``map_shape`` that does not match the maps.
+
+    Raises:
+        CamError: What is wrong, in one line.
+    """
+    names = _check_run(run)
+    methods = run["methods"]  # type: ignore[index]
+    needed = [*_LIGHT, "map_shape", "blank", *(map_column(m) for m in methods)]
+    missing = [c for c in needed if c not in table.column_names]
+    if missing:
+        raise _bad(f"results.parquet lacks the column{'s' if len(missing) > 1 else ''} {', '.join(missing[:4])}")
+    for col in (*_ID_COLUMNS, *_ID_LISTS):
+        typ = table.schema.field(col).type
+        inner = typ.value_type if pa.types.is_list(typ) else typ
+        if not pa.types.is_integer(inner):
+            raise _bad(f"the column {col} holds {inner}, not class ids")
+        ids = _flat_ints(table.column(col))
+        if ids.size and (ids.min() < 0 or ids.max() >= len(names)):
+            raise _bad(f"the column {col} holds class ids outside 0-{len(names) - 1}")
+    shapes = table.column("map_shape").to_pylist()
+    ks = table.column("class_ids").to_pylist()
+    errors = table.column("error").to_pylist()
+    lengths = {m: pc.list_value_length(table.column(map_column(m))).to_pylist() for m in methods}
+    blanks = pc.list_value_length(table.column("blank")).to_pylist()
+    for i, (shape, ids, error) in enumerate(zip(shapes, ks, errors, strict=True)):
+        if error is not None:
+            continue
+        ok = isinstance(shape, list) and len(shape) == 3 and all(isinstance(v, int) and v > 0 for v in shape)
+        ok = ok and ids is not None and shape[0] == len(ids)
+        if not ok or any(lengths[m][i] != shape[0] * shape[1] * shape[2] for m in methods):
+            raise _bad(f"row {i}'s map_shape does not match its maps")
+        if blanks[i] != len(methods) * len(ids):
+            raise _bad(f"row {i}'s blank flags do not match its maps")
 
 
 def map_of(results: Results, row: int, method: str, slot: int) -> np.ndarray | None:
@@ -259,12 +343,46 @@ def blank_by_class(results: Results, method: str) -> tuple[int, int, list[tuple[
     return sum(counts.values()), total, counts.most_common()
 
 
-def export_csv(frame: pd.DataFrame) -> str:
-    """The rows as CSV (no maps: those stay in ``results.parquet``); top-5 as ``id:prob`` pairs."""
+def shown_path(path: str, root: Path | None) -> str:
+    """A file's path as visitors see it: relative to the data root (its name alone when outside it)."""
+    if root is None:
+        return path
+    try:
+        return Path(path).relative_to(root).as_posix()
+    except ValueError:
+        return Path(path).name
+
+
+def _shown_text(text: object, root: Path | None) -> object:
+    """``text`` (an error message) with the data root's path taken out."""
+    if root is None or not isinstance(text, str):
+        return text
+    return text.replace(str(root).rstrip("/") + "/", "").replace(str(root), ".")
+
+
+def failed_files(frame: pd.DataFrame, root: Path | None) -> pd.DataFrame:
+    """The failed rows as the page lists them: file (relative to the data root), true class, why."""
+    return pd.DataFrame({
+        "file": [shown_path(p, root) for p in frame.path],
+        "label_name": list(frame.label_name),
+        "error": [_shown_text(e, root) for e in frame.error],
+    })
+
+
+def export_csv(frame: pd.DataFrame, root: Path | None = None) -> str:
+    """The rows as CSV (no maps: those stay in ``results.parquet``); top-5 as ``id:prob`` pairs.
+
+    With ``root`` (the data root), paths are relative to it and error messages do not name it: a CSV that
+    visitors download names no server path.
+    """
     top5 = [
         ";".join(f"{int(i)}:{p:.4f}" for i, p in zip(ids, probs, strict=True)) if ids is not None else ""
         for ids, probs in zip(frame.top5_ids, frame.top5_probs, strict=True)
     ]
     cols = ["path", "label", "label_name", "pred", "pred_name", "prob_pred", "prob_label", "correct", "entropy",
             "error"]
-    return frame[cols].assign(top5=top5).to_csv(index=False)
+    out = frame[cols].assign(top5=top5)
+    if root is not None:
+        out = out.assign(path=[shown_path(p, root) for p in frame.path],
+                         error=[_shown_text(e, root) for e in frame.error])
+    return out.to_csv(index=False)

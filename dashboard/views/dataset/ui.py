@@ -20,11 +20,12 @@ from cam_core.batch import BatchJob, discover, model_identity, run_local
 from cam_core.batch.results import RESULTS
 from cam_core.engine.methods import METHODS
 from cam_core.errors import CamError
-from dashboard import dataroot, state
-from dashboard.feedback import guarded, show_error
+from dashboard import dataroot, state, uploads
+from dashboard.feedback import bounded, guarded, message, show_error
 from dashboard.figures import PLOTLY_CONFIG, format_prob
 from dashboard.model import Bundle, ImageItem, ModelSpec, decode_image, model_args
 from dashboard.model_ui import request_model
+from dashboard.text import plain
 from dashboard.views.dataset import table as tb
 from dashboard.views.dataset.figures import confusion_figure
 from dashboard.views.dataset.thumbs import ThumbCache, file_stamp
@@ -78,9 +79,17 @@ def _results(folder: str, mtime_ns: int) -> tb.Results:
 
 
 @st.cache_data(ttl=20, show_spinner=False)
-def _listing(root: str) -> tuple[list[str], list[str]]:
-    """(image folders, results folders) under the root, looked up at most every 20 s."""
-    return dataroot.image_folders(Path(root)), dataroot.results_folders(Path(root))
+def _listing(root: str, owner: str | None) -> tuple[list[str], list[str]]:
+    """(image folders, results folders) under the root that ``owner``'s session sees, looked up at most every 20 s."""
+    return dataroot.image_folders(Path(root), owner), dataroot.results_folders(Path(root), owner)
+
+
+def _owner() -> str | None:
+    """Whose zip uploads this session sees and makes (``None``: the operator shares them with everyone)."""
+    return None if dataroot.shared_uploads() else uploads.session_owner()
+
+
+uploads.sweep_also("data root zips", dataroot.uploads_place)  # a session's zips go when the session ends
 
 
 def show_results_folder(rel: str) -> None:
@@ -102,10 +111,10 @@ def read_link(root: Path) -> None:
     try:
         folder = dataroot.resolve_under(root, wanted)
     except CamError as exc:
-        st.error(f"The link's folder is not opened: {exc}.", icon=":material/block:")
+        st.error(f"The link's folder is not opened: {plain(str(exc))}.", icon=":material/block:")
         return
-    if not (folder / RESULTS).is_file():
-        st.error(f"The link's folder {wanted!r} holds no batch results ({RESULTS}).", icon=":material/folder_off:")
+    if not dataroot.visible(dataroot.relative(root, folder), _owner()) or not (folder / RESULTS).is_file():
+        st.error(f"The link's folder {plain(wanted)} holds no batch results ({RESULTS}).", icon=":material/folder_off:")
         return
     show_results_folder(dataroot.relative(root, folder))
 
@@ -144,11 +153,13 @@ def _zip_ui(root: Path) -> str | None:
     up = st.file_uploader(
         "Zip of images", type=["zip"], key="ds_zip",
         help="Folders inside become classes (ImageFolder): class names of the model, any case, or indices. "
-        f"At most {dataroot.MAX_ZIP_FILES} files and {dataroot.MAX_ZIP_BYTES // 2**30} GB unpacked.",
+        f"At most {dataroot.MAX_ZIP_FILES} files and {dataroot.MAX_ZIP_BYTES // 2**30} GB unpacked. "
+        + ("Every visitor sees the images." if dataroot.shared_uploads() else
+           "Only you see the images; they are deleted when you leave."),
     )
     if up is None:
         return None
-    folder = guarded("unpacking the zip", dataroot.extract_zip, up.getvalue(), root)
+    folder = guarded("unpacking the zip", dataroot.extract_zip, up.getvalue(), root, _owner())
     return dataroot.relative(root, folder) if folder is not None else None
 
 
@@ -158,7 +169,7 @@ def source_ui(root: Path, bundle: Bundle) -> Source | None:
     A folder of the server (under the data root) or an uploaded zip; opening an existing results
     folder is handled here too (it only switches what is shown).
     """
-    images, results = _listing(str(root))
+    images, results = _listing(str(root), _owner())
     mode = st.segmented_control(
         "Images", ["folder", "zip", "results"], key=DS.SOURCE, required=True, default="folder",
         format_func={"folder": "A folder on the server", "zip": "Upload a zip", "results": "Open results"}.get,
@@ -177,14 +188,14 @@ def source_ui(root: Path, bundle: Bundle) -> Source | None:
         folder = _zip_ui(root)
         if folder is None:
             return None
-        st.caption(f":material/folder_zip: Unpacked into `{folder}` under the data root.")
+        st.caption(f":material/folder_zip: Unpacked into {plain(folder)} under the data root.")
     else:
         if not images:
-            st.info(f"No image folders under the data root {root}.", icon=":material/folder_off:")
+            st.info("No image folders under the data root.", icon=":material/folder_off:")
             return None
         if st.session_state.get(DS.FOLDER) not in images:
             st.session_state[DS.FOLDER] = "samples" if "samples" in images else images[0]
-        folder = st.selectbox("Folder", images, key=DS.FOLDER, help=f"Folders under the data root {root}.")
+        folder = st.selectbox("Folder", images, key=DS.FOLDER, help="Folders under the server's data root.")
     c1, c2, c3, c4 = st.columns([1.0, 2.0, 1.5, 1.3], vertical_alignment="bottom")
     with c1:
         labels = st.toggle("Labels from folders", key=DS.LABELS, value=True,
@@ -222,7 +233,7 @@ def run_ui(root: Path, bundle: Bundle, src: Source, fit: str) -> None:
     c1, c2 = st.columns([1, 4], vertical_alignment="center")
     go = c1.button("Run again (new files only)" if earlier else "Run", type="primary", key="ds_run",
                    icon=":material/play_arrow:")
-    c2.caption(f"Results go to `{rel_out}` under the data root; a rerun adds only new or changed files.")
+    c2.caption(f"Results go to {plain(rel_out)} under the data root; a rerun adds only new or changed files.")
     last = st.session_state.get(DS.LAST_JOB)
     changed = last is not None and last != rel_out  # the user changed the folder, layer, method or classes
     st.session_state[DS.LAST_JOB] = rel_out
@@ -254,7 +265,7 @@ def run_ui(root: Path, bundle: Bundle, src: Source, fit: str) -> None:
         show_error(exc, "running the folder")
         return
     bar.empty()
-    st.success(summary.line().replace(str(out / RESULTS), f"`{rel_out}`"), icon=":material/task_alt:")
+    st.success(plain(summary.line().replace(str(out / RESULTS), rel_out)), icon=":material/task_alt:")
     _listing.clear()  # the new results folder shows under "Open results" at once
     show_results_folder(rel_out)
 
@@ -269,6 +280,8 @@ def open_results(root: Path) -> tb.Results | None:
         return None
     try:
         folder = dataroot.resolve_under(root, rel)
+        if not dataroot.visible(dataroot.relative(root, folder), _owner()):
+            raise CamError(f"{rel} is another visitor's upload")
         stamp = (folder / RESULTS).stat().st_mtime_ns
         return _results(str(folder), stamp)
     except (CamError, OSError) as exc:
@@ -288,19 +301,20 @@ def _run_spec(results: tb.Results, bundle: Bundle | None) -> ModelSpec | None:
 def _describe(results: tb.Results, root: Path, bundle: Bundle | None) -> None:
     run = results.run
     rel = dataroot.relative(root, results.folder)
-    st.subheader(f"Results · {rel}", anchor=False)
+    st.subheader(f"Results · {plain(rel)}", anchor=False)
     when = (run.get("finished") or run.get("started") or "")[:16].replace("T", " ")
     st.caption(
-        f"{run.get('model')} · layer `{run.get('layer')}` · {', '.join(METHODS[m].title for m in results.methods)} · "
-        f"explains: {CLASS_MODES.get(run.get('classes'), run.get('classes'))} · "
-        f"{run.get('preprocessing', {}).get('description', '')} · {when} UTC"
+        f"{plain(run.get('model'))} · layer {plain(run.get('layer'))} · "
+        f"{', '.join(METHODS[m].title for m in results.methods)} · "
+        f"explains: {plain(CLASS_MODES.get(run.get('classes'), run.get('classes')))} · "
+        f"{plain(run.get('preprocessing', {}).get('description', ''))} · {plain(when)} UTC"
     )
     spec = _run_spec(results, bundle)
     if spec is None:
         st.warning("These results come from a model the sidebar cannot select again (an upload or a factory): "
                    "load it in the sidebar to open images on the image page with it.", icon=":material/warning:")
     elif bundle is not None and spec != bundle.spec:
-        st.info(f"Opening an image switches the sidebar to the run's model, {run.get('model')}.",
+        st.info(f"Opening an image switches the sidebar to the run's model, {plain(run.get('model'))}.",
                 icon=":material/swap_horiz:")
 
 
@@ -323,7 +337,7 @@ def _metrics(results: tb.Results, method: str, blank: np.ndarray) -> None:
                    help="Maps whose positive part holds (nearly) nothing: the usual ReLU'd view shows them empty. "
                    "Sort by Blank maps first to see them.")
     if by_class:
-        shown = ", ".join(f"{name} ({n})" for name, n in by_class[:8])
+        shown = ", ".join(f"{plain(name)} ({n})" for name, n in by_class[:8])
         st.caption(f":material/visibility_off: Blank maps after ReLU, by explained class: {shown}"
                    + (" …" if len(by_class) > 8 else ""))
 
@@ -446,7 +460,7 @@ def _open_row(results: tb.Results, root: Path, bundle: Bundle | None, row: int) 
     """Hand the clicked image to the image page, with the run's model, layer, fit, method and classes."""
     path = results.frame.path.iloc[row]
     try:
-        file = dataroot.resolve_under(root, path)
+        file = _reachable(root, path)
         data = file.read_bytes()
         digest = hashlib.sha1(data).hexdigest()
         image = decode_image(digest, data, file.name)
@@ -468,12 +482,21 @@ def _open_row(results: tb.Results, root: Path, bundle: Bundle | None, row: int) 
     st.session_state[DS.GOTO] = True
 
 
+def _reachable(root: Path, path: str) -> Path:
+    """A file a results table names, if this session may read it: under the root, and no other session's upload."""
+    file = dataroot.resolve_under(root, path)
+    if not dataroot.visible(dataroot.relative(root, file), _owner()):
+        raise CamError(f"{Path(path).name} is another visitor's upload")
+    return file
+
+
 def goto_requested() -> bool | str:
     """True when a thumbnail asked for the image page (a string: why it could not be opened)."""
     return st.session_state.pop(DS.GOTO, False)
 
 
 @st.fragment
+@bounded("showing the results")
 def results_ui(root: Path, results: tb.Results, bundle: Bundle | None, image_page) -> None:
     """Summary, confusion matrix, the gallery with its controls, the export and the failed files."""
     state.honour_full_rerun()
@@ -481,7 +504,7 @@ def results_ui(root: Path, results: tb.Results, bundle: Bundle | None, image_pag
     if goto is True:
         st.switch_page(image_page)
     elif goto:
-        st.error(f"That image cannot be opened: {goto}", icon=":material/broken_image:")
+        st.error(f"That image cannot be opened: {plain(message(goto, trusted=False))}", icon=":material/broken_image:")
     _describe(results, root, bundle)
     with st.container(key="ds_controls"):
         sort, filters, method, whose, view = _controls(results)
@@ -500,14 +523,14 @@ def results_ui(root: Path, results: tb.Results, bundle: Bundle | None, image_pag
         on_opacity=lambda v: st.session_state.__setitem__(DS.OPACITY, v),
     )
     st.download_button(
-        f"Download these {len(shown):,} rows (CSV)", tb.export_csv(shown), file_name="results_filtered.csv",
+        f"Download these {len(shown):,} rows (CSV)", tb.export_csv(shown, root), file_name="results_filtered.csv",
         mime="text/csv", icon=":material/download:", key="ds_csv",
         help="The filtered, sorted table (no maps: those are in results.parquet).",
     )
     failed = results.frame[results.frame.error.notna()]
     if not failed.empty:
         with st.expander(f"{len(failed)} file(s) could not be read"):
-            st.dataframe(failed[["name", "label_name", "error"]], hide_index=True, width="stretch")
+            st.dataframe(tb.failed_files(failed, root), hide_index=True, width="stretch")
 
 
 def _items(results: tb.Results, root: Path, page, slot: np.ndarray, blank: np.ndarray, method: str,
@@ -521,7 +544,7 @@ def _items(results: tb.Results, root: Path, page, slot: np.ndarray, blank: np.nd
         i = int(row.Index)
         lines, badge = _lines(row)
         try:
-            path = str(dataroot.resolve_under(root, row.path))
+            path = str(_reachable(root, row.path))
         except CamError:
             items.append({"id": i, "title": row.name, "lines": lines, "badge": badge,
                           "problem": "outside the data root: not shown"})

@@ -22,7 +22,7 @@ from cam_core.engine import OutOfMemory
 from cam_core.engine.methods import METHODS
 from cam_core.engine.targets import probabilities
 from cam_core.errors import CamError
-from cam_core.limits import MAP_CACHE_BYTES
+from cam_core.limits import MAP_CACHE_BYTES, MAX_CLASSES_PER_REQUEST
 from cam_core.models import Placement
 from cam_core.render import model_view
 from dashboard.model import Bundle, ImageItem
@@ -241,6 +241,9 @@ def compute_view(
     Raises:
         CamError: when no method at all works there (bad layer, class or model).
     """
+    k = max(1, min(int(k), MAX_CLASSES_PER_REQUEST))  # the last gate: whatever asked (a link, a callback) for more
+    if classes is not None:
+        classes = list(classes)[:MAX_CLASSES_PER_REQUEST]
     cache = map_cache()
     mk = bundle.spec.key
     prefix = (mk, item.key, layer)

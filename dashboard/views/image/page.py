@@ -24,8 +24,9 @@ import streamlit as st
 from cam_core.engine.methods import METHODS
 from dashboard import shell, state
 from dashboard.display import display_toolbar
-from dashboard.feedback import guarded
+from dashboard.feedback import boundary, bounded, guarded
 from dashboard.model import Bundle, ImageItem
+from dashboard.text import plain
 from dashboard.views.image import debug, panels
 from dashboard.views.image.compute import (
     ViewResult,
@@ -41,7 +42,7 @@ from dashboard.widgets.layer_panel import layer_panel
 
 def page() -> st.Page:
     """This page for ``st.navigation`` (the default page, ``/``)."""
-    return st.Page(main, title="Image", icon=":material/image:", default=True)
+    return st.Page(boundary(main, "drawing the image page"), title="Image", icon=":material/image:", default=True)
 
 
 def main() -> None:
@@ -91,7 +92,7 @@ def _layer(bundle: Bundle, url: state.UrlView) -> str | None:
             state.set_layer(bundle.spec.key, url.layer)
         else:
             st.warning(
-                f"The link asks for layer {url.layer!r}, which this model does not have as a CAM-able "
+                f"The link asks for layer {plain(url.layer)}, which this model does not have as a CAM-able "
                 "layer; showing the recommended one.",
                 icon=":material/link_off:",
             )
@@ -100,6 +101,7 @@ def _layer(bundle: Bundle, url: state.UrlView) -> str | None:
 
 
 @st.fragment
+@bounded("drawing the classes and maps")
 def _view(
     bundle: Bundle, item: ImageItem, layer: str, methods: tuple[str, ...], url: state.UrlView, scores_box
 ) -> None:
@@ -156,6 +158,7 @@ def _view(
 
 
 @st.fragment
+@bounded("drawing the overlays")
 def _overlays(
     bundle: Bundle, item: ImageItem, layer: str, methods: Sequence[str], view: ViewResult, ids: tuple[int, ...]
 ) -> None:

@@ -20,6 +20,7 @@ from cam_core.analysis.diagnose import blank_after_relu
 from cam_core.engine import match_classes, resolve_classes
 from cam_core.engine.methods import METHODS
 from cam_core.errors import CamError
+from cam_core.limits import MAX_CLASSES_PER_REQUEST
 from dashboard.caches import figure_cache
 from dashboard.display import Display, sync_opacity
 from dashboard.figures import (
@@ -32,7 +33,8 @@ from dashboard.figures import (
     scores_figure,
 )
 from dashboard.model import Bundle, ImageItem
-from dashboard.state import K, UrlView, set_classes, toggle_class
+from dashboard.state import K, UrlView, classes_cut_note, set_classes, toggle_class
+from dashboard.text import plain
 from dashboard.views.image import exports
 from dashboard.views.image.compute import ViewResult
 from dashboard.views.image.debug import open_debug
@@ -103,7 +105,7 @@ def show_model_info(bundle: Bundle, device: str, layer: str | None) -> None:
     if model.notes:
         with st.expander("Notes about this model", expanded=not model.pretrained):
             for note in model.notes:
-                st.markdown(f"- {note}")
+                st.markdown(f"- {plain(note, limit=2000)}")
 
 
 def image_ui(items: Sequence[ImageItem], url: UrlView) -> ImageItem:
@@ -134,7 +136,7 @@ def topk_ui(url: UrlView, num_classes: int, ctx: tuple[str, str], ranking: Calla
 
     ``ranking`` gives the image's classes by decreasing probability (``None`` before its first look).
     """
-    limit = min(20, num_classes)
+    limit = max(1, min(MAX_CLASSES_PER_REQUEST, num_classes))  # a model of no class still draws the page
     if K.TOPK not in st.session_state:
         st.session_state[K.TOPK] = max(1, min(url.k or 3, limit))
     st.session_state[K.TOPK] = min(st.session_state[K.TOPK], limit)
@@ -192,8 +194,8 @@ def _find(ctx: tuple[str, str], names: Sequence[str], logits: np.ndarray) -> Non
     set_classes(ctx, ids)
     if unknown:
         st.session_state[K.CLASS_MSG] = (
-            f"No class is called or contains {', '.join(repr(u) for u in unknown)}: try another word, or an index "
-            f"0–{len(names) - 1}."
+            f"No class is called or contains {plain(', '.join(repr(u) for u in unknown))}: try another word, or an "
+            f"index 0–{len(names) - 1}."
         )
 
 
@@ -206,6 +208,7 @@ def classes_ui(ctx: tuple[str, str], names: Sequence[str]) -> list[int]:
         key=K.CLASS_PICKER,
         on_change=lambda: set_classes(ctx, st.session_state[K.CLASS_PICKER]),
         placeholder="Pick classes to explain",
+        max_selections=MAX_CLASSES_PER_REQUEST,
         filter_mode="contains",
         select_all=False,  # Enter takes the highlighted class, never "all matches"
         wrap=True,
@@ -243,12 +246,15 @@ def class_messages_ui(ctx: tuple[str, str], names: Sequence[str], probs: np.ndar
     message = st.session_state.pop(K.CLASS_MSG, None)
     if message:
         st.warning(message, icon=":material/search_off:")
+    cut = classes_cut_note()
+    if cut:
+        st.info(cut, icon=":material/filter_list:")
     found = st.session_state.get(K.CLASS_SUGGEST)
     if not found:
         return
     query, ids = found
     st.pills(
-        f"Classes matching “{query}”: pick one to add it",
+        f"Classes matching “{plain(query)}”: pick one to add it",
         ids,
         format_func=lambda i: f"{names[i]} · {format_prob(probs[i])}",
         key=K.CLASS_SUGGEST_PICK,
@@ -290,7 +296,7 @@ def show_overlays(
         title = METHODS[m].title
         st.markdown(f"##### {title}")
         if m in view.errors:
-            st.error(f"{title} at this layer: {view.errors[m]}", icon=":material/error:")
+            st.error(f"{title} at this layer: {plain(view.errors[m])}", icon=":material/error:")
             continue
         drawn = [c for c in ids if (m, c) in view.maps]
         for start in range(0, len(drawn), MAX_COLUMNS):
@@ -374,7 +380,8 @@ def blank_maps_note(view: ViewResult, ids: Sequence[int], names: Sequence[str], 
     blank = [(m, c) for m in methods for c in ids if (m, c) in view.maps and blank_after_relu(view.maps[(m, c)].raw)]
     if not blank:
         return
-    which = ", ".join(f"{names[c]} ({METHODS[m].title})" for m, c in blank[:4]) + (" …" if len(blank) > 4 else "")
+    which = ", ".join(f"{plain(names[c])} ({METHODS[m].title})" for m, c in blank[:4])
+    which += " …" if len(blank) > 4 else ""
     with st.container(key="blank_note"):
         st.warning(
             f"**{len(blank)} ReLU'd map{'s are' if len(blank) > 1 else ' is'} blank:** {which}: no positive evidence "

@@ -19,6 +19,7 @@ from cam_core.limits import MAX_SESSION_IMAGES, MAX_SESSION_UPLOAD_BYTES, mb
 from dashboard.feedback import show_error
 from dashboard.model import ImageItem, decode_image
 from dashboard.state import K, UrlView
+from dashboard.text import plain
 
 __all__ = ["cost_line", "images_ui", "methods_ui", "sample_item"]
 
@@ -72,7 +73,7 @@ def _within_session_limits(uploads: list, others: int) -> list:
             break
         if total + up.size > MAX_SESSION_UPLOAD_BYTES:
             st.warning(
-                f"{up.name} and the uploads after it were not opened: they would take this session over "
+                f"{plain(up.name)} and the uploads after it were not opened: they would take this session over "
                 f"{mb(MAX_SESSION_UPLOAD_BYTES)} of uploads.",
                 icon=":material/block:",
             )

@@ -22,10 +22,11 @@ import streamlit as st
 
 from dashboard import display, shell, state
 from dashboard.caches import figure_cache
-from dashboard.feedback import guarded
+from dashboard.feedback import boundary, bounded, guarded
 from dashboard.figures import PLOTLY_CONFIG
 from dashboard.model import Bundle, ImageItem
 from dashboard.state import K
+from dashboard.text import plain
 from dashboard.views.video.compute import (
     VideoRun,
     background,
@@ -66,7 +67,7 @@ HOW_TO_READ = (
 
 def page() -> st.Page:
     """This page for ``st.navigation`` (``/video``)."""
-    return st.Page(main, title="Video", icon=":material/movie:", url_path="video")
+    return st.Page(boundary(main, "drawing the video page"), title="Video", icon=":material/movie:", url_path="video")
 
 
 def main() -> None:
@@ -97,7 +98,7 @@ def main() -> None:
     info = guarded("reading the video", probe, clip.path, clip.label, settings.sampling)
     if info is None:
         return
-    st.caption(f":material/movie: **{clip.label}**: {info.describe()}")
+    st.caption(f":material/movie: **{plain(clip.label)}**: {plain(info.describe())}")
     run = _run_ui(bundle, clip, layer, settings)
     if run is None:
         return
@@ -296,17 +297,19 @@ def _to_image_page_ui(bundle: Bundle, run: VideoRun, films, position: int) -> No
             st.switch_page(shell.page("image"))
         st.session_state[K.VIDEO_SENT] = label
     if link and st.session_state.get(K.VIDEO_SENT):
-        st.page_link(shell.page("image"), label=f"Open {st.session_state[K.VIDEO_SENT]} on the image page",
+        st.page_link(shell.page("image"), label=f"Open {plain(st.session_state[K.VIDEO_SENT])} on the image page",
                      icon=":material/image:")
 
 
 @st.fragment
+@bounded("drawing the frame")
 def _scrubber(bundle: Bundle, run: VideoRun, smooth: float, method: str) -> None:
     state.honour_full_rerun()
     _frame_view(bundle, run, smooth, method)
 
 
 @st.fragment(run_every=PLAY_TICK_S)
+@bounded("playing the frames")
 def _scrubber_playing(bundle: Bundle, run: VideoRun, smooth: float, method: str) -> None:
     state.honour_full_rerun()
     res = run.result

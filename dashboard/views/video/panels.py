@@ -31,6 +31,7 @@ from dashboard.figures import (
 from dashboard.model import Bundle, ModelSpec, load_bundle
 from dashboard.shell import Shared
 from dashboard.state import K
+from dashboard.text import plain, plotly_text
 from dashboard.uploads import save_upload
 from dashboard.views.video.compute import ClipSettings, FilmSet, VideoRun, background, frame_maps, sample_clip
 
@@ -106,7 +107,7 @@ def clip_ui() -> Clip | None:
 
 def _load_video_model(spec: ModelSpec) -> Bundle | None:
     try:
-        with st.spinner(f"Loading {spec.name} and tracing its layers (a 3-D model takes a while)…"):
+        with st.spinner(f"Loading {plain(spec.name)} and tracing its layers (a 3-D model takes a while)…"):
             return load_bundle(spec)
     except WeightsUnavailable:
         st.session_state[K.VIDEO_PRETRAINED_OFF] = True
@@ -160,7 +161,7 @@ def _classes_ui(bundle: Bundle) -> str | None:
     if mode == "frame":
         return "per-frame"
     if mode == "clip":
-        k = st.number_input("k", 1, min(5, len(names)), key=K.VIDEO_K, value=1, width=90, persist_state=KEEP)
+        k = st.number_input("k", 1, max(1, min(5, len(names))), key=K.VIDEO_K, value=1, width=90, persist_state=KEEP)
         return f"top{int(k)}"
     picked = st.multiselect(
         "Classes to explain", list(range(len(names))), format_func=lambda i: f"{names[i]} · {i}",
@@ -281,10 +282,10 @@ def frame_figure(
         cid = int(res.slot_ids(k)[position])
         panels.append(
             Panel(
-                title=f"{res.names[cid]} ({cid})<br><span style='font-size:0.85em'>p = "
+                title=f"{plotly_text(res.names[cid])} ({cid})<br><span style='font-size:0.85em'>p = "
                 f"{format_prob(res.probs[position, cid])}</span>",
                 cam=cam.astype(np.float32),
-                name=f"{res.names[cid]} · {METHODS[method].title}",
+                name=f"{plotly_text(res.names[cid])} · {METHODS[method].title}",
                 top=films.scales[(method, k)],
             )
         )
@@ -315,8 +316,8 @@ def change_summary(run: VideoRun) -> str:
     top1 = res.top1.tolist()
     changes = change_points(top1)
     if not changes:
-        return f"The top-1 class is {res.names[top1[0]]} throughout."
-    steps = ", ".join(f"{res.times[t]:.2f} s → {res.names[top1[t]]}" for t in changes[:6])
+        return f"The top-1 class is {plain(res.names[top1[0]])} throughout."
+    steps = ", ".join(f"{res.times[t]:.2f} s → {plain(res.names[top1[t]])}" for t in changes[:6])
     more = " …" if len(changes) > 6 else ""
     return f"The top-1 class changes {len(changes)} time{'s' if len(changes) > 1 else ''}: {steps}{more}."
 
@@ -327,7 +328,7 @@ def frame_caption(run: VideoRun, position: int) -> str:
     top = int(res.top1[position])
     return (
         f"Frame {position + 1} of {res.frames} (index {int(res.frame_index[position])}, {res.times[position]:.2f} s): "
-        f"top-1 **{res.names[top]}** {format_prob(res.probs[position, top])}"
+        f"top-1 **{plain(res.names[top])}** {format_prob(res.probs[position, top])}"
     )
 
 

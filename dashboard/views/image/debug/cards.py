@@ -18,6 +18,7 @@ from cam_core.analysis.diagnose import (
 from cam_core.engine.methods import METHODS
 from dashboard.display import VIEWS
 from dashboard.state import request_full_rerun, set_layer
+from dashboard.text import plain
 from dashboard.views.image.debug.session import DK, ask
 
 # Findings whose fix is another layer / the signed view / a contrast (codes from cam_core.analysis.diagnose).
@@ -184,7 +185,7 @@ def diagnosis_card(
     findings = [f for f in diag.findings if f.code not in layer_notes]
     noted = [f.code for f in diag.findings if f.code in layer_notes]
     with st.container(border=True, key=f"dbg_card_{key}"):
-        st.markdown(f"**{diag.class_name}** ({diag.class_id}) · {method_title(diag.method)}")
+        st.markdown(f"**{plain(diag.class_name)}** ({diag.class_id}) · {method_title(diag.method)}")
         if findings:
             first = findings[0]
             st.badge(
@@ -254,14 +255,16 @@ def findings_summary(
         if len(empty) == 1:
             title = f"**{headline}.**" if headline else "**The ReLU'd map is blank.**"
         else:
-            which = ", ".join(f"{x.class_name} ({method_title(x.method)})" for x in empty)
+            which = ", ".join(f"{plain(x.class_name)} ({method_title(x.method)})" for x in empty)
             title = f"**{len(empty)} ReLU'd maps are blank:** {which}. The first:"
         with st.container(key="dbg_summary"):
             st.warning(f"{title} {rest}\n\n**Fix:** {first.fix}.", icon=":material/visibility_off:")
             versus = contrast_with(d.class_id) if contrast_with else None
             _fix_buttons(d, "summary", model_key, signed_shown, versus, compact=False)
     if weak:
-        parts = "; ".join(f"{x.class_name} · {method_title(x.method)}: {x.pos_mass_share:.0%} positive" for x in weak)
+        parts = "; ".join(
+            f"{plain(x.class_name)} · {method_title(x.method)}: {x.pos_mass_share:.0%} positive" for x in weak
+        )
         st.info(
             f"**Mostly negative maps** ({parts}): the ReLU'd view stretches that small positive part to full "
             "brightness and hides the rest. The *Diagnosis* tab says why and what to try.",

@@ -39,7 +39,7 @@ import streamlit as st
 from dashboard import state
 from dashboard.display import Display
 from dashboard.display import current as current_display
-from dashboard.feedback import show_error
+from dashboard.feedback import bounded, show_error
 from dashboard.model import Bundle, ImageItem
 from dashboard.views.image.compute import ViewResult, map_cache
 from dashboard.views.image.debug.cards import findings_summary, method_title
@@ -78,6 +78,7 @@ def debug_toggle(
 
 
 @st.fragment
+@bounded("drawing the debug section")
 def _debug(
     bundle: Bundle, item: ImageItem, layer: str, view: ViewResult, ids: tuple[int, ...], methods: tuple[str, ...]
 ) -> None:
@@ -188,6 +189,7 @@ def _section(
 
 
 @st.fragment
+@bounded("drawing the tab")
 def _tab(draw: Callable[[Ctx], None], ctx: Ctx) -> None:
     """One tab, as a fragment: its own widgets rerun it alone."""
     state.honour_full_rerun()

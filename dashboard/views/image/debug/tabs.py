@@ -29,6 +29,7 @@ from cam_core.errors import CamError
 from dashboard.feedback import show_error
 from dashboard.figures import MAX_COLUMNS, PLOTLY_CONFIG, Panel, overlay_figure
 from dashboard.state import set_layer
+from dashboard.text import plain
 from dashboard.views.image.debug.cards import (
     BADGES,
     LAYER_NOTE_CODES,
@@ -134,7 +135,7 @@ def sweep_tab(ctx: Ctx) -> None:
             done=found is not None and not missing,
         )
         st.caption(
-            f"Maps of **{ctx.label(ctx.focus_class)}** at every stage output, shallow to deep, from ONE forward "
+            f"Maps of **{plain(ctx.label(ctx.focus_class))}** at every stage output, shallow to deep, from ONE forward "
             "and ONE backward (every gradient method at once)."
         )
     if found is None:
@@ -246,7 +247,7 @@ def methods_tab(ctx: Ctx) -> None:
     activations = ctx.facts.result.activations
     channels = int(activations.shape[1]) if activations is not None else 0
     st.caption(
-        f"Every method for **{ctx.label(ctx.focus_class)}** at `{ctx.layer}`. The gradient methods, Eigen-CAM, "
+        f"Every method for **{plain(ctx.label(ctx.focus_class))}** at `{ctx.layer}`. The gradient methods, Eigen-CAM, "
         "KPCA-CAM and Random-CAM share one forward and one backward (Finer-CAM, ShapleyCAM and LeGrad add a few "
         "backwards); the methods below cost far more, so they are opt-in:"
     )
@@ -426,7 +427,7 @@ def _draw_point(p: PointInspection) -> None:
     st.caption("Channels contributing most there: contribution = channel weight × activation at the point.")
     numbers = {k: st.column_config.NumberColumn(format="%.3g") for k in ("contribution", "weight", "activation")}
     for c in p.classes:
-        st.markdown(f"**{c.class_name}** ({c.class_id}): {c.value:.4g}")
+        st.markdown(f"**{plain(c.class_name)}** ({c.class_id}): {c.value:.4g}")
         st.dataframe(
             [
                 {

@@ -27,6 +27,7 @@ from cam_core.analysis.trust import (
     sanity_verdicts,
 )
 from dashboard.figures import PLOTLY_CONFIG
+from dashboard.text import plain
 from dashboard.views.image.debug.cards import method_title
 from dashboard.views.image.debug.context import Ctx
 from dashboard.views.image.debug.figures import (
@@ -45,7 +46,7 @@ DELINS_BATCH = 16  # deletion_insertion's default batch, quoted in the cost line
 
 def trust_tab(ctx: Ctx) -> None:
     c, m = ctx.focus_class, ctx.focus_method
-    st.markdown(f"##### Deletion and insertion · {ctx.label(c)} · {method_title(m)}")
+    st.markdown(f"##### Deletion and insertion · {plain(ctx.label(c))} · {method_title(m)}")
     st.caption(
         "Pixels are ranked by the map (most positive first), deleted from the image (replaced by the baseline) "
         "or inserted into the baseline, and the class's probability is tracked. A map that found the evidence "
@@ -88,7 +89,7 @@ def trust_tab(ctx: Ctx) -> None:
 
     _road_section(ctx)
 
-    st.markdown(f"##### Model randomisation · {ctx.label(c)} · `{ctx.layer}`")
+    st.markdown(f"##### Model randomisation · {plain(ctx.label(c))} · `{ctx.layer}`")
     st.caption(
         "On a copy of the model, the weights are re-initialised from the head down, one block at a time, and the "
         "map is recomputed after each step. A map that barely changes does not depend on what the model learnt: "
@@ -128,7 +129,7 @@ def trust_tab(ctx: Ctx) -> None:
 
 def _road_section(ctx: Ctx) -> None:
     c, m = ctx.focus_class, ctx.focus_method
-    st.markdown(f"##### ROAD: remove and debias · {ctx.label(c)} · {method_title(m)}")
+    st.markdown(f"##### ROAD: remove and debias · {plain(ctx.label(c))} · {method_title(m)}")
     st.caption(
         "Deleted pixels leak the map's shape (a grey or blurred blob where the map was bright). ROAD fills the removed "
         "pixels from their neighbours instead (noisy linear imputation), removing the most relevant (MoRF) or the "
