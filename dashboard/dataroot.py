@@ -28,7 +28,13 @@ from cam_core.errors import CamError
 from cam_core.io import zips
 from cam_core.io.images import IMAGE_EXTENSIONS
 from cam_core.io.samples import write_sample_folder
-from cam_core.limits import MAX_DATA_ROOT_UPLOAD_BYTES, MAX_ZIP_BYTES, MAX_ZIP_FILES
+from cam_core.limits import (
+    MAX_DATA_ROOT_UPLOAD_BYTES,
+    MAX_ZIP_BYTES,
+    MAX_ZIP_FILES,
+    MAX_ZIP_NAME_CHARS,
+    MAX_ZIP_PATH_CHARS,
+)
 
 __all__ = [
     "ENV",
@@ -99,9 +105,19 @@ def resolve_under(root: Path, text: str | os.PathLike[str]) -> Path:
     Raises:
         CamError: It leads outside the root (``..``, an absolute path elsewhere, a symlink out).
     """
-    candidate = (root / Path(text).expanduser()).resolve()
+    shown = os.fspath(text)
+    shown = shown if len(shown) <= 80 else shown[:77] + "…"
+    name = os.fspath(text)
+    # No folder has such a name: say so before the file system raises on it (a NUL byte, a name too long).
+    too_long = len(name) > MAX_ZIP_PATH_CHARS or any(len(part) > MAX_ZIP_NAME_CHARS for part in Path(name).parts)
+    if "\0" in name or too_long:
+        raise CamError(f"{shown!r} is not a folder name this server can open")
+    try:
+        candidate = (root / Path(name).expanduser()).resolve()
+    except (OSError, RuntimeError) as exc:  # a symlink loop, an unreadable parent
+        raise CamError(f"{shown!r} cannot be opened: {exc.strerror or 'a symlink loop'}") from exc
     if not candidate.is_relative_to(root.resolve()):
-        raise CamError(f"{os.fspath(text)!r} is outside the data root; only folders under it can be opened")
+        raise CamError(f"{shown!r} is outside the data root; only folders under it can be opened")
     return candidate
 
 

@@ -281,8 +281,8 @@ def _heat_trace(
             "ticks": "",
         },
         "opacity": opacity,
-        "name": panel.name,
-        "meta": f"{panel.name} · {VIEW_LABELS.get(view, view)}",
+        "name": plotly_text(panel.name),  # a class name is text: Plotly would draw its tags in the hover
+        "meta": f"{plotly_text(panel.name)} · {VIEW_LABELS.get(view, view)}",
         "hovertemplate": "%{meta}<br>x %{x}, y %{y}<br>map value %{z:.4g}<extra></extra>",
         "xaxis": x,
         "yaxis": y,

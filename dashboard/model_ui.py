@@ -223,7 +223,9 @@ def model_ui(url: UrlView, access: Access) -> ModelSpec | None:
 
 def _checkpoint_ui(names: Sequence[str], trusted: bool) -> ModelSpec | None:
     """A checkpoint upload; on a server that does not trust visitors, weights only, for a known architecture."""
-    types = CHECKPOINT_TYPES if trusted else STATE_DICT_TYPES
+    # Every checkpoint ending is taken, for visitors too: Streamlit refuses another ending with an exception before
+    # the page runs, and the loader refuses what carries code with a clear line (the real guard).
+    types = CHECKPOINT_TYPES
     what = (
         "Checkpoint (.safetensors, .pt, .pth, .ckpt, .pt2)" if trusted
         else "Weights: a state dict (.safetensors, .pt, .pth, .ckpt)"

@@ -105,6 +105,7 @@ def _edit(info: dict, **changes) -> dict:
 CRAFTED = {
     "nan_label": (None, lambda t: _set(t, "label", [float("nan")] * t.num_rows, pa.float64()), "class ids"),
     "pred_out_of_range": (None, lambda t: _set(t, "pred", [5000] * t.num_rows), "outside"),
+    "null_pred": (None, lambda t: _set(t, "pred", [None] * t.num_rows), "no prediction and no error"),
     "negative_class_id": (None, lambda t: _set(t, "class_ids", [[-3]] * t.num_rows), "outside"),
     "missing_columns": (None, lambda t: t.drop_columns(["pred", "map_shape"]), "lacks the columns pred, map_shape"),
     "unknown_method": (lambda r: _edit(r, methods=["nosuchcam"]), None, "unknown method"),
@@ -150,7 +151,7 @@ def _dataset_app() -> None:
     boundary(dataset.main, "drawing the Dataset page")()
 
 
-@pytest.mark.parametrize("case", ["nan_label", "wrong_map_shape", "run_not_an_object", "unknown_method",
+@pytest.mark.parametrize("case", ["nan_label", "null_pred", "wrong_map_shape", "run_not_an_object", "unknown_method",
                                   "missing_columns", "empty_class_names"])
 def test_the_dataset_page_says_one_line_for_crafted_results(results_root: Path, monkeypatch, case: str) -> None:
     run, table, needle = CRAFTED[case]

@@ -188,11 +188,14 @@ def check_results(run: object, table: pa.Table) -> None:
     shapes = table.column("map_shape").to_pylist()
     ks = table.column("class_ids").to_pylist()
     errors = table.column("error").to_pylist()
+    preds = table.column("pred").to_pylist()
     lengths = {m: pc.list_value_length(table.column(map_column(m))).to_pylist() for m in methods}
     blanks = pc.list_value_length(table.column("blank")).to_pylist()
     for i, (shape, ids, error) in enumerate(zip(shapes, ks, errors, strict=True)):
         if error is not None:
             continue
+        if preds[i] is None:  # a file explained without error has a prediction
+            raise _bad(f"row {i} has no prediction and no error")
         ok = isinstance(shape, list) and len(shape) == 3 and all(isinstance(v, int) and v > 0 for v in shape)
         ok = ok and ids is not None and shape[0] == len(ids)
         if not ok or any(lengths[m][i] != shape[0] * shape[1] * shape[2] for m in methods):

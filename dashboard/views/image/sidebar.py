@@ -152,7 +152,7 @@ def cost_line(methods: Sequence[str], layer: str | None, channels: int | None) -
 def methods_ui(url: UrlView, layer: str | None = None, channels: int | None = None) -> list[str]:
     """CAM methods to compare (each gets its own figure); what the ones beyond the shared pass cost at ``layer``."""
     if K.METHODS not in st.session_state:
-        wanted = [m for m in (url.methods or ()) if m in METHODS]
+        wanted = list(dict.fromkeys(m for m in (url.methods or ()) if m in METHODS))  # a link may repeat one
         st.session_state[K.METHODS] = wanted or ["gradcam"]
     picked = st.multiselect(
         "Compare methods",
