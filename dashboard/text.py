@@ -46,9 +46,13 @@ def plain(value: object, limit: int = 300) -> str:
     return _LEADING.sub(r"\1\\\2", text)
 
 
+_JOINER = "\u2060"  # a word joiner: invisible, and no autolink runs across it
+
+
 def _unlink(match: re.Match[str]) -> str:
+    """Break a bare URL or e-mail address so GFM does not turn it into a link (a backslash does not stop it)."""
     found = match.group(1)
-    return found[:3] + "\\." if found.lower() == "www." else "\\" + found
+    return found[:3] + _JOINER + found[3:] if found.lower() == "www." else found[0] + _JOINER + found[1:]
 
 
 def plotly_text(value: object) -> str:

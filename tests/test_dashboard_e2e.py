@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -445,4 +446,19 @@ def test_a_fresh_visitor_sees_the_overlays_before_plotly_runs(browser, server, s
     photo = still[:-80]  # above the slider, which the still leaves out
     assert photo.std() > 30  # a photo with maps, not an empty box
     assert np.abs(photo - live[:-80]).mean() < 8, "the still does not look like the figure it stands for"
+    page.close()
+
+
+def test_a_crafted_link_draws_no_link_or_image_in_the_page(browser, server) -> None:
+    """The issue's phishing link, rendered by the browser: its text shows as typed, and neither the Markdown link,
+    the image nor GFM's bare-URL and e-mail autolinks become an element (the AppTest check reads only Markdown)."""
+    requests: list[str] = []
+    evil = ("[Your session expired, log in again](https://evil.example/login) ![x](https://evil.example/pixel.png) "
+            "www.evil.example me@evil.example")
+    page, _ = _open(browser, server, "/?layer=" + urllib.parse.quote(evil), requests=requests)
+    alert = page.locator("[data-testid='stAlertContentWarning']", has_text="The link asks for layer").first
+    text = alert.inner_text().replace("\u2060", "")
+    assert "[Your session expired, log in again](https://evil.example/login)" in text and "me@evil.example" in text
+    assert page.locator("a[href*='evil.example'], img[src*='evil.example']").count() == 0
+    assert not [u for u in requests if "evil.example" in (urllib.parse.urlparse(u).hostname or "")]
     page.close()

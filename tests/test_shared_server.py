@@ -52,11 +52,12 @@ def _renders_a_link(body: str) -> bool:
 def test_plain_escapes_markdown_and_html() -> None:
     text = plain(EVIL)
     assert not _renders_a_link(text)
-    assert text.startswith("\\[Your session expired, log in again\\](https\\://evil.example/login) !\\[x\\]")
+    assert text.startswith("\\[Your session expired, log in again\\](https:\u2060//evil.example/login) !\\[x\\]")
     assert plain("<img src=x onerror=alert(1)>") == "\\<img src=x onerror=alert(1)\\>"
     assert plain("a\nb\r\n  c") == "a b c" and len(plain("x" * 5000)) < 400
     assert plain(":red[big] **bold** `code` $x$ _em_") == ":red\\[big\\] \\*\\*bold\\*\\* \\`code\\` \\$x\\$ \\_em\\_"
-    assert plain("cat_001.jpg") == "cat_001.jpg" and plain("1. x") == "1\\. x" and plain("www.x.io") == "www\\.x.io"
+    assert plain("cat_001.jpg") == "cat_001.jpg" and plain("1. x") == "1\\. x" and plain("www.x.io") == "www\u2060.x.io"
+    assert plain("me@evil.example") == "me@\u2060evil.example"  # no GFM e-mail autolink
 
 
 def test_a_link_whose_layer_is_markdown_shows_it_as_text(monkeypatch) -> None:
