@@ -195,7 +195,7 @@ def _cmd_video(args: argparse.Namespace) -> int:
     names = {k: f"top{k + 1}" if res.per_frame else str(int(res.class_ids[k])) for k in slots}
     films = write_films(
         args.video, res, {(m, k): out / f"{stem}_{m}_{names[k]}.mp4" for m in methods for k in slots},
-        smooth=args.smooth, alpha=args.alpha,
+        smooth=args.smooth, scale=args.scale, alpha=args.alpha,
     )
     np.savez_compressed(out / f"{stem}.npz", **res.arrays())
     (out / f"{stem}.csv").write_text(res.csv_text(), encoding="utf-8")
@@ -230,8 +230,9 @@ def _video_json(model, res, smooth: float, films) -> dict[str, object]:  # (Load
             for c in res.class_ids.tolist()
         ],
         "smooth": smooth,
+        "scale": films.scale,
         "films": [
-            {"file": path.name, "method": m, "slot": k, "colour_scale": films.scales[(m, k)]}
+            {"file": path.name, "method": m, "slot": k, "colour_scale": [float(v) for v in films.scales[(m, k)]]}
             for (m, k), path in films.paths.items()
         ],
         "seconds": {**{k: round(v, 3) for k, v in res.seconds.items()}, "films": round(films.seconds["total"], 3)},

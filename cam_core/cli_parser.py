@@ -182,6 +182,11 @@ def _add_video(sub: argparse._SubParsersAction) -> None:
         "--smooth", type=float, default=0.0, metavar="S",
         help="temporal smoothing of the films' maps, 0 (off) to 1 (display only: the .npz keeps raw maps)",
     )
+    p_video.add_argument(
+        "--scale", choices=["frame", "clip"], default="frame",
+        help="the films' colour scale: frame (default: each frame its own, so every frame shows where the model "
+        "looks) or clip (one for the whole clip: fading evidence looks faded)",
+    )
     p_video.add_argument("--batch-size", type=int, default=16, help="frames per forward/backward batch")
     p_video.add_argument("--window", type=int, help="video models: frames per input (default: the model's)")
     p_video.add_argument("--stride", type=int, help="video models: frames between windows (default: the window)")
