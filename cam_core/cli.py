@@ -2,6 +2,10 @@
 
 User mistakes (unknown model, layer, class or method; unreadable image) end
 with one line on stderr and exit status 2, never a traceback.
+
+Nothing heavy is imported at the top: ``--help`` and the mistakes found without torch (a missing file, an unknown
+method, a number out of range: :func:`~cam_core.cli_parser.precheck`) are answered before torch imports
+(seconds on a busy machine). Each command imports what it needs.
 """
 
 from __future__ import annotations
@@ -12,13 +16,13 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
-
-from .cli_parser import EXIT_USAGE, build_parser
+from .cli_parser import EXIT_USAGE, build_parser, precheck
 from .errors import CamError
-from .io.folders import output_folder
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["build_parser", "main"]
 
@@ -72,8 +76,11 @@ def _unique_stems(paths: Sequence[str]) -> list[str]:
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from .engine.explainer import explain
     from .engine.methods import check_methods
+    from .io.folders import output_folder
     from .io.images import load_image
     from .render import COLORMAPS, model_view, overlay, save_png
 
@@ -163,9 +170,12 @@ def _diagnosis_json(model, x: torch.Tensor, res, path: str, image) -> dict[str, 
 
 
 def _cmd_video(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from .engine.clip import explain_clip
     from .engine.methods import check_methods
     from .film import write_films
+    from .io.folders import output_folder
     from .io.video import Sampling, probe_video
 
     methods = check_methods(args.method or ["gradcam"])
@@ -240,7 +250,10 @@ def _video_json(model, res, smooth: float, films) -> dict[str, object]:  # (Load
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from .analysis.sweep import check_sweep_methods, sweep
+    from .io.folders import output_folder
     from .io.images import load_image
     from .render import model_view, overlay, save_png
 
@@ -267,10 +280,13 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _cmd_trust(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from .analysis.sweep import SWEEP_METHODS
     from .analysis.trust import deletion_insertion, randomisation_check, road, sanity_verdicts
     from .engine.explainer import explain
     from .engine.methods import check_methods
+    from .io.folders import output_folder
     from .io.images import load_image
 
     check_methods([args.method])
@@ -322,7 +338,9 @@ def _cmd_trust(args: argparse.Namespace) -> int:
 
 
 def _cmd_batch(args: argparse.Namespace) -> int:
+
     from .batch import BatchJob, discover, run_local
+    from .io.folders import output_folder
 
     if args.ray_address and args.engine != "ray":
         raise CamError("--ray-address goes with --engine ray")
@@ -352,6 +370,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     args = build_parser().parse_args(argv)
     try:
+        precheck(args)
         commands = {
             "layers": _cmd_layers, "explain": _cmd_explain, "video": _cmd_video, "sweep": _cmd_sweep,
             "trust": _cmd_trust, "batch": _cmd_batch,

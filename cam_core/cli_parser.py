@@ -9,13 +9,23 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable
+from pathlib import Path
 from typing import NoReturn
 
-from .limits import MAX_FORWARD_BATCH, MAX_INPUT_SIDE, MIN_INPUT_SIDE
+from .errors import CamError, choices_hint
+from .limits import MAX_FORWARD_BATCH, MAX_INPUT_SIDE, MAX_VIDEO_FRAMES, MIN_INPUT_SIDE
 
-__all__ = ["EXIT_USAGE", "build_parser"]
+__all__ = ["EXIT_USAGE", "METHOD_NAMES", "build_parser", "precheck"]
 
 EXIT_USAGE = 2
+
+# The registry's method names (cam_core.engine.methods.METHODS), here without torch so that a mistyped method is
+# answered at once; a test keeps the two in step.
+METHOD_NAMES = (
+    "cam", "gradcam", "gradcampp", "xgradcam", "hirescam", "layercam", "gradcam_elementwise", "eigengradcam",
+    "finercam", "shapleycam", "eigencam", "kpcacam", "randomcam", "legrad", "smoothgradcampp", "scorecam", "sscam",
+    "iscam", "ablationcam",
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -261,3 +271,38 @@ def _add_batch(sub: argparse._SubParsersAction) -> None:
     p_batch.add_argument("--ray-address", help="an existing Ray cluster (default: start a local one)")
     p_batch.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
     p_batch.add_argument("--out", required=True, help="output folder (results.parquet, run.json)")
+
+
+def _check_files(paths: list[str], what: str) -> None:
+    for p in paths:
+        if not Path(p).is_file():
+            raise CamError(f"no such {what} file: {p}")
+
+
+def precheck(args: argparse.Namespace) -> None:
+    """The mistakes found without torch (missing files, unknown methods, numbers out of range), before any
+    heavy import: the command line answers them at once. The commands check them again, with the rest.
+
+    Raises:
+        CamError: the first mistake, as one line.
+    """
+    methods = getattr(args, "method", None)
+    for name in [methods] if isinstance(methods, str) else methods or []:
+        if name not in METHOD_NAMES and not (args.command == "explain" and methods == ["list"]):
+            raise CamError(f"unknown method {name!r}; choose from: {choices_hint(METHOD_NAMES)}")
+    if args.command in ("explain", "sweep", "trust"):
+        _check_files(args.image, "image")
+    if args.command == "video":
+        _check_files([args.video], "video")
+        if not 0.0 <= args.smooth < 1.0:
+            raise CamError(f"--smooth must be at least 0 and below 1, got {args.smooth}")
+        if args.batch_size < 1:
+            raise CamError(f"--batch-size must be at least 1, got {args.batch_size}")
+        if not 0.0 < args.alpha <= 1.0:
+            raise CamError(f"--alpha must be above 0 and at most 1, got {args.alpha}")
+        if args.every < 1:
+            raise CamError(f"--every must be a whole number of at least 1, got {args.every!r}")
+        if args.fps is not None and not args.fps > 0:
+            raise CamError(f"--fps must be a positive number, got {args.fps!r}")
+        if args.max_frames is not None and not 1 <= args.max_frames <= MAX_VIDEO_FRAMES:
+            raise CamError(f"--max-frames must be between 1 and {MAX_VIDEO_FRAMES}, got {args.max_frames!r}")

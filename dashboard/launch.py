@@ -14,6 +14,10 @@ Its own options (see :mod:`dashboard.access`), set as environment variables for 
 
 Examples: ``camdash --server.port 8600``; a demo for the team:
 ``camdash --server.address 0.0.0.0 --models demo_models.toml``.
+
+This module imports neither torch nor Streamlit at the top: ``camdash --help`` (its own options, and where
+Streamlit's are) and its option mistakes answer at once; the environment variables' names are repeated here (a
+test keeps them equal to :mod:`dashboard.access`'s and :mod:`dashboard.dataroot`'s, which import torch).
 """
 
 from __future__ import annotations
@@ -24,10 +28,15 @@ import sys
 import tomllib
 from pathlib import Path
 
-from dashboard.access import ENV_MODELS, ENV_TRUST
-from dashboard.dataroot import ENV as ENV_DATA_ROOT
+__all__ = ["ENV_DATA_ROOT", "ENV_MODELS", "ENV_TRUST", "main", "own_options", "repo_options"]
 
-__all__ = ["main", "own_options", "repo_options"]
+ENV_TRUST = "CAMDASH_TRUST_VISITORS"  # dashboard.access.ENV_TRUST
+ENV_MODELS = "CAMDASH_MODELS"  # dashboard.access.ENV_MODELS
+ENV_DATA_ROOT = "CAMDASH_DATA_ROOT"  # dashboard.dataroot.ENV
+HELP_EPILOG = (
+    "Every other option goes to `streamlit run` (e.g. --server.port 8600, --server.address 0.0.0.0); "
+    "see `streamlit run --help`."
+)
 
 CONFIG = Path(__file__).resolve().parents[1] / ".streamlit" / "config.toml"
 
@@ -46,10 +55,17 @@ def repo_options(config: Path = CONFIG) -> list[str]:
 
 def own_options(argv: list[str]) -> tuple[dict[str, str], list[str]]:
     """Split ``camdash``'s own options (as environment variables) from Streamlit's."""
-    parser = argparse.ArgumentParser(prog="camdash", add_help=False)
-    parser.add_argument("--trust-visitors", choices=["yes", "no"])
-    parser.add_argument("--models", metavar="FILE")
-    parser.add_argument("--data-root", metavar="DIR")
+    parser = argparse.ArgumentParser(
+        prog="camdash", add_help=False, description="Start the class-activation-map dashboard (Streamlit).",
+        epilog=HELP_EPILOG,
+    )
+    parser.add_argument("-h", "--help", action="help", help="show this help and exit")
+    parser.add_argument(
+        "--trust-visitors", choices=["yes", "no"],
+        help="whether visitors may use model sources that run code (default: yes on loopback only)",
+    )
+    parser.add_argument("--models", metavar="FILE", help="a TOML list of the models visitors may choose (a demo)")
+    parser.add_argument("--data-root", metavar="DIR", help="the only folder the Dataset page may read and run")
     own, rest = parser.parse_known_args(argv)
     env = {}
     if own.trust_visitors:
@@ -69,9 +85,9 @@ def own_options(argv: list[str]) -> tuple[dict[str, str], list[str]]:
 
 def main() -> None:
     """Run ``streamlit run`` on the app with the repository's settings and any extra command-line options."""
+    env, rest = own_options(sys.argv[1:])  # --help and option mistakes end here, before Streamlit imports
     from streamlit.web import cli
 
-    env, rest = own_options(sys.argv[1:])
     os.environ.update(env)
     sys.argv = ["streamlit", "run", str(Path(__file__).with_name("app.py")), *repo_options(), *rest]
     sys.exit(cli.main())
