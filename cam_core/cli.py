@@ -79,10 +79,10 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     import numpy as np
 
     from .engine.explainer import explain
-    from .engine.methods import check_methods
+    from .engine.methods import METHODS, check_methods
     from .io.folders import output_folder
     from .io.images import load_image
-    from .render import COLORMAPS, model_view, overlay, save_png
+    from .render import COLORMAPS, maps_on_image, photo_overlay, save_png
 
     if args.method == ["list"]:
         return _list_methods()
@@ -93,7 +93,8 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     out = output_folder(args.out)
     model = _load(args)
     for path, stem, img in zip(args.image, _unique_stems(args.image), images, strict=True):
-        x, region = _prepare(model, img)
+        x, place = model.prepare(img)
+        x, region = x.unsqueeze(0), (place.content if place.padded else None)
         res = explain(
             model, x, layer=args.layer, classes=args.classes, methods=methods, device=args.device,
             target=args.target, batch_size=args.batch_size, region=region, aug_smooth=args.aug_smooth,
@@ -106,13 +107,16 @@ def _cmd_explain(args: argparse.Namespace) -> int:
             "class_names": np.array(res.class_names[0]),
             "layer": np.array(res.layer),
         }
-        view = model_view(x[0], model.mean, model.std)
+        probs = res.probs[0]
         for m in res.methods:
-            up = res.upsampled(m)[0].numpy()
             arrays[f"maps_{m}"] = res.maps[m][0].numpy()
-            arrays[f"up_{m}"] = up
+            arrays[f"up_{m}"] = res.upsampled(m)[0].numpy()
+            on_photo = maps_on_image(arrays[f"maps_{m}"], place, img.size)  # overlays at the photo's own size
             for k, cid in enumerate(res.class_ids[0].tolist()):
-                save_png(overlay(view, up[k], cmap=args.cmap, alpha=args.alpha), out / f"{stem}_{m}_{cid}.png")
+                label = f"{res.class_names[0][k]} {float(probs[cid]):.1%} · {METHODS[m].title}" if args.label else None
+                rgb = photo_overlay(img, on_photo[k], cmap=args.cmap, alpha=args.alpha, colorbar=args.colorbar,
+                                    label=label)
+                save_png(rgb, out / f"{stem}_{m}_{cid}.png")
         np.savez_compressed(out / f"{stem}.npz", **arrays)
         _write_json(out / f"{stem}.json", _diagnosis_json(model, x, res, path, img))
         top = ", ".join(

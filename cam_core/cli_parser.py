@@ -169,6 +169,10 @@ def _add_explain(sub: argparse._SubParsersAction) -> None:
     p_explain.add_argument("--batch-size", type=_BATCH, default=64, help="forward batch of Score-/Ablation-CAM")
     p_explain.add_argument("--cmap", default=None, help="overlay colormap (default jet; signed: bwr)")
     p_explain.add_argument("--alpha", type=_fraction, default=0.6, help="overlay opacity, 0 to 1")
+    p_explain.add_argument(
+        "--colorbar", action="store_true", help="add a colour bar with the map's scale to the overlay PNGs"
+    )
+    p_explain.add_argument("--label", action="store_true", help="burn the class, its probability and the method in")
     p_explain.add_argument("--out", default="out", help="output folder (default: ./out)")
 
 

@@ -22,16 +22,15 @@ from __future__ import annotations
 import io
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 
 from .engine.clip import Cancelled, ClipProgress, ClipResult
 from .engine.methods import METHODS
@@ -39,7 +38,7 @@ from .engine.prefetch import batched
 from .errors import CamError
 from .io.video import VideoError, VideoWriter, even_size, read_frames
 from .models.preprocess import Placement
-from .render import overlay
+from .render import label_frame, overlay
 
 __all__ = [
     "BACKGROUND_LONG_SIDE",
@@ -128,29 +127,6 @@ def maps_on_frames(maps: np.ndarray, place: Placement, size: tuple[int, int]) ->
     out = F.grid_sample(src, grid.expand(len(src), -1, -1, -1), mode="bilinear", align_corners=False,
                         padding_mode="border")
     return out[:, 0].numpy()
-
-
-@cache
-def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    return ImageFont.load_default(size=size)
-
-
-def label_frame(rgb: np.ndarray, lines: Sequence[str]) -> np.ndarray:
-    """Burn ``lines`` into the top-left corner on a dark box (the first line large, the others smaller)."""
-    image = Image.fromarray(rgb)
-    draw = ImageDraw.Draw(image, "RGBA")
-    big = max(11, image.height // 18)
-    fonts = [_font(big), *[_font(max(9, round(big * 0.7)))] * (len(lines) - 1)]
-    pad, x, y = max(3, big // 4), max(4, big // 3), max(4, big // 3)
-    boxes = [draw.textbbox((0, 0), text, font=f) for text, f in zip(lines, fonts, strict=True)]
-    width = max(b[2] - b[0] for b in boxes) + 2 * pad
-    height = sum(b[3] - b[1] + pad for b in boxes) + pad
-    draw.rectangle((x, y, x + width, y + height), fill=(0, 0, 0, 150))
-    cursor = y + pad
-    for text, f, b in zip(lines, fonts, boxes, strict=True):
-        draw.text((x + pad - b[0], cursor - b[1]), text, font=f, fill=(255, 255, 255, 255))
-        cursor += b[3] - b[1] + pad
-    return np.asarray(image)
 
 
 def _percent(p: float) -> str:

@@ -57,7 +57,7 @@ def test_mistakes_exit_2_with_one_line_before_torch(args, needle) -> None:
 def test_method_names_without_torch_match_the_registry() -> None:
     from cam_core.engine.methods import METHODS
 
-    assert METHOD_NAMES == tuple(METHODS)
+    assert tuple(METHODS) == METHOD_NAMES
 
 
 def test_camdash_help_imports_neither_torch_nor_streamlit(tmp_path) -> None:
