@@ -291,8 +291,10 @@ def precheck(args: argparse.Namespace) -> None:
         CamError: the first mistake, as one line.
     """
     methods = getattr(args, "method", None)
+    if args.command == "explain" and methods == ["list"]:
+        return  # `explain --method list` lists the methods, whatever the rest says
     for name in [methods] if isinstance(methods, str) else methods or []:
-        if name not in METHOD_NAMES and not (args.command == "explain" and methods == ["list"]):
+        if name not in METHOD_NAMES:
             raise CamError(f"unknown method {name!r}; choose from: {choices_hint(METHOD_NAMES)}")
     if args.command in ("explain", "sweep", "trust"):
         _check_files(args.image, "image")

@@ -54,6 +54,11 @@ def test_mistakes_exit_2_with_one_line_before_torch(args, needle) -> None:
     assert not imported & HEAVY, imported & HEAVY
 
 
+def test_method_list_needs_no_image() -> None:
+    rc, err, _, out = _run(["-m", "cam_core", "explain", "--image", "absent.jpg", "--method", "list"])
+    assert rc == 0 and "scorecam" in out, err
+
+
 def test_method_names_without_torch_match_the_registry() -> None:
     from cam_core.engine.methods import METHODS
 
