@@ -1,7 +1,8 @@
 """The command line's arguments: one parser per subcommand, and the checks argparse runs on each value.
 
-Kept apart from :mod:`cam_core.cli` (what each subcommand does) and free of torch, so ``--help`` and
-argument mistakes answer at once; the ``--model`` help reads the model-source registry only when shown.
+Kept apart from :mod:`cam_core.cli` (what each subcommand does) and free of torch, so ``--help`` (of every
+subcommand) and argument mistakes answer at once (:func:`precheck`: what can be checked without the model). The
+method names and the ``--model`` help are written out here; tests keep them equal to the registries'.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import NoReturn
 from .errors import CamError, choices_hint
 from .limits import MAX_FORWARD_BATCH, MAX_INPUT_SIDE, MAX_VIDEO_FRAMES, MIN_INPUT_SIDE
 
-__all__ = ["EXIT_USAGE", "METHOD_NAMES", "build_parser", "precheck"]
+__all__ = ["EXIT_USAGE", "METHOD_NAMES", "SPEC_HELP", "build_parser", "precheck", "spec_help_from_registry"]
 
 EXIT_USAGE = 2
 
@@ -80,16 +81,22 @@ def _count(low: int, high: int) -> Callable[[str], int]:
 _BATCH = _count(1, MAX_FORWARD_BATCH)
 
 
-class _SpecForms:
-    """The ``--model`` help: the spec forms, read from the model-source registry when a help text is shown
-    (argparse fills ``%(spec_forms)s`` from the action's attributes). Importing the sources imports
-    torchvision, which parsing arguments and ``python -m cam_core --help`` do not need."""
+def spec_help_from_registry() -> str:
+    """The ``--model`` help as the model-source registry gives it (imports the sources, so torchvision)."""
+    from .models.sources import registered_sources, spec_forms
 
-    def __str__(self) -> str:
-        from .models.sources import registered_sources, spec_forms
+    code = ", ".join(s.label for s in registered_sources() if s.code_bearing)
+    return f"{spec_forms()}. Sources that run code (full pickles need --trust-checkpoint): {code}"
 
-        code = ", ".join(s.label for s in registered_sources() if s.code_bearing)
-        return f"{spec_forms()}. Sources that run code (full pickles need --trust-checkpoint): {code}"
+
+# The same, written out so that ``explain --help`` imports no torch; a test keeps it equal to the registry's.
+SPEC_HELP = (
+    "'timm:NAME', 'hf:FOLDER', an exported program (a .pt2 file from torch.export), a TorchScript archive (.pt), a "
+    ".pt/.pth/.ckpt/.safetensors file (a state dict with an architecture), a factory 'package.module:function', "
+    "'efficientnet_lite0' (offline default), or a torchvision model name such as 'resnet50' (or a video model such "
+    "as 'r3d_18'). Sources that run code (full pickles need --trust-checkpoint): Exported program, TorchScript "
+    'archive, Python factory, Pickled model'
+)
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -97,8 +104,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--model",
         default="efficientnet_lite0",
-        help="%(spec_forms)s",
-    ).spec_forms = _SpecForms()
+        help=SPEC_HELP.replace("%", "%%"),
+    )
     g.add_argument("--weights", default="DEFAULT", help="torchvision or timm weights: DEFAULT, an enum name, or none")
     g.add_argument("--arch", help="architecture of a state dict: a torchvision name, efficientnet_lite0, timm:NAME")
     g.add_argument("--checkpoint", help="state dict (.pt/.pth/.safetensors) to load into a factory's or timm model")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from cam_core.cli_parser import METHOD_NAMES
+from cam_core.cli_parser import METHOD_NAMES, SPEC_HELP, spec_help_from_registry
 
 REPO = Path(__file__).resolve().parents[1]
 HEAVY = {"torch", "torchvision", "numpy", "streamlit", "av"}
@@ -28,10 +28,15 @@ def _run(args: list[str], cwd: Path = REPO) -> tuple[int, list[str], set[str], s
     return out.returncode, [line for line in lines if not line.startswith("import time:")], imported, out.stdout
 
 
-def test_help_imports_no_torch() -> None:
-    rc, err, imported, out = _run(["-m", "cam_core", "--help"])
-    assert rc == 0 and "explain" in out and not err
+@pytest.mark.parametrize("command", [[], ["explain"], ["video"], ["layers"], ["batch"]])
+def test_help_imports_no_torch(command) -> None:
+    rc, err, imported, out = _run(["-m", "cam_core", *command, "--help"])
+    assert rc == 0 and ("explain" in out if not command else "efficientnet_lite0" in out) and not err
     assert "cam_core" in imported and not imported & HEAVY, imported & HEAVY
+
+
+def test_model_help_is_the_registrys() -> None:
+    assert spec_help_from_registry() == SPEC_HELP
 
 
 @pytest.mark.parametrize(
