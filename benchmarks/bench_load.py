@@ -280,7 +280,7 @@ def open_floor(opens: dict[str, tuple[float, float]], starts: dict[str, float], 
     return best, group
 
 
-def run(count: int, nice: int = 10) -> dict:
+def run(count: int, nice: int = 3) -> dict:
     """Both passes; the report the test and the benchmark read."""
     alone, _ = asyncio.run(_run(count, together=False, nice=nice))
     loaded, after = asyncio.run(_run(count, together=True, nice=nice))
