@@ -11,9 +11,9 @@ be bit-identical between the two passes, and the server must report no hooks lef
 (``/_camdash/stats``).
 
 The browsers run on the server's machine here, which a real audience's do not: a Chromium page
-takes 5-6 CPU-seconds to open (all its processes). ``--browser-nice`` (default 10) runs them below the server's
+takes 5-6 CPU-seconds to open (all its processes). ``--browser-nice`` (default 3) runs them below the server's
 interactive work (as if they had CPUs of their own, they do not take the server's) and above its
-background work (Score-CAM's batches run at 19, see ``cam_core.engine.priority``); the end-to-end
+background work (Score-CAM's batches run at nice 5, see ``cam_core.engine.priority``); the end-to-end
 times still include the browsers' drawing on the CPU they get. So the bench also measures what each page open
 costs alone in CPU-seconds (its browser's, from Chromium's own accounting, and the server's) and prints the
 least slow-down those costs force on pages opened together on this machine's CPUs (:func:`open_floor`).
@@ -280,7 +280,7 @@ def open_floor(opens: dict[str, tuple[float, float]], starts: dict[str, float], 
     return best, group
 
 
-def run(count: int, nice: int = 10) -> dict:
+def run(count: int, nice: int = 3) -> dict:
     """Both passes; the report the test and the benchmark read."""
     alone, _ = asyncio.run(_run(count, together=False, nice=nice))
     loaded, after = asyncio.run(_run(count, together=True, nice=nice))
@@ -313,7 +313,7 @@ def _p(values: list[float], q: float) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sessions", type=int, default=6)
-    parser.add_argument("--browser-nice", type=int, default=10, help="CPU priority of the browsers (0: as is)")
+    parser.add_argument("--browser-nice", type=int, default=3, help="CPU priority of the browsers (0: as is)")
     args = parser.parse_args()
     report = run(args.sessions, args.browser_nice)
     for title, alone, loaded in (("end to end", "alone", "loaded"), ("the server's part", "server_alone",

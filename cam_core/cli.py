@@ -2,6 +2,10 @@
 
 User mistakes (unknown model, layer, class or method; unreadable image) end
 with one line on stderr and exit status 2, never a traceback.
+
+Nothing heavy is imported at the top: ``--help`` and the mistakes found without torch (a missing file, an unknown
+method, a number out of range: :func:`~cam_core.cli_parser.precheck`) are answered before torch imports
+(seconds on a busy machine). Each command imports what it needs.
 """
 
 from __future__ import annotations
@@ -12,13 +16,13 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
-
-from .cli_parser import EXIT_USAGE, build_parser
+from .cli_parser import EXIT_USAGE, build_parser, precheck
 from .errors import CamError
-from .io.folders import output_folder
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["build_parser", "main"]
 
@@ -72,10 +76,13 @@ def _unique_stems(paths: Sequence[str]) -> list[str]:
 
 
 def _cmd_explain(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from .engine.explainer import explain
-    from .engine.methods import check_methods
+    from .engine.methods import METHODS, check_methods
+    from .io.folders import output_folder
     from .io.images import load_image
-    from .render import COLORMAPS, model_view, overlay, save_png
+    from .render import COLORMAPS, maps_on_image, photo_overlay, save_png
 
     if args.method == ["list"]:
         return _list_methods()
@@ -86,7 +93,8 @@ def _cmd_explain(args: argparse.Namespace) -> int:
     out = output_folder(args.out)
     model = _load(args)
     for path, stem, img in zip(args.image, _unique_stems(args.image), images, strict=True):
-        x, region = _prepare(model, img)
+        x, place = model.prepare(img)
+        x, region = x.unsqueeze(0), (place.content if place.padded else None)
         res = explain(
             model, x, layer=args.layer, classes=args.classes, methods=methods, device=args.device,
             target=args.target, batch_size=args.batch_size, region=region, aug_smooth=args.aug_smooth,
@@ -99,13 +107,16 @@ def _cmd_explain(args: argparse.Namespace) -> int:
             "class_names": np.array(res.class_names[0]),
             "layer": np.array(res.layer),
         }
-        view = model_view(x[0], model.mean, model.std)
+        probs = res.probs[0]
         for m in res.methods:
-            up = res.upsampled(m)[0].numpy()
             arrays[f"maps_{m}"] = res.maps[m][0].numpy()
-            arrays[f"up_{m}"] = up
+            arrays[f"up_{m}"] = res.upsampled(m)[0].numpy()
+            on_photo = maps_on_image(arrays[f"maps_{m}"], place, img.size)  # overlays at the photo's own size
             for k, cid in enumerate(res.class_ids[0].tolist()):
-                save_png(overlay(view, up[k], cmap=args.cmap, alpha=args.alpha), out / f"{stem}_{m}_{cid}.png")
+                label = f"{res.class_names[0][k]} {float(probs[cid]):.1%} · {METHODS[m].title}" if args.label else None
+                rgb = photo_overlay(img, on_photo[k], cmap=args.cmap, alpha=args.alpha, colorbar=args.colorbar,
+                                    label=label)
+                save_png(rgb, out / f"{stem}_{m}_{cid}.png")
         np.savez_compressed(out / f"{stem}.npz", **arrays)
         _write_json(out / f"{stem}.json", _diagnosis_json(model, x, res, path, img))
         top = ", ".join(
@@ -163,9 +174,12 @@ def _diagnosis_json(model, x: torch.Tensor, res, path: str, image) -> dict[str, 
 
 
 def _cmd_video(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from .engine.clip import explain_clip
     from .engine.methods import check_methods
     from .film import write_films
+    from .io.folders import output_folder
     from .io.video import Sampling, probe_video
 
     methods = check_methods(args.method or ["gradcam"])
@@ -195,7 +209,7 @@ def _cmd_video(args: argparse.Namespace) -> int:
     names = {k: f"top{k + 1}" if res.per_frame else str(int(res.class_ids[k])) for k in slots}
     films = write_films(
         args.video, res, {(m, k): out / f"{stem}_{m}_{names[k]}.mp4" for m in methods for k in slots},
-        smooth=args.smooth, alpha=args.alpha,
+        smooth=args.smooth, scale=args.scale, alpha=args.alpha,
     )
     np.savez_compressed(out / f"{stem}.npz", **res.arrays())
     (out / f"{stem}.csv").write_text(res.csv_text(), encoding="utf-8")
@@ -230,8 +244,9 @@ def _video_json(model, res, smooth: float, films) -> dict[str, object]:  # (Load
             for c in res.class_ids.tolist()
         ],
         "smooth": smooth,
+        "scale": films.scale,
         "films": [
-            {"file": path.name, "method": m, "slot": k, "colour_scale": films.scales[(m, k)]}
+            {"file": path.name, "method": m, "slot": k, "colour_scale": [float(v) for v in films.scales[(m, k)]]}
             for (m, k), path in films.paths.items()
         ],
         "seconds": {**{k: round(v, 3) for k, v in res.seconds.items()}, "films": round(films.seconds["total"], 3)},
@@ -239,7 +254,10 @@ def _video_json(model, res, smooth: float, films) -> dict[str, object]:  # (Load
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from .analysis.sweep import check_sweep_methods, sweep
+    from .io.folders import output_folder
     from .io.images import load_image
     from .render import model_view, overlay, save_png
 
@@ -266,10 +284,13 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _cmd_trust(args: argparse.Namespace) -> int:
+    import numpy as np
+
     from .analysis.sweep import SWEEP_METHODS
     from .analysis.trust import deletion_insertion, randomisation_check, road, sanity_verdicts
     from .engine.explainer import explain
     from .engine.methods import check_methods
+    from .io.folders import output_folder
     from .io.images import load_image
 
     check_methods([args.method])
@@ -321,7 +342,9 @@ def _cmd_trust(args: argparse.Namespace) -> int:
 
 
 def _cmd_batch(args: argparse.Namespace) -> int:
+
     from .batch import BatchJob, discover, run_local
+    from .io.folders import output_folder
 
     if args.ray_address and args.engine != "ray":
         raise CamError("--ray-address goes with --engine ray")
@@ -351,6 +374,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     args = build_parser().parse_args(argv)
     try:
+        precheck(args)
         commands = {
             "layers": _cmd_layers, "explain": _cmd_explain, "video": _cmd_video, "sweep": _cmd_sweep,
             "trust": _cmd_trust, "batch": _cmd_batch,

@@ -1,7 +1,8 @@
 """The command line's arguments: one parser per subcommand, and the checks argparse runs on each value.
 
-Kept apart from :mod:`cam_core.cli` (what each subcommand does) and free of torch, so ``--help`` and
-argument mistakes answer at once; the ``--model`` help reads the model-source registry only when shown.
+Kept apart from :mod:`cam_core.cli` (what each subcommand does) and free of torch, so ``--help`` (of every
+subcommand) and argument mistakes answer at once (:func:`precheck`: what can be checked without the model). The
+method names and the ``--model`` help are written out here; tests keep them equal to the registries'.
 """
 
 from __future__ import annotations
@@ -9,13 +10,23 @@ from __future__ import annotations
 import argparse
 import math
 from collections.abc import Callable
+from pathlib import Path
 from typing import NoReturn
 
-from .limits import MAX_FORWARD_BATCH, MAX_INPUT_SIDE, MIN_INPUT_SIDE
+from .errors import CamError, choices_hint
+from .limits import MAX_FORWARD_BATCH, MAX_INPUT_SIDE, MAX_VIDEO_FRAMES, MIN_INPUT_SIDE
 
-__all__ = ["EXIT_USAGE", "build_parser"]
+__all__ = ["EXIT_USAGE", "METHOD_NAMES", "SPEC_HELP", "build_parser", "precheck", "spec_help_from_registry"]
 
 EXIT_USAGE = 2
+
+# The registry's method names (cam_core.engine.methods.METHODS), here without torch so that a mistyped method is
+# answered at once; a test keeps the two in step.
+METHOD_NAMES = (
+    "cam", "gradcam", "gradcampp", "xgradcam", "hirescam", "layercam", "gradcam_elementwise", "eigengradcam",
+    "finercam", "shapleycam", "eigencam", "kpcacam", "randomcam", "legrad", "smoothgradcampp", "scorecam", "sscam",
+    "iscam", "ablationcam",
+)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -70,16 +81,22 @@ def _count(low: int, high: int) -> Callable[[str], int]:
 _BATCH = _count(1, MAX_FORWARD_BATCH)
 
 
-class _SpecForms:
-    """The ``--model`` help: the spec forms, read from the model-source registry when a help text is shown
-    (argparse fills ``%(spec_forms)s`` from the action's attributes). Importing the sources imports
-    torchvision, which parsing arguments and ``python -m cam_core --help`` do not need."""
+def spec_help_from_registry() -> str:
+    """The ``--model`` help as the model-source registry gives it (imports the sources, so torchvision)."""
+    from .models.sources import registered_sources, spec_forms
 
-    def __str__(self) -> str:
-        from .models.sources import registered_sources, spec_forms
+    code = ", ".join(s.label for s in registered_sources() if s.code_bearing)
+    return f"{spec_forms()}. Sources that run code (full pickles need --trust-checkpoint): {code}"
 
-        code = ", ".join(s.label for s in registered_sources() if s.code_bearing)
-        return f"{spec_forms()}. Sources that run code (full pickles need --trust-checkpoint): {code}"
+
+# The same, written out so that ``explain --help`` imports no torch; a test keeps it equal to the registry's.
+SPEC_HELP = (
+    "'timm:NAME', 'hf:FOLDER', an exported program (a .pt2 file from torch.export), a TorchScript archive (.pt), a "
+    ".pt/.pth/.ckpt/.safetensors file (a state dict with an architecture), a factory 'package.module:function', "
+    "'efficientnet_lite0' (offline default), or a torchvision model name such as 'resnet50' (or a video model such "
+    "as 'r3d_18'). Sources that run code (full pickles need --trust-checkpoint): Exported program, TorchScript "
+    'archive, Python factory, Pickled model'
+)
 
 
 def _add_model_args(p: argparse.ArgumentParser) -> None:
@@ -87,8 +104,8 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--model",
         default="efficientnet_lite0",
-        help="%(spec_forms)s",
-    ).spec_forms = _SpecForms()
+        help=SPEC_HELP.replace("%", "%%"),
+    )
     g.add_argument("--weights", default="DEFAULT", help="torchvision or timm weights: DEFAULT, an enum name, or none")
     g.add_argument("--arch", help="architecture of a state dict: a torchvision name, efficientnet_lite0, timm:NAME")
     g.add_argument("--checkpoint", help="state dict (.pt/.pth/.safetensors) to load into a factory's or timm model")
@@ -159,6 +176,10 @@ def _add_explain(sub: argparse._SubParsersAction) -> None:
     p_explain.add_argument("--batch-size", type=_BATCH, default=64, help="forward batch of Score-/Ablation-CAM")
     p_explain.add_argument("--cmap", default=None, help="overlay colormap (default jet; signed: bwr)")
     p_explain.add_argument("--alpha", type=_fraction, default=0.6, help="overlay opacity, 0 to 1")
+    p_explain.add_argument(
+        "--colorbar", action="store_true", help="add a colour bar with the map's scale to the overlay PNGs"
+    )
+    p_explain.add_argument("--label", action="store_true", help="burn the class, its probability and the method in")
     p_explain.add_argument("--out", default="out", help="output folder (default: ./out)")
 
 
@@ -181,6 +202,11 @@ def _add_video(sub: argparse._SubParsersAction) -> None:
     p_video.add_argument(
         "--smooth", type=float, default=0.0, metavar="S",
         help="temporal smoothing of the films' maps, 0 (off) to 1 (display only: the .npz keeps raw maps)",
+    )
+    p_video.add_argument(
+        "--scale", choices=["frame", "clip"], default="frame",
+        help="the films' colour scale: frame (default: each frame its own, so every frame shows where the model "
+        "looks) or clip (one for the whole clip: fading evidence looks faded)",
     )
     p_video.add_argument("--batch-size", type=int, default=16, help="frames per forward/backward batch")
     p_video.add_argument("--window", type=int, help="video models: frames per input (default: the model's)")
@@ -256,3 +282,40 @@ def _add_batch(sub: argparse._SubParsersAction) -> None:
     p_batch.add_argument("--ray-address", help="an existing Ray cluster (default: start a local one)")
     p_batch.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
     p_batch.add_argument("--out", required=True, help="output folder (results.parquet, run.json)")
+
+
+def _check_files(paths: list[str], what: str) -> None:
+    for p in paths:
+        if not Path(p).is_file():
+            raise CamError(f"no such {what} file: {p}")
+
+
+def precheck(args: argparse.Namespace) -> None:
+    """The mistakes found without torch (missing files, unknown methods, numbers out of range), before any
+    heavy import: the command line answers them at once. The commands check them again, with the rest.
+
+    Raises:
+        CamError: the first mistake, as one line.
+    """
+    methods = getattr(args, "method", None)
+    if args.command == "explain" and methods == ["list"]:
+        return  # `explain --method list` lists the methods, whatever the rest says
+    for name in [methods] if isinstance(methods, str) else methods or []:
+        if name not in METHOD_NAMES:
+            raise CamError(f"unknown method {name!r}; choose from: {choices_hint(METHOD_NAMES)}")
+    if args.command in ("explain", "sweep", "trust"):
+        _check_files(args.image, "image")
+    if args.command == "video":
+        _check_files([args.video], "video")
+        if not 0.0 <= args.smooth < 1.0:
+            raise CamError(f"--smooth must be at least 0 and below 1, got {args.smooth}")
+        if args.batch_size < 1:
+            raise CamError(f"--batch-size must be at least 1, got {args.batch_size}")
+        if not 0.0 < args.alpha <= 1.0:
+            raise CamError(f"--alpha must be above 0 and at most 1, got {args.alpha}")
+        if args.every < 1:
+            raise CamError(f"--every must be a whole number of at least 1, got {args.every!r}")
+        if args.fps is not None and not args.fps > 0:
+            raise CamError(f"--fps must be a positive number, got {args.fps!r}")
+        if args.max_frames is not None and not 1 <= args.max_frames <= MAX_VIDEO_FRAMES:
+            raise CamError(f"--max-frames must be between 1 and {MAX_VIDEO_FRAMES}, got {args.max_frames!r}")

@@ -3,8 +3,11 @@
 Display choices, as in :mod:`cam_core.render` (the raw maps of a :class:`~cam_core.engine.clip.ClipResult`
 are never changed):
 
-- **One colour scale for the whole clip** (:func:`clip_scale`): per-frame min-max would make
-  the film flicker and hide that the evidence faded; with one scale, weak evidence looks weak.
+- **Each frame on its own colour scale** by default (``scale="frame"``, :func:`film_scales`): a film shows
+  where the model looks in every frame, even where one part of a clip explains a class far more weakly
+  than another (one clip-wide scale left a cat's frames bare next to an espresso's). ``scale="clip"``
+  (:func:`clip_scale`) keeps one scale for the whole clip, so that evidence that fades looks faded.
+  The film's label line says which scale it shows.
 - **Temporal smoothing** (:func:`smooth_maps`, off by default): an exponential moving average
   of the maps, restarting where the explained class changes; for the display only.
 - **Labels**: the frame's top-1 class and probability in the corner (as in the blog post this
@@ -19,15 +22,15 @@ from __future__ import annotations
 import io
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 
 from .engine.clip import Cancelled, ClipProgress, ClipResult
 from .engine.methods import METHODS
@@ -35,19 +38,24 @@ from .engine.prefetch import batched
 from .errors import CamError
 from .io.video import VideoError, VideoWriter, even_size, read_frames
 from .models.preprocess import Placement
-from .render import overlay
+from .render import label_frame, overlay
 
 __all__ = [
     "BACKGROUND_LONG_SIDE",
+    "SCALES",
     "Films",
+    "Scale",
     "clip_scale",
     "display_maps",
+    "film_scales",
     "label_frame",
     "maps_on_frames",
     "smooth_maps",
     "write_films",
 ]
 
+Scale = Literal["frame", "clip"]
+SCALES: dict[str, str] = {"frame": "each frame on its own scale", "clip": "one scale for the whole clip"}
 BACKGROUND_LONG_SIDE = 640  # frames kept for a viewer (JPEG) are at most this long
 _BATCH = 16
 
@@ -87,6 +95,18 @@ def clip_scale(maps: np.ndarray, view: str = "relu") -> float:
     return top if top > 0 else 1.0
 
 
+def film_scales(maps: np.ndarray, scale: str = "frame", view: str = "relu") -> np.ndarray:
+    """(T,) the colour scale of each frame of a film: its own largest value (``frame``) or :func:`clip_scale` for
+    every frame (``clip``); 1.0 for a frame with no evidence (it stays blank, never noise blown up)."""
+    if scale == "clip":
+        return np.full(len(maps), clip_scale(maps, view), dtype=np.float64)
+    if scale != "frame":
+        raise CamError(f"unknown colour scale {scale!r}; choose from: {', '.join(SCALES)}")
+    flat = np.asarray(maps, dtype=np.float64).reshape(len(maps), -1)
+    top = np.abs(flat).max(axis=1, initial=0.0) if view == "signed" else np.maximum(flat, 0).max(axis=1, initial=0.0)
+    return np.where(top > 0, top, 1.0)
+
+
 def maps_on_frames(maps: np.ndarray, place: Placement, size: tuple[int, int]) -> np.ndarray:
     """Layer-resolution maps (N, h, w) over the model's input → the frames' pixels (N, H, W), bilinear.
 
@@ -109,41 +129,20 @@ def maps_on_frames(maps: np.ndarray, place: Placement, size: tuple[int, int]) ->
     return out[:, 0].numpy()
 
 
-@cache
-def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
-    return ImageFont.load_default(size=size)
-
-
-def label_frame(rgb: np.ndarray, lines: Sequence[str]) -> np.ndarray:
-    """Burn ``lines`` into the top-left corner on a dark box (the first line large, the others smaller)."""
-    image = Image.fromarray(rgb)
-    draw = ImageDraw.Draw(image, "RGBA")
-    big = max(11, image.height // 18)
-    fonts = [_font(big), *[_font(max(9, round(big * 0.7)))] * (len(lines) - 1)]
-    pad, x, y = max(3, big // 4), max(4, big // 3), max(4, big // 3)
-    boxes = [draw.textbbox((0, 0), text, font=f) for text, f in zip(lines, fonts, strict=True)]
-    width = max(b[2] - b[0] for b in boxes) + 2 * pad
-    height = sum(b[3] - b[1] + pad for b in boxes) + pad
-    draw.rectangle((x, y, x + width, y + height), fill=(0, 0, 0, 150))
-    cursor = y + pad
-    for text, f, b in zip(lines, fonts, boxes, strict=True):
-        draw.text((x + pad - b[0], cursor - b[1]), text, font=f, fill=(255, 255, 255, 255))
-        cursor += b[3] - b[1] + pad
-    return np.asarray(image)
-
-
 def _percent(p: float) -> str:
     return f"{p:.1%}" if p >= 0.001 else "< 0.1%"
 
 
 @dataclass
 class Films:
-    """What :func:`write_films` made: ``paths`` per (method, slot), the colour ``scales`` used, and (when asked)
-    every frame as JPEG bytes (``backgrounds``, long side at most :data:`BACKGROUND_LONG_SIDE`) for a viewer."""
+    """What :func:`write_films` made: ``paths`` per (method, slot), the colour ``scales`` used ((T,) per film: one per
+    frame, all equal for ``scale="clip"``), which ``scale`` rule, and (when asked) every frame as JPEG bytes
+    (``backgrounds``, long side at most :data:`BACKGROUND_LONG_SIDE`) for a viewer."""
 
     paths: dict[tuple[str, int], Path]
-    scales: dict[tuple[str, int], float]
+    scales: dict[tuple[str, int], np.ndarray]
     size: tuple[int, int]
+    scale: str = "frame"
     backgrounds: list[bytes] | None = None
     seconds: dict[str, float] = field(default_factory=dict)
 
@@ -163,6 +162,7 @@ def write_films(
     paths: dict[tuple[str, int], str | os.PathLike[str]],
     *,
     smooth: float = 0.0,
+    scale: str = "frame",
     alpha: float = 0.5,
     cmap: str = "jet",
     keep_backgrounds: bool = False,
@@ -176,8 +176,9 @@ def write_films(
         result: The maps and scores.
         paths: (method, slot k) → output file.
         smooth: Temporal smoothing strength for the display (0: off).
+        scale: ``frame`` (default): each frame on its own colour scale; ``clip``: one for the whole clip.
         alpha: Opacity of the strongest evidence.
-        cmap: Sequential colormap (ReLU'd view: positive evidence only, on the clip's one scale).
+        cmap: Sequential colormap (ReLU'd view: positive evidence only).
         keep_backgrounds: Also return every frame as JPEG bytes.
         progress: Called per batch with (frames done, frames in all, seconds so far).
         should_stop: Checked between batches (:class:`~cam_core.engine.clip.Cancelled`).
@@ -193,7 +194,8 @@ def write_films(
         if method not in result.maps or not 0 <= k < result.class_ids.shape[-1]:
             raise CamError(f"no maps for method {method!r}, class slot {k} in this result")
     shown = {key: display_maps(result, key[0], key[1], smooth) for key in paths}
-    scales = {key: clip_scale(maps) for key, maps in shown.items()}
+    scales = {key: film_scales(maps, scale) for key, maps in shown.items()}
+    scale_note = "scale: this frame" if scale == "frame" else "scale: whole clip"
     width, height = even_size(*result.frame_size)
     top1 = result.top1
     # Decoded as explain_clip decoded them: frames larger than its working size came out at result.frame_size.
@@ -218,8 +220,9 @@ def write_films(
                 for key, writer in writers.items():
                     method, k = key
                     cid = int(result.slot_ids(k)[t])
-                    image = overlay(rgb, ups[key][j], cmap=cmap, alpha=alpha, top=scales[key])
-                    note = f"{METHODS[method].title} of {result.names[cid]} ({_percent(result.probs[t, cid])})"
+                    image = overlay(rgb, ups[key][j], cmap=cmap, alpha=alpha, top=float(scales[key][t]))
+                    note = (f"{METHODS[method].title} of {result.names[cid]} ({_percent(result.probs[t, cid])})"
+                            f" · {scale_note}")
                     writer.write(label_frame(image, [head, note]))
             done += len(batch)
             if progress is not None:
@@ -233,6 +236,7 @@ def write_films(
         paths={key: Path(p) for key, p in paths.items()},
         scales=scales,
         size=(width, height),
+        scale=scale,
         backgrounds=backgrounds,
         seconds={"total": time.perf_counter() - start},
     )

@@ -11,15 +11,19 @@ from __future__ import annotations
 
 import io
 from collections.abc import Mapping, Sequence
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
-from PIL import Image, PngImagePlugin
+import torch.nn.functional as F
+from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 
 from .errors import CamError
+
+if TYPE_CHECKING:
+    from .models.preprocess import Placement
 
 __all__ = [
     "COLORMAPS",
@@ -29,8 +33,11 @@ __all__ = [
     "heat_color",
     "heat_rgba",
     "heat_scale",
+    "label_frame",
+    "maps_on_image",
     "model_view",
     "overlay",
+    "photo_overlay",
     "plotly_colorscale",
     "save_png",
     "scale_rgba",
@@ -231,3 +238,94 @@ def plotly_colorscale(cmap: str, steps: int = 11) -> list[list[float | str]]:
     """The same colormap as a Plotly colorscale, so the dashboard and PNGs agree."""
     lut = COLORMAPS[cmap]
     return [[i / (steps - 1), "rgb({},{},{})".format(*lut[round(i * 255 / (steps - 1))])] for i in range(steps)]
+
+
+def maps_on_image(maps: np.ndarray, place: Placement, size: tuple[int, int]) -> np.ndarray:
+    """Maps over the model's input (N, h, w), at any resolution → over the original image's pixels (N, H, W).
+
+    The inverse of the fit: the image's part ``place.used`` (all of it, but for a centre crop) reached the input at
+    ``place.content``, so each image pixel samples the map there (bilinear); pixels the model never saw (outside a
+    crop) get 0: no evidence, the photo shows through.
+
+    Args:
+        maps: (N, h, w) float maps over the whole input (the layer's grid, or already at the input's size).
+        place: How the image met the model (:meth:`~cam_core.models.LoadedModel.prepare`).
+        size: (width, height) of the image.
+    """
+    (H, W), (top, left, ch, cw) = place.size, place.content
+    u_left, u_top, u_right, u_bottom = place.used
+    width, height = size
+    px = torch.arange(width, dtype=torch.float64) + 0.5
+    py = torch.arange(height, dtype=torch.float64) + 0.5
+    xs = left + (px - u_left) * cw / (u_right - u_left)
+    ys = top + (py - u_top) * ch / (u_bottom - u_top)
+    grid = torch.stack(torch.meshgrid(2 * xs / W - 1, 2 * ys / H - 1, indexing="xy"), dim=-1).float()
+    src = torch.from_numpy(np.ascontiguousarray(maps, dtype=np.float32))[:, None]
+    out = F.grid_sample(src, grid.expand(len(src), -1, -1, -1), mode="bilinear", align_corners=False,
+                        padding_mode="border")[:, 0]
+    seen = ((py >= u_top) & (py <= u_bottom))[:, None] & ((px >= u_left) & (px <= u_right))[None, :]
+    return (out * seen.to(out.dtype)).numpy()
+
+
+@cache
+def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    return ImageFont.load_default(size=size)
+
+
+def label_frame(rgb: np.ndarray, lines: Sequence[str]) -> np.ndarray:
+    """Burn ``lines`` into the top-left corner on a dark box (the first line large, the others smaller)."""
+    image = Image.fromarray(rgb)
+    draw = ImageDraw.Draw(image, "RGBA")
+    big = max(11, image.height // 18)
+    fonts = [_font(big), *[_font(max(9, round(big * 0.7)))] * (len(lines) - 1)]
+    pad, x, y = max(3, big // 4), max(4, big // 3), max(4, big // 3)
+    boxes = [draw.textbbox((0, 0), text, font=f) for text, f in zip(lines, fonts, strict=True)]
+    width = max(b[2] - b[0] for b in boxes) + 2 * pad
+    height = sum(b[3] - b[1] + pad for b in boxes) + pad
+    draw.rectangle((x, y, x + width, y + height), fill=(0, 0, 0, 150))
+    cursor = y + pad
+    for text, f, b in zip(lines, fonts, boxes, strict=True):
+        draw.text((x + pad - b[0], cursor - b[1]), text, font=f, fill=(255, 255, 255, 255))
+        cursor += b[3] - b[1] + pad
+    return np.asarray(image)
+
+
+def _colorbar(height: int, view: View, cmap: str | None, top: float) -> np.ndarray:
+    """A colour bar (H, w, 3) for the right of an overlay: the colormap, its top value and its bottom (0, or
+    −top for the signed view), on white."""
+    font = _font(max(10, height // 28))
+    labels = (f"{top:.3g}", "0" if view == "relu" else f"{-top:.3g}")
+    bar, pad = max(10, height // 25), max(4, height // 60)
+    text_w = max(int(ImageDraw.Draw(Image.new("RGB", (1, 1))).textlength(t, font=font)) for t in labels)
+    panel = Image.new("RGB", (pad * 3 + bar + text_w, height), (255, 255, 255))
+    span = max(1, height - 2 * pad)
+    color, _ = heat_color(np.linspace(1.0, 0.0, span), view=view, cmap=cmap)
+    panel.paste(Image.fromarray(np.repeat(color[:, None], bar, axis=1)), (pad, pad))
+    draw = ImageDraw.Draw(panel)
+    draw.text((2 * pad + bar, pad), labels[0], font=font, fill=(0, 0, 0), anchor="lt")
+    draw.text((2 * pad + bar, height - pad), labels[1], font=font, fill=(0, 0, 0), anchor="lb")
+    return np.asarray(panel)
+
+
+def photo_overlay(
+    photo: np.ndarray | Image.Image,
+    cam: np.ndarray,
+    *,
+    view: View = "relu",
+    cmap: str | None = None,
+    alpha: float = 0.6,
+    top: float | None = None,
+    colorbar: bool = False,
+    label: str | Sequence[str] | None = None,
+) -> np.ndarray:
+    """An overlay to export, at the photo's own size: :func:`overlay` of a map already over the photo's pixels
+    (:func:`maps_on_image`), with the class and probability burnt in (``label``) and a colour bar on the right
+    (``colorbar``: the image gets wider by the bar). RGB uint8."""
+    rgb = overlay(photo, cam, view=view, cmap=cmap, alpha=alpha, top=top)
+    if label:
+        rgb = label_frame(rgb, [label] if isinstance(label, str) else list(label))
+    if colorbar:
+        cam = np.asarray(cam, dtype=np.float32)
+        scale = top if top is not None else float(np.abs(cam).max() if view == "signed" else np.maximum(cam, 0).max())
+        rgb = np.concatenate([rgb, _colorbar(rgb.shape[0], view, cmap, scale if scale > 0 else 1.0)], axis=1)
+    return rgb

@@ -22,6 +22,11 @@ Beyond loopback, visitors never see a traceback (``client.showErrorDetails=none`
 
 Examples: ``camdash --server.port 8600``; a demo for the team:
 ``camdash --server.address 0.0.0.0 --models demo_models.toml``.
+
+This module imports neither torch nor Streamlit at the top: ``camdash --help`` (its own options, and where
+Streamlit's are) and its option mistakes answer at once; the environment variables' names are repeated here (a
+test keeps them equal to :mod:`dashboard.access`'s, :mod:`dashboard.dataroot`'s and
+:mod:`dashboard.server.stats`', which import torch).
 """
 
 from __future__ import annotations
@@ -33,12 +38,19 @@ import sys
 import tomllib
 from pathlib import Path
 
-from dashboard.access import ENV_MODELS, ENV_TRUST
-from dashboard.dataroot import ENV as ENV_DATA_ROOT
-from dashboard.dataroot import ENV_QUOTA, ENV_SHARED_UPLOADS
-from dashboard.server.stats import ENV_TOKEN
+__all__ = ["ENV_DATA_ROOT", "ENV_MODELS", "ENV_QUOTA", "ENV_SHARED_UPLOADS", "ENV_TOKEN", "ENV_TRUST", "main",
+           "own_options", "repo_options"]
 
-__all__ = ["main", "own_options", "repo_options"]
+ENV_TRUST = "CAMDASH_TRUST_VISITORS"  # dashboard.access.ENV_TRUST
+ENV_MODELS = "CAMDASH_MODELS"  # dashboard.access.ENV_MODELS
+ENV_DATA_ROOT = "CAMDASH_DATA_ROOT"  # dashboard.dataroot.ENV
+ENV_QUOTA = "CAMDASH_UPLOAD_QUOTA"  # dashboard.dataroot.ENV_QUOTA
+ENV_SHARED_UPLOADS = "CAMDASH_SHARED_UPLOADS"  # dashboard.dataroot.ENV_SHARED_UPLOADS
+ENV_TOKEN = "CAMDASH_STATS_TOKEN"  # dashboard.server.stats.ENV_TOKEN
+HELP_EPILOG = (
+    "Every other option goes to `streamlit run` (e.g. --server.port 8600, --server.address 0.0.0.0); "
+    "see `streamlit run --help`."
+)
 
 CONFIG = Path(__file__).resolve().parents[1] / ".streamlit" / "config.toml"
 
@@ -57,13 +69,26 @@ def repo_options(config: Path = CONFIG) -> list[str]:
 
 def own_options(argv: list[str]) -> tuple[dict[str, str], list[str]]:
     """Split ``camdash``'s own options (as environment variables) from Streamlit's."""
-    parser = argparse.ArgumentParser(prog="camdash", add_help=False)
-    parser.add_argument("--trust-visitors", choices=["yes", "no"])
-    parser.add_argument("--models", metavar="FILE")
-    parser.add_argument("--data-root", metavar="DIR")
-    parser.add_argument("--upload-quota", metavar="SIZE")
-    parser.add_argument("--shared-uploads", choices=["yes", "no"])
-    parser.add_argument("--stats-token", metavar="TOKEN")
+    parser = argparse.ArgumentParser(
+        prog="camdash", add_help=False, description="Start the class-activation-map dashboard (Streamlit).",
+        epilog=HELP_EPILOG,
+    )
+    parser.add_argument("-h", "--help", action="help", help="show this help and exit")
+    parser.add_argument(
+        "--trust-visitors", choices=["yes", "no"],
+        help="whether visitors may use model sources that run code (default: yes on loopback only)",
+    )
+    parser.add_argument("--models", metavar="FILE", help="a TOML list of the models visitors may choose (a demo)")
+    parser.add_argument("--data-root", metavar="DIR", help="the only folder the Dataset page may read and run")
+    parser.add_argument(
+        "--upload-quota", metavar="SIZE", help="the most all zip uploads under the data root may hold (500M, 20G)"
+    )
+    parser.add_argument(
+        "--shared-uploads", choices=["yes", "no"], help="whether every visitor sees every zip upload (default: no)"
+    )
+    parser.add_argument(
+        "--stats-token", metavar="TOKEN", help="lets /_camdash/stats answer other machines that carry this token"
+    )
     own, rest = parser.parse_known_args(argv)
     env = {}
     if own.trust_visitors:
@@ -91,9 +116,9 @@ def own_options(argv: list[str]) -> tuple[dict[str, str], list[str]]:
 
 def main() -> None:
     """Run ``streamlit run`` on the app with the repository's settings and any extra command-line options."""
+    env, rest = own_options(sys.argv[1:])  # --help and option mistakes end here, before Streamlit imports
     from streamlit.web import cli
 
-    env, rest = own_options(sys.argv[1:])
     os.environ.update(env)
     sys.argv = ["streamlit", "run", str(Path(__file__).with_name("app.py")), *repo_options(), *rest]
     sys.exit(cli.main())

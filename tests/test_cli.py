@@ -44,7 +44,7 @@ def test_explain_writes_the_contract(photo, tmp_path):
         assert z[f"up_{m}"].shape == (3, 224, 337)
         for cid in z["class_ids"]:
             png = Image.open(out / f"cat_{m}_{cid}.png")
-            assert png.size == (337, 224) and png.mode == "RGB"
+            assert png.size == (451, 300) and png.mode == "RGB"  # at the photo's own size
     # the overlay really carries the map: where the ReLU'd map is strongest the colour differs from the photo
     assert (np.asarray(Image.open(out / f"cat_gradcam_{z['class_ids'][0]}.png")).std() > 10)
     report = json.loads((out / "cat.json").read_text())

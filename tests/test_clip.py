@@ -1,6 +1,6 @@
 """explain_clip and the overlay films: maps that follow a moving object, classes (clip, per frame, fixed), the
-batched result equal to per-frame explain(), one colour scale per film, smoothing for display only, and 3-D
-video models (a hand-built one with a known map, and torchvision's r3d_18 untrained, end to end)."""
+batched result equal to per-frame explain(), each frame's colour scale or the clip's, smoothing for display only,
+and 3-D video models (a hand-built one with a known map, and torchvision's r3d_18 untrained, end to end)."""
 
 from __future__ import annotations
 
@@ -137,8 +137,10 @@ def test_films_use_one_colour_scale_and_decode_back(red, tmp_path):
     path = write_clip(tmp_path / "fading.mp4", frames)
     res = explain_clip(red, path, classes=[0])
     raw = {m: v.copy() for m, v in res.maps.items()}
-    films = write_films(path, res, {("gradcam", 0): tmp_path / "film.mp4"}, alpha=0.8, keep_backgrounds=True)
-    scale = films.scales[("gradcam", 0)]
+    films = write_films(path, res, {("gradcam", 0): tmp_path / "film.mp4"}, scale="clip", alpha=0.8,
+                        keep_backgrounds=True)
+    assert films.scale == "clip" and np.ptp(films.scales[("gradcam", 0)]) == 0
+    scale = float(films.scales[("gradcam", 0)][0])
     assert scale == pytest.approx(float(res.maps["gradcam"].max())) == pytest.approx(clip_scale(raw["gradcam"][:, 0]))
     info = probe_video(tmp_path / "film.mp4")
     assert (info.width, info.height, info.frames, info.codec) == (160, 120, 6, "h264")
@@ -156,6 +158,39 @@ def test_films_use_one_colour_scale_and_decode_back(red, tmp_path):
             assert np.abs(film - own_scale).mean() > 30  # and not what a per-frame scale would show
     for m in raw:  # drawing changed nothing
         np.testing.assert_array_equal(res.maps[m], raw[m])
+
+
+def _heat_visible(path, frames, ups) -> list[float]:
+    """Per frame: mean |film − source| (0…255) where the map is high (within 10 % of its peak)."""
+    diffs = []
+    for frame, back, up in zip(frames, read_frames(path), ups, strict=True):
+        hot = up >= 0.9 * up.max()
+        diffs.append(float(np.abs(back.rgb.astype(float) - frame.astype(float))[hot].mean()))
+    return diffs
+
+
+def test_films_show_the_heat_in_every_frame_by_default(tmp_path):
+    # One half of the clip explains the class 3× more weakly than the other (a cat's frames next to an espresso's).
+    # On one clip-wide scale its frames stay nearly bare; each frame on its own scale shows where the model looks.
+    # A blue square and RedNet turned to blue (map = relu(b - (r + g) / 2)): jet's dark-red peak stands out on it.
+    net = RedNet()
+    with torch.no_grad():
+        net.conv.weight.copy_(torch.tensor([-0.5, -0.5, 1.0]).view(1, 3, 1, 1))
+    blue = loaded(net, ["blue thing", "not blue"])
+    frames, _ = moving_square(8, size=(160, 120), side=24, strength=[0.33] * 4 + [1.0] * 4)
+    frames = [np.ascontiguousarray(f[..., ::-1]) for f in frames]
+    path = write_clip(tmp_path / "weak_then_strong.mp4", frames)
+    res = explain_clip(blue, path, classes=[0])
+    ups = maps_on_frames(res.maps["gradcam"][:, 0], res.place, res.frame_size)
+    films = write_films(path, res, {("gradcam", 0): tmp_path / "frame.mp4"})
+    assert films.scale == "frame"
+    np.testing.assert_allclose(films.scales[("gradcam", 0)], res.maps["gradcam"][:, 0].max(axis=(1, 2)), rtol=1e-6)
+    assert min(_heat_visible(tmp_path / "frame.mp4", frames, ups)) > 30
+    write_films(path, res, {("gradcam", 0): tmp_path / "clip.mp4"}, scale="clip")
+    weak = _heat_visible(tmp_path / "clip.mp4", frames, ups)[:4]
+    assert max(weak) < 30  # what the clip-wide scale showed: the weak half nearly bare
+    with pytest.raises(CamError, match="unknown colour scale"):
+        write_films(path, res, {("gradcam", 0): tmp_path / "x.mp4"}, scale="global")
 
 
 def test_smoothing_is_off_by_default_and_for_display_only(red, square, tmp_path):

@@ -1,7 +1,7 @@
 """The video page's wiring, driven headless with Streamlit's AppTest (no browser).
 
 The sidebar's model is the tiny ``tiny:gapnet`` factory (fast); the clip is the page's sample (36 frames
-made from the sample photos). Covers: Run → film, scrubber and timeline; one colour scale across frames; play;
+made from the sample photos). Covers: Run → film, scrubber and timeline; each frame's colour scale or the clip's; play;
 nothing recomputed on a rerun, and smoothing re-drawing the film only; the class modes; a bad upload as one
 line with the page still working; a frame sent to the image page with the same model and layer.
 """
@@ -96,15 +96,26 @@ def test_run_shows_the_film_scrubber_and_timeline(ran, calls) -> None:
     assert done and "from the cache" not in done[0]  # this session computed it a moment ago
 
 
-def test_scrubbing_keeps_one_colour_scale(ran) -> None:
+def test_scrubbing_shows_each_frame_on_its_scale_or_the_clips(ran) -> None:
     at = ran
+    assert at.selectbox(key="video_scale").value == "frame"  # each frame on its own scale by default
+    assert any("Colour scale: each frame on its own scale" in c.value for c in at.caption)
     first = [t for t in _figures(at)["video_overlay"]["data"] if t["type"] == "heatmap"]
     at.slider(key="video_frame").set_value(30).run()
     _no_failure(at)
     assert any("Frame 31 of 36" in m.value for m in at.markdown)
     later = [t for t in _figures(at)["video_overlay"]["data"] if t["type"] == "heatmap"]
     assert not np.array_equal(_array(first[0]["z"]), _array(later[0]["z"]))  # another frame's map
-    assert first[0]["zmax"] == later[0]["zmax"] > 0 and first[0]["zmin"] == later[0]["zmin"] == 0  # one scale
+    assert first[0]["zmax"] != later[0]["zmax"] and first[0]["zmin"] == later[0]["zmin"] == 0  # its own scale
+    at.selectbox(key="video_scale").set_value("clip").run()  # the films are drawn again on one scale
+    _no_failure(at)
+    assert any("Colour scale: one scale for the whole clip" in c.value for c in at.caption)
+    clip_late = [t for t in _figures(at)["video_overlay"]["data"] if t["type"] == "heatmap"]
+    at.slider(key="video_frame").set_value(0).run()
+    clip_first = [t for t in _figures(at)["video_overlay"]["data"] if t["type"] == "heatmap"]
+    assert clip_first[0]["zmax"] == clip_late[0]["zmax"] > 0  # one scale
+    at.selectbox(key="video_scale").set_value("frame").run()
+    at.slider(key="video_frame").set_value(30).run()
     at.button(key="video_prev").click().run()
     assert at.slider(key="video_frame").value == 29
 

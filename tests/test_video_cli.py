@@ -50,7 +50,17 @@ def test_video_writes_films_npz_and_csv(clip, tmp_path):
     assert len(rows) == 6 and rows[0].startswith("frame_index,time_s,top1,top1_name,top1_prob,prob_")
     report = json.loads((out / "walk.json").read_text())
     assert report["fit"] == "whole" and report["frames"] == 5 and report["smooth"] == 0.3
+    assert report["scale"] == "frame"  # each frame on its own colour scale by default
     assert {f["file"] for f in report["films"]} == {p.name for p in out.glob("*.mp4")}
+    assert all(len(f["colour_scale"]) == 5 for f in report["films"])
+
+
+def test_scale_clip_gives_one_colour_scale(clip, tmp_path):
+    rc = main(["video", *TINY, "--video", str(clip), "--max-frames", "3", "--scale", "clip", "--out", str(tmp_path)])
+    assert rc == 0
+    report = json.loads((tmp_path / "walk.json").read_text())
+    assert report["scale"] == "clip"
+    assert all(len(set(f["colour_scale"])) == 1 for f in report["films"])
 
 
 def test_per_frame_classes(clip, tmp_path):

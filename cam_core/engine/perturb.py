@@ -19,6 +19,8 @@ and then upsamples; with their recipe substituted, the weights agree to float pr
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Callable, Sequence
 
 import torch
@@ -30,7 +32,7 @@ from .capture import replace_output
 from .priority import background, yield_to_foreground
 from .targets import Target
 
-__all__ = ["ablated_scores", "mask_noise", "masked_input_scores", "minmax_masks"]
+__all__ = ["ablated_scores", "eta_text", "mask_noise", "masked_input_scores", "minmax_masks"]
 
 Progress = Callable[[float, str], None]
 
@@ -49,6 +51,18 @@ def minmax_masks(A_i: Tensor, size: tuple[int, int]) -> Tensor:
 def mask_noise(gen: torch.Generator, shape: Sequence[int], std: float) -> Tensor:
     """SS-CAM's mask noise N(0, std²), drawn on the CPU from a seeded generator (the same on every device)."""
     return torch.randn(tuple(shape), generator=gen) * std
+
+
+ETA_AFTER = 2  # forwards timed before the progress text says how long is left
+
+
+def eta_text(done: int, total: int, seconds: float) -> str:
+    """``about N s left`` (``about N min left`` past 90 s) at the pace so far: ``done`` of ``total`` forwards in
+    ``seconds``; empty before :data:`ETA_AFTER` forwards (the first ones say little: warm-up, a busy moment)."""
+    if done < ETA_AFTER or done >= total or seconds <= 0:
+        return ""
+    left = seconds / done * (total - done)
+    return f"about {math.ceil(left)} s left" if left < 90 else f"about {math.ceil(left / 60)} min left"
 
 
 def _channel_scores(
@@ -70,7 +84,8 @@ def _channel_scores(
     out = torch.empty(n, ids.shape[1], c, device=A.device, dtype=torch.float32)
     forwards = 0
     total = passes * n * -(-c // batch_size)
-    with background() as in_background:  # the batches compute at the lowest CPU priority
+    start = time.perf_counter()
+    with background() as in_background:  # the batches compute at a lower CPU priority
         for i in range(n):
             for c0 in range(0, c, batch_size):
                 b = min(batch_size, c - c0)
@@ -79,7 +94,9 @@ def _channel_scores(
                 out[i, :, c0 : c0 + b] = target(logits, ids[i].expand(b, -1)).T
                 forwards += 1
                 if progress:
-                    progress((done + forwards) / total, f"{label}: forward {done + forwards} of {total}")
+                    left = eta_text(forwards, total - done, time.perf_counter() - start)
+                    text = f"{label}: forward {done + forwards} of {total}"
+                    progress((done + forwards) / total, f"{text}, {left}" if left else text)
     return out, forwards
 
 

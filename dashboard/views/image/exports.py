@@ -16,8 +16,10 @@ import zipfile
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+from PIL import Image
 
-from cam_core.render import overlay, to_png_bytes
+from cam_core.models.preprocess import Placement
+from cam_core.render import maps_on_image, photo_overlay, to_png_bytes
 from dashboard.display import Display
 
 __all__ = ["maps_npz", "overlays_zip", "safe_stem", "scores_csv", "scores_json"]
@@ -36,6 +38,8 @@ def overlays_zip(
     stem: str,
     display: Display,
     meta: Mapping[str, object] | None = None,
+    photo: Image.Image | None = None,
+    place: Placement | None = None,
 ) -> bytes:
     """One PNG per (method, class, view) as the page shows it (its views, colormaps and opacity), in a zip.
 
@@ -44,20 +48,25 @@ def overlays_zip(
     its own can still say where it came from.
 
     Args:
-        background: (H, W, 3) uint8 image as the model saw it.
+        background: (H, W, 3) uint8 image as the model saw it (used without ``photo``).
         maps: (method, class id) → (H, W) upsampled signed map.
         class_names: all class names (indexed by id).
         stem: file-name prefix (the image's name).
         display: the on-screen views (in their row order), colormaps and opacity.
         meta: the view's settings (model, fit, layer, …), written to every PNG and to ``meta.json``.
+        photo: the original image; with ``place`` (how it met the model), the PNGs are at its own size (the maps
+            carried back through the fit), else at the model's input size over ``background``.
     """
     meta = dict(meta or {})
+    if photo is not None and place is not None:
+        background = np.asarray(photo.convert("RGB"))
+        maps = {key: maps_on_image(cam[None], place, photo.size)[0] for key, cam in maps.items()}
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:  # PNGs are compressed already
         for (method, cid), cam in maps.items():
             for view in display.views:
                 cmap = display.signed_cmap if view == "signed" else display.cmap
-                rgb = overlay(background, cam, view=view, cmap=cmap, alpha=display.opacity)
+                rgb = photo_overlay(background, cam, view=view, cmap=cmap, alpha=display.opacity)
                 text = {**_texts(meta), "method": method, "class": f"{class_names[cid]} ({cid})", "view": view}
                 name = f"{stem}_{method}_{cid}_{safe_stem(class_names[cid])}_{view}.png"
                 zf.writestr(name, to_png_bytes(rgb, text))

@@ -479,7 +479,8 @@ def show_exports(
     with st.container(horizontal=True, gap="small", key="downloads"):
         st.download_button(
             "Overlays (PNG, zip)",
-            partial(exports.overlays_zip, view.background, ups, names, stem=stem, display=display, meta=meta),
+            partial(exports.overlays_zip, view.background, ups, names, stem=stem, display=display, meta=meta,
+                    photo=item.image, place=view.place),
             file_name=f"{stem}_overlays.zip",
             mime="application/zip",
             icon=":material/image:",

@@ -91,10 +91,11 @@ class VideoRun:
 
 @dataclass(frozen=True)
 class FilmSet:
-    """The films of a run at one smoothing: MP4 bytes per (method, slot), their colour scales, every frame (JPEG)."""
+    """The films of a run at one smoothing and colour scale: MP4 bytes per (method, slot), their colour scales ((T,):
+    one per frame), every frame (JPEG)."""
 
     films: dict[tuple[str, int], bytes]
-    scales: dict[tuple[str, int], float]
+    scales: dict[tuple[str, int], np.ndarray]
     backgrounds: list[bytes]
     size: tuple[int, int]
 
@@ -155,14 +156,14 @@ def compute_run(
     return run
 
 
-def cached_films(run: VideoRun, smooth: float) -> FilmSet | None:
-    """The films of ``run`` at ``smooth`` if they were drawn."""
-    return _FILMS.get((run.key, smooth))
+def cached_films(run: VideoRun, smooth: float, scale: str = "frame") -> FilmSet | None:
+    """The films of ``run`` at ``smooth`` and colour ``scale`` if they were drawn."""
+    return _FILMS.get((run.key, smooth, scale))
 
 
-def compute_films(run: VideoRun, smooth: float, progress: Progress | None = None) -> FilmSet:
+def compute_films(run: VideoRun, smooth: float, progress: Progress | None = None, scale: str = "frame") -> FilmSet:
     """Draw every film of the run (each method and class slot) and keep every frame for the scrubber."""
-    found = cached_films(run, smooth)
+    found = cached_films(run, smooth, scale)
     if found is not None:
         return found
     res = run.result
@@ -171,7 +172,9 @@ def compute_films(run: VideoRun, smooth: float, progress: Progress | None = None
         (m, k): folder / f"{m}_{k}.mp4" for m in res.methods for k in range(res.class_ids.shape[-1])
     }
     try:
-        made: Films = write_films(run.path, res, paths, smooth=smooth, keep_backgrounds=True, progress=progress)
+        made: Films = write_films(
+            run.path, res, paths, smooth=smooth, scale=scale, keep_backgrounds=True, progress=progress
+        )
         films = FilmSet(
             films={key: p.read_bytes() for key, p in made.paths.items()},
             scales=made.scales,
@@ -182,7 +185,7 @@ def compute_films(run: VideoRun, smooth: float, progress: Progress | None = None
         for p in paths.values():
             p.unlink(missing_ok=True)
         folder.rmdir()
-    _FILMS.put((run.key, smooth), films)
+    _FILMS.put((run.key, smooth, scale), films)
     return films
 
 

@@ -20,6 +20,7 @@ import hashlib
 
 import streamlit as st
 
+from cam_core.film import SCALES
 from dashboard import display, shell, state
 from dashboard.caches import figure_cache
 from dashboard.feedback import boundary, bounded, guarded
@@ -58,8 +59,9 @@ __all__ = ["PLAY_TICK_S", "main"]
 
 PLAY_TICK_S = 0.6  # one scrubber step while playing
 HOW_TO_READ = (
-    "Every explained frame gets the map of the chosen classes, drawn on **one colour scale "
-    "for the whole clip** (weak evidence looks weak; nothing flickers). The film burns in each frame's top-1 class "
+    "Every explained frame gets the map of the chosen classes, drawn by default on **its own colour scale** (every "
+    "frame shows where the model looks; *Colour scale* gives one scale for the whole clip instead, where weak "
+    "evidence looks weak). The film says which scale it shows. The film burns in each frame's top-1 class "
     "and probability. Scrub to a frame to see its maps side by side, fade them with the slider under the figure, "
     "and click the timeline to jump to a moment."
 )
@@ -89,7 +91,7 @@ def main() -> None:
     if layer is None:
         st.error("No layer of this model gives a spatial map, so no CAM can be taken.")
         return
-    settings, smooth = settings_ui(bundle)
+    settings, smooth, scale = settings_ui(bundle)
     if clip is None:
         return
     if settings is None:
@@ -102,12 +104,12 @@ def main() -> None:
     run = _run_ui(bundle, clip, layer, settings)
     if run is None:
         return
-    films = cached_films(run, smooth)
+    films = cached_films(run, smooth, scale)
     if films is None:
-        films = _draw_films(run, smooth)
+        films = _draw_films(run, smooth, scale)
         if films is None:
             return
-    _results(bundle, run, smooth)
+    _results(bundle, run, smooth, scale)
 
 
 def _layer_ui(bundle: Bundle) -> str | None:
@@ -178,36 +180,36 @@ def _run_ui(bundle: Bundle, clip: Clip, layer: str, settings) -> VideoRun | None
     return None
 
 
-def _draw_films(run: VideoRun, smooth: float):  # -> FilmSet | None
+def _draw_films(run: VideoRun, smooth: float, scale: str):  # -> FilmSet | None
     bar = st.progress(0.0, text="Drawing the film…")
 
     def progress(done: int, total: int | None, seconds: float) -> None:
         bar.progress(min(1.0, done / (total or 1)), text=progress_text(done, total, seconds, "frames drawn"))
 
-    films = guarded("drawing the film", compute_films, run, smooth, progress)
+    films = guarded("drawing the film", compute_films, run, smooth, progress, scale)
     bar.empty()
     return films
 
 
-def _results(bundle: Bundle, run: VideoRun, smooth: float) -> None:
+def _results(bundle: Bundle, run: VideoRun, smooth: float, scale: str) -> None:
     """The film and downloads on the left, the frame scrubber and the timeline on the right."""
     untrained_note(bundle)
     film_col, frame_col = st.columns([1, 1.3], gap="large")
     with film_col:
         st.subheader("Film", anchor=False)
-        method, _ = show_film(run, cached_films(run, smooth))
+        method, _ = show_film(run, cached_films(run, smooth, scale))
         show_downloads(run)
         res = run.result
         st.caption(
             f"{res.frames} frames at {res.rate:.3g} fps, layer `{res.layer}`, {fit_words(bundle, run)}. "
-            f"{res.frames / max(res.seconds['total'], 1e-9):.1f} frames/s."
+            f"{res.frames / max(res.seconds['total'], 1e-9):.1f} frames/s. Colour scale: {SCALES[scale]}."
         )
     with frame_col:
         st.subheader("Frame by frame", anchor=False)
         if st.session_state.get(K.VIDEO_PLAYING):
-            _scrubber_playing(bundle, run, smooth, method)
+            _scrubber_playing(bundle, run, smooth, scale, method)
         else:
-            _scrubber(bundle, run, smooth, method)
+            _scrubber(bundle, run, smooth, scale, method)
 
 
 def _step(delta: int, total: int) -> None:
@@ -243,11 +245,11 @@ def _send_frame(run: VideoRun, films, position: int) -> str:  # films: FilmSet
     return item.label
 
 
-def _frame_view(bundle: Bundle, run: VideoRun, smooth: float, method: str) -> None:
+def _frame_view(bundle: Bundle, run: VideoRun, smooth: float, scale: str, method: str) -> None:
     """Slider and step buttons, the frame's overlays (classes side by side), the timeline, and the way to the
     image page."""
     res = run.result
-    films = cached_films(run, smooth)
+    films = cached_films(run, smooth, scale)
     total = res.frames
     position = max(0, min(total - 1, int(st.session_state.get(K.VIDEO_FRAME, 0))))
     st.session_state[K.VIDEO_FRAME] = position
@@ -265,7 +267,7 @@ def _frame_view(bundle: Bundle, run: VideoRun, smooth: float, method: str) -> No
     st.markdown(frame_caption(run, position))
     opacity = display.current().opacity
     fig = figure_cache().get_or_build(
-        ("video", run.key, smooth, method, position, opacity),
+        ("video", run.key, smooth, scale, method, position, opacity),
         lambda: frame_figure(run, films, method, position, smooth, opacity),
     )
     st.plotly_chart(fig, config=PLOTLY_CONFIG, key="video_overlay")
@@ -303,14 +305,14 @@ def _to_image_page_ui(bundle: Bundle, run: VideoRun, films, position: int) -> No
 
 @st.fragment
 @bounded("drawing the frame")
-def _scrubber(bundle: Bundle, run: VideoRun, smooth: float, method: str) -> None:
+def _scrubber(bundle: Bundle, run: VideoRun, smooth: float, scale: str, method: str) -> None:
     state.honour_full_rerun()
-    _frame_view(bundle, run, smooth, method)
+    _frame_view(bundle, run, smooth, scale, method)
 
 
 @st.fragment(run_every=PLAY_TICK_S)
 @bounded("playing the frames")
-def _scrubber_playing(bundle: Bundle, run: VideoRun, smooth: float, method: str) -> None:
+def _scrubber_playing(bundle: Bundle, run: VideoRun, smooth: float, scale: str, method: str) -> None:
     state.honour_full_rerun()
     res = run.result
     position = int(st.session_state.get(K.VIDEO_FRAME, 0))
@@ -319,5 +321,5 @@ def _scrubber_playing(bundle: Bundle, run: VideoRun, smooth: float, method: str)
         st.rerun(scope="app")
     step = max(1, round(res.rate * PLAY_TICK_S))
     st.session_state[K.VIDEO_FRAME] = min(res.frames - 1, position + step)
-    _frame_view(bundle, run, smooth, method)
+    _frame_view(bundle, run, smooth, scale, method)
 

@@ -17,6 +17,7 @@ import streamlit as st
 
 from cam_core.engine.clip import DEFAULT_BATCH, video_fit
 from cam_core.engine.methods import METHODS
+from cam_core.film import SCALES
 from cam_core.io.video import MAX_DURATION_S, MAX_FILE_BYTES, MAX_FRAME_PIXELS, MAX_FRAMES, VIDEO_EXTENSIONS
 from cam_core.models import WeightsUnavailable, list_video_models
 from dashboard.feedback import show_error
@@ -171,8 +172,9 @@ def _classes_ui(bundle: Bundle) -> str | None:
     return ",".join(map(str, picked)) if picked else None
 
 
-def settings_ui(bundle: Bundle) -> tuple[ClipSettings | None, float]:
-    """What a run computes, and the smoothing of what is shown (``None`` settings while incomplete)."""
+def settings_ui(bundle: Bundle) -> tuple[ClipSettings | None, float, str]:
+    """What a run computes, and the smoothing and colour scale of what is shown (``None`` settings while
+    incomplete)."""
     with st.container(horizontal=True, vertical_alignment="bottom", gap="medium", key="video_settings"):
         classes = _classes_ui(bundle)
         st.session_state.setdefault(K.VIDEO_METHODS, ["gradcam"])
@@ -196,12 +198,18 @@ def settings_ui(bundle: Bundle) -> tuple[ClipSettings | None, float]:
             help="Temporal smoothing of the maps the film and the scrubber show (an exponential moving average); "
             "display only: the downloaded maps stay raw. Off by default.",
         )
+        scale = st.selectbox(
+            "Colour scale", list(SCALES), format_func=SCALES.__getitem__, key="video_scale", width=230,
+            persist_state=KEEP,
+            help="Each frame on its own scale (default): every frame shows where the model looks, even where the "
+            "class is explained weakly. One scale for the whole clip: evidence that fades looks faded.",
+        )
     if classes is None or not methods:
-        return None, float(smooth)
+        return None, float(smooth), str(scale)
     settings = ClipSettings(
         classes=classes, methods=tuple(methods), every=int(every), max_frames=int(max_frames), batch_size=DEFAULT_BATCH
     )
-    return settings, float(smooth)
+    return settings, float(smooth), str(scale)
 
 
 def progress_text(done: int, total: int | None, seconds: float, what: str = "frames explained") -> str:
@@ -272,7 +280,8 @@ def show_downloads(run: VideoRun) -> None:
 def frame_figure(
     run: VideoRun, films: FilmSet, method: str, position: int, smooth: float, opacity: float
 ) -> go.Figure:
-    """Frame ``position``'s overlays, the explained classes side by side, on the film's colour scale."""
+    """Frame ``position``'s overlays, the explained classes side by side, on the film's colour scale (the frame's own,
+    or the clip's)."""
     res = run.result
     image = np.asarray(background(films, position))
     size = (image.shape[1], image.shape[0])
@@ -286,7 +295,7 @@ def frame_figure(
                 f"{format_prob(res.probs[position, cid])}</span>",
                 cam=cam.astype(np.float32),
                 name=f"{plotly_text(res.names[cid])} · {METHODS[method].title}",
-                top=films.scales[(method, k)],
+                top=float(films.scales[(method, k)][position]),
             )
         )
     return overlay_figure(
