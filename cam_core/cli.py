@@ -184,12 +184,6 @@ def _cmd_video(args: argparse.Namespace) -> int:
 
     methods = check_methods(args.method or ["gradcam"])
     sampling = Sampling(every=args.every, fps=args.fps, max_frames=args.max_frames)
-    if not 0.0 <= args.smooth < 1.0:
-        raise CamError(f"--smooth must be at least 0 and below 1, got {args.smooth}")
-    if args.batch_size < 1:
-        raise CamError(f"--batch-size must be at least 1, got {args.batch_size}")
-    if not 0.0 < args.alpha <= 1.0:
-        raise CamError(f"--alpha must be above 0 and at most 1, got {args.alpha}")
     info = probe_video(args.video, sampling)  # the video is checked before the model loads
     out = output_folder(args.out)
     model = _load(args)
