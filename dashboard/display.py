@@ -1,4 +1,4 @@
-"""How overlays are drawn: views, colormaps, opacity. Drawing only: nothing here changes what is computed.
+"""How overlays are drawn: views, colormaps, opacity (the figures' own slider, synced back). Drawing only: nothing here changes what is computed.
 
 The toolbar sits with the overlay figures (their fragment reruns alone when it changes);
 :func:`current` gives the same values to other parts of the page (the debug section's figures).
@@ -58,7 +58,11 @@ def sync_opacity(selector: str) -> None:
 
 
 def display_toolbar() -> Display:
-    """Views, colormaps and opacity, in one row above the overlays."""
+    """Views and colormaps, in one row above the overlays.
+
+    Opacity has one control, each figure's own slider: it restyles in the browser, and where the user leaves it
+    comes back through :func:`sync_opacity` as the preferred opacity (the next figures and the PNG downloads).
+    """
     st.session_state.setdefault(_KEYS["views"], list(VIEWS))
     st.session_state.setdefault(OPACITY, Display.opacity)
     with st.container(horizontal=True, gap="small", vertical_alignment="bottom", key="display_toolbar"):
@@ -73,14 +77,4 @@ def display_toolbar() -> Display:
         )
         cmap = st.selectbox("Colormap", SEQUENTIAL, key=_KEYS["cmap"], width=120)
         signed_cmap = st.selectbox("Signed colormap", list(DIVERGING), key=_KEYS["signed_cmap"], width=130)
-        opacity = st.slider(
-            "Opacity",
-            0.0,
-            1.0,
-            step=0.1,
-            key=OPACITY,
-            width=170,
-            help="Where every overlay starts, and what the PNG downloads use. Each figure's own slider (under it) "
-            "fades its maps instantly in the browser; where you leave it becomes this value.",
-        )
-    return Display(views=_ordered(views), cmap=cmap, signed_cmap=signed_cmap, opacity=float(opacity))
+    return Display(views=_ordered(views), cmap=cmap, signed_cmap=signed_cmap, opacity=float(st.session_state[OPACITY]))
