@@ -179,3 +179,12 @@ def test_class_modes_and_a_bad_upload(calls) -> None:
     assert len(errors) == 1 and "holiday.mp4 is not a video that can be read" in errors[0]
     assert "\n" not in errors[0]
     assert at.segmented_control(key="video_clip").value == "upload"  # the page keeps working
+
+
+def test_the_sidebar_has_no_fit_control_on_the_video_page(ran) -> None:
+    # The Fit (how a photo meets the model's input size) applies to photos; the video page scales its frames
+    # with its own control, so the sidebar does not show one that does nothing here.
+    from dashboard import state
+
+    assert not [w for w in ran.get("segmented_control") if w.key == state.K.FIT]
+    assert ran.sidebar.get("segmented_control") == [] or all(w.key != state.K.FIT for w in ran.sidebar.get("segmented_control"))
