@@ -1,4 +1,6 @@
-"""How overlays are drawn: views, colormaps, opacity (the figures' own slider, synced back). Drawing only: nothing here changes what is computed.
+"""How overlays are drawn: views, colormaps, opacity (the figures' own slider, synced back).
+
+Drawing only: nothing here changes what is computed.
 
 The toolbar sits with the overlay figures (their fragment reruns alone when it changes);
 :func:`current` gives the same values to other parts of the page (the debug section's figures).
