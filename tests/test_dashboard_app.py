@@ -77,17 +77,18 @@ def test_defaults_show_chelsea_explained_with_top3(default_app: AppTest) -> None
 
     fig = _overlay(at)
     heat = _heatmaps(fig)
-    assert len(heat) == 3 * 2  # three classes, ReLU'd and signed views
-    assert sum(t["type"] == "image" for t in fig["data"]) == 6
+    # The default layer (a ReLU6 output) cannot be negative: its signed row would be one colour and double the
+    # figure, so the ReLU'd view alone is shown by default, and one caption says why.
+    assert len(heat) == 3  # three classes, the ReLU'd view
+    assert sum(t["type"] == "image" for t in fig["data"]) == 3
+    assert at.pills(key="views_nonneg").value == ["relu"]
+    assert sum("Signed view off by default" in c for c in _captions(at)) == 1
     # Heatmaps travel as float32, every 4th pixel of the 224×337 map of the whole photo (upsampled from the
     # layer's 7×11 grid: 8 samples a cell; the browser interpolates), not float64 lists.
     assert heat[0]["z"]["dtype"] == "f4"
     assert heat[0]["z"]["shape"].replace(" ", "") == "56,84"
     assert (heat[0]["x0"], heat[0]["dx"], heat[0]["zsmooth"]) == (2, 4, "fast")
-    # The signed view is symmetric around zero; the ReLU'd one starts at zero.
-    relu, signed = heat[0], heat[3]
-    assert relu["zmin"] == 0.0
-    assert signed["zmin"] == pytest.approx(-signed["zmax"])
+    assert heat[0]["zmin"] == 0.0  # the ReLU'd view starts at zero
     # The in-figure opacity slider restyles exactly the heatmaps and starts at the preferred opacity.
     slider = fig["layout"]["sliders"][0]
     heat_idx = [i for i, t in enumerate(fig["data"]) if t["type"] == "heatmap"]
@@ -99,6 +100,24 @@ def test_defaults_show_chelsea_explained_with_top3(default_app: AppTest) -> None
 
     scores = _figures(at)["scores_0"]
     assert [t["type"] for t in scores["data"]] == ["bar", "bar"]  # probability and logit
+
+
+def test_a_signed_layer_shows_the_signed_view_by_default() -> None:
+    at = _app(layer="_bn1")  # BatchNorm output: signed (the tree's ± hint)
+    _no_failure(at)
+    heat = _heatmaps(_overlay(at))
+    assert len(heat) == 3 * 2  # three classes, ReLU'd and signed views
+    relu, signed = heat[0], heat[3]
+    assert relu["zmin"] == 0.0
+    assert signed["zmin"] == pytest.approx(-signed["zmax"])  # symmetric around zero
+    assert not any("Signed view off" in c for c in _captions(at))
+    # The user can still turn the signed view on at a layer where it starts off.
+    at.query_params.clear()
+    at = _app()
+    at.pills(key="views_nonneg").set_value(["relu", "signed"]).run()
+    _no_failure(at)
+    assert len(_heatmaps(_overlay(at))) == 3 * 2
+    assert not any("Signed view off" in c for c in _captions(at))
 
 
 def test_model_tree_gets_layers_with_shapes_hints_and_the_recommended_one(default_app: AppTest) -> None:
@@ -132,7 +151,7 @@ def test_toggling_classes_reuses_cached_maps() -> None:
     picked = at.multiselect(key="class_picker").value
     at.multiselect(key="class_picker").unselect(picked[-1]).run()
     _no_failure(at)
-    assert len(_heatmaps(_overlay(at))) == 2 * 2
+    assert len(_heatmaps(_overlay(at))) == 2
     assert any("nothing was computed" in c for c in _captions(at))
 
     at.multiselect(key="class_picker").select(285).run()  # Egyptian cat, maybe already cached
@@ -189,7 +208,7 @@ def test_unknown_class_name_is_a_message_once() -> None:
     _no_failure(at)
     messages = [w.value for w in at.warning]
     assert any("'zqxwv'" in m for m in messages), messages
-    assert len(_heatmaps(_overlay(at))) == 6  # the page still shows the view
+    assert len(_heatmaps(_overlay(at))) == 3  # the page still shows the view
     at.selectbox(key="cmap").set_value("viridis").run()  # any later change clears it
     assert not any("'zqxwv'" in w.value for w in at.warning)
     at.text_input(key="class_find").input("tabbby").run()  # a misspelling: suggested, not guessed
@@ -207,7 +226,7 @@ def test_bad_upload_is_a_message_and_the_rest_works(name: str, data: bytes) -> N
     messages = [e.value for e in at.error]
     assert any(name in m for m in messages), messages
     assert not at.expander  # a user mistake, not a bug: no details section
-    assert len(_heatmaps(_overlay(at))) == 6  # chelsea still explained
+    assert len(_heatmaps(_overlay(at))) == 3  # chelsea still explained
 
 
 def test_upload_several_images_and_switch() -> None:
@@ -328,7 +347,7 @@ def test_pickled_model_needs_explicit_trust(tmp_path: Path) -> None:
     at.checkbox(key="ckpt_trust").check().run()
     _no_failure(at)
     assert not at.error, [e.value for e in at.error]
-    assert len(_heatmaps(_overlay(at))) == 3 * 2
+    assert len(_heatmaps(_overlay(at))) == 3  # a ReLU output: the ReLU'd view alone
 
 
 def test_exports_are_well_formed() -> None:

@@ -16,7 +16,7 @@ from cam_core.analysis.diagnose import (
     Diagnosis,
 )
 from cam_core.engine.methods import METHODS
-from dashboard.display import VIEWS
+from dashboard.display import show_signed
 from dashboard.state import request_full_rerun, set_layer
 from dashboard.text import plain
 from dashboard.views.image.debug.session import DK, ask
@@ -96,7 +96,7 @@ def _rows_html(rows: Sequence[tuple[str, str]]) -> str:
 
 
 def _show_signed() -> None:
-    st.session_state["views"] = list(VIEWS)  # the overlays' "Views" pills (dashboard.display)
+    show_signed()  # the overlays' "Views" pills (dashboard.display)
     request_full_rerun()  # they live in another fragment
 
 
