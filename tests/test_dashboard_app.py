@@ -136,6 +136,15 @@ def test_model_tree_gets_layers_with_shapes_hints_and_the_recommended_one(defaul
     assert all(h["text"] for node in nodes.values() for h in node["hints"])
 
 
+def test_the_image_uploader_shows_the_limit_that_applies(default_app: AppTest) -> None:
+    from cam_core.limits import MAX_IMAGE_UPLOAD_BYTES
+
+    (up,) = [u for u in default_app.get("file_uploader") if u.proto.id.endswith("uploads")]
+    # The browser writes "Limit … per file" from this number (it said 200MB, the server-wide limit).
+    assert up.proto.max_upload_size_mb == MAX_IMAGE_UPLOAD_BYTES // 2**20 == 64
+    assert "64 MB each" in up.proto.help
+
+
 def test_default_writes_a_shareable_url(default_app: AppTest) -> None:
     qp = default_app.query_params
     assert qp["model"] == "efficientnet_lite0"
