@@ -319,3 +319,23 @@ def test_exported_csv_is_the_filtered_table(root) -> None:
     assert len(csv) == len(shown) and (~csv.correct.astype(bool)).all()
     assert list(csv.columns[:3]) == ["path", "label", "label_name"]
     assert csv.top5.str.count(";").eq(4).all()
+
+
+def test_the_outcome_control_takes_its_value_from_session_state_only(app, monkeypatch) -> None:
+    # A confusion-cell click sets "Show" back to all through session state; given a default as well, the widget
+    # made Streamlit log "created with a default value but also had its value set via the Session State API"
+    # (a check AppTest skips, having no runtime: so the defaults each widget is given are recorded here).
+    from streamlit.elements.lib import policies
+
+    given: dict[str, object] = {}
+    original = policies.check_session_state_rules
+
+    def record(default_value, key, writes_allowed=True):
+        given[key] = default_value
+        return original(default_value, key, writes_allowed)
+
+    monkeypatch.setattr(policies, "check_session_state_rules", record)
+    at = app(folder="runs/a")
+    _no_failure(at)
+    assert "ds_outcome" in given and given["ds_outcome"] is None
+    assert at.segmented_control(key="ds_outcome").value == "all"

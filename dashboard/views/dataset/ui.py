@@ -414,8 +414,9 @@ def _controls(results: tb.Results) -> tuple[str, tb.Filters, str, str, str]:
     pred = c[2].multiselect("Predicted class", _class_options(frame, "pred"), format_func=name, key=DS.PRED,
                             on_change=_reset_page, placeholder="any")
     c = st.columns([1.1, 1.1, 1.0, 1.3], vertical_alignment="bottom")
+    st.session_state.setdefault(DS.OUTCOME, "all")  # not a default too: a cell click sets it (one source of value)
     outcome = c[0].segmented_control(
-        "Show", ["all", "correct", "wrong"], key=DS.OUTCOME, default="all", required=True, on_change=_reset_page,
+        "Show", ["all", "correct", "wrong"], key=DS.OUTCOME, required=True, on_change=_reset_page,
         format_func=str.capitalize, disabled=not labelled,
     )
     whose = "pred"
