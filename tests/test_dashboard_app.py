@@ -145,6 +145,11 @@ def test_the_image_uploader_shows_the_limit_that_applies(default_app: AppTest) -
     assert "64 MB each" in up.proto.help
 
 
+def test_the_debug_switch_has_a_plain_label(default_app: AppTest) -> None:
+    # The label is the switch's accessible name: markdown in it was read out raw (":material/troubleshoot: **…**").
+    assert default_app.toggle(key="dbg_open").label == "Debug this prediction"
+
+
 def test_default_writes_a_shareable_url(default_app: AppTest) -> None:
     qp = default_app.query_params
     assert qp["model"] == "efficientnet_lite0"
