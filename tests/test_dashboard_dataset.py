@@ -339,3 +339,30 @@ def test_the_outcome_control_takes_its_value_from_session_state_only(app, monkey
     _no_failure(at)
     assert "ds_outcome" in given and given["ds_outcome"] is None
     assert at.segmented_control(key="ds_outcome").value == "all"
+
+
+def test_the_per_class_table_has_headers_that_fit_and_say_the_rest_on_hover(app) -> None:
+    at = app(folder="runs/a")
+    _no_failure(at)
+    (table,) = at.dataframe
+    config = json.loads(table.proto.columns)
+    labels = {name: c.get("label") for name, c in config.items() if not name.startswith("_")}
+    assert labels == {"class": "Class", "images": "Images", "accuracy": "Right", "mean p(true)": "p(true)",
+                      "blank maps": "Blank"}  # "blank maps" was cut to "blank m…"
+    assert all(len(label) <= 7 and config[name].get("help") for name, label in labels.items())
+
+
+def test_thumbnails_leave_the_photo_clear_where_there_is_no_evidence() -> None:
+    # The image page's rule (cam_core.render.heat_rgba): the low end is transparent, not dark blue over the photo.
+    import base64
+    import io
+
+    from PIL import Image
+
+    from dashboard.views.dataset.thumbs import Base, build_heat
+
+    cam = np.zeros((7, 7), np.float32)
+    cam[3, 3] = 1.0
+    uri = build_heat(cam, Base("", (112, 112), (224, 224), None), "relu", "jet")
+    rgba = np.asarray(Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))).convert("RGBA"))
+    assert rgba[0, 0, 3] == 0 and rgba[56, 56, 3] > 200  # clear at the low end, covered at the peak
