@@ -101,7 +101,7 @@ _MARGIN_L, _MARGIN_R = 34, 6  # the overlay figures' left (the rows' labels) and
 _SPACING_X = 0.02  # between their columns, a fraction of the plot's width
 
 
-MIN_IMAGE_PX = 150  # the least height a photo is shown at in an overlay figure (a 3:1 photo was 67 px tall)
+MIN_IMAGE_PX = 110  # the least height a photo is shown at in an overlay figure (a 3:1 photo was 67 px tall)
 
 
 def _image_px(size: tuple[int, int], columns: int, width: int) -> float:
