@@ -428,7 +428,7 @@ def test_a_fresh_visitor_sees_the_overlays_before_plotly_runs(browser, server, s
     # Under each map the photo, the still's own style (what the page's sanitiser keeps of it).
     photos = page.evaluate(f"() => [...document.querySelectorAll('{STILL} .camdash-still .p')]"
                            ".map(d => getComputedStyle(d).backgroundImage.slice(0, 16))")
-    assert photos == ['url("data:image/'] * 6, photos
+    assert photos == ['url("data:image/'] * 3, photos  # 3 classes, the ReLU'd row
     # Streamlit's st.html chunk is asked for from the page's head, before the app connects.
     html_chunk = [i for i, u in enumerate(requests) if "/static/js/Html." in u]
     connect = next(i for i, u in enumerate(requests) if u.endswith("/_stcore/host-config"))
