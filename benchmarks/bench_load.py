@@ -130,8 +130,13 @@ def fit(label: str, width: float) -> Action:
 
 def hide_signed() -> Action:
     async def act(page: Page) -> None:
-        await page.locator(".st-key-views button", has_text="Signed").click()
-        await _wait_titles(page, "signed ±", present=False)
+        # At a ReLU-like layer the signed row starts off (views_nonneg), at a signed one on: this toggles it.
+        signed_now = await page.evaluate(
+            f"() => [...document.querySelectorAll({OVERLAY!r})].some(g => (g.layout.annotations || [])"
+            ".some(a => a.text.includes('signed ±')))"
+        )
+        await page.locator("[class*='st-key-views'] button", has_text="Signed").click()
+        await _wait_titles(page, "signed ±", present=not signed_now)
 
     return act
 

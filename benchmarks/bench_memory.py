@@ -70,7 +70,7 @@ def main() -> None:
                     files=[{"name": f"upload_{uploads}.jpg", "mimeType": "image/jpeg", "buffer": _photo(uploads)}]
                 )
             else:
-                page.locator(".st-key-views button", has_text="Signed").click()
+                page.locator("[class*='st-key-views'] button", has_text="Signed").click()
             page.wait_for_timeout(150)
             page.wait_for_selector(IDLE)
             if i % 10 == 9:

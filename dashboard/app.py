@@ -45,7 +45,8 @@ def main() -> None:
     shell.register_pages(pages)
     nav = st.navigation(list(pages.values()))
     drawn = []
-    boundary(lambda: drawn.append(shell.shared_sidebar()), "drawing the sidebar")()
+    with_fit = nav is not pages["video"]  # the video page scales its frames with its own control
+    boundary(lambda: drawn.append(shell.shared_sidebar(with_fit)), "drawing the sidebar")()
     if drawn:  # else the sidebar said what failed (one line); the page needs its model
         nav.run()
 

@@ -1,4 +1,6 @@
-"""How overlays are drawn: views, colormaps, opacity. Drawing only: nothing here changes what is computed.
+"""How overlays are drawn: views, colormaps, opacity (the figures' own slider, synced back).
+
+Drawing only: nothing here changes what is computed.
 
 The toolbar sits with the overlay figures (their fragment reruns alone when it changes);
 :func:`current` gives the same values to other parts of the page (the debug section's figures).
@@ -13,13 +15,25 @@ import streamlit as st
 from cam_core.render import DIVERGING
 from dashboard.widgets.opacity_sync import opacity_sync
 
-__all__ = ["OPACITY", "SEQUENTIAL", "VIEWS", "Display", "current", "display_toolbar", "sync_opacity"]
+__all__ = [
+    "OPACITY", "SEQUENTIAL", "SIGNED_OFF_NOTE", "VIEWS", "Display", "current", "display_toolbar", "show_signed",
+    "sync_opacity",
+]
 
 SEQUENTIAL = ["jet", "inferno", "viridis"]  # jet first: the CLI's PNG default, readable on a projector
 VIEWS = ("relu", "signed")  # the rows' order, whatever order they were switched on in
 VIEW_WORDS = {"relu": "ReLU'd", "signed": "Signed"}
 OPACITY = "opacity"
 _KEYS = {"views": "views", "cmap": "cmap", "signed_cmap": "signed_cmap"}
+# The views pills have one key per kind of layer output: signed layers show both rows by default; a layer whose
+# output cannot be negative (after a ReLU-like activation) shows the ReLU'd row only, its signed row being mostly
+# one colour that doubles the figure. Each kind keeps the user's own choice.
+VIEWS_NONNEG = "views_nonneg"
+_VIEWS_NOW = "_views_key"
+SIGNED_OFF_NOTE = (
+    "Signed view off by default: this layer's output cannot be negative (it comes after a ReLU-like activation), "
+    "so its signed map is mostly one colour and repeats the ReLU'd one. Switch it on under *Views*."
+)
 
 
 @dataclass(frozen=True)
@@ -41,7 +55,7 @@ def current() -> Display:
     """The display the user chose (defaults before the toolbar was ever drawn)."""
     s = st.session_state
     return Display(
-        views=_ordered(s.get(_KEYS["views"], VIEWS)),
+        views=_ordered(s.get(s.get(_VIEWS_NOW, _KEYS["views"]), VIEWS)),
         cmap=s.get(_KEYS["cmap"], Display.cmap),
         signed_cmap=s.get(_KEYS["signed_cmap"], Display.signed_cmap),
         opacity=float(s.get(OPACITY, Display.opacity)),
@@ -57,9 +71,25 @@ def sync_opacity(selector: str) -> None:
     opacity_sync(selector, float(st.session_state.get(OPACITY, Display.opacity)), _set_opacity)
 
 
-def display_toolbar() -> Display:
-    """Views, colormaps and opacity, in one row above the overlays."""
-    st.session_state.setdefault(_KEYS["views"], list(VIEWS))
+def show_signed() -> None:
+    """Switch the signed view on, whatever the layer (the debug section's fix)."""
+    st.session_state[_KEYS["views"]] = list(VIEWS)
+    st.session_state[VIEWS_NONNEG] = list(VIEWS)
+
+
+def display_toolbar(signed_output: bool = True) -> Display:
+    """Views and colormaps, in one row above the overlays.
+
+    Opacity has one control, each figure's own slider: it restyles in the browser, and where the user leaves it
+    comes back through :func:`sync_opacity` as the preferred opacity (the next figures and the PNG downloads).
+
+    Args:
+        signed_output: Whether the layer's output can be negative (the layer tree's ``±`` hint); if not, the
+            signed view starts off, and a caption says why while it is off.
+    """
+    key = _KEYS["views"] if signed_output else VIEWS_NONNEG
+    st.session_state[_VIEWS_NOW] = key
+    st.session_state.setdefault(key, list(VIEWS) if signed_output else ["relu"])
     st.session_state.setdefault(OPACITY, Display.opacity)
     with st.container(horizontal=True, gap="small", vertical_alignment="bottom", key="display_toolbar"):
         views = st.pills(
@@ -67,20 +97,12 @@ def display_toolbar() -> Display:
             list(VIEWS),
             selection_mode="multi",
             format_func=VIEW_WORDS.get,
-            key=_KEYS["views"],
+            key=key,
             help="ReLU'd: positive evidence only, scaled to its maximum. Signed: the raw map, symmetric around 0 "
             "(warm = for the class, cool = against it).",
         )
         cmap = st.selectbox("Colormap", SEQUENTIAL, key=_KEYS["cmap"], width=120)
         signed_cmap = st.selectbox("Signed colormap", list(DIVERGING), key=_KEYS["signed_cmap"], width=130)
-        opacity = st.slider(
-            "Opacity",
-            0.0,
-            1.0,
-            step=0.1,
-            key=OPACITY,
-            width=170,
-            help="Where every overlay starts, and what the PNG downloads use. Each figure's own slider (under it) "
-            "fades its maps instantly in the browser; where you leave it becomes this value.",
-        )
-    return Display(views=_ordered(views), cmap=cmap, signed_cmap=signed_cmap, opacity=float(opacity))
+    if not signed_output and "signed" not in (views or ()):
+        st.caption(SIGNED_OFF_NOTE)
+    return Display(views=_ordered(views), cmap=cmap, signed_cmap=signed_cmap, opacity=float(st.session_state[OPACITY]))

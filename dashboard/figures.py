@@ -27,11 +27,13 @@ from dashboard.text import plotly_text
 __all__ = [
     "MAX_COLUMNS",
     "MAX_SENT_SIDE",
+    "MIN_IMAGE_PX",
     "OPACITY_STEPS",
     "PLOTLY_CONFIG",
     "Panel",
     "alpha_colorscale",
     "change_points",
+    "columns_for",
     "format_prob",
     "overlay_figure",
     "panel_height",
@@ -99,6 +101,28 @@ _MARGIN_L, _MARGIN_R = 34, 6  # the overlay figures' left (the rows' labels) and
 _SPACING_X = 0.02  # between their columns, a fraction of the plot's width
 
 
+MIN_IMAGE_PX = 110  # the least height a photo is shown at in an overlay figure (a 3:1 photo was 67 px tall)
+
+
+def _image_px(size: tuple[int, int], columns: int, width: int) -> float:
+    """The height one of ``columns`` panels shows an image of ``size`` (H, W) at, in a figure ``width`` px wide."""
+    h, w = size
+    cols = max(1, columns)
+    cell = (width - _MARGIN_L - _MARGIN_R) * (1 - _SPACING_X * (cols - 1)) / cols
+    return cell * h / max(1, w)
+
+
+def columns_for(size: tuple[int, int], n: int, width: int = 766) -> int:
+    """Panels per row for ``n`` classes of an image of ``size`` (H, W): at most :data:`MAX_COLUMNS`, fewer for a
+    wide photo, so that each is shown at least :data:`MIN_IMAGE_PX` tall (the other classes wrap onto more rows).
+
+    ``width``: the figure's width on a 1600-px screen; a 1024-px screen gives the overlays a little less (the
+    right rail goes under them there).
+    """
+    fits = [c for c in range(1, min(max(1, n), MAX_COLUMNS) + 1) if _image_px(size, c, width) >= MIN_IMAGE_PX]
+    return max(fits, default=1)
+
+
 def panel_height(size: tuple[int, int], columns: int, width: int = 766) -> int:
     """Row height at which ``columns`` panels of an image of ``size`` (H, W) fill their cells exactly in a
     figure ``width`` pixels wide (the overlays' column on a 1600-px screen, measured in Chromium): 100…300 px.
@@ -106,10 +130,7 @@ def panel_height(size: tuple[int, int], columns: int, width: int = 766) -> int:
     Narrower figures (a 1024-px screen: 564 px) show the images less tall than their rows, so each image sits
     on its colorbar (``constraintoward="bottom"``); wider ones show them less wide, centred.
     """
-    h, w = size
-    cols = max(1, columns)
-    cell = (width - _MARGIN_L - _MARGIN_R) * (1 - _SPACING_X * (cols - 1)) / cols
-    return int(min(300, max(100, cell * h / max(1, w))))
+    return int(min(300, max(100, _image_px(size, columns, width))))
 
 
 def _ticks(lo: float, hi: float, view: str) -> tuple[list[float], list[str]]:

@@ -108,6 +108,12 @@ def _fit_ui(bundle: Bundle, url: state.UrlView) -> str:
     return fit or bundle.model.fit
 
 
+def _kept_fit(bundle: Bundle) -> str:
+    """The fit the user left on another page, where this page draws no *Fit* control."""
+    fit = st.session_state.get(state.K.FIT)
+    return fit if fit in bundle.model.fits else bundle.model.fit
+
+
 def _access_notes(rights: Access) -> None:
     """Tell every visitor what the operator allowed, when it matters."""
     if rights.shared_with_code:
@@ -151,8 +157,13 @@ def _preload_plotly() -> None:
         st.plotly_chart(_preload_figure(), config={"staticPlot": True}, key="plotly_preload_chart")
 
 
-def shared_sidebar() -> Shared:
-    """Draw the model section of the sidebar, load the model, and remember the result for the page."""
+def shared_sidebar(with_fit: bool = True) -> Shared:
+    """Draw the model section of the sidebar, load the model, and remember the result for the page.
+
+    Args:
+        with_fit: Draw the *Fit* control (pages that feed photos to the model; the video page has its own
+            scale). Without it the fit stays what it was (its default until the user picks one).
+    """
     url = state.read_url_once()
     rights = access.current()
     uploads.sweep()
@@ -177,7 +188,7 @@ def shared_sidebar() -> Shared:
         _preload_plotly()
         bundle = _load(spec) if spec is not None else None
     with st.sidebar:
-        fit = _fit_ui(bundle, url) if bundle is not None else "whole"
+        fit = "whole" if bundle is None else _fit_ui(bundle, url) if with_fit else _kept_fit(bundle)
         st.caption(f":material/memory: Computing on **{device}**")
     shared = Shared(spec=spec, bundle=bundle, device=device, fit=fit)
     st.session_state[_SHARED] = shared

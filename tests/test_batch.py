@@ -183,6 +183,7 @@ def test_an_interrupted_run_loses_one_batch_and_a_rerun_completes_it(folder, tmp
         assert len(parts) <= 1
     saved = sum(pq.read_table(p).num_rows for p in parts)
     assert not (tmp_path / "results.parquet").exists()
+    assert (tmp_path / ".parts").is_dir() and (tmp_path / ".lock").exists()  # kept, to resume from
 
     counter = Counter()
     monkeypatch.setattr(job_module, "explain", counter)
@@ -191,7 +192,8 @@ def test_an_interrupted_run_loses_one_batch_and_a_rerun_completes_it(folder, tmp
     assert summary.reused == saved and summary.computed == len(df) - saved
     assert counter.images == (len(df) - 1) - saved  # the decodable images not saved before; none twice
     assert len(df) == PER_PHOTO * len(SAMPLE_CLASSES) + 1 and df.path.is_unique
-    assert not list((tmp_path / ".parts").glob("*.parquet"))
+    # A finished run leaves only its results in OUT: no lock file, no parts folder.
+    assert not (tmp_path / ".parts").exists() and not (tmp_path / ".lock").exists()
 
 
 def test_letterbox_rows_equal_explain_with_the_region(folder, tmp_path, lite0) -> None:

@@ -77,26 +77,47 @@ def test_defaults_show_chelsea_explained_with_top3(default_app: AppTest) -> None
 
     fig = _overlay(at)
     heat = _heatmaps(fig)
-    assert len(heat) == 3 * 2  # three classes, ReLU'd and signed views
-    assert sum(t["type"] == "image" for t in fig["data"]) == 6
+    # The default layer (a ReLU6 output) cannot be negative: its signed row would be one colour and double the
+    # figure, so the ReLU'd view alone is shown by default, and one caption says why.
+    assert len(heat) == 3  # three classes, the ReLU'd view
+    assert sum(t["type"] == "image" for t in fig["data"]) == 3
+    assert at.pills(key="views_nonneg").value == ["relu"]
+    assert sum("Signed view off by default" in c for c in _captions(at)) == 1
     # Heatmaps travel as float32, every 4th pixel of the 224×337 map of the whole photo (upsampled from the
     # layer's 7×11 grid: 8 samples a cell; the browser interpolates), not float64 lists.
     assert heat[0]["z"]["dtype"] == "f4"
     assert heat[0]["z"]["shape"].replace(" ", "") == "56,84"
     assert (heat[0]["x0"], heat[0]["dx"], heat[0]["zsmooth"]) == (2, 4, "fast")
-    # The signed view is symmetric around zero; the ReLU'd one starts at zero.
-    relu, signed = heat[0], heat[3]
-    assert relu["zmin"] == 0.0
-    assert signed["zmin"] == pytest.approx(-signed["zmax"])
+    assert heat[0]["zmin"] == 0.0  # the ReLU'd view starts at zero
     # The in-figure opacity slider restyles exactly the heatmaps and starts at the preferred opacity.
     slider = fig["layout"]["sliders"][0]
     heat_idx = [i for i, t in enumerate(fig["data"]) if t["type"] == "heatmap"]
     assert all(step["method"] == "restyle" and step["args"][1] == heat_idx for step in slider["steps"])
-    assert float(slider["steps"][slider["active"]]["label"]) == pytest.approx(at.slider(key="opacity").value)
-    assert all(t["opacity"] == pytest.approx(at.slider(key="opacity").value) for t in heat)
+    assert float(slider["steps"][slider["active"]]["label"]) == pytest.approx(at.session_state["opacity"])
+    assert all(t["opacity"] == pytest.approx(at.session_state["opacity"]) for t in heat)
+    # One opacity control: the figure's own slider (in the browser, no rerun), none in the toolbar above it.
+    assert not [s for s in at.slider if s.key == "opacity"]
 
     scores = _figures(at)["scores_0"]
     assert [t["type"] for t in scores["data"]] == ["bar", "bar"]  # probability and logit
+
+
+def test_a_signed_layer_shows_the_signed_view_by_default() -> None:
+    at = _app(layer="_bn1")  # BatchNorm output: signed (the tree's ± hint)
+    _no_failure(at)
+    heat = _heatmaps(_overlay(at))
+    assert len(heat) == 3 * 2  # three classes, ReLU'd and signed views
+    relu, signed = heat[0], heat[3]
+    assert relu["zmin"] == 0.0
+    assert signed["zmin"] == pytest.approx(-signed["zmax"])  # symmetric around zero
+    assert not any("Signed view off" in c for c in _captions(at))
+    # The user can still turn the signed view on at a layer where it starts off.
+    at.query_params.clear()
+    at = _app()
+    at.pills(key="views_nonneg").set_value(["relu", "signed"]).run()
+    _no_failure(at)
+    assert len(_heatmaps(_overlay(at))) == 3 * 2
+    assert not any("Signed view off" in c for c in _captions(at))
 
 
 def test_model_tree_gets_layers_with_shapes_hints_and_the_recommended_one(default_app: AppTest) -> None:
@@ -115,6 +136,32 @@ def test_model_tree_gets_layers_with_shapes_hints_and_the_recommended_one(defaul
     assert all(h["text"] for node in nodes.values() for h in node["hints"])
 
 
+def test_the_image_uploader_shows_the_limit_that_applies(default_app: AppTest) -> None:
+    from cam_core.limits import MAX_IMAGE_UPLOAD_BYTES
+
+    (up,) = [u for u in default_app.get("file_uploader") if u.proto.id.endswith("uploads")]
+    # The browser writes "Limit … per file" from this number (it said 200MB, the server-wide limit).
+    assert up.proto.max_upload_size_mb == MAX_IMAGE_UPLOAD_BYTES // 2**20 == 64
+    assert "64 MB each" in up.proto.help
+
+
+def test_the_debug_switch_has_a_plain_label(default_app: AppTest) -> None:
+    # The label is the switch's accessible name: markdown in it was read out raw (":material/troubleshoot: **…**").
+    assert default_app.toggle(key="dbg_open").label == "Debug this prediction"
+
+
+def test_a_wide_photo_shows_fewer_classes_a_row() -> None:
+    at = _app()
+    wide = np.zeros((300, 900, 3), np.uint8)
+    wide[:, :300] = 200
+    at.file_uploader(key="uploads").set_value(("wide.png", _png(wide), "image/png")).run()
+    at.pills(key="samples").set_value([]).run()
+    _no_failure(at)
+    figs = {k: f for k, f in _figures(at).items() if k.startswith("overlay_gradcam_")}
+    assert sorted(figs) == ["overlay_gradcam_0", "overlay_gradcam_2"]  # two classes a row, then the third
+    assert [len(_heatmaps(figs[k])) for k in sorted(figs)] == [2, 1]
+
+
 def test_default_writes_a_shareable_url(default_app: AppTest) -> None:
     qp = default_app.query_params
     assert qp["model"] == "efficientnet_lite0"
@@ -130,7 +177,7 @@ def test_toggling_classes_reuses_cached_maps() -> None:
     picked = at.multiselect(key="class_picker").value
     at.multiselect(key="class_picker").unselect(picked[-1]).run()
     _no_failure(at)
-    assert len(_heatmaps(_overlay(at))) == 2 * 2
+    assert len(_heatmaps(_overlay(at))) == 2
     assert any("nothing was computed" in c for c in _captions(at))
 
     at.multiselect(key="class_picker").select(285).run()  # Egyptian cat, maybe already cached
@@ -145,7 +192,8 @@ def test_toggling_classes_reuses_cached_maps() -> None:
 def test_drawing_changes_compute_nothing() -> None:
     at = _app()
     at.selectbox(key="cmap").set_value("viridis").run()
-    at.slider(key="opacity").set_value(0.3).run()
+    at.session_state["opacity"] = 0.3  # where the figure's slider was left, as the sync stores it
+    at.run()
     _no_failure(at)
     assert any("nothing was computed" in c for c in _captions(at))
     fig = _overlay(at)
@@ -186,7 +234,7 @@ def test_unknown_class_name_is_a_message_once() -> None:
     _no_failure(at)
     messages = [w.value for w in at.warning]
     assert any("'zqxwv'" in m for m in messages), messages
-    assert len(_heatmaps(_overlay(at))) == 6  # the page still shows the view
+    assert len(_heatmaps(_overlay(at))) == 3  # the page still shows the view
     at.selectbox(key="cmap").set_value("viridis").run()  # any later change clears it
     assert not any("'zqxwv'" in w.value for w in at.warning)
     at.text_input(key="class_find").input("tabbby").run()  # a misspelling: suggested, not guessed
@@ -204,7 +252,7 @@ def test_bad_upload_is_a_message_and_the_rest_works(name: str, data: bytes) -> N
     messages = [e.value for e in at.error]
     assert any(name in m for m in messages), messages
     assert not at.expander  # a user mistake, not a bug: no details section
-    assert len(_heatmaps(_overlay(at))) == 6  # chelsea still explained
+    assert len(_heatmaps(_overlay(at))) == 3  # chelsea still explained
 
 
 def test_upload_several_images_and_switch() -> None:
@@ -242,7 +290,9 @@ def test_url_opens_a_shared_view() -> None:
     at.toggle(key="dbg_open").set_value(True).run()
     # _blocks.15 ends in BatchNorm with no activation: the diagnosis says so once, above its four cards,
     # and each card points to it instead of repeating it.
-    assert [w.value.split(".")[0] for w in at.warning] == ["**Signed activations"]
+    # Goldfish (1) is far down this photo's ranking: its two cards (one per method) say so first.
+    assert [w.value.split(".")[0].split(":")[0] for w in at.warning] == [
+        "**Signed activations", "**Not what the model predicts", "**Not what the model predicts"]
     assert sum("Layer notes above apply: pre activation" in c for c in _captions(at)) == 4
     assert at.multiselect(key="class_picker").value == [281, 1]
     figs = _figures(at)
@@ -325,7 +375,7 @@ def test_pickled_model_needs_explicit_trust(tmp_path: Path) -> None:
     at.checkbox(key="ckpt_trust").check().run()
     _no_failure(at)
     assert not at.error, [e.value for e in at.error]
-    assert len(_heatmaps(_overlay(at))) == 3 * 2
+    assert len(_heatmaps(_overlay(at))) == 3  # a ReLU output: the ReLU'd view alone
 
 
 def test_exports_are_well_formed() -> None:

@@ -319,3 +319,50 @@ def test_exported_csv_is_the_filtered_table(root) -> None:
     assert len(csv) == len(shown) and (~csv.correct.astype(bool)).all()
     assert list(csv.columns[:3]) == ["path", "label", "label_name"]
     assert csv.top5.str.count(";").eq(4).all()
+
+
+def test_the_outcome_control_takes_its_value_from_session_state_only(app, monkeypatch) -> None:
+    # A confusion-cell click sets "Show" back to all through session state; given a default as well, the widget
+    # made Streamlit log "created with a default value but also had its value set via the Session State API"
+    # (a check AppTest skips, having no runtime: so the defaults each widget is given are recorded here).
+    from streamlit.elements.lib import policies
+
+    given: dict[str, object] = {}
+    original = policies.check_session_state_rules
+
+    def record(default_value, key, writes_allowed=True):
+        given[key] = default_value
+        return original(default_value, key, writes_allowed)
+
+    monkeypatch.setattr(policies, "check_session_state_rules", record)
+    at = app(folder="runs/a")
+    _no_failure(at)
+    assert "ds_outcome" in given and given["ds_outcome"] is None
+    assert at.segmented_control(key="ds_outcome").value == "all"
+
+
+def test_the_per_class_table_has_headers_that_fit_and_say_the_rest_on_hover(app) -> None:
+    at = app(folder="runs/a")
+    _no_failure(at)
+    (table,) = at.dataframe
+    config = json.loads(table.proto.columns)
+    labels = {name: c.get("label") for name, c in config.items() if not name.startswith("_")}
+    assert labels == {"class": "Class", "images": "Images", "accuracy": "Right", "mean p(true)": "p(true)",
+                      "blank maps": "Blank"}  # "blank maps" was cut to "blank m…"
+    assert all(len(label) <= 7 and config[name].get("help") for name, label in labels.items())
+
+
+def test_thumbnails_leave_the_photo_clear_where_there_is_no_evidence() -> None:
+    # The image page's rule (cam_core.render.heat_rgba): the low end is transparent, not dark blue over the photo.
+    import base64
+    import io
+
+    from PIL import Image
+
+    from dashboard.views.dataset.thumbs import Base, build_heat
+
+    cam = np.zeros((7, 7), np.float32)
+    cam[3, 3] = 1.0
+    uri = build_heat(cam, Base("", (112, 112), (224, 224), None), "relu", "jet")
+    rgba = np.asarray(Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))).convert("RGBA"))
+    assert rgba[0, 0, 3] == 0 and rgba[56, 56, 3] > 200  # clear at the low end, covered at the peak

@@ -463,3 +463,19 @@ def test_a_second_visitor_reuses_the_layers_facts(app: AppTest, monkeypatch: pyt
     second.number_input(key="top_k").set_value(4).run()
     _no_failure(second)
     assert len(calls) == 1 and probes == []
+
+
+def test_the_card_says_the_head_probe_in_plain_words() -> None:
+    # "Scale-invariant head? no: output ×2 moves the logits 99.69 %" was jargon.
+    from dataclasses import replace
+
+    import cam_core
+    from cam_core.analysis.diagnose import diagnose
+    from dashboard.views.image.debug.cards import diagnosis_rows
+    from tests.tiny import SpatialNet, X
+
+    res = cam_core.explain(SpatialNet().eval(), X, layer="conv", classes=[0], methods=["gradcam"], device="cpu")
+    d = replace(diagnose(res, 0, 0, "gradcam"), scale_change=0.9969)
+    rows = dict(diagnosis_rows(d))
+    assert "Scale-invariant head?" not in rows
+    assert rows["Doubling the features"] == "changes the scores by 99.69%: the head uses their strength (as usual)"

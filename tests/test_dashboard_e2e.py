@@ -94,7 +94,7 @@ def _open(browser, server: str, query: str = "", requests: list[str] | None = No
         page.on("request", lambda r: requests.append(r.url))
     start = time.perf_counter()
     page.goto(server + query)
-    page.wait_for_function(f"document.querySelectorAll({HEATMAPS!r}).length >= 6", timeout=TIMEOUT_MS)
+    page.wait_for_function(f"document.querySelectorAll({HEATMAPS!r}).length >= 3", timeout=TIMEOUT_MS)
     elapsed = time.perf_counter() - start
     _idle(page)
     # The model tree is a component that mounts on its own, sometimes after the overlays.
@@ -143,7 +143,7 @@ def test_first_view_is_explained_with_zero_clicks(browser, server, shots, timing
     requests: list[str] = []
     page, elapsed = _open(browser, server, requests=requests)
     timings["page_open_to_first_overlay"] = round(elapsed, 2)
-    assert page.locator(HEATMAPS).count() == 6  # 3 classes × (ReLU'd, signed)
+    assert page.locator(HEATMAPS).count() == 3  # 3 classes × ReLU'd (the default layer's output is never negative)
     assert page.locator(f"{SCORES} g.trace.bars").count() == 2  # probability and logit
     assert page.get_by_text("EfficientNet-Lite0 (ImageNet)").first.is_visible()
     assert page.locator("[data-layer='_head_act'][aria-selected='true']").count() == 1
@@ -206,11 +206,11 @@ def test_opacity_slider_restyles_in_the_browser_and_the_page_keeps_it(browser, s
     )
     timings["in_figure_opacity_restyle"] = round(time.perf_counter() - start, 3)  # in the browser, no rerun
     # Then the page learns where the slider was left: one rerun of the overlays alone, which keeps 0.2
-    # (it used to snap back on the next rerun) and makes the toolbar's opacity, and the PNG downloads, agree.
-    page.wait_for_function(
-        "document.querySelector('.st-key-opacity input[type=range]').value === '0.2'"
-    )
+    # (it used to snap back on the next rerun) and makes the PNG downloads agree. There is no second opacity
+    # control above the figures (one used to rerun the page on its own).
+    page.wait_for_function("window.__runs >= 1")
     _idle(page)
+    assert page.locator(".st-key-opacity input[type=range]").count() == 0
     assert page.evaluate("window.__runs") == 1
     assert set(_heat_opacities(page)) == {0.2}
     page.screenshot(path=shots / "02_opacity_0.2.png")
@@ -263,7 +263,7 @@ def test_clicking_a_bar_toggles_its_class(browser, server, shots, timings) -> No
     first_titles = _panel_titles(page)
     start = time.perf_counter()
     _click_bar(page, 3)  # the 4th most probable class: not among the top-3 shown
-    page.wait_for_function(f"document.querySelectorAll({HEATMAPS!r}).length === 8")
+    page.wait_for_function(f"document.querySelectorAll({HEATMAPS!r}).length === 4")
     timings["class_toggle_to_updated_overlay"] = round(time.perf_counter() - start, 2)
     _idle(page)
     added = [t for t in _panel_titles(page) if t not in first_titles]
@@ -272,7 +272,7 @@ def test_clicking_a_bar_toggles_its_class(browser, server, shots, timings) -> No
     # The same bar again removes it (the chart is rebuilt, so no stale selection blocks a second click).
     start = time.perf_counter()
     _click_bar(page, 3)
-    page.wait_for_function(f"document.querySelectorAll({HEATMAPS!r}).length === 6")
+    page.wait_for_function(f"document.querySelectorAll({HEATMAPS!r}).length === 3")
     timings["class_untoggle_to_updated_overlay"] = round(time.perf_counter() - start, 2)
     page.close()
 
@@ -311,7 +311,7 @@ def test_camera_snapshot_is_shown_and_explained(browser, server, shots) -> None:
         f" !== {json.dumps(json.dumps(before, separators=(',', ':')))}"
     )
     _idle(page)
-    assert len(page.locator(HEATMAPS).all()) == 6
+    assert len(page.locator(HEATMAPS).all()) == 3
     assert not page.locator("[data-testid='stException']").all()
     page.screenshot(path=shots / "06_camera_snapshot.png")
     page.close()
@@ -346,21 +346,21 @@ def test_a_display_change_redraws_only_the_overlays(browser, server, shots, timi
     _mark(page, tree, "__camTree")
     _mark(page, scores, "__camScores")
     start = time.perf_counter()
-    page.locator(".st-key-views button", has_text="Signed").click()
-    page.wait_for_function(f"document.querySelectorAll({HEATMAPS!r}).length === 3")
-    timings["hide_signed_row_to_updated_overlay"] = round(time.perf_counter() - start, 2)
+    page.locator(".st-key-views_nonneg button", has_text="Signed").click()  # off by default at this layer
+    page.wait_for_function(f"document.querySelectorAll({HEATMAPS!r}).length === 6")
+    timings["show_signed_row_to_updated_overlay"] = round(time.perf_counter() - start, 2)
     _idle(page)
     # Only the overlays' fragment ran: the layer tree and the scores chart are the very same DOM nodes.
     assert _marked(page, tree, "__camTree") and _marked(page, scores, "__camScores")
     assert page.get_by_text("nothing was computed for this view").count() == 1
-    page.locator(".st-key-views button", has_text="Signed").click()  # back on: the signed row goes under, again
-    page.wait_for_function(f"document.querySelectorAll({HEATMAPS!r}).length === 6")
-    _idle(page)
     rows = page.evaluate(
         f"() => (document.querySelector({OVERLAY!r}).layout.annotations || []).map(a => a.text).filter(t => "
         "t.startsWith('<b>')).map(t => t.replace(/<[^>]+>/g, ''))"
     )
-    assert rows == ["ReLU'd", "signed ±"]
+    assert rows == ["ReLU'd", "signed ±"]  # the signed row under the ReLU'd one
+    page.locator(".st-key-views_nonneg button", has_text="Signed").click()  # off again
+    page.wait_for_function(f"document.querySelectorAll({HEATMAPS!r}).length === 3")
+    _idle(page)
     assert _marked(page, tree, "__camTree")
     # A whole-page rerun that changes nothing of the model (another image) does not rebuild the tree either.
     page.locator(".st-key-samples button", has_text="coffee").click()
@@ -418,7 +418,7 @@ def test_a_fresh_visitor_sees_the_overlays_before_plotly_runs(browser, server, s
     page.on("request", lambda r: requests.append(r.url))
     page.route("**/static/js/PlotlyChart.*.js", lambda route: route.abort())
     page.goto(server)
-    page.wait_for_function(f"document.querySelectorAll('{STILL} .camdash-still img').length === 6")
+    page.wait_for_function(f"document.querySelectorAll('{STILL} .camdash-still img').length === 3")
     _idle(page)
     page.wait_for_timeout(300)
     assert page.locator(f"{STILL} .camdash-still").is_visible()
@@ -428,7 +428,7 @@ def test_a_fresh_visitor_sees_the_overlays_before_plotly_runs(browser, server, s
     # Under each map the photo, the still's own style (what the page's sanitiser keeps of it).
     photos = page.evaluate(f"() => [...document.querySelectorAll('{STILL} .camdash-still .p')]"
                            ".map(d => getComputedStyle(d).backgroundImage.slice(0, 16))")
-    assert photos == ['url("data:image/'] * 6, photos
+    assert photos == ['url("data:image/'] * 3, photos  # 3 classes, the ReLU'd row
     # Streamlit's st.html chunk is asked for from the page's head, before the app connects.
     html_chunk = [i for i, u in enumerate(requests) if "/static/js/Html." in u]
     connect = next(i for i, u in enumerate(requests) if u.endswith("/_stcore/host-config"))

@@ -97,3 +97,14 @@ def test_each_row_is_as_tall_as_asked_and_fits_the_image_on_a_1600_px_screen() -
             assert (hi - lo) * plot_h == pytest.approx(154)  # the row, exactly: the image fills it, no gap
         lo, hi = layout["xaxis"]["domain"]
         assert (hi - lo) * (766 - margin["l"] - margin["r"]) == pytest.approx(726 * 0.96 / 3)
+
+
+def test_a_wide_photo_gets_fewer_panels_a_row_so_each_is_readable() -> None:
+    # A 3:1 photo, three classes side by side, was 67 px tall; its classes now wrap onto more rows.
+    from dashboard.figures import MIN_IMAGE_PX, columns_for, panel_height
+
+    assert columns_for((300, 900), 3) == 2
+    assert panel_height((300, 900), 2) >= MIN_IMAGE_PX
+    assert columns_for((224, 337), 4) == 4  # the sample photo keeps its four panels a row
+    assert columns_for((224, 224), 6) == 4  # never more than MAX_COLUMNS
+    assert columns_for((10, 10_000), 2) == 1  # one a row at least, however wide

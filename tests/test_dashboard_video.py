@@ -190,3 +190,13 @@ def test_class_modes_and_a_bad_upload(calls) -> None:
     assert len(errors) == 1 and "holiday.mp4 is not a video that can be read" in errors[0]
     assert "\n" not in errors[0]
     assert at.segmented_control(key="video_clip").value == "upload"  # the page keeps working
+
+
+def test_the_sidebar_has_no_fit_control_on_the_video_page() -> None:
+    # The Fit (how a photo meets the model's input size) applies to photos; the video page scales its frames
+    # with its own control, so the sidebar does not show one that does nothing here.
+    from dashboard import state
+
+    at = _video_page()  # a fresh one: other tests take the module's page elsewhere
+    _no_failure(at)
+    assert not [w for w in at.get("segmented_control") if w.key == state.K.FIT]

@@ -307,3 +307,29 @@ def test_each_finding_is_one_rule_and_the_headline_turns_on_its_threshold(spatia
     assert F_.near_bound(F_.MapContext(d, res, 0, "upper", None)).severity == "warning"
     # The rules in order give what diagnose() gave.
     assert F_.findings(d, res, 0, None, None) == d.findings
+
+
+def test_a_class_far_down_the_ranking_is_said_first_and_not_called_sound(spatial):
+    # "Looks sound" for a class at p = 0.045 % (rank 105): its map explains a class the model does not predict.
+    from dataclasses import replace
+
+    from cam_core.analysis.findings import findings
+
+    _, res = spatial
+    d = diagnose(res, 0, 1, "hirescam")
+    far = replace(d, rank=105, prob=0.00045, findings=[])
+    found = findings(far, res, 1, None, None)
+    assert found[0].code == "not_predicted" and found[0].severity == "warning"
+    assert "comes 105th in the ranking, p = 0.045%" in found[0].text
+    assert "does not explain the model's prediction" in found[0].text
+    assert "top classes" in found[0].fix
+    # The top classes get no such finding (rank 1, or a likely class just below the top 5).
+    assert not_predicted_none(far, res, rank=1, prob=0.6) and not_predicted_none(far, res, rank=7, prob=0.05)
+
+
+def not_predicted_none(d, res, rank: int, prob: float) -> bool:
+    from dataclasses import replace
+
+    from cam_core.analysis.findings import MapContext, not_predicted
+
+    return not_predicted(MapContext(replace(d, rank=rank, prob=prob), res, 1, None, None)) is None

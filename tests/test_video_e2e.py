@@ -138,3 +138,23 @@ def test_upload_run_play_scrub_and_click_the_timeline(server, clip, tmp_path_fac
         assert page.locator("video").count() == 0 and page.locator("[data-testid='stException']").count() == 0
         page.screenshot(path=shots / "v6_cancelled.png")
         browser.close()
+
+
+def test_opening_a_page_directly_asks_for_nothing_that_is_not_there(server) -> None:
+    # Opened at /video, Streamlit's browser code used to try /video as the server's base path first: 404s for
+    # /video/_stcore/health and /video/_stcore/host-config in the console (streamlit#7074). The page head says
+    # where the server is.
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=image_e2e.ARGS)
+        for path, title in (("video", "Video: class activation maps over a clip"), ("dataset", "Dataset")):
+            page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            page.set_default_timeout(TIMEOUT_MS)
+            missing: list[str] = []
+            page.on("response", lambda r, missing=missing: missing.append(r.url) if r.status == 404 else None)
+            page.goto(f"{server}/{path}")
+            page.get_by_text(title).first.wait_for()
+            _idle(page)
+            assert missing == [], missing
+            assert page.url.rstrip("/").endswith(f"/{path}")  # still the page that was opened
+            page.close()
+        browser.close()

@@ -24,6 +24,8 @@ from .thresholds import (
     MOSTLY_NEGATIVE_SHARE,
     NEGATIVE_MAJORITY_SHARE,
     NEGATIVE_WEIGHTS_SHARE,
+    NOT_PREDICTED_PROB,
+    NOT_PREDICTED_RANK,
     SIGNED_DEPTH,
     SIGNED_NEG_FRAC,
     positive_share,
@@ -93,14 +95,39 @@ def findings(d: Diagnosis, res: ExplainResult, k: int, side: str | None, head: H
     score's path): the other rules would read meaning into nothing.
     """
     m = MapContext(d, res, k, side, head)
-    about_method = [f for rule in METHOD_RULES if (f := rule(m)) is not None]
+    about_method = [f for rule in (not_predicted, *METHOD_RULES) if (f := rule(m)) is not None]
     if d.map_max == d.map_min == 0.0:
         blank = zero_head(m)
         return [blank] if blank is not None else [*about_method, zero_map(m)]
     about_layer = [f for rule in LAYER_RULES if (f := rule(m)) is not None]
     causes = [c for cause in CAUSES if (c := cause(m)) is not None]
     headline = next((f for rule in HEADLINES if (f := rule(m, causes)) is not None), None)
-    return [*([headline] if headline is not None else []), *about_method, *about_layer]
+    unlikely = [f for f in about_method if f.code == "not_predicted"]  # what the class is comes first
+    rest = [f for f in about_method if f.code != "not_predicted"]
+    return [*unlikely, *([headline] if headline is not None else []), *rest, *about_layer]
+
+
+# ---- what the class is -------------------------------------------------------------------------------------
+
+
+def _ordinal(n: int) -> str:
+    tail = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{tail}"
+
+
+def not_predicted(m: MapContext) -> Finding | None:
+    """A class far down the ranking: its map shows evidence for a class the model does not predict."""
+    d = m.d
+    if d.rank <= NOT_PREDICTED_RANK or d.prob >= NOT_PREDICTED_PROB:
+        return None
+    return Finding(
+        "not_predicted",
+        "warning",
+        f"Not what the model predicts: '{d.class_name}' comes {_ordinal(d.rank)} in the ranking, p = {d.prob:.3%}. "
+        "Its map shows where the image would count for a class the model does not see here; it does not explain "
+        "the model's prediction.",
+        "explain one of the top classes (click its bar in the scores), or contrast this class with the top one",
+    )
 
 
 # ---- what the method is ------------------------------------------------------------------------------------
@@ -227,9 +254,10 @@ def scale_invariant_head(m: MapContext) -> Finding | None:
     return Finding(
         "scale_invariant_head",
         "info",
-        f"Scale-invariant head: scaling `{head.layer}`'s output by {head.factor:g} changed the logits by "
-        f"{head.change:.2%} (a normalised embedding / cosine classifier). The gradient at the pooled "
-        "features is then orthogonal to them, so Grad-CAM maps at the block output sum to about zero.",
+        f"The head ignores how strong the features are: multiplying `{head.layer}`'s output by {head.factor:g} "
+        f"changed the scores by only {head.change:.2%} (a classifier on normalised features, such as a cosine "
+        "head). The gradient then points along no feature's strength, so Grad-CAM maps at the block output "
+        "sum to about zero.",
         "read maps as relative evidence (signed view); compare classes with a contrast map",
     )
 

@@ -186,25 +186,42 @@ class ResultStore:
         self.schema = part_schema(self.methods)
         self.parts = self.out / PARTS
         self._seq = 0
+        self.finished = False  # set by the run once its results are compacted: the folder is then left tidy
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
-        """Hold the folder for one run; a second run into it at the same time is refused."""
+        """Hold the folder for one run; a second run into it at the same time is refused.
+
+        A run that set :attr:`finished` leaves no ``.lock`` and no empty ``.parts/`` behind (removed while the
+        lock is still held); a run that failed or was stopped leaves both, and its parts, for the next run to resume.
+        """
         self.parts.mkdir(parents=True, exist_ok=True)
         try:
             import fcntl
         except ImportError:  # Windows: no advisory locks; runs into one folder must not overlap
             yield
+            self._tidy(None)
             return
-        with (self.out / ".lock").open("w") as handle:
+        lock = self.out / ".lock"
+        with lock.open("w") as handle:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as exc:
                 raise CamError(f"another run is writing to {self.out}; wait for it or use another --out") from exc
             try:
                 yield
+                self._tidy(lock)
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _tidy(self, lock: Path | None) -> None:
+        """After a finished run: the empty parts folder and the lock file go (nothing left to resume)."""
+        if not self.finished:
+            return
+        with contextlib.suppress(OSError):
+            self.parts.rmdir()  # only when empty: parts written after the last compaction stay
+        if lock is not None:
+            lock.unlink(missing_ok=True)
 
     def check_job(self, job: dict[str, Any]) -> None:
         """Refuse to mix runs: a folder that holds results of another model, layer, methods, classes or fit."""

@@ -197,4 +197,5 @@ def open_run(
         info.update(finished=_now(), seconds=round(seconds, 3), files=len(files), computed=len(todo),
                     failed=len(failed), skipped_non_images=found.skipped)
         store.write_run(info)
+        store.finished = True
     plan.summary = Summary(out, len(files), len(todo), len(files) - len(todo), failed, found.skipped, seconds)

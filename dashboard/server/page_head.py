@@ -9,19 +9,26 @@
   (:mod:`dashboard.views.image.still`) are ``st.html`` elements, and left to Streamlit their code waited behind
   Plotly's start, so the still came hardly before the chart it stands in for.
 
-This ASGI middleware writes both into the HTML document itself: ``/`` comes uncompressed, the other pages'
+- Where the server is (``window.__streamlit.BACKEND_BASE_URL``, Streamlit's own setting for an embedded app): opened
+  at ``/video`` without it, Streamlit's browser code first tries ``/video`` as the server's base path and asks for
+  ``/video/_stcore/health`` and ``/video/_stcore/host-config`` (two 404s in the console, streamlit#7074) before it
+  tries ``/``. The base path is the server's (``server.baseUrlPath``), on the page's own origin.
+
+This ASGI middleware writes them into the HTML document itself: ``/`` comes uncompressed, the other pages'
 (``/video``) gzipped by Streamlit; each is sent back uncompressed.
 """
 
 from __future__ import annotations
 
 import gzip
+import json
 from pathlib import Path
 
+import streamlit as st
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from streamlit import file_util
 
-__all__ = ["HEAD", "PageHead", "html_import", "plotly_preload", "with_head"]
+__all__ = ["HEAD", "PageHead", "base_url", "html_import", "plotly_preload", "with_head"]
 
 
 def _chunk(stem: str, static_dir: Path | None) -> str | None:
@@ -56,7 +63,18 @@ def html_import(static_dir: Path | None = None) -> bytes:
             f'<script type="module">import("{src}").catch(() => {{}});</script>').encode()
 
 
-HEAD = (b'<style id="camdash-head">[data-testid="stSkeleton"]{animation:none!important}</style>'
+def base_url(base_path: str | None = None) -> bytes:
+    """A script that tells Streamlit's browser code the server's base path, so it probes no page path first.
+
+    A plain script in the head runs before Streamlit's module scripts, which read the setting when they load.
+    """
+    path = str(st.get_option("server.baseUrlPath") if base_path is None else base_path).strip("/")
+    where = json.dumps("/" + path if path else "/")
+    return (f"<script>window.__streamlit=Object.assign({{}},window.__streamlit,"
+            f"{{BACKEND_BASE_URL:location.origin+{where}}});</script>").encode()
+
+
+HEAD = (base_url() + b'<style id="camdash-head">[data-testid="stSkeleton"]{animation:none!important}</style>'
         + plotly_preload() + html_import())
 
 

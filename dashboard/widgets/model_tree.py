@@ -24,7 +24,7 @@ from streamlit.components.v2 import component
 
 from cam_core.models.layers import shape_text
 
-__all__ = ["format_shape", "model_tree_ui", "tree_nodes"]
+__all__ = ["format_shape", "model_tree_ui", "signed_output", "tree_nodes"]
 
 _HERE = Path(__file__).parent
 _COMPONENT = component(
@@ -50,7 +50,13 @@ _CHIPS = {
 
 def _hint(key: str, hint_text: dict[str, str]) -> dict[str, str]:
     short, word = _CHIPS.get(key, (key.replace("_", " "), key.replace("_", " ")))
-    return {"short": short, "word": word, "text": hint_text.get(key, key)}
+    return {"key": key, "short": short, "word": word, "text": hint_text.get(key, key)}
+
+
+def signed_output(nodes: Sequence[dict[str, Any]], layer: str) -> bool:
+    """Whether ``layer``'s output can be negative (its ``pre_activation`` hint; an unknown layer counts as signed)."""
+    node = next((n for n in nodes if n["name"] == layer), None)
+    return node is None or any(h.get("key") == "pre_activation" for h in node["hints"])
 
 
 def tree_nodes(layers: Sequence[Any], hint_text: dict[str, str]) -> list[dict[str, Any]]:

@@ -376,11 +376,25 @@ def _confusion_ui(results: tb.Results, blank: np.ndarray) -> None:
         st.markdown("**Per class**")
         st.dataframe(
             tb.per_class(results.frame, blank), hide_index=True, width="stretch",
-            column_config={
-                "accuracy": st.column_config.ProgressColumn("accuracy", format="percent", min_value=0, max_value=1),
-                "mean p(true)": st.column_config.NumberColumn(format="%.2f"),
-            },
+            column_config=PER_CLASS_COLUMNS,
         )
+
+
+# Short headers that fit the narrow column (the long ones were cut: "blank m…"); each says the rest on hover.
+PER_CLASS_COLUMNS = {
+    "class": st.column_config.TextColumn("Class", width="medium", help="The true class (its folder)."),
+    "images": st.column_config.NumberColumn("Images", width="small", help="Images of this class."),
+    "accuracy": st.column_config.ProgressColumn(
+        "Right", format="percent", min_value=0, max_value=1, width="small",
+        help="Accuracy: the share of this class's images whose top class is right.",
+    ),
+    "mean p(true)": st.column_config.NumberColumn(
+        "p(true)", format="%.2f", width="small", help="The mean probability the model gives the true class.",
+    ),
+    "blank maps": st.column_config.NumberColumn(
+        "Blank", width="small", help="Blank maps: images whose map is empty (no positive evidence) for the class.",
+    ),
+}
 
 
 def _class_options(frame, column: str) -> list[int]:
@@ -414,8 +428,9 @@ def _controls(results: tb.Results) -> tuple[str, tb.Filters, str, str, str]:
     pred = c[2].multiselect("Predicted class", _class_options(frame, "pred"), format_func=name, key=DS.PRED,
                             on_change=_reset_page, placeholder="any")
     c = st.columns([1.1, 1.1, 1.0, 1.3], vertical_alignment="bottom")
+    st.session_state.setdefault(DS.OUTCOME, "all")  # not a default too: a cell click sets it (one source of value)
     outcome = c[0].segmented_control(
-        "Show", ["all", "correct", "wrong"], key=DS.OUTCOME, default="all", required=True, on_change=_reset_page,
+        "Show", ["all", "correct", "wrong"], key=DS.OUTCOME, required=True, on_change=_reset_page,
         format_func=str.capitalize, disabled=not labelled,
     )
     whose = "pred"

@@ -38,6 +38,7 @@ from dashboard.views.image.compute import (
 )
 from dashboard.views.image.sidebar import images_ui, methods_ui
 from dashboard.widgets.layer_panel import layer_panel
+from dashboard.widgets.model_tree import signed_output
 
 
 def page() -> st.Page:
@@ -164,7 +165,7 @@ def _overlays(
 ) -> None:
     """The display toolbar, one overlay figure per method, and the downloads (which show what is on screen)."""
     state.honour_full_rerun()
-    display = display_toolbar()
+    display = display_toolbar(signed_output(bundle.nodes, layer))
     names = bundle.model.class_names
     panels.show_overlays(bundle, item, layer, view, ids, methods, display)
     panels.show_exports(bundle, item, view, ids, names, methods, layer, display)

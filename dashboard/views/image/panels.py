@@ -24,9 +24,9 @@ from cam_core.limits import MAX_CLASSES_PER_REQUEST
 from dashboard.caches import figure_cache
 from dashboard.display import Display, sync_opacity
 from dashboard.figures import (
-    MAX_COLUMNS,
     PLOTLY_CONFIG,
     Panel,
+    columns_for,
     format_prob,
     overlay_figure,
     panel_height,
@@ -77,7 +77,22 @@ _CSS = """
   .st-key-workspace > [data-testid="stLayoutWrapper"] > [data-testid="stHorizontalBlock"] { flex-wrap: wrap; }
   .st-key-workspace > [data-testid="stLayoutWrapper"] > [data-testid="stHorizontalBlock"] > [data-testid="stColumn"] {
     flex: 1 1 100% !important; min-width: 100% !important; width: 100% !important; }
+  /* Under the overlays, the scores and the layer tree side by side: the tree right under the maps' row,
+     not at the bottom of a long column. */
+  .st-key-workspace [data-testid="stColumn"]:has(.st-key-tree_box) > [data-testid="stVerticalBlock"] {
+    flex-direction: row; flex-wrap: wrap; align-items: flex-start; }
+  .st-key-workspace [data-testid="stLayoutWrapper"]:has(> .st-key-scores_box),
+  .st-key-workspace [data-testid="stLayoutWrapper"]:has(> .st-key-tree_box) { flex: 1 1 340px; min-width: 300px; }
+  /* The sidebar takes less of a small screen (it took 30 % of 1024 px), and the page less padding. */
+  [data-testid="stSidebar"][data-collapsed="false"] { width: 244px !important; min-width: 244px !important; }
+  [data-testid="stMainBlockContainer"] { padding-left: 1.5rem; padding-right: 1.5rem; }
+  /* The class picker gets a line of its own; the find box and Top-k go under it. */
+  .st-key-class_row { flex-wrap: wrap; }
+  .st-key-class_row > div:first-child { flex: 1 1 100% !important; min-width: 100%; }
 }
+/* Class chips show their whole name (the first was cut: "Egyptian cat · …"). */
+.st-key-class_picker [data-baseweb="tag"] { max-width: none; }
+.st-key-class_picker [data-baseweb="tag"] span { max-width: none; overflow: visible; text-overflow: clip; }
 </style>
 """
 
@@ -299,8 +314,9 @@ def show_overlays(
             st.error(f"{title} at this layer: {plain(view.errors[m])}", icon=":material/error:")
             continue
         drawn = [c for c in ids if (m, c) in view.maps]
-        for start in range(0, len(drawn), MAX_COLUMNS):
-            chunk = tuple(drawn[start : start + MAX_COLUMNS])
+        per_row = columns_for(view.background.shape[:2], len(drawn))  # fewer for a wide photo: rows, not slivers
+        for start in range(0, len(drawn), per_row):
+            chunk = tuple(drawn[start : start + per_row])
             key = _figure_key(bundle, item, layer, view, chunk, m, display)
             if opening:
                 stills.add(key)

@@ -15,7 +15,7 @@ from PIL import Image, ImageOps
 from cam_core.engine.methods import METHODS, Cost, estimate_cost
 from cam_core.io.images import IMAGE_EXTENSIONS
 from cam_core.io.samples import SAMPLE_NAMES, load_sample
-from cam_core.limits import MAX_SESSION_IMAGES, MAX_SESSION_UPLOAD_BYTES, mb
+from cam_core.limits import MAX_IMAGE_UPLOAD_BYTES, MAX_SESSION_IMAGES, MAX_SESSION_UPLOAD_BYTES, mb
 from dashboard.feedback import show_error
 from dashboard.model import ImageItem, decode_image
 from dashboard.state import K, UrlView
@@ -93,7 +93,9 @@ def images_ui(url: UrlView) -> list[ImageItem]:
         type=list(IMAGE_EXTENSIONS),
         accept_multiple_files=True,
         key="uploads",
-        help="PNG, JPEG, WebP, BMP, TIFF or GIF (first frame). Several at once.",
+        max_upload_size=MAX_IMAGE_UPLOAD_BYTES // 2**20,  # the limit the uploader shows is the one that applies
+        help=f"PNG, JPEG, WebP, BMP, TIFF or GIF (first frame). Several at once, up to {mb(MAX_IMAGE_UPLOAD_BYTES)} "
+        "each.",
     )
     st.image([_thumb(n) for n in SAMPLE_NAMES], width=44)
     if K.SAMPLES not in st.session_state:

@@ -16,7 +16,7 @@ from cam_core.analysis.diagnose import (
     Diagnosis,
 )
 from cam_core.engine.methods import METHODS
-from dashboard.display import VIEWS
+from dashboard.display import show_signed
 from dashboard.state import request_full_rerun, set_layer
 from dashboard.text import plain
 from dashboard.views.image.debug.session import DK, ask
@@ -36,7 +36,10 @@ _SIGNED_CODES = frozenset(
 _CONTRAST_CODES = frozenset({"near_bound", "centred_map", "scale_invariant_head"})
 # Findings about the layer or the model, not one map: the same words on every card, so said once above them.
 LAYER_NOTE_CODES = frozenset({"pre_activation", "residual_branch", "scale_invariant_head"})
-BADGES = {"empty_after_relu": "red", "zero_map": "red", "zero_head": "red", "mostly_negative": "orange"}
+BADGES = {
+    "not_predicted": "orange", "empty_after_relu": "red", "zero_map": "red", "zero_head": "red",
+    "mostly_negative": "orange",
+}
 
 
 # ---- diagnosis cards and the page-level summary --------------------------------------------------------
@@ -85,8 +88,9 @@ def diagnosis_rows(d: Diagnosis) -> list[tuple[str, str]]:
     else:
         rows.append(("Output range", "unbounded" if "unbounded" in d.range_rule else "not inferred"))
     if d.scale_change is not None:
-        verdict = "yes" if "scale_invariant_head" in codes else "no"
-        rows.append(("Scale-invariant head?", f"{verdict}: output ×2 moves the logits {d.scale_change:.2%}"))
+        ignored = "scale_invariant_head" in codes
+        rows.append(("Doubling the features", f"changes the scores by {d.scale_change:.2%}: the head "
+                     + ("ignores their strength" if ignored else "uses their strength (as usual)")))
     return rows
 
 
@@ -96,7 +100,7 @@ def _rows_html(rows: Sequence[tuple[str, str]]) -> str:
 
 
 def _show_signed() -> None:
-    st.session_state["views"] = list(VIEWS)  # the overlays' "Views" pills (dashboard.display)
+    show_signed()  # the overlays' "Views" pills (dashboard.display)
     request_full_rerun()  # they live in another fragment
 
 

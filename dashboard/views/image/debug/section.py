@@ -84,7 +84,7 @@ def _debug(
 ) -> None:
     state.honour_full_rerun()
     opened = st.toggle(
-        ":material/troubleshoot: **Debug this prediction**",
+        "Debug this prediction",  # plain: the label is also the switch's accessible name (markdown was read out raw)
         key=DK.OPEN,
         help="Why each map looks as it does (blank after ReLU, signed layers, saturated scores), with the fix; "
         "a sweep over the layers, all methods side by side, a contrast of two classes, the channels behind a "
