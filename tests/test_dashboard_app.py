@@ -160,6 +160,9 @@ def test_a_wide_photo_shows_fewer_classes_a_row() -> None:
     figs = {k: f for k, f in _figures(at).items() if k.startswith("overlay_gradcam_")}
     assert sorted(figs) == ["overlay_gradcam_0", "overlay_gradcam_2"]  # two classes a row, then the third
     assert [len(_heatmaps(figs[k])) for k in sorted(figs)] == [2, 1]
+    # the short last row keeps the rows' panel size (its figure takes half the width, not all of it)
+    assert figs["overlay_gradcam_2"]["layout"]["height"] == figs["overlay_gradcam_0"]["layout"]["height"]
+    assert [c.weight for c in at.columns].count(0.5) == 2  # the third class in a column of its share, one empty
 
 
 def test_default_writes_a_shareable_url(default_app: AppTest) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from functools import partial
 
 import numpy as np
@@ -317,11 +318,15 @@ def show_overlays(
         per_row = columns_for(view.background.shape[:2], len(drawn))  # fewer for a wide photo: rows, not slivers
         for start in range(0, len(drawn), per_row):
             chunk = tuple(drawn[start : start + per_row])
-            key = _figure_key(bundle, item, layer, view, chunk, m, display)
+            key = _figure_key(bundle, item, layer, view, chunk, m, display, per_row)
             if opening:
                 stills.add(key)
-            fig, still = overlay_figure_for(bundle, item, layer, view, chunk, m, display, still=key in stills)
-            with st.container(key=f"still_{m}_{start}"):  # the still's place, there (empty) on every run
+            fig, still = overlay_figure_for(
+                bundle, item, layer, view, chunk, m, display, columns=per_row, still=key in stills
+            )
+            # A short last row keeps the rows' panel size: its figure takes its share of the width, not all of it.
+            place = st.columns([len(chunk), per_row - len(chunk)])[0] if len(chunk) < per_row else nullcontext()
+            with place, st.container(key=f"still_{m}_{start}"):  # the still's place, there (empty) on every run
                 if still:
                     st.html(still)
                 else:
@@ -338,10 +343,18 @@ def show_overlays(
 
 
 def _figure_key(
-    bundle: Bundle, item: ImageItem, layer: str, view: ViewResult, chunk: tuple[int, ...], method: str, display: Display
+    bundle: Bundle,
+    item: ImageItem,
+    layer: str,
+    view: ViewResult,
+    chunk: tuple[int, ...],
+    method: str,
+    display: Display,
+    columns: int,
 ) -> tuple:
-    """What an overlay figure is made of: its key in the figure cache (the titles carry p, hence its kind)."""
-    return (bundle.spec.key, item.key, layer, method, chunk, display, view.probs_kind)
+    """What an overlay figure is made of: its key in the figure cache (the titles carry p, hence its kind; the
+    columns of its rows set its panels' height)."""
+    return (bundle.spec.key, item.key, layer, method, chunk, display, view.probs_kind, columns)
 
 
 def overlay_figure_for(
@@ -353,20 +366,30 @@ def overlay_figure_for(
     method: str,
     display: Display,
     *,
+    columns: int | None = None,
     still: bool = False,
 ) -> tuple[go.Figure, str | None]:
     """The overlay figure of ``chunk``'s classes for one method and, with ``still``, its still
-    (:mod:`.still`, with its style; else None), both from the process-wide figure cache."""
-    key = _figure_key(bundle, item, layer, view, chunk, method, display)
+    (:mod:`.still`, with its style; else None), both from the process-wide figure cache. ``columns``: the panels a
+    row of this method holds (default: the chunk's), which sets their height."""
+    columns = columns or len(chunk)
+    key = _figure_key(bundle, item, layer, view, chunk, method, display, columns)
     names, title = bundle.model.class_names, METHODS[method].title
-    fig = figure_cache().get_or_build(key, partial(_overlay_figure, view, chunk, names, title, method, display))
+    build = partial(_overlay_figure, view, chunk, names, title, method, display, columns)
+    fig = figure_cache().get_or_build(key, build)
     if not still:
         return fig, None
     return fig, figure_cache().get_or_build(("still", *key), lambda: STILL_CSS + still_html(fig))
 
 
 def _overlay_figure(
-    view: ViewResult, chunk: Sequence[int], names: Sequence[str], title: str, method: str, display: Display
+    view: ViewResult,
+    chunk: Sequence[int],
+    names: Sequence[str],
+    title: str,
+    method: str,
+    display: Display,
+    columns: int,
 ) -> go.Figure:
     panels = [
         Panel(
@@ -387,7 +410,7 @@ def _overlay_figure(
         cmap=display.cmap,
         signed_cmap=display.signed_cmap,
         opacity=display.opacity,
-        panel_height=panel_height(view.background.shape[:2], len(chunk)),
+        panel_height=panel_height(view.background.shape[:2], columns),
     )
 
 
