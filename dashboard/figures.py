@@ -442,6 +442,7 @@ def scores_figure(
 # Line colours of the timeline, one per explained class (Plotly's qualitative "D3" set, minus grey).
 LINE_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 MAX_CHANGE_LABELS = 12  # top-1 changes named on the timeline; more are marked without a name
+_CLICK_LEVELS = 12  # rows of the timeline's invisible click grid
 
 
 def change_points(top1: Sequence[int]) -> list[int]:
@@ -461,7 +462,8 @@ def timeline_figure(
     ``cursor``, and the top-1 changes marked (named where they are far enough apart to read).
 
     Every frame is a marker (``customdata`` its position), so a click on a line returns a point
-    (Streamlit's ``on_select`` returns nothing for a click on a plain line).
+    (Streamlit's ``on_select`` returns nothing for a click on a plain line); an invisible column of points at every
+    frame, with no hover distance limit, makes a click anywhere on the plot pick the nearest frame.
     """
     fig = go.Figure()
     positions = list(range(len(times)))
@@ -488,6 +490,15 @@ def timeline_figure(
                 "<extra>click to show this frame</extra>",
             )
         )
+    top = float(max(top_prob.max(initial=0.0), *(probs[:, c].max() for c in lines)))
+    levels = np.linspace(0.0, 1.05 * top, _CLICK_LEVELS)
+    fig.add_trace(
+        go.Scatter(
+            x=np.repeat(times, len(levels)), y=np.tile(levels, len(times)), mode="markers",
+            marker={"size": 8, "opacity": 0}, customdata=np.repeat(positions, len(levels)), hoverinfo="none",
+            showlegend=False, name="frames",
+        )
+    )
     span = float(times[-1] - times[0]) if len(times) > 1 else 1.0
     named, last = 0, -np.inf
     for t in change_points(top1):
@@ -501,7 +512,6 @@ def timeline_figure(
             named, last = named + 1, x
     if 0 <= cursor < len(times):
         fig.add_vline(x=float(times[cursor]), line={"color": SELECTED_COLOR, "width": 2})
-    top = float(max(top_prob.max(initial=0.0), *(probs[:, c].max() for c in lines)))
     fig.update_layout(
         height=300,
         margin={"l": 8, "r": 8, "t": 30, "b": 8},
@@ -511,5 +521,6 @@ def timeline_figure(
         showlegend=True,
         clickmode="event+select",
         hovermode="closest",
+        hoverdistance=-1,  # the nearest point, however far: a click between two frames takes the nearer one
     )
     return fig

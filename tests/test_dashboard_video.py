@@ -90,6 +90,12 @@ def test_run_shows_the_film_scrubber_and_timeline(ran, calls) -> None:
     timeline = figs["video_timeline_0"]
     assert timeline["data"][0]["name"] == "each frame's top-1" and len(_array(timeline["data"][0]["x"])) == 36
     assert any(t["mode"] == "lines+markers" for t in timeline["data"][1:])
+    # a click anywhere picks the nearest frame: an invisible column of points at every frame, no hover limit
+    grid = next(t for t in timeline["data"] if t.get("name") == "frames")
+    frames = _array(grid["customdata"])
+    assert sorted(set(frames.tolist())) == list(range(36)) and len(frames) == 36 * 12
+    assert grid["marker"]["opacity"] == 0 and grid["hoverinfo"] == "none"
+    assert timeline["layout"]["hoverdistance"] == -1
     assert {d.key for d in at.get("download_button")} >= {"video_dl_film", "video_dl_npz", "video_dl_csv"}
     assert any("Frame 1 of 36" in m.value for m in at.markdown)
     done = [c.value for c in at.caption if "Explained 36 frames" in c.value]

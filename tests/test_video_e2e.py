@@ -125,6 +125,14 @@ def test_upload_run_play_scrub_and_click_the_timeline(server, clip, tmp_path_fac
         page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
         _wait_for_frame(page, 4)
         _idle(page)
+        # A click on empty space, high above the lines at frame 10's time, jumps to frame 10.
+        far = page.locator(f"{TIMELINE} .scatterlayer .trace").nth(0).locator("path.point").nth(9).bounding_box()
+        plot = page.locator(f"{TIMELINE} .nsewdrag").first.bounding_box()
+        page.mouse.move(far["x"] + far["width"] / 2, plot["y"] + 4)
+        page.wait_for_timeout(200)
+        page.mouse.click(far["x"] + far["width"] / 2, plot["y"] + 4)
+        _wait_for_frame(page, 10)
+        _idle(page)
         page.screenshot(path=shots / "v5_timeline_click.png")
         # Cancel stops a run between two batches (the sample clip: 36 frames, batches of 16). Clicked as soon as
         # it shows: the whole run takes only ~2.5 s here.
