@@ -386,13 +386,9 @@ def _zip(*members: tuple[str, bytes], method: int = zipfile.ZIP_STORED) -> bytes
 
 
 def _patch32(data: bytes, local_at: int, central_at: int, value: int) -> bytes:
-    out = bytearray(data)
-    for sig, at in ((b"PK\x03\x04", local_at), (b"PK\x01\x02", central_at)):
-        i = out.find(sig)
-        while i >= 0:
-            struct.pack_into("<I", out, i + at, value)
-            i = out.find(sig, i + 4)
-    return bytes(out)
+    from tests.test_hardening import _patch_headers
+
+    return _patch_headers(data, local_at, central_at, value, "<I")
 
 
 def _good_png() -> bytes:

@@ -535,13 +535,14 @@ def _zip(*members: tuple[str, bytes], method: int = zipfile.ZIP_STORED) -> bytes
     return buf.getvalue()
 
 
-def _patch_headers(data: bytes, local_at: int, central_at: int, value: int) -> bytes:
-    """Set a 16-bit field in every local (offset ``local_at``) and central (``central_at``) header."""
+def _patch_headers(data: bytes, local_at: int, central_at: int, value: int, field: str = "<H") -> bytes:
+    """Set a field (16-bit by default; ``"<I"`` for a CRC or a size) in every local (offset ``local_at``) and central
+    (``central_at``) header."""
     out = bytearray(data)
     for sig, at in ((b"PK\x03\x04", local_at), (b"PK\x01\x02", central_at)):
         i = out.find(sig)
         while i >= 0:
-            struct.pack_into("<H", out, i + at, value)
+            struct.pack_into(field, out, i + at, value)
             i = out.find(sig, i + 4)
     return bytes(out)
 
