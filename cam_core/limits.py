@@ -9,8 +9,6 @@ file; the README lists them.
 
 from __future__ import annotations
 
-from .errors import CamError
-
 __all__ = [
     "DECODED_IMAGE_SIDE",
     "FIGURE_CACHE_ENTRIES",
@@ -44,7 +42,6 @@ __all__ = [
     "MIN_INPUT_SIDE",
     "MODEL_CACHE_BYTES",
     "VIDEO_RUN_CACHE_BYTES",
-    "check_class_count",
     "mb",
 ]
 
@@ -135,18 +132,3 @@ def mb(n: int) -> str:
     return f"{n / 2**20:.0f} MB"
 
 
-def check_class_count(n: int, what: str = "classes") -> None:
-    """Refuse a request for more classes than :data:`MAX_CLASSES_PER_REQUEST` (or none).
-
-    Called where a request names its classes (a link's ``?classes=``, the CLI's ``--classes``), before
-    any work: each class is one more row of the batched backward and one more map kept and drawn.
-
-    Raises:
-        CamError: ``n`` is below 1 or above the limit.
-    """
-    if n < 1:
-        raise CamError(f"no {what} asked for; give at least one")
-    if n > MAX_CLASSES_PER_REQUEST:
-        raise CamError(
-            f"{n} {what} asked for at once; at most {MAX_CLASSES_PER_REQUEST} are explained in one request"
-        )

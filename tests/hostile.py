@@ -721,7 +721,10 @@ def prepare(shared: Path) -> None:
 _MD_FIELDS = {"body", "label", "help", "captions", "caption", "message", "text", "title", "placeholder"}
 _DATA_URI = re.compile(r"data:[\w/+.-]+;base64,[A-Za-z0-9+/=\\u]+")
 _CODE_SPAN = re.compile(r"(`+)(?:(?!\1).)*?\1", re.S)
-_LINK = re.compile(r"(?<!\\)\]\(\s*<?(?:https?:)?//evil\.example|(?<!\\)\[x\]\(")  # the payload's links, even cut
+# the payload's links, even cut, and GFM's autolinks of its bare URL or address (a backslash does not stop those)
+_LINK = re.compile(
+    r"(?<!\\)\]\(\s*<?(?:https?:)?//evil\.example|(?<!\\)\[x\]\(|https?\\?://evil\.example|www\\?\.evil\.example|\w\\?@evil\.example"
+)
 _PLOTLY_LINK = re.compile(r"<a\s[^>]*href\s*=\s*[\"']?\s*(?:https?:)?//evil\.example", re.I)  # plotly draws <a href>
 _HTML_BAD = re.compile(r"alert\(1\)|evil\.example", re.I)  # the visitor's payloads, not the app's own HTML
 

@@ -50,13 +50,11 @@ from cam_core.io.video import VideoError, _check_frame_size
 from cam_core.io.zips import ZipError, check_zip, extract_zip
 from cam_core.limits import (
     MAX_CLASSES,
-    MAX_CLASSES_PER_REQUEST,
     MAX_INPUT_SIDE,
     MAX_MODEL_BYTES,
     MAX_MODEL_PARAMS,
     MAX_ZIP_FILES,
     MODEL_CACHE_BYTES,
-    check_class_count,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -143,14 +141,6 @@ def test_the_limits_hold_the_real_classifiers_people_inspect() -> None:
     assert MAX_MODEL_BYTES <= MODEL_CACHE_BYTES  # a model the cache cannot keep is not loaded
     assert 21_843 < MAX_CLASSES < 1_000_000  # ImageNet-21k fits; the shape bomb's million rows do not
     check_num_classes(21_843)
-
-
-def test_a_link_asking_for_300_classes_is_refused() -> None:
-    check_class_count(MAX_CLASSES_PER_REQUEST)
-    with pytest.raises(CamError, match=r"^300 classes asked for at once; at most 20 are explained in one request$"):
-        check_class_count(300)
-    with pytest.raises(CamError, match="no classes asked for"):
-        check_class_count(0)
 
 
 def test_input_sides_are_held_to_the_bounds_of_input_size() -> None:

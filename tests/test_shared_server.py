@@ -44,8 +44,9 @@ def _shown(at: AppTest) -> list[str]:
 
 
 def _renders_a_link(body: str) -> bool:
-    """Whether Markdown would make a link or image of ``body`` (an unescaped ``](`` or ``![``)."""
-    return bool(re.search(r"(?<!\\)\]\(|(?<!\\)!\[", body))
+    """Whether Markdown would make a link or image of ``body``: an unescaped ``](`` or ``![``, or what GFM autolinks
+    (a bare ``http(s)://`` URL, ``www.`` or an e-mail address: a backslash does not stop those)."""
+    return bool(re.search(r"(?<!\\)\]\(|(?<!\\)!\[|https?\\?://|\bwww\\?\.|\w\\?@\w", body))
 
 
 # ---- 6: Markdown injection ------------------------------------------------------------------------------------
