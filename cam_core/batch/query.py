@@ -146,8 +146,9 @@ class ResultsQuery:
     """One opened results folder. Build with :meth:`open`."""
 
     def __init__(self, folder: Path, run: dict[str, Any], con: duckdb.DuckDBPyConnection, files: list[Path],
-                 loaded: scan.Loaded, columns: set[str]) -> None:
+                 loaded: scan.Loaded, columns: set[str], stamp: tuple[int, int, int]) -> None:
         self.folder, self.run, self.files = folder, run, files
+        self.stamp = stamp  # the version of the rows opened (:func:`.scan.results_stamp`)
         self.columns = columns
         self._con, self._loaded = con, loaded
         self._memo: dict[tuple[object, ...], object] = {}
@@ -174,6 +175,7 @@ class ResultsQuery:
         names = scan.check_run(run)
         methods = list(run["methods"])
         files = scan.parquet_files(folder)
+        stamp = scan.results_stamp(folder)
         if not files:
             raise CamError(f"{folder} holds no results.parquet and no Parquet parts (run a batch first)")
         con = duckdb.connect(":memory:", config={
@@ -189,7 +191,7 @@ class ResultsQuery:
         except BaseException:
             con.close()
             raise
-        return cls(folder, run, con, files, loaded, set(types))
+        return cls(folder, run, con, files, loaded, set(types), stamp)
 
     def close(self) -> None:
         """Free the folder's database."""
