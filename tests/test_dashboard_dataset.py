@@ -197,7 +197,8 @@ def test_upload_a_zip_and_run_it(app, root) -> None:
 
 def test_ten_thousand_rows_build_only_the_thumbnails_on_screen(app, root) -> None:
     """A 10 000-row table (the 8 real rows, each file hard-linked 1 250 times): one page of thumbnails is built."""
-    from dashboard.views.dataset.ui import PAGE_SIZES, thumb_cache
+    from dashboard.views.dataset.items import thumb_cache
+    from dashboard.views.dataset.ui import PAGE_SIZES
 
     src = root / "runs" / "a"
     big = root / "runs" / "big"

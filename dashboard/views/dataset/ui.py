@@ -25,13 +25,13 @@ from cam_core.errors import CamError
 from cam_core.limits import QUERY_FOLDERS
 from dashboard import dataroot, state, uploads
 from dashboard.feedback import bounded, guarded, message, show_error
-from dashboard.figures import PLOTLY_CONFIG, format_prob
+from dashboard.figures import PLOTLY_CONFIG
 from dashboard.model import Bundle, ImageItem, ModelSpec, decode_image, model_args
 from dashboard.model_ui import request_model
 from dashboard.text import plain
 from dashboard.views.dataset import table as tb
 from dashboard.views.dataset.figures import confusion_figure
-from dashboard.views.dataset.thumbs import ThumbCache, file_stamp
+from dashboard.views.dataset.items import gallery_items
 from dashboard.widgets.gallery import gallery_ui
 
 __all__ = ["DS", "Source", "goto_requested", "results_ui", "source_ui"]
@@ -68,12 +68,6 @@ class DS:
     CELL_NONCE = "_ds_cell_nonce"
     GOTO = "_ds_goto_image"
     LAST_JOB = "_ds_last_job"  # the run folder the controls named last run
-
-
-@st.cache_resource(show_spinner=False)
-def thumb_cache() -> ThumbCache:
-    """Thumbnails for every session of this process."""
-    return ThumbCache()
 
 
 @st.cache_resource(show_spinner=False)
@@ -479,16 +473,6 @@ def _pager(n: int) -> tuple[int, int]:
     return first, min(n, first + size)
 
 
-def _lines(row: dict) -> tuple[list[str], str]:
-    """Caption lines and the badge (right/wrong) of a gallery row."""
-    pred = f"pred {row['pred_name']} {format_prob(float(row['prob_pred']))}"
-    if row["label"] is None:
-        return [pred, f"entropy {row['entropy']:.2f}"], ""
-    right = bool(row["correct"])
-    true = f"true {row['label_name']}" + ("" if right else f" ({format_prob(float(row['prob_label'] or 0.0))})")
-    return [true, pred], "right" if right else "wrong"
-
-
 def _open_row(results: ResultsQuery, root: Path, bundle: Bundle | None, rid: int) -> None:
     """Hand the clicked image to the image page, with the run's model, layer, fit, method and classes."""
     row = results.row(rid)
@@ -550,7 +534,7 @@ def results_ui(root: Path, results: ResultsQuery, bundle: Bundle | None, image_p
     n = results.count(filters, method, whose)
     first, last = _pager(n)
     page = results.page(sort, filters, first, last - first, method, whose)
-    items = _items(results, root, page, method, view)
+    items = gallery_items(results, page, method, view, partial(_reachable, root))
     opacity = float(st.session_state.get(DS.OPACITY, 0.6))
     gallery_ui(
         items, opacity=opacity, columns=COLUMNS,
@@ -568,32 +552,3 @@ def results_ui(root: Path, results: ResultsQuery, bundle: Bundle | None, image_p
             st.dataframe(tb.failed_files(results.failed(FAILED_SHOWN), root), hide_index=True, width="stretch")
             if failed > FAILED_SHOWN:
                 st.caption(f"The first {FAILED_SHOWN:,} by path; the CSV export lists every row.")
-
-
-def _items(results: ResultsQuery, root: Path, page: list[dict], method: str, view: str) -> list[dict]:
-    """The gallery items of one page; thumbnails come from the cache or are built now (only these)."""
-    cache = thumb_cache()
-    pre, fit = results.preprocess, results.fit
-    cmap = "bwr" if view == "signed" else "jet"
-    items = []
-    for row in page:
-        rid, slot = int(row["rid"]), int(row["slot"])
-        lines, badge = _lines(row)
-        title = Path(row["path"]).name
-        try:
-            path = str(_reachable(root, row["path"]))
-        except CamError:
-            items.append({"id": rid, "title": title, "lines": lines, "badge": badge,
-                          "problem": "outside the data root: not shown"})
-            continue
-        stamp = file_stamp(path)
-        if stamp is None:
-            items.append({"id": rid, "title": title, "lines": lines, "badge": badge, "problem": "file not found"})
-            continue
-        thumb = cache.thumb(
-            path, stamp, pre, fit, (str(results.folder), results.stamp, rid, method, slot),
-            lambda rid=rid, slot=slot: results.map_of(rid, method, slot), view, cmap,
-        )
-        items.append({"id": rid, "base": thumb.base, "heat": thumb.heat, "title": title, "lines": lines,
-                      "badge": badge, "blank": bool(row["shown_blank"]), "problem": thumb.problem})
-    return items
