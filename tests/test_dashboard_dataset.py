@@ -387,3 +387,10 @@ def test_thumbnails_leave_the_photo_clear_where_there_is_no_evidence() -> None:
     uri = build_heat(cam, Base("", (112, 112), (224, 224), None), "relu", "jet")
     rgba = np.asarray(Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))).convert("RGBA"))
     assert rgba[0, 0, 3] == 0 and rgba[56, 56, 3] > 200  # clear at the low end, covered at the peak
+
+
+def test_confusion_counts_fit_their_cells_at_a_million_images() -> None:
+    from dashboard.views.dataset.figures import _count
+
+    assert [_count(n) for n in (0, 7, 999, 1000, 5606, 12_240, 150_000, 2_500_000)] == [
+        "", "7", "999", "1k", "5.6k", "12k", "150k", "2.5M"]
