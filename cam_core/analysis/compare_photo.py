@@ -128,7 +128,9 @@ def map_difference(map_a: np.ndarray, map_b: np.ndarray, shared_scale: bool = Fa
     return (rb / top_b if top_b > 0 else rb) - (ra / top_a if top_a > 0 else ra)
 
 
-def prediction_changed(names_a: Sequence[str], probs_a: np.ndarray, names_b: Sequence[str], probs_b: np.ndarray) -> bool:
+def prediction_changed(
+    names_a: Sequence[str], probs_a: np.ndarray, names_b: Sequence[str], probs_b: np.ndarray
+) -> bool:
     """Whether the two models' top classes differ, by name (two label sets in another order predict the same
     class when its name is the same)."""
     top_a, top_b = names_a[int(np.argmax(probs_a))], names_b[int(np.argmax(probs_b))]
