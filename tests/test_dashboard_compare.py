@@ -52,7 +52,8 @@ def _heat(fig: dict) -> list[np.ndarray]:
     for t in fig["data"]:
         if t["type"] == "heatmap":
             z = t["z"]
-            out.append(np.frombuffer(base64.b64decode(z["bdata"]), dtype=z["dtype"]).reshape([int(n) for n in str(z["shape"]).split(",")]))
+            shape = [int(n) for n in str(z["shape"]).split(",")]
+            out.append(np.frombuffer(base64.b64decode(z["bdata"]), dtype=z["dtype"]).reshape(shape))
     return out
 
 
