@@ -73,7 +73,7 @@ def test_a_model_against_itself_did_not_move(itself: AppTest) -> None:
     picked = at.multiselect(key="class_picker").value
     assert len(lines) == len(picked) == 3
     for line in lines.values():
-        assert "map shift 0.00 (r = 1.00)" in line and "peak shift 0 px" in line and "(+0.0%)" in line, line
+        assert "map shift 0.00 (r = 1.00)" in line and "peak shift 0 px" in line and "(+0.0 pts)" in line, line
     assert any("same prediction" in md.value for md in at.markdown)
     figs = _compare_figures(at)
     assert set(figs) == {f"compare_{c}" for c in picked}
@@ -129,7 +129,8 @@ def test_a_finetuned_checkpoint_with_two_classes_swapped(itself: AppTest, finetu
     # B's Egyptian cat is A's tiger cat: B predicts tiger cat with A's Egyptian cat's probability.
     (top,) = [md.value for md in at.markdown if md.value.startswith("Top class")]
     assert "A says **Egyptian cat** (45.4%), B says **tiger cat** (45.4%)" in top and "prediction changed" in top
-    assert "45.4% → 16.3%" in lines["Egyptian cat"] and "16.3% → 45.4%" in lines["tiger cat"]
+    assert "45.4% → 16.3% (-29.1 pts)" in lines["Egyptian cat"]
+    assert "16.3% → 45.4% (+29.1 pts)" in lines["tiger cat"]
     assert "map shift 0.00" not in lines["Egyptian cat"]
     assert set(_compare_figures(at)) == {f"compare_{EGYPTIAN}", f"compare_{TIGER}"}  # none for the missing class
     assert "model_b" not in at.query_params and "layer_b" not in at.query_params  # an upload cannot travel

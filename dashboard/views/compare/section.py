@@ -200,12 +200,11 @@ def _summary(row: ClassComparison, kind: str) -> str:
     name = f"**{plain(row.name)}**"
     if row.id_b is None:
         return f"{name} ({row.id_a}): :orange[not in model B] (no class of that name): A {format_prob(row.prob_a)}."
-    prob = (f"{kind} p {format_prob(row.prob_a)} → {format_prob(row.prob_b)} "
-            f"({row.prob_change:+.1%})" if row.prob_change is not None else "")
+    prob = f"{kind} p {format_prob(row.prob_a)} → {format_prob(row.prob_b)} ({100 * row.prob_change:+.1f} pts)"
     if row.shift is None:
         return f"{name}: no map to compare; {prob}."
     peak = "no peak (a blank map)" if math.isnan(row.shift.peak_px) else f"peak shift {row.shift.peak_px:.0f} px"
-    return f"{name}: map shift {row.shift.shift:.2f} (r = {row.shift.correlation:.2f}), {peak}, {prob}."
+    return f"{name}: map shift {row.shift.shift:.2f} (r = {row.shift.correlation:.2f}) · {peak} · {prob}"
 
 
 def _figure(background: np.ndarray, row: ClassComparison, shared: bool, display: Display) -> go.Figure:
