@@ -174,6 +174,11 @@ def _models_line(
         f"**B**: {plain(bundle_b.model.name)} at `{layer_b}` ({view_b.place.describe(*size)})"
         + ("" if item_b.fit == item.fit else f" · model B cannot take the fit *{item.fit}*: its own default")
     )
+    if bundle_b.spec == bundle_a.spec and layer_a == layer_b and item_b.fit == item.fit:
+        st.info("Model B is model A at the same layer: pick another model for B in the sidebar (or another layer "
+                "above) to see what changes.", icon=":material/compare:")
+    if bundle_b.spec.url_model is None:
+        st.caption(":material/link_off: Model B is an upload (or code): a link to this page cannot carry it.")
     if not bundle_b.model.pretrained:
         st.warning("Model B has untrained (random) weights: its maps say nothing about the image.",
                    icon=":material/warning:")
@@ -199,7 +204,8 @@ def _summary(row: ClassComparison, kind: str) -> str:
     """One line for a class: in B or not, map shift, peak shift and the probability change."""
     name = f"**{plain(row.name)}**"
     if row.id_b is None:
-        return f"{name} ({row.id_a}): :orange[not in model B] (no class of that name): A {format_prob(row.prob_a)}."
+        return (f"{name} ({row.id_a}): :orange[**not in model B**] (it has no class of that name) · A's {kind} p "
+                f"{format_prob(row.prob_a)}")
     prob = f"{kind} p {format_prob(row.prob_a)} → {format_prob(row.prob_b)} ({100 * row.prob_change:+.1f} pts)"
     if row.shift is None:
         return f"{name}: no map to compare; {prob}."
