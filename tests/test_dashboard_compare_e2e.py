@@ -7,24 +7,20 @@ per class both models have; then drop a class and the comparison follows. Screen
 from __future__ import annotations
 
 import io
-import shutil
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
 import torch
 
 from benchmarks.bench_ui import ARGS
-from tests.serve import dashboard
+from tests.serve import chromium_or_skip, dashboard, idle
 
 pytestmark = pytest.mark.e2e
-
-CHROMIUM = shutil.which("chromium")
-if CHROMIUM is None:
-    pytest.skip("chromium is not installed (apt-get install -y chromium)", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-
+CHROMIUM, sync_api = chromium_or_skip()
 TIMEOUT_MS = 120_000
+_idle = partial(idle, timeout_ms=TIMEOUT_MS)
 OVERLAY = ".st-key-overlay_gradcam_0 .js-plotly-plot"
 FIGURES = "[class*='st-key-compare_'] .js-plotly-plot"
 EGYPTIAN, TIGER, TABBY = 285, 282, 281
@@ -54,11 +50,6 @@ def page(tmp_path_factory) -> Iterator:
         pg.goto(url)
         yield pg
         browser.close()
-
-
-def _idle(page) -> None:
-    page.wait_for_timeout(300)
-    page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=TIMEOUT_MS)
 
 
 def test_compare_with_a_finetuned_checkpoint(page, finetuned, tmp_path) -> None:
