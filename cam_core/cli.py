@@ -1,4 +1,4 @@
-"""Command line: ``python -m cam_core layers|explain|video|sweep|trust|batch``.
+"""Command line: ``python -m cam_core layers|explain|video|sweep|trust|batch|atlas``.
 
 User mistakes (unknown model, layer, class or method; unreadable image) end
 with one line on stderr and exit status 2, never a traceback.
@@ -360,6 +360,26 @@ def _cmd_batch(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_atlas(args: argparse.Namespace) -> int:
+    from .analysis.atlas import build_atlas, parse_clusters, write_atlas
+
+    k = parse_clusters(args.clusters)
+    atlases = [build_atlas(args.results, m, k, args.of) for m in dict.fromkeys(args.method or [None])]
+    written = write_atlas(args.results, atlases)
+    if args.sheet:
+        from .analysis.atlas_sheet import write_sheet
+
+        written += (write_sheet(args.results, atlases),)
+    for a in atlases:
+        clusters = sum(len(c.clusters) for c in a.classes)
+        print(f"{a.method}: {len(a.paths):,} maps, {len(a.classes)} classes, {clusters} clusters, "
+              f"{len(a.flagged())} flagged ({a.seconds:.1f} s)")
+        for c, k_ in a.flagged():
+            print(f"  {c.name} · cluster {k_.id} ({k_.size} images): {'; '.join(f.reason for f in k_.flags)}")
+    print("wrote " + ", ".join(str(p) for p in written))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status.
 
@@ -371,7 +391,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         precheck(args)
         commands = {
             "layers": _cmd_layers, "explain": _cmd_explain, "video": _cmd_video, "sweep": _cmd_sweep,
-            "trust": _cmd_trust, "batch": _cmd_batch,
+            "trust": _cmd_trust, "batch": _cmd_batch, "atlas": _cmd_atlas,
         }
         return commands[args.command](args)
     except CamError as exc:

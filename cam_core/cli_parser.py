@@ -135,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser for all subcommands."""
     parser = _Parser(prog="python -m cam_core", description="Class activation maps for PyTorch.")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_layers, _add_explain, _add_video, _add_sweep, _add_trust, _add_batch):
+    for add in (_add_layers, _add_explain, _add_video, _add_sweep, _add_trust, _add_batch, _add_atlas):
         add(sub)
     return parser
 
@@ -284,6 +284,26 @@ def _add_batch(sub: argparse._SubParsersAction) -> None:
     p_batch.add_argument("--out", required=True, help="output folder (results.parquet, run.json)")
 
 
+def _add_atlas(sub: argparse._SubParsersAction) -> None:
+    """``atlas``: a results folder's maps clustered per class (no model needed)."""
+    p = sub.add_parser("atlas", help="cluster a batch run's maps per class by where they look; flag shortcuts")
+    p.add_argument("--results", required=True, help="a batch results folder (results.parquet, run.json)")
+    p.add_argument("--method", action="append", help="whose maps (repeatable; default: the run's first method)")
+    p.add_argument("--clusters", default="auto", help="clusters per class: auto (by silhouette) or a number 1-50")
+    p.add_argument("--of", choices=["pred", "label"], default="pred",
+                   help="each image's map of its predicted class (default) or of its true class")
+    p.add_argument("--sheet", action="store_true", help="also draw the atlas as a PNG sheet (OUT/atlas.png)")
+
+
+def _check_atlas(args: argparse.Namespace) -> None:
+    if not (Path(args.results) / "results.parquet").is_file():
+        raise CamError(f"{args.results} holds no results.parquet (run `python -m cam_core batch ... --out "
+                       f"{args.results}` first)")
+    text = str(args.clusters).strip().lower()
+    if text != "auto" and not (text.isdigit() and 1 <= int(text) <= 50):
+        raise CamError(f"--clusters takes auto or a whole number from 1 to 50, got {args.clusters!r}")
+
+
 def _check_files(paths: list[str], what: str) -> None:
     for p in paths:
         if not Path(p).is_file():
@@ -305,6 +325,8 @@ def precheck(args: argparse.Namespace) -> None:
             raise CamError(f"unknown method {name!r}; choose from: {choices_hint(METHOD_NAMES)}")
     if args.command in ("explain", "sweep", "trust"):
         _check_files(args.image, "image")
+    if args.command == "atlas":
+        _check_atlas(args)
     if args.command == "video":
         _check_files([args.video], "video")
         if not 0.0 <= args.smooth < 1.0:
