@@ -88,7 +88,7 @@ def test_the_grid_keeps_mass_shares_and_normalises(tmp_path) -> None:
 def test_flags_read_the_mean_map_by_hand() -> None:
     even = np.full((16, 16), 1 / 256)
     assert border_mass(even) == pytest.approx(1 - 144 / 256)  # the ring of 2 cells: 112 of 256 cells
-    assert corner_mass(even)[1] == pytest.approx(16 / 256)
+    assert corner_mass(even)[1] == pytest.approx(25 / 256)  # 5 × 5 cells: a third of 16, rounded
     assert cluster_flags(even, np.full(5, np.nan)) == []
     corner = np.zeros((16, 16))
     corner[15, 15] = 1.0

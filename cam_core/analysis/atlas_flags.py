@@ -25,7 +25,7 @@ __all__ = [
 ]
 
 BORDER_SHARE = 0.7  # mass on the outer eighth of each side (44% of the area: an even map puts 44% there)
-CORNER_SHARE = 0.4  # mass in one corner's quarter-by-quarter square (1/16 of the area: an even map puts 6% there)
+CORNER_SHARE = 0.4  # mass in one corner's square, a third of each side (1/9 of the area: an even map puts 11% there)
 OUTSIDE_BOX_ENERGY = 0.3  # mean share of the map's mass inside the object's box, below which the cluster looks away
 MIN_BOXED = 0.5  # the box rule speaks only when at least this share of the cluster's images have a box
 CORNERS = ("top-left", "top-right", "bottom-left", "bottom-right")
@@ -53,9 +53,9 @@ def border_mass(mean: np.ndarray) -> float:
 
 
 def corner_mass(mean: np.ndarray) -> tuple[str, float]:
-    """(which corner, its share of the mass): the corner square (a quarter of each side) holding the most."""
+    """(which corner, its share of the mass): the corner square (a third of each side) holding the most."""
     g = mean.shape[0]
-    q = max(1, round(g / 4))
+    q = max(1, round(g / 3))
     shares = (mean[:q, :q].sum(), mean[:q, -q:].sum(), mean[-q:, :q].sum(), mean[-q:, -q:].sum())
     i = int(np.argmax(shares))
     return CORNERS[i], float(shares[i])
@@ -67,7 +67,7 @@ def cluster_flags(mean: np.ndarray, box_energy: np.ndarray) -> list[Flag]:
     where, corner = corner_mass(mean)
     if corner >= CORNER_SHARE:
         flags.append(Flag("corner", corner, f"{corner:.0%} of the mean map's mass lies in the {where} corner "
-                                            "(a sixteenth of the image)"))
+                                            "(a square of a third of each side, a ninth of the image)"))
     border = border_mass(mean)
     if border >= BORDER_SHARE:
         flags.append(Flag("border", border, f"{border:.0%} of the mean map's mass lies on the border (the outer "

@@ -22,7 +22,7 @@ from PIL import Image, ImageDraw, ImageFont
 from ..render import colorize, view_map
 from .atlas import ATLAS_JSON, Atlas
 
-__all__ = ["MAX_SHEET_CLASSES", "SHEET", "sheet_image", "sheet_png", "write_sheet"]
+__all__ = ["MAX_SHEET_CLASSES", "SHEET", "mean_tile", "sheet_image", "sheet_png", "write_sheet"]
 
 SHEET = "atlas.png"
 MAX_SHEET_CLASSES = 60  # rows drawn; the rest are counted in the footer
@@ -37,9 +37,10 @@ def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     return ImageFont.load_default(size=size)
 
 
-def _mean_tile(mean: Sequence[Sequence[float]]) -> Image.Image:
+def mean_tile(mean: Sequence[Sequence[float]] | np.ndarray, side: int = TILE) -> Image.Image:
+    """A cluster's mean map (a mass distribution on the grid) as a coloured square: jet, scaled to its largest cell."""
     unit = view_map(np.asarray(mean, dtype=np.float32), "relu")
-    return Image.fromarray(colorize(unit, "jet")).resize((TILE, TILE), Image.Resampling.BILINEAR)
+    return Image.fromarray(colorize(unit, "jet")).resize((side, side), Image.Resampling.BILINEAR)
 
 
 def _cluster_width(cluster: dict[str, Any], examples: Examples | None) -> int:
@@ -86,7 +87,7 @@ def sheet_image(entry: dict[str, Any], title: str, examples: Examples | None = N
 
 def _draw_cluster(sheet: Image.Image, draw: ImageDraw.ImageDraw, k: dict[str, Any], x: int, y: int,
                   examples: Examples | None, small: Any, tiny: Any) -> None:
-    sheet.paste(_mean_tile(k["mean_map"]), (x, y))
+    sheet.paste(mean_tile(k["mean_map"]), (x, y))
     if k["flags"]:
         draw.rectangle((x - 3, y - 3, x + TILE + 2, y + TILE + 2), outline=_FLAG_COLOUR, width=3)
     draw.text((x, y + TILE + 3), f"#{k['id']} · {k['size']} images", font=small, fill=(20, 20, 20))

@@ -26,6 +26,7 @@ from dashboard.figures import PLOTLY_CONFIG, format_prob
 from dashboard.model import Bundle, ImageItem, ModelSpec, decode_image, model_args
 from dashboard.model_ui import request_model
 from dashboard.text import plain
+from dashboard.views.dataset import insight
 from dashboard.views.dataset import table as tb
 from dashboard.views.dataset.figures import confusion_figure
 from dashboard.views.dataset.thumbs import ThumbCache, file_stamp
@@ -36,6 +37,7 @@ __all__ = ["DS", "Source", "goto_requested", "results_ui", "source_ui"]
 PAGE_SIZES = (24, 48, 96)
 COLUMNS = 6
 CLASS_MODES = {"pred": "Prediction", "label": "True class", "pred,label": "Both", "top3": "Top 3"}
+NO_MODEL = "choose the run's model in the sidebar (opening one of its images switches to it)"
 BIG_RUN = 200  # from this many files on, decoding may run in worker processes (their start-up costs seconds)
 
 
@@ -528,10 +530,14 @@ def results_ui(root: Path, results: tb.Results, bundle: Bundle | None, image_pag
     _metrics(results, method, blank)
     _confusion_ui(results, blank)
     shown = tb.sort_frame(tb.filter_frame(results.frame, filters), sort, blank)
+    opacity = float(st.session_state.get(DS.OPACITY, 0.6))
+    model = bundle.model if bundle is not None and _run_spec(results, bundle) == bundle.spec else None
+    insight.contrast(results, partial(_reachable, root), filters, shown, method, model, NO_MODEL, opacity)
+    insight.atlas(results, partial(_reachable, root), method, opacity)
+    shown = insight.narrow(results, shown)
     first, last = _pager(len(shown))
     page = shown.iloc[first:last]
     items = _items(results, root, page, slot, blank, method, view)
-    opacity = float(st.session_state.get(DS.OPACITY, 0.6))
     gallery_ui(
         items, opacity=opacity, columns=COLUMNS,
         on_open=partial(_open_row, results, root, bundle),
