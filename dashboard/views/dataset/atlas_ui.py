@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import streamlit as st
+from PIL import Image
 
 from cam_core.analysis.atlas import ATLAS_JSON, ATLAS_PARQUET, build_atlas, read_atlas, write_atlas
 from cam_core.analysis.atlas_sheet import mean_tile, sheet_png
@@ -124,9 +125,22 @@ def _cluster_card(folder: Path, method: str, c: dict[str, Any], k: dict[str, Any
         pictures = examples(list(k["examples"][:_EXAMPLES]))
         shown = [pictures[p] for p in k["examples"][:_EXAMPLES] if p in pictures]
         if shown:
-            st.image(shown, width=72, caption=None)
+            st.image(_strip(shown), caption="typical images (nearest the cluster's centre)", width="stretch")
         st.button("Show in the gallery", key=f"ds_atlas_show_{c['class_id']}_{k['id']}", icon=":material/filter_alt:",
                   on_click=_show_cluster, args=(folder, method, c, k), width="stretch")
+
+
+def _strip(pictures: list[np.ndarray], height: int = 120, gap: int = 4) -> np.ndarray:
+    """Pictures side by side at one height, on white (one image: it keeps its place in a narrow card)."""
+    scaled = [np.asarray(Image.fromarray(p).resize((max(1, round(p.shape[1] * height / p.shape[0])), height)))
+              for p in pictures]
+    width = sum(p.shape[1] for p in scaled) + gap * (len(scaled) - 1)
+    strip = np.full((height, width, 3), 255, dtype=np.uint8)
+    x = 0
+    for p in scaled:
+        strip[:, x : x + p.shape[1]] = p
+        x += p.shape[1] + gap
+    return strip
 
 
 def _codes(k: dict[str, Any]) -> str:

@@ -39,6 +39,7 @@ class ContrastRow:
     name: str
     class_ids: tuple[int, ...]
     maps: np.ndarray | None
+    caption: str = ""
 
 
 @st.cache_resource(show_spinner=False)
@@ -73,16 +74,16 @@ def _with_model(model: object, row: ContrastRow, a: int, b: int, method: str, la
 def _panel_row(row: ContrastRow, found: ConfusionMaps, names: Sequence[str], a: int, b: int,
                preprocess: Preprocess, fit: str, opacity: float) -> None:
     pic = cached_picture(row.path, preprocess, fit)
-    cols = st.columns([1.1, 1, 1, 1], vertical_alignment="center")
-    cols[0].markdown(f"**{plain(row.name)}**")
+    cols = st.columns([1.1, 1, 1, 1, 1.2], vertical_alignment="center")
+    cols[0].markdown(f"**{plain(row.name)}**  \n{plain(row.caption)}")
     cols[1].image(with_map(pic, found.map_a, "relu", opacity), caption=f"{plain(names[a])} (true)", width="stretch")
     cols[2].image(with_map(pic, found.map_b, "relu", opacity), caption=f"{plain(names[b])} (predicted)",
                   width="stretch")
     pos = float(np.maximum(found.contrast, 0).sum())
     total = float(np.abs(found.contrast).sum()) or 1.0
+    share = f"{pos / total:.0%} of it for {plain(names[b])}"
     cols[3].image(with_map(pic, found.contrast, "signed", opacity),
-                  caption=f"why {plain(names[b])}, not {plain(names[a])} ({pos / total:.0%} favours it)",
-                  width="stretch")
+                  caption=f"why {plain(names[b])}, not {plain(names[a])}: {share}", width="stretch")
 
 
 def contrast_ui(a: int, b: int, names: Sequence[str], rows: Sequence[ContrastRow], total: int, method: str,
@@ -105,10 +106,11 @@ def contrast_ui(a: int, b: int, names: Sequence[str], rows: Sequence[ContrastRow
         slow = METHODS[route.method].slow and route.how == "model"
         go = not slow or st.button(f"Compute the contrast of {len(rows)} images with the model ({METHODS[method].title}"
                                    " runs a forward per channel)", key="ds_contrast_go", icon=":material/play_arrow:")
-        missing = 0
+        missing, computed = 0, 0
         for row in rows:
             found = _stored(row, a, b, method)
             if found is None and model is not None and go:
+                computed += 1
                 try:
                     with st.spinner(f"Explaining {row.name}…"):
                         found = _with_model(model, row, a, b, method, layer, preprocess, fit)
@@ -124,6 +126,9 @@ def contrast_ui(a: int, b: int, names: Sequence[str], rows: Sequence[ContrastRow
             except (CamError, OSError) as exc:
                 show_error(exc if isinstance(exc, CamError) else CamError(f"{row.name} cannot be read"),
                            "showing the image")
+        stored = len(rows) - missing - computed
+        st.caption(f"{stored} from the run's stored maps, {computed} computed with the model now"
+                   + (f", {missing} left out" if missing else "") + ".")
         if missing and model is None:
             st.info(f"{missing} image(s) need the model for their contrast: {plain(no_model)}",
                     icon=":material/info:")

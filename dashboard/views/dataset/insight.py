@@ -16,6 +16,7 @@ import streamlit as st
 
 from cam_core.batch.results import map_column
 from cam_core.errors import CamError
+from dashboard.figures import format_prob
 from dashboard.views.dataset import atlas_ui
 from dashboard.views.dataset import table as tb
 from dashboard.views.dataset.confusion_ui import SHOWN, ContrastRow, contrast_ui
@@ -85,6 +86,8 @@ def contrast(results: tb.Results, reachable: Reachable, filters: tb.Filters, sho
         except CamError:
             continue
         ids = tuple(int(c) for c in row.class_ids) if row.class_ids is not None else ()
-        rows.append(ContrastRow(path, row.name, ids, _all_maps(results, int(row.Index), method)))
+        caption = f"p({results.class_names[b]}) {format_prob(float(row.prob_pred))}" + (
+            "" if pd.isna(row.prob_label) else f" · p({results.class_names[a]}) {format_prob(float(row.prob_label))}")
+        rows.append(ContrastRow(path, row.name, ids, _all_maps(results, int(row.Index), method), caption))
     contrast_ui(a, b, results.class_names, rows, len(shown), method, results.run["layer"], results.preprocess,
                 results.fit, model, no_model, opacity)
