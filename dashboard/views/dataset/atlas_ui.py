@@ -180,7 +180,8 @@ def atlas_ui(folder: Path, run: dict[str, Any], method: str, examples: Examples)
                 st.rerun(scope="fragment")
             return
         classes = _ordered(entry["classes"])
-        st.markdown(_summary(classes))
+        with st.container(key="ds_atlas_summary"):
+            st.markdown(_summary(classes))
         ids = [int(c["class_id"]) for c in classes]
         by_id = {int(c["class_id"]): c for c in classes}
         if st.session_state.get(AK.CLASS) not in ids:
