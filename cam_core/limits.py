@@ -41,6 +41,8 @@ __all__ = [
     "MAX_ZIP_PATH_CHARS",
     "MIN_INPUT_SIDE",
     "MODEL_CACHE_BYTES",
+    "QUERY_FOLDERS",
+    "QUERY_MEMORY_BYTES",
     "VIDEO_RUN_CACHE_BYTES",
     "mb",
 ]
@@ -125,6 +127,10 @@ VIDEO_RUN_CACHE_BYTES = 512 * 2**20
 """Scores and raw maps of the clips explained on the video page (a 3000-frame run at 7×12: ~120 MB)."""
 FILM_CACHE_BYTES = 256 * 2**20
 """The video page's overlay films (MP4) and the frames its scrubber shows (JPEG)."""
+QUERY_MEMORY_BYTES = 2 * 2**30
+"""DuckDB's memory for one opened results folder (its light columns: ~150 MB a million rows); beyond it, spills."""
+QUERY_FOLDERS = 4
+"""Results folders kept open on the Dataset page (each a DuckDB database of its light columns)."""
 
 
 def mb(n: int) -> str:
