@@ -227,8 +227,8 @@ def _localise(row: Row, item: Decoded, methods: Sequence[str]) -> None:
         return
     boxes = list(truth.boxes)
     if item.mask is not None:
-        rows, cols = np.nonzero(item.mask)
-        boxes = [(float(cols.min()), float(rows.min()), float(cols.max() + 1), float(rows.max() + 1))] if len(rows) else []
+        ys, xs = np.nonzero(item.mask)
+        boxes = [(float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1))] if len(ys) else []
     row.boxes = [float(v) for box in boxes for v in box]
     row.box_labels = list(truth.labels) if item.mask is None else [-1] * len(boxes)
     objects, row.box_cut = class_objects(truth.boxes, truth.labels, truth.labelled, row.class_ids,

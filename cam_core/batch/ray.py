@@ -139,7 +139,8 @@ def run_ray(
                 plan.info["batch_size"] = size
                 order = [i for batch in plan_batches(plan.todo, plan.model.preprocess, plan.fit, size) for i in batch]
                 records = [
-                    {"path": f.path, "size": f.size, "mtime_ns": f.mtime_ns, "label": _label(f), "truth": _truth_json(f.truth)}
+                    {"path": f.path, "size": f.size, "mtime_ns": f.mtime_ns, "label": _label(f),
+                     "truth": _truth_json(f.truth)}
                     for f in (plan.todo[i] for i in order)
                 ]
                 ds = ray.data.from_items(records).map_batches(

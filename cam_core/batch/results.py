@@ -129,7 +129,9 @@ def _lists(values: Sequence[Any], typ: pa.DataType, dtype: type) -> pa.Array:
     return pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat, typ), type=pa.list_(typ), mask=mask)
 
 
-def rows_table(rows: Sequence[Row], methods: Sequence[str], class_names: Sequence[str], boxes: bool = False) -> pa.Table:
+def rows_table(
+    rows: Sequence[Row], methods: Sequence[str], class_names: Sequence[str], boxes: bool = False
+) -> pa.Table:
     """Rows as a table in :func:`part_schema` (the contract's columns and the identities)."""
 
     def scalars(values: list[Any], typ: pa.DataType) -> pa.Array:
