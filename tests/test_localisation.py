@@ -22,12 +22,13 @@ from scipy.ndimage import distance_transform_edt
 
 from cam_core.analysis.localisation import (
     TOLERANCE_PX,
-    box_mask,
+    Region,
+    box_window,
     class_objects,
     energy_in_box,
     localise,
     pointing_game,
-    visible_mask,
+    visible_window,
 )
 from cam_core.batch import BatchJob, discover, run_local
 from cam_core.batch.truth import load_truth
@@ -36,7 +37,7 @@ from cam_core.errors import CamError
 from cam_core.io.boxes import read_boxes
 from cam_core.models.load import load_model
 from cam_core.models.preprocess import Preprocess
-from cam_core.render import maps_on_image
+from cam_core.render import carry_matrices, maps_on_image
 
 ROOT = Path(__file__).resolve().parents[1]
 PRE = Preprocess(crop_size=(224, 224), resize_size=256, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
@@ -77,10 +78,25 @@ def _hot_cell(place, size, grid=(7, 7)) -> tuple[np.ndarray, tuple[float, float]
 
 
 def test_a_box_is_the_pixels_whose_centre_lies_in_it() -> None:
-    mask = box_mask([(2, 1, 5, 3)], (8, 4))
-    assert mask.sum() == 3 * 2 and mask[1:3, 2:5].all()
-    half = box_mask([(2.5, 0.5, 4.6, 1.4)], (8, 4))  # centres 2.5, 3.5 (4.5 < 4.6) in x; 0.5 in y
-    assert np.argwhere(half).tolist() == [[0, 2], [0, 3], [0, 4]]
+    assert box_window((2, 1, 5, 3), (8, 4)) == (1, 3, 2, 5)  # rows 1..2, columns 2..4
+    assert box_window((2.5, 0.5, 4.6, 1.4), (8, 4)) == (0, 1, 2, 5)  # centres 2.5, 3.5, 4.5 (< 4.6); 0.5
+    assert box_window((-9, -9, 99, 99), (8, 4)) == (0, 4, 0, 8)  # clipped to the image
+    two = Region.union([(1, 3, 2, 5), (0, 1, 6, 8)])
+    assert two.pixels == 6 + 2 and np.argwhere(two.mask((4, 8))).tolist() == [
+        [0, 6], [0, 7], [1, 2], [1, 3], [1, 4], [2, 2], [2, 3], [2, 4]]
+
+
+@pytest.mark.parametrize("fit", ["whole", "crop", "squash", "letterbox"])
+@pytest.mark.parametrize("size", [(451, 300), (300, 451), (600, 400)])
+def test_the_carry_matrices_are_the_overlay_s_inverse_of_the_fit(fit, size) -> None:
+    place = PRE.place(*size, fit)
+    m = np.random.default_rng(0).normal(size=(7, 9)).astype(np.float32)
+    wy, wx = carry_matrices(place, size, m.shape)
+    assert np.allclose(wy @ m @ wx.T, maps_on_image(m[None], place, size)[0], atol=1e-5)
+    t, b, lo, hi = visible_window(place, size)
+    seen = np.zeros((size[1], size[0]), bool)
+    seen[t:b, lo:hi] = True
+    assert ((maps_on_image(np.ones((1, 7, 9), np.float32), place, size)[0] > 0) == seen).all()
 
 
 @pytest.mark.parametrize("fit", ["whole", "crop", "squash", "letterbox"])
@@ -93,7 +109,7 @@ def test_the_maximum_lands_where_the_fit_puts_it_and_the_tolerance_is_15_photo_p
     peak = np.unravel_index(up.argmax(), up.shape)
     assert abs(peak[1] + 0.5 - px) <= 1 and abs(peak[0] + 0.5 - py) <= 1  # the hand inverse of the fit
     x, y = int(px), int(py)
-    visible = visible_mask(place, size)
+    visible = visible_window(place, size)
     cases = {  # a box holding the peak; boxes 10 and 14 px to its right (hits); 16 and 30 px (misses)
         (x - 5, y - 5, x + 5, y + 5): True,
         (x + 11, y - 5, x + 40, y + 5): True,
@@ -102,7 +118,7 @@ def test_the_maximum_lands_where_the_fit_puts_it_and_the_tolerance_is_15_photo_p
         (x + 31, y - 5, x + 60, y + 5): False,
     }
     for box, hit in cases.items():
-        objects, cut = class_objects([box], [-1], False, [0], visible)
+        objects, cut = class_objects([box], [-1], False, [0], size, visible)
         hits, _ = localise(cam, place, size, objects)
         dx = max(box[0] - peak[1], 0)  # columns between the peak pixel and the box's first
         assert hits == [dx <= TOLERANCE_PX] == [hit], (fit, box, peak)
@@ -115,14 +131,14 @@ def test_a_uniform_map_has_the_box_s_share_of_the_seen_pixels_as_energy(fit) -> 
     size = (photo.shape[1], photo.shape[0])
     place = PRE.place(*size, fit)
     cam = np.ones((1, 7, 7), np.float32)
-    visible = visible_mask(place, size)
-    objects, cut = class_objects([OBJECT], [-1], False, [0], visible)
+    t, b, lo, hi = visible_window(place, size)
+    objects, cut = class_objects([OBJECT], [-1], False, [0], size, (t, b, lo, hi))
     hits, energy = localise(cam, place, size, objects)
     box_px = (OBJECT[2] - OBJECT[0]) * (OBJECT[3] - OBJECT[1])  # 80 × 80, inside any crop of chelsea
     # the crop keeps the centre 262.5 × 262.5 (224/256 of the short side): x 94.25..356.75, y 18.75..281.25,
     # so the pixel centres of columns 94..356 and rows 19..280
     seen = 451 * 300 if fit != "crop" else 263 * 262
-    assert visible.sum() == seen
+    assert (b - t) * (hi - lo) == seen
     assert energy[0] == pytest.approx(box_px / seen, rel=1e-5)
     assert hits[0] is not None and cut is False  # where a flat map's maximum falls is float rounding's choice
 
@@ -136,7 +152,7 @@ def test_letterbox_leaves_the_pad_out_of_the_mass() -> None:
     top, left, ch, cw = place.content
     cam = np.zeros((1, 224, 224), np.float32)
     cam[0, top : top + ch, left : left + cw] = 1.0
-    objects, _ = class_objects([OBJECT], [-1], False, [0], visible_mask(place, size))
+    objects, _ = class_objects([OBJECT], [-1], False, [0], size, visible_window(place, size))
     _, energy = localise(cam, place, size, objects)
     assert energy[0] == pytest.approx(80 * 80 / (451 * 300), rel=3e-3)
 
@@ -148,33 +164,37 @@ def test_a_crop_cuts_a_box_flags_it_and_scores_the_visible_part_only() -> None:
     size = (600, 400)
     place = PRE.place(*size, "crop")
     assert place.used == (125.0, 25.0, 475.0, 375.0)
-    visible = visible_mask(place, size)
-    assert visible.sum() == 350 * 350
+    visible = visible_window(place, size)
+    assert visible == (25, 375, 125, 475)
     cam = np.ones((1, 7, 7), np.float32)
-    objects, cut = class_objects([(50, 100, 150, 200)], [-1], False, [0], visible)
-    assert cut is True and objects[0].sum() == 25 * 100
+    objects, cut = class_objects([(50, 100, 150, 200)], [-1], False, [0], size, visible)
+    assert cut is True and objects[0].pixels == 25 * 100
     _, energy = localise(cam, place, size, objects)
     assert energy[0] == pytest.approx(25 * 100 / (350 * 350), rel=1e-5)
-    gone, cut = class_objects([(20, 100, 90, 200)], [-1], False, [0], visible)
+    mask = np.zeros((400, 600), bool)
+    mask[100:200, 50:150] = True
+    from_mask, cut = class_objects([], [], False, [0], size, visible, mask)
+    assert cut is True and from_mask[0].window == (100, 200, 125, 150) and from_mask[0].pixels == 2500
+    gone, cut = class_objects([(20, 100, 90, 200)], [-1], False, [0], size, visible)
     assert cut is True and gone == [None]
     assert localise(cam, place, size, gone) == ([None], [None])
 
 
 def test_labelled_boxes_count_for_their_class_only_unlabelled_for_every_class() -> None:
-    visible = np.ones((100, 100), bool)
+    visible = (0, 100, 0, 100)
     boxes = [(0, 0, 10, 10), (50, 50, 60, 60), (80, 80, 90, 90)]
-    objects, _ = class_objects(boxes, [3, 7, -1], True, [3, 7, 9], visible)
-    assert objects[0].sum() == 100 and objects[0][5, 5] and objects[1][55, 55] and objects[2] is None
-    everything, _ = class_objects(boxes, [-1, -1, -1], False, [3, 9], visible)
-    assert everything[0].sum() == everything[1].sum() == 300
+    objects, _ = class_objects(boxes, [3, 7, -1], True, [3, 7, 9], (100, 100), visible)
+    assert objects[0].window == (0, 10, 0, 10) and objects[1].window == (50, 60, 50, 60) and objects[2] is None
+    everything, _ = class_objects(boxes, [-1, -1, -1], False, [3, 9], (100, 100), visible)
+    assert everything[0].pixels == everything[1].pixels == 300
 
 
 def test_a_blank_map_points_nowhere_and_has_no_energy() -> None:
-    obj = np.zeros((20, 20), bool)
-    obj[5:10, 5:10] = True
+    obj = Region.union([(5, 10, 5, 10)])
     cam = np.zeros((20, 20))
     assert pointing_game(cam, obj) is False and energy_in_box(cam, obj) == 0.0
-    assert pointing_game(cam, None) is None and energy_in_box(cam, np.zeros_like(obj)) is None
+    assert pointing_game(cam, None) is None and energy_in_box(cam, None) is None
+    assert Region.union([(5, 5, 1, 9)]) is None  # no rows: no object
 
 
 # ---- Quantus -----------------------------------------------------------------------------------------------------
@@ -189,13 +209,13 @@ def _against_quantus(fit: str, seed: int) -> list[bool | None]:
     place = PRE.place(*size, fit)
     rng = np.random.default_rng(seed)
     maps = rng.normal(size=(6, 7, 7)).astype(np.float32)
-    visible = visible_mask(place, size)
+    visible = visible_window(place, size)
     boxes = [tuple(float(v) for v in (*xy, *(xy + rng.integers(20, 150, 2)))) for xy in rng.integers(0, 350, (6, 2))]
-    objects = [class_objects([b], [-1], False, [0], visible)[0][0] for b in boxes]
+    objects = [class_objects([b], [-1], False, [0], size, visible)[0][0] for b in boxes]
     hits, energies = localise(maps, place, size, objects)
     keep = [i for i, o in enumerate(objects) if o is not None]
     a = np.maximum(maps_on_image(maps[keep], place, size), 0)[:, None]
-    s = np.stack([objects[i] for i in keep])[:, None]
+    s = np.stack([objects[i].mask((size[1], size[0])) for i in keep])[:, None]
     near = np.stack([distance_transform_edt(~o[0]) <= TOLERANCE_PX for o in s])[:, None]
     x = np.repeat(photo.transpose(2, 0, 1)[None].astype(np.float32), len(keep), 0)
     y = np.zeros(len(keep), int)
@@ -310,7 +330,7 @@ def test_a_batch_run_scores_the_pasted_object_alike_from_boxes_and_masks(fmt, fi
     model = load_model("tests.tiny:gapnet", weights=None, import_paths=[str(ROOT)], input_size=64)
     place = model.preprocess.place(*size, fit)
     maps = np.asarray(row["map_gradcam"], np.float32).reshape(row["map_shape"])
-    objects, _ = class_objects([OBJECT], [-1], False, row["class_ids"], visible_mask(place, size))
+    objects, _ = class_objects([OBJECT], [-1], False, row["class_ids"], size, visible_window(place, size))
     hits, energies = localise(maps, place, size, objects)
     assert row["point_hit"] == hits
     assert np.allclose(row["box_energy"], energies, atol=1e-6)

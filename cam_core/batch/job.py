@@ -26,7 +26,7 @@ from PIL import Image
 from torch import Tensor
 
 from ..analysis.diagnose import blank_after_relu, positive_area, positive_share
-from ..analysis.localisation import class_objects, localise, visible_mask
+from ..analysis.localisation import class_objects, localise, visible_window
 from ..engine.explainer import explain
 from ..engine.methods import check_methods
 from ..engine.result import ExplainResult, region_mask
@@ -231,8 +231,8 @@ def _localise(row: Row, item: Decoded, methods: Sequence[str]) -> None:
         boxes = [(float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1))] if len(ys) else []
     row.boxes = [float(v) for box in boxes for v in box]
     row.box_labels = list(truth.labels) if item.mask is None else [-1] * len(boxes)
-    objects, row.box_cut = class_objects(truth.boxes, truth.labels, truth.labelled, row.class_ids,
-                                         visible_mask(place, size), item.mask)
+    objects, row.box_cut = class_objects(truth.boxes, truth.labels, truth.labelled, row.class_ids, size,
+                                         visible_window(place, size), item.mask)
     maps = np.concatenate([row.maps[m] for m in methods])
     row.point_hit, row.box_energy = localise(maps, place, size, objects * len(methods))
 
