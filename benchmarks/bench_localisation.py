@@ -15,6 +15,7 @@ machine may be shared); the ratio is the cost of localisation. Run:
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import tempfile
 import time
@@ -98,6 +99,7 @@ def main() -> None:
           f"side, {100 * per_image * n / streams / best['batch']:.1f} % of the plain run's best time")
     print(f"localisation adds {100 * (best['batch --boxes'] / best['batch'] - 1):+.1f} % to the run "
           f"(ratio {best['batch --boxes'] / best['batch']:.3f}; target ≤ 1.05)")
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
