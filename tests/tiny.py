@@ -105,7 +105,8 @@ def colour_net() -> GapNet:
 
 
 def write_colour_folder(root, per_class: int = 3, seed: int = 0, misfiled: dict[str, str] | None = None) -> list:
-    """An ImageFolder of coloured patches on grey noise at the normalisation's mean (``root/<colour>/<i>.png``), photos of a few sizes.
+    """An ImageFolder of coloured patches (brightest at their centre) on grey noise at the normalisation's mean
+    (``root/<colour>/<i>.png``), photos of a few sizes.
 
     ``misfiled``: colour → folder: one extra patch of that colour filed under another colour's folder.
     """
@@ -120,7 +121,9 @@ def write_colour_folder(root, per_class: int = 3, seed: int = 0, misfiled: dict[
         mean = np.array([0.485, 0.456, 0.406])  # the normalisation's mean: the background's features are near 0
         im = (rng.normal(mean, 0.03, (h, w, 3)).clip(0, 1) * 255).astype(np.uint8)
         y, x = int(rng.integers(0, h - 16)), int(rng.integers(0, w - 16))
-        im[y:y + 16, x:x + 16] = np.array(rgb) * 255
+        yy, xx = np.mgrid[-7.5:8, -7.5:8]
+        bump = 0.6 + 0.4 * np.exp(-(yy**2 + xx**2) / 20)[..., None]  # one brightest point: the maps have one peak
+        im[y:y + 16, x:x + 16] = np.array(rgb) * bump * 255
         path.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(im).save(path)
         written.append(path)

@@ -14,6 +14,8 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,7 @@ from ..errors import CamError
 from ..io.folders import output_folder
 from ..models.load import LoadedModel, load_model
 from .compare_table import COMPARE, COMPARE_JSON, PHOTO_SIDE, CompareCounts, join_runs
-from .files import Found, discover, labels_from_folders
+from .files import Found, ImageFile, discover, labels_from_folders
 from .job import BatchJob
 from .local import run_local
 from .results import RESULTS, read_run
@@ -55,25 +57,28 @@ class CompareSummary:
         )
 
 
-def _engine(engine: str, workers: int | None, address: str | None, bar: bool):  # -> (job, found, out, model, redo)
-    """The batch engine to run each step with."""
-    if engine == "ray":
-        from .ray import import_ray, run_ray
-
-        import_ray()
-
-        def ray_run(job: BatchJob, found: Found, out: Path, model: LoadedModel, redo: set[str]) -> Summary:
-            return run_ray(job, found, out, workers=2 if workers is None else workers, address=address, model=model,
-                           redo=redo)
-
-        return ray_run
-    if engine != "local":
+@contextmanager
+def _engine(engine: str, workers: int | None, address: str | None, bar: bool) -> Iterator[Callable[..., Summary]]:
+    """The batch engine each step runs with: (job, found, out, model, redo) → Summary. Ray starts once for all
+    three steps (unless it runs already)."""
+    if engine == "local":
+        yield lambda job, found, out, model, redo: run_local(job, found, out, workers=workers, model=model,
+                                                            redo=redo, bar=bar)
+        return
+    if engine != "ray":
         raise CamError(f"--engine {engine!r}: choose local or ray")
+    from .ray import import_ray, run_ray, runtime_env
 
-    def local_run(job: BatchJob, found: Found, out: Path, model: LoadedModel, redo: set[str]) -> Summary:
-        return run_local(job, found, out, workers=workers, model=model, redo=redo, bar=bar)
-
-    return local_run
+    ray = import_ray()
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address=address, include_dashboard=False, configure_logging=False, runtime_env=runtime_env())
+    try:
+        yield lambda job, found, out, model, redo: run_ray(job, found, out, workers=2 if workers is None else workers,
+                                                          model=model, redo=redo)
+    finally:
+        if started:
+            ray.shutdown()
 
 
 def _classes_by_path(out: Path) -> dict[str, list[int]]:
@@ -81,6 +86,19 @@ def _classes_by_path(out: Path) -> dict[str, list[int]]:
     table = pq.read_table(out / RESULTS, columns=["path", "class_ids", "error"])
     return {p: ids for p, ids, e in zip(*(table.column(c).to_pylist() for c in ("path", "class_ids", "error")),
                                         strict=True) if e is None and ids is not None}
+
+
+def _with_b_classes(found: Found, ids_a: dict[str, list[int]], ids_b: dict[str, list[int]],
+                    b_to_a: list[int | None]) -> tuple[list[ImageFile], set[str]]:
+    """A's files, those where B explained a class A has but has not explained carrying B's classes; their paths."""
+    files, redo = [], set()
+    for f in found.files:
+        want = tuple(dict.fromkeys(i for c in ids_b.get(f.path, ()) if (i := b_to_a[c]) is not None))
+        if f.path in ids_a and not set(want) <= set(ids_a[f.path]):
+            f = replace(f, extra=want)
+            redo.add(f.path)
+        files.append(f)
+    return files, redo
 
 
 def _named(model: LoadedModel, which: str, action: Any) -> Any:
@@ -136,23 +154,15 @@ def run_compare(
             _named(model, which, lambda m=model: labels_from_folders(found, m.class_names))
     a_to_b = match_classes(model_a.class_names, model_b.class_names)
     b_to_a = match_classes(model_b.class_names, model_a.class_names)
-    run = _engine(engine, workers, address, bar)
     out_a, out_b = out / "a", out / "b"
-
-    first = _named(model_a, "A", lambda: run(job_a, found, out_a, model_a, set()))
-    ids_a = _classes_by_path(out_a)
-    files_b = [replace(f, extra=tuple(j for c in ids_a.get(f.path, ()) if (j := a_to_b[c]) is not None))
-               for f in found.files]
-    second = _named(model_b, "B", lambda: run(job_b, replace(found, files=files_b), out_b, model_b, set()))
-    ids_b = _classes_by_path(out_b)
-    files_a, redo = [], set()
-    for f in found.files:
-        want = tuple(dict.fromkeys(i for c in ids_b.get(f.path, ()) if (i := b_to_a[c]) is not None))
-        if f.path in ids_a and not set(want) <= set(ids_a[f.path]):
-            f = replace(f, extra=want)
-            redo.add(f.path)
-        files_a.append(f)
-    third = _named(model_a, "A", lambda: run(job_a, replace(found, files=files_a), out_a, model_a, redo))
+    with _engine(engine, workers, address, bar) as run:
+        first = _named(model_a, "A", lambda: run(job_a, found, out_a, model_a, set()))
+        ids_a = _classes_by_path(out_a)
+        files_b = [replace(f, extra=tuple(j for c in ids_a.get(f.path, ()) if (j := a_to_b[c]) is not None))
+                   for f in found.files]
+        second = _named(model_b, "B", lambda: run(job_b, replace(found, files=files_b), out_b, model_b, set()))
+        files_a, redo = _with_b_classes(found, ids_a, _classes_by_path(out_b), b_to_a)
+        third = _named(model_a, "A", lambda: run(job_a, replace(found, files=files_a), out_a, model_a, redo))
 
     table, counts = join_runs(out_a, out_b, model_a, model_b, job_a.methods[0], photo_side=photo_side)
     pq.write_table(table, out / f".{COMPARE}.tmp", row_group_size=1024)
