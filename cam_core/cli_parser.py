@@ -315,8 +315,9 @@ def _add_compare(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--method", help="CAM method (one; default gradcam)")
     p.add_argument("--layer", help="model A's layer (default: its recommended layer)")
     p.add_argument(
-        "--photo-side", type=_count(16, 2048), default=224,
-        help="the longer side of the photo grid the two maps are compared on (default 224)",
+        "--photo-side", type=_count(16, 2048), default=112,
+        help="the longer side of the photo grid the two maps are compared on (default 112; peak shifts are in the "
+        "photo's own pixels)",
     )
     p.add_argument("--out", required=True, help="output folder (a/, b/, compare.parquet, compare.json)")
 

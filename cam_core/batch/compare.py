@@ -16,7 +16,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,7 @@ class CompareSummary:
     runs: list[Summary]
     counts: CompareCounts
     seconds: float = 0.0
-    notes: list[str] = field(default_factory=list)
+    join_seconds: float = 0.0
 
     def line(self) -> str:
         """One line for the command line."""
@@ -164,12 +164,14 @@ def run_compare(
         files_a, redo = _with_b_classes(found, ids_a, _classes_by_path(out_b), b_to_a)
         third = _named(model_a, "A", lambda: run(job_a, replace(found, files=files_a), out_a, model_a, redo))
 
+    joined = time.perf_counter()
     table, counts = join_runs(out_a, out_b, model_a, model_b, job_a.methods[0], photo_side=photo_side)
     pq.write_table(table, out / f".{COMPARE}.tmp", row_group_size=1024)
     os.replace(out / f".{COMPARE}.tmp", out / COMPARE)
     info = _describe(out, job_a, job_b, model_a, model_b, a_to_b, photo_side, counts)
     (out / COMPARE_JSON).write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    return CompareSummary(out, [first, second, third], counts, time.perf_counter() - start)
+    done = time.perf_counter()
+    return CompareSummary(out, [first, second, third], counts, done - start, done - joined)
 
 
 def _describe(out: Path, job_a: BatchJob, job_b: BatchJob, model_a: LoadedModel, model_b: LoadedModel,

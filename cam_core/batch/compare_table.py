@@ -28,7 +28,8 @@ error          string           why the image has no comparison (either model's 
 
 The maps are compared on each photo's own grid: each model's map is brought over the photo with
 :func:`cam_core.render.maps_on_image` and that model's placement (its fit undone), at a reduced size
-(:data:`PHOTO_SIDE` on the longer side), so two models with other input sizes, fits or layers compare fairly.
+(:data:`PHOTO_SIDE` = 112 pixels on the longer side; ``--photo-side`` changes it; ``peak_shift_px`` is still in the
+photo's own pixels), so two models with other input sizes, fits or layers compare fairly.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ..analysis.compare import map_shift, match_classes
+from ..devices import one_intraop_thread
 from ..models.load import LoadedModel
 from ..models.preprocess import Placement
 from ..render import maps_on_image
@@ -53,7 +55,9 @@ __all__ = ["COMPARE", "COMPARE_JSON", "PHOTO_SIDE", "CompareCounts", "compare_sc
 
 COMPARE = "compare.parquet"
 COMPARE_JSON = "compare.json"
-PHOTO_SIDE = 224  # the photo grid's longer side: finer than any CAM layer's grid, small enough to be quick
+# The photo grid's longer side: 8× a 14-cell layer grid (the usual CAM layer has 7-14 cells a side, ViT 14, HiResCAM
+# at a stride-16 layer 14-28), so resampling does not decide the measure; 224 would cost three times as much.
+PHOTO_SIDE = 112
 _F32, _I32 = pa.float32(), pa.int32()
 _ROW = ("path", "label", "label_name", "pred", "pred_name", "prob_pred", "correct", "class_ids", "class_probs",
         "map_shape", "error")
@@ -156,30 +160,38 @@ def join_runs(out_a: Path, out_b: Path, model_a: LoadedModel, model_b: LoadedMod
     names_a, names_b = list(model_a.class_names), list(model_b.class_names)
     a_to_b, b_to_a = match_classes(names_a, names_b), match_classes(names_b, names_a)
     places = (_Fit(model_a, fit_a), _Fit(model_b, fit_b))
-    out: list[dict[str, Any]] = []
-    for path in sorted(set(rows_a) & set(rows_b)):
-        a, b = rows_a[path], rows_b[path]
-        row: dict[str, Any] = {
-            "path": path, "label": a["label"], "label_name": a["label_name"],
-            "pred_a": a["pred"], "pred_name_a": a["pred_name"], "prob_pred_a": a["prob_pred"],
-            "pred_b": b["pred"], "pred_name_b": b["pred_name"], "prob_pred_b": b["prob_pred"],
-            "correct_a": a["correct"], "correct_b": b["correct"],
-            "error": f"model A: {a['error']}" if a["error"] else f"model B: {b['error']}" if b["error"] else None,
-        }
-        if row["error"] is None:
-            pairs = _pairs(a["class_ids"], b["class_ids"], a_to_b, b_to_a, names_a, names_b)
-            shift, peak = _shifts(path, pairs, (maps_a[path], maps_b[path]), places, photo_side)
-            live = [s for s in shift if s is not None]
-            row.update(
-                pred_changed=a_to_b[a["pred"]] != b["pred"],
-                class_names=[n for n, _, _ in pairs], map_shift=shift, peak_shift_px=peak,
-                prob_a=[None if ka is None else a["class_probs"][ka] for _, ka, _ in pairs],
-                prob_b=[None if kb is None else b["class_probs"][kb] for _, _, kb in pairs],
-                shift_max=max(live) if live else None,
-            )
-        out.append(row)
+    paths = sorted(set(rows_a) & set(rows_b))
+    pairs = {p: _pairs(rows_a[p]["class_ids"], rows_b[p]["class_ids"], a_to_b, b_to_a, names_a, names_b)
+             for p in paths if rows_a[p]["error"] is None and rows_b[p]["error"] is None}
+
+    with one_intraop_thread():  # small operators, one after another: more threads only wait for each other
+        moved = {p: _shifts(p, pairs[p], (maps_a[p], maps_b[p]), places, photo_side) for p in pairs}
+    out = [_row(rows_a[p], rows_b[p], a_to_b, pairs.get(p), moved.get(p)) for p in paths]
     table = pa.Table.from_pylist(out, schema=compare_schema())
     return table, _counts(out)
+
+
+def _row(a: dict[str, Any], b: dict[str, Any], a_to_b: list[int | None], pairs: list | None,
+         moved: tuple[list, list] | None) -> dict[str, Any]:
+    """One image's row of ``compare.parquet`` from its two results rows (``pairs``/``moved``: None on an error)."""
+    row: dict[str, Any] = {
+        "path": a["path"], "label": a["label"], "label_name": a["label_name"],
+        "pred_a": a["pred"], "pred_name_a": a["pred_name"], "prob_pred_a": a["prob_pred"],
+        "pred_b": b["pred"], "pred_name_b": b["pred_name"], "prob_pred_b": b["prob_pred"],
+        "correct_a": a["correct"], "correct_b": b["correct"],
+        "error": f"model A: {a['error']}" if a["error"] else f"model B: {b['error']}" if b["error"] else None,
+    }
+    if pairs is None or moved is None:
+        return row
+    shift, peak = moved
+    live = [s for s in shift if s is not None]
+    return row | {
+        "pred_changed": a_to_b[a["pred"]] != b["pred"],
+        "class_names": [n for n, _, _ in pairs], "map_shift": shift, "peak_shift_px": peak,
+        "prob_a": [None if ka is None else a["class_probs"][ka] for _, ka, _ in pairs],
+        "prob_b": [None if kb is None else b["class_probs"][kb] for _, _, kb in pairs],
+        "shift_max": max(live) if live else None,
+    }
 
 
 def _counts(rows: list[dict[str, Any]]) -> CompareCounts:
