@@ -91,6 +91,7 @@ def write_results(out: Path, n: int = 400, classes: int = 3, shortcut_class: int
         "prob_label": pa.array(np.full(n, 0.9), f32), "correct": pa.array(np.ones(n, dtype=bool)),
         "top5_ids": _list([np.array([p]) for p in pred], i32), "top5_probs": _list([np.array([0.9])] * n, f32),
         "entropy": pa.array(np.full(n, 0.3), f32), "class_ids": _list([np.array([p]) for p in pred], i32),
+        "class_probs": _list([np.array([0.9])] * n, f32),
         map_column("gradcam"): _list(maps, f32),
         "map_shape": _list([np.array(m.shape) for m in maps], i32),
         "pos_mass": _list([np.array([0.8])] * n, f32), "relu_survival": _list([np.array([0.5])] * n, f32),

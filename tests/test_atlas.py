@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -173,3 +174,32 @@ def test_the_sheet_draws_a_row_per_class_and_marks_the_flagged(planted) -> None:
     red = (image[..., 0] > 200) & (image[..., 1] < 60) & (image[..., 2] < 60)
     frame_tops = red[[46 - 2 + 152 * i for i in range(3)], 190:190 + 112].all(axis=1)  # each row's first tile
     assert frame_tops.tolist() == [True, False, False]  # the flagged class comes first, framed; the others not
+
+
+def test_a_folder_of_parts_is_read_and_a_paths_newest_row_wins(tmp_path) -> None:
+    import os
+    import time
+
+    import pyarrow.compute as pc
+
+    truth = write_results(tmp_path, n=120, classes=2, shortcut_class=None, seed=5)
+    before = build_atlas(tmp_path)
+    parts = tmp_path / ".parts"
+    parts.mkdir()
+    os.replace(tmp_path / "results.parquet", parts / "part-1.parquet")
+    table = pq.read_table(parts / "part-1.parquet")
+    again = build_atlas(tmp_path)  # the parts alone, as a run still going leaves them
+    np.testing.assert_array_equal(again.cluster, before.cluster)
+    time.sleep(0.01)
+    newer = table.slice(0, 10)
+    negative = pc.list_flatten(newer.column("map_gradcam")).to_numpy() * 0 - 1.0
+    offsets = newer.column("map_gradcam").combine_chunks().offsets
+    newer = newer.set_column(newer.schema.get_field_index("map_gradcam"), "map_gradcam",
+                             pa.ListArray.from_arrays(offsets, pa.array(negative, pa.float32())))
+    newer = newer.set_column(newer.schema.get_field_index("blank"), "blank",
+                             pa.array([[True]] * 10, pa.list_(pa.bool_())))
+    pq.write_table(newer, parts / "part-2.parquet")
+    latest = build_atlas(tmp_path)
+    assert len(latest.paths) == 120
+    blank = set(latest.paths[latest.cluster == -1])
+    assert blank == set(truth.paths[:10])

@@ -35,7 +35,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..batch.results import RESULTS, read_run
+from ..batch.results import read_run
+from ..batch.scan import results_stamp
 from ..errors import CamError
 from .atlas_cluster import kmeans, pca, principal_axes, silhouette, sq_distances
 from .atlas_flags import Flag, border_mass, cluster_flags, corner_mass
@@ -284,7 +285,7 @@ def _class_atlas(cid: int, names: list[str], maps: GridMaps, all_features: np.nd
 
 def write_atlas(out: str | os.PathLike[str], atlases: list[Atlas]) -> tuple[Path, Path]:
     """Write ``OUT/atlas.parquet`` and ``OUT/atlas.json`` for one or more methods (each written aside, then
-    renamed). The JSON records the results file's mtime, so a reader can tell a stale atlas."""
+    renamed). The JSON records the results' stamp (files, newest mtime, bytes), so a reader can tell a stale atlas."""
     folder = Path(out)
     table = pa.concat_tables([a.table() for a in atlases]) if atlases else atlas_schema().empty_table()
     parquet, js = folder / ATLAS_PARQUET, folder / ATLAS_JSON
@@ -292,7 +293,7 @@ def write_atlas(out: str | os.PathLike[str], atlases: list[Atlas]) -> tuple[Path
     pq.write_table(table, tmp)
     os.replace(tmp, parquet)
     doc = {
-        "version": 1, "results_mtime_ns": (folder / RESULTS).stat().st_mtime_ns,
+        "version": 1, "results_stamp": list(results_stamp(folder)),
         "methods": {a.method: {"whose": a.whose, "grid": a.grid, "seconds": round(a.seconds, 3),
                                "classes": [c.to_json() for c in a.classes]} for a in atlases},
     }
@@ -303,11 +304,11 @@ def write_atlas(out: str | os.PathLike[str], atlases: list[Atlas]) -> tuple[Path
 
 
 def read_atlas(out: str | os.PathLike[str]) -> dict[str, Any] | None:
-    """``OUT/atlas.json`` if it exists and was built from the current ``results.parquet`` (else ``None``)."""
+    """``OUT/atlas.json`` if it exists and was built from the results as they are now (else ``None``)."""
     folder = Path(out)
     try:
         doc = json.loads((folder / ATLAS_JSON).read_text(encoding="utf-8"))
-        fresh = doc.get("results_mtime_ns") == (folder / RESULTS).stat().st_mtime_ns
+        fresh = doc.get("results_stamp") == list(results_stamp(folder))
     except (OSError, ValueError, AttributeError):
         return None
     return doc if fresh and isinstance(doc.get("methods"), dict) else None

@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from .localisation import WRONG_REASONS_ENERGY
+
 __all__ = [
     "BORDER_SHARE",
     "CORNER_SHARE",
@@ -26,7 +28,7 @@ __all__ = [
 
 BORDER_SHARE = 0.7  # mass on the outer eighth of each side (44% of the area: an even map puts 44% there)
 CORNER_SHARE = 0.4  # mass in one corner's square, a third of each side (1/9 of the area: an even map puts 11% there)
-OUTSIDE_BOX_ENERGY = 0.3  # mean share of the map's mass inside the object's box, below which the cluster looks away
+OUTSIDE_BOX_ENERGY = WRONG_REASONS_ENERGY  # the Dataset page's "right for the wrong reasons", for a cluster's mean
 MIN_BOXED = 0.5  # the box rule speaks only when at least this share of the cluster's images have a box
 CORNERS = ("top-left", "top-right", "bottom-left", "bottom-right")
 
@@ -76,6 +78,7 @@ def cluster_flags(mean: np.ndarray, box_energy: np.ndarray) -> list[Flag]:
     if boxed.size and boxed.size >= MIN_BOXED * box_energy.size:
         energy = float(boxed.mean())
         if energy < OUTSIDE_BOX_ENERGY:
-            flags.append(Flag("outside_box", energy, f"only {energy:.0%} of the map's mass lies inside the object's "
-                                                     f"box, on average over {boxed.size} image(s) with a box"))
+            flags.append(Flag("outside_box", energy, f"most of the map's mass lies outside the object's box: "
+                                                     f"{energy:.0%} inside, on average over {boxed.size} image(s) "
+                                                     "with a box"))
     return flags

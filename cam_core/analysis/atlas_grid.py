@@ -7,10 +7,12 @@ lies) and then divided by their sum: each row becomes a distribution of mass ove
 strong and a weak map that look at the same place are alike. Blank maps (the run's ``blank`` flag:
 nothing left after ReLU) have no distribution and are kept apart.
 
-Only the columns needed are read (``path``, the class columns, ``class_ids``, ``map_shape``, the
-method's maps, ``blank``, ``error`` and loc's ``box_energy`` when present), one record batch at a
-time, and each batch is reduced to its grid before the next is read: a 100 000-row results file
-never sits in memory whole.
+The files are the query engine's (:func:`~cam_core.batch.scan.parquet_files`), read here in one pass of
+record batches rather than through :class:`~cam_core.batch.query.ResultsQuery`, whose maps are fetched a page
+of rows at a time: the atlas needs every map once, in bulk. Only the columns needed are read (``path``, the
+class columns, ``class_ids``, ``map_shape``, the method's maps, ``blank``, ``error`` and loc's
+``box_energy`` when present), one record batch at a time, and each batch is reduced to its grid before
+the next is read: a 100 000-row results file never sits in memory whole.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..batch.results import RESULTS, map_column, read_run
+from ..batch.scan import parquet_files
 from ..errors import CamError
 
 __all__ = ["GRID", "WHOSE", "GridMaps", "area_matrix", "read_grid_maps", "to_grid"]
@@ -136,6 +139,10 @@ def read_grid_maps(out: str | os.PathLike[str], method: str | None = None, whose
                    grid: int = GRID) -> tuple[str, GridMaps]:
     """Every row's map of ``whose`` class (``pred`` or ``label``) for ``method`` (default: the run's first).
 
+    The rows are the folder's Parquet files as the query engine finds them (:func:`~cam_core.batch.scan.parquet_files`:
+    ``results.parquet``, or the parts of a run still going or written by Ray); a path in several files keeps its
+    newest row.
+
     Returns:
         (the method, its :class:`GridMaps`).
 
@@ -150,24 +157,33 @@ def read_grid_maps(out: str | os.PathLike[str], method: str | None = None, whose
     method = method or (methods[0] if methods else None)
     if method not in methods:
         raise CamError(f"the run has no {method!r} maps; it has: {', '.join(methods) or 'none'}")
+    files = parquet_files(folder)
+    if not files:
+        raise CamError(f"{folder} holds no {RESULTS} and no Parquet parts (run `python -m cam_core batch` first)")
+    parts = [part for f in files for part in _read_file(f, method, methods.index(method), whose, grid)]
+    if not parts or not sum(len(p[0]) for p in parts):
+        raise CamError(f"no {whose} class's {method} map in {folder}"
+                       + (" (the run explains other classes: try the true class's maps)" if whose == "pred" else ""))
+    paths, ids, grids, blank, energy = (np.concatenate(c) for c in zip(*parts, strict=True))
+    _, last = np.unique(paths[::-1], return_index=True)  # a path's newest row is its last
+    keep = np.sort(len(paths) - 1 - last)
+    return method, GridMaps(paths[keep], ids[keep], grids[keep], blank[keep], energy[keep])
+
+
+def _read_file(file: Path, method: str, m: int, whose: str, grid: int) -> list[tuple[np.ndarray, ...]]:
+    """One Parquet file's rows on the grid, a record batch at a time."""
     try:
-        file = pq.ParquetFile(folder / RESULTS)
+        reader = pq.ParquetFile(file)
     except (OSError, pa.ArrowInvalid) as exc:
-        raise CamError(f"{folder / RESULTS} cannot be read as Parquet: {exc}") from exc
-    names = file.schema_arrow.names
+        raise CamError(f"{file.name} cannot be read as Parquet: {exc}") from exc
+    names = reader.schema_arrow.names
     with_box = BOX_ENERGY in names
     columns = ["path", whose, "class_ids", "map_shape", map_column(method), "blank", "error"]
     missing = [c for c in columns if c not in names]
     if missing:
-        raise CamError(f"{folder / RESULTS} lacks the column(s) {', '.join(missing)}: not a batch results file")
-    parts: list[tuple[np.ndarray, ...]] = []
-    m = methods.index(method)
-    for batch in file.iter_batches(batch_size=_BATCH_ROWS, columns=columns + ([BOX_ENERGY] if with_box else [])):
+        raise CamError(f"{file.name} lacks the column(s) {', '.join(missing)}: not a batch results file")
+    parts = []
+    for batch in reader.iter_batches(batch_size=_BATCH_ROWS, columns=columns + ([BOX_ENERGY] if with_box else [])):
         rows, *rest = _batch_grids(batch, method, m, whose, grid, with_box)
-        paths = batch.column("path").to_numpy(zero_copy_only=False)[rows]
-        parts.append((paths, *rest))
-    if not parts or not sum(len(p[0]) for p in parts):
-        raise CamError(f"no {whose} class's {method} map in {folder / RESULTS}"
-                       + (" (the run explains other classes: try the true class's maps)" if whose == "pred" else ""))
-    paths, ids, grids, blank, energy = (np.concatenate(c) for c in zip(*parts, strict=True))
-    return method, GridMaps(paths, ids, grids, blank, energy)
+        parts.append((batch.column("path").to_numpy(zero_copy_only=False)[rows], *rest))
+    return parts

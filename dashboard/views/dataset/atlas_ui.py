@@ -22,6 +22,7 @@ from PIL import Image
 
 from cam_core.analysis.atlas import ATLAS_JSON, ATLAS_PARQUET, build_atlas, read_atlas, write_atlas
 from cam_core.analysis.atlas_sheet import mean_tile, sheet_png
+from cam_core.batch.scan import results_stamp
 from cam_core.engine.methods import METHODS
 from dashboard.feedback import guarded
 from dashboard.text import plain
@@ -59,8 +60,9 @@ def _stamp(folder: Path, name: str) -> int:
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
-def _doc(folder: str, stamp: int) -> dict[str, Any] | None:
-    """``atlas.json`` when it was built from the results as they are now (``stamp`` names its version)."""
+def _doc(folder: str, stamp: int, rows: tuple[int, int, int]) -> dict[str, Any] | None:
+    """``atlas.json`` when it was built from the results as they are now (``stamp`` and ``rows`` name the
+    versions of the atlas and of the results)."""
     return read_atlas(folder)
 
 
@@ -163,7 +165,7 @@ def atlas_ui(folder: Path, run: dict[str, Any], method: str, examples: Examples)
     Args:
         examples: paths → small RGB pictures of those images with their maps (the page's thumbnails).
     """
-    doc = _doc(str(folder), _stamp(folder, ATLAS_JSON))
+    doc = _doc(str(folder), _stamp(folder, ATLAS_JSON), results_stamp(folder))
     entry = (doc or {}).get("methods", {}).get(method)
     with st.expander("**Atlas of attention** · where the maps of each class look, in clusters",
                      expanded=entry is not None and any(k["flags"] for c in entry["classes"] for k in c["clusters"])):

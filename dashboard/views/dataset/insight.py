@@ -1,58 +1,85 @@
-"""The atlas and the confusions' contrast wired to the Dataset page's table layer (:mod:`.table`).
+"""The atlas and the confusions' contrast wired to the Dataset page's query engine (``cam_core.batch.query``).
 
 :mod:`.atlas_ui` and :mod:`.confusion_ui` take plain values (a folder, paths, maps); this module gets those
-from the page's results (which row a path is, its stored maps, the rows of a confusion cell) and narrows the
-gallery to an atlas cluster, so the page itself gains a few calls.
+from the opened results (the rows of a confusion cell in the gallery's order, which row a path is, its stored
+maps) and narrows the gallery to an atlas cluster through the engine's ``paths`` filter, so the page itself
+gains one call: :func:`sections`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import streamlit as st
 
-from cam_core.batch.results import map_column
+from cam_core.batch.query import Filters, ResultsQuery
 from cam_core.errors import CamError
-from dashboard.figures import format_prob
+from dashboard.model import Bundle, ModelSpec
 from dashboard.views.dataset import atlas_ui
-from dashboard.views.dataset import table as tb
 from dashboard.views.dataset.confusion_ui import SHOWN, ContrastRow, contrast_ui
 from dashboard.views.dataset.pictures import cached_picture, with_map
+from dashboard.views.dataset.thumbs import caption_lines
 
-__all__ = ["atlas", "contrast", "narrow"]
+__all__ = ["NO_MODEL", "sections"]
 
+NO_MODEL = "choose the run's model in the sidebar (opening one of its images switches to it)"
 Reachable = Callable[[str], Path]
 
 
-def _row_of(results: tb.Results) -> dict[str, int]:
-    return results.remember(("row_of_path",), lambda: {p: i for i, p in enumerate(results.frame.path)})
+def sections(results: ResultsQuery, reachable: Reachable, bundle: Bundle | None, run_spec: ModelSpec | None,
+             sort: str, filters: Filters, method: str, whose: str, opacity: float) -> Filters:
+    """Draw the contrast of the confusion cell shown (if one is) and the atlas; the filters narrowed to the atlas
+    cluster chosen, if any.
+
+    Args:
+        reachable: A results path → the file, if this session may read it (raises ``CamError`` otherwise).
+        bundle, run_spec: The sidebar's model and the spec of the run's model (the contrast needs the model only
+            when the sidebar holds the run's).
+    """
+    model = bundle.model if bundle is not None and run_spec == bundle.spec else None
+    _contrast(results, reachable, sort, filters, method, whose, model, opacity)
+    _atlas(results, reachable, method, opacity)
+    return _narrow(results, filters)
 
 
-def _all_maps(results: tb.Results, row: int, method: str) -> np.ndarray | None:
-    """Row ``row``'s K raw signed maps (K, h, w) of ``method`` (``None``: a failed file)."""
-    values = results.table.column(map_column(method))[row]
-    if not values.is_valid:
-        return None
-    return values.values.to_numpy(zero_copy_only=False).reshape(results.table.column("map_shape")[row].as_py())
+def _contrast(results: ResultsQuery, reachable: Reachable, sort: str, filters: Filters, method: str, whose: str,
+              model: object | None, opacity: float) -> None:
+    """The contrast view when the gallery shows one confusion cell (one true class A, one predicted class B ≠ A)."""
+    if len(filters.true) != 1 or len(filters.pred) != 1 or filters.true == filters.pred:
+        return
+    a, b = int(filters.true[0]), int(filters.pred[0])
+    page = results.page(sort, filters, 0, SHOWN, method, whose)
+    if not page:
+        return
+    maps = results.maps([int(r["rid"]) for r in page], method)
+    rows = []
+    for r in page:
+        try:
+            path = str(reachable(r["path"]))
+        except CamError:
+            continue
+        ids = tuple(int(c) for c in r["class_ids"] or ())
+        rows.append(ContrastRow(path, Path(path).name, ids, maps.get(int(r["rid"])), " · ".join(caption_lines(r)[0])))
+    contrast_ui(a, b, results.class_names, rows, results.count(filters, method, whose), method, results.run["layer"],
+                results.preprocess, results.fit, model, NO_MODEL, opacity)
 
 
-def atlas(results: tb.Results, reachable: Reachable, method: str, opacity: float) -> None:
-    """The atlas section, its examples drawn from the stored maps of the predicted class."""
-    slot = results.remember(("slots", "pred"), lambda: tb.slots(results.frame, "pred"))
-    rows = _row_of(results)
+def _atlas(results: ResultsQuery, reachable: Reachable, method: str, opacity: float) -> None:
+    """The atlas section; its examples are the images with their stored map of the predicted class."""
 
     def examples(paths: list[str]) -> dict[str, np.ndarray]:
+        rows = results.page("path", {"paths": paths}, 0, len(paths), method, "pred")
+        maps = results.maps([int(r["rid"]) for r in rows], method)
         out = {}
-        for p in paths:
-            i = rows.get(p)
-            cam = tb.map_of(results, i, method, int(slot[i])) if i is not None else None
+        for r in rows:
+            cams = maps.get(int(r["rid"]))
             try:
-                if cam is not None:
-                    out[p] = with_map(cached_picture(str(reachable(p)), results.preprocess, results.fit), cam,
-                                      "relu", opacity)
+                if cams is not None:
+                    pic = cached_picture(str(reachable(r["path"])), results.preprocess, results.fit)
+                    out[r["path"]] = with_map(pic, cams[min(int(r["slot"]), len(cams) - 1)], "relu", opacity)
             except (CamError, OSError):
                 continue  # a file gone or outside the root: the example is left out
         return out
@@ -60,34 +87,12 @@ def atlas(results: tb.Results, reachable: Reachable, method: str, opacity: float
     atlas_ui.atlas_ui(results.folder, results.run, method, examples)
 
 
-def narrow(results: tb.Results, shown: pd.DataFrame) -> pd.DataFrame:
-    """``shown`` narrowed to the atlas cluster chosen (with a line saying so and a button to show all)."""
+def _narrow(results: ResultsQuery, filters: Filters) -> Filters:
+    """``filters`` narrowed to the atlas cluster chosen (with a line saying so and a button to show all)."""
     f = atlas_ui.cluster_filter(results.folder)
     if f is None:
-        return shown
-    keep = shown[shown.path.isin(atlas_ui.cluster_paths(f))]
+        return filters
     c1, c2 = st.columns([4, 1], vertical_alignment="center")
-    c1.info(f"The gallery shows {f.title} of the atlas ({len(keep)} with the filters above).",
-            icon=":material/filter_alt:")
+    c1.info(f"The gallery shows {f.title} of the atlas, with the filters above.", icon=":material/filter_alt:")
     c2.button("Show all", key="ds_atlas_clear", on_click=atlas_ui.clear_cluster_filter, icon=":material/close:")
-    return keep
-
-
-def contrast(results: tb.Results, reachable: Reachable, filters: tb.Filters, shown: pd.DataFrame, method: str,
-             model: object | None, no_model: str, opacity: float) -> None:
-    """The contrast view when the gallery shows one confusion cell (one true class A, one predicted class B ≠ A)."""
-    if len(filters.true) != 1 or len(filters.pred) != 1 or filters.true == filters.pred or shown.empty:
-        return
-    a, b = int(filters.true[0]), int(filters.pred[0])
-    rows = []
-    for row in shown.head(SHOWN).itertuples():
-        try:
-            path = str(reachable(row.path))
-        except CamError:
-            continue
-        ids = tuple(int(c) for c in row.class_ids) if row.class_ids is not None else ()
-        caption = f"p({results.class_names[b]}) {format_prob(float(row.prob_pred))}" + (
-            "" if pd.isna(row.prob_label) else f" · p({results.class_names[a]}) {format_prob(float(row.prob_label))}")
-        rows.append(ContrastRow(path, row.name, ids, _all_maps(results, int(row.Index), method), caption))
-    contrast_ui(a, b, results.class_names, rows, len(shown), method, results.run["layer"], results.preprocess,
-                results.fit, model, no_model, opacity)
+    return dataclasses.replace(filters, paths=tuple(sorted(atlas_ui.cluster_paths(f))))
