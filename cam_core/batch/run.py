@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import platform
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,6 +29,7 @@ from ..modules import get_layer
 from .files import Found, ImageFile, discover, labels_from_folders
 from .job import BatchJob
 from .results import RESULTS, ResultStore
+from .truth import load_truth
 
 __all__ = ["Plan", "Summary", "model_identity", "open_run"]
 
@@ -155,6 +156,7 @@ def open_run(
     workers: int,
     model: LoadedModel | None = None,
     within: str | os.PathLike[str] | None = None,
+    redo: Collection[str] = (),
 ) -> Iterator[Plan]:
     """Find the files, load the model, resume from ``out``; yield the plan; then compact and describe the run.
 
@@ -166,6 +168,7 @@ def open_run(
         workers: Decoding workers or actors (for ``run.json``).
         model: The model, if loaded already (it must be the one ``job.model`` describes).
         within: Leave out files that resolve outside this folder (a server's data root).
+        redo: Paths computed again even when done (a comparison adds the other model's classes to them).
 
     Raises:
         CamError: No images, an unknown layer or label folder, an output folder of another job, or one in use.
@@ -176,14 +179,19 @@ def open_run(
     get_layer(model.module, layer)
     fit = model.check_fit(job.fit)
     files = labels_from_folders(found, model.class_names) if job.labels else found.files
-    out = output_folder(out)
-    store = ResultStore(out, job.methods)
     info = _describe(job, model, layer, fit, found, engine, workers)
+    if job.boxes is not None:  # ground truth travels with each file; the run records its source
+        truth = load_truth(job.boxes, found, model.class_names)
+        files = truth.attach(files)
+        info["job"]["boxes"] = truth.identity()
+        info["boxes"] = truth.describe()
+    out = output_folder(out)
+    store = ResultStore(out, job.methods, job.boxes is not None)
     with store.locked():
         store.check_job(info["job"])
         store.compact()  # the parts an interrupted run left
         done = store.done()
-        todo = [f for f in files if done.get(f.path) != (f.size, f.mtime_ns)]
+        todo = [f for f in files if done.get(f.path) != (f.size, f.mtime_ns) or f.path in redo]
         store.write_run(info)
         start = time.perf_counter()
         plan = Plan(job, model, layer, fit, found, files, todo, store, info)
