@@ -28,6 +28,7 @@ from cam_core.analysis.compare_photo import (
     map_difference,
     photo_grid,
     prediction_changed,
+    resized,
 )
 from cam_core.engine.methods import METHODS
 from dashboard import shell
@@ -216,14 +217,15 @@ def _summary(row: ClassComparison, kind: str) -> str:
 def _figure(background: np.ndarray, row: ClassComparison, shared: bool, display: Display) -> go.Figure:
     """A's map, B's map and B − A over the photo (ReLU'd, ReLU'd, signed)."""
     top = max(float(row.map_a.max()), float(row.map_b.max())) if shared else None
-    name = html.escape(row.name)
+    name, size = html.escape(row.name), background.shape[:2]
     panels = [
-        Panel(f"A: {name}<br><span style='font-size:0.85em'>p = {format_prob(row.prob_a)}</span>", row.map_a,
-              f"A · {row.name}", top=top),
-        Panel(f"B: {name}<br><span style='font-size:0.85em'>p = {format_prob(row.prob_b)}</span>", row.map_b,
-              f"B · {row.name}", top=top),
+        Panel(f"A: {name}<br><span style='font-size:0.85em'>p = {format_prob(row.prob_a)}</span>",
+              resized(row.map_a, size), f"A · {row.name}", top=top),
+        Panel(f"B: {name}<br><span style='font-size:0.85em'>p = {format_prob(row.prob_b)}</span>",
+              resized(row.map_b, size), f"B · {row.name}", top=top),
         Panel("B − A<br><span style='font-size:0.85em'>signed: red where B looks more</span>",
-              map_difference(row.map_a, row.map_b, shared), f"B − A · {row.name}", top=1.0, view="signed"),
+              resized(map_difference(row.map_a, row.map_b, shared), size), f"B − A · {row.name}", top=1.0,
+              view="signed"),
     ]
     return overlay_figure(background, panels, views=("relu",), cmap=display.cmap, signed_cmap="bwr",
                           opacity=display.opacity, panel_height=panel_height(background.shape[:2], 3, FIGURE_WIDTH))
