@@ -19,13 +19,14 @@ from cam_core.analysis.compare_photo import (
     photo_grid,
     prediction_changed,
 )
-from cam_core.batch.compare_table import PHOTO_SIDE, on_photo
+from cam_core.batch import BatchJob, run_local
+from cam_core.batch.compare_table import PHOTO_SIDE, join_runs, on_photo
 from cam_core.io.samples import SAMPLE_NAMES, load_sample
 
 
-def _side(model, image, classes, fit=None) -> ModelSide:
+def _side(model, image, classes, fit=None, layer=None) -> ModelSide:
     x, place = model.prepare(image, fit)
-    res = explain(model, x[None], layer=model.recommended_layer, classes=list(classes), methods=["gradcam"])
+    res = explain(model, x[None], layer=layer or model.recommended_layer, classes=list(classes), methods=["gradcam"])
     maps = res.maps["gradcam"][0].numpy()
     return ModelSide(
         names=model.class_names, logits=res.logits[0].numpy(), probs=res.probs[0].numpy(), place=place,
@@ -121,3 +122,21 @@ def test_maps_lie_over_the_whole_photo_whatever_the_fit(lite0, photos) -> None:
     side = ModelSide(names=["x"], logits=np.zeros(1), probs=np.ones(1), place=crop, maps={0: ramp + 1})
     (row,) = compare_classes(side, side, [0], image.size)
     assert row.map_a[:, 0].max() == 0 and row.map_a[:, -1].max() == 0 and row.map_a[:, 56].min() > 0
+
+
+def test_the_page_and_the_compare_command_give_the_same_numbers(lite0, photos, tmp_path) -> None:
+    """The same photo, the same two models (here: one model at two layers): the page's map shift and peak shift
+    equal ``compare.parquet``'s."""
+    (tmp_path / "photos").mkdir()
+    photos["chelsea"].save(tmp_path / "photos" / "chelsea.png")
+    for out, layer in (("a", None), ("b", "_blocks.12")):
+        run_local(BatchJob(classes="top3", layer=layer), tmp_path / "photos", tmp_path / out, workers=0, model=lite0)
+    table, _ = join_runs(tmp_path / "a", tmp_path / "b", lite0, lite0, "gradcam")
+    (row,) = table.to_pylist()
+    ids = [lite0.class_names.index(n) for n in row["class_names"]]
+    image = photos["chelsea"]
+    a, b = _side(lite0, image, ids), _side(lite0, image, ids, layer="_blocks.12")
+    page = compare_classes(a, b, ids, image.size)
+    np.testing.assert_allclose([r.shift.shift for r in page], row["map_shift"], atol=1e-5)
+    np.testing.assert_allclose([r.shift.peak_px for r in page], row["peak_shift_px"], atol=1e-3)
+    assert min(row["map_shift"]) > 0.05  # the two layers' maps do differ: the equality is not 0 = 0
