@@ -1,8 +1,8 @@
 """The Dataset page with ground truth (``batch --boxes``): per-class pointing and energy, the sort by energy, the
 "right for the wrong reasons" filter, boxes on the thumbnails, the export (AppTest, no browser).
 
-Real photos (chelsea, coffee, rocket; whole, flipped and cropped) with boxes drawn by hand around the cat's face, the cup
-and the rocket; the default model explains prediction and true class. Every number the page shows is compared
+Real photos (chelsea, coffee, rocket; whole, flipped and cropped) with boxes drawn by hand around the cat's face,
+the cup and the rocket; the default model explains prediction and true class. Every number the page shows is compared
 with one computed here from ``results.parquet`` with pandas.
 """
 

@@ -79,8 +79,9 @@ def filters_ui(results: ResultsQuery, container: Any) -> tuple[str, ...]:
         st.session_state[FLAGS] = [f for f in st.session_state[FLAGS] if f in offered]
     titles = {"wrong_reasons": f"{FILTERS['wrong_reasons'].title} (< {WRONG_REASONS_ENERGY:.0%} in the box)"}
     chosen = container.pills(
-        "Ground truth", offered, selection_mode="multi", key=FLAGS, format_func=lambda k: titles.get(k, FILTERS[k].title),
-        on_change=lambda: st.session_state.__setitem__("ds_page", 1),
+        "Ground truth", offered, selection_mode="multi", key=FLAGS,
+        format_func=lambda k: titles.get(k, FILTERS[k].title),
+        on_change=lambda: st.session_state.__setitem__("ds_page", 1),  # the gallery's first page
         help=f"Right for the wrong reasons: correct predictions for which {_WRONG}. Pointing game missed: the "
         f"map's maximum lies more than {TOLERANCE_PX:g} pixels from the object.",
     )
