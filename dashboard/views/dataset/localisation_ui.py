@@ -9,6 +9,7 @@ the others dashed white) and a line with its energy and hit. The numbers come fr
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import streamlit as st
@@ -69,8 +70,9 @@ def truth_ui(results: ResultsQuery, method: str) -> None:
                f"{_WRONG}.")
 
 
-def filters_ui(results: ResultsQuery, container: Any) -> tuple[str, ...]:
-    """The ground-truth filters switched on (names of :data:`FILTERS`), drawn in ``container``."""
+def filters_ui(results: ResultsQuery, container: Any, on_change: Callable[[], None]) -> tuple[str, ...]:
+    """The ground-truth filters switched on (names of :data:`FILTERS`), drawn in ``container``; ``on_change``
+    runs when they change (the gallery goes back to its first page)."""
     offered = [k for k in ("wrong_reasons", "missed") if results.has_boxes and results.offers_filter(k)]
     if not offered:
         st.session_state.pop(FLAGS, None)
@@ -81,7 +83,7 @@ def filters_ui(results: ResultsQuery, container: Any) -> tuple[str, ...]:
     chosen = container.pills(
         "Ground truth", offered, selection_mode="multi", key=FLAGS,
         format_func=lambda k: titles.get(k, FILTERS[k].title),
-        on_change=lambda: st.session_state.__setitem__("ds_page", 1),  # the gallery's first page
+        on_change=on_change,
         help=f"Right for the wrong reasons: correct predictions for which {_WRONG}. Pointing game missed: the "
         f"map's maximum lies more than {TOLERANCE_PX:g} pixels from the object.",
     )

@@ -463,7 +463,7 @@ def _controls(results: ResultsQuery) -> tuple[str, Filters, str, str, str]:
     if len(results.methods) > 1:
         method = c[3].selectbox("Method shown", results.methods, format_func=lambda m: METHODS[m].title,
                                 key=DS.MAP_METHOD)
-    flags = localisation_ui.filters_ui(results, st)
+    flags = localisation_ui.filters_ui(results, st, _reset_page)
     filters = Filters(tuple(true or ()), tuple(pred or ()), outcome if labelled else "all", flags)
     return sort, filters, method, whose, view
 
