@@ -9,7 +9,6 @@ with one computed here from ``results.parquet`` with pandas.
 from __future__ import annotations
 
 import io
-import json
 from pathlib import Path
 
 import numpy as np
@@ -23,22 +22,11 @@ from streamlit.testing.v1 import AppTest
 from cam_core.analysis.localisation import WRONG_REASONS_ENERGY
 from cam_core.batch import BatchJob, read_results, run_local
 from cam_core.batch.query import ResultsQuery
-from dashboard import dataroot
 from dashboard.views.dataset import table as tb
+from tests.test_dashboard_dataset import _gallery
 
-TIMEOUT = 180
 PHOTOS = {"tabby": ("chelsea", (130, 10, 360, 300)), "espresso": ("coffee", (40, 20, 470, 330)),
           "missile": ("rocket", (300, 125, 340, 415))}
-
-
-def _page() -> None:
-    from dashboard import shell
-    from dashboard.views.dataset import page as dataset
-    from dashboard.views.image import page as image
-
-    shell.register_pages({"image": image.page()})
-    shell.shared_sidebar()
-    dataset.main()
 
 
 @pytest.fixture(scope="module")
@@ -63,22 +51,8 @@ def root(tmp_path_factory, lite0) -> Path:
     return base
 
 
-@pytest.fixture
-def app(root, monkeypatch):
-    monkeypatch.setenv(dataroot.ENV, str(root))
-
-    def make(**query: str) -> AppTest:
-        at = AppTest.from_function(_page, default_timeout=TIMEOUT)
-        for name, value in query.items():
-            at.query_params[name] = value
-        return at.run()
-
-    return make
-
-
 def _items(at: AppTest) -> list[dict]:
-    (data,) = [d for d in (json.loads(c.proto.json) for c in at.get("bidi_component")) if "items" in d]
-    return data["items"]
+    return _gallery(at)["items"]
 
 
 def _scored(root: Path) -> pd.DataFrame:
@@ -92,8 +66,8 @@ def _scored(root: Path) -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
-def test_the_page_shows_pointing_and_energy_per_class(app, root) -> None:
-    at = app(folder="runs/b")
+def test_the_page_shows_pointing_and_energy_per_class(dataset_app, root) -> None:
+    at = dataset_app(folder="runs/b")
     assert not at.exception, [e.value for e in at.exception]
     scored = _scored(root).dropna(subset=["hit"])
     assert len(scored) == 9  # the true class's map of every photo (a prediction of another class has no box)
@@ -114,8 +88,8 @@ def test_the_page_shows_pointing_and_energy_per_class(app, root) -> None:
     assert any("less than 50% of its mass" in c.value for c in at.caption)  # the threshold, said on the page
 
 
-def test_thumbnails_carry_their_boxes_in_the_input_s_pixels(app, root) -> None:
-    at = app(folder="runs/b")
+def test_thumbnails_carry_their_boxes_in_the_input_s_pixels(dataset_app, root) -> None:
+    at = dataset_app(folder="runs/b")
     items = {i["title"]: i for i in _items(at)}
     rocket = items["rocket_orig.jpg"]
     (x0, y0, x1, y1, _), = rocket["boxes"]["rects"]
@@ -127,8 +101,8 @@ def test_thumbnails_carry_their_boxes_in_the_input_s_pixels(app, root) -> None:
     assert all(any(line.startswith(("in box", "no box")) for line in i["lines"]) for i in items.values())
 
 
-def test_sort_by_energy_and_the_wrong_reasons_filter(app, root) -> None:
-    at = app(folder="runs/b")
+def test_sort_by_energy_and_the_wrong_reasons_filter(dataset_app, root) -> None:
+    at = dataset_app(folder="runs/b")
     at.segmented_control(key="ds_shown").set_value("label").run()  # the true class's maps: all have a box
     at.selectbox(key="ds_sort").set_value("energy").run()
     assert not at.exception, [e.value for e in at.exception]
