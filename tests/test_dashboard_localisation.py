@@ -29,10 +29,8 @@ PHOTOS = {"tabby": ("chelsea", (130, 10, 360, 300)), "espresso": ("coffee", (40,
           "missile": ("rocket", (300, 125, 340, 415))}
 
 
-@pytest.fixture(scope="module")
-def root(tmp_path_factory, lite0) -> Path:
+def make_truth_root(base: Path, model) -> Path:
     """``photos/<class>/<photo>_{orig,flip,crop}.jpg``, ``boxes.csv`` (labelled), ``runs/b`` (pred,label, boxes)."""
-    base = tmp_path_factory.mktemp("truth_root")
     lines = ["path,x0,y0,x1,y1,label"]
     for cls, (name, (x0, y0, x1, y1)) in PHOTOS.items():
         im = Image.fromarray(getattr(skimage.data, name)())
@@ -47,8 +45,13 @@ def root(tmp_path_factory, lite0) -> Path:
             lines.append(f"{cls}/{name}_{variant}.jpg,{','.join(str(v) for v in box)},{cls}")
     (base / "boxes.csv").write_text("\n".join(lines) + "\n")
     job = BatchJob(classes="pred,label", labels=True, boxes=str(base / "boxes.csv"))
-    run_local(job, base / "photos", base / "runs" / "b", workers=0, model=lite0)
+    run_local(job, base / "photos", base / "runs" / "b", workers=0, model=model)
     return base
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory, lite0) -> Path:
+    return make_truth_root(tmp_path_factory.mktemp("truth_root"), lite0)
 
 
 def _items(at: AppTest) -> list[dict]:
