@@ -31,6 +31,7 @@ from dashboard.model_ui import request_model
 from dashboard.text import plain
 from dashboard.views.dataset import localisation_ui
 from dashboard.views.dataset import table as tb
+from dashboard.views.dataset.export_ui import export_ui
 from dashboard.views.dataset.figures import confusion_figure
 from dashboard.views.dataset.thumbs import ThumbCache, file_stamp
 from dashboard.widgets.gallery import gallery_ui
@@ -561,17 +562,7 @@ def results_ui(root: Path, results: ResultsQuery, bundle: Bundle | None, image_p
         on_open=partial(_open_row, results, root, bundle),
         on_opacity=lambda v: st.session_state.__setitem__(DS.OPACITY, v),
     )
-    c = st.columns([1, 1, 2])
-    c[0].download_button(
-        f"Download these {n:,} rows (CSV)", lambda: tb.export_csv(results.table(sort, filters, method, whose), root),
-        file_name="results_filtered.csv", mime="text/csv", icon=":material/download:", key="ds_csv",
-        help="The filtered, sorted table (no maps: those stay in the results' Parquet files).",
-    )
-    c[1].download_button(
-        "… as Parquet", lambda: tb.export_parquet(results.table(sort, filters, method, whose), root),
-        file_name="results_filtered.parquet", mime="application/vnd.apache.parquet", icon=":material/download:",
-        key="ds_parquet", help="The same table as Parquet (lists such as the boxes kept as lists).",
-    )
+    export_ui(n, lambda: results.table(sort, filters, method, whose), root)
     failed = results.summary().failed
     if failed:
         with st.expander(f"{failed:,} file(s) could not be read"):
