@@ -373,11 +373,11 @@ def _cmd_report(args: argparse.Namespace) -> int:
     else:
         if args.method and len(args.method) > 1:
             raise CamError("--results and --compare show one method's maps: give --method once")
-        method = args.method[0] if args.method else None
+        options = {"method": args.method[0] if args.method else None, **({"top": args.top} if args.top else {})}
         if args.results is not None:
-            page = report.dataset_report(args.results, method=method, top=args.top)
+            page = report.dataset_report(args.results, **options)
         else:
-            page = report.compare_report(args.compare, method=method, top=args.top)
+            page = report.compare_report(args.compare, **options)
     out = Path(args.out)
     out.write_text(page, encoding="utf-8")
     print(f"{out} ({out.stat().st_size / 1e6:.2f} MB)")

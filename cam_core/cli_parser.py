@@ -299,7 +299,11 @@ def _add_report(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--classes", default="top3", help='--image: top3 | 281,285 | "tabby,Egyptian cat"')
     p.add_argument("--method", action="append", help="--image: CAM method (repeatable; default gradcam); "
                    "--results/--compare: the method whose maps to show (default the run's first)")
-    p.add_argument("--top", type=_count(1, 200), default=12, help="odd predictions / flips shown (default 12)")
+    p.add_argument(
+        "--top", type=_count(1, 200),
+        help="--results: images of each kind of odd prediction (default 8); --compare: largest map shifts drawn "
+        "(default 12)",
+    )
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
     p.add_argument("--out", default="report.html", help="the HTML file to write (default: ./report.html)")
 

@@ -20,10 +20,12 @@ from PIL import Image
 from ..render import View, heat_scale, image_uri
 
 __all__ = [
+    "cards",
     "colour_scale",
     "document",
     "esc",
     "figure",
+    "pct",
     "picture",
     "prose",
     "section",
@@ -149,6 +151,17 @@ def table(
         for i, row in enumerate(rows)
     )
     return f"<table>{head}<tbody>{body}</tbody></table>"
+
+
+def pct(part: int, whole: int) -> str:
+    """``part`` of ``whole`` as a percentage with one decimal ("–" of nothing)."""
+    return f"{part / whole:.1%}" if whole else "–"
+
+
+def cards(items: Sequence[tuple[str, str]]) -> str:
+    """Headline numbers as cards: (value, what it counts), both plain text."""
+    return '<div class="cards">' + "".join(f'<div class="card"><b>{esc(v)}</b><span>{esc(t)}</span></div>'
+                                           for v, t in items) + "</div>"
 
 
 def section(title: str, body: str, *, first: bool = False) -> str:
