@@ -7,21 +7,27 @@ a model and a file, for the command line), and :func:`image_report` lays it out 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
+from ..analysis.diagnose import diagnose, layer_context, probe_head
 from ..analysis.diagnosis import Diagnosis, Finding
+from ..engine.explainer import explain
 from ..engine.methods import METHODS
+from ..engine.result import ExplainResult
+from ..errors import CamError
+from ..io.images import load_image
 from ..models.preprocess import Placement
 from ..render import View
 from ..versions import versions
 from .html import colour_scale, document, esc, figure, picture, prose, section, table
 from .pictures import map_over_photo
 
-__all__ = ["ImageReport", "explain_image", "image_report"]
+__all__ = ["ImageReport", "diagnose_maps", "explain_image", "finding_html", "image_report"]
 
 PHOTO_SIDE = 720  # the photo's longer side in the report, pixels
 MAP_SIDE = 440  # each overlay's
@@ -170,6 +176,43 @@ def image_report(r: ImageReport) -> str:
                     versions())
 
 
+def _diagnose_all(model: object, x: torch.Tensor, res: ExplainResult) -> dict[tuple[str, int], Diagnosis]:
+    """Every map of ``res`` diagnosed as the debug section does (the layer's facts and the head probe)."""
+    info, rec = layer_context(model, res.layer)
+    try:
+        head = probe_head(model, x, rec) if rec else None
+    except (CamError, RuntimeError):  # optional: a head that cannot be probed gets no scale finding
+        head = None
+    ids = [int(c) for c in res.class_ids[0].tolist()]
+    return {(m, c): diagnose(res, 0, k, m, info, rec, head) for m in res.methods for k, c in enumerate(ids)}
+
+
+def diagnose_maps(
+    model: object,
+    x: torch.Tensor,
+    layer: str,
+    maps: Mapping[tuple[str, int], np.ndarray],
+    *,
+    region: tuple[int, int, int, int] | None = None,
+) -> dict[tuple[str, int], Diagnosis]:
+    """The findings of maps computed elsewhere (the image page's): one Grad-CAM pass gives the layer's statistics
+    the rules read, and each map is diagnosed as it is.
+
+    Args:
+        model: A :class:`~cam_core.models.LoadedModel`.
+        x: (1, 3, H, W) the model's input for the image.
+        layer: The maps' layer.
+        maps: (method, class id) → raw signed map (h, w) at the layer's grid, every method for the same classes.
+        region: The image's box in a letterboxed input.
+    """
+    ids = list(dict.fromkeys(c for _, c in maps))
+    methods = list(dict.fromkeys(m for m, _ in maps))
+    res = explain(model, x, layer=layer, classes=ids, methods=["gradcam"], region=region)
+    stacked = {m: torch.from_numpy(np.stack([np.asarray(maps[(m, c)], dtype=np.float32) for c in ids]))[None]
+               for m in methods}
+    return _diagnose_all(model, x, replace(res, maps=stacked, methods=tuple(methods)))
+
+
 def explain_image(
     model: object,
     path: str | Path,
@@ -186,27 +229,17 @@ def explain_image(
         path: The image file.
         layer, classes, methods, device: As for :func:`cam_core.explain` (default the recommended layer).
     """
-    from ..analysis.diagnose import diagnose, layer_context, probe_head
-    from ..engine.explainer import explain
-    from ..errors import CamError
-    from ..io.images import load_image
-
     photo = load_image(path)
     x, place = model.prepare(photo)  # type: ignore[attr-defined]
     x = x.unsqueeze(0)
     res = explain(model, x, layer=layer, classes=classes, methods=list(methods), device=device,
                   region=place.content if place.padded else None)
-    info, rec = layer_context(model, res.layer)
-    try:
-        head = probe_head(model, x, rec) if rec else None
-    except (CamError, RuntimeError):  # optional: a head that cannot be probed gets no scale finding
-        head = None
     ids = tuple(int(c) for c in res.class_ids[0].tolist())
     return ImageReport(
         name=Path(path).name, photo=photo, place=place, class_names=list(model.class_names),  # type: ignore[attr-defined]
         logits=res.logits[0].numpy(), probs=res.probs[0].numpy(), class_ids=ids, methods=tuple(res.methods),
         maps={(m, c): res.maps[m][0, k].numpy() for m in res.methods for k, c in enumerate(ids)},
-        diagnoses={(m, c): diagnose(res, 0, k, m, info, rec, head) for m in res.methods for k, c in enumerate(ids)},
-        model=str(model.name), pretrained=bool(model.pretrained), layer=res.layer,  # type: ignore[attr-defined]
-        recommended=rec, probs_kind=res.probs_kind, target=res.target,
+        diagnoses=_diagnose_all(model, x, res), model=str(model.name),  # type: ignore[attr-defined]
+        pretrained=bool(model.pretrained), layer=res.layer,  # type: ignore[attr-defined]
+        recommended=layer_context(model, res.layer)[1], probs_kind=res.probs_kind, target=res.target,
     )

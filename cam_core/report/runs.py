@@ -99,7 +99,8 @@ class RunMaps:
         if not ids or not shape or not values.is_valid or class_id not in ids:
             return None
         flat = values.values.to_numpy(zero_copy_only=False)
-        return np.asarray(flat, dtype=np.float32).reshape(shape)[ids.index(class_id)]
+        # a copy: arrow buffers are read-only, and the maps go on to torch
+        return np.array(flat, dtype=np.float32).reshape(shape)[ids.index(class_id)]
 
     def overlay(self, path: str, cam: np.ndarray | None, *, side: int, alt: str, view: View = "relu") -> str:
         """``cam`` over ``path``'s photo as an ``<img>`` with its colour scale under it; a line saying why
