@@ -115,7 +115,11 @@ def picture(rgb: np.ndarray | Image.Image, *, side: int, alt: str, quality: int 
 
 def colour_scale(top: float, view: View, cmap: str | None = None) -> str:
     """The map's colour scale as a CSS gradient between its end values (0 … top, or −top … top signed), drawn
-    from :func:`cam_core.render.heat_scale`, the rule every overlay follows."""
+    from :func:`cam_core.render.heat_scale`, the rule every overlay follows; a blank map (``top`` 0) says so
+    instead."""
+    if not top > 0:
+        return '<div class="scale"><b>blank: no positive evidence</b></div>' if view == "relu" else \
+            '<div class="scale"><b>zero everywhere</b></div>'
     stops = ", ".join(f"rgb({r},{g},{b}) {t:.0%}" for t, (r, g, b), _ in heat_scale(cmap or _default(view), view, 9))
     low = "0" if view == "relu" else f"{-top:.3g}"
     return f'<div class="scale"><span>{low}</span><i style="background: linear-gradient(90deg, {stops})"></i>' \

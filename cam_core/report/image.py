@@ -88,9 +88,9 @@ def _scores(r: ImageReport) -> str:
     shown = [int(c) for c in order[:SCORE_ROWS]] + [c for c in r.class_ids if c not in order[:SCORE_ROWS]]
     rank = {int(c): i + 1 for i, c in enumerate(order)}
     rows = [(rank[c], r.class_names[c], c, f"{float(r.probs[c]):.2%}", f"{float(r.logits[c]):.4g}",
-             "yes" if c in r.class_ids else "") for c in shown]
+             "shown" if c in r.class_ids else "") for c in shown]
     marked = [i for i, c in enumerate(shown) if c in r.class_ids]
-    return table(["rank", "class", "id", f"p ({r.probs_kind})", "logit", "explained"], rows, numeric=(0, 2, 3, 4),
+    return table(["rank", "class", "id", f"p ({r.probs_kind})", "logit", "maps"], rows, numeric=(0, 2, 3, 4),
                  marked=marked)
 
 
@@ -123,9 +123,8 @@ def _maps(r: ImageReport) -> str:
                     continue
                 rgb, top = map_over_photo(r.photo, r.maps[(m, c)], r.place, side=MAP_SIDE, view=view, cmap=cmap,
                                           alpha=r.alpha)
-                blank = ' · <b>blank</b>' if top <= 0 else ""
-                caption = (f"<b>{esc(r.class_names[c])}</b> ({c}) · p = {float(r.probs[c]):.2%}{blank}"
-                           + colour_scale(top if top > 0 else 1.0, view, cmap))
+                caption = f"<b>{esc(r.class_names[c])}</b> ({c}) · p = {float(r.probs[c]):.2%}" + colour_scale(
+                    top, view, cmap)
                 figs.append(figure(picture(rgb, side=MAP_SIDE, alt=f"{_title(m)} map of {_class(r, c)}"), caption))
             parts.append(f"<h3>{esc(_title(m))} <span class=muted>· {_VIEW_NAMES[view]}</span></h3>"
                          f"<p class=muted>{esc(_VIEW_WORDS[view])}</p><div class=grid>{''.join(figs)}</div>")

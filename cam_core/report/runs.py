@@ -113,4 +113,4 @@ class RunMaps:
         except (CamError, OSError) as exc:
             return f'<p class="muted">the photo cannot be read here: {esc(exc)}</p>'
         rgb, top = map_over_photo(photo, cam, place, side=side, view=view)
-        return picture(rgb, side=side, alt=alt) + colour_scale(top if top > 0 else 1.0, view)
+        return picture(rgb, side=side, alt=alt) + colour_scale(top, view)
