@@ -132,13 +132,27 @@ def _failed(frame: pd.DataFrame) -> str:
     return section(f"Files that failed ({len(failed)})", table(["file", "why"], failed[["name", "error"]].values))
 
 
-def dataset_report(folder: str | os.PathLike[str], *, method: str | None = None, top: int = 8) -> str:
+def _relative(frame: pd.DataFrame, run: RunMaps, root: Path) -> None:
+    """Paths under ``root`` shown from it (the dashboard's data root: a report leaves the server)."""
+    prefix = str(root.resolve()).rstrip(os.sep) + os.sep
+    frame["error"] = [e.replace(prefix, "") if isinstance(e, str) else e for e in frame.error]
+    run.run = {**run.run, "images": str(run.run.get("images", "?")).replace(prefix, "")}
+
+
+def dataset_report(
+    folder: str | os.PathLike[str],
+    *,
+    method: str | None = None,
+    top: int = 8,
+    root: str | os.PathLike[str] | None = None,
+) -> str:
     """The whole HTML file for a batch results folder.
 
     Args:
         folder: What ``python -m cam_core batch --out`` wrote.
         method: The method whose maps to draw (default the run's first).
         top: How many images of each kind of odd prediction to draw.
+        root: Show paths under this folder from it (the dashboard's data root).
 
     Raises:
         CamError: Not a results folder, or it lacks the method.
@@ -146,6 +160,8 @@ def dataset_report(folder: str | os.PathLike[str], *, method: str | None = None,
     run = RunMaps.open(folder)
     method = run.method(method)
     frame = _frame(run, method)
+    if root is not None:
+        _relative(frame, run, Path(root))
     names = run.class_names
     sections = [_summary(frame, run, method), _per_class(frame), _confusion(frame, names),
                 _odd(frame, run, method, top), _failed(frame)]

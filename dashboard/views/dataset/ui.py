@@ -28,6 +28,7 @@ from dashboard.model_ui import request_model
 from dashboard.text import plain
 from dashboard.views.dataset import table as tb
 from dashboard.views.dataset.figures import confusion_figure
+from dashboard.views.dataset.report_button import report_button
 from dashboard.views.dataset.thumbs import ThumbCache, file_stamp
 from dashboard.widgets.gallery import gallery_ui
 
@@ -542,6 +543,7 @@ def results_ui(root: Path, results: tb.Results, bundle: Bundle | None, image_pag
         mime="text/csv", icon=":material/download:", key="ds_csv",
         help="The filtered, sorted table (no maps: those are in results.parquet).",
     )
+    report_button(results.folder, root, method)
     failed = results.frame[results.frame.error.notna()]
     if not failed.empty:
         with st.expander(f"{len(failed)} file(s) could not be read"):
