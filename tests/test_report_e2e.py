@@ -27,7 +27,7 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not 
 
 TIMEOUT_MS = 120_000
 OVERLAY = ".st-key-overlay_gradcam_0 .js-plotly-plot"
-REPORT = "Download report (HTML)"
+REPORT = {"image": "Report (HTML)", "dataset": "Download report (HTML)"}  # each like the buttons beside it
 
 
 @pytest.fixture(scope="module")
@@ -53,10 +53,10 @@ def _idle(page) -> None:
     page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=TIMEOUT_MS)
 
 
-def _download(page, tmp_path: Path) -> Path:
+def _download(page, label: str, tmp_path: Path) -> Path:
     """Click the report button; the file it gives."""
     with page.expect_download(timeout=TIMEOUT_MS) as info:
-        page.get_by_role("button", name=REPORT).click()
+        page.get_by_role("button", name=label, exact=True).click()
     path = tmp_path / info.value.suggested_filename
     info.value.save_as(path)
     return path
@@ -83,7 +83,7 @@ def test_image_page_downloads_the_report_of_what_it_shows(browser, tmp_path) -> 
     page.wait_for_selector(OVERLAY)
     _idle(page)
     top = page.locator(OVERLAY).evaluate("gd => gd.layout.annotations.map(a => a.text).join(' | ')")
-    path = _download(page, tmp_path)
+    path = _download(page, REPORT["image"], tmp_path)
     page.screenshot(path=tmp_path / "image_page.png")
     page.close()
     assert path.name.endswith("_report.html")
@@ -100,9 +100,9 @@ def test_dataset_page_downloads_the_runs_report(browser, data_root, tmp_path) ->
     page = b.new_page(viewport={"width": 1500, "height": 1400})
     page.set_default_timeout(TIMEOUT_MS)
     page.goto(f"{url}/dataset?folder=runs/a")
-    page.get_by_role("button", name=REPORT).wait_for()
+    page.get_by_role("button", name=REPORT["dataset"]).wait_for()
     _idle(page)
-    path = _download(page, tmp_path)
+    path = _download(page, REPORT["dataset"], tmp_path)
     page.close()
     text, widths = _offline(b, path, tmp_path / "dataset_report.png")
     rows = read_results(data_root / "runs" / "a").to_pylist()

@@ -564,7 +564,7 @@ def show_exports(
             on_click="ignore",
         )
         st.download_button(
-            "Download report (HTML)",
+            "Report (HTML)",
             partial(report_html, bundle, item, view, list(ids), list(methods), layer, display),
             file_name=f"{stem}_report.html",
             mime="text/html",
