@@ -365,8 +365,10 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
     if args.image is not None:
         from .engine.methods import check_methods
+        from .io.images import load_image
 
         methods = check_methods(args.method or ["gradcam"])
+        load_image(args.image)  # an unreadable image is said before the model loads
         facts = report.explain_image(_load(args), args.image, layer=args.layer, classes=args.classes,
                                      methods=methods, device=args.device)
         page = report.image_report(facts)

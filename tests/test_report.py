@@ -261,3 +261,5 @@ def test_reports_refuse_what_is_not_theirs(tmp_path, run, capsys):
     assert main(["report", "--results", str(run), "--method", "scorecam", "--out", str(tmp_path / "r.html")]) == 2
     assert "has no maps of 'scorecam'" in capsys.readouterr().err
     assert dataset_report(run, top=1).count("<img") >= 1
+    assert main(["report", "--image", str(TESTS / "tiny.py"), "--out", str(tmp_path / "r.html")]) == 2
+    assert "tiny.py" in capsys.readouterr().err and not (tmp_path / "r.html").exists()
