@@ -24,6 +24,7 @@ import torch
 from benchmarks.bench_ui import ARGS
 from cam_core.batch import BatchJob, read_results, read_run, run_local
 from cam_core.cli import main
+from cam_core.errors import CamError
 from cam_core.io import write_sample_folder
 from cam_core.io.images import load_image
 from cam_core.models import load_model
@@ -263,3 +264,12 @@ def test_reports_refuse_what_is_not_theirs(tmp_path, run, capsys):
     assert dataset_report(run, top=1).count("<img") >= 1
     assert main(["report", "--image", str(TESTS / "tiny.py"), "--out", str(tmp_path / "r.html")]) == 2
     assert "tiny.py" in capsys.readouterr().err and not (tmp_path / "r.html").exists()
+
+
+def test_a_report_made_where_the_photos_are_not_says_so(run, monkeypatch):
+    def gone(path):
+        raise CamError(f"no such file: {path}")
+
+    monkeypatch.setattr("cam_core.report.pictures.load_image", gone)
+    html = dataset_report(run, top=2)
+    assert "<img" not in html and html.count("the photo cannot be read here: no such file") >= 2

@@ -8,10 +8,13 @@ from dataclasses import replace
 import numpy as np
 from PIL import Image
 
-from ..models.preprocess import Placement
+from ..errors import CamError
+from ..io.images import load_image
+from ..models.preprocess import Placement, Preprocess
 from ..render import View, maps_on_image, overlay
+from .html import colour_scale, esc, picture
 
-__all__ = ["map_over_photo", "shrink"]
+__all__ = ["map_on_file", "map_over_photo", "shrink"]
 
 
 def shrink(photo: Image.Image, side: int) -> Image.Image:
@@ -48,3 +51,20 @@ def map_over_photo(
     top = float(np.abs(on).max() if view == "signed" else np.maximum(on, 0).max()) if on.size else 0.0
     rgb = overlay(np.asarray(small), on, view=view, cmap=cmap, alpha=alpha, top=top if top > 0 else None)
     return rgb, top
+
+
+def map_on_file(
+    path: str, cam: np.ndarray | None, preprocess: Preprocess, *, side: int, alt: str, view: View = "relu"
+) -> str:
+    """``cam`` over the photo in ``path`` as a batch run's model saw it (``preprocess``, its fit), as an ``<img>``
+    with its colour scale; a line saying why where there is none: no map of the class, or a photo that cannot be
+    read here (a report made on another machine than the run)."""
+    if cam is None:
+        return '<p class="muted">no map of this class</p>'
+    try:
+        photo = load_image(path)
+        place = preprocess.place(photo.width, photo.height, preprocess.fit)
+    except (CamError, OSError) as exc:
+        return f'<p class="muted">the photo cannot be read here: {esc(exc)}</p>'
+    rgb, top = map_over_photo(photo, cam, place, side=side, view=view)
+    return picture(rgb, side=side, alt=alt) + colour_scale(top, view)

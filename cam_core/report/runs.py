@@ -15,11 +15,9 @@ from torchvision.transforms import InterpolationMode
 
 from ..batch.results import map_column, read_results, read_run
 from ..errors import CamError
-from ..io.images import load_image
 from ..models.preprocess import Preprocess
 from ..render import View
-from .html import colour_scale, esc, picture
-from .pictures import map_over_photo
+from .pictures import map_on_file
 
 __all__ = ["RunMaps", "run_preprocess"]
 
@@ -103,14 +101,5 @@ class RunMaps:
         return np.array(flat, dtype=np.float32).reshape(shape)[ids.index(class_id)]
 
     def overlay(self, path: str, cam: np.ndarray | None, *, side: int, alt: str, view: View = "relu") -> str:
-        """``cam`` over ``path``'s photo as an ``<img>`` with its colour scale under it; a line saying why
-        when the photo cannot be read here (a report made on another machine than the run) or there is no map."""
-        if cam is None:
-            return '<p class="muted">no map of this class</p>'
-        try:
-            photo = load_image(path)
-            place = self.preprocess.place(photo.width, photo.height, self.preprocess.fit)
-        except (CamError, OSError) as exc:
-            return f'<p class="muted">the photo cannot be read here: {esc(exc)}</p>'
-        rgb, top = map_over_photo(photo, cam, place, side=side, view=view)
-        return picture(rgb, side=side, alt=alt) + colour_scale(top, view)
+        """``cam`` over ``path``'s photo as this run's model saw it (:func:`~.pictures.map_on_file`)."""
+        return map_on_file(path, cam, self.preprocess, side=side, alt=alt, view=view)
