@@ -180,7 +180,7 @@ def test_the_dataset_report_counts_what_the_results_hold(browser, shots, run, tm
     done = [r for r in rows if r["error"] is None]
     right = sum(bool(r["correct"]) for r in done)
     text = page.inner_text("body")
-    assert f"{len(rows)}\nfiles" in text and f"{len(rows) - len(done)}\nfailed" in text
+    assert f"{len(done)}\nimages explained" in text and f"{len(rows) - len(done)}\nfailed" in text
     assert f"{right / len(done):.1%}\naccuracy ({right} of {len(done)} labelled)" in text
     per_class = _table(page, "Per class")
     by_class = Counter(r["label_name"] for r in done)

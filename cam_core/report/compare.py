@@ -70,13 +70,14 @@ def _worst(names: Any, shifts: Any) -> tuple[float, str | None]:
 
 
 def _model(run: RunMaps) -> str:
-    return f"{run.run.get('model', '?')} at {run.run.get('layer', '?')}"
+    fit = run.run.get("preprocessing", {}).get("fit", "?")
+    return f"{run.run.get('model', '?')} at {run.run.get('layer', '?')} ({fit} fit)"
 
 
 def _summary(frame: pd.DataFrame, a: RunMaps, b: RunMaps, method: str) -> str:
     done = frame[frame.error.isna()]
     flipped = int(done.pred_changed.fillna(False).astype(bool).sum())
-    items = [(f"{len(frame)}", "images"), (f"{len(frame) - len(done)}", "failed"),
+    items = [(f"{len(done)}", "images compared"), (f"{len(frame) - len(done)}", "failed"),
              (f"{flipped}", f"predictions flipped ({pct(flipped, len(done))})")]
     if "correct_a" in done and done.correct_a.notna().any():
         labelled = done[done.correct_a.notna()]
@@ -145,6 +146,6 @@ def compare_report(folder: str | os.PathLike[str], *, method: str | None = None,
     named = meta.get("method")
     method = a.method(method or (named if isinstance(named, str) else None))
     b.method(method)
-    subtitle = f"A: {_model(a)} · B: {_model(b)} · {len(frame)} images · {method}"
+    subtitle = f"A: {_model(a)} · B: {_model(b)} · {int(frame.error.isna().sum())} images · {method}"
     sections = [_summary(frame, a, b, method), _flips(frame), _shifts(frame, a, b, method, top)]
     return document(f"Comparison: {Path(folder).resolve().name}", subtitle, sections, versions())

@@ -38,7 +38,7 @@ def _frame(run: RunMaps, method: str) -> pd.DataFrame:
 def _summary(frame: pd.DataFrame, run: RunMaps, method: str) -> str:
     done = frame[frame.error.isna()]
     labelled = done[done.label.notna()]
-    items = [(f"{len(frame)}", "files"), (f"{len(frame) - len(done)}", "failed")]
+    items = [(f"{len(done)}", "images explained"), (f"{len(frame) - len(done)}", "failed")]
     if len(labelled):
         right = int(labelled.correct.fillna(False).astype(bool).sum())
         items.append((pct(right, len(labelled)), f"accuracy ({right} of {len(labelled)} labelled)"))
@@ -168,6 +168,6 @@ def dataset_report(
     done = frame[frame.error.isna()]
     acc = done.correct.dropna()
     accuracy = f" · accuracy {np.mean(acc.astype(bool)):.1%}" if len(acc) else ""
-    subtitle = f"{run.run.get('model', '?')} at {run.run.get('layer', '?')} · {len(frame)} files{accuracy}"
+    subtitle = f"{run.run.get('model', '?')} at {run.run.get('layer', '?')} · {len(done)} images{accuracy}"
     return document(f"Dataset report: {Path(folder).resolve().name}", subtitle, [s for s in sections if s],
                     versions())
