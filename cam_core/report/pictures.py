@@ -47,7 +47,7 @@ def map_over_photo(
     small = shrink(photo, side)
     scale = small.width / photo.width
     place = replace(place, used=tuple(v * scale for v in place.used))  # type: ignore[arg-type]
-    on = maps_on_image(np.asarray(cam, dtype=np.float32)[None], place, small.size)[0]
+    on = maps_on_image(np.array(cam, dtype=np.float32)[None], place, small.size)[0]  # a copy: may be read-only
     top = float(np.abs(on).max() if view == "signed" else np.maximum(on, 0).max()) if on.size else 0.0
     rgb = overlay(np.asarray(small), on, view=view, cmap=cmap, alpha=alpha, top=top if top > 0 else None)
     return rgb, top
