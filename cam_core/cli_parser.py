@@ -268,6 +268,11 @@ def _add_batch(sub: argparse._SubParsersAction) -> None:
         help="true classes from the class folders (ImageFolder): class names (any case) or indices",
     )
     p_batch.add_argument("--classes", default="pred", help="explained per image: pred | label | pred,label | topK")
+    p_batch.add_argument(
+        "--boxes", metavar="FILE_OR_DIR",
+        help="ground truth for the pointing game and the energy in the box: COCO *.json, *.csv "
+        "(path,x0,y0,x1,y1[,label]), Pascal VOC *.xml or their folder, or a folder of mask *.png",
+    )
     p_batch.add_argument("--method", action="append", help="CAM method (repeatable; default gradcam)")
     p_batch.add_argument("--layer", help="dotted layer name (default: the recommended layer)")
     p_batch.add_argument(
@@ -331,6 +336,8 @@ def precheck(args: argparse.Namespace) -> None:
         _check_files(args.image, "image")
     if args.command == "report":
         _check_report(args)
+    if args.command == "batch" and args.boxes is not None and not Path(args.boxes).exists():
+        raise CamError(f"--boxes {args.boxes}: no such file or folder")
     if args.command == "video":
         _check_files([args.video], "video")
         if not 0.0 <= args.smooth < 1.0:

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from cam_core.analysis.compare import map_shift
+from cam_core.analysis.compare import map_shift, match_classes
 
 
 def test_same_map_and_scaled_copy_did_not_move() -> None:
@@ -44,3 +44,17 @@ def test_blank_maps() -> None:
     assert map_shift(blank, blank).shift == 0.0
     one = map_shift(live, blank)
     assert one.shift == 1.0 and math.isnan(one.peak_px)
+
+
+def test_match_classes_by_normalised_name_with_differing_label_sets() -> None:
+    a = ["tabby", "Egyptian_cat", "tiger cat", "dog"]
+    b = ["egyptian  cat", "DOG", "bird", "Tabby"]
+    assert match_classes(a, b) == [3, 0, None, 1]
+    assert match_classes(b, a) == [1, 3, None, 0]
+    assert match_classes([], b) == [] and match_classes(a, []) == [None] * 4
+
+
+def test_match_classes_duplicate_names_in_order_and_identical_sets_by_index() -> None:
+    names = ["crane", "cat", "crane", "maillot", "maillot"]
+    assert match_classes(names, names) == [0, 1, 2, 3, 4]
+    assert match_classes(names, ["crane", "maillot"]) == [0, None, None, 1, None]

@@ -34,8 +34,8 @@ REPORT = {"image": "Report (HTML)", "dataset": "Download report (HTML)"}  # each
 def data_root(tmp_path_factory, lite0) -> Path:
     root = tmp_path_factory.mktemp("data_root")
     write_sample_folder(root / "photos", per_photo=2, seed=5)
-    run_local(BatchJob(classes="pred,label", labels=True), root / "photos", root / "runs" / "a", workers=0,
-              model=lite0)
+    run_local(BatchJob(classes="pred,label", labels=True, methods=("gradcam", "hirescam")), root / "photos",
+              root / "runs" / "a", workers=0, model=lite0)
     return root
 
 
@@ -102,6 +102,9 @@ def test_dataset_page_downloads_the_runs_report(browser, data_root, tmp_path) ->
     page.goto(f"{url}/dataset?folder=runs/a")
     page.get_by_role("button", name=REPORT["dataset"]).wait_for()
     _idle(page)
+    page.get_by_role("combobox", name="Method shown").click()  # inside the gallery's fragment
+    page.get_by_role("option", name="HiResCAM", exact=True).click()
+    _idle(page)
     path = _download(page, REPORT["dataset"], tmp_path)
     page.close()
     text, widths = _offline(b, path, tmp_path / "dataset_report.png")
@@ -110,3 +113,4 @@ def test_dataset_page_downloads_the_runs_report(browser, data_root, tmp_path) ->
     assert f"accuracy ({right} of {len(rows)} labelled)" in text
     assert widths and all(w > 0 for w in widths)
     assert str(data_root) not in text  # paths from the data root: no server path leaves in the file
+    assert "maps shown\thirescam" in text  # the method the gallery showed at the click

@@ -10,13 +10,16 @@ two models whose maps differ only in scale (a logit temperature, another layer's
 from __future__ import annotations
 
 import math
+import re
+from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["MapShift", "map_shift", "on_grid"]
+__all__ = ["MapShift", "map_shift", "match_classes", "normalise_class_name", "on_grid"]
 
 
 @dataclass(frozen=True)
@@ -66,3 +69,30 @@ def map_shift(map_a: np.ndarray, map_b: np.ndarray, photo_size: tuple[int, int] 
     cell = (H / grid[0], W / grid[1])
     (ya, xa), (yb, xb) = _peak(on_grid(map_a, grid), cell), _peak(on_grid(map_b, grid), cell)
     return MapShift(shift=1.0 - r, correlation=r, peak_px=math.hypot(ya - yb, xa - xb))
+
+
+def normalise_class_name(name: str) -> str:
+    """A class name as matching reads it: case, underscores, hyphens and runs of spaces do not count
+    (``"Egyptian_cat"``, ``"egyptian cat"`` and ``"Egyptian-Cat"`` are one class)."""
+    return re.sub(r"[\s_\-]+", " ", name).strip().casefold()
+
+
+def match_classes(names_a: Sequence[str], names_b: Sequence[str]) -> list[int | None]:
+    """For each class of model A, the index of the same class in model B (``None``: B has no such class).
+
+    Matched by normalised name (:func:`normalise_class_name`), not by index, so a fine-tuned head with another
+    label set (fewer classes, another order) still lines up. A name A has several times (ImageNet's two
+    *crane*s, two *maillot*s) matches B's occurrences of it in order: the first with the first, and so on.
+    Two label sets equal once normalised therefore match index for index.
+    """
+    where: dict[str, list[int]] = defaultdict(list)
+    for j, name in enumerate(names_b):
+        where[normalise_class_name(name)].append(j)
+    seen: dict[str, int] = defaultdict(int)
+    out: list[int | None] = []
+    for name in names_a:
+        key = normalise_class_name(name)
+        nth = seen[key]
+        seen[key] += 1
+        out.append(where[key][nth] if nth < len(where.get(key, ())) else None)
+    return out

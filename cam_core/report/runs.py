@@ -4,6 +4,7 @@ model saw it (the run's own preprocessing and fit, from ``run.json``)."""
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -11,27 +12,31 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from torchvision.transforms import InterpolationMode
 
+from ..analysis.compare import normalise_class_name
 from ..batch.results import map_column, read_results, read_run
+from ..batch.scan import preprocess_of
 from ..errors import CamError
 from ..models.preprocess import Preprocess
 from ..render import View
 from .pictures import map_on_file
 
-__all__ = ["RunMaps", "run_preprocess"]
+__all__ = ["RunMaps", "pick_method"]
 
 
-def run_preprocess(run: dict[str, Any]) -> Preprocess:
-    """The run's preprocessing, rebuilt from ``run.json``, so a map lands on the photo where the model saw it."""
-    try:
-        p = run["preprocessing"]
-        return Preprocess(
-            crop_size=tuple(p["crop_size"]), resize_size=int(p["resize_size"]), mean=tuple(p["mean"]),
-            std=tuple(p["std"]), interpolation=InterpolationMode(p["interpolation"]), fit=p["fit"],
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CamError(f"run.json's preprocessing cannot be read ({exc}): not what `batch` writes") from exc
+def pick_method(methods: Sequence[str], wanted: str | None, folder: object) -> str:
+    """``wanted`` if the run in ``folder`` has its maps (default its first method).
+
+    Raises:
+        CamError: It has none, or not that one.
+    """
+    if not methods:
+        raise CamError(f"{folder}'s run.json names no method")
+    if wanted is None:
+        return methods[0]
+    if wanted not in methods:
+        raise CamError(f"{folder} has no maps of {wanted!r}; it has: {', '.join(methods)}")
+    return wanted
 
 
 @dataclass
@@ -61,29 +66,30 @@ class RunMaps:
 
     @cached_property
     def preprocess(self) -> Preprocess:
-        return run_preprocess(self.run)
+        try:
+            return preprocess_of(self.run)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CamError(f"{self.folder}/run.json's preprocessing cannot be read ({exc})") from exc
 
     @cached_property
     def _rows(self) -> dict[str, int]:
         return {p: i for i, p in enumerate(self.table.column("path").to_pylist())}
 
     def method(self, wanted: str | None) -> str:
-        """``wanted`` if the run has it (default its first method)."""
-        if wanted is None:
-            if not self.methods:
-                raise CamError(f"{self.folder}'s run.json names no method")
-            return self.methods[0]
-        if wanted not in self.methods:
-            raise CamError(f"{self.folder} has no maps of {wanted!r}; it has: {', '.join(self.methods)}")
-        return wanted
+        """``wanted`` if the run has its maps (default its first method)."""
+        return pick_method(self.methods, wanted, self.folder)
 
     def class_id(self, name: str) -> int | None:
-        """The id of the class called ``name`` in this run's model (``None``: it has no such class)."""
-        return self._ids.get(name)
+        """The id of the class called ``name`` in this run's model, matched as a comparison matches two models'
+        classes (:func:`~cam_core.analysis.compare.normalise_class_name`); ``None``: it has no such class."""
+        return self._ids.get(normalise_class_name(name))
 
     @cached_property
     def _ids(self) -> dict[str, int]:
-        return {n: i for i, n in enumerate(self.class_names)}
+        ids: dict[str, int] = {}
+        for i, n in enumerate(self.class_names):
+            ids.setdefault(normalise_class_name(n), i)
+        return ids
 
     def map_of(self, path: str, method: str, class_id: int | None) -> np.ndarray | None:
         """The raw signed map (h, w) of ``class_id`` in ``path``'s row; ``None`` when that class was not
