@@ -21,8 +21,8 @@ from cam_core.engine import upsample
 from cam_core.errors import CamError
 from cam_core.io.images import load_image
 from cam_core.models.preprocess import Preprocess
-from cam_core.render import heat_rgba, model_view
-from dashboard.figures import format_prob, image_uri
+from cam_core.render import heat_rgba, image_uri, model_view
+from dashboard.figures import format_prob
 
 __all__ = ["THUMB_SIDE", "Base", "Thumb", "ThumbCache", "build_base", "build_heat", "caption_lines", "file_stamp"]
 
