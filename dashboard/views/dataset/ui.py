@@ -357,9 +357,9 @@ def _metrics(results: ResultsQuery, method: str) -> None:
     else:
         cols[2].metric("Accuracy", "–", help="No labels: run with Labels from folders.")
     share = f" ({blank_maps / maps:.0%})" if maps and blank_maps else ""
-    cols[3].metric("Blank after ReLU", f"{blank_maps:,} of {maps:,} maps{share}",
-                   help="Maps whose positive part holds (nearly) nothing: the usual ReLU'd view shows them empty. "
-                   "Sort by Blank maps first to see them.")
+    cols[3].metric("Blank after ReLU", f"{blank_maps:,}{share}",  # short: a long value is cut ("… m…")
+                   help=f"{blank_maps:,} of the {maps:,} maps have a positive part that holds (nearly) nothing: the "
+                   "usual ReLU'd view shows them empty. Sort by Blank maps first to see them.")
     if by_class:
         shown = ", ".join(f"{plain(name)} ({n:,})" for name, n in by_class[:8])
         st.caption(f":material/visibility_off: Blank maps after ReLU, by explained class: {shown}"
