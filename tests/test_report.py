@@ -182,6 +182,8 @@ def test_the_dataset_report_counts_what_the_results_hold(browser, shots, run, tm
     text = page.inner_text("body")
     assert f"{len(done)}\nimages explained" in text and f"{len(rows) - len(done)}\nfailed" in text
     assert f"{right / len(done):.1%}\naccuracy ({right} of {len(done)} labelled)" in text
+    blank, maps = sum(sum(r["blank"]) for r in done), sum(len(r["class_ids"]) for r in done)  # one method
+    assert f"{blank} of {maps}\nmaps blank after ReLU" in text
     per_class = _table(page, "Per class")
     by_class = Counter(r["label_name"] for r in done)
     right_by = Counter(r["label_name"] for r in done if r["correct"])
