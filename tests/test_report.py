@@ -275,3 +275,12 @@ def test_a_report_made_where_the_photos_are_not_says_so(run, monkeypatch):
     monkeypatch.setattr("cam_core.report.pictures.load_image", gone)
     html = dataset_report(run, top=2)
     assert "<img" not in html and html.count("the photo cannot be read here: no such file") >= 2
+
+
+def test_a_run_without_labels_reports_what_it_has(tmp_path, lite0):
+    write_sample_folder(tmp_path / "photos", per_photo=1, seed=2)
+    run_local(BatchJob(), tmp_path / "photos", tmp_path / "run", workers=0, model=lite0)
+    html = dataset_report(tmp_path / "run")
+    rows = read_results(tmp_path / "run").to_pylist()
+    assert f"<b>{len(rows)}</b><span>images explained</span>" in html
+    assert "accuracy" not in html and "Confusion matrix" not in html and "Per class" not in html
