@@ -13,7 +13,7 @@ import glob
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..errors import CamError, choices_hint
@@ -28,13 +28,17 @@ _SUFFIXES = tuple(f".{e}" for e in IMAGE_EXTENSIONS)
 @dataclass(frozen=True)
 class ImageFile:
     """One input file: its absolute ``path``, identity (``size`` in bytes, ``mtime_ns``), ImageFolder label and
-    ground truth (``batch --boxes``)."""
+    ground truth (``batch --boxes``).
+
+    ``extra``: classes to explain besides the job's (a comparison gives each model the other's classes).
+    """
 
     path: str
     size: int
     mtime_ns: int
     label: int | None = None
     truth: Truth | None = None
+    extra: tuple[int, ...] = ()
 
     @property
     def key(self) -> tuple[str, int, int]:
@@ -164,5 +168,5 @@ def labels_from_folders(found: Found, class_names: Sequence[str]) -> list[ImageF
     out = []
     for f in found.files:
         folder = _folder_of(f.path, found.root)
-        out.append(ImageFile(f.path, f.size, f.mtime_ns, labels[folder] if folder is not None else None))
+        out.append(replace(f, label=labels[folder] if folder is not None else None))
     return out

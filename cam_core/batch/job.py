@@ -46,6 +46,7 @@ __all__ = [
     "decode",
     "explain_items",
     "input_size_hint",
+    "photo_size",
     "plan_batches",
 ]
 
@@ -114,20 +115,30 @@ class BatchJob:
         """The batch size to use: the job's, else the default for the device."""
         return self.batch_size or (GPU_BATCH if on_gpu else CPU_BATCH)
 
-    def class_spec(self, labels: Tensor) -> str | Callable[[Tensor], Tensor]:
+    def class_spec(self, labels: Tensor, extra: Sequence[tuple[int, ...]] = ()) -> str | Callable[[Tensor], Tensor]:
         """The ``classes`` argument of :func:`explain` for a stack whose labels are ``labels`` (−1: none).
 
-        An image without a label explains its prediction in place of the label.
+        An image without a label explains its prediction in place of the label. ``extra`` (per image, may be
+        empty) adds classes after the job's; a shorter list is padded with the image's first class, which the
+        rows drop as a repeat.
         """
-        if self.classes == "pred":
-            return "top1"
-        if self.classes.startswith("top"):
-            return self.classes
+        if not any(extra) and (self.classes == "pred" or self.classes.startswith("top")):
+            return "top1" if self.classes == "pred" else self.classes
+        k = int(self.classes[3:]) if self.classes.startswith("top") else 0
 
         def ids(logits: Tensor) -> Tensor:
             pred = logits.argmax(1)
-            label = torch.where(labels.to(pred.device) >= 0, labels.to(pred.device), pred)
-            return label[:, None] if self.classes == "label" else torch.stack([pred, label], 1)
+            if k:
+                base = logits.topk(min(k, logits.shape[1]), dim=1).indices
+            else:
+                label = torch.where(labels.to(pred.device) >= 0, labels.to(pred.device), pred)
+                base = {"pred": pred[:, None], "label": label[:, None], "pred,label": torch.stack([pred, label], 1)}
+                base = base[self.classes]
+            width = max((len(e) for e in extra), default=0)
+            if not width:
+                return base
+            more = torch.tensor([[*e, *[-1] * (width - len(e))] for e in extra], device=pred.device)
+            return torch.cat([base, torch.where(more >= 0, more, base[:, :1])], 1)
 
         return ids
 
@@ -174,15 +185,24 @@ def decode(file: ImageFile, preprocess: Preprocess, fit: Fit) -> Decoded:
     return Decoded(file, x, place.content if place.padded else None, place=place, size=image.size, mask=mask)
 
 
-def input_size_hint(path: str, preprocess: Preprocess, fit: Fit) -> tuple[int, int] | None:
-    """The input size a file will get, from its header alone (``None`` when the header cannot tell)."""
+def photo_size(path: str) -> tuple[int, int] | None:
+    """A photo's upright (width, height) from its header alone (``None`` when the header cannot tell)."""
     try:
         with Image.open(path) as im:
             w, h = im.size
             if im.getexif().get(_ORIENTATION) in (5, 6, 7, 8):
                 w, h = h, w
-        return preprocess.place(w, h, fit).size
+        return w, h
     except Exception:  # any header problem: decode() reports the real error; here it only means "unknown size"
+        return None
+
+
+def input_size_hint(path: str, preprocess: Preprocess, fit: Fit) -> tuple[int, int] | None:
+    """The input size a file will get, from its header alone (``None`` when the header cannot tell)."""
+    size = photo_size(path)
+    try:
+        return None if size is None else preprocess.place(*size, fit).size
+    except CamError:  # an extreme aspect: decode() reports it
         return None
 
 
@@ -208,6 +228,7 @@ class Row:
     top_probs: list[float] = field(default_factory=list)
     entropy: float | None = None
     class_ids: list[int] = field(default_factory=list)
+    class_probs: list[float] = field(default_factory=list)  # the probability of each explained class
     maps: dict[str, np.ndarray] = field(default_factory=dict)  # method → (K, h, w) float32
     pos_mass: list[float] = field(default_factory=list)  # per method, then per class
     relu_survival: list[float] = field(default_factory=list)
@@ -251,6 +272,7 @@ def _row(res: ExplainResult, i: int, item: Decoded) -> Row:
         top_probs=top.values.tolist(),
         entropy=float(torch.special.entr(probs.double()).sum()),
         class_ids=[ids[k] for k in keep],
+        class_probs=[float(probs[ids[k]]) for k in keep],
     )
     row.prob_pred = float(probs[row.pred])
     for m in res.methods:
@@ -279,7 +301,8 @@ def explain_items(model: object, items: Sequence[Decoded], job: BatchJob, layer:
     for stack in stacks.values():
         labels = torch.tensor([-1 if it.file.label is None else it.file.label for it in stack])
         res = explain(
-            model, torch.stack([it.x for it in stack]), layer=layer, classes=job.class_spec(labels),
+            model, torch.stack([it.x for it in stack]), layer=layer,
+            classes=job.class_spec(labels, [it.file.extra for it in stack]),
             methods=job.methods, device=job.device, throughput=True,  # many images, one model: the fused copy pays
         )
         rows += [_row(res, i, it) for i, it in enumerate(stack)]

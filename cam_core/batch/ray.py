@@ -20,6 +20,7 @@ import dataclasses
 import json
 import os
 import time
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -66,9 +67,10 @@ class CamWorker:
     def __call__(self, batch: pa.Table) -> pa.Table:
         cols = batch.to_pydict()
         files = [
-            ImageFile(p, s, m, None if lab < 0 else lab, _truth_from(t))
-            for p, s, m, lab, t in zip(cols["path"], cols["size"], cols["mtime_ns"], cols["label"], cols["truth"],
-                                       strict=True)
+            ImageFile(p, s, m, None if lab < 0 else lab, truth=_truth_from(t), extra=tuple(extra))
+            for p, s, m, lab, t, extra in zip(
+                cols["path"], cols["size"], cols["mtime_ns"], cols["label"], cols["truth"], cols["extra"], strict=True
+            )
         ]
         items = [decode(f, self.model.preprocess, self.fit) for f in files]
         rows = explain_items(self.model, items, self.job, self.layer)
@@ -109,6 +111,7 @@ def run_ray(
     workers: int = 2,
     address: str | None = None,
     model: LoadedModel | None = None,
+    redo: Collection[str] = (),
 ) -> Summary:
     """Explain every image under ``images`` into ``out`` with ``workers`` Ray actors (resuming, like the local engine).
 
@@ -120,6 +123,7 @@ def run_ray(
         address: An existing cluster (``ray://host:10001`` or ``host:6379``); default: the running one, or a
             new local cluster.
         model: The model, if loaded already (used for planning; the actors load their own).
+        redo: Paths computed again even when done (see :func:`.run.open_run`).
 
     Raises:
         CamError: Ray is not installed, a user mistake (see :func:`.run.open_run`), or ``workers`` < 1.
@@ -132,7 +136,7 @@ def run_ray(
         ray.init(address=address, include_dashboard=False, configure_logging=False, runtime_env=runtime_env())
 
     try:
-        with open_run(job, images, out, engine="ray", workers=workers, model=model) as plan:
+        with open_run(job, images, out, engine="ray", workers=workers, model=model, redo=redo) as plan:
             if plan.todo:
                 gpus = _gpus(ray, job.device)
                 size = job.batch_for(on_gpu=gpus > 0)
@@ -140,7 +144,7 @@ def run_ray(
                 order = [i for batch in plan_batches(plan.todo, plan.model.preprocess, plan.fit, size) for i in batch]
                 records = [
                     {"path": f.path, "size": f.size, "mtime_ns": f.mtime_ns, "label": _label(f),
-                     "truth": _truth_json(f.truth)}
+                     "truth": _truth_json(f.truth), "extra": list(f.extra)}
                     for f in (plan.todo[i] for i in order)
                 ]
                 ds = ray.data.from_items(records).map_batches(

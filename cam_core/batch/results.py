@@ -17,6 +17,7 @@ top5_ids       list<int32>      the five most probable classes, best first
 top5_probs     list<float32>    their probabilities
 entropy        float32          of the softmax, in nats (0: certain; ln C: uniform)
 class_ids      list<int32>      the explained classes (K; ``pred,label`` gives one when they agree)
+class_probs    list<float32>    the softmax probability of each explained class
 map_<method>   list<float32>    the K raw signed maps at the layer's resolution, flattened (K·h·w)
 map_shape      list<int32>      [K, h, w] (h, w vary with the aspect ratio under the ``whole`` fit)
 pos_mass       list<float32>    per method (run.json's order), then per class: share of the map's absolute
@@ -102,7 +103,7 @@ def results_schema(methods: Sequence[str], boxes: bool = False) -> pa.Schema:
         ("label", _I32), ("label_name", pa.string()), ("pred", _I32), ("pred_name", pa.string()),
         ("prob_pred", _F32), ("prob_label", _F32), ("correct", pa.bool_()),
         ("top5_ids", pa.list_(_I32)), ("top5_probs", pa.list_(_F32)), ("entropy", _F32),
-        ("class_ids", pa.list_(_I32)),
+        ("class_ids", pa.list_(_I32)), ("class_probs", pa.list_(_F32)),
         *[(map_column(m), pa.list_(_F32)) for m in methods],
         ("map_shape", pa.list_(_I32)),
         ("pos_mass", pa.list_(_F32)), ("relu_survival", pa.list_(_F32)), ("blank", pa.list_(pa.bool_())),
@@ -159,6 +160,7 @@ def rows_table(
         "top5_probs": lists("top_probs", _F32, np.float32),
         "entropy": scalars([r.entropy for r in rows], _F32),
         "class_ids": lists("class_ids", _I32, np.int32),
+        "class_probs": lists("class_probs", _F32, np.float32),
         **{map_column(m): _lists([r.maps.get(m) for r in rows], _F32, np.float32) for m in methods},
         "map_shape": _lists([list(next(iter(r.maps.values())).shape) if r.maps else None for r in rows],
                             _I32, np.int32),
@@ -301,8 +303,11 @@ class ResultStore:
         keys = [meta.get(k[1:], []) for k in _KEYS]
         if any(len(k) != n for k in keys):  # rewritten by another tool: identities lost, every file reruns
             keys = [[-1] * n for _ in _KEYS]
-        names = [c for c in self.schema.names if c not in _KEYS]
-        columns = [*table.select(names).cast(results_schema(self.methods, self.boxes)).columns]
+        schema = results_schema(self.methods, self.boxes)
+        for name in schema.names:  # a column added to the contract since (class_probs): null in older rows
+            if name not in table.column_names:
+                table = table.append_column(name, pa.nulls(n, schema.field(name).type))
+        columns = [*table.select(schema.names).cast(schema).columns]
         return pa.table([*columns, *(pa.array(k, pa.int64()) for k in keys)], schema=self.schema)
 
     def compact(self) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -145,6 +145,7 @@ def open_run(
     workers: int,
     model: LoadedModel | None = None,
     within: str | os.PathLike[str] | None = None,
+    redo: Collection[str] = (),
 ) -> Iterator[Plan]:
     """Find the files, load the model, resume from ``out``; yield the plan; then compact and describe the run.
 
@@ -156,6 +157,7 @@ def open_run(
         workers: Decoding workers or actors (for ``run.json``).
         model: The model, if loaded already (it must be the one ``job.model`` describes).
         within: Leave out files that resolve outside this folder (a server's data root).
+        redo: Paths computed again even when done (a comparison adds the other model's classes to them).
 
     Raises:
         CamError: No images, an unknown layer or label folder, an output folder of another job, or one in use.
@@ -178,7 +180,7 @@ def open_run(
         store.check_job(info["job"])
         store.compact()  # the parts an interrupted run left
         done = store.done()
-        todo = [f for f in files if done.get(f.path) != (f.size, f.mtime_ns)]
+        todo = [f for f in files if done.get(f.path) != (f.size, f.mtime_ns) or f.path in redo]
         store.write_run(info)
         start = time.perf_counter()
         plan = Plan(job, model, layer, fit, found, files, todo, store, info)
