@@ -23,6 +23,7 @@ import os
 import re
 from pathlib import Path
 
+from cam_core.batch.compare_table import COMPARE
 from cam_core.batch.results import RESULTS
 from cam_core.errors import CamError
 from cam_core.io import zips
@@ -175,10 +176,12 @@ def _offered(rel: str) -> bool:
 
 
 def results_folders(root: Path, owner: str | None = None) -> list[str]:
-    """Folders (relative) that hold a ``results.parquet``, newest first (of ``uploads/``, only ``owner``'s)."""
-    found = [folder for folder, names in _walk(root, _DEPTH + 1) if RESULTS in names]
-    found.sort(key=lambda f: (f / RESULTS).stat().st_mtime, reverse=True)
-    return [rel for rel in (relative(root, f) for f in found) if visible(rel, owner)]
+    """Folders (relative) that hold a ``results.parquet`` or a comparison's ``compare.parquet``, newest first (of
+    ``uploads/``, only ``owner``'s)."""
+    found = [(folder, RESULTS if RESULTS in names else COMPARE) for folder, names in _walk(root, _DEPTH + 1)
+             if RESULTS in names or COMPARE in names]
+    found.sort(key=lambda f: (f[0] / f[1]).stat().st_mtime, reverse=True)
+    return [rel for rel in (relative(root, f) for f, _ in found) if visible(rel, owner)]
 
 
 def _slug(text: str) -> str:

@@ -165,7 +165,7 @@ def run_compare(
         third = _named(model_a, "A", lambda: run(job_a, replace(found, files=files_a), out_a, model_a, redo))
 
     joined = time.perf_counter()
-    table, counts = join_runs(out_a, out_b, model_a, model_b, job_a.methods[0], photo_side=photo_side)
+    table, counts = join_runs(out_a, out_b, job_a.methods[0], photo_side=photo_side)
     pq.write_table(table, out / f".{COMPARE}.tmp", row_group_size=1024)
     os.replace(out / f".{COMPARE}.tmp", out / COMPARE)
     info = _describe(out, job_a, job_b, model_a, model_b, a_to_b, photo_side, counts)

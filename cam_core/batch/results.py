@@ -49,8 +49,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from torchvision.transforms import InterpolationMode
 
 from ..errors import CamError
+from ..models.preprocess import Preprocess
 from .job import Row
 
 __all__ = [
@@ -64,6 +66,7 @@ __all__ = [
     "read_run",
     "results_schema",
     "rows_table",
+    "run_preprocess",
 ]
 
 RESULTS = "results.parquet"
@@ -177,6 +180,15 @@ def read_run(out: str | os.PathLike[str]) -> dict[str, Any]:
         raise CamError(f"{out} holds no {RUN}: not a batch results folder") from exc
     except (OSError, ValueError) as exc:
         raise CamError(f"{path} cannot be read: {exc}") from exc
+
+
+def run_preprocess(run: dict[str, Any]) -> Preprocess:
+    """A run's preprocessing rebuilt from its ``run.json`` (what the model saw, without loading the model)."""
+    p = run["preprocessing"]
+    return Preprocess(
+        crop_size=tuple(p["crop_size"]), resize_size=int(p["resize_size"]), mean=tuple(p["mean"]),
+        std=tuple(p["std"]), interpolation=InterpolationMode(p["interpolation"]), fit=p["fit"],
+    )
 
 
 class ResultStore:

@@ -18,9 +18,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-from torchvision.transforms import InterpolationMode
 
-from cam_core.batch.results import map_column, read_results, read_run
+from cam_core.batch.results import map_column, read_results, read_run, run_preprocess
 from cam_core.engine.methods import METHODS
 from cam_core.errors import CamError
 from cam_core.models.preprocess import FITS, Preprocess
@@ -99,11 +98,7 @@ class Results:
     @property
     def preprocess(self) -> Preprocess:
         """The run's preprocessing, rebuilt from ``run.json`` (so thumbnails match what the model saw)."""
-        p = self.run["preprocessing"]
-        return Preprocess(
-            crop_size=tuple(p["crop_size"]), resize_size=int(p["resize_size"]), mean=tuple(p["mean"]),
-            std=tuple(p["std"]), interpolation=InterpolationMode(p["interpolation"]), fit=p["fit"],
-        )
+        return run_preprocess(self.run)
 
 
 _LIGHT = ["path", "label", "label_name", "pred", "pred_name", "prob_pred", "prob_label", "correct", "entropy",

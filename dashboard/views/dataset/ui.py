@@ -17,6 +17,7 @@ import pandas as pd
 import streamlit as st
 
 from cam_core.batch import BatchJob, discover, model_identity, run_local
+from cam_core.batch.compare_view import is_compare
 from cam_core.batch.results import RESULTS
 from cam_core.engine.methods import METHODS
 from cam_core.errors import CamError
@@ -113,7 +114,8 @@ def read_link(root: Path) -> None:
     except CamError as exc:
         st.error(f"The link's folder is not opened: {plain(str(exc))}.", icon=":material/block:")
         return
-    if not dataroot.visible(dataroot.relative(root, folder), _owner()) or not (folder / RESULTS).is_file():
+    held = (folder / RESULTS).is_file() or is_compare(folder)  # a batch run's results, or a comparison of two
+    if not dataroot.visible(dataroot.relative(root, folder), _owner()) or not held:
         st.error(f"The link's folder {plain(wanted)} holds no batch results ({RESULTS}).", icon=":material/folder_off:")
         return
     show_results_folder(dataroot.relative(root, folder))
