@@ -42,13 +42,13 @@ def _both(*masks: pa.ChunkedArray) -> pa.ChunkedArray:
     return pc.fill_null(out, False)
 
 
-# name → (what the page says, which rows)
+# name → (what the page says, which rows); "moved": a class whose map shift is at least 0.5
 FILTERS: dict[str, tuple[str, _Mask]] = {
     "all": ("All images", _ok),
     "flipped": ("Flipped", lambda t: _both(_ok(t), t["pred_changed"])),
     "a_right_b_wrong": ("A right → B wrong", lambda t: _both(_ok(t), t["correct_a"], pc.invert(t["correct_b"]))),
     "a_wrong_b_right": ("A wrong → B right", lambda t: _both(_ok(t), pc.invert(t["correct_a"]), t["correct_b"])),
-    "moved": ("Maps moved (shift ≥ 0.5)", lambda t: _both(_ok(t), pc.greater_equal(t["shift_max"], 0.5))),
+    "moved": ("Maps moved", lambda t: _both(_ok(t), pc.greater_equal(t["shift_max"], 0.5))),
 }
 # name → what the page says: whose class's maps a thumbnail shows
 SHOWN = {"pred_a": "A's prediction", "pred_b": "B's prediction", "moved": "The class that moved most"}

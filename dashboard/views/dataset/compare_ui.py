@@ -82,6 +82,11 @@ def _pair(folder: str, mtime_ns: int, i: int, k: int, path: str, stamp: object) 
     return image_uri(base, "JPEG", quality=85), image_uri(heat, "WEBP", quality=85), ""
 
 
+def _fixed(x: float, digits: int) -> str:
+    """``x`` with ``digits`` decimals, a rounding's −0 as 0 (a map compared with itself: 1 − r = −1e-16)."""
+    return f"{round(x, digits) + 0.0:.{digits}f}"
+
+
 def _metrics(run: CompareRun) -> None:
     c = run.counts
     a, b = run.info["a"], run.info["b"]
@@ -97,7 +102,7 @@ def _metrics(run: CompareRun) -> None:
     else:
         cols[2].metric("A right → B wrong", "–", help="No labels: compare with --labels-from-folders.")
         cols[3].metric("A wrong → B right", "–", help="No labels: compare with --labels-from-folders.")
-    cols[4].metric("Median map shift", "–" if np.isnan(c.median_shift) else f"{c.median_shift:.3f}",
+    cols[4].metric("Median map shift", "–" if np.isnan(c.median_shift) else _fixed(c.median_shift, 3),
                    help="Per image the largest shift over its classes: 1 − the correlation of the two ReLU'd maps "
                    "on the photo (0: same place, 1: unrelated).")
 
@@ -111,7 +116,7 @@ def _item(run: CompareRun, folder: str, mtime: int, i: int, shown: str) -> dict:
     shift, peak = row["map_shift"][k], row["peak_shift_px"][k]
     a = f"A {plain(row['pred_name_a'])} {format_prob(row['prob_pred_a'])}"
     b = f"B {plain(row['pred_name_b'])} {format_prob(row['prob_pred_b'])}"
-    moved = "not in both models" if shift is None else f"shift {shift:.2f}" + (
+    moved = "not in both models" if shift is None else f"shift {_fixed(shift, 2)}" + (
         f" · peak {peak:.0f} px" if peak is not None else "")
     lines = [f"{a} → {b}" if row["pred_changed"] else a.replace("A ", "A, B ", 1), f"{plain(row['class_names'][k])}: "
              f"{moved}"]
