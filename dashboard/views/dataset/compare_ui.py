@@ -161,8 +161,8 @@ def compare_ui(root: Path, folder: Path) -> None:
     rows = run.rows(which)
     pages = max(1, -(-len(rows) // PAGE_SIZE))
     page = int(st.number_input(f"Page (of {pages})", 1, pages, key=CMP.PAGE)) if pages > 1 else 1
-    st.caption(f"{len(rows):,} images · flipped predictions first, then the maps that moved most · "
-               "left: model A, right: model B")
+    st.caption(f"{len(rows):,} image{'' if len(rows) == 1 else 's'} · flipped predictions first, then the maps that "
+               "moved most · left: model A, right: model B")
     items = [_item(run, str(folder), mtime, i, shown) for i in rows[(page - 1) * PAGE_SIZE: page * PAGE_SIZE]]
     gallery_ui(
         items, opacity=float(st.session_state.get(CMP.OPACITY, 0.6)), columns=COLUMNS, key="cmp_gallery",
