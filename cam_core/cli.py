@@ -345,6 +345,7 @@ def _cmd_batch(args: argparse.Namespace) -> int:
     job = BatchJob(
         model=_model_args(args), layer=args.layer, methods=tuple(args.method or ["gradcam"]), classes=args.classes,
         labels=args.labels_from_folders, fit=args.fit, device=args.device, batch_size=args.batch_size,
+        boxes=args.boxes,
     )
     found = discover(args.images)  # all checked before the model loads
     out = output_folder(args.out)

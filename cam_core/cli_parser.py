@@ -264,6 +264,11 @@ def _add_batch(sub: argparse._SubParsersAction) -> None:
     _add_model_args(p_batch)
     _add_batch_engine_args(p_batch)
     p_batch.add_argument("--classes", default="pred", help="explained per image: pred | label | pred,label | topK")
+    p_batch.add_argument(
+        "--boxes", metavar="FILE_OR_DIR",
+        help="ground truth for the pointing game and the energy in the box: COCO *.json, *.csv "
+        "(path,x0,y0,x1,y1[,label]), Pascal VOC *.xml or their folder, or a folder of mask *.png",
+    )
     p_batch.add_argument("--method", action="append", help="CAM method (repeatable; default gradcam)")
     p_batch.add_argument("--layer", help="dotted layer name (default: the recommended layer)")
     p_batch.add_argument("--out", required=True, help="output folder (results.parquet, run.json)")
@@ -343,6 +348,8 @@ def precheck(args: argparse.Namespace) -> None:
             raise CamError(f"unknown method {name!r}; choose from: {choices_hint(METHOD_NAMES)}")
     if args.command in ("explain", "sweep", "trust"):
         _check_files(args.image, "image")
+    if args.command == "batch" and args.boxes is not None and not Path(args.boxes).exists():
+        raise CamError(f"--boxes {args.boxes}: no such file or folder")
     if args.command == "video":
         _check_files([args.video], "video")
         if not 0.0 <= args.smooth < 1.0:

@@ -16,6 +16,8 @@ __all__ = [
     "IMAGE_CACHE_BYTES",
     "MAP_CACHE_BYTES",
     "MAX_ASPECT",
+    "MAX_BOXES",
+    "MAX_BOXES_FILE_BYTES",
     "MAX_CLASSES",
     "MAX_CLASSES_PER_REQUEST",
     "MAX_CONFIG_BYTES",
@@ -41,6 +43,8 @@ __all__ = [
     "MAX_ZIP_PATH_CHARS",
     "MIN_INPUT_SIDE",
     "MODEL_CACHE_BYTES",
+    "QUERY_FOLDERS",
+    "QUERY_MEMORY_BYTES",
     "VIDEO_RUN_CACHE_BYTES",
     "mb",
 ]
@@ -52,6 +56,11 @@ MAX_DECODE_ASPECT = 32.0
 """Largest long side ÷ short side of an image at all: a 100000×5 strip is refused before decoding."""
 MAX_ASPECT = 8.0
 """Largest long ÷ short side for the *whole image* fit, whose input grows with it (224 → 1792 px)."""
+MAX_BOXES_FILE_BYTES = 512 * 2**20
+"""Largest boxes file (``batch --boxes``: COCO JSON, CSV), checked before it is read: COCO's train2017
+instances file is 448 MB; a JSON file takes several times its size in memory while parsed."""
+MAX_BOXES = 5_000_000
+"""Most boxes read from one source (COCO train2017 has 860 k)."""
 MAX_FORWARD_BATCH = 1024
 """Largest forward batch of the perturbation methods and trust curves (a typo of 100000 would exhaust memory)."""
 MIN_INPUT_SIDE = 8
@@ -125,6 +134,10 @@ VIDEO_RUN_CACHE_BYTES = 512 * 2**20
 """Scores and raw maps of the clips explained on the video page (a 3000-frame run at 7×12: ~120 MB)."""
 FILM_CACHE_BYTES = 256 * 2**20
 """The video page's overlay films (MP4) and the frames its scrubber shows (JPEG)."""
+QUERY_MEMORY_BYTES = 2 * 2**30
+"""DuckDB's memory for one opened results folder (its light columns: ~150 MB a million rows); beyond it, spills."""
+QUERY_FOLDERS = 4
+"""Results folders kept open on the Dataset page (each a DuckDB database of its light columns)."""
 
 
 def mb(n: int) -> str:

@@ -24,7 +24,7 @@ import re
 from pathlib import Path
 
 from cam_core.batch.compare_table import COMPARE
-from cam_core.batch.results import RESULTS
+from cam_core.batch.results import PARTS, RESULTS, RUN
 from cam_core.errors import CamError
 from cam_core.io import zips
 from cam_core.io.images import IMAGE_EXTENSIONS
@@ -176,12 +176,16 @@ def _offered(rel: str) -> bool:
 
 
 def results_folders(root: Path, owner: str | None = None) -> list[str]:
-    """Folders (relative) that hold a ``results.parquet`` or a comparison's ``compare.parquet``, newest first (of
-    ``uploads/``, only ``owner``'s)."""
-    found = [(folder, RESULTS if RESULTS in names else COMPARE) for folder, names in _walk(root, _DEPTH + 1)
-             if RESULTS in names or COMPARE in names]
-    found.sort(key=lambda f: (f[0] / f[1]).stat().st_mtime, reverse=True)
-    return [rel for rel in (relative(root, f) for f, _ in found) if visible(rel, owner)]
+    """Folders (relative) that hold a ``results.parquet``, or a ``run.json`` with Parquet parts (a run not yet
+    compacted, Ray's), or a comparison's ``compare.parquet``, newest first (of ``uploads/``, only ``owner``'s)."""
+
+    def newest(f: Path) -> Path:
+        return f / next((n for n in (RESULTS, COMPARE) if (f / n).is_file()), RUN)
+
+    found = [folder for folder, names in _walk(root, _DEPTH + 1)
+             if RESULTS in names or COMPARE in names or (RUN in names and (folder / PARTS).is_dir())]
+    found.sort(key=lambda f: newest(f).stat().st_mtime, reverse=True)
+    return [rel for rel in (relative(root, f) for f in found) if visible(rel, owner)]
 
 
 def _slug(text: str) -> str:

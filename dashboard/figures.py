@@ -76,6 +76,7 @@ class Panel:
             (a film's frames share one scale); ``None``: the map's own.
         cells: the shorter side of the layer's grid ``cam`` was upsampled from, when known (see
             :func:`sent_grid`).
+        view: this panel's view whatever its row's (a signed difference beside ReLU'd maps); ``None``: the row's.
     """
 
     title: str
@@ -83,6 +84,7 @@ class Panel:
     name: str
     top: float | None = None
     cells: int | None = None
+    view: str | None = None
 
 
 def format_prob(p: float) -> str:
@@ -229,9 +231,10 @@ def overlay_figure(
     height, width = background.shape[:2]
     data: list[dict] = []
     heat: list[int] = []
-    for r, view in enumerate(views, start=1):
-        scale = alpha_colorscale(signed_cmap if view == "signed" else cmap, signed=view == "signed")
+    for r, row_view in enumerate(views, start=1):
         for c, panel in enumerate(panels, start=1):
+            view = panel.view or row_view
+            scale = alpha_colorscale(signed_cmap if view == "signed" else cmap, signed=view == "signed")
             k = _axis((r - 1) * cols + c)
             _fit_axes(layout, k, height, width)
             x, y = f"x{k}", f"y{k}"

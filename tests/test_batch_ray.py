@@ -71,3 +71,23 @@ def test_engine_ray_resumes(cluster, folder, tmp_path, lite0) -> None:
     assert (again.reused, again.computed) == (2, 7)
     df = read_results(tmp_path).to_pandas()
     assert len(df) == 9 and df.path.is_unique
+
+
+def test_engine_ray_carries_the_ground_truth(cluster, folder, tmp_path, lite0) -> None:
+    """``--boxes`` on Ray: each file's truth travels in its record; the localisation columns equal the local run's."""
+    from cam_core.batch.ray import run_ray
+
+    boxes = tmp_path / "boxes.csv"
+    boxes.write_text("path,x0,y0,x1,y1,label\ntabby/" + "\ntabby/".join(
+        f"{p.name},10,10,120,90,tabby" for p in sorted((folder / "tabby").glob("*.jpg"))) + "\nmoped.jpg,0,0,50,50\n")
+    job = BatchJob(classes="pred,label", labels=True, batch_size=3, boxes=str(boxes))
+    run_local(job, folder, tmp_path / "local", workers=0, model=lite0)
+    run_ray(job, folder, tmp_path / "ray", workers=1, model=lite0)
+    a, b = read_results(tmp_path / "local").to_pandas(), read_results(tmp_path / "ray").to_pandas()
+    assert list(a.columns) == list(b.columns)
+    for col in ("boxes", "box_labels", "point_hit", "box_cut"):
+        assert a[col].astype(str).tolist() == b[col].astype(str).tolist(), col
+    scored = [e for e in a.box_energy.dropna() for e in e if e is not None]
+    assert len(scored) == 2  # the tabby photos' label; their prediction is scored only where it is tabby too
+    np.testing.assert_allclose(scored, [e for e in b.box_energy.dropna() for e in e if e is not None], atol=1e-5)
+    assert read_run(tmp_path / "ray")["boxes"]["unmatched_entries"] == 1

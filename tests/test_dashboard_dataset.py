@@ -311,14 +311,16 @@ def test_camdash_data_root_option(tmp_path) -> None:
 
 
 def test_exported_csv_is_the_filtered_table(root) -> None:
+    from cam_core.batch.query import Filters, ResultsQuery
     from dashboard.views.dataset import table as tb
 
-    results = tb.load_results(root / "runs" / "a")
-    shown = tb.filter_frame(results.frame, tb.Filters(outcome="wrong"))
-    csv = pd.read_csv(io.StringIO(tb.export_csv(shown)))
-    assert len(csv) == len(shown) and (~csv.correct.astype(bool)).all()
+    results = ResultsQuery.open(root / "runs" / "a")
+    shown = results.table("wrong", Filters(outcome="wrong"))
+    csv = pd.read_csv(io.StringIO(tb.export_csv(shown, root)))
+    assert len(csv) == shown.num_rows == results.count(Filters(outcome="wrong")) >= 1
+    assert (~csv.correct.astype(bool)).all()
     assert list(csv.columns[:3]) == ["path", "label", "label_name"]
-    assert csv.top5.str.count(";").eq(4).all()
+    assert csv.top5.str.count(";").eq(4).all() and csv.path.str.startswith("photos/").all()
 
 
 def test_the_outcome_control_takes_its_value_from_session_state_only(app, monkeypatch) -> None:

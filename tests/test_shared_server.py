@@ -20,6 +20,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from cam_core.batch import BatchJob, run_local
+from cam_core.batch.query import ResultsQuery
 from cam_core.errors import CamError
 from cam_core.io import write_sample_folder
 from cam_core.limits import MAX_CLASSES_PER_REQUEST
@@ -124,13 +125,13 @@ def test_crafted_results_are_refused_in_one_line_when_opened(results_root: Path,
     run, table, needle = CRAFTED[case]
     rel = _craft(results_root, case, run=run, table=table)
     with pytest.raises(CamError, match=needle) as err:
-        tb.load_results(results_root / rel)
+        ResultsQuery.open(results_root / rel)
     assert "\n" not in str(err.value) and str(results_root) not in str(err.value)
 
 
 def test_the_good_results_pass_the_check(results_root: Path) -> None:
-    results = tb.load_results(results_root / "runs" / "good")
-    assert len(results.frame) == 4
+    results = ResultsQuery.open(results_root / "runs" / "good")
+    assert results.rows == 4
 
 
 def _dataset_page(root: Path, monkeypatch, folder: str) -> AppTest:
@@ -178,11 +179,11 @@ def test_paths_on_the_dataset_page_and_in_its_csv_are_relative_to_the_data_root(
     (csv,) = [b for b in at.get("download_button") if "CSV" in b.proto.label]
     shown = [*_shown(at), *(str(w.proto.help) for w in at.selectbox), *(str(d.value) for d in at.dataframe)]
     assert not any(str(results_root) in s for s in shown)
-    results = tb.load_results(results_root / rel)
-    text = tb.export_csv(results.frame, results_root)
+    results = ResultsQuery.open(results_root / rel)
+    text = tb.export_csv(results.table("path"), results_root)
     assert str(results_root) not in text and "photos/" in text
-    failed = tb.failed_files(results.frame[results.frame.error.notna()], results_root)
-    assert failed.file.iloc[0].startswith("photos/") and str(results_root) not in failed.error.iloc[0]
+    failed = tb.failed_files(results.failed(), results_root).to_pylist()
+    assert failed[0]["file"].startswith("photos/") and str(results_root) not in failed[0]["error"]
     assert csv is not None
 
 

@@ -49,7 +49,8 @@ from ..devices import one_intraop_thread
 from ..models.preprocess import Placement, Preprocess
 from ..render import maps_on_image
 from .job import photo_size
-from .results import RESULTS, map_column, read_run, run_preprocess
+from .results import RESULTS, map_column, read_run
+from .scan import preprocess_of
 
 __all__ = ["COMPARE", "COMPARE_JSON", "PHOTO_SIDE", "CompareCounts", "RunPlace", "compare_schema", "join_runs",
            "on_photo"]
@@ -151,7 +152,7 @@ class RunPlace:
 
     @classmethod
     def of(cls, run: dict[str, Any]) -> RunPlace:
-        return cls(run_preprocess(run), run["preprocessing"]["fit"])
+        return cls(preprocess_of(run), run["preprocessing"]["fit"])
 
     def place(self, width: int, height: int) -> Placement:
         return self.preprocess.place(width, height, self.fit)  # type: ignore[arg-type]

@@ -1,55 +1,45 @@
 """A comparison folder as a page reads it: the counts, the rows in the page's order, one row's two maps on its photo.
 
 The page's order: flipped predictions first, then by how far the maps moved (``shift_max``, largest first). The
-filters and the shown class are declared as data (:data:`FILTERS`, :data:`SHOWN`) so a page lists them and a
-report can reuse them. The maps come from the two runs' own results (``OUT/a``, ``OUT/b``), brought over the
-photo as the join did (:func:`.compare_table.on_photo`).
+filters and the order are declared as data in the Dataset engine's form (:class:`.query.Filter`, :class:`.query.Sort`:
+SQL over ``compare.parquet``'s columns, run by DuckDB where the file lies), the shown class too (:data:`SHOWN`), so a
+page lists them and a report can reuse them. The maps come from the two runs' own results (``OUT/a``, ``OUT/b``),
+brought over the photo as the join did (:func:`.compare_table.on_photo`).
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from ..analysis.compare import normalise_class_name
 from ..errors import CamError
 from .compare_table import COMPARE, COMPARE_JSON, CompareCounts, RunPlace, compare_schema, on_photo
 from .job import photo_size
+from .query import Filter, Sort
 from .results import map_column, read_results, read_run
 
-__all__ = ["FILTERS", "SHOWN", "CompareRun", "is_compare"]
+__all__ = ["FILTERS", "ORDER", "SHOWN", "CompareRun", "is_compare"]
 
-_Mask = Callable[[pa.Table], pa.ChunkedArray]
-
-
-def _ok(t: pa.Table) -> pa.ChunkedArray:
-    return pc.is_null(t["error"])
-
-
-def _both(*masks: pa.ChunkedArray) -> pa.ChunkedArray:
-    out = masks[0]
-    for m in masks[1:]:
-        out = pc.and_kleene(out, m)
-    return pc.fill_null(out, False)
-
-
-# name → (what the page says, which rows); "moved": a class whose map shift is at least 0.5
-FILTERS: dict[str, tuple[str, _Mask]] = {
-    "all": ("All images", _ok),
-    "flipped": ("Flipped", lambda t: _both(_ok(t), t["pred_changed"])),
-    "a_right_b_wrong": ("A right → B wrong", lambda t: _both(_ok(t), t["correct_a"], pc.invert(t["correct_b"]))),
-    "a_wrong_b_right": ("A wrong → B right", lambda t: _both(_ok(t), pc.invert(t["correct_a"]), t["correct_b"])),
-    "moved": ("Maps moved", lambda t: _both(_ok(t), pc.greater_equal(t["shift_max"], 0.5))),
+# name → which rows, as a condition in SQL over compare.parquet's columns (query.Filter: the Dataset engine's form)
+FILTERS: dict[str, Filter] = {
+    "all": Filter("All images", "error IS NULL"),
+    "flipped": Filter("Flipped", "error IS NULL AND pred_changed"),
+    "a_right_b_wrong": Filter("A right → B wrong", "error IS NULL AND correct_a AND NOT correct_b", needs_labels=True),
+    "a_wrong_b_right": Filter("A wrong → B right", "error IS NULL AND NOT correct_a AND correct_b", needs_labels=True),
+    "moved": Filter("Maps moved", "error IS NULL AND shift_max >= 0.5"),  # a class's map at least half unrelated
 }
+# The page's order: flipped predictions first, then the maps that moved most (ties: by file).
+ORDER = Sort("Flipped first, then the most moved maps",
+             "coalesce(pred_changed, false) DESC, shift_max DESC NULLS LAST, path ASC")
 # name → what the page says: whose class's maps a thumbnail shows
 SHOWN = {"pred_a": "A's prediction", "pred_b": "B's prediction", "moved": "The class that moved most"}
 
@@ -89,15 +79,14 @@ class CompareRun:
         return cls(folder, info, table, counts)
 
     def rows(self, which: str = "all") -> list[int]:
-        """Row indices for filter ``which`` (:data:`FILTERS`): flipped first, then the most moved maps first."""
+        """Row indices (positions in ``compare.parquet``) for filter ``which`` (:data:`FILTERS`), in :data:`ORDER`,
+        from DuckDB over the file where it lies."""
         if which not in FILTERS:
             raise CamError(f"unknown filter {which!r}; choose from {', '.join(FILTERS)}")
-        keep = FILTERS[which][1](self.table)
-        idx = pa.array(np.arange(self.table.num_rows))
-        t = pa.table({"i": idx, "flip": pc.fill_null(self.table["pred_changed"], False),
-                      "shift": pc.fill_null(self.table["shift_max"], -1.0)}).filter(keep)  # no shift: last
-        order = pc.sort_indices(t, sort_keys=[("flip", "descending"), ("shift", "descending")])
-        return t["i"].take(order).to_pylist()
+        sql = (f"SELECT file_row_number FROM read_parquet($path, file_row_number = true) "
+               f"WHERE {FILTERS[which].where} ORDER BY {ORDER.order}, file_row_number")
+        with duckdb.connect() as con:
+            return [int(r) for (r,) in con.execute(sql, {"path": str(self.folder / COMPARE)}).fetchall()]
 
     def row(self, i: int) -> dict[str, Any]:
         """Row ``i`` as a dict of the contract's columns."""

@@ -26,12 +26,14 @@ from PIL import Image
 from torch import Tensor
 
 from ..analysis.diagnose import blank_after_relu, positive_area, positive_share
+from ..analysis.localisation import class_objects, localise, visible_window
 from ..engine.explainer import explain
 from ..engine.methods import check_methods
 from ..engine.result import ExplainResult, region_mask
 from ..errors import CamError
+from ..io.boxes import Truth
 from ..io.images import load_image
-from ..models.preprocess import Fit, Preprocess
+from ..models.preprocess import Fit, Placement, Preprocess
 from .files import ImageFile
 
 __all__ = [
@@ -89,6 +91,8 @@ class BatchJob:
         fit: How images meet the model's size; ``None`` for the model's default (``whole`` for CNNs).
         device: ``auto``, ``cpu``, ``cuda``…
         batch_size: Images per forward/backward; ``None``: :data:`GPU_BATCH` on a GPU, :data:`CPU_BATCH` on a CPU.
+        boxes: Ground truth (``batch --boxes``: a COCO JSON, VOC XML, CSV or mask folder): rows then carry the
+            localisation columns (the files carry their truth, :mod:`.truth`).
     """
 
     model: dict[str, Any] = field(default_factory=dict)
@@ -99,6 +103,7 @@ class BatchJob:
     fit: str | None = None
     device: str = "auto"
     batch_size: int | None = None
+    boxes: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "methods", check_methods(self.methods))
@@ -140,21 +145,44 @@ class BatchJob:
 
 @dataclass
 class Decoded:
-    """A file after decoding: the model input ``x`` (3, H, W) and the image's box in it when padded, or ``error``."""
+    """A file after decoding: the model input ``x`` (3, H, W), the image's box in it when padded, or ``error``;
+    with ground truth, also where the image lies in the input, its size (width, height) and its mask, if any."""
 
     file: ImageFile
     x: Tensor | None = None
     region: tuple[int, int, int, int] | None = None
     error: str | None = None
+    place: Placement | None = None
+    size: tuple[int, int] | None = None
+    mask: np.ndarray | None = None
+
+
+def _truth_mask(truth: Truth | None, size: tuple[int, int]) -> np.ndarray | None:
+    """The truth's mask (bool (H, W): any non-black pixel), after checking that truth and image agree in size."""
+    if truth is None:
+        return None
+    if truth.size is not None and tuple(truth.size) != size:
+        raise CamError(
+            f"its boxes were drawn on a {truth.size[0]}×{truth.size[1]} image, but the file is {size[0]}×{size[1]} "
+            "(resized or rotated since?)"
+        )
+    if truth.mask is None:
+        return None
+    mask = load_image(truth.mask)
+    if mask.size != size:
+        raise CamError(f"its mask {truth.mask} is {mask.width}×{mask.height}, the image {size[0]}×{size[1]}")
+    return np.asarray(mask).any(axis=2)
 
 
 def decode(file: ImageFile, preprocess: Preprocess, fit: Fit) -> Decoded:
     """Read and preprocess one file as ``LoadedModel.prepare`` does; a failure becomes ``error``, not an exception."""
     try:
-        x, place = preprocess.prepare(load_image(file.path), fit)
-    except CamError as exc:  # unreadable, too large, extreme aspect for the fit: this file's row says so
+        image = load_image(file.path)
+        x, place = preprocess.prepare(image, fit)
+        mask = _truth_mask(file.truth, image.size)
+    except CamError as exc:  # unreadable, too large, extreme aspect for the fit, truth of another size: its row says
         return Decoded(file, error=str(exc))
-    return Decoded(file, x, place.content if place.padded else None)
+    return Decoded(file, x, place.content if place.padded else None, place=place, size=image.size, mask=mask)
 
 
 def photo_size(path: str) -> tuple[int, int] | None:
@@ -205,6 +233,29 @@ class Row:
     pos_mass: list[float] = field(default_factory=list)  # per method, then per class
     relu_survival: list[float] = field(default_factory=list)
     blank: list[bool] = field(default_factory=list)
+    boxes: list[float] | None = None  # ground truth (batch --boxes): x0, y0, x1, y1 per object; None: the file has none
+    box_labels: list[int] | None = None
+    point_hit: list[bool | None] | None = None  # laid out like pos_mass; None inside: the class has no object
+    box_energy: list[float | None] | None = None
+    box_cut: bool | None = None
+
+
+def _localise(row: Row, item: Decoded, methods: Sequence[str]) -> None:
+    """Fill the row's ground-truth columns: its boxes (a mask's bounding box) and each map's pointing game and
+    energy (:mod:`cam_core.analysis.localisation`), on the original image's pixels."""
+    truth, place, size = item.file.truth, item.place, item.size
+    if truth is None or place is None or size is None:
+        return
+    boxes = list(truth.boxes)
+    if item.mask is not None:
+        ys, xs = np.nonzero(item.mask)
+        boxes = [(float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1))] if len(ys) else []
+    row.boxes = [float(v) for box in boxes for v in box]
+    row.box_labels = list(truth.labels) if item.mask is None else [-1] * len(boxes)
+    objects, row.box_cut = class_objects(truth.boxes, truth.labels, truth.labelled, row.class_ids, size,
+                                         visible_window(place, size), item.mask)
+    maps = np.concatenate([row.maps[m] for m in methods])
+    row.point_hit, row.box_energy = localise(maps, place, size, objects * len(methods))
 
 
 def _row(res: ExplainResult, i: int, item: Decoded) -> Row:
@@ -236,6 +287,7 @@ def _row(res: ExplainResult, i: int, item: Decoded) -> Row:
             row.pos_mass.append(positive_share(cells))
             row.relu_survival.append(positive_area(cells))
             row.blank.append(blank_after_relu(cells))
+    _localise(row, item, res.methods)
     return row
 
 

@@ -120,7 +120,7 @@ def run_local(
                     for n, batch_rows in source:
                         rows += batch_rows
                         if time.monotonic() - written >= WRITE_EVERY_S:
-                            plan.store.write_part(rows_table(rows, job.methods, names))
+                            plan.store.write_part(rows_table(rows, job.methods, names, job.boxes is not None))
                             rows, written = [], time.monotonic()
                         done += n
                         pbar.update(n)
@@ -128,5 +128,5 @@ def run_local(
                             progress(done, len(plan.todo))
                 finally:  # what is done is kept, also when a batch fails or the run is interrupted (Ctrl-C)
                     if rows:
-                        plan.store.write_part(rows_table(rows, job.methods, names))
+                        plan.store.write_part(rows_table(rows, job.methods, names, job.boxes is not None))
     return plan.summary

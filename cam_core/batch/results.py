@@ -27,6 +27,19 @@ blank          list<bool>       same order: blank after ReLU (``diagnose.blank_a
 error          string           why the file has no results (null when fine)
 ============== ================ =======================================================================
 
+With ground truth (``batch --boxes``; :mod:`cam_core.analysis.localisation`), five more columns, before ``error``:
+
+============== ================ =======================================================================
+boxes          list<float32>    the file's objects, x0, y0, x1, y1 each (4·n), in the original image's pixels
+                                (x1, y1 exclusive; a mask's bounding box); null: the source names no such file
+box_labels     list<int32>      each box's class id (−1: unknown, or a name that matched no class)
+point_hit      list<bool>       per method (run.json's order), then per explained class, as ``pos_mass``: the
+                                pointing game (the ReLU'd map's maximum within 15 px of the object); null
+                                inside where the class has no (visible) object
+box_energy     list<float32>    same order: share of the ReLU'd map's mass on the object (0..1)
+box_cut        bool             the fit's crop cut part of an object away (that part is not scored)
+============== ================ =======================================================================
+
 Writing (why a crash loses at most one batch, a killed process one second): the rows are written
 every second (and when a run stops) as their own Parquet file under ``OUT/.parts/`` (written to a
 temporary name, then renamed, so a part is whole or absent); at the end, and at the start of any
@@ -49,10 +62,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from torchvision.transforms import InterpolationMode
 
 from ..errors import CamError
-from ..models.preprocess import Preprocess
 from .job import Row
 
 __all__ = [
@@ -66,7 +77,6 @@ __all__ = [
     "read_run",
     "results_schema",
     "rows_table",
-    "run_preprocess",
 ]
 
 RESULTS = "results.parquet"
@@ -82,8 +92,12 @@ def map_column(method: str) -> str:
     return f"map_{method}"
 
 
-def results_schema(methods: Sequence[str]) -> pa.Schema:
-    """The columns of ``results.parquet`` for a run of ``methods``."""
+_TRUTH = [("boxes", pa.list_(_F32)), ("box_labels", pa.list_(_I32)), ("point_hit", pa.list_(pa.bool_())),
+          ("box_energy", pa.list_(_F32)), ("box_cut", pa.bool_())]
+
+
+def results_schema(methods: Sequence[str], boxes: bool = False) -> pa.Schema:
+    """The columns of ``results.parquet`` for a run of ``methods`` (with ground truth: ``boxes``)."""
     fields = [
         pa.field("path", pa.string(), nullable=False),
         ("label", _I32), ("label_name", pa.string()), ("pred", _I32), ("pred_name", pa.string()),
@@ -93,14 +107,16 @@ def results_schema(methods: Sequence[str]) -> pa.Schema:
         *[(map_column(m), pa.list_(_F32)) for m in methods],
         ("map_shape", pa.list_(_I32)),
         ("pos_mass", pa.list_(_F32)), ("relu_survival", pa.list_(_F32)), ("blank", pa.list_(pa.bool_())),
+        *(_TRUTH if boxes else []),
         ("error", pa.string()),
     ]
     return pa.schema(fields)
 
 
-def part_schema(methods: Sequence[str]) -> pa.Schema:
+def part_schema(methods: Sequence[str], boxes: bool = False) -> pa.Schema:
     """``results_schema`` plus the files' identities (the columns of a part file)."""
-    return results_schema(methods).append(pa.field(_KEYS[0], pa.int64())).append(pa.field(_KEYS[1], pa.int64()))
+    schema = results_schema(methods, boxes)
+    return schema.append(pa.field(_KEYS[0], pa.int64())).append(pa.field(_KEYS[1], pa.int64()))
 
 
 def _lists(values: Sequence[Any], typ: pa.DataType, dtype: type) -> pa.Array:
@@ -114,7 +130,9 @@ def _lists(values: Sequence[Any], typ: pa.DataType, dtype: type) -> pa.Array:
     return pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat, typ), type=pa.list_(typ), mask=mask)
 
 
-def rows_table(rows: Sequence[Row], methods: Sequence[str], class_names: Sequence[str]) -> pa.Table:
+def rows_table(
+    rows: Sequence[Row], methods: Sequence[str], class_names: Sequence[str], boxes: bool = False
+) -> pa.Table:
     """Rows as a table in :func:`part_schema` (the contract's columns and the identities)."""
 
     def scalars(values: list[Any], typ: pa.DataType) -> pa.Array:
@@ -149,11 +167,13 @@ def rows_table(rows: Sequence[Row], methods: Sequence[str], class_names: Sequenc
         "pos_mass": lists("pos_mass", _F32, np.float32),
         "relu_survival": lists("relu_survival", _F32, np.float32),
         "blank": lists("blank", pa.bool_(), np.bool_),
+        **({name: pa.array([getattr(r, name) if r.error is None else None for r in rows], typ)  # nulls inside
+            for name, typ in _TRUTH} if boxes else {}),
         "error": scalars([r.error for r in rows], pa.string()),
         _KEYS[0]: scalars([r.file.size for r in rows], pa.int64()),
         _KEYS[1]: scalars([r.file.mtime_ns for r in rows], pa.int64()),
     }
-    return pa.table(columns, schema=part_schema(methods))
+    return pa.table(columns, schema=part_schema(methods, boxes))
 
 
 def read_results(out: str | os.PathLike[str]) -> pa.Table:
@@ -182,22 +202,14 @@ def read_run(out: str | os.PathLike[str]) -> dict[str, Any]:
         raise CamError(f"{path} cannot be read: {exc}") from exc
 
 
-def run_preprocess(run: dict[str, Any]) -> Preprocess:
-    """A run's preprocessing rebuilt from its ``run.json`` (what the model saw, without loading the model)."""
-    p = run["preprocessing"]
-    return Preprocess(
-        crop_size=tuple(p["crop_size"]), resize_size=int(p["resize_size"]), mean=tuple(p["mean"]),
-        std=tuple(p["std"]), interpolation=InterpolationMode(p["interpolation"]), fit=p["fit"],
-    )
-
-
 class ResultStore:
     """The output folder of one run: parts, compaction, the done files and ``run.json``."""
 
-    def __init__(self, out: str | os.PathLike[str], methods: Sequence[str]) -> None:
+    def __init__(self, out: str | os.PathLike[str], methods: Sequence[str], boxes: bool = False) -> None:
         self.out = Path(out)
         self.methods = tuple(methods)
-        self.schema = part_schema(self.methods)
+        self.boxes = boxes
+        self.schema = part_schema(self.methods, boxes)
         self.parts = self.out / PARTS
         self._seq = 0
         self.finished = False  # set by the run once its results are compacted: the folder is then left tidy
@@ -291,7 +303,7 @@ class ResultStore:
         keys = [meta.get(k[1:], []) for k in _KEYS]
         if any(len(k) != n for k in keys):  # rewritten by another tool: identities lost, every file reruns
             keys = [[-1] * n for _ in _KEYS]
-        schema = results_schema(self.methods)
+        schema = results_schema(self.methods, self.boxes)
         for name in schema.names:  # a column added to the contract since (class_probs): null in older rows
             if name not in table.column_names:
                 table = table.append_column(name, pa.nulls(n, schema.field(name).type))

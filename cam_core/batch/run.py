@@ -29,6 +29,7 @@ from ..modules import get_layer
 from .files import Found, ImageFile, discover, labels_from_folders
 from .job import BatchJob
 from .results import RESULTS, ResultStore
+from .truth import load_truth
 
 __all__ = ["Plan", "Summary", "model_identity", "open_run"]
 
@@ -178,9 +179,14 @@ def open_run(
     get_layer(model.module, layer)
     fit = model.check_fit(job.fit)
     files = labels_from_folders(found, model.class_names) if job.labels else found.files
-    out = output_folder(out)
-    store = ResultStore(out, job.methods)
     info = _describe(job, model, layer, fit, found, engine, workers)
+    if job.boxes is not None:  # ground truth travels with each file; the run records its source
+        truth = load_truth(job.boxes, found, model.class_names)
+        files = truth.attach(files)
+        info["job"]["boxes"] = truth.identity()
+        info["boxes"] = truth.describe()
+    out = output_folder(out)
+    store = ResultStore(out, job.methods, job.boxes is not None)
     with store.locked():
         store.check_job(info["job"])
         store.compact()  # the parts an interrupted run left

@@ -154,7 +154,7 @@ def compare_ui(root: Path, folder: Path) -> None:
     st.subheader(f"Comparison · {plain(dataroot.relative(root, folder))}", anchor=False)
     _metrics(run)
     c1, c2 = st.columns([3, 2], vertical_alignment="bottom")
-    which = c1.segmented_control("Show", list(FILTERS), format_func=lambda f: FILTERS[f][0], key=CMP.FILTER,
+    which = c1.segmented_control("Show", list(FILTERS), format_func=lambda f: FILTERS[f].title, key=CMP.FILTER,
                                  default="all", required=True)
     shown = c2.selectbox("Maps of", list(SHOWN), format_func=SHOWN.get, key=CMP.SHOWN,
                          help="Each thumbnail shows this class's map under A (left) and B (right).")

@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
+from cam_core.batch.query import Confusion
 from dashboard.text import plotly_text
-from dashboard.views.dataset.table import Confusion
 
 __all__ = ["confusion_figure"]
 
@@ -26,7 +26,7 @@ def confusion_figure(conf: Confusion, selected: tuple[int, int] | None = None) -
     """Rows: true classes; columns: predicted classes; the diagonal holds the correct answers.
 
     Args:
-        conf: From :func:`dashboard.views.dataset.table.confusion`.
+        conf: From :meth:`cam_core.batch.query.ResultsQuery.confusion`.
         selected: (row, column) of the cell the gallery is filtered to, outlined.
     """
     n_rows, n_cols = conf.counts.shape

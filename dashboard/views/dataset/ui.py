@@ -1,6 +1,7 @@
 """The Dataset page's parts: where the images come from, the run, and the results (summary, confusion
 matrix, gallery, export). ``*_ui`` functions draw widgets and return plain values; the numbers come
-from :mod:`.table`, the pictures from :mod:`.thumbs` and :mod:`.figures`.
+from :mod:`cam_core.batch.query` (DuckDB over the run's Parquet files: only the rows on screen and their
+maps leave it), the pictures from :mod:`.thumbs` and :mod:`.figures`; :mod:`.table` takes server paths out.
 """
 
 from __future__ import annotations
@@ -12,15 +13,17 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import streamlit as st
 
 from cam_core.batch import BatchJob, discover, model_identity, run_local
 from cam_core.batch.compare_view import is_compare
-from cam_core.batch.results import RESULTS
+from cam_core.batch.query import SORTS, Confusion, Filters, ResultsQuery
+from cam_core.batch.results import RESULTS, RUN
+from cam_core.batch.scan import parquet_files, results_stamp
+from cam_core.cache import BoundedCache
 from cam_core.engine.methods import METHODS
 from cam_core.errors import CamError
+from cam_core.limits import QUERY_FOLDERS
 from dashboard import dataroot, state, uploads
 from dashboard.feedback import bounded, guarded, message, show_error
 from dashboard.figures import PLOTLY_CONFIG, format_prob
@@ -37,6 +40,7 @@ __all__ = ["DS", "Source", "goto_requested", "results_ui", "source_ui"]
 PAGE_SIZES = (24, 48, 96)
 COLUMNS = 6
 CLASS_MODES = {"pred": "Prediction", "label": "True class", "pred,label": "Both", "top3": "Top 3"}
+FAILED_SHOWN = 1000  # failed files listed on the page (the CSV has them all)
 BIG_RUN = 200  # from this many files on, decoding may run in worker processes (their start-up costs seconds)
 
 
@@ -73,10 +77,15 @@ def thumb_cache() -> ThumbCache:
     return ThumbCache()
 
 
-@st.cache_resource(max_entries=8, show_spinner=False)
-def _results(folder: str, mtime_ns: int) -> tb.Results:
-    """A results folder read once per version of its table (``mtime_ns`` names the version)."""
-    return tb.load_results(Path(folder))
+@st.cache_resource(show_spinner=False)
+def _opened() -> BoundedCache[ResultsQuery]:
+    """The results folders open in this process (each a DuckDB database of its light columns), by folder and
+    version; two sessions opening the same folder at once scan it once."""
+    return BoundedCache(max_entries=QUERY_FOLDERS)
+
+
+def _holds_results(folder: Path) -> bool:
+    return (folder / RUN).is_file() and bool(parquet_files(folder))
 
 
 @st.cache_data(ttl=20, show_spinner=False)
@@ -114,7 +123,7 @@ def read_link(root: Path) -> None:
     except CamError as exc:
         st.error(f"The link's folder is not opened: {plain(str(exc))}.", icon=":material/block:")
         return
-    held = (folder / RESULTS).is_file() or is_compare(folder)  # a batch run's results, or a comparison of two
+    held = _holds_results(folder) or is_compare(folder)  # a batch run's results, or a comparison of two models
     if not dataroot.visible(dataroot.relative(root, folder), _owner()) or not held:
         st.error(f"The link's folder {plain(wanted)} holds no batch results ({RESULTS}).", icon=":material/folder_off:")
         return
@@ -275,8 +284,12 @@ def run_ui(root: Path, bundle: Bundle, src: Source, fit: str) -> None:
 # ---- results ------------------------------------------------------------------------------------------------
 
 
-def open_results(root: Path) -> tb.Results | None:
-    """The results shown now (``None`` when none is chosen); refused when outside the root."""
+def open_results(root: Path) -> ResultsQuery | None:
+    """The results shown now (``None`` when none is chosen); refused when outside the root.
+
+    The first visit to a folder (or a new version of it) scans its rows once, with a progress bar and the
+    time left; every later rerun finds it open.
+    """
     rel = st.session_state.get(DS.RESULTS)
     if not rel:
         return None
@@ -284,14 +297,26 @@ def open_results(root: Path) -> tb.Results | None:
         folder = dataroot.resolve_under(root, rel)
         if not dataroot.visible(dataroot.relative(root, folder), _owner()):
             raise CamError(f"{rel} is another visitor's upload")
-        stamp = (folder / RESULTS).stat().st_mtime_ns
-        return _results(str(folder), stamp)
+        key = (str(folder), results_stamp(folder))
+        opened = _opened()
+        if key in opened:
+            return opened.get(key)
+        bar = st.progress(0.0, text="Reading the results…")
+        try:
+            return opened.get_or_build(key, lambda: ResultsQuery.open(folder, progress=partial(_scan_progress, bar)))
+        finally:
+            bar.empty()
     except (CamError, OSError) as exc:
         show_error(exc if isinstance(exc, CamError) else CamError(f"{rel}: {exc}"), "opening the results")
         return None
 
 
-def _run_spec(results: tb.Results, bundle: Bundle | None) -> ModelSpec | None:
+def _scan_progress(bar, share: float, left: float | None) -> None:
+    eta = f"about {left:.0f} s left" if left is not None else "estimating…"
+    bar.progress(share, text=f"Reading the results: {share:.0%} · {eta}")
+
+
+def _run_spec(results: ResultsQuery, bundle: Bundle | None) -> ModelSpec | None:
     """The sidebar's model if it is the run's, else one the sidebar can select for it (``None``: neither)."""
     want = results.run.get("job", {}).get("model", {})
     candidates = [bundle.spec] if bundle is not None else []
@@ -300,7 +325,7 @@ def _run_spec(results: tb.Results, bundle: Bundle | None) -> ModelSpec | None:
     return next((c for c in candidates if model_identity(model_args(c)) == want), None)
 
 
-def _describe(results: tb.Results, root: Path, bundle: Bundle | None) -> None:
+def _describe(results: ResultsQuery, root: Path, bundle: Bundle | None) -> None:
     run = results.run
     rel = dataroot.relative(root, results.folder)
     st.subheader(f"Results · {plain(rel)}", anchor=False)
@@ -320,31 +345,29 @@ def _describe(results: tb.Results, root: Path, bundle: Bundle | None) -> None:
                 icon=":material/swap_horiz:")
 
 
-def _metrics(results: tb.Results, method: str, blank: np.ndarray) -> None:
-    frame = results.frame
-    ok = frame.error.isna()
-    failed = int((~ok).sum())
-    blank_maps, maps, by_class = results.remember(("by_class", method), lambda: tb.blank_by_class(results, method))
+def _metrics(results: ResultsQuery, method: str) -> None:
+    summary = results.summary()
+    blank_maps, maps, by_class = results.blank_by_class(method)
     cols = st.columns(4)
-    cols[0].metric("Images", f"{int(ok.sum()):,}", help="Files with maps; failed files are listed below.")
-    cols[1].metric("Failed", f"{failed:,}", help="Files that could not be read (see the list under the gallery).")
-    labelled = frame[ok & frame.label.notna()]
-    if not labelled.empty:
-        cols[2].metric("Accuracy", f"{labelled.correct.astype(bool).mean():.1%}",
-                       help=f"Top-1 over the {len(labelled)} labelled images.")
+    cols[0].metric("Images", f"{summary.images:,}", help="Files with maps; failed files are listed below.")
+    cols[1].metric("Failed", f"{summary.failed:,}",
+                   help="Files that could not be read (see the list under the gallery).")
+    if summary.accuracy is not None:
+        cols[2].metric("Accuracy", f"{summary.accuracy:.1%}",
+                       help=f"Top-1 over the {summary.labelled:,} labelled images.")
     else:
         cols[2].metric("Accuracy", "–", help="No labels: run with Labels from folders.")
     share = f" ({blank_maps / maps:.0%})" if maps and blank_maps else ""
-    cols[3].metric("Blank after ReLU", f"{blank_maps} of {maps} maps{share}",
+    cols[3].metric("Blank after ReLU", f"{blank_maps:,} of {maps:,} maps{share}",
                    help="Maps whose positive part holds (nearly) nothing: the usual ReLU'd view shows them empty. "
                    "Sort by Blank maps first to see them.")
     if by_class:
-        shown = ", ".join(f"{plain(name)} ({n})" for name, n in by_class[:8])
+        shown = ", ".join(f"{plain(name)} ({n:,})" for name, n in by_class[:8])
         st.caption(f":material/visibility_off: Blank maps after ReLU, by explained class: {shown}"
                    + (" …" if len(by_class) > 8 else ""))
 
 
-def _cell_clicked(conf: tb.Confusion, chart_key: str) -> None:
+def _cell_clicked(conf: Confusion, chart_key: str) -> None:
     event = st.session_state.get(chart_key) or {}
     points = (event.get("selection") or {}).get("points") or []
     picked = next((p for p in points if isinstance(p.get("x"), int | float) and isinstance(p.get("y"), int | float)),
@@ -359,8 +382,8 @@ def _cell_clicked(conf: tb.Confusion, chart_key: str) -> None:
     st.session_state[DS.CELL_NONCE] = st.session_state.get(DS.CELL_NONCE, 0) + 1  # a fresh chart: clickable again
 
 
-def _confusion_ui(results: tb.Results, blank: np.ndarray) -> None:
-    conf = tb.confusion(results.frame, results.class_names)
+def _confusion_ui(results: ResultsQuery, method: str, whose: str) -> None:
+    conf = results.confusion()
     if conf is None:
         return
     left, right = st.columns([1.35, 1], gap="medium")
@@ -377,7 +400,7 @@ def _confusion_ui(results: tb.Results, blank: np.ndarray) -> None:
     with right:
         st.markdown("**Per class**")
         st.dataframe(
-            tb.per_class(results.frame, blank), hide_index=True, width="stretch",
+            results.per_class(method, whose), hide_index=True, width="stretch",
             column_config=PER_CLASS_COLUMNS,
         )
 
@@ -399,35 +422,29 @@ PER_CLASS_COLUMNS = {
 }
 
 
-def _class_options(frame, column: str) -> list[int]:
-    values = frame[column].dropna().astype(int)
-    return [int(c) for c in values.value_counts().index]
-
-
 def _reset_page() -> None:
     st.session_state[DS.PAGE] = 1
     st.session_state.pop(DS.CELL, None)
 
 
-def _controls(results: tb.Results) -> tuple[str, tb.Filters, str, str, str]:
+def _controls(results: ResultsQuery) -> tuple[str, Filters, str, str, str]:
     """Sort, filters and what each thumbnail shows: (sort, filters, method, whose map, view)."""
     names = results.class_names
-    frame = results.frame
     labelled = results.has_labels
-    sorts = [k for k in tb.SORTS if labelled or k not in tb.NEEDS_LABELS]
+    sorts = results.sorts()
     if st.session_state.get(DS.SORT) not in sorts:
         st.session_state[DS.SORT] = sorts[0]
     c = st.columns([1.1, 1.5, 1.5], vertical_alignment="bottom")
-    sort = c[0].selectbox("Sort", sorts, format_func=lambda k: tb.SORTS[k][0], key=DS.SORT, on_change=_reset_page,
+    sort = c[0].selectbox("Sort", sorts, format_func=lambda k: SORTS[k].title, key=DS.SORT, on_change=_reset_page,
                           help="Wrong first puts the confident mistakes on top; blank maps first, the maps that "
                           "show nothing after ReLU.")
 
     def name(i: int) -> str:
         return names[i] if 0 <= i < len(names) else str(i)
 
-    true = c[1].multiselect("True class", _class_options(frame, "label"), format_func=name, key=DS.TRUE,
+    true = c[1].multiselect("True class", results.class_options("label"), format_func=name, key=DS.TRUE,
                             on_change=_reset_page, disabled=not labelled, placeholder="any")
-    pred = c[2].multiselect("Predicted class", _class_options(frame, "pred"), format_func=name, key=DS.PRED,
+    pred = c[2].multiselect("Predicted class", results.class_options("pred"), format_func=name, key=DS.PRED,
                             on_change=_reset_page, placeholder="any")
     c = st.columns([1.1, 1.1, 1.0, 1.3], vertical_alignment="bottom")
     st.session_state.setdefault(DS.OUTCOME, "all")  # not a default too: a cell click sets it (one source of value)
@@ -447,7 +464,7 @@ def _controls(results: tb.Results) -> tuple[str, tb.Filters, str, str, str]:
     if len(results.methods) > 1:
         method = c[3].selectbox("Method shown", results.methods, format_func=lambda m: METHODS[m].title,
                                 key=DS.MAP_METHOD)
-    return sort, tb.Filters(tuple(true or ()), tuple(pred or ()), outcome if labelled else "all"), method, whose, view
+    return sort, Filters(tuple(true or ()), tuple(pred or ()), outcome if labelled else "all"), method, whose, view
 
 
 def _pager(n: int) -> tuple[int, int]:
@@ -464,18 +481,23 @@ def _pager(n: int) -> tuple[int, int]:
     return first, min(n, first + size)
 
 
-def _lines(row) -> tuple[list[str], str]:
+def _lines(row: dict) -> tuple[list[str], str]:
     """Caption lines and the badge (right/wrong) of a gallery row."""
-    pred = f"pred {row.pred_name} {format_prob(float(row.prob_pred))}"
-    if pd.isna(row.label):
-        return [pred, f"entropy {row.entropy:.2f}"], ""
-    true = f"true {row.label_name}" + ("" if bool(row.correct) else f" ({format_prob(float(row.prob_label))})")
-    return [true, pred], "right" if bool(row.correct) else "wrong"
+    pred = f"pred {row['pred_name']} {format_prob(float(row['prob_pred']))}"
+    if row["label"] is None:
+        return [pred, f"entropy {row['entropy']:.2f}"], ""
+    right = bool(row["correct"])
+    true = f"true {row['label_name']}" + ("" if right else f" ({format_prob(float(row['prob_label'] or 0.0))})")
+    return [true, pred], "right" if right else "wrong"
 
 
-def _open_row(results: tb.Results, root: Path, bundle: Bundle | None, row: int) -> None:
+def _open_row(results: ResultsQuery, root: Path, bundle: Bundle | None, rid: int) -> None:
     """Hand the clicked image to the image page, with the run's model, layer, fit, method and classes."""
-    path = results.frame.path.iloc[row]
+    row = results.row(rid)
+    if row is None:
+        st.session_state[DS.GOTO] = "that row is no longer in the results"
+        return
+    path = row["path"]
     try:
         file = _reachable(root, path)
         data = file.read_bytes()
@@ -492,7 +514,7 @@ def _open_row(results: tb.Results, root: Path, bundle: Bundle | None, row: int) 
     st.session_state[state.K.FIT] = results.fit
     if key is not None:
         state.set_layer(key, results.run["layer"])
-        ids = results.frame.class_ids.iloc[row]
+        ids = row["class_ids"]
         if ids is not None:
             state.set_classes((key, digest), [int(i) for i in ids])
     st.session_state[state.K.METHODS] = list(results.methods)
@@ -514,7 +536,7 @@ def goto_requested() -> bool | str:
 
 @st.fragment
 @bounded("showing the results")
-def results_ui(root: Path, results: tb.Results, bundle: Bundle | None, image_page) -> None:
+def results_ui(root: Path, results: ResultsQuery, bundle: Bundle | None, image_page) -> None:
     """Summary, confusion matrix, the gallery with its controls, the export and the failed files."""
     state.honour_full_rerun()
     goto = goto_requested()
@@ -525,14 +547,12 @@ def results_ui(root: Path, results: tb.Results, bundle: Bundle | None, image_pag
     _describe(results, root, bundle)
     with st.container(key="ds_controls"):
         sort, filters, method, whose, view = _controls(results)
-    slot = results.remember(("slots", whose), lambda: tb.slots(results.frame, whose))
-    blank = results.remember(("blank", method, whose), lambda: tb.blank_flags(results, method, slot))
-    _metrics(results, method, blank)
-    _confusion_ui(results, blank)
-    shown = tb.sort_frame(tb.filter_frame(results.frame, filters), sort, blank)
-    first, last = _pager(len(shown))
-    page = shown.iloc[first:last]
-    items = _items(results, root, page, slot, blank, method, view)
+    _metrics(results, method)
+    _confusion_ui(results, method, whose)
+    n = results.count(filters, method, whose)
+    first, last = _pager(n)
+    page = results.page(sort, filters, first, last - first, method, whose)
+    items = _items(results, root, page, method, view)
     opacity = float(st.session_state.get(DS.OPACITY, 0.6))
     gallery_ui(
         items, opacity=opacity, columns=COLUMNS,
@@ -540,40 +560,42 @@ def results_ui(root: Path, results: tb.Results, bundle: Bundle | None, image_pag
         on_opacity=lambda v: st.session_state.__setitem__(DS.OPACITY, v),
     )
     st.download_button(
-        f"Download these {len(shown):,} rows (CSV)", tb.export_csv(shown, root), file_name="results_filtered.csv",
-        mime="text/csv", icon=":material/download:", key="ds_csv",
-        help="The filtered, sorted table (no maps: those are in results.parquet).",
+        f"Download these {n:,} rows (CSV)", lambda: tb.export_csv(results.table(sort, filters, method, whose), root),
+        file_name="results_filtered.csv", mime="text/csv", icon=":material/download:", key="ds_csv",
+        help="The filtered, sorted table (no maps: those stay in the results' Parquet files).",
     )
-    failed = results.frame[results.frame.error.notna()]
-    if not failed.empty:
-        with st.expander(f"{len(failed)} file(s) could not be read"):
-            st.dataframe(tb.failed_files(failed, root), hide_index=True, width="stretch")
+    failed = results.summary().failed
+    if failed:
+        with st.expander(f"{failed:,} file(s) could not be read"):
+            st.dataframe(tb.failed_files(results.failed(FAILED_SHOWN), root), hide_index=True, width="stretch")
+            if failed > FAILED_SHOWN:
+                st.caption(f"The first {FAILED_SHOWN:,} by path; the CSV export lists every row.")
 
 
-def _items(results: tb.Results, root: Path, page, slot: np.ndarray, blank: np.ndarray, method: str,
-           view: str) -> list[dict]:
+def _items(results: ResultsQuery, root: Path, page: list[dict], method: str, view: str) -> list[dict]:
     """The gallery items of one page; thumbnails come from the cache or are built now (only these)."""
     cache = thumb_cache()
     pre, fit = results.preprocess, results.fit
     cmap = "bwr" if view == "signed" else "jet"
     items = []
-    for row in page.itertuples():
-        i = int(row.Index)
+    for row in page:
+        rid, slot = int(row["rid"]), int(row["slot"])
         lines, badge = _lines(row)
+        title = Path(row["path"]).name
         try:
-            path = str(_reachable(root, row.path))
+            path = str(_reachable(root, row["path"]))
         except CamError:
-            items.append({"id": i, "title": row.name, "lines": lines, "badge": badge,
+            items.append({"id": rid, "title": title, "lines": lines, "badge": badge,
                           "problem": "outside the data root: not shown"})
             continue
         stamp = file_stamp(path)
         if stamp is None:
-            items.append({"id": i, "title": row.name, "lines": lines, "badge": badge, "problem": "file not found"})
+            items.append({"id": rid, "title": title, "lines": lines, "badge": badge, "problem": "file not found"})
             continue
         thumb = cache.thumb(
-            path, stamp, pre, fit, (str(results.folder), results.mtime_ns, i, method, int(slot[i])),
-            lambda i=i: tb.map_of(results, i, method, int(slot[i])), view, cmap,
+            path, stamp, pre, fit, (str(results.folder), results.stamp, rid, method, slot),
+            lambda rid=rid, slot=slot: results.map_of(rid, method, slot), view, cmap,
         )
-        items.append({"id": i, "base": thumb.base, "heat": thumb.heat, "title": row.name, "lines": lines,
-                      "badge": badge, "blank": bool(blank[i]), "problem": thumb.problem})
+        items.append({"id": rid, "base": thumb.base, "heat": thumb.heat, "title": title, "lines": lines,
+                      "badge": badge, "blank": bool(row["shown_blank"]), "problem": thumb.problem})
     return items

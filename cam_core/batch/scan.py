@@ -1,0 +1,258 @@
+"""Finding and checking a results folder's Parquet files, and loading their light columns into DuckDB.
+
+A results folder is ``run.json`` plus its rows in Parquet: ``results.parquet`` (a finished run), the
+parts under ``.parts/`` (a run still going, stopped, or written by Ray on many machines), or, for a
+folder Ray wrote directly, any Parquet files below it, hive-partitioned (``key=value/`` folders) or not.
+Rows are read where they lie, never compacted first; a path found in several files keeps its newest row
+(the order compaction uses: ``results.parquet``, then the parts oldest first).
+
+The check reads the footers (the schema) and the light columns the engine loads anyway, plus the maps
+of the first rows only; a map that does not match its shape further on is reported when it is shown.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow.parquet as pq
+from torchvision.transforms import InterpolationMode
+
+from ..engine.methods import METHODS
+from ..errors import CamError
+from ..models.preprocess import FITS, Preprocess
+from .results import PARTS, RESULTS, map_column
+
+__all__ = [
+    "LIGHT",
+    "Progress",
+    "bad",
+    "check_rows",
+    "check_run",
+    "check_schema",
+    "load_rows",
+    "parquet_files",
+    "preprocess_of",
+    "results_stamp",
+]
+
+# The columns every results table has besides the maps (what the page sorts, filters and counts).
+LIGHT = ("path", "label", "label_name", "pred", "pred_name", "prob_pred", "prob_label", "correct", "entropy",
+         "class_ids", "top5_ids", "top5_probs", "map_shape", "blank", "error")
+_IDS = ("label", "pred")
+_ID_LISTS = ("class_ids", "top5_ids")
+_PRE_KEYS = ("crop_size", "resize_size", "mean", "std", "interpolation", "fit")
+_OTHER_TABLES = frozenset({"atlas.parquet", "compare.parquet"})  # other tools' tables beside the results
+_IDENTITY = ("_size", "_mtime_ns")  # the files' identities in parts (what a rerun compares), not results
+_SAMPLE = 2048  # rows whose maps are checked against their shapes when the folder opens
+
+Progress = Callable[[float, float | None], None]  # (share done 0..1, seconds left or None while unknown)
+
+
+def bad(what: str) -> CamError:
+    """The one line a results folder the page cannot show gets."""
+    return CamError(f"these results cannot be shown: {what} (not what `python -m cam_core batch` writes)")
+
+
+def parquet_files(folder: Path) -> list[Path]:
+    """The folder's Parquet files holding rows, oldest first (a path's newest row is in the last file naming it)."""
+    def by_age(paths: Sequence[Path]) -> list[Path]:
+        return sorted(paths, key=lambda p: (p.stat().st_mtime_ns, str(p)))
+
+    files = [folder / RESULTS] if (folder / RESULTS).is_file() else []
+    parts = folder / PARTS
+    if parts.is_dir():
+        files += by_age([p for p in parts.rglob("*.parquet") if p.is_file()])
+    if not files:
+        files = by_age([p for p in folder.rglob("*.parquet") if p.is_file() and p.name not in _OTHER_TABLES
+                        and not any(s.startswith(".") and s != PARTS for s in p.relative_to(folder).parts)])
+    return files
+
+
+def results_stamp(folder: Path) -> tuple[int, int, int]:
+    """(files, newest mtime, total bytes) of the folder's rows: changes whenever a row is written."""
+    files = parquet_files(folder)
+    stats = [f.stat() for f in files]
+    return len(stats), max((s.st_mtime_ns for s in stats), default=0), sum(s.st_size for s in stats)
+
+
+def preprocess_of(run: dict[str, Any]) -> Preprocess:
+    """The run's preprocessing, rebuilt from ``run.json`` (so thumbnails match what the model saw)."""
+    p = run["preprocessing"]
+    return Preprocess(
+        crop_size=tuple(p["crop_size"]), resize_size=int(p["resize_size"]), mean=tuple(p["mean"]),
+        std=tuple(p["std"]), interpolation=InterpolationMode(p["interpolation"]), fit=p["fit"],
+    )
+
+
+def check_run(run: object) -> list[str]:
+    """``run.json``'s fields the page reads, checked; returns its class names.
+
+    Raises:
+        CamError: What is missing or wrong, in one line.
+    """
+    if not isinstance(run, dict):
+        raise bad("run.json is not a JSON object")
+    methods = run.get("methods")
+    if not isinstance(methods, list) or not methods or not all(isinstance(m, str) for m in methods):
+        raise bad("run.json names no methods")
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise bad(f"run.json names an unknown method ({str(unknown[0])[:40]!r})")
+    names = run.get("class_names")
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) and n.strip() for n in names):
+        raise bad("run.json's class_names are missing, empty or not strings")
+    if not isinstance(run.get("layer"), str):
+        raise bad("run.json names no layer")
+    pre = run.get("preprocessing")
+    if not isinstance(pre, dict) or any(k not in pre for k in _PRE_KEYS) or pre.get("fit") not in FITS:
+        raise bad("run.json's preprocessing is incomplete")
+    try:
+        preprocess_of(run)
+    except (TypeError, ValueError, KeyError) as exc:
+        raise bad("run.json's preprocessing is not a valid recipe") from exc
+    return names
+
+
+def _is_int(typ: str) -> bool:
+    return typ in ("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT")
+
+
+def check_schema(types: dict[str, str], methods: Sequence[str]) -> None:
+    """Refuse missing columns and class ids that are not integers, from the footers alone."""
+    needed = [*LIGHT, *(map_column(m) for m in methods)]
+    missing = [c for c in needed if c not in types]
+    if missing:
+        raise bad(f"results.parquet lacks the column{'s' if len(missing) > 1 else ''} {', '.join(missing[:4])}")
+    for col in (*_IDS, *_ID_LISTS):
+        typ = types[col]
+        inner = typ[:-2] if typ.endswith("[]") else typ
+        if not _is_int(inner):
+            raise bad(f"the column {col} holds {inner.lower()}, not class ids")
+
+
+def _source(files: Sequence[Path]) -> str:
+    listed = ", ".join("'" + str(f).replace("'", "''") + "'" for f in files)
+    return f"read_parquet([{listed}], filename = true, file_row_number = true, union_by_name = true)"
+
+
+def column_types(con: duckdb.DuckDBPyConnection, files: Sequence[Path]) -> dict[str, str]:
+    """Column name → DuckDB type of the files together (footers only)."""
+    try:
+        return {name: typ for name, typ, *_ in con.execute(f"DESCRIBE SELECT * FROM {_source(files)}").fetchall()}
+    except duckdb.Error as exc:
+        raise CamError(f"the results cannot be read as Parquet: {str(exc).splitlines()[0]}") from exc
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """What :func:`load_rows` made: the ``rows`` table (one per file's newest row) and where each file starts."""
+
+    offsets: tuple[int, ...]  # global row id of each file's first row (``rid = offsets[file] + row in file``)
+    extra: tuple[str, ...]  # optional columns beyond the contract that came along (boxes, energies, ...)
+
+
+def _select(types: dict[str, str], methods: Sequence[str]) -> tuple[str, tuple[str, ...]]:
+    """The light columns, cast to the contract's types (a hive partition column comes back as text or BIGINT)."""
+    casts = {"label": "INTEGER", "pred": "INTEGER", "prob_pred": "FLOAT", "prob_label": "FLOAT", "entropy": "FLOAT",
+             "correct": "BOOLEAN", "path": "VARCHAR", "label_name": "VARCHAR", "pred_name": "VARCHAR",
+             "error": "VARCHAR"}
+    maps = {map_column(m) for m in methods}
+    skip = {*LIGHT, *maps, *_IDENTITY, "filename", "file_row_number"}
+    extra = tuple(c for c in types if c not in skip and not c.startswith("map_"))
+    cols = [f'CAST("{c}" AS {casts[c]}) AS "{c}"' if c in casts else f'"{c}"' for c in LIGHT]
+    return ", ".join([*cols, *(f'"{c}"' for c in extra)]), extra
+
+
+def load_rows(con: duckdb.DuckDBPyConnection, files: Sequence[Path], types: dict[str, str], methods: Sequence[str],
+              progress: Progress | None = None) -> Loaded:
+    """Create the table ``rows`` (light columns + ``rid``) from ``files``, reporting progress while DuckDB scans.
+
+    Raises:
+        CamError: A file cannot be read (one line).
+    """
+    counts = [pq.read_metadata(f).num_rows for f in files]
+    offsets = [0]
+    for n in counts[:-1]:
+        offsets.append(offsets[-1] + n)
+    con.execute("CREATE OR REPLACE TEMP TABLE files (name VARCHAR, start BIGINT)")
+    con.executemany("INSERT INTO files VALUES (?, ?)", [(str(f), o) for f, o in zip(files, offsets, strict=True)])
+    cols, extra = _select(types, methods)
+    newest = "QUALIFY row_number() OVER (PARTITION BY path ORDER BY rid DESC) = 1" if len(files) > 1 else ""
+    sql = (f"CREATE OR REPLACE TABLE rows AS SELECT * FROM (SELECT files.start + s.file_row_number AS rid, {cols} "
+           f"FROM {_source(files)} s JOIN files ON s.filename = files.name) {newest}")
+    _run_with_progress(con, sql, progress)
+    return Loaded(tuple(offsets), extra)
+
+
+def _run_with_progress(con: duckdb.DuckDBPyConnection, sql: str, progress: Progress | None) -> None:
+    """``sql`` on a worker thread while this one reports DuckDB's progress (and a time left from its rate)."""
+    done: dict[str, BaseException | None] = {"error": None}
+
+    def work() -> None:
+        try:
+            con.execute(sql)
+        except BaseException as exc:  # handed to the caller's thread
+            done["error"] = exc
+
+    thread = threading.Thread(target=work, name="results-scan", daemon=True)
+    start = time.perf_counter()
+    thread.start()
+    while thread.is_alive():
+        thread.join(0.2)
+        if progress is not None and thread.is_alive():
+            share = max(0.0, min(1.0, con.query_progress() / 100.0))
+            elapsed = time.perf_counter() - start
+            progress(share, elapsed * (1 - share) / share if share > 0.02 else None)
+    if done["error"] is not None:
+        exc = done["error"]
+        if isinstance(exc, duckdb.Error):
+            raise CamError(f"the results cannot be read: {str(exc).splitlines()[0][:300]}") from exc
+        raise exc
+    if progress is not None:
+        progress(1.0, 0.0)
+
+
+def check_rows(con: duckdb.DuckDBPyConnection, files: Sequence[Path], names: Sequence[str],
+               methods: Sequence[str]) -> None:
+    """Refuse class ids out of range, rows without a prediction or error, map shapes or blank flags that do not
+    match the explained classes (over the loaded light columns), and maps of the first rows that do not match
+    their shapes.
+
+    Raises:
+        CamError: What is wrong, in one line.
+    """
+    n = len(names)
+    for col in (*_IDS, *_ID_LISTS):
+        values = f"unnest({col})" if col in _ID_LISTS else col
+        lo, hi = con.execute(f"SELECT min(v), max(v) FROM (SELECT {values} AS v FROM rows)").fetchall()[0]
+        if lo is not None and (lo < 0 or hi >= n):
+            raise bad(f"the column {col} holds class ids outside 0-{n - 1}")
+    ok = con.execute("SELECT min(rid) FROM rows WHERE error IS NULL AND pred IS NULL").fetchall()[0][0]
+    if ok is not None:
+        raise bad(f"row {ok} has no prediction and no error")
+    shape = ("len(map_shape) = 3 AND map_shape[1] = len(class_ids) AND map_shape[2] > 0 AND map_shape[3] > 0")
+    row = con.execute(f"SELECT min(rid) FROM rows WHERE error IS NULL AND NOT coalesce({shape}, false)"
+                      ).fetchall()[0][0]
+    if row is not None:
+        raise bad(f"row {row}'s map_shape does not match its maps")
+    row = con.execute(f"SELECT min(rid) FROM rows WHERE error IS NULL AND "
+                      f"coalesce(len(blank), -1) <> {len(methods)} * len(class_ids)").fetchall()[0][0]
+    if row is not None:
+        raise bad(f"row {row}'s blank flags do not match its maps")
+    lengths = " OR ".join(f'coalesce(len("{map_column(m)}"), -1) <> list_product(map_shape)' for m in methods)
+    row = con.execute(f"SELECT min(file_row_number) FROM (SELECT * FROM {_source(files[:1])} LIMIT {_SAMPLE}) "
+                      f"WHERE error IS NULL AND ({lengths})").fetchall()[0][0]
+    if row is not None:
+        raise bad(f"row {row}'s map_shape does not match its maps")
+
+
+def default_threads() -> int:
+    """Threads a folder's queries use: the cores, at most 4 (a shared server has other sessions)."""
+    return max(1, min(4, os.cpu_count() or 1))

@@ -1,0 +1,105 @@
+"""Two models on one photo (cam_core.analysis.compare_photo): a model against itself, against a copy whose head
+swaps two classes, and against a head with another label set."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from cam_core import explain
+from cam_core.analysis.compare import map_shift
+from cam_core.analysis.compare_photo import (
+    ModelSide,
+    compare_classes,
+    map_difference,
+    photo_grid,
+    prediction_changed,
+)
+from cam_core.io.samples import SAMPLE_NAMES, load_sample
+from cam_core.render import maps_on_image
+
+
+def _side(model, image, classes, fit=None) -> ModelSide:
+    x, place = model.prepare(image, fit)
+    res = explain(model, x[None], layer=model.recommended_layer, classes=list(classes), methods=["gradcam"])
+    maps = res.maps["gradcam"][0].numpy()
+    return ModelSide(
+        names=model.class_names, logits=res.logits[0].numpy(), probs=res.probs[0].numpy(), place=place,
+        maps={int(c): maps[k] for k, c in enumerate(res.class_ids[0].tolist())},
+    )
+
+
+def _swapped(model, p: int, q: int):
+    """A copy of ``model`` whose head answers class ``q`` where it answered ``p`` and back (same names)."""
+    module = copy.deepcopy(model.module)
+    with torch.no_grad():
+        for t in (module._fc.weight, module._fc.bias):
+            t[[p, q]] = t[[q, p]].clone()
+    return replace(model, module=module)
+
+
+@pytest.fixture(scope="module")
+def photos() -> dict[str, object]:
+    return {name: load_sample(name) for name in SAMPLE_NAMES}
+
+
+def test_a_model_against_itself_did_not_move(lite0, photos) -> None:
+    image = photos["chelsea"]
+    a = _side(lite0, image, [281, 285, 282])
+    b = _side(lite0, image, [281, 285, 282], fit="whole")
+    rows = compare_classes(a, b, [281, 285, 282], image.size)
+    assert [r.id_b for r in rows] == [281, 285, 282]
+    for r in rows:
+        assert r.shift.shift == pytest.approx(0.0, abs=1e-6) and r.shift.peak_px == pytest.approx(0.0)
+        assert r.prob_change == pytest.approx(0.0, abs=1e-7)
+        assert np.abs(map_difference(r.map_a, r.map_b)).max() == pytest.approx(0.0, abs=1e-6)
+    assert not prediction_changed(a.names, a.probs, b.names, b.probs)
+
+
+def test_a_head_with_two_classes_swapped_flips_exactly_those_predictions(lite0, photos) -> None:
+    with torch.no_grad():
+        tops = {name: int(lite0.module(lite0.prepare(im)[0][None]).argmax()) for name, im in photos.items()}
+    p, q = tops["chelsea"], tops["coffee"]
+    swapped = _swapped(lite0, p, q)
+    flipped = set()
+    for name, image in photos.items():
+        a, b = _side(lite0, image, [p, q, 0]), _side(swapped, image, [p, q, 0])
+        if prediction_changed(a.names, a.probs, b.names, b.probs):
+            flipped.add(name)
+        rows = {r.id_a: r for r in compare_classes(a, b, [p, q, 0], image.size)}
+        # B's class p is A's class q: its probability and its map are A's for q, so the shift is A's q against p.
+        assert rows[p].prob_b == pytest.approx(float(a.probs[q]), rel=1e-5)
+        assert rows[p].prob_change == pytest.approx(float(a.probs[q] - a.probs[p]), abs=1e-6)
+        on_photo = maps_on_image(np.stack([a.maps[p], a.maps[q]]), a.place, photo_grid(image.size))
+        by_hand = map_shift(on_photo[0], on_photo[1], photo_size=image.size[::-1])
+        assert rows[p].shift.shift == pytest.approx(by_hand.shift, abs=1e-5)
+        assert rows[p].shift.peak_px == pytest.approx(by_hand.peak_px, abs=1e-3)
+        assert rows[0].shift.shift == pytest.approx(0.0, abs=1e-5)  # an untouched class did not move
+    assert flipped == {n for n, top in tops.items() if top in (p, q)}
+    assert {"chelsea", "coffee"} <= flipped and flipped != set(photos)
+
+
+def test_classes_matched_by_name_when_label_sets_differ(lite0, photos) -> None:
+    image = photos["chelsea"]
+    a = _side(lite0, image, [281, 285])
+    # Model B: the same network, but its head names only some classes, in another spelling and order.
+    names_b = [f"other {i}" for i in range(1000)]
+    names_b[7] = lite0.class_names[285].upper().replace(" ", "_")
+    b = replace(a, names=names_b, probs=a.probs[np.r_[285, np.arange(1, 1000)]], maps={7: a.maps[285]})
+    rows = compare_classes(a, b, [281, 285], image.size)
+    assert rows[0].id_b is None and rows[0].prob_b is None and rows[0].map_b is None and rows[0].shift is None
+    assert rows[1].id_b == 7 and rows[1].shift.shift == pytest.approx(0.0, abs=1e-6)
+
+
+def test_map_difference_by_hand() -> None:
+    a = np.array([[0.0, 2.0], [4.0, -1.0]], np.float32)
+    b = np.array([[1.0, 1.0], [0.0, 0.0]], np.float32)
+    own = map_difference(a, b)  # b/1 − relu(a)/4
+    np.testing.assert_allclose(own, [[1.0, 0.5], [-1.0, 0.0]], atol=1e-6)
+    shared = map_difference(a, b, shared_scale=True)  # both over 4
+    np.testing.assert_allclose(shared, [[0.25, -0.25], [-1.0, 0.0]], atol=1e-6)
+    assert photo_grid((1024, 512)) == (256, 128) and photo_grid((100, 80)) == (100, 80)
