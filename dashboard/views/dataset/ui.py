@@ -84,8 +84,8 @@ def _opened() -> BoundedCache[ResultsQuery]:
     return BoundedCache(max_entries=QUERY_FOLDERS)
 
 
-def _holds_results(folder: Path) -> bool:
-    return (folder / RUN).is_file() and bool(parquet_files(folder))
+def _holds_results(folder: Path) -> bool:  # a batch run's results, or a comparison of two models' runs
+    return ((folder / RUN).is_file() and bool(parquet_files(folder))) or is_compare(folder)
 
 
 @st.cache_data(ttl=20, show_spinner=False)
@@ -123,8 +123,7 @@ def read_link(root: Path) -> None:
     except CamError as exc:
         st.error(f"The link's folder is not opened: {plain(str(exc))}.", icon=":material/block:")
         return
-    held = _holds_results(folder) or is_compare(folder)  # a batch run's results, or a comparison of two models
-    if not dataroot.visible(dataroot.relative(root, folder), _owner()) or not held:
+    if not dataroot.visible(dataroot.relative(root, folder), _owner()) or not _holds_results(folder):
         st.error(f"The link's folder {plain(wanted)} holds no batch results ({RESULTS}).", icon=":material/folder_off:")
         return
     show_results_folder(dataroot.relative(root, folder))
