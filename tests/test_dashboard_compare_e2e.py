@@ -9,7 +9,6 @@ reads only the folders (no model). Skipped when Chromium is not installed.
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,17 +21,10 @@ from benchmarks.bench_ui import ARGS
 from cam_core.batch.compare_view import CompareRun
 from cam_core.cli import main
 from tests.serve import dashboard
+from tests.test_dashboard_dataset_e2e import CARD, CHROMIUM, TIMEOUT_MS, _idle, _titles, sync_api  # skips too
 from tests.tiny import COLOURS, colour_net, write_colour_folder
 
 pytestmark = pytest.mark.e2e
-
-CHROMIUM = shutil.which("chromium")
-if CHROMIUM is None:
-    pytest.skip("chromium is not installed (apt-get install -y chromium)", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-
-TIMEOUT_MS = 120_000
-CARD = "[data-testid='gallery-card']"
 
 
 @pytest.fixture(scope="module")
@@ -60,15 +52,6 @@ def page(tmp_path_factory, data_root) -> Iterator:
         pg.goto(f"{url}/dataset?folder=cmp")
         yield pg
         browser.close()
-
-
-def _idle(page) -> None:
-    page.wait_for_timeout(300)
-    page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=TIMEOUT_MS)
-
-
-def _titles(page) -> list[str]:
-    return page.locator(f"{CARD} .gl-title").all_inner_texts()
 
 
 def test_a_comparison_folder_opens_flipped_first_with_both_maps(page, data_root, tmp_path_factory) -> None:
