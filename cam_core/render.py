@@ -9,6 +9,7 @@ absolute value so that zero sits at the middle of a diverging colormap
 
 from __future__ import annotations
 
+import base64
 import io
 from collections.abc import Mapping, Sequence
 from functools import cache, lru_cache
@@ -34,6 +35,7 @@ __all__ = [
     "heat_color",
     "heat_rgba",
     "heat_scale",
+    "image_uri",
     "label_frame",
     "maps_on_image",
     "model_view",
@@ -226,6 +228,14 @@ def to_png_bytes(rgb: np.ndarray, text: Mapping[str, str] | None = None) -> byte
             info.add_text(str(key), str(value))
     Image.fromarray(np.asarray(rgb, dtype=np.uint8)).save(buf, format="PNG", pnginfo=info)
     return buf.getvalue()
+
+
+def image_uri(im: Image.Image, fmt: str, **kw: object) -> str:
+    """``im`` encoded as ``fmt`` (PIL's name: JPEG, PNG, WEBP; ``kw`` its options) in a data URI: a picture that
+    travels inside the page (the dashboard's figures, a report opened offline)."""
+    buf = io.BytesIO()
+    im.save(buf, format=fmt, **kw)
+    return f"data:image/{fmt.lower()};base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def save_png(rgb: np.ndarray, path: str | Path) -> Path:

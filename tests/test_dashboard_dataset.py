@@ -230,6 +230,24 @@ def test_ten_thousand_rows_build_only_the_thumbnails_on_screen(app, root) -> Non
     assert len(_gallery(at)["items"]) == 10_000 - 416 * PAGE_SIZES[0]
 
 
+def test_a_folder_of_ray_parts_opens_by_link_without_compaction(app, root) -> None:
+    """Parts as Ray writes them (hive-partitioned here), no results.parquet: listed, opened, the gallery drawn."""
+    from benchmarks.dataset_folders import replicate
+    from cam_core.batch.results import PARTS
+
+    folder = replicate(root / "runs" / "a", root / "runs" / "parts", 60, seed=2, parts=3, hive=True,
+                       links=root / "runs" / "parts_images")
+    assert not (folder / "results.parquet").exists() and (folder / PARTS / "shard=2").is_dir()
+    assert "runs/parts" in dataroot.results_folders(root)
+    at = app(folder="runs/parts")
+    _no_failure(at)
+    items = _gallery(at)["items"]
+    metrics = {m.label: m.value for m in at.metric}
+    assert int(metrics["Images"]) + int(metrics["Failed"]) == 60 and len(items) == min(24, int(metrics["Images"]))
+    assert all(i["base"].startswith("data:image/jpeg") and i["heat"] for i in items)
+    assert not (folder / "results.parquet").exists()  # read in place
+
+
 # ---- the data root -----------------------------------------------------------------------------------------
 
 

@@ -80,18 +80,21 @@ FILTERS: dict[str, Filter] = {
     "correct": Filter("Correct", "coalesce(correct, false)", needs_labels=True),
     "wrong": Filter("Wrong", "NOT coalesce(correct, true)", needs_labels=True),
     "blank": Filter("Blank map", "shown_blank"),
+    "paths": Filter("Files", "path IN (SELECT unnest($value))"),  # e.g. an atlas cluster's images
 }
 
 
 @dataclass(frozen=True)
 class Filters:
-    """What the gallery shows: true classes, predicted classes (ids; empty: any), all/correct/wrong, and any
-    other :data:`FILTERS` entry by name (``flags``: those that take no value, switched on)."""
+    """What the gallery shows: true classes, predicted classes (ids; empty: any), all/correct/wrong, any
+    other :data:`FILTERS` entry by name (``flags``: those that take no value, switched on), and only these files
+    (``paths``; empty: any)."""
 
     true: tuple[int, ...] = ()
     pred: tuple[int, ...] = ()
     outcome: str = "all"
     flags: tuple[str, ...] = ()
+    paths: tuple[str, ...] = ()
 
     def active(self) -> dict[str, object]:
         """Filter name → value, for the filters that narrow anything."""
@@ -103,6 +106,8 @@ class Filters:
         if self.outcome in ("correct", "wrong"):
             out[self.outcome] = True
         out.update(dict.fromkeys(self.flags, True))
+        if self.paths:
+            out["paths"] = list(self.paths)
         return out
 
 

@@ -18,11 +18,13 @@ from cam_core.batch.compare_view import FILTERS, SHOWN, CompareRun, is_compare
 from cam_core.errors import CamError
 from cam_core.io.images import load_image
 from cam_core.render import heat_rgba
+from cam_core.report.compare import compare_report
 from dashboard import dataroot, uploads
 from dashboard.feedback import show_error
 from dashboard.figures import format_prob, image_uri
 from dashboard.text import plain
 from dashboard.views.dataset.thumbs import file_stamp
+from dashboard.views.image.exports import safe_stem
 from dashboard.widgets.gallery import gallery_ui
 
 __all__ = ["compare_ui", "shown_comparison"]
@@ -168,6 +170,12 @@ def compare_ui(root: Path, folder: Path) -> None:
         items, opacity=float(st.session_state.get(CMP.OPACITY, 0.6)), columns=COLUMNS, key="cmp_gallery",
         on_open=lambda i: st.session_state.__setitem__(CMP.OPEN, i),
         on_opacity=lambda v: st.session_state.__setitem__(CMP.OPACITY, v),
+    )
+    st.download_button(
+        "Download report (HTML)", lambda: compare_report(folder), file_name=f"{safe_stem(folder.name)}_report.html",
+        mime="text/html", icon=":material/description:", key="cmp_report", on_click="ignore",
+        help="One self-contained file to hand on: both models, the flipped predictions and the largest map shifts "
+        "with both maps; opens offline in any browser and prints well.",
     )
     opened = st.session_state.get(CMP.OPEN)
     if isinstance(opened, int) and 0 <= opened < run.table.num_rows:

@@ -15,6 +15,7 @@ from cam_core.errors import CamError
 from dashboard import dataroot, shell
 from dashboard.feedback import boundary, show_error
 from dashboard.views.dataset import compare_ui, ui
+from dashboard.views.dataset.report_button import report_button
 
 __all__ = ["main", "page"]
 
@@ -54,4 +55,5 @@ def main() -> None:
     results = ui.open_results(root)
     if results is not None:
         ui.results_ui(root, results, bundle, shell.page("image"))
+        report_button(results, root)
 

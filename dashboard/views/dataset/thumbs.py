@@ -21,10 +21,10 @@ from cam_core.engine import upsample
 from cam_core.errors import CamError
 from cam_core.io.images import load_image
 from cam_core.models.preprocess import Preprocess
-from cam_core.render import heat_rgba, model_view
-from dashboard.figures import image_uri
+from cam_core.render import heat_rgba, image_uri, model_view
+from dashboard.figures import format_prob
 
-__all__ = ["THUMB_SIDE", "Base", "Thumb", "ThumbCache", "build_base", "build_heat", "file_stamp"]
+__all__ = ["THUMB_SIDE", "Base", "Thumb", "ThumbCache", "build_base", "build_heat", "caption_lines", "file_stamp"]
 
 THUMB_SIDE = 224  # the longer side, in pixels (shown at about 180 px; sharp on HiDPI screens)
 
@@ -116,3 +116,13 @@ def file_stamp(path: str) -> tuple[int, int] | None:
     except OSError:
         return None
     return st.st_size, st.st_mtime_ns
+
+
+def caption_lines(row: dict) -> tuple[list[str], str]:
+    """Caption lines and the badge (right/wrong) of a gallery row."""
+    pred = f"pred {row['pred_name']} {format_prob(float(row['prob_pred']))}"
+    if row["label"] is None:
+        return [pred, f"entropy {row['entropy']:.2f}"], ""
+    right = bool(row["correct"])
+    true = f"true {row['label_name']}" + ("" if right else f" ({format_prob(float(row['prob_label'] or 0.0))})")
+    return [true, pred], "right" if right else "wrong"

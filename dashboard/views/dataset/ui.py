@@ -26,13 +26,14 @@ from cam_core.errors import CamError
 from cam_core.limits import QUERY_FOLDERS
 from dashboard import dataroot, state, uploads
 from dashboard.feedback import bounded, guarded, message, show_error
-from dashboard.figures import PLOTLY_CONFIG, format_prob
+from dashboard.figures import PLOTLY_CONFIG
 from dashboard.model import Bundle, ImageItem, ModelSpec, decode_image, model_args
 from dashboard.model_ui import request_model
 from dashboard.text import plain
+from dashboard.views.dataset import insight
 from dashboard.views.dataset import table as tb
 from dashboard.views.dataset.figures import confusion_figure
-from dashboard.views.dataset.thumbs import ThumbCache, file_stamp
+from dashboard.views.dataset.thumbs import ThumbCache, caption_lines, file_stamp
 from dashboard.widgets.gallery import gallery_ui
 
 __all__ = ["DS", "Source", "goto_requested", "results_ui", "source_ui"]
@@ -357,9 +358,9 @@ def _metrics(results: ResultsQuery, method: str) -> None:
     else:
         cols[2].metric("Accuracy", "–", help="No labels: run with Labels from folders.")
     share = f" ({blank_maps / maps:.0%})" if maps and blank_maps else ""
-    cols[3].metric("Blank after ReLU", f"{blank_maps:,} of {maps:,} maps{share}",
-                   help="Maps whose positive part holds (nearly) nothing: the usual ReLU'd view shows them empty. "
-                   "Sort by Blank maps first to see them.")
+    cols[3].metric("Blank after ReLU", f"{blank_maps:,}{share}",  # short: a long value is cut ("… m…")
+                   help=f"{blank_maps:,} of the {maps:,} maps have a positive part that holds (nearly) nothing: the "
+                   "usual ReLU'd view shows them empty. Sort by Blank maps first to see them.")
     if by_class:
         shown = ", ".join(f"{plain(name)} ({n:,})" for name, n in by_class[:8])
         st.caption(f":material/visibility_off: Blank maps after ReLU, by explained class: {shown}"
@@ -480,16 +481,6 @@ def _pager(n: int) -> tuple[int, int]:
     return first, min(n, first + size)
 
 
-def _lines(row: dict) -> tuple[list[str], str]:
-    """Caption lines and the badge (right/wrong) of a gallery row."""
-    pred = f"pred {row['pred_name']} {format_prob(float(row['prob_pred']))}"
-    if row["label"] is None:
-        return [pred, f"entropy {row['entropy']:.2f}"], ""
-    right = bool(row["correct"])
-    true = f"true {row['label_name']}" + ("" if right else f" ({format_prob(float(row['prob_label'] or 0.0))})")
-    return [true, pred], "right" if right else "wrong"
-
-
 def _open_row(results: ResultsQuery, root: Path, bundle: Bundle | None, rid: int) -> None:
     """Hand the clicked image to the image page, with the run's model, layer, fit, method and classes."""
     row = results.row(rid)
@@ -548,11 +539,13 @@ def results_ui(root: Path, results: ResultsQuery, bundle: Bundle | None, image_p
         sort, filters, method, whose, view = _controls(results)
     _metrics(results, method)
     _confusion_ui(results, method, whose)
+    opacity = float(st.session_state.get(DS.OPACITY, 0.6))
+    filters = insight.sections(results, partial(_reachable, root), bundle, _run_spec(results, bundle), sort, filters,
+                               method, whose, opacity)  # a confusion cell's contrast, the atlas and its cluster filter
     n = results.count(filters, method, whose)
     first, last = _pager(n)
     page = results.page(sort, filters, first, last - first, method, whose)
     items = _items(results, root, page, method, view)
-    opacity = float(st.session_state.get(DS.OPACITY, 0.6))
     gallery_ui(
         items, opacity=opacity, columns=COLUMNS,
         on_open=partial(_open_row, results, root, bundle),
@@ -579,7 +572,7 @@ def _items(results: ResultsQuery, root: Path, page: list[dict], method: str, vie
     items = []
     for row in page:
         rid, slot = int(row["rid"]), int(row["slot"])
-        lines, badge = _lines(row)
+        lines, badge = caption_lines(row)
         title = Path(row["path"]).name
         try:
             path = str(_reachable(root, row["path"]))
