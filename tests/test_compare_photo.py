@@ -22,6 +22,8 @@ from cam_core.analysis.compare_photo import (
 from cam_core.batch import BatchJob, run_local
 from cam_core.batch.compare_table import PHOTO_SIDE, join_runs, on_photo
 from cam_core.io.samples import SAMPLE_NAMES, load_sample
+from cam_core.models.preprocess import Preprocess
+from cam_core.render import maps_on_image
 
 
 def _side(model, image, classes, fit=None, layer=None) -> ModelSide:
@@ -140,3 +142,19 @@ def test_the_page_and_the_compare_command_give_the_same_numbers(lite0, photos, t
     np.testing.assert_allclose([r.shift.shift for r in page], row["map_shift"], atol=1e-5)
     np.testing.assert_allclose([r.shift.peak_px for r in page], row["peak_shift_px"], atol=1e-3)
     assert min(row["map_shift"]) > 0.05  # the two layers' maps do differ: the equality is not 0 = 0
+
+
+def test_maps_land_where_the_model_saw_them_on_a_photo_larger_than_the_grid(photos) -> None:
+    """The grid is a smaller copy of the photo: evidence in the input's right-most column lies at its right edge
+    (the photo's box scaled with it; unscaled, the map of the photo's top-left part covered the whole grid)."""
+    image = photos["chelsea"]
+    assert max(image.size) > PHOTO_SIDE  # the case: the grid is smaller than the photo
+    place = Preprocess((224, 224), 256, (0.5,) * 3, (0.5,) * 3, fit="whole").place(*image.size)
+    cam = np.zeros((7, 10), np.float32)
+    cam[:, -1] = 1.0
+    side = ModelSide(names=["x"], logits=np.zeros(1), probs=np.ones(1), place=place, maps={0: cam})
+    row = compare_classes(side, side, [0], image.size)[0]
+    full = maps_on_image(cam[None], place, image.size)[0]
+    grid_w = row.map_a.shape[1]
+    assert row.map_a[:, -1].mean() == pytest.approx(full[:, -1].mean(), abs=0.05) and row.map_a[:, -1].mean() > 0.5
+    assert row.map_a[:, : grid_w // 2].max() == pytest.approx(0.0, abs=1e-6)
