@@ -133,7 +133,7 @@ def test_the_page_and_the_compare_command_give_the_same_numbers(lite0, photos, t
     photos["chelsea"].save(tmp_path / "photos" / "chelsea.png")
     for out, layer in (("a", None), ("b", "_blocks.12")):
         run_local(BatchJob(classes="top3", layer=layer), tmp_path / "photos", tmp_path / out, workers=0, model=lite0)
-    table, _ = join_runs(tmp_path / "a", tmp_path / "b", lite0, lite0, "gradcam")
+    table, _ = join_runs(tmp_path / "a", tmp_path / "b", "gradcam")
     (row,) = table.to_pylist()
     ids = [lite0.class_names.index(n) for n in row["class_names"]]
     image = photos["chelsea"]
