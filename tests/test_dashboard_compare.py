@@ -144,3 +144,20 @@ def test_visitors_of_a_shared_server_get_no_code_for_model_b(monkeypatch: pytest
     assert at.radio(key="b_model_source").value == "default"
     assert "factory" not in at.radio(key="b_model_source").options
     assert at.query_params["model_b"] == "efficientnet_lite0"
+
+
+def test_a_demo_with_pinned_models_offers_only_those_for_model_b(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    models = tmp_path / "demo.toml"
+    models.write_text('[[model]]\ntitle = "Cat spotter"\nmodel = "efficientnet_lite0"\n\n'
+                      '[[model]]\ntitle = "Tiny"\nmodel = "tests.tiny:gapnet"\n'
+                      f'import_path = "{Path(__file__).resolve().parents[1]}"\n')
+    monkeypatch.setenv("CAMDASH_TRUST_VISITORS", "no")
+    monkeypatch.setenv("CAMDASH_MODELS", str(models))
+    at = _app(model_b="pinned:Tiny")
+    _ok(at)
+    assert at.selectbox(key="b_pinned_model").options == ["Cat spotter", "Tiny"]
+    assert at.selectbox(key="b_pinned_model").value == "Tiny"  # the link's model B, among the operator's
+    assert not [r for r in at.radio if r.key == "b_model_source"]
+    assert at.query_params["model_b"] == "pinned:Tiny"
+    lines = _lines(at)  # the tiny net's classes are not ImageNet's: every class of A is missing from B
+    assert lines and all("not in model B" in line for line in lines.values())
