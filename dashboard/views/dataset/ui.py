@@ -16,6 +16,7 @@ from pathlib import Path
 import streamlit as st
 
 from cam_core.batch import BatchJob, discover, model_identity, run_local
+from cam_core.batch.compare_view import is_compare
 from cam_core.batch.query import SORTS, Confusion, Filters, ResultsQuery
 from cam_core.batch.results import RESULTS, RUN
 from cam_core.batch.scan import parquet_files, results_stamp
@@ -85,8 +86,8 @@ def _opened() -> BoundedCache[ResultsQuery]:
     return BoundedCache(max_entries=QUERY_FOLDERS)
 
 
-def _holds_results(folder: Path) -> bool:
-    return (folder / RUN).is_file() and bool(parquet_files(folder))
+def _holds_results(folder: Path) -> bool:  # a batch run's results, or a comparison of two models' runs
+    return ((folder / RUN).is_file() and bool(parquet_files(folder))) or is_compare(folder)
 
 
 @st.cache_data(ttl=20, show_spinner=False)
