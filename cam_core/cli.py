@@ -1,4 +1,4 @@
-"""Command line: ``python -m cam_core layers|explain|video|sweep|trust|batch``.
+"""Command line: ``python -m cam_core layers|explain|video|sweep|trust|batch|compare|atlas|report``.
 
 User mistakes (unknown model, layer, class or method; unreadable image) end
 with one line on stderr and exit status 2, never a traceback.
@@ -345,6 +345,7 @@ def _cmd_batch(args: argparse.Namespace) -> int:
     job = BatchJob(
         model=_model_args(args), layer=args.layer, methods=tuple(args.method or ["gradcam"]), classes=args.classes,
         labels=args.labels_from_folders, fit=args.fit, device=args.device, batch_size=args.batch_size,
+        boxes=args.boxes,
     )
     found = discover(args.images)  # all checked before the model loads
     out = output_folder(args.out)
@@ -357,6 +358,89 @@ def _cmd_batch(args: argparse.Namespace) -> int:
     else:
         summary = run_local(job, found, out, workers=args.workers, bar=True)
     print(summary.line())
+    if args.boxes is not None:
+        from .batch.results import read_run
+        from .batch.truth import GroundTruth
+
+        print(GroundTruth.line(read_run(out).get("boxes", {})))
+    return 0
+
+
+def _model_b_args(args: argparse.Namespace) -> dict[str, object]:
+    """Model B's ``load_model`` arguments: model A's options, with B's own (``--…-b``) where given; the checkpoint
+    and the fit are each model's own, never inherited."""
+    b = argparse.Namespace(**vars(args))
+    b.model, b.checkpoint, b.fit = args.model_b, args.checkpoint_b, args.fit_b
+    for name in ("weights", "arch", "labels", "input_size"):
+        if getattr(args, f"{name}_b") is not None:
+            setattr(b, name, getattr(args, f"{name}_b"))
+    return _model_args(b)
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from .batch import BatchJob, discover
+    from .batch.compare import run_compare
+
+    if args.ray_address and args.engine != "ray":
+        raise CamError("--ray-address goes with --engine ray")
+    classes = args.classes or ("pred,label" if args.labels_from_folders else "pred")
+    jobs = [
+        BatchJob(model=model, layer=layer, methods=(args.method or "gradcam",), classes=classes,
+                 labels=args.labels_from_folders, fit=model["fit"], device=args.device, batch_size=args.batch_size)
+        for model, layer in ((_model_args(args), args.layer), (_model_b_args(args), args.layer_b))
+    ]
+    found = discover(args.images)  # all checked before the models load
+    summary = run_compare(*jobs, found, args.out, engine=args.engine, workers=args.workers,
+                          address=args.ray_address, photo_side=args.photo_side, bar=True)
+    for which, run in zip(("A", "B", "A (the other's classes)"), summary.runs, strict=True):
+        print(f"model {which}: {run.line()}")
+    print(summary.line())
+    return 0
+
+
+def _cmd_atlas(args: argparse.Namespace) -> int:
+    from .analysis.atlas import build_atlas, parse_clusters, write_atlas
+
+    k = parse_clusters(args.clusters)
+    atlases = [build_atlas(args.results, m, k, args.of) for m in dict.fromkeys(args.method or [None])]
+    written = write_atlas(args.results, atlases)
+    if args.sheet:
+        from .analysis.atlas_sheet import write_sheet
+
+        written += (write_sheet(args.results, atlases),)
+    for a in atlases:
+        clusters = sum(len(c.clusters) for c in a.classes)
+        print(f"{a.method}: {len(a.paths):,} maps, {len(a.classes)} classes, {clusters} clusters, "
+              f"{len(a.flagged())} flagged ({a.seconds:.1f} s)")
+        for c, k_ in a.flagged():
+            print(f"  {c.name} · cluster {k_.id} ({k_.size} images): {'; '.join(f.reason for f in k_.flags)}")
+    print("wrote " + ", ".join(str(p) for p in written))
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from . import report
+
+    if args.image is not None:
+        from .engine.methods import check_methods
+        from .io.images import load_image
+
+        methods = check_methods(args.method or ["gradcam"])
+        load_image(args.image)  # an unreadable image is said before the model loads
+        facts = report.explain_image(_load(args), args.image, layer=args.layer, classes=args.classes,
+                                     methods=methods, device=args.device)
+        page = report.image_report(facts)
+    else:
+        if args.method and len(args.method) > 1:
+            raise CamError("--results and --compare show one method's maps: give --method once")
+        options = {"method": args.method[0] if args.method else None, **({"top": args.top} if args.top else {})}
+        if args.results is not None:
+            page = report.dataset_report(args.results, **options)
+        else:
+            page = report.compare_report(args.compare, **options)
+    out = Path(args.out)
+    out.write_text(page, encoding="utf-8")
+    print(f"{out} ({out.stat().st_size / 1e6:.2f} MB)")
     return 0
 
 
@@ -371,7 +455,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         precheck(args)
         commands = {
             "layers": _cmd_layers, "explain": _cmd_explain, "video": _cmd_video, "sweep": _cmd_sweep,
-            "trust": _cmd_trust, "batch": _cmd_batch,
+            "trust": _cmd_trust, "batch": _cmd_batch, "compare": _cmd_compare, "atlas": _cmd_atlas,
+            "report": _cmd_report,
         }
         return commands[args.command](args)
     except CamError as exc:

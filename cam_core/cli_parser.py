@@ -135,7 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser for all subcommands."""
     parser = _Parser(prog="python -m cam_core", description="Class activation maps for PyTorch.")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_layers, _add_explain, _add_video, _add_sweep, _add_trust, _add_batch):
+    for add in (_add_layers, _add_explain, _add_video, _add_sweep, _add_trust, _add_batch, _add_compare, _add_atlas,
+                _add_report):
         add(sub)
     return parser
 
@@ -262,26 +263,113 @@ def _add_batch(sub: argparse._SubParsersAction) -> None:
         "batch", help="explain every image of a folder or glob into OUT/results.parquet (a rerun resumes)"
     )
     _add_model_args(p_batch)
-    p_batch.add_argument("--images", required=True, help="a folder (walked recursively), an image or a glob")
+    _add_batch_engine_args(p_batch)
+    p_batch.add_argument("--classes", default="pred", help="explained per image: pred | label | pred,label | topK")
     p_batch.add_argument(
+        "--boxes", metavar="FILE_OR_DIR",
+        help="ground truth for the pointing game and the energy in the box: COCO *.json, *.csv "
+        "(path,x0,y0,x1,y1[,label]), Pascal VOC *.xml or their folder, or a folder of mask *.png",
+    )
+    p_batch.add_argument("--method", action="append", help="CAM method (repeatable; default gradcam)")
+    p_batch.add_argument("--layer", help="dotted layer name (default: the recommended layer)")
+    p_batch.add_argument("--out", required=True, help="output folder (results.parquet, run.json)")
+
+
+def _add_batch_engine_args(p: argparse.ArgumentParser) -> None:
+    """The options of the folder engine that ``batch`` and ``compare`` share."""
+    p.add_argument("--images", required=True, help="a folder (walked recursively), an image or a glob")
+    p.add_argument(
         "--labels-from-folders", action="store_true",
         help="true classes from the class folders (ImageFolder): class names (any case) or indices",
     )
-    p_batch.add_argument("--classes", default="pred", help="explained per image: pred | label | pred,label | topK")
-    p_batch.add_argument("--method", action="append", help="CAM method (repeatable; default gradcam)")
-    p_batch.add_argument("--layer", help="dotted layer name (default: the recommended layer)")
-    p_batch.add_argument(
+    p.add_argument(
         "--batch-size", type=_BATCH, help="images per forward/backward (default: 32 on a GPU, 4 on a CPU)"
     )
-    p_batch.add_argument(
+    p.add_argument(
         "--workers", type=_count(0, 256),
         help="decoding processes (local engine; 0: none; default none on a CPU, 2 with a GPU) or actors (Ray "
         "engine; default 2)",
     )
-    p_batch.add_argument("--engine", choices=["local", "ray"], default="local", help="local (default) or ray")
-    p_batch.add_argument("--ray-address", help="an existing Ray cluster (default: start a local one)")
-    p_batch.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
-    p_batch.add_argument("--out", required=True, help="output folder (results.parquet, run.json)")
+    p.add_argument("--engine", choices=["local", "ray"], default="local", help="local (default) or ray")
+    p.add_argument("--ray-address", help="an existing Ray cluster (default: start a local one)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
+
+
+def _add_compare(sub: argparse._SubParsersAction) -> None:
+    """``compare``: two models over one folder into OUT/compare.parquet."""
+    p = sub.add_parser(
+        "compare", help="two models over one folder: each model's batch run (OUT/a, OUT/b) and per image what "
+        "changed (OUT/compare.parquet; a rerun resumes)",
+    )
+    _add_model_args(p)
+    g = p.add_argument_group("model B (its other options are model A's unless given here)")
+    g.add_argument("--model-b", required=True, help="the second model, in any form --model takes")
+    g.add_argument("--weights-b", help="model B's torchvision or timm weights")
+    g.add_argument("--arch-b", help="model B's architecture, for a state dict")
+    g.add_argument("--checkpoint-b", help="model B's state dict, for a factory or timm model (not inherited)")
+    g.add_argument("--labels-b", help="model B's class names (a text file or a JSON list)")
+    g.add_argument(
+        "--input-size-b", type=_count(MIN_INPUT_SIDE, MAX_INPUT_SIDE), help="model B's square input size"
+    )
+    g.add_argument("--fit-b", choices=["whole", "crop", "squash", "letterbox"], help="model B's fit (not inherited)")
+    g.add_argument("--layer-b", help="model B's layer (default: its recommended layer)")
+    _add_batch_engine_args(p)
+    p.add_argument(
+        "--classes", help="explained per image for both models, matched by class name: pred | label | pred,label | "
+        "topK (default pred,label with --labels-from-folders, else pred); each model also explains the other's",
+    )
+    p.add_argument("--method", help="CAM method (one; default gradcam)")
+    p.add_argument("--layer", help="model A's layer (default: its recommended layer)")
+    p.add_argument(
+        "--photo-side", type=_count(16, 2048), default=112,
+        help="the longer side of the photo grid the two maps are compared on (default 112; peak shifts are in the "
+        "photo's own pixels)",
+    )
+    p.add_argument("--out", required=True, help="output folder (a/, b/, compare.parquet, compare.json)")
+
+
+def _add_atlas(sub: argparse._SubParsersAction) -> None:
+    """``atlas``: a results folder's maps clustered per class (no model needed)."""
+    p = sub.add_parser("atlas", help="cluster a batch run's maps per class by where they look; flag shortcuts")
+    p.add_argument("--results", required=True, help="a batch results folder (results.parquet, run.json)")
+    p.add_argument("--method", action="append", help="whose maps (repeatable; default: the run's first method)")
+    p.add_argument("--clusters", default="auto", help="clusters per class: auto (by silhouette) or a number 1-50")
+    p.add_argument("--of", choices=["pred", "label"], default="pred",
+                   help="each image's map of its predicted class (default) or of its true class")
+    p.add_argument("--sheet", action="store_true", help="also draw the atlas as a PNG sheet (OUT/atlas.png)")
+
+
+def _check_atlas(args: argparse.Namespace) -> None:
+    if not (Path(args.results) / "results.parquet").is_file():
+        raise CamError(f"{args.results} holds no results.parquet (run `python -m cam_core batch ... --out "
+                       f"{args.results}` first)")
+    text = str(args.clusters).strip().lower()
+    if text != "auto" and not (text.isdigit() and 1 <= int(text) <= 50):
+        raise CamError(f"--clusters takes auto or a whole number from 1 to 50, got {args.clusters!r}")
+
+
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    """``report``: one self-contained HTML file of an image, a batch run or a comparison."""
+    p = sub.add_parser(
+        "report", help="one self-contained HTML file (pictures embedded, nothing fetched) of an image, a batch "
+        "run (--results) or a comparison (--compare)",
+    )
+    _add_model_args(p)
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--image", help="an image file: explained with --model (the photo, maps, scores, findings)")
+    what.add_argument("--results", metavar="OUT", help="a batch results folder (python -m cam_core batch --out OUT)")
+    what.add_argument("--compare", metavar="OUT", help="a comparison folder (python -m cam_core compare --out OUT)")
+    p.add_argument("--layer", help="--image: dotted layer name (default: the recommended layer)")
+    p.add_argument("--classes", default="top3", help='--image: top3 | 281,285 | "tabby,Egyptian cat"')
+    p.add_argument("--method", action="append", help="--image: CAM method (repeatable; default gradcam); "
+                   "--results/--compare: the method whose maps to show (default the run's first)")
+    p.add_argument(
+        "--top", type=_count(1, 200),
+        help="--results: images of each kind of odd prediction (default 8); --compare: largest map shifts drawn "
+        "(default 12)",
+    )
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
+    p.add_argument("--out", default="report.html", help="the HTML file to write (default: ./report.html)")
 
 
 def _check_files(paths: list[str], what: str) -> None:
@@ -305,6 +393,12 @@ def precheck(args: argparse.Namespace) -> None:
             raise CamError(f"unknown method {name!r}; choose from: {choices_hint(METHOD_NAMES)}")
     if args.command in ("explain", "sweep", "trust"):
         _check_files(args.image, "image")
+    if args.command == "report":
+        _check_report(args)
+    if args.command == "batch" and args.boxes is not None and not Path(args.boxes).exists():
+        raise CamError(f"--boxes {args.boxes}: no such file or folder")
+    if args.command == "atlas":
+        _check_atlas(args)
     if args.command == "video":
         _check_files([args.video], "video")
         if not 0.0 <= args.smooth < 1.0:
@@ -319,3 +413,17 @@ def precheck(args: argparse.Namespace) -> None:
             raise CamError(f"--fps must be a positive number, got {args.fps!r}")
         if args.max_frames is not None and not 1 <= args.max_frames <= MAX_VIDEO_FRAMES:
             raise CamError(f"--max-frames must be between 1 and {MAX_VIDEO_FRAMES}, got {args.max_frames!r}")
+
+
+def _check_report(args: argparse.Namespace) -> None:
+    """``report``: the image or folder exists, the output is an HTML file in an existing folder."""
+    if args.image is not None:
+        _check_files([args.image], "image")
+    folder = args.results or args.compare
+    if folder is not None and not Path(folder).is_dir():
+        raise CamError(f"no such folder: {folder}")
+    out = Path(args.out)
+    if out.suffix.lower() not in (".html", ".htm"):
+        raise CamError(f"--out must name an .html file, got {args.out}")
+    if not out.parent.is_dir():
+        raise CamError(f"--out's folder does not exist: {out.parent}")

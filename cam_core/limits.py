@@ -16,6 +16,8 @@ __all__ = [
     "IMAGE_CACHE_BYTES",
     "MAP_CACHE_BYTES",
     "MAX_ASPECT",
+    "MAX_BOXES",
+    "MAX_BOXES_FILE_BYTES",
     "MAX_CLASSES",
     "MAX_CLASSES_PER_REQUEST",
     "MAX_CONFIG_BYTES",
@@ -54,6 +56,11 @@ MAX_DECODE_ASPECT = 32.0
 """Largest long side ÷ short side of an image at all: a 100000×5 strip is refused before decoding."""
 MAX_ASPECT = 8.0
 """Largest long ÷ short side for the *whole image* fit, whose input grows with it (224 → 1792 px)."""
+MAX_BOXES_FILE_BYTES = 512 * 2**20
+"""Largest boxes file (``batch --boxes``: COCO JSON, CSV), checked before it is read: COCO's train2017
+instances file is 448 MB; a JSON file takes several times its size in memory while parsed."""
+MAX_BOXES = 5_000_000
+"""Most boxes read from one source (COCO train2017 has 860 k)."""
 MAX_FORWARD_BATCH = 1024
 """Largest forward batch of the perturbation methods and trust curves (a typo of 100000 would exhaust memory)."""
 MIN_INPUT_SIDE = 8

@@ -9,8 +9,10 @@ absolute value so that zero sits at the middle of a diverging colormap
 
 from __future__ import annotations
 
+import base64
 import io
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from functools import cache, lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -28,16 +30,19 @@ if TYPE_CHECKING:
 __all__ = [
     "COLORMAPS",
     "View",
+    "carry_matrices",
     "colorize",
     "evidence_alpha",
     "heat_color",
     "heat_rgba",
     "heat_scale",
+    "image_uri",
     "label_frame",
     "maps_on_image",
     "model_view",
     "overlay",
     "photo_overlay",
+    "place_on_grid",
     "plotly_colorscale",
     "save_png",
     "scale_rgba",
@@ -227,6 +232,14 @@ def to_png_bytes(rgb: np.ndarray, text: Mapping[str, str] | None = None) -> byte
     return buf.getvalue()
 
 
+def image_uri(im: Image.Image, fmt: str, **kw: object) -> str:
+    """``im`` encoded as ``fmt`` (PIL's name: JPEG, PNG, WEBP; ``kw`` its options) in a data URI: a picture that
+    travels inside the page (the dashboard's figures, a report opened offline)."""
+    buf = io.BytesIO()
+    im.save(buf, format=fmt, **kw)
+    return f"data:image/{fmt.lower()};base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
 def save_png(rgb: np.ndarray, path: str | Path) -> Path:
     """Write an RGB uint8 array as a PNG file."""
     path = Path(path)
@@ -238,6 +251,15 @@ def plotly_colorscale(cmap: str, steps: int = 11) -> list[list[float | str]]:
     """The same colormap as a Plotly colorscale, so the dashboard and PNGs agree."""
     lut = COLORMAPS[cmap]
     return [[i / (steps - 1), "rgb({},{},{})".format(*lut[round(i * 255 / (steps - 1))])] for i in range(steps)]
+
+
+def place_on_grid(place: Placement, size: tuple[int, int], grid: tuple[int, int]) -> Placement:
+    """``place`` (how an image of ``size`` (width, height) met the model) for that image resampled to ``grid``
+    (width, height): :func:`maps_on_image` over a smaller copy of a photo needs the photo's box scaled with it,
+    or it lays the maps of the photo's top-left part over the whole copy."""
+    sx, sy = grid[0] / size[0], grid[1] / size[1]
+    left, top, right, bottom = place.used
+    return replace(place, used=(left * sx, top * sy, right * sx, bottom * sy))
 
 
 def maps_on_image(maps: np.ndarray, place: Placement, size: tuple[int, int]) -> np.ndarray:
@@ -252,19 +274,50 @@ def maps_on_image(maps: np.ndarray, place: Placement, size: tuple[int, int]) -> 
         place: How the image met the model (:meth:`~cam_core.models.LoadedModel.prepare`).
         size: (width, height) of the image.
     """
-    (H, W), (top, left, ch, cw) = place.size, place.content
-    u_left, u_top, u_right, u_bottom = place.used
-    width, height = size
-    px = torch.arange(width, dtype=torch.float64) + 0.5
-    py = torch.arange(height, dtype=torch.float64) + 0.5
-    xs = left + (px - u_left) * cw / (u_right - u_left)
-    ys = top + (py - u_top) * ch / (u_bottom - u_top)
+    (H, W) = place.size
+    (xs, seen_x), (ys, seen_y) = _photo_in_input(place, size)
     grid = torch.stack(torch.meshgrid(2 * xs / W - 1, 2 * ys / H - 1, indexing="xy"), dim=-1).float()
     src = torch.from_numpy(np.ascontiguousarray(maps, dtype=np.float32))[:, None]
     out = F.grid_sample(src, grid.expand(len(src), -1, -1, -1), mode="bilinear", align_corners=False,
                         padding_mode="border")[:, 0]
-    seen = ((py >= u_top) & (py <= u_bottom))[:, None] & ((px >= u_left) & (px <= u_right))[None, :]
+    seen = seen_y[:, None] & seen_x[None, :]
     return (out * seen.to(out.dtype)).numpy()
+
+
+def _photo_in_input(place: Placement, size: tuple[int, int]) -> tuple[tuple[torch.Tensor, torch.Tensor], ...]:
+    """Per axis (x, then y): where each photo pixel's centre lands in the model's input (input pixels, float64),
+    and whether the model saw it (not cut away by a crop)."""
+    (top, left, ch, cw), (u_left, u_top, u_right, u_bottom) = place.content, place.used
+    px = torch.arange(size[0], dtype=torch.float64) + 0.5
+    py = torch.arange(size[1], dtype=torch.float64) + 0.5
+    return ((left + (px - u_left) * cw / (u_right - u_left), (px >= u_left) & (px <= u_right)),
+            (top + (py - u_top) * ch / (u_bottom - u_top), (py >= u_top) & (py <= u_bottom)))
+
+
+def carry_matrices(place: Placement, size: tuple[int, int], grid: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`maps_on_image` as two matrices: for a map ``m`` of ``grid`` (h, w), ``Wy @ m @ Wx.T`` is its
+    carried copy (H, W) (equal to float rounding).
+
+    Bilinear sampling with border padding is separable, and so is what a crop cut away; the matrices
+    make a map's sums and maximum on the photo cost two small matrix products instead of a grid sample.
+
+    Returns:
+        ``Wy`` (H, h) and ``Wx`` (W, w), float32; rows of pixels the model never saw are zero.
+    """
+    (xs, seen_x), (ys, seen_y) = _photo_in_input(place, size)
+
+    def axis(pos: torch.Tensor, seen: torch.Tensor, n_in: int, n: int) -> np.ndarray:
+        src = np.clip(pos.numpy() * n / n_in - 0.5, 0, n - 1)  # grid_sample's unnormalised coordinate (border)
+        i0 = np.floor(src).astype(np.intp)
+        t = (src - i0) * seen.numpy()
+        weights = np.zeros((len(src), n), dtype=np.float32)
+        rows = np.arange(len(src))
+        weights[rows, i0] = (1 - t) * seen.numpy()
+        weights[rows, np.minimum(i0 + 1, n - 1)] += t  # at the last cell t is 0: the two add up to 1
+        return weights
+
+    (H, W), (h, w) = place.size, grid
+    return axis(ys, seen_y, H, h), axis(xs, seen_x, W, w)
 
 
 @cache

@@ -8,9 +8,7 @@ shows and what the export writes agree.
 
 from __future__ import annotations
 
-import base64
 import functools
-import io
 import json
 import math
 from collections.abc import Sequence
@@ -21,7 +19,7 @@ import plotly.graph_objects as go
 from PIL import Image
 from plotly.subplots import make_subplots
 
-from cam_core.render import heat_scale
+from cam_core.render import heat_scale, image_uri
 from dashboard.text import plotly_text
 
 __all__ = [
@@ -76,6 +74,7 @@ class Panel:
             (a film's frames share one scale); ``None``: the map's own.
         cells: the shorter side of the layer's grid ``cam`` was upsampled from, when known (see
             :func:`sent_grid`).
+        view: this panel's view whatever its row's (a signed difference beside ReLU'd maps); ``None``: the row's.
     """
 
     title: str
@@ -83,6 +82,7 @@ class Panel:
     name: str
     top: float | None = None
     cells: int | None = None
+    view: str | None = None
 
 
 def format_prob(p: float) -> str:
@@ -154,13 +154,6 @@ def alpha_colorscale(cmap: str, *, signed: bool, steps: int = 17) -> list[list[f
     return [[t, f"rgba({r},{g},{b},{a:.3f})"] for t, (r, g, b), a in scale]
 
 
-def image_uri(im: Image.Image, fmt: str, **kw: object) -> str:
-    """``im`` encoded as ``fmt`` (PIL's name: JPEG, PNG, WEBP; ``kw`` its options) in a data URI."""
-    buf = io.BytesIO()
-    im.save(buf, format=fmt, **kw)
-    return f"data:image/{fmt.lower()};base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
-
 def data_uri(rgb: np.ndarray) -> str:
     """JPEG data URI of the background: compact, and sent once per panel."""
     return image_uri(Image.fromarray(np.asarray(rgb, dtype=np.uint8)), "JPEG", quality=90)
@@ -229,9 +222,10 @@ def overlay_figure(
     height, width = background.shape[:2]
     data: list[dict] = []
     heat: list[int] = []
-    for r, view in enumerate(views, start=1):
-        scale = alpha_colorscale(signed_cmap if view == "signed" else cmap, signed=view == "signed")
+    for r, row_view in enumerate(views, start=1):
         for c, panel in enumerate(panels, start=1):
+            view = panel.view or row_view
+            scale = alpha_colorscale(signed_cmap if view == "signed" else cmap, signed=view == "signed")
             k = _axis((r - 1) * cols + c)
             _fit_axes(layout, k, height, width)
             x, y = f"x{k}", f"y{k}"

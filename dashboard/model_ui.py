@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 from collections.abc import Sequence
+from contextvars import ContextVar
 
 import streamlit as st
 
@@ -25,6 +26,16 @@ from dashboard.state import K, UrlView
 from dashboard.uploads import save_folder, save_upload
 
 __all__ = ["model_ui", "request_model"]
+
+# The form drawn now: "" for the page's model, another prefix for a second one (the image page's model B), so the
+# same widgets can be drawn twice with their own state. A context variable: each session's script runs in its own
+# thread, and the form's helpers need not pass it along.
+_PREFIX: ContextVar[str] = ContextVar("model_form_prefix", default="")
+
+
+def _k(name: str) -> str:
+    """The session-state key of the form drawn now."""
+    return _PREFIX.get() + name
 
 
 def _suffixes(*keys: str) -> list[str]:
@@ -90,24 +101,25 @@ def _trust_ui(key: str) -> bool:
 def _pinned_ui(url: UrlView, pinned: Sequence[PinnedModel]) -> ModelSpec:
     """The operator's models (a demo): visitors choose among them only."""
     titles = [m.title for m in pinned]
-    if K.PINNED not in st.session_state and url.model and url.model.removeprefix("pinned:") in titles:
-        st.session_state[K.PINNED] = url.model.removeprefix("pinned:")
+    if _k(K.PINNED) not in st.session_state and url.model and url.model.removeprefix("pinned:") in titles:
+        st.session_state[_k(K.PINNED)] = url.model.removeprefix("pinned:")
     title = st.selectbox(
-        "Model", titles, key=K.PINNED, help="The models this dashboard's operator made available.", persist_state=KEEP
+        "Model", titles, key=_k(K.PINNED), help="The models this dashboard's operator made available.",
+        persist_state=KEEP,
     )
     return pinned[titles.index(title)].spec
 
 
 def _sources_ui(trusted: bool) -> str:
     entries = {entry.key: entry for entry in page_sources(trusted)}
-    if st.session_state.get(K.SOURCE) not in entries:
-        st.session_state.pop(K.SOURCE, None)
+    if st.session_state.get(_k(K.SOURCE)) not in entries:
+        st.session_state.pop(_k(K.SOURCE), None)
     return st.radio(
         "Model source",
         list(entries),
         format_func=lambda key: entries[key].shown_label(trusted),
         captions=[entry.shown_caption(trusted) for entry in entries.values()],
-        key=K.SOURCE,
+        key=_k(K.SOURCE),
         persist_state=KEEP,
     )
 
@@ -124,20 +136,20 @@ def _from_link(url: UrlView, names: Sequence[str]) -> None:
 def _point_widgets(source: ModelSource, name: str, pretrained: bool) -> None:
     """Set the source's widgets to ``name`` (before they are drawn)."""
     if source.key == "timm":
-        st.session_state[K.TIMM_NAME] = name
-        st.session_state[K.TIMM_PRETRAINED] = pretrained
+        st.session_state[_k(K.TIMM_NAME)] = name
+        st.session_state[_k(K.TIMM_PRETRAINED)] = pretrained
     elif source.key == "torchvision":
-        st.session_state[K.TV_NAME] = name
-        st.session_state[K.TV_PRETRAINED] = pretrained
+        st.session_state[_k(K.TV_NAME)] = name
+        st.session_state[_k(K.TV_PRETRAINED)] = pretrained
     elif source.key != "default":
         st.session_state[_ask_key(source.key, "spec")] = name
         if asks_for(source.key, "weights") is not None:
             st.session_state[_ask_key(source.key, "weights")] = "DEFAULT" if pretrained else "none"
-    st.session_state[K.SOURCE] = source.key
+    st.session_state[_k(K.SOURCE)] = source.key
 
 
 def _ask_key(source: str, field: str) -> str:
-    return f"src_{source}_{field}"
+    return _k(f"src_{source}_{field}")
 
 
 def _ask_ui(source: ModelSource, ask: Ask, trusted: bool) -> object:
@@ -178,18 +190,26 @@ def _asked_ui(source: ModelSource, trusted: bool) -> ModelSpec | None:
     )
 
 
-def model_ui(url: UrlView, access: Access) -> ModelSpec | None:
+def model_ui(url: UrlView, access: Access, prefix: str = "") -> ModelSpec | None:
     """The model the user asks for, or ``None`` while a custom model is incomplete.
 
     What a visitor may ask for follows the server's :class:`~dashboard.access.Access`: the operator's
     list only, when there is one; no code-bearing source (factory, pickle, TorchScript) unless the
-    operator trusts visitors.
+    operator trusts visitors. ``prefix``: the form's widget keys start with it (a second model's form).
     """
+    token = _PREFIX.set(prefix)
+    try:
+        return _model_ui(url, access)
+    finally:
+        _PREFIX.reset(token)
+
+
+def _model_ui(url: UrlView, access: Access) -> ModelSpec | None:
     if access.pinned:
         return _pinned_ui(url, access.pinned)
     trusted = access.trust_visitors
     names = list_torchvision_models()
-    if K.SOURCE not in st.session_state and url.model:
+    if _k(K.SOURCE) not in st.session_state and url.model:
         _from_link(url, names)
     source = _sources_ui(trusted)
     if source == "default":
@@ -199,20 +219,21 @@ def model_ui(url: UrlView, access: Access) -> ModelSpec | None:
     if source == "hf":
         return _hf_ui(trusted)
     if source == "torchvision":
-        st.session_state.setdefault(K.TV_NAME, "resnet50")
-        st.session_state.setdefault(K.TV_PRETRAINED, True)
-        if st.session_state.pop(K.TV_PRETRAINED_OFF, False):
-            st.session_state[K.TV_PRETRAINED] = False
-        name = st.selectbox("Architecture", names, key=K.TV_NAME, persist_state=KEEP)
+        st.session_state.setdefault(_k(K.TV_NAME), "resnet50")
+        st.session_state.setdefault(_k(K.TV_PRETRAINED), True)
+        if st.session_state.pop(_k(K.TV_PRETRAINED_OFF), False):
+            st.session_state[_k(K.TV_PRETRAINED)] = False
+        name = st.selectbox("Architecture", names, key=_k(K.TV_NAME), persist_state=KEEP)
         pretrained = st.toggle(
             "Pretrained ImageNet weights",
-            key=K.TV_PRETRAINED,
+            key=_k(K.TV_PRETRAINED),
             persist_state=KEEP,
             help="Downloaded from download.pytorch.org the first time. Offline, the page says so and switches "
             "this off: random weights, flagged as untrained wherever results show.",
         )
         return ModelSpec(
-            source="torchvision", name=name, weights="DEFAULT" if pretrained else None, labels=_labels_ui("tv_labels")
+            source="torchvision", name=name, weights="DEFAULT" if pretrained else None,
+            labels=_labels_ui(_k("tv_labels")),
         )
     if source == "checkpoint":
         return _checkpoint_ui(names, trusted)
@@ -230,20 +251,20 @@ def _checkpoint_ui(names: Sequence[str], trusted: bool) -> ModelSpec | None:
         "Checkpoint (.safetensors, .pt, .pth, .ckpt, .pt2)" if trusted
         else "Weights: a state dict (.safetensors, .pt, .pth, .ckpt)"
     )
-    ckpt = st.file_uploader(what, type=types, key="ckpt_file")
+    ckpt = st.file_uploader(what, type=types, key=_k("ckpt_file"))
     archs = [NO_ARCH, DEFAULT_MODEL, *names] if trusted else [DEFAULT_MODEL, *names]
     arch = st.selectbox(
         "Architecture of a state dict" if trusted else "Architecture",
         archs,
-        key="ckpt_arch",
+        key=_k("ckpt_arch"),
         persist_state=KEEP,
         help="A state dict (.safetensors, .pt) holds only weights: name the torchvision architecture they fit "
         "(for a timm model's weights, use the timm source)."
         + (" Not needed for exported programs or TorchScript." if trusted else ""),
     )
-    trust = _trust_ui("ckpt_trust") if trusted else False
-    labels = _labels_ui("ckpt_labels")
-    output = _output_ui("ckpt_output")
+    trust = _trust_ui(_k("ckpt_trust")) if trusted else False
+    labels = _labels_ui(_k("ckpt_labels"))
+    output = _output_ui(_k("ckpt_output"))
     if ckpt is None:
         st.info("Upload a checkpoint to load it.", icon=":material/upload_file:")
         return None
@@ -264,17 +285,17 @@ def _factory_ui() -> ModelSpec | None:
     factory = st.text_input(
         "Factory",
         placeholder="package.module:function",
-        key="factory_spec",
+        key=_k("factory_spec"),
         persist_state=KEEP,
         help="A function that returns an nn.Module (called with no arguments).",
     ).strip()
     folder = st.text_input(
-        "Folder to add to the import path", placeholder="/path/to/your/code", key="factory_path", persist_state=KEEP
+        "Folder to add to the import path", placeholder="/path/to/your/code", key=_k("factory_path"), persist_state=KEEP
     ).strip()
-    ckpt = st.file_uploader("State dict for it (optional)", type=STATE_DICT_TYPES, key="factory_ckpt")
-    trust = _trust_ui("factory_trust")
-    labels = _labels_ui("factory_labels")
-    output = _output_ui("factory_output")
+    ckpt = st.file_uploader("State dict for it (optional)", type=STATE_DICT_TYPES, key=_k("factory_ckpt"))
+    trust = _trust_ui(_k("factory_trust"))
+    labels = _labels_ui(_k("factory_labels"))
+    output = _output_ui(_k("factory_output"))
     if not factory:
         st.info("Name a factory such as `seed_net:build` to load it.", icon=":material/code:")
         return None
@@ -300,34 +321,34 @@ def _timm_ui(trusted: bool) -> ModelSpec | None:
         st.info(TIMM_INSTALL, icon=":material/download:")
         return None
     names = _timm_names()
-    st.session_state.setdefault(K.TIMM_NAME, "convnext_tiny")
-    st.session_state.setdefault(K.TIMM_PRETRAINED, True)
-    if st.session_state.pop(K.TIMM_PRETRAINED_OFF, False):
-        st.session_state[K.TIMM_PRETRAINED] = False
-    if st.session_state[K.TIMM_NAME].split(".")[0] not in names:
-        st.session_state[K.TIMM_NAME] = "convnext_tiny"
+    st.session_state.setdefault(_k(K.TIMM_NAME), "convnext_tiny")
+    st.session_state.setdefault(_k(K.TIMM_PRETRAINED), True)
+    if st.session_state.pop(_k(K.TIMM_PRETRAINED_OFF), False):
+        st.session_state[_k(K.TIMM_PRETRAINED)] = False
+    if st.session_state[_k(K.TIMM_NAME)].split(".")[0] not in names:
+        st.session_state[_k(K.TIMM_NAME)] = "convnext_tiny"
     name = st.selectbox(
         "timm architecture",
         names,
-        key=K.TIMM_NAME,
+        key=_k(K.TIMM_NAME),
         help="Type to search timm's models (timm.list_models()).",
         persist_state=KEEP,
     )
     ckpt = st.file_uploader(
         "Your weights for it (optional: .safetensors, .pt, .pth)",
         type=STATE_DICT_TYPES,
-        key="timm_ckpt",
+        key=_k("timm_ckpt"),
         help="A state dict of this architecture (a fine-tuned checkpoint); the head is sized from the file.",
     )
     pretrained = st.toggle(
         "Pretrained weights",
-        key=K.TIMM_PRETRAINED,
+        key=_k(K.TIMM_PRETRAINED),
         persist_state=KEEP,
         disabled=ckpt is not None,
         help="timm's pretrained weights, from the Hugging Face cache or downloaded once. Offline, the page says so "
         "and switches this off: random weights, flagged as untrained wherever results show.",
     )
-    labels = _labels_ui("timm_labels")
+    labels = _labels_ui(_k("timm_labels"))
     return ModelSpec(
         source="timm",
         name=name,
@@ -346,7 +367,7 @@ def _hf_ui(trusted: bool) -> ModelSpec | None:
         return None
     folder = "" if not trusted else st.text_input(
         "Folder on this machine",
-        key="hf_folder",
+        key=_k("hf_folder"),
         persist_state=KEEP,
         placeholder="/path/to/model (what save_pretrained wrote)",
         help="A folder with config.json, model.safetensors (or pytorch_model.bin) and preprocessor_config.json; "
@@ -356,7 +377,7 @@ def _hf_ui(trusted: bool) -> ModelSpec | None:
         "… or upload its files" if trusted else "The model's files",
         type=HF_FILES,
         accept_multiple_files=True,
-        key="hf_files",
+        key=_k("hf_files"),
         help="config.json, model.safetensors and preprocessor_config.json, together.",
     )
     if files:

@@ -23,7 +23,7 @@ from dashboard.model import Bundle, ModelSpec, device_label, load_bundle
 from dashboard.model_ui import model_ui
 from dashboard.text import plain
 
-__all__ = ["FIT_HELP", "Shared", "current", "page", "register_pages", "shared_sidebar"]
+__all__ = ["FIT_HELP", "Shared", "current", "load", "page", "register_pages", "shared_sidebar"]
 
 FIT_HELP = (
     "How the photo meets the model's input size. Whole image: the shorter side is resized, nothing is cut "
@@ -64,18 +64,19 @@ def _offline_note() -> None:
         )
 
 
-def _load(spec: ModelSpec) -> Bundle | None:
-    """The model for ``spec``; pretrained weights that cannot be had turn the *Pretrained* toggle off."""
+def load(spec: ModelSpec, prefix: str = "") -> Bundle | None:
+    """The model for ``spec``; pretrained weights that cannot be had turn the *Pretrained* toggle off (of the model
+    form ``prefix`` names: the page's model, or a second one)."""
     if spec.source in ("torchvision", "timm") and spec.weights is not None and spec.key in _offline():
-        state.pretrained_unavailable(spec.name, spec.source)
-        st.rerun()
+        state.pretrained_unavailable(spec.name, spec.source, prefix)
+        st.rerun(scope="app")
     try:
         with st.spinner(f"Loading {plain(spec.name)} and tracing its layers…"):
             return load_bundle(spec)
     except WeightsUnavailable:
         _offline().add(spec.key)
-        state.pretrained_unavailable(spec.name, spec.source)
-        st.rerun()
+        state.pretrained_unavailable(spec.name, spec.source, prefix)
+        st.rerun(scope="app")
     except Exception as exc:
         show_error(exc, "loading the model")
     return None
@@ -186,7 +187,7 @@ def shared_sidebar(with_fit: bool = True) -> Shared:
         if spec is not None:
             _wait_for_warm_start(spec)
         _preload_plotly()
-        bundle = _load(spec) if spec is not None else None
+        bundle = load(spec) if spec is not None else None
     with st.sidebar:
         fit = "whole" if bundle is None else _fit_ui(bundle, url) if with_fit else _kept_fit(bundle)
         st.caption(f":material/memory: Computing on **{device}**")

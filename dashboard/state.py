@@ -37,6 +37,7 @@ __all__ = [
     "set_layer",
     "toggle_class",
     "write_url",
+    "write_url_compare",
 ]
 
 
@@ -102,6 +103,13 @@ class K:
     VIDEO_PLAYING = "_video_playing"
     VIDEO_TIMELINE_NONCE = "_video_timeline_nonce"
     VIDEO_SENT = "_video_sent"  # the frame last sent to the image page (when a link must take the user there)
+    # The image page's comparison with a second model (its model form's keys start with B_PREFIX)
+    COMPARE = "compare_on"
+    B_PREFIX = "b_"
+    B_LAYER = "compare_layer_b"  # model B's layer picker (one per model: the key gets B's model key)
+    URL_LAYER_B_USED = "_url_layer_b_used"
+    COMPARE_SHARED = "compare_shared_scale"
+    COMPARE_METHOD = "compare_method"
 
 
 @dataclass(frozen=True)
@@ -116,6 +124,9 @@ class UrlView:
     image: str | None = None
     k: int | None = None
     fit: str | None = None
+    model_b: str | None = None  # the second model of a comparison, its weights and layer
+    weights_b: str | None = None
+    layer_b: str | None = None
 
 
 def _ints(text: str) -> tuple[int, ...] | None:
@@ -163,6 +174,9 @@ def read_url_once() -> UrlView:
             image=qp.get("image") or None,
             k=int(k) if k and k.isdigit() else None,
             fit=qp.get("fit") or None,
+            model_b=qp.get("model_b") or None,
+            weights_b=qp.get("weights_b") or None,
+            layer_b=qp.get("layer_b") or None,
         )
         st.session_state[K.URL] = view
         st.session_state[K.URL_READ] = True
@@ -191,6 +205,21 @@ def write_url(
         "k": str(k),
         "fit": fit,
     }
+    _mirror(wanted)
+
+
+def write_url_compare(model_b: tuple[str, str | None] | None, layer_b: str | None) -> None:
+    """Mirror the compared model into the URL: its (model, weights) when a link can name it, and its layer; all
+    three left out when nothing is compared (or the model is an upload)."""
+    _mirror({
+        "model_b": model_b[0] if model_b else None,
+        "weights_b": model_b[1] if model_b else None,
+        "layer_b": layer_b if model_b else None,
+    })
+
+
+def _mirror(wanted: dict[str, str | None]) -> None:
+    """Set the URL's ``wanted`` fields (``None``: remove it), touching only those that changed."""
     current = st.query_params.to_dict()
     for name, value in wanted.items():
         if value is None:
@@ -200,9 +229,10 @@ def write_url(
             st.query_params[name] = value
 
 
-def pretrained_unavailable(name: str, source: str = "torchvision") -> None:
-    """The pretrained weights of ``name`` cannot be had: turn the source's toggle off on the next run, and say why."""
-    st.session_state[K.TIMM_PRETRAINED_OFF if source == "timm" else K.TV_PRETRAINED_OFF] = True
+def pretrained_unavailable(name: str, source: str = "torchvision", prefix: str = "") -> None:
+    """The pretrained weights of ``name`` cannot be had: turn the source's toggle off on the next run, and say why
+    (``prefix``: of the model form whose toggle it is)."""
+    st.session_state[prefix + (K.TIMM_PRETRAINED_OFF if source == "timm" else K.TV_PRETRAINED_OFF)] = True
     st.session_state[K.TV_OFFLINE_NOTE] = f"timm:{name}" if source == "timm" else name
 
 

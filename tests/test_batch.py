@@ -30,7 +30,8 @@ from cam_core.io import SAMPLE_CLASSES, load_image, load_sample, write_sample_fo
 # The contract's columns for one method (design notes, "batch").
 COLUMNS = [
     "path", "label", "label_name", "pred", "pred_name", "prob_pred", "prob_label", "correct", "top5_ids",
-    "top5_probs", "entropy", "class_ids", "map_gradcam", "map_shape", "pos_mass", "relu_survival", "blank", "error",
+    "top5_probs", "entropy", "class_ids", "class_probs", "map_gradcam", "map_shape", "pos_mass", "relu_survival",
+    "blank", "error",
 ]
 PER_PHOTO = 3
 

@@ -80,3 +80,57 @@ def save_tiny_vit(folder, image_size: int = 32, patch_size: int = 8, seed: int =
     size = {"height": image_size, "width": image_size}
     transformers.ViTImageProcessor(size=size, **processor).save_pretrained(folder)
     return model
+
+
+COLOURS = {"red": (1, 0, 0), "green": (0, 1, 0), "blue": (0, 0, 1), "yellow": (1, 1, 0), "cyan": (0, 1, 1)}
+
+
+def colour_net() -> GapNet:
+    """A :class:`GapNet` that names a patch's colour (classes :data:`COLOURS`, in order): its features pass each
+    channel through as itself and as its negative (ReLU'd), and class c's weights add the channels that are on
+    (positive) and off (negative) in c's colour. Its maps light up where the colour is."""
+    net = GapNet(classes=len(COLOURS)).eval()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.zero_()
+        first, second = net.features[0], net.features[2]
+        for k in range(3):
+            first.weight[k, k, 1, 1], first.weight[3 + k, k, 1, 1] = 1.0, -1.0
+        for k in range(6):
+            second.weight[k, k, 1, 1] = 1.0
+        for c, rgb in enumerate(COLOURS.values()):
+            for k, on in enumerate(rgb):
+                net.fc.weight[c, k if on else 3 + k] = 1.0
+    return net
+
+
+def write_colour_folder(root, per_class: int = 3, seed: int = 0, misfiled: dict[str, str] | None = None) -> list:
+    """An ImageFolder of coloured patches (brightest at their centre) on grey noise at the normalisation's mean
+    (``root/<colour>/<i>.png``), photos of a few sizes.
+
+    ``misfiled``: colour → folder: one extra patch of that colour filed under another colour's folder.
+    """
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    written = []
+
+    def patch(rgb, path):
+        h, w = int(rng.choice([40, 48, 64])), int(rng.choice([40, 56, 64]))
+        mean = np.array([0.485, 0.456, 0.406])  # the normalisation's mean: the background's features are near 0
+        im = (rng.normal(mean, 0.03, (h, w, 3)).clip(0, 1) * 255).astype(np.uint8)
+        y, x = int(rng.integers(0, h - 16)), int(rng.integers(0, w - 16))
+        yy, xx = np.mgrid[-7.5:8, -7.5:8]
+        bump = 0.6 + 0.4 * np.exp(-(yy**2 + xx**2) / 20)[..., None]  # one brightest point: the maps have one peak
+        im[y:y + 16, x:x + 16] = np.array(rgb) * bump * 255
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(im).save(path)
+        written.append(path)
+
+    for name, rgb in COLOURS.items():
+        for i in range(per_class):
+            patch(rgb, root / name / f"{name}_{i}.png")
+    for colour, folder in (misfiled or {}).items():
+        patch(COLOURS[colour], root / folder / f"misfiled_{colour}.png")
+    return written

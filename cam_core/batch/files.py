@@ -13,10 +13,11 @@ import glob
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..errors import CamError, choices_hint
+from ..io.boxes import Truth, class_key
 from ..io.images import IMAGE_EXTENSIONS
 
 __all__ = ["Found", "ImageFile", "discover", "is_glob", "labels_from_folders"]
@@ -26,12 +27,18 @@ _SUFFIXES = tuple(f".{e}" for e in IMAGE_EXTENSIONS)
 
 @dataclass(frozen=True)
 class ImageFile:
-    """One input file: its absolute ``path``, identity (``size`` in bytes, ``mtime_ns``) and ImageFolder label."""
+    """One input file: its absolute ``path``, identity (``size`` in bytes, ``mtime_ns``), ImageFolder label and
+    ground truth (``batch --boxes``).
+
+    ``extra``: classes to explain besides the job's (a comparison gives each model the other's classes).
+    """
 
     path: str
     size: int
     mtime_ns: int
     label: int | None = None
+    truth: Truth | None = None
+    extra: tuple[int, ...] = ()
 
     @property
     def key(self) -> tuple[str, int, int]:
@@ -130,10 +137,6 @@ def _folder_of(path: str, root: Path) -> str | None:
     return parts[0] if len(parts) > 1 else None
 
 
-def _normal(name: str) -> str:
-    return " ".join(name.replace("_", " ").lower().split())
-
-
 def labels_from_folders(found: Found, class_names: Sequence[str]) -> list[ImageFile]:
     """Label each file by its class folder (ImageFolder): a class name (any case, ``_`` for a space) or an index.
 
@@ -144,15 +147,15 @@ def labels_from_folders(found: Found, class_names: Sequence[str]) -> list[ImageF
     """
     index = {}
     for i, name in enumerate(class_names):
-        index.setdefault(_normal(name), i)
+        index.setdefault(class_key(name), i)
     c = len(class_names)
     labels: dict[str, int] = {}
     unknown: list[str] = []
     for folder in sorted({f for f in (_folder_of(f.path, found.root) for f in found.files) if f is not None}):
         if folder.isdigit() and int(folder) < c:
             labels[folder] = int(folder)
-        elif _normal(folder) in index:
-            labels[folder] = index[_normal(folder)]
+        elif class_key(folder) in index:
+            labels[folder] = index[class_key(folder)]
         else:
             unknown.append(folder)
     if unknown:
@@ -165,5 +168,5 @@ def labels_from_folders(found: Found, class_names: Sequence[str]) -> list[ImageF
     out = []
     for f in found.files:
         folder = _folder_of(f.path, found.root)
-        out.append(ImageFile(f.path, f.size, f.mtime_ns, labels[folder] if folder is not None else None))
+        out.append(replace(f, label=labels[folder] if folder is not None else None))
     return out

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
@@ -67,6 +67,7 @@ def run_local(
     bar: bool = False,
     mp_context: str | None = None,
     streams: int | None = None,
+    redo: Collection[str] = (),
 ) -> Summary:
     """Explain every image under ``images`` into ``out`` (resuming what a previous run there did).
 
@@ -83,6 +84,7 @@ def run_local(
         streams: Threads that decode and compute side by side, each with its own copy of the model and one
             intra-op thread (see :mod:`.streams`; default: one per core on a CPU when there are no workers, else
             1). A shared server passes 1: the run changes the process's thread count.
+        redo: Paths computed again even when done (see :func:`.run.open_run`).
 
     Returns:
         What was done, with the files that failed.
@@ -95,7 +97,9 @@ def run_local(
     streams = (default_streams(job.device) if workers == 0 else 1) if streams is None else streams
     if streams > 1 and workers:
         raise CamError("decoding workers and compute streams do not mix: give one of them (streams decode too)")
-    with open_run(job, images, out, engine="local", workers=workers, model=model, within=within) as plan:
+    with open_run(
+        job, images, out, engine="local", workers=workers, model=model, within=within, redo=redo
+    ) as plan:
         if plan.todo:
             batches = plan_batches(plan.todo, plan.model.preprocess, plan.fit, plan.batch_size)
             if streams > 1:
@@ -116,7 +120,7 @@ def run_local(
                     for n, batch_rows in source:
                         rows += batch_rows
                         if time.monotonic() - written >= WRITE_EVERY_S:
-                            plan.store.write_part(rows_table(rows, job.methods, names))
+                            plan.store.write_part(rows_table(rows, job.methods, names, job.boxes is not None))
                             rows, written = [], time.monotonic()
                         done += n
                         pbar.update(n)
@@ -124,5 +128,5 @@ def run_local(
                             progress(done, len(plan.todo))
                 finally:  # what is done is kept, also when a batch fails or the run is interrupted (Ctrl-C)
                     if rows:
-                        plan.store.write_part(rows_table(rows, job.methods, names))
+                        plan.store.write_part(rows_table(rows, job.methods, names, job.boxes is not None))
     return plan.summary

@@ -16,14 +16,18 @@ that starts Ray itself passes :func:`runtime_env` to ``ray.init``. Ray is import
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import time
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
 from ..errors import CamError
+from ..io.boxes import Truth
 from ..models.load import LoadedModel, load_model
 from .files import Found, ImageFile
 from .job import BatchJob, decode, explain_items, plan_batches
@@ -63,16 +67,31 @@ class CamWorker:
     def __call__(self, batch: pa.Table) -> pa.Table:
         cols = batch.to_pydict()
         files = [
-            ImageFile(p, s, m, None if lab < 0 else lab)
-            for p, s, m, lab in zip(cols["path"], cols["size"], cols["mtime_ns"], cols["label"], strict=True)
+            ImageFile(p, s, m, None if lab < 0 else lab, truth=_truth_from(t), extra=tuple(extra))
+            for p, s, m, lab, t, extra in zip(
+                cols["path"], cols["size"], cols["mtime_ns"], cols["label"], cols["truth"], cols["extra"], strict=True
+            )
         ]
         items = [decode(f, self.model.preprocess, self.fit) for f in files]
         rows = explain_items(self.model, items, self.job, self.layer)
-        return rows_table(rows, self.job.methods, self.model.class_names)
+        return rows_table(rows, self.job.methods, self.model.class_names, self.job.boxes is not None)
 
 
 def _label(f: ImageFile) -> int:
     return -1 if f.label is None else f.label  # Arrow columns of records: one type, no None
+
+
+def _truth_json(truth: Truth | None) -> str:
+    """A file's ground truth as one string (a record's column: one type whatever the file holds)."""
+    return "" if truth is None else json.dumps(dataclasses.asdict(truth))
+
+
+def _truth_from(text: str) -> Truth | None:
+    if not text:
+        return None
+    d = json.loads(text)
+    return Truth(tuple(tuple(b) for b in d["boxes"]), tuple(d["labels"]), d["labelled"], d["mask"],
+                 tuple(d["size"]) if d["size"] else None)
 
 
 def _gpus(ray: Any, device: str) -> int:
@@ -92,6 +111,7 @@ def run_ray(
     workers: int = 2,
     address: str | None = None,
     model: LoadedModel | None = None,
+    redo: Collection[str] = (),
 ) -> Summary:
     """Explain every image under ``images`` into ``out`` with ``workers`` Ray actors (resuming, like the local engine).
 
@@ -103,6 +123,7 @@ def run_ray(
         address: An existing cluster (``ray://host:10001`` or ``host:6379``); default: the running one, or a
             new local cluster.
         model: The model, if loaded already (used for planning; the actors load their own).
+        redo: Paths computed again even when done (see :func:`.run.open_run`).
 
     Raises:
         CamError: Ray is not installed, a user mistake (see :func:`.run.open_run`), or ``workers`` < 1.
@@ -115,14 +136,15 @@ def run_ray(
         ray.init(address=address, include_dashboard=False, configure_logging=False, runtime_env=runtime_env())
 
     try:
-        with open_run(job, images, out, engine="ray", workers=workers, model=model) as plan:
+        with open_run(job, images, out, engine="ray", workers=workers, model=model, redo=redo) as plan:
             if plan.todo:
                 gpus = _gpus(ray, job.device)
                 size = job.batch_for(on_gpu=gpus > 0)
                 plan.info["batch_size"] = size
                 order = [i for batch in plan_batches(plan.todo, plan.model.preprocess, plan.fit, size) for i in batch]
                 records = [
-                    {"path": f.path, "size": f.size, "mtime_ns": f.mtime_ns, "label": _label(f)}
+                    {"path": f.path, "size": f.size, "mtime_ns": f.mtime_ns, "label": _label(f),
+                     "truth": _truth_json(f.truth), "extra": list(f.extra)}
                     for f in (plan.todo[i] for i in order)
                 ]
                 ds = ray.data.from_items(records).map_batches(

@@ -17,6 +17,7 @@ top5_ids       list<int32>      the five most probable classes, best first
 top5_probs     list<float32>    their probabilities
 entropy        float32          of the softmax, in nats (0: certain; ln C: uniform)
 class_ids      list<int32>      the explained classes (K; ``pred,label`` gives one when they agree)
+class_probs    list<float32>    the softmax probability of each explained class
 map_<method>   list<float32>    the K raw signed maps at the layer's resolution, flattened (K·h·w)
 map_shape      list<int32>      [K, h, w] (h, w vary with the aspect ratio under the ``whole`` fit)
 pos_mass       list<float32>    per method (run.json's order), then per class: share of the map's absolute
@@ -24,6 +25,19 @@ pos_mass       list<float32>    per method (run.json's order), then per class: s
 relu_survival  list<float32>    same order: share of the map's cells left after ReLU (``positive_area``)
 blank          list<bool>       same order: blank after ReLU (``diagnose.blank_after_relu``)
 error          string           why the file has no results (null when fine)
+============== ================ =======================================================================
+
+With ground truth (``batch --boxes``; :mod:`cam_core.analysis.localisation`), five more columns, before ``error``:
+
+============== ================ =======================================================================
+boxes          list<float32>    the file's objects, x0, y0, x1, y1 each (4·n), in the original image's pixels
+                                (x1, y1 exclusive; a mask's bounding box); null: the source names no such file
+box_labels     list<int32>      each box's class id (−1: unknown, or a name that matched no class)
+point_hit      list<bool>       per method (run.json's order), then per explained class, as ``pos_mass``: the
+                                pointing game (the ReLU'd map's maximum within 15 px of the object); null
+                                inside where the class has no (visible) object
+box_energy     list<float32>    same order: share of the ReLU'd map's mass on the object (0..1)
+box_cut        bool             the fit's crop cut part of an object away (that part is not scored)
 ============== ================ =======================================================================
 
 Writing (why a crash loses at most one batch, a killed process one second): the rows are written
@@ -78,25 +92,31 @@ def map_column(method: str) -> str:
     return f"map_{method}"
 
 
-def results_schema(methods: Sequence[str]) -> pa.Schema:
-    """The columns of ``results.parquet`` for a run of ``methods``."""
+_TRUTH = [("boxes", pa.list_(_F32)), ("box_labels", pa.list_(_I32)), ("point_hit", pa.list_(pa.bool_())),
+          ("box_energy", pa.list_(_F32)), ("box_cut", pa.bool_())]
+
+
+def results_schema(methods: Sequence[str], boxes: bool = False) -> pa.Schema:
+    """The columns of ``results.parquet`` for a run of ``methods`` (with ground truth: ``boxes``)."""
     fields = [
         pa.field("path", pa.string(), nullable=False),
         ("label", _I32), ("label_name", pa.string()), ("pred", _I32), ("pred_name", pa.string()),
         ("prob_pred", _F32), ("prob_label", _F32), ("correct", pa.bool_()),
         ("top5_ids", pa.list_(_I32)), ("top5_probs", pa.list_(_F32)), ("entropy", _F32),
-        ("class_ids", pa.list_(_I32)),
+        ("class_ids", pa.list_(_I32)), ("class_probs", pa.list_(_F32)),
         *[(map_column(m), pa.list_(_F32)) for m in methods],
         ("map_shape", pa.list_(_I32)),
         ("pos_mass", pa.list_(_F32)), ("relu_survival", pa.list_(_F32)), ("blank", pa.list_(pa.bool_())),
+        *(_TRUTH if boxes else []),
         ("error", pa.string()),
     ]
     return pa.schema(fields)
 
 
-def part_schema(methods: Sequence[str]) -> pa.Schema:
+def part_schema(methods: Sequence[str], boxes: bool = False) -> pa.Schema:
     """``results_schema`` plus the files' identities (the columns of a part file)."""
-    return results_schema(methods).append(pa.field(_KEYS[0], pa.int64())).append(pa.field(_KEYS[1], pa.int64()))
+    schema = results_schema(methods, boxes)
+    return schema.append(pa.field(_KEYS[0], pa.int64())).append(pa.field(_KEYS[1], pa.int64()))
 
 
 def _lists(values: Sequence[Any], typ: pa.DataType, dtype: type) -> pa.Array:
@@ -110,7 +130,9 @@ def _lists(values: Sequence[Any], typ: pa.DataType, dtype: type) -> pa.Array:
     return pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat, typ), type=pa.list_(typ), mask=mask)
 
 
-def rows_table(rows: Sequence[Row], methods: Sequence[str], class_names: Sequence[str]) -> pa.Table:
+def rows_table(
+    rows: Sequence[Row], methods: Sequence[str], class_names: Sequence[str], boxes: bool = False
+) -> pa.Table:
     """Rows as a table in :func:`part_schema` (the contract's columns and the identities)."""
 
     def scalars(values: list[Any], typ: pa.DataType) -> pa.Array:
@@ -138,17 +160,20 @@ def rows_table(rows: Sequence[Row], methods: Sequence[str], class_names: Sequenc
         "top5_probs": lists("top_probs", _F32, np.float32),
         "entropy": scalars([r.entropy for r in rows], _F32),
         "class_ids": lists("class_ids", _I32, np.int32),
+        "class_probs": lists("class_probs", _F32, np.float32),
         **{map_column(m): _lists([r.maps.get(m) for r in rows], _F32, np.float32) for m in methods},
         "map_shape": _lists([list(next(iter(r.maps.values())).shape) if r.maps else None for r in rows],
                             _I32, np.int32),
         "pos_mass": lists("pos_mass", _F32, np.float32),
         "relu_survival": lists("relu_survival", _F32, np.float32),
         "blank": lists("blank", pa.bool_(), np.bool_),
+        **({name: pa.array([getattr(r, name) if r.error is None else None for r in rows], typ)  # nulls inside
+            for name, typ in _TRUTH} if boxes else {}),
         "error": scalars([r.error for r in rows], pa.string()),
         _KEYS[0]: scalars([r.file.size for r in rows], pa.int64()),
         _KEYS[1]: scalars([r.file.mtime_ns for r in rows], pa.int64()),
     }
-    return pa.table(columns, schema=part_schema(methods))
+    return pa.table(columns, schema=part_schema(methods, boxes))
 
 
 def read_results(out: str | os.PathLike[str]) -> pa.Table:
@@ -180,10 +205,11 @@ def read_run(out: str | os.PathLike[str]) -> dict[str, Any]:
 class ResultStore:
     """The output folder of one run: parts, compaction, the done files and ``run.json``."""
 
-    def __init__(self, out: str | os.PathLike[str], methods: Sequence[str]) -> None:
+    def __init__(self, out: str | os.PathLike[str], methods: Sequence[str], boxes: bool = False) -> None:
         self.out = Path(out)
         self.methods = tuple(methods)
-        self.schema = part_schema(self.methods)
+        self.boxes = boxes
+        self.schema = part_schema(self.methods, boxes)
         self.parts = self.out / PARTS
         self._seq = 0
         self.finished = False  # set by the run once its results are compacted: the folder is then left tidy
@@ -277,8 +303,11 @@ class ResultStore:
         keys = [meta.get(k[1:], []) for k in _KEYS]
         if any(len(k) != n for k in keys):  # rewritten by another tool: identities lost, every file reruns
             keys = [[-1] * n for _ in _KEYS]
-        names = [c for c in self.schema.names if c not in _KEYS]
-        columns = [*table.select(names).cast(results_schema(self.methods)).columns]
+        schema = results_schema(self.methods, self.boxes)
+        for name in schema.names:  # a column added to the contract since (class_probs): null in older rows
+            if name not in table.column_names:
+                table = table.append_column(name, pa.nulls(n, schema.field(name).type))
+        columns = [*table.select(schema.names).cast(schema).columns]
         return pa.table([*columns, *(pa.array(k, pa.int64()) for k in keys)], schema=self.schema)
 
     def compact(self) -> int:

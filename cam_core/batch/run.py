@@ -9,13 +9,11 @@ completed. An exception leaves the parts where they are: the next run into the f
 from __future__ import annotations
 
 import os
-import platform
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +24,11 @@ from ..io.folders import output_folder
 from ..models.layers import recommended_layer
 from ..models.load import DEFAULT_MODEL, LoadedModel, load_model
 from ..modules import get_layer
+from ..versions import versions
 from .files import Found, ImageFile, discover, labels_from_folders
 from .job import BatchJob
 from .results import RESULTS, ResultStore
+from .truth import load_truth
 
 __all__ = ["Plan", "Summary", "model_identity", "open_run"]
 
@@ -88,16 +88,6 @@ class Plan:
         return int(self.info["batch_size"])
 
 
-def _versions(extra: tuple[str, ...]) -> dict[str, str]:
-    found = {"python": platform.python_version()}
-    for dist in ("cam-dashboard", "torch", "torchvision", "pyarrow", "numpy", "pillow", *extra):
-        try:
-            found[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            continue
-    return found
-
-
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -139,7 +129,7 @@ def _describe(
         "workers": workers,
         "batch_size": job.batch_for(on_gpu=resolve_device(job.device).type == "cuda") if engine == "local" else None,
         "device": str(resolve_device(job.device)) if engine == "local" else job.device,
-        "versions": _versions(("ray",) if engine == "ray" else ()),
+        "versions": versions(("ray",) if engine == "ray" else ()),
         "started": _now(),
         "finished": None,
     }
@@ -155,6 +145,7 @@ def open_run(
     workers: int,
     model: LoadedModel | None = None,
     within: str | os.PathLike[str] | None = None,
+    redo: Collection[str] = (),
 ) -> Iterator[Plan]:
     """Find the files, load the model, resume from ``out``; yield the plan; then compact and describe the run.
 
@@ -166,6 +157,7 @@ def open_run(
         workers: Decoding workers or actors (for ``run.json``).
         model: The model, if loaded already (it must be the one ``job.model`` describes).
         within: Leave out files that resolve outside this folder (a server's data root).
+        redo: Paths computed again even when done (a comparison adds the other model's classes to them).
 
     Raises:
         CamError: No images, an unknown layer or label folder, an output folder of another job, or one in use.
@@ -176,14 +168,19 @@ def open_run(
     get_layer(model.module, layer)
     fit = model.check_fit(job.fit)
     files = labels_from_folders(found, model.class_names) if job.labels else found.files
-    out = output_folder(out)
-    store = ResultStore(out, job.methods)
     info = _describe(job, model, layer, fit, found, engine, workers)
+    if job.boxes is not None:  # ground truth travels with each file; the run records its source
+        truth = load_truth(job.boxes, found, model.class_names)
+        files = truth.attach(files)
+        info["job"]["boxes"] = truth.identity()
+        info["boxes"] = truth.describe()
+    out = output_folder(out)
+    store = ResultStore(out, job.methods, job.boxes is not None)
     with store.locked():
         store.check_job(info["job"])
         store.compact()  # the parts an interrupted run left
         done = store.done()
-        todo = [f for f in files if done.get(f.path) != (f.size, f.mtime_ns)]
+        todo = [f for f in files if done.get(f.path) != (f.size, f.mtime_ns) or f.path in redo]
         store.write_run(info)
         start = time.perf_counter()
         plan = Plan(job, model, layer, fit, found, files, todo, store, info)

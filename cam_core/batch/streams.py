@@ -22,7 +22,7 @@ from collections.abc import Iterator, Sequence
 
 import torch
 
-from ..devices import resolve_device
+from ..devices import one_intraop_thread, resolve_device
 from ..engine.fused import signature
 from ..models.load import LoadedModel
 from ..models.preprocess import Fit
@@ -83,24 +83,22 @@ def stream_rows(
         finally:
             results.put(("done", None))
 
-    threads_before = torch.get_num_threads()
     threads = [threading.Thread(target=work, args=(m,), name=f"cam-batch-{k}", daemon=True)
                for k, m in enumerate(_models(model, streams))]
-    torch.set_num_threads(1)
-    try:
-        for t in threads:
-            t.start()
-        running = len(threads)
-        while running:
-            kind, value = results.get()
-            if kind == "done":
-                running -= 1
-            elif kind == "error":
-                raise value  # type: ignore[misc]
-            else:
-                yield value  # type: ignore[misc]
-    finally:
-        stop.set()
-        for t in threads:
-            t.join()
-        torch.set_num_threads(threads_before)
+    with one_intraop_thread():
+        try:
+            for t in threads:
+                t.start()
+            running = len(threads)
+            while running:
+                kind, value = results.get()
+                if kind == "done":
+                    running -= 1
+                elif kind == "error":
+                    raise value  # type: ignore[misc]
+                else:
+                    yield value  # type: ignore[misc]
+        finally:
+            stop.set()
+            for t in threads:
+                t.join()

@@ -18,8 +18,8 @@ import streamlit as st
 
 from cam_core.batch.query import ResultsQuery
 from cam_core.errors import CamError
-from dashboard.figures import format_prob
-from dashboard.views.dataset.thumbs import ThumbCache, file_stamp
+from dashboard.views.dataset import localisation_ui
+from dashboard.views.dataset.thumbs import ThumbCache, caption_lines, file_stamp
 
 __all__ = ["gallery_items", "thumb_cache"]
 
@@ -32,24 +32,17 @@ def thumb_cache() -> ThumbCache:
     return ThumbCache()
 
 
-def _lines(row: dict) -> tuple[list[str], str]:
-    """Caption lines and the badge (right/wrong) of a gallery row."""
-    pred = f"pred {row['pred_name']} {format_prob(float(row['prob_pred']))}"
-    if row["label"] is None:
-        return [pred, f"entropy {row['entropy']:.2f}"], ""
-    right = bool(row["correct"])
-    true = f"true {row['label_name']}" + ("" if right else f" ({format_prob(float(row['prob_label'] or 0.0))})")
-    return [true, pred], "right" if right else "wrong"
-
-
-def gallery_items(results: ResultsQuery, page: list[dict], method: str, view: str,
+def gallery_items(results: ResultsQuery, page: list[dict], method: str, whose: str, view: str,
                   reachable: Callable[[str], Path]) -> list[dict]:
     """The gallery items of one page; thumbnails come from the cache or are built now (only these), on a few
     threads (decoding and encoding release the GIL), the page's maps read together the first time one is needed."""
     cache = thumb_cache()
     pre, fit = results.preprocess, results.fit
     cmap = "bwr" if view == "signed" else "jet"
-    maps = _page_maps(results, [int(r["rid"]) for r in page], method)
+    rids = [int(r["rid"]) for r in page]
+    maps = _page_maps(results, rids, method)
+    truth = results.truth_of(rids, method, whose)  # boxes, energy, hit ({}: no boxes)
+    labelled = bool(results.run.get("boxes", {}).get("labelled"))
 
     def where(row: dict) -> tuple[str, str]:
         """(the file to show, why not): checked here, as the session's rights are read on the script's thread."""
@@ -58,11 +51,11 @@ def gallery_items(results: ResultsQuery, page: list[dict], method: str, view: st
         except CamError:
             return "", "outside the data root: not shown"
 
-    def item(row: dict, place: tuple[str, str]) -> dict:
+    def item(row: dict, found: tuple[str, str]) -> dict:
         rid, slot = int(row["rid"]), int(row["slot"])
-        lines, badge = _lines(row)
+        lines, badge = caption_lines(row)
         out = {"id": rid, "title": Path(row["path"]).name, "lines": lines, "badge": badge}
-        path, problem = place
+        path, problem = found
         stamp = file_stamp(path) if path else None
         if stamp is None:
             return {**out, "problem": problem or "file not found"}
@@ -73,8 +66,10 @@ def gallery_items(results: ResultsQuery, page: list[dict], method: str, view: st
 
         thumb = cache.thumb(path, stamp, pre, fit, (str(results.folder), results.stamp, rid, method, slot), cam,
                             view, cmap)
-        return {**out, "base": thumb.base, "heat": thumb.heat, "blank": bool(row["shown_blank"]),
+        item = {**out, "base": thumb.base, "heat": thumb.heat, "blank": bool(row["shown_blank"]),
                 "problem": thumb.problem}
+        localisation_ui.decorate_item(item, truth.get(rid), thumb.place, labelled)
+        return item
 
     return list(_thumb_pool().map(item, page, [where(row) for row in page]))
 

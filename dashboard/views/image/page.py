@@ -23,10 +23,13 @@ import streamlit as st
 
 from cam_core.engine.methods import METHODS
 from dashboard import shell, state
+from dashboard.display import current as current_display
 from dashboard.display import display_toolbar
 from dashboard.feedback import boundary, bounded, guarded
-from dashboard.model import Bundle, ImageItem
+from dashboard.model import Bundle, ImageItem, ModelSpec
 from dashboard.text import plain
+from dashboard.views.compare.section import show_comparison
+from dashboard.views.compare.sidebar import compare_ui
 from dashboard.views.image import debug, panels
 from dashboard.views.image.compute import (
     ViewResult,
@@ -55,6 +58,8 @@ def main() -> None:
         items = images_ui(url)
         st.header("Methods", anchor=False)
         methods_box = st.container()  # filled once the layer is known: the costs depend on its channels
+        st.header("Compare", anchor=False)
+        spec_b = compare_ui(url)
     panels.show_header()
     bundle = shared.bundle
     if bundle is None:
@@ -79,8 +84,9 @@ def main() -> None:
     with rail:
         scores = st.container(key="scores_box")
         tree = st.container(key="tree_box")
+    compare_box = st.container(key="compare")  # under the workspace, the page's whole width
     with main_col:
-        _view(bundle, item, layer, tuple(methods), url, scores)
+        _view(bundle, item, layer, tuple(methods), url, scores, spec_b, compare_box)
     with tree:  # after the overlays, so the first overlay is drawn first
         layer_panel(bundle, layer)
 
@@ -104,9 +110,17 @@ def _layer(bundle: Bundle, url: state.UrlView) -> str | None:
 @st.fragment
 @bounded("drawing the classes and maps")
 def _view(
-    bundle: Bundle, item: ImageItem, layer: str, methods: tuple[str, ...], url: state.UrlView, scores_box
+    bundle: Bundle,
+    item: ImageItem,
+    layer: str,
+    methods: tuple[str, ...],
+    url: state.UrlView,
+    scores_box,
+    spec_b: ModelSpec | None,
+    compare_box,
 ) -> None:
-    """Classes, overlays, downloads and the debug section; the scores go to the right rail."""
+    """Classes, overlays, downloads and the debug section; the scores go to the right rail, the comparison with
+    model B (when one is chosen) under the workspace, last: loading B never holds model A's results back."""
     state.honour_full_rerun()
     names = bundle.model.class_names
     ctx = (bundle.spec.key, item.digest)
@@ -156,6 +170,11 @@ def _view(
     )
     panels.blank_maps_note(result, ids, names, methods)
     debug.debug_toggle(bundle, item, layer, result, ids, methods)
+    layer_b = None
+    if spec_b is not None:
+        with compare_box:
+            layer_b = show_comparison(bundle, item, layer, methods, result, ids, spec_b, url, current_display())
+    state.write_url_compare(spec_b.url_model if spec_b is not None else None, layer_b)
 
 
 @st.fragment
