@@ -1,4 +1,4 @@
-"""Command line: ``python -m cam_core layers|explain|video|sweep|trust|batch|compare|atlas``.
+"""Command line: ``python -m cam_core layers|explain|video|sweep|trust|batch|compare|atlas|report``.
 
 User mistakes (unknown model, layer, class or method; unreadable image) end
 with one line on stderr and exit status 2, never a traceback.
@@ -358,6 +358,11 @@ def _cmd_batch(args: argparse.Namespace) -> int:
     else:
         summary = run_local(job, found, out, workers=args.workers, bar=True)
     print(summary.line())
+    if args.boxes is not None:
+        from .batch.results import read_run
+        from .batch.truth import GroundTruth
+
+        print(GroundTruth.line(read_run(out).get("boxes", {})))
     return 0
 
 
@@ -413,6 +418,32 @@ def _cmd_atlas(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from . import report
+
+    if args.image is not None:
+        from .engine.methods import check_methods
+        from .io.images import load_image
+
+        methods = check_methods(args.method or ["gradcam"])
+        load_image(args.image)  # an unreadable image is said before the model loads
+        facts = report.explain_image(_load(args), args.image, layer=args.layer, classes=args.classes,
+                                     methods=methods, device=args.device)
+        page = report.image_report(facts)
+    else:
+        if args.method and len(args.method) > 1:
+            raise CamError("--results and --compare show one method's maps: give --method once")
+        options = {"method": args.method[0] if args.method else None, **({"top": args.top} if args.top else {})}
+        if args.results is not None:
+            page = report.dataset_report(args.results, **options)
+        else:
+            page = report.compare_report(args.compare, **options)
+    out = Path(args.out)
+    out.write_text(page, encoding="utf-8")
+    print(f"{out} ({out.stat().st_size / 1e6:.2f} MB)")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status.
 
@@ -425,6 +456,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         commands = {
             "layers": _cmd_layers, "explain": _cmd_explain, "video": _cmd_video, "sweep": _cmd_sweep,
             "trust": _cmd_trust, "batch": _cmd_batch, "compare": _cmd_compare, "atlas": _cmd_atlas,
+            "report": _cmd_report,
         }
         return commands[args.command](args)
     except CamError as exc:

@@ -135,7 +135,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser for all subcommands."""
     parser = _Parser(prog="python -m cam_core", description="Class activation maps for PyTorch.")
     sub = parser.add_subparsers(dest="command", required=True)
-    for add in (_add_layers, _add_explain, _add_video, _add_sweep, _add_trust, _add_batch, _add_compare, _add_atlas):
+    for add in (_add_layers, _add_explain, _add_video, _add_sweep, _add_trust, _add_batch, _add_compare, _add_atlas,
+                _add_report):
         add(sub)
     return parser
 
@@ -347,6 +348,30 @@ def _check_atlas(args: argparse.Namespace) -> None:
         raise CamError(f"--clusters takes auto or a whole number from 1 to 50, got {args.clusters!r}")
 
 
+def _add_report(sub: argparse._SubParsersAction) -> None:
+    """``report``: one self-contained HTML file of an image, a batch run or a comparison."""
+    p = sub.add_parser(
+        "report", help="one self-contained HTML file (pictures embedded, nothing fetched) of an image, a batch "
+        "run (--results) or a comparison (--compare)",
+    )
+    _add_model_args(p)
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--image", help="an image file: explained with --model (the photo, maps, scores, findings)")
+    what.add_argument("--results", metavar="OUT", help="a batch results folder (python -m cam_core batch --out OUT)")
+    what.add_argument("--compare", metavar="OUT", help="a comparison folder (python -m cam_core compare --out OUT)")
+    p.add_argument("--layer", help="--image: dotted layer name (default: the recommended layer)")
+    p.add_argument("--classes", default="top3", help='--image: top3 | 281,285 | "tabby,Egyptian cat"')
+    p.add_argument("--method", action="append", help="--image: CAM method (repeatable; default gradcam); "
+                   "--results/--compare: the method whose maps to show (default the run's first)")
+    p.add_argument(
+        "--top", type=_count(1, 200),
+        help="--results: images of each kind of odd prediction (default 8); --compare: largest map shifts drawn "
+        "(default 12)",
+    )
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
+    p.add_argument("--out", default="report.html", help="the HTML file to write (default: ./report.html)")
+
+
 def _check_files(paths: list[str], what: str) -> None:
     for p in paths:
         if not Path(p).is_file():
@@ -368,9 +393,10 @@ def precheck(args: argparse.Namespace) -> None:
             raise CamError(f"unknown method {name!r}; choose from: {choices_hint(METHOD_NAMES)}")
     if args.command in ("explain", "sweep", "trust"):
         _check_files(args.image, "image")
+    if args.command == "report":
+        _check_report(args)
     if args.command == "batch" and args.boxes is not None and not Path(args.boxes).exists():
         raise CamError(f"--boxes {args.boxes}: no such file or folder")
-
     if args.command == "atlas":
         _check_atlas(args)
     if args.command == "video":
@@ -387,3 +413,17 @@ def precheck(args: argparse.Namespace) -> None:
             raise CamError(f"--fps must be a positive number, got {args.fps!r}")
         if args.max_frames is not None and not 1 <= args.max_frames <= MAX_VIDEO_FRAMES:
             raise CamError(f"--max-frames must be between 1 and {MAX_VIDEO_FRAMES}, got {args.max_frames!r}")
+
+
+def _check_report(args: argparse.Namespace) -> None:
+    """``report``: the image or folder exists, the output is an HTML file in an existing folder."""
+    if args.image is not None:
+        _check_files([args.image], "image")
+    folder = args.results or args.compare
+    if folder is not None and not Path(folder).is_dir():
+        raise CamError(f"no such folder: {folder}")
+    out = Path(args.out)
+    if out.suffix.lower() not in (".html", ".htm"):
+        raise CamError(f"--out must name an .html file, got {args.out}")
+    if not out.parent.is_dir():
+        raise CamError(f"--out's folder does not exist: {out.parent}")

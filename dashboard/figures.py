@@ -8,9 +8,7 @@ shows and what the export writes agree.
 
 from __future__ import annotations
 
-import base64
 import functools
-import io
 import json
 import math
 from collections.abc import Sequence
@@ -21,7 +19,7 @@ import plotly.graph_objects as go
 from PIL import Image
 from plotly.subplots import make_subplots
 
-from cam_core.render import heat_scale
+from cam_core.render import heat_scale, image_uri
 from dashboard.text import plotly_text
 
 __all__ = [
@@ -154,13 +152,6 @@ def alpha_colorscale(cmap: str, *, signed: bool, steps: int = 17) -> list[list[f
     """
     scale = heat_scale(cmap, "signed" if signed else "relu", steps)
     return [[t, f"rgba({r},{g},{b},{a:.3f})"] for t, (r, g, b), a in scale]
-
-
-def image_uri(im: Image.Image, fmt: str, **kw: object) -> str:
-    """``im`` encoded as ``fmt`` (PIL's name: JPEG, PNG, WEBP; ``kw`` its options) in a data URI."""
-    buf = io.BytesIO()
-    im.save(buf, format=fmt, **kw)
-    return f"data:image/{fmt.lower()};base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def data_uri(rgb: np.ndarray) -> str:

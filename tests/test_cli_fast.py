@@ -28,7 +28,7 @@ def _run(args: list[str], cwd: Path = REPO) -> tuple[int, list[str], set[str], s
     return out.returncode, [line for line in lines if not line.startswith("import time:")], imported, out.stdout
 
 
-@pytest.mark.parametrize("command", [[], ["explain"], ["video"], ["layers"], ["batch"]])
+@pytest.mark.parametrize("command", [[], ["explain"], ["video"], ["layers"], ["batch"], ["report"]])
 def test_help_imports_no_torch(command) -> None:
     rc, err, imported, out = _run(["-m", "cam_core", *command, "--help"])
     assert rc == 0 and ("explain" in out if not command else "efficientnet_lite0" in out) and not err
@@ -51,6 +51,10 @@ def test_model_help_is_the_registrys() -> None:
         (["video", "--video", "README.md", "--max-frames", "0"], "--max-frames must be between 1 and"),
         (["sweep", "--image", "gone.jpg", "--out", "o"], "no such image file: gone.jpg"),
         (["batch", "--images", "README.md", "--method", "nope", "--out", "o"], "unknown method 'nope'"),
+        (["report", "--results", "no/such/run"], "no such folder: no/such/run"),
+        (["report", "--image", "README.md", "--out", "report.pdf"], "--out must name an .html file"),
+        (["report", "--compare", "tests", "--out", "no/such/dir/r.html"], "--out's folder does not exist"),
+        (["report", "--image", "README.md", "--results", "tests"], "not allowed with argument"),
     ],
 )
 def test_mistakes_exit_2_with_one_line_before_torch(args, needle) -> None:

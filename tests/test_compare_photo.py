@@ -20,7 +20,8 @@ from cam_core.analysis.compare_photo import (
     prediction_changed,
 )
 from cam_core.io.samples import SAMPLE_NAMES, load_sample
-from cam_core.render import maps_on_image
+from cam_core.models.preprocess import Preprocess
+from cam_core.render import maps_on_image, place_on_grid
 
 
 def _side(model, image, classes, fit=None) -> ModelSide:
@@ -74,7 +75,8 @@ def test_a_head_with_two_classes_swapped_flips_exactly_those_predictions(lite0, 
         # B's class p is A's class q: its probability and its map are A's for q, so the shift is A's q against p.
         assert rows[p].prob_b == pytest.approx(float(a.probs[q]), rel=1e-5)
         assert rows[p].prob_change == pytest.approx(float(a.probs[q] - a.probs[p]), abs=1e-6)
-        on_photo = maps_on_image(np.stack([a.maps[p], a.maps[q]]), a.place, photo_grid(image.size))
+        grid = photo_grid(image.size)
+        on_photo = maps_on_image(np.stack([a.maps[p], a.maps[q]]), place_on_grid(a.place, image.size, grid), grid)
         by_hand = map_shift(on_photo[0], on_photo[1], photo_size=image.size[::-1])
         assert rows[p].shift.shift == pytest.approx(by_hand.shift, abs=1e-5)
         assert rows[p].shift.peak_px == pytest.approx(by_hand.peak_px, abs=1e-3)
@@ -103,3 +105,19 @@ def test_map_difference_by_hand() -> None:
     shared = map_difference(a, b, shared_scale=True)  # both over 4
     np.testing.assert_allclose(shared, [[0.25, -0.25], [-1.0, 0.0]], atol=1e-6)
     assert photo_grid((1024, 512)) == (256, 128) and photo_grid((100, 80)) == (100, 80)
+
+
+def test_maps_land_where_the_model_saw_them_on_a_photo_larger_than_the_grid(photos) -> None:
+    """The grid is a smaller copy of the photo: evidence in the input's right-most column lies at its right edge
+    (the photo's box scaled with it; unscaled, the map of the photo's top-left part covered the whole grid)."""
+    image = photos["chelsea"]
+    assert max(image.size) > max(photo_grid(image.size))  # the case: the grid is smaller than the photo
+    place = Preprocess((224, 224), 256, (0.5,) * 3, (0.5,) * 3, fit="whole").place(*image.size)
+    cam = np.zeros((7, 10), np.float32)
+    cam[:, -1] = 1.0
+    side = ModelSide(names=["x"], logits=np.zeros(1), probs=np.ones(1), place=place, maps={0: cam})
+    row = compare_classes(side, side, [0], image.size)[0]
+    full = maps_on_image(cam[None], place, image.size)[0]
+    grid_w = row.map_a.shape[1]
+    assert row.map_a[:, -1].mean() == pytest.approx(full[:, -1].mean(), abs=0.05) and row.map_a[:, -1].mean() > 0.5
+    assert row.map_a[:, : grid_w // 2].max() == pytest.approx(0.0, abs=1e-6)

@@ -27,18 +27,6 @@ from cam_core.io import write_sample_folder
 from dashboard import dataroot
 from dashboard.launch import own_options
 
-TIMEOUT = 180
-
-
-def _page() -> None:
-    from dashboard import shell
-    from dashboard.views.dataset import page as dataset
-    from dashboard.views.image import page as image
-
-    shell.register_pages({"image": image.page()})  # as app.py does: the gallery's clicks go to the image page
-    shell.shared_sidebar()
-    dataset.main()
-
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory, lite0) -> Path:
@@ -51,16 +39,9 @@ def root(tmp_path_factory, lite0) -> Path:
 
 
 @pytest.fixture
-def app(root, monkeypatch):
-    monkeypatch.setenv(dataroot.ENV, str(root))
-
-    def make(**query: str) -> AppTest:
-        at = AppTest.from_function(_page, default_timeout=TIMEOUT)
-        for name, value in query.items():
-            at.query_params[name] = value
-        return at.run()
-
-    return make
+def app(dataset_app):
+    """The page on this module's data root (conftest's ``dataset_app``)."""
+    return dataset_app
 
 
 def _gallery(at: AppTest) -> dict:
@@ -228,6 +209,24 @@ def test_ten_thousand_rows_build_only_the_thumbnails_on_screen(app, root) -> Non
     at.number_input(key="ds_page").set_value(417).run()  # the last page
     _no_failure(at)
     assert len(_gallery(at)["items"]) == 10_000 - 416 * PAGE_SIZES[0]
+
+
+def test_a_folder_of_ray_parts_opens_by_link_without_compaction(app, root) -> None:
+    """Parts as Ray writes them (hive-partitioned here), no results.parquet: listed, opened, the gallery drawn."""
+    from benchmarks.dataset_folders import replicate
+    from cam_core.batch.results import PARTS
+
+    folder = replicate(root / "runs" / "a", root / "runs" / "parts", 60, seed=2, parts=3, hive=True,
+                       links=root / "runs" / "parts_images")
+    assert not (folder / "results.parquet").exists() and (folder / PARTS / "shard=2").is_dir()
+    assert "runs/parts" in dataroot.results_folders(root)
+    at = app(folder="runs/parts")
+    _no_failure(at)
+    items = _gallery(at)["items"]
+    metrics = {m.label: m.value for m in at.metric}
+    assert int(metrics["Images"]) + int(metrics["Failed"]) == 60 and len(items) == min(24, int(metrics["Images"]))
+    assert all(i["base"].startswith("data:image/jpeg") and i["heat"] for i in items)
+    assert not (folder / "results.parquet").exists()  # read in place
 
 
 # ---- the data root -----------------------------------------------------------------------------------------

@@ -56,6 +56,9 @@ def test_scripts_other_encodings_and_pages_without_a_head_pass_untouched() -> No
     brotli = [b"\x8b compressed </head>"]
     assert _body(_serve(b"text/html", brotli, [(b"content-encoding", b"br")])) == brotli[0]
     assert with_head(b"<p>no head</p>") == b"<p>no head</p>"
+    report = [b"<html><head><title>report</title></head><body></body></html>"]  # a download: the user's file
+    attachment = [(b"content-disposition", b'attachment; filename="a_report.html"')]
+    assert _body(_serve(b"text/html", report, attachment)) == report[0]
 
 
 def test_the_plotly_preload_names_the_one_plotly_chunk_there_is(tmp_path) -> None:

@@ -16,7 +16,7 @@ import numpy as np
 
 from cam_core.analysis.compare import MapShift, map_shift, match_classes, normalise_class_name, on_grid
 from cam_core.models import Placement
-from cam_core.render import maps_on_image
+from cam_core.render import maps_on_image, place_on_grid
 
 __all__ = [
     "ClassComparison",
@@ -76,8 +76,11 @@ def photo_grid(size: tuple[int, int], side: int = GRID_SIDE) -> tuple[int, int]:
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def _on_photo(cam: np.ndarray | None, place: Placement, grid: tuple[int, int]) -> np.ndarray | None:
-    return None if cam is None else maps_on_image(np.asarray(cam)[None], place, grid)[0]
+def _on_photo(
+    cam: np.ndarray | None, place: Placement, size: tuple[int, int], grid: tuple[int, int]
+) -> np.ndarray | None:
+    """A map over the photo of ``size`` (width, height), sampled on ``grid`` (its smaller copy)."""
+    return None if cam is None else maps_on_image(np.asarray(cam)[None], place_on_grid(place, size, grid), grid)[0]
 
 
 def compare_classes(
@@ -96,8 +99,8 @@ def compare_classes(
     out = []
     for c in classes:
         j = matched[c]
-        map_a = _on_photo(a.maps.get(c), a.place, grid)
-        map_b = None if j is None else _on_photo(b.maps.get(j), b.place, grid)
+        map_a = _on_photo(a.maps.get(c), a.place, photo_size, grid)
+        map_b = None if j is None else _on_photo(b.maps.get(j), b.place, photo_size, grid)
         shift = None if map_a is None or map_b is None else map_shift(map_a, map_b, photo_size=(height, width))
         out.append(
             ClassComparison(

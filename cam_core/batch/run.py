@@ -9,13 +9,11 @@ completed. An exception leaves the parts where they are: the next run into the f
 from __future__ import annotations
 
 import os
-import platform
 import time
 from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +24,7 @@ from ..io.folders import output_folder
 from ..models.layers import recommended_layer
 from ..models.load import DEFAULT_MODEL, LoadedModel, load_model
 from ..modules import get_layer
+from ..versions import versions
 from .files import Found, ImageFile, discover, labels_from_folders
 from .job import BatchJob
 from .results import RESULTS, ResultStore
@@ -89,16 +88,6 @@ class Plan:
         return int(self.info["batch_size"])
 
 
-def _versions(extra: tuple[str, ...]) -> dict[str, str]:
-    found = {"python": platform.python_version()}
-    for dist in ("cam-dashboard", "torch", "torchvision", "pyarrow", "numpy", "pillow", *extra):
-        try:
-            found[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            continue
-    return found
-
-
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
@@ -140,7 +129,7 @@ def _describe(
         "workers": workers,
         "batch_size": job.batch_for(on_gpu=resolve_device(job.device).type == "cuda") if engine == "local" else None,
         "device": str(resolve_device(job.device)) if engine == "local" else job.device,
-        "versions": _versions(("ray",) if engine == "ray" else ()),
+        "versions": versions(("ray",) if engine == "ray" else ()),
         "started": _now(),
         "finished": None,
     }

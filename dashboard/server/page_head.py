@@ -85,7 +85,9 @@ def with_head(html: bytes) -> bytes:
 
 
 class PageHead:
-    """Adds :data:`HEAD` to every HTML response (plain or gzipped); everything else passes untouched."""
+    """Adds :data:`HEAD` to every HTML page (plain or gzipped); everything else passes untouched, downloads too:
+    an HTML file a download button sends (a report, ``Content-Disposition: attachment``) is the user's file, and
+    the head's scripts, pointing at this server, would break it where it is opened offline."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -102,7 +104,8 @@ class PageHead:
             nonlocal start, gzipped
             if message["type"] == "http.response.start":
                 headers = {k.lower(): v for k, v in message.get("headers", [])}
-                html = headers.get(b"content-type", b"").startswith(b"text/html")
+                html = headers.get(b"content-type", b"").startswith(b"text/html") and not headers.get(
+                    b"content-disposition", b"").lower().startswith(b"attachment")
                 encoding = headers.get(b"content-encoding")
                 if html and encoding in (None, b"gzip"):
                     start, gzipped = message, encoding == b"gzip"  # held until the whole body is here

@@ -39,6 +39,7 @@ from dashboard.text import plain
 from dashboard.views.image import exports
 from dashboard.views.image.compute import ViewResult
 from dashboard.views.image.debug import open_debug
+from dashboard.views.image.report_export import report_html
 from dashboard.views.image.still import STILL_CSS, still_html
 
 __all__ = [
@@ -561,4 +562,15 @@ def show_exports(
             mime="text/csv",
             icon=":material/table:",
             on_click="ignore",
+        )
+        st.download_button(
+            "Report (HTML)",
+            partial(report_html, bundle, item, view, list(ids), list(methods), layer, display),
+            file_name=f"{stem}_report.html",
+            mime="text/html",
+            icon=":material/description:",
+            on_click="ignore",
+            disabled=not ids or not methods,
+            help="One self-contained file to hand on: the photo, these maps, the scores and the debug section's "
+            "findings in plain words; opens offline in any browser and prints well.",
         )

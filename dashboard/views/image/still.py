@@ -16,8 +16,7 @@ import numpy as np
 import plotly.graph_objects as go
 from PIL import Image
 
-from cam_core.render import scale_rgba
-from dashboard.figures import image_uri
+from cam_core.render import image_uri, scale_rgba
 
 __all__ = ["STILL_CSS", "heat_image", "still_html"]
 

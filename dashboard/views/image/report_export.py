@@ -1,0 +1,38 @@
+"""The image page's report download: what the page shows (photo, maps in its views, scores, the debug section's
+findings) as one self-contained HTML file, built by :mod:`cam_core.report` when the button is clicked."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from cam_core.report import ImageReport, diagnose_maps, image_report
+from dashboard.display import Display
+from dashboard.model import Bundle, ImageItem
+from dashboard.views.image.compute import ViewResult, map_cache
+
+__all__ = ["report_html"]
+
+
+def report_html(
+    bundle: Bundle,
+    item: ImageItem,
+    view: ViewResult,
+    ids: Sequence[int],
+    methods: Sequence[str],
+    layer: str,
+    display: Display,
+) -> str:
+    """The report of the view on screen. Runs on Streamlit's download thread (no session state): the findings
+    cost one Grad-CAM pass for the layer's statistics, the maps are the page's own."""
+    maps = {(m, c): view.maps[(m, c)].raw for m in methods for c in ids if (m, c) in view.maps}
+    shown = tuple(m for m in methods if all((m, c) in maps for c in ids))
+    maps = {k: v for k, v in maps.items() if k[0] in shown}
+    inp = map_cache().model_input(bundle, item)
+    diagnoses = diagnose_maps(bundle.model, inp.x, layer, maps, region=inp.region) if maps else {}
+    return image_report(ImageReport(
+        name=item.label, photo=item.image, place=view.place, class_names=list(bundle.model.class_names),
+        logits=view.logits, probs=view.probs, class_ids=tuple(int(c) for c in ids), methods=shown, maps=maps,
+        diagnoses=diagnoses, model=bundle.model.name, pretrained=bool(bundle.model.pretrained), layer=layer,
+        recommended=bundle.recommended, probs_kind=view.probs_kind, views=tuple(display.views), cmap=display.cmap,
+        signed_cmap=display.signed_cmap, alpha=display.opacity,
+    ))
