@@ -203,3 +203,20 @@ def test_a_folder_of_parts_is_read_and_a_paths_newest_row_wins(tmp_path) -> None
     assert len(latest.paths) == 120
     blank = set(latest.paths[latest.cluster == -1])
     assert blank == set(truth.paths[:10])
+
+
+def test_the_query_engines_paths_filter_narrows_to_a_cluster(planted) -> None:
+    from cam_core.batch.query import Filters, ResultsQuery
+
+    out, _ = planted
+    atlas = build_atlas(out)
+    flagged = next(k for c in atlas.classes for k in c.clusters if k.flags)
+    paths = sorted(atlas.paths[(atlas.class_ids == 0) & (atlas.cluster == flagged.id)])
+    q = ResultsQuery.open(out)
+    try:
+        assert q.count(Filters(paths=tuple(paths))) == len(paths) == flagged.size
+        shown = q.page("path", Filters(paths=tuple(paths)), 0, 1000)
+        assert [r["path"] for r in shown] == paths
+        assert q.count(Filters(pred=(1,), paths=tuple(paths))) == 0  # with the other filters, not instead
+    finally:
+        q.close()
