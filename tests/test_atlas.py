@@ -63,6 +63,8 @@ def test_blank_maps_are_cluster_minus_one_without_layout(planted) -> None:
     assert set(atlas.paths[blank]) == set(truth.paths[:4])
     assert np.isnan(atlas.xy[blank]).all() and np.isfinite(atlas.xy[~blank]).all()
     assert sum(c.blank for c in atlas.classes) == 4
+    # The true class's maps (--of label): here the same maps, so the same clusters.
+    np.testing.assert_array_equal(build_atlas(out, whose="label").cluster, atlas.cluster)
 
 
 def test_the_grid_keeps_mass_shares_and_normalises(tmp_path) -> None:
