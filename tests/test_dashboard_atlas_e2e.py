@@ -134,3 +134,18 @@ def test_a_confusion_cell_shows_both_maps_and_the_contrast(page, tmp_path, run, 
     counts = (shown, 0) if stored else (0, shown)
     assert f"{counts[0]} from the run's stored maps, {counts[1]} computed with the model now" in text
     box.screenshot(path=str(tmp_path / f"contrast_{run}.png"))
+
+
+def test_the_command_lines_sheet_draws_example_images(data_root, capsys) -> None:
+    import json
+
+    from cam_core.analysis.atlas_sheet import sheet_image
+    from cam_core.cli import main
+
+    out = data_root / "runs" / "b"
+    assert main(["atlas", "--results", str(out), "--sheet"]) == 0
+    assert "Egyptian cat · cluster" in capsys.readouterr().out  # the corner photos, flagged
+    sheet = Image.open(out / "atlas.png")
+    entry = json.loads((out / "atlas.json").read_text())["methods"]["gradcam"]
+    bare = sheet_image(entry, "no examples")
+    assert sheet.width > bare.width  # the typical images sit beside the mean maps

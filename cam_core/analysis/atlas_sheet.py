@@ -3,8 +3,9 @@
 Drawn from ``atlas.json``'s entry for one method (what :func:`.atlas.write_atlas` writes), so the
 command line and the Dataset page draw the same sheet. Flagged clusters come first in their row,
 framed in red with the flag's short name under the tile; flagged classes come first on the sheet.
-``examples`` (optional) turns a cluster's example paths into small RGB pictures (the page passes its
-thumbnails with their maps) drawn beside the mean map.
+``examples`` (optional) turns a cluster's example paths into small RGB pictures of those images with their own
+maps (:mod:`.row_pictures`; the command line reads them through the query engine, the page from its cache),
+drawn beside the mean map.
 """
 
 from __future__ import annotations
@@ -19,8 +20,11 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from ..batch.query import ResultsQuery
+from ..errors import CamError
 from ..render import colorize, view_map
 from .atlas import ATLAS_JSON, Atlas
+from .row_pictures import picture, with_map
 
 __all__ = ["MAX_SHEET_CLASSES", "SHEET", "mean_tile", "sheet_image", "sheet_png", "write_sheet"]
 
@@ -114,11 +118,42 @@ def sheet_png(entry: dict[str, Any], title: str, examples: Examples | None = Non
     return buffer.getvalue()
 
 
+def _example_pictures(out: str | os.PathLike[str], entry: dict[str, Any], method: str, whose: str,
+                      ) -> dict[str, np.ndarray]:
+    """The sheet's example images (the classes drawn, three a cluster) with their own maps, read through the query
+    engine in one query and one pass over the maps; a file that is gone or unreadable is left out."""
+    paths = sorted({p for c in _ordered(list(entry.get("classes", [])))[:MAX_SHEET_CLASSES]
+                    for k in c["clusters"] for p in k.get("examples", [])[:3]})
+    if not paths:
+        return {}
+    q = ResultsQuery.open(out)
+    try:
+        rows = q.page("path", {"paths": paths}, 0, len(paths), method, whose)
+        maps = q.maps([int(r["rid"]) for r in rows], method)
+        pictures = {}
+        for r in rows:
+            cams = maps.get(int(r["rid"]))
+            try:
+                if cams is not None:
+                    pictures[r["path"]] = with_map(picture(r["path"], q.preprocess, q.fit),
+                                                   cams[min(int(r["slot"]), len(cams) - 1)])
+            except (CamError, OSError):
+                continue
+        return pictures
+    finally:
+        q.close()
+
+
 def write_sheet(out: str | os.PathLike[str], atlases: list[Atlas]) -> Path:
-    """``OUT/atlas.png``: the sheets of ``atlases`` (one method each) one under the other."""
+    """``OUT/atlas.png``: the sheets of ``atlases`` (one method each) one under the other, with example images."""
     doc = json.loads((Path(out) / ATLAS_JSON).read_text(encoding="utf-8"))
-    images = [sheet_image(doc["methods"][a.method], f"Atlas of attention · {a.method} · map of each image's "
-                          f"{'prediction' if a.whose == 'pred' else 'true class'}") for a in atlases]
+    images = []
+    for a in atlases:
+        entry = doc["methods"][a.method]
+        pictures = _example_pictures(out, entry, a.method, a.whose)
+        whose = "prediction" if a.whose == "pred" else "true class"
+        images.append(sheet_image(entry, f"Atlas of attention · {a.method} · map of each image's {whose}",
+                                  pictures.get))
     sheet = Image.new("RGB", (max(i.width for i in images), sum(i.height for i in images)), (255, 255, 255))
     y = 0
     for im in images:
