@@ -21,10 +21,9 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from ..batch.query import ResultsQuery
-from ..errors import CamError
 from ..render import colorize, view_map
 from .atlas import ATLAS_JSON, Atlas
-from .row_pictures import picture, with_map
+from .row_pictures import picture, rows_with_maps
 
 __all__ = ["MAX_SHEET_CLASSES", "SHEET", "mean_tile", "sheet_image", "sheet_png", "write_sheet"]
 
@@ -128,18 +127,7 @@ def _example_pictures(out: str | os.PathLike[str], entry: dict[str, Any], method
         return {}
     q = ResultsQuery.open(out)
     try:
-        rows = q.page("path", {"paths": paths}, 0, len(paths), method, whose)
-        maps = q.maps([int(r["rid"]) for r in rows], method)
-        pictures = {}
-        for r in rows:
-            cams = maps.get(int(r["rid"]))
-            try:
-                if cams is not None:
-                    pictures[r["path"]] = with_map(picture(r["path"], q.preprocess, q.fit),
-                                                   cams[min(int(r["slot"]), len(cams) - 1)])
-            except (CamError, OSError):
-                continue
-        return pictures
+        return rows_with_maps(q, paths, method, whose, lambda p: picture(p, q.preprocess, q.fit))
     finally:
         q.close()
 

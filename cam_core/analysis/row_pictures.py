@@ -6,18 +6,24 @@ blended here (``render.overlay``) rather than in the browser.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from PIL import Image
 
 from ..engine import upsample
+from ..errors import CamError
 from ..io.images import load_image
 from ..models.preprocess import Preprocess
 from ..render import model_view, overlay
 
-__all__ = ["PICTURE_SIDE", "Picture", "picture", "with_map"]
+if TYPE_CHECKING:
+    from ..batch.query import ResultsQuery
+
+__all__ = ["PICTURE_SIDE", "Picture", "picture", "rows_with_maps", "with_map"]
 
 PICTURE_SIDE = 200
 
@@ -46,3 +52,21 @@ def with_map(pic: Picture, cam: np.ndarray, view: str = "relu", alpha: float = 0
     maps = torch.tensor(np.array(cam, dtype=np.float32))[None, None]  # a copy: table buffers are read-only
     up = upsample(maps, pic.input_size, pic.rgb.shape[:2], pic.region)[0, 0].numpy()
     return overlay(pic.rgb, up, view=view, cmap="bwr" if view == "signed" else "jet", alpha=alpha)  # type: ignore[arg-type]
+
+
+def rows_with_maps(results: ResultsQuery, paths: Sequence[str], method: str, whose: str,
+                   load: Callable[[str], Picture], alpha: float = 0.6) -> dict[str, np.ndarray]:
+    """``paths`` → each image with its own stored map of ``whose`` class (``pred`` or ``label``), read in one query
+    and one pass over the maps; ``load(path)`` gives the picture (it may raise for a file gone, unreadable or not
+    this visitor's: that path is left out)."""
+    rows = results.page("path", {"paths": list(paths)}, 0, len(paths), method, whose)
+    maps = results.maps([int(r["rid"]) for r in rows], method)
+    out = {}
+    for r in rows:
+        cams = maps.get(int(r["rid"]))
+        try:
+            if cams is not None:
+                out[r["path"]] = with_map(load(r["path"]), cams[min(int(r["slot"]), len(cams) - 1)], "relu", alpha)
+        except (CamError, OSError):
+            continue
+    return out
