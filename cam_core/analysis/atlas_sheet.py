@@ -25,12 +25,13 @@ from ..render import colorize, view_map
 from .atlas import ATLAS_JSON, Atlas
 from .row_pictures import picture, rows_with_maps
 
-__all__ = ["MAX_SHEET_CLASSES", "SHEET", "mean_tile", "sheet_image", "sheet_png", "write_sheet"]
+__all__ = ["MAX_SHEET_CLASSES", "SHEET", "example_paths", "mean_tile", "sheet_image", "sheet_png", "write_sheet"]
 
 SHEET = "atlas.png"
 MAX_SHEET_CLASSES = 60  # rows drawn; the rest are counted in the footer
 TILE = 112
 EXAMPLE = 72
+_SHOWN_EXAMPLES = 3
 _GAP, _LABEL_W, _TEXT_H = 10, 190, 30
 _FLAG_COLOUR = (215, 38, 30)
 Examples = Callable[[str], np.ndarray | None]
@@ -47,7 +48,7 @@ def mean_tile(mean: Sequence[Sequence[float]] | np.ndarray, side: int = TILE) ->
 
 
 def _cluster_width(cluster: dict[str, Any], examples: Examples | None) -> int:
-    shown = min(len(cluster.get("examples", [])), 3) if examples else 0
+    shown = min(len(cluster.get("examples", [])), _SHOWN_EXAMPLES) if examples else 0
     return TILE + shown * (EXAMPLE + 4)
 
 
@@ -100,7 +101,7 @@ def _draw_cluster(sheet: Image.Image, draw: ImageDraw.ImageDraw, k: dict[str, An
     if examples is None:
         return
     ex_x = x + TILE + 4
-    for path in k.get("examples", [])[:3]:
+    for path in k.get("examples", [])[:_SHOWN_EXAMPLES]:
         picture = examples(path)
         if picture is None:
             continue
@@ -117,12 +118,17 @@ def sheet_png(entry: dict[str, Any], title: str, examples: Examples | None = Non
     return buffer.getvalue()
 
 
+def example_paths(entry: dict[str, Any]) -> list[str]:
+    """The example images the sheet draws: three a cluster, of the classes it shows."""
+    return sorted({p for c in _ordered(list(entry.get("classes", [])))[:MAX_SHEET_CLASSES]
+                   for k in c["clusters"] for p in k.get("examples", [])[:_SHOWN_EXAMPLES]})
+
+
 def _example_pictures(out: str | os.PathLike[str], entry: dict[str, Any], method: str, whose: str,
                       ) -> dict[str, np.ndarray]:
     """The sheet's example images (the classes drawn, three a cluster) with their own maps, read through the query
     engine in one query and one pass over the maps; a file that is gone or unreadable is left out."""
-    paths = sorted({p for c in _ordered(list(entry.get("classes", [])))[:MAX_SHEET_CLASSES]
-                    for k in c["clusters"] for p in k.get("examples", [])[:3]})
+    paths = example_paths(entry)
     if not paths:
         return {}
     q = ResultsQuery.open(out)

@@ -21,7 +21,7 @@ import streamlit as st
 from PIL import Image
 
 from cam_core.analysis.atlas import ATLAS_JSON, ATLAS_PARQUET, build_atlas, read_atlas, write_atlas
-from cam_core.analysis.atlas_sheet import mean_tile, sheet_png
+from cam_core.analysis.atlas_sheet import example_paths, mean_tile, sheet_png
 from cam_core.batch.scan import results_stamp
 from cam_core.engine.methods import METHODS
 from dashboard.feedback import guarded
@@ -172,8 +172,9 @@ def atlas_ui(folder: Path, run: dict[str, Any], method: str, examples: Examples)
     entry = (doc or {}).get("methods", {}).get(method)
     with st.expander("**Atlas of attention** · where the maps of each class look, in clusters",
                      expanded=entry is not None and any(k["flags"] for c in entry["classes"] for k in c["clusters"])):
-        st.caption("Each image's map of its predicted class, ReLU'd and brought to a 16×16 grid, grouped per class "
-                   "by where it looks. A cluster whose mass piles up in a corner, on the border or outside the "
+        whose = "true class" if (entry or {}).get("whose") == "label" else "predicted class"
+        st.caption(f"Each image's map of its {whose}, ReLU'd and brought to a 16×16 grid, grouped per class by "
+                   "where it looks. A cluster whose mass piles up in a corner, on the border or outside the "
                    "objects' boxes is flagged: a shortcut a person should look at.")
         if entry is None:
             stale = doc is None and (folder / ATLAS_JSON).is_file()
@@ -197,7 +198,8 @@ def atlas_ui(folder: Path, run: dict[str, Any], method: str, examples: Examples)
                              help="Classes with a flagged cluster come first.")
         right.download_button(
             "Atlas sheet (PNG)", lambda: sheet_png(entry, f"Atlas of attention · {run.get('model', '')} · "
-                                                          f"{METHODS[method].title}", _sheet_examples(examples)),
+                                                          f"{METHODS[method].title}",
+                                                   examples(example_paths(entry)).get),
             file_name="atlas.png", mime="image/png", icon=":material/download:", key="ds_atlas_sheet",
             help="Every class's clusters on one sheet (flagged classes first), with example images.",
         )
@@ -227,10 +229,3 @@ def _layout(folder: Path, method: str, c: dict[str, Any]) -> None:
     fig = atlas_layout_figure(mine.x.to_numpy(), mine.y.to_numpy(), mine.cluster.to_numpy(),
                               [Path(p).name for p in mine.path], labels, flagged)
     st.plotly_chart(fig, key=f"ds_atlas_layout_{c['class_id']}", config={**PLOTLY_CONFIG, "displayModeBar": False})
-
-
-def _sheet_examples(examples: Examples) -> Callable[[str], np.ndarray | None]:
-    def one(path: str) -> np.ndarray | None:
-        return examples([path]).get(path)
-
-    return one
