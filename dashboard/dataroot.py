@@ -23,6 +23,7 @@ import os
 import re
 from pathlib import Path
 
+from cam_core.batch.compare_table import COMPARE
 from cam_core.batch.results import PARTS, RESULTS, RUN
 from cam_core.errors import CamError
 from cam_core.io import zips
@@ -176,10 +177,14 @@ def _offered(rel: str) -> bool:
 
 def results_folders(root: Path, owner: str | None = None) -> list[str]:
     """Folders (relative) that hold a ``results.parquet``, or a ``run.json`` with Parquet parts (a run not yet
-    compacted, Ray's), newest first (of ``uploads/``, only ``owner``'s)."""
+    compacted, Ray's), or a comparison's ``compare.parquet``, newest first (of ``uploads/``, only ``owner``'s)."""
+
+    def newest(f: Path) -> Path:
+        return f / next((n for n in (RESULTS, COMPARE) if (f / n).is_file()), RUN)
+
     found = [folder for folder, names in _walk(root, _DEPTH + 1)
-             if RESULTS in names or (RUN in names and (folder / PARTS).is_dir())]
-    found.sort(key=lambda f: (f / (RESULTS if (f / RESULTS).is_file() else RUN)).stat().st_mtime, reverse=True)
+             if RESULTS in names or COMPARE in names or (RUN in names and (folder / PARTS).is_dir())]
+    found.sort(key=lambda f: newest(f).stat().st_mtime, reverse=True)
     return [rel for rel in (relative(root, f) for f in found) if visible(rel, owner)]
 
 

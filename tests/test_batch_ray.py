@@ -9,11 +9,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
+from safetensors.torch import save_file
 
 from cam_core.batch import BatchJob, read_results, read_run, run_local
 from cam_core.cli import main
 from cam_core.io import write_sample_folder
+from tests.tiny import COLOURS, colour_net, write_colour_folder
 
 ray = pytest.importorskip("ray", reason="ray[data] is not installed (pip install '.[ray]')")
 
@@ -87,7 +90,30 @@ def test_engine_ray_carries_the_ground_truth(cluster, folder, tmp_path, lite0) -
     assert list(a.columns) == list(b.columns)
     for col in ("boxes", "box_labels", "point_hit", "box_cut"):
         assert a[col].astype(str).tolist() == b[col].astype(str).tolist(), col
-    scored = [e for e in a.box_energy.dropna() for e in e if e is not None]
-    assert len(scored) == 2  # the tabby photos' label; their prediction is scored only where it is tabby too
-    np.testing.assert_allclose(scored, [e for e in b.box_energy.dropna() for e in e if e is not None], atol=1e-5)
+    def scored(df) -> list[float]:  # pandas reads a null inside a list of floats as NaN
+        return [e for energies in df.box_energy.dropna() for e in energies if not np.isnan(e)]
+
+    assert len(scored(a)) == 2  # the tabby photos' true class; a prediction of another class has no box
+    np.testing.assert_allclose(scored(a), scored(b), atol=1e-5)
     assert read_run(tmp_path / "ray")["boxes"]["unmatched_entries"] == 1
+
+
+def test_compare_on_ray_gives_the_local_comparison(cluster, tmp_path) -> None:
+    """``compare --engine ray``: the three runs on actors (each file's added classes in its record), the same join.
+
+    The actors import the tiny model's factory (``tests.tiny``) through the test's ``PYTHONPATH`` (the README's way).
+    """
+    write_colour_folder(tmp_path / "patches", per_class=1, misfiled={"red": "green"})
+    (tmp_path / "labels.txt").write_text("\n".join(COLOURS) + "\n")
+    sd = colour_net().state_dict()
+    save_file({k: (v[[1, 0, 2, 3, 4]] if k.startswith("fc.") else v).contiguous() for k, v in sd.items()},
+              tmp_path / "swapped.safetensors")
+    args = ["compare", "--model", "tests.tiny:colour_net", "--model-b", "tests.tiny:colour_net", "--checkpoint-b",
+            str(tmp_path / "swapped.safetensors"), "--input-size", "32", "--labels", str(tmp_path / "labels.txt"),
+            "--images", str(tmp_path / "patches"), "--labels-from-folders"]
+    assert main([*args, "--workers", "0", "--out", str(tmp_path / "local")]) == 0
+    assert main([*args, "--engine", "ray", "--workers", "1", "--out", str(tmp_path / "ray")]) == 0
+    a, b = (pq.read_table(tmp_path / f / "compare.parquet").to_pandas() for f in ("local", "ray"))
+    assert list(a.path) == list(b.path) and list(a.pred_changed) == list(b.pred_changed) and a.pred_changed.sum() == 3
+    assert [list(c) for c in a.class_names] == [list(c) for c in b.class_names]
+    np.testing.assert_allclose(np.concatenate(a.map_shift.tolist()), np.concatenate(b.map_shift.tolist()), atol=1e-5)

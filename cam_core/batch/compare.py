@@ -49,12 +49,18 @@ class CompareSummary:
     def line(self) -> str:
         """One line for the command line."""
         c = self.counts
-        again = f" (A again for {self.runs[2].computed} images)" if self.runs[2].computed else ""
+        again = self.runs[2].computed
+        ways = f" (A right → B wrong {c.a_right_b_wrong}, A wrong → B right {c.a_wrong_b_right})"
+        labelled = ways if c.labelled else ""
         return (
-            f"{c.images} images compared{again}: {c.flipped} predictions flipped"
-            + (f" (A right → B wrong {c.a_right_b_wrong}, A wrong → B right {c.a_wrong_b_right})" if c.labelled else "")
-            + f", median map shift {c.median_shift:.3f} → {self.out / COMPARE}"
+            f"{_many(c.images, 'image')} compared" + (f" (A again for {_many(again, 'image')})" if again else "")
+            + f": {_many(c.flipped, 'prediction')} flipped{labelled}, median map shift {c.median_shift:.3f}"
+            + f" → {self.out / COMPARE}"
         )
+
+
+def _many(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 @contextmanager
@@ -165,7 +171,7 @@ def run_compare(
         third = _named(model_a, "A", lambda: run(job_a, replace(found, files=files_a), out_a, model_a, redo))
 
     joined = time.perf_counter()
-    table, counts = join_runs(out_a, out_b, model_a, model_b, job_a.methods[0], photo_side=photo_side)
+    table, counts = join_runs(out_a, out_b, job_a.methods[0], photo_side=photo_side)
     pq.write_table(table, out / f".{COMPARE}.tmp", row_group_size=1024)
     os.replace(out / f".{COMPARE}.tmp", out / COMPARE)
     info = _describe(out, job_a, job_b, model_a, model_b, a_to_b, photo_side, counts)

@@ -35,6 +35,7 @@ photo's own pixels), so two models with other input sizes, fits or layers compar
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -45,13 +46,14 @@ import pyarrow.parquet as pq
 
 from ..analysis.compare import map_shift, match_classes
 from ..devices import one_intraop_thread
-from ..models.load import LoadedModel
-from ..models.preprocess import Placement
+from ..models.preprocess import Placement, Preprocess
 from ..render import maps_on_image
 from .job import photo_size
 from .results import RESULTS, map_column, read_run
+from .scan import preprocess_of
 
-__all__ = ["COMPARE", "COMPARE_JSON", "PHOTO_SIDE", "CompareCounts", "compare_schema", "join_runs", "on_photo"]
+__all__ = ["COMPARE", "COMPARE_JSON", "PHOTO_SIDE", "CompareCounts", "RunPlace", "compare_schema", "join_runs",
+           "on_photo"]
 
 COMPARE = "compare.parquet"
 COMPARE_JSON = "compare.json"
@@ -103,8 +105,8 @@ def on_photo(cams: np.ndarray, place: Placement, size: tuple[int, int], side: in
     return maps_on_image(cams, replace(place, used=(left * sx, top * sy, right * sx, bottom * sy)), (w, h))
 
 
-def _read(out: Path, method: str) -> tuple[dict[str, dict[str, Any]], dict[str, np.ndarray], str]:
-    """A run's rows by path (light columns), its maps by path (K, h, w), and its fit."""
+def _read(out: Path, method: str) -> tuple[dict[str, dict[str, Any]], dict[str, np.ndarray], dict[str, Any]]:
+    """A run's rows by path (light columns), its maps by path (K, h, w), and its ``run.json``."""
     table = pq.read_table(out / RESULTS, columns=[*_ROW, map_column(method)])
     light = table.select(list(_ROW)).to_pylist()
     col = table.column(map_column(method))
@@ -114,7 +116,7 @@ def _read(out: Path, method: str) -> tuple[dict[str, dict[str, Any]], dict[str, 
         r["path"]: flat[offsets[i]:offsets[i + 1]].reshape(r["map_shape"])
         for i, r in enumerate(light) if values[i].is_valid and r["map_shape"] is not None
     }
-    return {r["path"]: r for r in light}, maps, read_run(out)["preprocessing"]["fit"]
+    return {r["path"]: r for r in light}, maps, read_run(out)
 
 
 def _pairs(ids_a: list[int], ids_b: list[int], a_to_b: list[int | None], b_to_a: list[int | None],
@@ -142,24 +144,33 @@ def _shifts(path: str, pairs: list, cams: tuple[np.ndarray, np.ndarray], places:
 
 
 @dataclass(frozen=True)
-class _Fit:
-    """A model's preprocessing with the run's fit: where a photo of a given size lands in its input."""
+class RunPlace:
+    """Where a run put a photo of a given size in its model's input (its preprocessing and fit, from ``run.json``)."""
 
-    model: LoadedModel
+    preprocess: Preprocess
     fit: str
 
+    @classmethod
+    def of(cls, run: dict[str, Any]) -> RunPlace:
+        return cls(preprocess_of(run), run["preprocessing"]["fit"])
+
     def place(self, width: int, height: int) -> Placement:
-        return self.model.preprocess.place(width, height, self.fit)  # type: ignore[arg-type]
+        return self.preprocess.place(width, height, self.fit)  # type: ignore[arg-type]
 
 
-def join_runs(out_a: Path, out_b: Path, model_a: LoadedModel, model_b: LoadedModel, method: str, *,
-              photo_side: int = PHOTO_SIDE) -> tuple[pa.Table, CompareCounts]:
-    """Join two models' batch results (the images both ran on) into :func:`compare_schema`'s table."""
-    rows_a, maps_a, fit_a = _read(out_a, method)
-    rows_b, maps_b, fit_b = _read(out_b, method)
-    names_a, names_b = list(model_a.class_names), list(model_b.class_names)
+def join_runs(
+    out_a: str | os.PathLike[str], out_b: str | os.PathLike[str], method: str, *, photo_side: int = PHOTO_SIDE
+) -> tuple[pa.Table, CompareCounts]:
+    """Join two models' batch results (the images both ran on) into :func:`compare_schema`'s table.
+
+    Everything comes from the two folders (class names, preprocessing and fit from their ``run.json``): no model
+    is loaded, so a comparison can be joined again anywhere its folders are.
+    """
+    rows_a, maps_a, run_a = _read(Path(out_a), method)
+    rows_b, maps_b, run_b = _read(Path(out_b), method)
+    names_a, names_b = list(run_a["class_names"]), list(run_b["class_names"])
     a_to_b, b_to_a = match_classes(names_a, names_b), match_classes(names_b, names_a)
-    places = (_Fit(model_a, fit_a), _Fit(model_b, fit_b))
+    places = (RunPlace.of(run_a), RunPlace.of(run_b))
     paths = sorted(set(rows_a) & set(rows_b))
     pairs = {p: _pairs(rows_a[p]["class_ids"], rows_b[p]["class_ids"], a_to_b, b_to_a, names_a, names_b)
              for p in paths if rows_a[p]["error"] is None and rows_b[p]["error"] is None}

@@ -14,7 +14,7 @@ import streamlit as st
 from cam_core.errors import CamError
 from dashboard import dataroot, shell
 from dashboard.feedback import boundary, show_error
-from dashboard.views.dataset import ui
+from dashboard.views.dataset import compare_ui, ui
 from dashboard.views.dataset.report_button import report_button
 
 __all__ = ["main", "page"]
@@ -48,6 +48,10 @@ def main() -> None:
             src = ui.source_ui(root, bundle)
             if src is not None:
                 ui.run_ui(root, bundle, src, shared.fit)
+    compared = compare_ui.shown_comparison(root, st.session_state.get(ui.DS.RESULTS))
+    if compared is not None:  # a comparison of two models (python -m cam_core compare): its own view
+        compare_ui.compare_ui(root, compared)
+        return
     results = ui.open_results(root)
     if results is not None:
         ui.results_ui(root, results, bundle, shell.page("image"))
