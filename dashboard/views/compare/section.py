@@ -40,7 +40,7 @@ from dashboard.model import Bundle, ImageItem, ModelSpec
 from dashboard.state import K, UrlView, set_layer
 from dashboard.text import plain
 from dashboard.views.image.compute import ViewResult, compute_view
-from dashboard.views.image.report_export import comparison_button
+from dashboard.views.image.report_export import comparison_button, report_html
 
 __all__ = ["show_comparison"]
 
@@ -100,8 +100,9 @@ def show_comparison(
     side_a, side_b = _side(view_a, method, names_a), _side(view_b, method, names_b)
     rows = compare_classes(side_a, side_b, list(ids), item.image.size)
     _top_classes(side_a, side_b)
-    comparison_button(bundle_a, item, view_a, ids, methods, layer_a, display, SecondModel(
-        bundle_b.model.name, layer_b, item_b.fit, method, rows, _top(side_a), _top(side_b), bool(shared)))
+    second = SecondModel(bundle_b.model.name, layer_b, item_b.fit, method, rows, _top(side_a), _top(side_b),
+                         bool(shared))
+    comparison_button(partial(report_html, bundle_a, item, view_a, list(ids), list(methods), layer_a, display, second))
     background = np.asarray(item.image.convert("RGB").resize(photo_grid(item.image.size), Image.Resampling.BILINEAR))
     for row in rows:
         st.markdown(_summary(row, view_a.probs_kind))

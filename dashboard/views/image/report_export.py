@@ -4,8 +4,7 @@ when a button is clicked."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from functools import partial
+from collections.abc import Callable, Sequence
 
 import streamlit as st
 
@@ -43,21 +42,12 @@ def report_html(
     ))
 
 
-def comparison_button(
-    bundle: Bundle,
-    item: ImageItem,
-    view: ViewResult,
-    ids: Sequence[int],
-    methods: Sequence[str],
-    layer: str,
-    display: Display,
-    second: SecondModel,
-) -> None:
-    """The comparison's download: the image report of model A with model B's section (built when clicked)."""
+def comparison_button(build: Callable[[], str]) -> None:
+    """The comparison's download: ``build`` gives the image report of model A with model B's section (a
+    :func:`report_html` with its ``second``), run when clicked."""
     st.download_button(
         "Report with model B (HTML)",
-        partial(report_html, bundle, item, view, list(ids), [m for m in methods if m not in view.errors], layer,
-                display, second),
+        build,
         file_name="comparison_report.html",
         mime="text/html",
         icon=":material/description:",
