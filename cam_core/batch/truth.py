@@ -155,8 +155,11 @@ def load_truth(source: str | os.PathLike[str], found: Found, class_names: Sequen
     index = _class_index(class_names)
     grouped: dict[str, list[Entry]] = defaultdict(list)
     unmatched = 0
+    found_for: dict[str, str | None] = {}  # COCO names a file once per box
     for entry in ann.entries:
-        path = matcher.find(entry.ref)
+        if entry.ref not in found_for:
+            found_for[entry.ref] = matcher.find(entry.ref)
+        path = found_for[entry.ref]
         if path is None:
             unmatched += 1
         else:

@@ -66,8 +66,10 @@ def truth_ui(results: ResultsQuery, method: str) -> None:
     table = results.localisation_by_class(method)
     st.dataframe(table, hide_index=True, width="stretch", column_config=_COLUMNS,
                  height=min(35 * (table.num_rows + 1) + 3, 320))
+    tip = (" With *Map of: True class*, every thumbnail scores its true class's map against its boxes."
+           if "label" in str(results.run.get("classes")) and source.get("labelled") else "")
     st.caption(f"Classes localised worst first. *Right for the wrong reasons*: a correct prediction for which "
-               f"{_WRONG}.")
+               f"{_WRONG}.{tip}")
 
 
 def filters_ui(results: ResultsQuery, container: Any, on_change: Callable[[], None]) -> tuple[str, ...]:
