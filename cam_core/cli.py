@@ -358,6 +358,11 @@ def _cmd_batch(args: argparse.Namespace) -> int:
     else:
         summary = run_local(job, found, out, workers=args.workers, bar=True)
     print(summary.line())
+    if args.boxes is not None:
+        from .batch.results import read_run
+        from .batch.truth import GroundTruth
+
+        print(GroundTruth.line(read_run(out).get("boxes", {})))
     return 0
 
 

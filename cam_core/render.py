@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import io
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from functools import cache, lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -41,6 +42,7 @@ __all__ = [
     "model_view",
     "overlay",
     "photo_overlay",
+    "place_on_grid",
     "plotly_colorscale",
     "save_png",
     "scale_rgba",
@@ -249,6 +251,15 @@ def plotly_colorscale(cmap: str, steps: int = 11) -> list[list[float | str]]:
     """The same colormap as a Plotly colorscale, so the dashboard and PNGs agree."""
     lut = COLORMAPS[cmap]
     return [[i / (steps - 1), "rgb({},{},{})".format(*lut[round(i * 255 / (steps - 1))])] for i in range(steps)]
+
+
+def place_on_grid(place: Placement, size: tuple[int, int], grid: tuple[int, int]) -> Placement:
+    """``place`` (how an image of ``size`` (width, height) met the model) for that image resampled to ``grid``
+    (width, height): :func:`maps_on_image` over a smaller copy of a photo needs the photo's box scaled with it,
+    or it lays the maps of the photo's top-left part over the whole copy."""
+    sx, sy = grid[0] / size[0], grid[1] / size[1]
+    left, top, right, bottom = place.used
+    return replace(place, used=(left * sx, top * sy, right * sx, bottom * sy))
 
 
 def maps_on_image(maps: np.ndarray, place: Placement, size: tuple[int, int]) -> np.ndarray:

@@ -9,7 +9,6 @@ Screenshots go to a temporary folder. Skipped when Chromium is not installed.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,16 +22,20 @@ from cam_core.io import write_sample_folder
 from cam_core.io.samples import SAMPLE_CLASSES, load_sample
 from tests.serve import dashboard
 
+# The dataset page's browser helpers (importing them skips this module too where Chromium is missing).
+from tests.test_dashboard_dataset_e2e import (
+    CARD,
+    CHROMIUM,
+    CONFUSION,
+    TIMEOUT_MS,
+    _cell_center,
+    _idle,
+    _titles,
+    sync_api,
+)
+
 pytestmark = pytest.mark.e2e
 
-CHROMIUM = shutil.which("chromium")
-if CHROMIUM is None:
-    pytest.skip("chromium is not installed (apt-get install -y chromium)", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-
-TIMEOUT_MS = 180_000
-CARD = "[data-testid='gallery-card']"
-CONFUSION = "[class*='st-key-ds_confusion_'] .js-plotly-plot"
 CORNERS = 6
 
 
@@ -69,15 +72,6 @@ def page(tmp_path_factory, data_root) -> Iterator[tuple[object, str]]:
         pg.set_default_timeout(TIMEOUT_MS)
         yield pg, url
         browser.close()
-
-
-def _idle(page) -> None:
-    page.wait_for_timeout(300)
-    page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=TIMEOUT_MS)
-
-
-def _titles(page) -> list[str]:
-    return page.locator(f"{CARD} .gl-title").all_inner_texts()
 
 
 def test_the_atlas_flags_the_corner_cluster_and_narrows_the_gallery(page, data_root, tmp_path) -> None:
@@ -122,15 +116,7 @@ def test_a_confusion_cell_shows_both_maps_and_the_contrast(page, tmp_path) -> No
     pg.wait_for_selector(CARD)
     _idle(pg)
     pg.locator(CONFUSION).scroll_into_view_if_needed()
-    x, y = pg.evaluate(
-        """([sel, t, p]) => {
-          const gd = document.querySelector(sel);
-          const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis, r = gd.getBoundingClientRect();
-          const i = ya.ticktext.indexOf(t), j = xa.ticktext.indexOf(p);
-          return [r.left + xa._offset + xa.d2p(j), r.top + ya._offset + ya.d2p(i)];
-        }""",
-        [CONFUSION, "tabby", "Egyptian cat"],
-    )
+    x, y = _cell_center(pg, "tabby", "Egyptian cat")
     pg.mouse.click(x, y)
     _idle(pg)
     box = pg.locator(".st-key-ds_contrast")

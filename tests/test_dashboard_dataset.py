@@ -27,18 +27,6 @@ from cam_core.io import write_sample_folder
 from dashboard import dataroot
 from dashboard.launch import own_options
 
-TIMEOUT = 180
-
-
-def _page() -> None:
-    from dashboard import shell
-    from dashboard.views.dataset import page as dataset
-    from dashboard.views.image import page as image
-
-    shell.register_pages({"image": image.page()})  # as app.py does: the gallery's clicks go to the image page
-    shell.shared_sidebar()
-    dataset.main()
-
 
 @pytest.fixture(scope="module")
 def root(tmp_path_factory, lite0) -> Path:
@@ -51,16 +39,9 @@ def root(tmp_path_factory, lite0) -> Path:
 
 
 @pytest.fixture
-def app(root, monkeypatch):
-    monkeypatch.setenv(dataroot.ENV, str(root))
-
-    def make(**query: str) -> AppTest:
-        at = AppTest.from_function(_page, default_timeout=TIMEOUT)
-        for name, value in query.items():
-            at.query_params[name] = value
-        return at.run()
-
-    return make
+def app(dataset_app):
+    """The page on this module's data root (conftest's ``dataset_app``)."""
+    return dataset_app
 
 
 def _gallery(at: AppTest) -> dict:

@@ -346,6 +346,7 @@ def test_cli_batch_with_a_csv_of_boxes_and_a_resumed_run(photos, tmp_path, capsy
             "--weights", "none", "--images", str(photos), "--boxes", str(csv), "--workers", "0",
             "--method", "gradcam", "--method", "hirescam", "--out", str(tmp_path / "o")]
     assert main(args) == 0
+    assert "ground truth: 2 boxes on 2 images (csv); 1 entries match no image" in capsys.readouterr().out
     assert main(args) == 0  # resumes: nothing to compute, the columns stay
     assert "0 explained now, 3 already done" in capsys.readouterr().out
     t = pq.read_table(tmp_path / "o" / "results.parquet")

@@ -182,6 +182,8 @@ def test_the_dataset_report_counts_what_the_results_hold(browser, shots, run, tm
     text = page.inner_text("body")
     assert f"{len(done)}\nimages explained" in text and f"{len(rows) - len(done)}\nfailed" in text
     assert f"{right / len(done):.1%}\naccuracy ({right} of {len(done)} labelled)" in text
+    blank, maps = sum(sum(r["blank"]) for r in done), sum(len(r["class_ids"]) for r in done)  # one method
+    assert f"{blank} of {maps}\nmaps blank after ReLU" in text
     per_class = _table(page, "Per class")
     by_class = Counter(r["label_name"] for r in done)
     right_by = Counter(r["label_name"] for r in done if r["correct"])
@@ -273,3 +275,43 @@ def test_a_report_made_where_the_photos_are_not_says_so(run, monkeypatch):
     monkeypatch.setattr("cam_core.report.pictures.load_image", gone)
     html = dataset_report(run, top=2)
     assert "<img" not in html and html.count("the photo cannot be read here: no such file") >= 2
+
+
+def test_a_run_without_labels_reports_what_it_has(tmp_path, lite0):
+    write_sample_folder(tmp_path / "photos", per_photo=1, seed=2)
+    run_local(BatchJob(), tmp_path / "photos", tmp_path / "run", workers=0, model=lite0)
+    html = dataset_report(tmp_path / "run")
+    rows = read_results(tmp_path / "run").to_pylist()
+    assert f"<b>{len(rows)}</b><span>images explained</span>" in html
+    assert "accuracy" not in html and "Confusion matrix" not in html and "Per class" not in html
+
+
+def test_the_comparison_report_of_a_real_compare_run(browser, shots, tmp_path):
+    """``compare`` itself (tiny colour models, B's head with red and green swapped and its class names in another
+    case): the flips the report lists are the Parquet's, and B's maps are found by class name."""
+    from safetensors.torch import save_file
+
+    from tests.tiny import COLOURS, colour_net, write_colour_folder
+
+    names = list(COLOURS)
+    write_colour_folder(tmp_path / "imgs", per_class=2)
+    (tmp_path / "labels.txt").write_text("\n".join(names) + "\n")
+    (tmp_path / "labels_b.txt").write_text("\n".join(n.upper() for n in names) + "\n")
+    sd = colour_net().state_dict()
+    swap = [1, 0, 2, 3, 4]
+    save_file({k: (v[swap] if k.startswith("fc.") else v).contiguous() for k, v in sd.items()},
+              tmp_path / "b.safetensors")
+    model = ["--model", "tests.tiny:colour_net", "--input-size", "32", "--labels", str(tmp_path / "labels.txt")]
+    assert main(["compare", *model, "--model-b", "tests.tiny:colour_net", "--checkpoint-b",
+                 str(tmp_path / "b.safetensors"), "--labels-b", str(tmp_path / "labels_b.txt"),
+                 "--images", str(tmp_path / "imgs"), "--out", str(tmp_path / "cmp")]) == 0
+    out = tmp_path / "real_compare.html"
+    assert main(["report", "--compare", str(tmp_path / "cmp"), "--top", "3", "--out", str(out)]) == 0
+    html = out.read_text(encoding="utf-8")
+    page, seen = _open(browser, out, shots)
+    _self_contained(html, seen, sections=3)
+    frame = pq.read_table(tmp_path / "cmp" / "compare.parquet").to_pandas()
+    flipped = sorted(Path(p).name for p in frame.path[frame.pred_changed.fillna(False).astype(bool)])
+    assert flipped and sorted(row[0] for row in _table(page, "Flipped predictions")[1:]) == flipped
+    assert len(seen["images"]) == 2 * 3 and "no map of this class" not in html
+    page.close()

@@ -38,6 +38,7 @@ __all__ = [
     "WRONG_REASONS_ENERGY",
     "Region",
     "box_window",
+    "boxes_on_input",
     "class_objects",
     "energy_in_box",
     "localise",
@@ -73,6 +74,21 @@ def visible_window(place: Placement, size: tuple[int, int]) -> Window:
     width, height = size
     return (min(max(math.ceil(u_top - 0.5), 0), height), min(max(math.floor(u_bottom - 0.5) + 1, 0), height),
             min(max(math.ceil(u_left - 0.5), 0), width), min(max(math.floor(u_right - 0.5) + 1, 0), width))
+
+
+def boxes_on_input(boxes: Sequence[Box], place: Placement) -> list[Box | None]:
+    """Boxes on the original image → on the model's input (what the Dataset page's thumbnails show), the fit
+    applied forwards and each box cut to what the model saw; ``None`` for a box the crop cut away entirely."""
+    top, left, ch, cw = place.content
+    u_left, u_top, u_right, u_bottom = place.used
+    sx, sy = cw / (u_right - u_left), ch / (u_bottom - u_top)
+    out: list[Box | None] = []
+    for x0, y0, x1, y1 in boxes:
+        x0, x1 = max(x0, u_left), min(x1, u_right)
+        y0, y1 = max(y0, u_top), min(y1, u_bottom)
+        out.append((left + (x0 - u_left) * sx, top + (y0 - u_top) * sy, left + (x1 - u_left) * sx,
+                    top + (y1 - u_top) * sy) if x1 > x0 and y1 > y0 else None)
+    return out
 
 
 def _meet(a: Window, b: Window) -> Window:

@@ -32,6 +32,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..analysis.localisation import WRONG_REASONS_ENERGY
 from ..errors import CamError
 from ..limits import QUERY_MEMORY_BYTES
 from ..models.preprocess import Preprocess
@@ -72,6 +73,8 @@ SORTS: dict[str, Sort] = {
     "entropy": Sort("Highest entropy first", "entropy DESC NULLS LAST"),
     "blank": Sort("Blank maps first", "shown_blank DESC, prob_pred DESC NULLS LAST"),
     "path": Sort("By file name", "path ASC"),
+    "energy": Sort("Least energy in the box first", "box_energy[shown_index] ASC NULLS LAST, prob_pred DESC NULLS LAST",
+                   needs=("box_energy",)),
 }
 
 FILTERS: dict[str, Filter] = {
@@ -81,6 +84,13 @@ FILTERS: dict[str, Filter] = {
     "wrong": Filter("Wrong", "NOT coalesce(correct, true)", needs_labels=True),
     "blank": Filter("Blank map", "shown_blank"),
     "paths": Filter("Files", "path IN (SELECT unnest($value))"),  # e.g. an atlas cluster's images
+    # Ground truth (batch --boxes): the shown map against the object
+    "wrong_reasons": Filter(
+        "Right for the wrong reasons",
+        f"coalesce(correct, false) AND box_energy[shown_index] < {WRONG_REASONS_ENERGY}",
+        needs_labels=True, needs=("box_energy",),
+    ),
+    "missed": Filter("Pointing game missed", "NOT coalesce(point_hit[shown_index], true)", needs=("point_hit",)),
 }
 
 
@@ -410,8 +420,70 @@ class ResultsQuery:
         top5 = ("array_to_string(list_transform(list_zip(top5_ids, top5_probs), "
                 "lambda x: CAST(x[1] AS VARCHAR) || ':' || printf('%.4f', x[2])), ';') AS top5")
         cols = "path, label, label_name, pred, pred_name, prob_pred, prob_label, correct, entropy, error, " + top5
+        if self.has_boxes:  # the ground truth, and the shown map's pointing game and energy
+            cols += (", boxes, box_labels, point_hit[shown_index] AS point_hit, box_energy[shown_index] AS box_energy, "
+                     "box_cut")
         sql, params = self._ordered(sort, filters, method, whose, cols)
         return self._arrow(sql, params)
+
+    # ---- ground truth (batch --boxes) ------------------------------------------------------------------------
+
+    @property
+    def has_boxes(self) -> bool:
+        """Whether the run was given ground truth (its rows carry boxes, pointing game and energy)."""
+        return {"boxes", "box_labels", "point_hit", "box_energy", "box_cut"} <= self.columns
+
+    def truth_of(self, rids: Sequence[int], method: str, whose: str = "pred") -> dict[int, dict[str, Any]]:
+        """For the rows ``rids``: ``boxes`` (flat x0, y0, x1, y1), ``box_labels``, ``box_cut``, the shown class
+        (``shown_class``) and its map's ``hit`` and ``energy`` (``None`` where it has no object)."""
+        if not self.has_boxes or not rids:
+            return {}
+        shown = self._shown(method, whose, rows="rid IN (SELECT unnest($rids))")
+        rows = self._arrow(f"SELECT rid, boxes, box_labels, box_cut, class_ids[slot + 1] AS shown_class, "
+                           f"point_hit[shown_index] AS hit, box_energy[shown_index] AS energy FROM {shown}",
+                           {"rids": [int(r) for r in rids]}).to_pylist()
+        return {int(r["rid"]): r for r in rows}
+
+    def localisation_by_class(self, method: str) -> pa.Table:
+        """Per explained class (by name, every map of ``method`` that has an object): maps scored, pointing
+        accuracy, mean energy in the box, and the correct predictions whose map lies mostly outside the object
+        ("right for the wrong reasons"); the classes localised worst first."""
+        m = self.methods.index(method)
+
+        def build() -> pa.Table:
+            part = f"list_slice({{}}, {m} * len(class_ids) + 1, {m + 1} * len(class_ids))"
+            each = (f"SELECT unnest(class_ids) AS cid, unnest({part.format('point_hit')}) AS hit, "
+                    f"unnest({part.format('box_energy')}) AS energy, pred, correct "
+                    "FROM rows WHERE error IS NULL AND point_hit IS NOT NULL")
+            found = self._fetch(
+                f"SELECT cid, count(*), sum(CAST(hit AS INTEGER)), sum(energy), "
+                f"count(*) FILTER (correct AND cid = pred AND energy < {WRONG_REASONS_ENERGY}) "
+                f"FROM ({each}) WHERE hit IS NOT NULL GROUP BY cid")
+            by_name: dict[str, list[float]] = {}
+            for cid, n, hits, energy, wrong in found:  # by name, as people read them (two ids may share a name)
+                entry = by_name.setdefault(self.class_names[int(cid)], [0, 0, 0.0, 0])
+                for k, v in enumerate((n, hits, energy, wrong)):
+                    entry[k] += v
+            names = sorted(by_name, key=lambda c: (by_name[c][2] / by_name[c][0], c))
+            return pa.table({
+                "class": names,
+                "maps": pa.array([int(by_name[c][0]) for c in names], pa.int64()),
+                "pointing": [by_name[c][1] / by_name[c][0] for c in names],
+                "energy": [by_name[c][2] / by_name[c][0] for c in names],
+                "wrong reasons": pa.array([int(by_name[c][3]) for c in names], pa.int64()),
+            })
+
+        return self._remember(("localisation_by_class", method), build)
+
+    def localisation_totals(self, method: str) -> dict[str, float]:
+        """Over every scored map of ``method``: ``maps``, ``pointing`` accuracy, mean ``energy``, ``wrong reasons``."""
+        t = self.localisation_by_class(method).to_pydict()
+        n = sum(t["maps"])
+        if not n:
+            return {"maps": 0, "pointing": float("nan"), "energy": float("nan"), "wrong reasons": 0}
+        return {"maps": n, "pointing": sum(a * b for a, b in zip(t["maps"], t["pointing"], strict=True)) / n,
+                "energy": sum(a * b for a, b in zip(t["maps"], t["energy"], strict=True)) / n,
+                "wrong reasons": sum(t["wrong reasons"])}
 
     def failed(self, limit: int = 1000) -> pa.Table:
         """The failed files (path, true class, why), by path, at most ``limit``."""

@@ -56,6 +56,18 @@ class GroundTruth:
         return {**self.identity(), "images": len(self.truth), "boxes": boxes, "labelled": self.annotations.labelled,
                 "unmatched_entries": self.unmatched, "unknown_class_names": self.unknown_names[:50]}
 
+    @staticmethod
+    def line(described: dict[str, Any]) -> str:
+        """One line for the command line from :meth:`describe`'s record (``run.json``'s ``boxes``)."""
+        parts = [f"ground truth: {described.get('boxes', 0):,} boxes on {described.get('images', 0):,} images "
+                 f"({described.get('format')})"]
+        if described.get("unmatched_entries"):
+            parts.append(f"{described['unmatched_entries']:,} entries match no image")
+        if described.get("unknown_class_names"):
+            parts.append("class names that match no class of the model (their boxes count for none): "
+                         + choices_hint(described["unknown_class_names"], 5))
+        return "; ".join(parts)
+
     def attach(self, files: Sequence[ImageFile]) -> list[ImageFile]:
         """``files`` with their truth (files the source does not name get none: their localisation is null)."""
         return [replace(f, truth=self.truth.get(f.path)) for f in files]
@@ -143,8 +155,11 @@ def load_truth(source: str | os.PathLike[str], found: Found, class_names: Sequen
     index = _class_index(class_names)
     grouped: dict[str, list[Entry]] = defaultdict(list)
     unmatched = 0
+    found_for: dict[str, str | None] = {}  # COCO names a file once per box
     for entry in ann.entries:
-        path = matcher.find(entry.ref)
+        if entry.ref not in found_for:
+            found_for[entry.ref] = matcher.find(entry.ref)
+        path = found_for[entry.ref]
         if path is None:
             unmatched += 1
         else:

@@ -96,7 +96,7 @@ def _summary(frame: pd.DataFrame, a: RunMaps, b: RunMaps, method: str) -> str:
 def _flips(frame: pd.DataFrame) -> str:
     flips = frame[frame.error.isna() & frame.pred_changed.fillna(False).astype(bool)]
     flips = flips.sort_values(["shift", "path"], ascending=[False, True], na_position="last")
-    label = "label_name" in flips
+    label = "label_name" in flips and bool(flips.label_name.notna().any())
 
     def row(r: Any) -> tuple[object, ...]:
         truth = (r.label_name if isinstance(r.label_name, str) else "",) if label else ()

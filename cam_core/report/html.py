@@ -57,7 +57,7 @@ tr.hi td { background: #fff6db; }
 .card span { color: var(--muted); font-size: 0.85rem; }
 .grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(var(--fig, 260px), 1fr)); gap: 14px; }
 figure { margin: 0; break-inside: avoid; page-break-inside: avoid; }
-figure img { display: block; max-width: 100%; height: auto; border-radius: 4px; background: #eee; }
+figure img { display: block; width: 100%; height: auto; border-radius: 4px; background: #eee; }
 figcaption { font-size: 0.85rem; margin-top: 4px; overflow-wrap: anywhere; }
 figcaption .muted, .muted { color: var(--muted); }
 .pair { display: flex; gap: 6px; }

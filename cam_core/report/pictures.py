@@ -3,15 +3,13 @@ as the overlay PNGs are), with the scale the colour bar shows."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 from PIL import Image
 
 from ..errors import CamError
 from ..io.images import load_image
 from ..models.preprocess import Placement, Preprocess
-from ..render import View, maps_on_image, overlay
+from ..render import View, maps_on_image, overlay, place_on_grid
 from .html import colour_scale, esc, picture
 
 __all__ = ["map_on_file", "map_over_photo", "shrink"]
@@ -45,8 +43,7 @@ def map_over_photo(
     map lands where :func:`~cam_core.render.maps_on_image` puts it on the full-size one.
     """
     small = shrink(photo, side)
-    scale = small.width / photo.width
-    place = replace(place, used=tuple(v * scale for v in place.used))  # type: ignore[arg-type]
+    place = place_on_grid(place, photo.size, small.size)
     on = maps_on_image(np.array(cam, dtype=np.float32)[None], place, small.size)[0]  # a copy: may be read-only
     top = float(np.abs(on).max() if view == "signed" else np.maximum(on, 0).max()) if on.size else 0.0
     rgb = overlay(np.asarray(small), on, view=view, cmap=cmap, alpha=alpha, top=top if top > 0 else None)

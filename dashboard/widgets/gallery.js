@@ -1,11 +1,33 @@
 // Gallery widget (st.components.v2, no build step, no CDN): thumbnails with their map drawn over them.
 //
-// data = {items: [{id, base, heat, title, lines: [..], badge: "right"|"wrong"|"", blank, problem}],
+// data = {items: [{id, base, heat, title, lines: [..], badge: "right"|"wrong"|"", blank, problem,
+//                   boxes: {w, h, rects: [[x0, y0, x1, y1, own], ..]} (optional, in the input's pixels)}],
 //         opacity: 0..1, columns: n}
 // Each thumbnail is the image as the model saw it with the map's colour layer on top; the layer's alpha is
 // the evidence, so the CSS opacity of the layers blends them as cam_core.render.overlay does: the opacity
 // slider restyles in the browser (no rerun) and reports where it was left (state "opacity").
 // A click on a thumbnail emits the trigger "open" with the row id.
+
+// Ground-truth boxes over the thumbnail: an SVG in the input's pixels (viewBox), fitted like the images
+// (object-fit: contain = preserveAspectRatio meet). "own" boxes are the shown class's object.
+function boxLayer(boxes) {
+  const ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("class", "gl-boxes");
+  svg.setAttribute("viewBox", `0 0 ${boxes.w} ${boxes.h}`);
+  svg.setAttribute("preserveAspectRatio", "xMidYMid meet");
+  svg.setAttribute("data-testid", "gallery-boxes");
+  for (const [x0, y0, x1, y1, own] of boxes.rects) {
+    const r = document.createElementNS(ns, "rect");
+    r.setAttribute("x", x0);
+    r.setAttribute("y", y0);
+    r.setAttribute("width", x1 - x0);
+    r.setAttribute("height", y1 - y0);
+    r.setAttribute("class", own ? "gl-box gl-box-own" : "gl-box");
+    svg.appendChild(r);
+  }
+  return svg;
+}
 
 function card(item, emit) {
   const el = document.createElement("div");
@@ -30,6 +52,7 @@ function card(item, emit) {
     heat.alt = "";
     frame.appendChild(heat);
   }
+  if (item.boxes && item.boxes.rects && item.boxes.rects.length) frame.appendChild(boxLayer(item.boxes));
   if (item.problem) {
     const p = document.createElement("div");
     p.className = "gl-problem";

@@ -36,7 +36,7 @@ def gallery_ui(
     """Draw the thumbnails; ``on_open(row id)`` and ``on_opacity(value)`` run as callbacks before the rerun.
 
     Args:
-        items: ``{id, base, heat, title, lines, badge, blank, problem}`` per thumbnail (see gallery.js).
+        items: ``{id, base, heat, title, lines, badge, blank, problem[, boxes]}`` per thumbnail (see gallery.js).
         opacity: The maps' opacity to start from.
         on_open: Called with the id of a clicked thumbnail.
         on_opacity: Called with the opacity where the user left the slider.

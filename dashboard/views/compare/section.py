@@ -28,6 +28,7 @@ from cam_core.analysis.compare_photo import (
     map_difference,
     photo_grid,
     prediction_changed,
+    resized,
 )
 from cam_core.engine.methods import METHODS
 from dashboard import shell
@@ -174,6 +175,11 @@ def _models_line(
         f"**B**: {plain(bundle_b.model.name)} at `{layer_b}` ({view_b.place.describe(*size)})"
         + ("" if item_b.fit == item.fit else f" · model B cannot take the fit *{item.fit}*: its own default")
     )
+    if bundle_b.spec == bundle_a.spec and layer_a == layer_b and item_b.fit == item.fit:
+        st.info("Model B is model A at the same layer: pick another model for B in the sidebar (or another layer "
+                "above) to see what changes.", icon=":material/compare:")
+    if bundle_b.spec.url_model is None:
+        st.caption(":material/link_off: Model B is an upload (or code): a link to this page cannot carry it.")
     if not bundle_b.model.pretrained:
         st.warning("Model B has untrained (random) weights: its maps say nothing about the image.",
                    icon=":material/warning:")
@@ -199,26 +205,27 @@ def _summary(row: ClassComparison, kind: str) -> str:
     """One line for a class: in B or not, map shift, peak shift and the probability change."""
     name = f"**{plain(row.name)}**"
     if row.id_b is None:
-        return f"{name} ({row.id_a}): :orange[not in model B] (no class of that name): A {format_prob(row.prob_a)}."
-    prob = (f"{kind} p {format_prob(row.prob_a)} → {format_prob(row.prob_b)} "
-            f"({row.prob_change:+.1%})" if row.prob_change is not None else "")
+        return (f"{name} ({row.id_a}): :orange[**not in model B**] (it has no class of that name) · A's {kind} p "
+                f"{format_prob(row.prob_a)}")
+    prob = f"{kind} p {format_prob(row.prob_a)} → {format_prob(row.prob_b)} ({100 * row.prob_change:+.1f} pts)"
     if row.shift is None:
         return f"{name}: no map to compare; {prob}."
     peak = "no peak (a blank map)" if math.isnan(row.shift.peak_px) else f"peak shift {row.shift.peak_px:.0f} px"
-    return f"{name}: map shift {row.shift.shift:.2f} (r = {row.shift.correlation:.2f}), {peak}, {prob}."
+    return f"{name}: map shift {row.shift.shift:.2f} (r = {row.shift.correlation:.2f}) · {peak} · {prob}"
 
 
 def _figure(background: np.ndarray, row: ClassComparison, shared: bool, display: Display) -> go.Figure:
     """A's map, B's map and B − A over the photo (ReLU'd, ReLU'd, signed)."""
     top = max(float(row.map_a.max()), float(row.map_b.max())) if shared else None
-    name = html.escape(row.name)
+    name, size = html.escape(row.name), background.shape[:2]
     panels = [
-        Panel(f"A: {name}<br><span style='font-size:0.85em'>p = {format_prob(row.prob_a)}</span>", row.map_a,
-              f"A · {row.name}", top=top),
-        Panel(f"B: {name}<br><span style='font-size:0.85em'>p = {format_prob(row.prob_b)}</span>", row.map_b,
-              f"B · {row.name}", top=top),
+        Panel(f"A: {name}<br><span style='font-size:0.85em'>p = {format_prob(row.prob_a)}</span>",
+              resized(row.map_a, size), f"A · {row.name}", top=top),
+        Panel(f"B: {name}<br><span style='font-size:0.85em'>p = {format_prob(row.prob_b)}</span>",
+              resized(row.map_b, size), f"B · {row.name}", top=top),
         Panel("B − A<br><span style='font-size:0.85em'>signed: red where B looks more</span>",
-              map_difference(row.map_a, row.map_b, shared), f"B − A · {row.name}", top=1.0, view="signed"),
+              resized(map_difference(row.map_a, row.map_b, shared), size), f"B − A · {row.name}", top=1.0,
+              view="signed"),
     ]
     return overlay_figure(background, panels, views=("relu",), cmap=display.cmap, signed_cmap="bwr",
                           opacity=display.opacity, panel_height=panel_height(background.shape[:2], 3, FIGURE_WIDTH))

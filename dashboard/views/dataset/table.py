@@ -12,8 +12,9 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
+import pyarrow.parquet as pq
 
-__all__ = ["export_csv", "failed_files", "shown_path", "shown_paths"]
+__all__ = ["export_csv", "export_parquet", "failed_files", "shown_path", "shown_paths"]
 
 
 def shown_path(path: str, root: Path | None) -> str:
@@ -59,10 +60,23 @@ def failed_files(table: pa.Table, root: Path | None) -> pa.Table:
 
 
 def export_csv(table: pa.Table, root: Path | None = None) -> str:
-    """The rows as CSV (no maps: those stay in the Parquet files); top-5 as ``id:prob`` pairs.
+    """The rows as CSV (no maps: those stay in the Parquet files); top-5 as ``id:prob`` pairs; a list column
+    (the boxes: x0 y0 x1 y1 per box) as its values joined by spaces.
 
     With ``root`` (the data root), paths are relative to it and error messages do not name it.
     """
+    table = _private(table, root)
+    for i, field in enumerate(table.schema):
+        if pa.types.is_list(field.type):
+            text = pc.binary_join(pc.cast(table.column(i), pa.list_(pa.string())), " ")
+            table = table.set_column(i, field.name, text)
     buf = io.BytesIO()
-    pcsv.write_csv(_private(table, root), buf)
+    pcsv.write_csv(table, buf)
     return buf.getvalue().decode("utf-8")
+
+
+def export_parquet(table: pa.Table, root: Path | None = None) -> bytes:
+    """The rows as a Parquet file (lists kept as lists), paths and errors as :func:`export_csv` shows them."""
+    buf = io.BytesIO()
+    pq.write_table(_private(table, root), buf)
+    return buf.getvalue()

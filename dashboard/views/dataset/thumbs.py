@@ -20,7 +20,7 @@ from cam_core.cache import BoundedCache
 from cam_core.engine import upsample
 from cam_core.errors import CamError
 from cam_core.io.images import load_image
-from cam_core.models.preprocess import Preprocess
+from cam_core.models.preprocess import Placement, Preprocess
 from cam_core.render import heat_rgba, image_uri, model_view
 from dashboard.figures import format_prob
 
@@ -37,6 +37,7 @@ class Base:
     size: tuple[int, int]  # (height, width) of the thumbnail
     input_size: tuple[int, int]
     region: tuple[int, int, int, int] | None
+    place: Placement | None = None  # where the image lies in the input (boxes are drawn through it)
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class Thumb:
     base: str = ""
     heat: str = ""
     problem: str = ""
+    place: Placement | None = None
 
 
 def _fit(size: tuple[int, int], side: int) -> tuple[int, int]:
@@ -60,7 +62,7 @@ def build_base(path: str, preprocess: Preprocess, fit: str, side: int = THUMB_SI
     view = model_view(x, preprocess.mean, preprocess.std)
     size = _fit(view.shape[:2], side)
     im = Image.fromarray(view).resize((size[1], size[0]), Image.Resampling.LANCZOS)
-    return Base(image_uri(im, "JPEG", quality=85), size, place.size, place.content if place.padded else None)
+    return Base(image_uri(im, "JPEG", quality=85), size, place.size, place.content if place.padded else None, place)
 
 
 def build_heat(cam: np.ndarray, base: Base, view: str, cmap: str) -> str:
@@ -106,7 +108,8 @@ class ThumbCache:
             values = cam()
             return "" if values is None else build_heat(values, base, view, cmap)  # type: ignore[arg-type]
 
-        return Thumb(base=base.uri, heat=str(self.get(("heat", map_key, view, cmap), heat)))  # type: ignore[union-attr]
+        return Thumb(base=base.uri, heat=str(self.get(("heat", map_key, view, cmap), heat)),  # type: ignore[union-attr]
+                     place=base.place)  # type: ignore[union-attr]
 
 
 def file_stamp(path: str) -> tuple[int, int] | None:

@@ -30,8 +30,9 @@ from dashboard.figures import PLOTLY_CONFIG
 from dashboard.model import Bundle, ImageItem, ModelSpec, decode_image, model_args
 from dashboard.model_ui import request_model
 from dashboard.text import plain
-from dashboard.views.dataset import insight
+from dashboard.views.dataset import insight, localisation_ui
 from dashboard.views.dataset import table as tb
+from dashboard.views.dataset.export_ui import export_ui
 from dashboard.views.dataset.figures import confusion_figure
 from dashboard.views.dataset.thumbs import ThumbCache, caption_lines, file_stamp
 from dashboard.widgets.gallery import gallery_ui
@@ -464,7 +465,9 @@ def _controls(results: ResultsQuery) -> tuple[str, Filters, str, str, str]:
     if len(results.methods) > 1:
         method = c[3].selectbox("Method shown", results.methods, format_func=lambda m: METHODS[m].title,
                                 key=DS.MAP_METHOD)
-    return sort, Filters(tuple(true or ()), tuple(pred or ()), outcome if labelled else "all"), method, whose, view
+    flags = localisation_ui.filters_ui(results, st, _reset_page)
+    filters = Filters(tuple(true or ()), tuple(pred or ()), outcome if labelled else "all", flags)
+    return sort, filters, method, whose, view
 
 
 def _pager(n: int) -> tuple[int, int]:
@@ -539,23 +542,20 @@ def results_ui(root: Path, results: ResultsQuery, bundle: Bundle | None, image_p
         sort, filters, method, whose, view = _controls(results)
     _metrics(results, method)
     _confusion_ui(results, method, whose)
+    localisation_ui.truth_ui(results, method)
     opacity = float(st.session_state.get(DS.OPACITY, 0.6))
     filters = insight.sections(results, partial(_reachable, root), bundle, _run_spec(results, bundle), sort, filters,
                                method, whose, opacity)  # a confusion cell's contrast, the atlas and its cluster filter
     n = results.count(filters, method, whose)
     first, last = _pager(n)
     page = results.page(sort, filters, first, last - first, method, whose)
-    items = _items(results, root, page, method, view)
+    items = _items(results, root, page, method, whose, view)
     gallery_ui(
         items, opacity=opacity, columns=COLUMNS,
         on_open=partial(_open_row, results, root, bundle),
         on_opacity=lambda v: st.session_state.__setitem__(DS.OPACITY, v),
     )
-    st.download_button(
-        f"Download these {n:,} rows (CSV)", lambda: tb.export_csv(results.table(sort, filters, method, whose), root),
-        file_name="results_filtered.csv", mime="text/csv", icon=":material/download:", key="ds_csv",
-        help="The filtered, sorted table (no maps: those stay in the results' Parquet files).",
-    )
+    export_ui(n, lambda: results.table(sort, filters, method, whose), root)
     failed = results.summary().failed
     if failed:
         with st.expander(f"{failed:,} file(s) could not be read"):
@@ -564,9 +564,11 @@ def results_ui(root: Path, results: ResultsQuery, bundle: Bundle | None, image_p
                 st.caption(f"The first {FAILED_SHOWN:,} by path; the CSV export lists every row.")
 
 
-def _items(results: ResultsQuery, root: Path, page: list[dict], method: str, view: str) -> list[dict]:
+def _items(results: ResultsQuery, root: Path, page: list[dict], method: str, whose: str, view: str) -> list[dict]:
     """The gallery items of one page; thumbnails come from the cache or are built now (only these)."""
     cache = thumb_cache()
+    truth = results.truth_of([int(r["rid"]) for r in page], method, whose)  # boxes, energy, hit ({}: no boxes)
+    labelled = bool(results.run.get("boxes", {}).get("labelled"))
     pre, fit = results.preprocess, results.fit
     cmap = "bwr" if view == "signed" else "jet"
     items = []
@@ -590,4 +592,5 @@ def _items(results: ResultsQuery, root: Path, page: list[dict], method: str, vie
         )
         items.append({"id": rid, "base": thumb.base, "heat": thumb.heat, "title": title, "lines": lines,
                       "badge": badge, "blank": bool(row["shown_blank"]), "problem": thumb.problem})
+        localisation_ui.decorate_item(items[-1], truth.get(rid), thumb.place, labelled)
     return items
