@@ -19,14 +19,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..batch.compare_table import COMPARE
 from ..errors import CamError
 from ..versions import versions
 from .html import cards, document, esc, pct, section, table
 from .runs import RunMaps
 
-__all__ = ["COMPARE", "compare_report", "read_compare"]
-
-COMPARE = "compare.parquet"
+__all__ = ["compare_report", "read_compare"]
 PAIR_SIDE = 300  # each map's longer side, pixels
 FLIP_ROWS = 200  # flipped images listed in the table at most
 _COLUMNS = ("path", "pred_a", "pred_name_a", "prob_pred_a", "pred_b", "pred_name_b", "prob_pred_b", "pred_changed",
