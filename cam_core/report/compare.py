@@ -19,7 +19,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..batch.compare_table import COMPARE
+from ..batch.compare_table import COMPARE, COMPARE_JSON
 from ..errors import CamError
 from ..versions import versions
 from .html import cards, document, esc, pct, section, table
@@ -49,7 +49,7 @@ def read_compare(folder: str | os.PathLike[str]) -> tuple[pd.DataFrame, dict[str
     missing = [c for c in _COLUMNS if c not in frame.columns]
     if missing:
         raise CamError(f"{path} lacks the columns {', '.join(missing)}: not what `compare` writes")
-    meta_path = Path(folder) / "compare.json"
+    meta_path = Path(folder) / COMPARE_JSON
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}
     except (OSError, ValueError) as exc:
