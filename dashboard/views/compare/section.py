@@ -31,6 +31,7 @@ from cam_core.analysis.compare_photo import (
     resized,
 )
 from cam_core.engine.methods import METHODS
+from cam_core.report import SecondModel
 from dashboard import shell
 from dashboard.caches import figure_cache
 from dashboard.display import Display
@@ -40,6 +41,7 @@ from dashboard.model import Bundle, ImageItem, ModelSpec
 from dashboard.state import K, UrlView, set_layer
 from dashboard.text import plain
 from dashboard.views.image.compute import ViewResult, compute_view
+from dashboard.views.image.report_export import comparison_button, report_html
 
 __all__ = ["show_comparison"]
 
@@ -99,6 +101,9 @@ def show_comparison(
     side_a, side_b = _side(view_a, method, names_a), _side(view_b, method, names_b)
     rows = compare_classes(side_a, side_b, list(ids), item.image.size)
     _top_classes(side_a, side_b)
+    second = SecondModel(bundle_b.model.name, layer_b, item_b.fit, method, rows, _top(side_a), _top(side_b),
+                         bool(shared))
+    comparison_button(partial(report_html, bundle_a, item, view_a, list(ids), list(methods), layer_a, display, second))
     background = np.asarray(item.image.convert("RGB").resize(photo_grid(item.image.size), Image.Resampling.BILINEAR))
     for row in rows:
         st.markdown(_summary(row, view_a.probs_kind))
@@ -109,6 +114,11 @@ def show_comparison(
         fig = figure_cache().get_or_build(key, partial(_figure, background, row, shared, display))
         st.plotly_chart(fig, config=PLOTLY_CONFIG, key=f"compare_{row.id_a}")
     return layer_b
+
+
+def _top(side: ModelSide) -> tuple[str, float]:
+    top = int(np.argmax(side.probs))
+    return side.names[top], float(side.probs[top])
 
 
 def _side(view: ViewResult, method: str, names: Sequence[str]) -> ModelSide:
