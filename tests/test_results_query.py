@@ -23,7 +23,7 @@ import pytest
 from benchmarks import legacy_table as legacy
 from benchmarks.dataset_folders import replicate
 from cam_core import CamError
-from cam_core.batch import BatchJob, run_local
+from cam_core.batch import BatchJob, run_local, scan
 from cam_core.batch.query import FILTERS, SORTS, Filter, Filters, ResultsQuery, Sort
 from cam_core.batch.results import PARTS, RESULTS, RUN
 from cam_core.io import write_sample_folder
@@ -171,11 +171,15 @@ def test_sorts_and_filters_are_one_entry_each(both, monkeypatch) -> None:
     assert key == sorted(key)
 
 
-@pytest.mark.parametrize("hive", [False, True])
-def test_ray_parts_open_in_place_with_the_same_answers(real_run, big, tmp_path, hive) -> None:
+@pytest.mark.parametrize(("hive", "chunk"), [(False, None), (True, None), (True, 700)])
+def test_ray_parts_open_in_place_with_the_same_answers(real_run, big, tmp_path, monkeypatch, hive, chunk) -> None:
+    """``chunk``: the parts loaded a few hundred rows at a time, compressed between (as a very large folder is)."""
     parts = replicate(real_run, tmp_path / "parts", ROWS, seed=3, parts=7, hive=hive)
     assert not (parts / RESULTS).exists() and len(list((parts / PARTS).rglob("*.parquet"))) == 7
-    a, b = ResultsQuery.open(big), ResultsQuery.open(parts)
+    a = ResultsQuery.open(big)
+    if chunk:
+        monkeypatch.setattr(scan, "CHUNK_ROWS", chunk)
+    b = ResultsQuery.open(parts)
     assert a.summary() == b.summary() and a.rows == b.rows
     ca, cb = a.confusion(), b.confusion()
     assert ca.rows == cb.rows and ca.cols == cb.cols and np.array_equal(ca.counts, cb.counts)

@@ -196,7 +196,10 @@ class ResultsQuery:
             raise CamError(f"{folder} holds no results.parquet and no Parquet parts (run a batch first)")
         con = duckdb.connect(":memory:", config={
             "threads": threads or scan.default_threads(), "memory_limit": f"{memory_bytes // 2**20}MB",
-            "preserve_insertion_order": False, "temp_directory": str(Path(tempfile.gettempdir()) / "cam_core-duckdb"),
+            "preserve_insertion_order": False,
+            # memory freed by compressing the rows goes back to the system, not kept for later
+            "allocator_flush_threshold": "16MB", "allocator_background_threads": True,
+            "temp_directory": str(Path(tempfile.gettempdir()) / "cam_core-duckdb"),
         })
         con.execute("SET enable_progress_bar = true; SET enable_progress_bar_print = false")
         try:

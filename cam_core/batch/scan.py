@@ -51,6 +51,7 @@ _PRE_KEYS = ("crop_size", "resize_size", "mean", "std", "interpolation", "fit")
 _OTHER_TABLES = frozenset({"atlas.parquet", "compare.parquet"})  # other tools' tables beside the results
 _IDENTITY = ("_size", "_mtime_ns")  # the files' identities in parts (what a rerun compares), not results
 _SAMPLE = 2048  # rows whose maps are checked against their shapes when the folder opens
+CHUNK_ROWS = 2_000_000  # rows loaded (uncompressed) at a time in a larger folder (see load_rows)
 
 Progress = Callable[[float, float | None], None]  # (share done 0..1, seconds left or None while unknown)
 
@@ -174,6 +175,11 @@ def load_rows(con: duckdb.DuckDBPyConnection, files: Sequence[Path], types: dict
               progress: Progress | None = None) -> Loaded:
     """Create the table ``rows`` (light columns + ``rid``) from ``files``, reporting progress while DuckDB scans.
 
+    A folder of more than :data:`CHUNK_ROWS` rows is loaded a chunk at a time, each compressed (a checkpoint)
+    before the next: memory then holds the compressed table plus one chunk, not the whole table uncompressed
+    (about a quarter of it: the paths, names and lists compress well). A smaller folder stays uncompressed,
+    which opens and sorts faster.
+
     Raises:
         CamError: A file cannot be read (one line).
     """
@@ -184,15 +190,28 @@ def load_rows(con: duckdb.DuckDBPyConnection, files: Sequence[Path], types: dict
     con.execute("CREATE OR REPLACE TEMP TABLE files (name VARCHAR, start BIGINT)")
     con.executemany("INSERT INTO files VALUES (?, ?)", [(str(f), o) for f, o in zip(files, offsets, strict=True)])
     cols, extra = _select(types, methods)
-    newest = "QUALIFY row_number() OVER (PARTITION BY path ORDER BY rid DESC) = 1" if len(files) > 1 else ""
-    sql = (f"CREATE OR REPLACE TABLE rows AS SELECT * FROM (SELECT files.start + s.file_row_number AS rid, {cols} "
-           f"FROM {_source(files)} s JOIN files ON s.filename = files.name) {newest}")
-    _run_with_progress(con, sql, progress)
+    scanned = (f"SELECT files.start + s.file_row_number AS rid, {cols} FROM {_source(files)} s "
+               "JOIN files ON s.filename = files.name")
+    total = sum(counts)
+    chunks = range(0, total, CHUNK_ROWS) if total > CHUNK_ROWS else [None]
+    for i, start in enumerate(chunks):
+        rows = "true" if start is None else f"rid >= {start} AND rid < {start + CHUNK_ROWS}"
+        into = "CREATE OR REPLACE TABLE rows AS" if i == 0 else "INSERT INTO rows"
+        _run_with_progress(con, f"{into} SELECT * FROM ({scanned}) WHERE {rows}", progress, i, len(chunks))
+        if start is not None:
+            con.execute("CHECKPOINT")
+    if len(files) > 1:  # a path in several files keeps its newest row
+        con.execute("DELETE FROM rows WHERE rid IN (SELECT rid FROM rows "
+                    "QUALIFY row_number() OVER (PARTITION BY path ORDER BY rid DESC) > 1)")
+    if progress is not None:
+        progress(1.0, 0.0)
     return Loaded(tuple(offsets), extra)
 
 
-def _run_with_progress(con: duckdb.DuckDBPyConnection, sql: str, progress: Progress | None) -> None:
-    """``sql`` on a worker thread while this one reports DuckDB's progress (and a time left from its rate)."""
+def _run_with_progress(con: duckdb.DuckDBPyConnection, sql: str, progress: Progress | None, part: int = 0,
+                       parts: int = 1) -> None:
+    """``sql`` (part ``part`` of ``parts`` of the scan) on a worker thread while this one reports DuckDB's
+    progress (and a time left from its rate)."""
     done: dict[str, BaseException | None] = {"error": None}
 
     def work() -> None:
@@ -209,14 +228,13 @@ def _run_with_progress(con: duckdb.DuckDBPyConnection, sql: str, progress: Progr
         if progress is not None and thread.is_alive():
             share = max(0.0, min(1.0, con.query_progress() / 100.0))
             elapsed = time.perf_counter() - start
-            progress(share, elapsed * (1 - share) / share if share > 0.02 else None)
+            left = elapsed * (1 - share) / share + elapsed / share * (parts - part - 1) if share > 0.02 else None
+            progress((part + share) / parts, left)
     if done["error"] is not None:
         exc = done["error"]
         if isinstance(exc, duckdb.Error):
             raise CamError(f"the results cannot be read: {str(exc).splitlines()[0][:300]}") from exc
         raise exc
-    if progress is not None:
-        progress(1.0, 0.0)
 
 
 def check_rows(con: duckdb.DuckDBPyConnection, files: Sequence[Path], names: Sequence[str],
