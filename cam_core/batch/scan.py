@@ -192,13 +192,11 @@ def load_rows(con: duckdb.DuckDBPyConnection, files: Sequence[Path], types: dict
     cols, extra = _select(types, methods)
     scanned = (f"SELECT files.start + s.file_row_number AS rid, {cols} FROM {_source(files)} s "
                "JOIN files ON s.filename = files.name")
-    total = sum(counts)
-    chunks = range(0, total, CHUNK_ROWS) if total > CHUNK_ROWS else [None]
-    for i, start in enumerate(chunks):
-        rows = "true" if start is None else f"rid >= {start} AND rid < {start + CHUNK_ROWS}"
+    chunks = _chunks(files, counts)
+    for i, where in enumerate(chunks):
         into = "CREATE OR REPLACE TABLE rows AS" if i == 0 else "INSERT INTO rows"
-        _run_with_progress(con, f"{into} SELECT * FROM ({scanned}) WHERE {rows}", progress, i, len(chunks))
-        if start is not None:
+        _run_with_progress(con, f"{into} {scanned} WHERE {where}", progress, i, len(chunks))
+        if len(chunks) > 1:
             con.execute("CHECKPOINT")
     if len(files) > 1:  # a path in several files keeps its newest row
         con.execute("DELETE FROM rows WHERE rid IN (SELECT rid FROM rows "
@@ -206,6 +204,31 @@ def load_rows(con: duckdb.DuckDBPyConnection, files: Sequence[Path], types: dict
     if progress is not None:
         progress(1.0, 0.0)
     return Loaded(tuple(offsets), extra)
+
+
+def _chunks(files: Sequence[Path], counts: Sequence[int]) -> list[str]:
+    """Conditions on the scan (``s``) that cut it into pieces of at most :data:`CHUNK_ROWS` rows: whole files
+    together, or a large file's row ranges (DuckDB reads only the row groups and files a piece names)."""
+    if sum(counts) <= CHUNK_ROWS:
+        return ["true"]
+
+    def named(group: Sequence[Path]) -> str:
+        return "s.filename IN (" + ", ".join("'" + str(f).replace("'", "''") + "'" for f in group) + ")"
+
+    out: list[str] = []
+    group: list[Path] = []
+    size = 0
+    for f, n in zip(files, counts, strict=True):
+        if group and size + n > CHUNK_ROWS:
+            out.append(named(group))
+            group, size = [], 0
+        if n > CHUNK_ROWS:
+            out += [f"{named([f])} AND s.file_row_number >= {lo} AND s.file_row_number < {lo + CHUNK_ROWS}"
+                    for lo in range(0, n, CHUNK_ROWS)]
+        else:
+            group.append(f)
+            size += n
+    return [*out, named(group)] if group else out
 
 
 def _run_with_progress(con: duckdb.DuckDBPyConnection, sql: str, progress: Progress | None, part: int = 0,
