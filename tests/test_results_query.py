@@ -171,11 +171,12 @@ def test_sorts_and_filters_are_one_entry_each(both, monkeypatch) -> None:
     assert key == sorted(key)
 
 
-@pytest.mark.parametrize(("hive", "chunk"), [(False, None), (True, None), (True, 700)])
+@pytest.mark.parametrize(("hive", "chunk"), [(False, None), (True, None), (True, 700), (None, 700)])
 def test_ray_parts_open_in_place_with_the_same_answers(real_run, big, tmp_path, monkeypatch, hive, chunk) -> None:
-    """``chunk``: the parts loaded a few hundred rows at a time, compressed between (as a very large folder is)."""
-    parts = replicate(real_run, tmp_path / "parts", ROWS, seed=3, parts=7, hive=hive)
-    assert not (parts / RESULTS).exists() and len(list((parts / PARTS).rglob("*.parquet"))) == 7
+    """``chunk``: loaded a few hundred rows at a time, compressed between (as a very large folder is): parts
+    by files, or (``hive`` None) the one ``results.parquet`` itself by row ranges."""
+    parts = big if hive is None else replicate(real_run, tmp_path / "parts", ROWS, seed=3, parts=7, hive=hive)
+    assert hive is None or not (parts / RESULTS).exists() and len(list((parts / PARTS).rglob("*.parquet"))) == 7
     a = ResultsQuery.open(big)
     if chunk:
         monkeypatch.setattr(scan, "CHUNK_ROWS", chunk)
