@@ -176,7 +176,7 @@ def test_ray_parts_open_in_place_with_the_same_answers(real_run, big, tmp_path, 
     """``chunk``: loaded a few hundred rows at a time, compressed between (as a very large folder is): parts
     by files, or (``hive`` None) the one ``results.parquet`` itself by row ranges."""
     parts = big if hive is None else replicate(real_run, tmp_path / "parts", ROWS, seed=3, parts=7, hive=hive)
-    assert hive is None or not (parts / RESULTS).exists() and len(list((parts / PARTS).rglob("*.parquet"))) == 7
+    assert hive is None or (not (parts / RESULTS).exists() and len(list((parts / PARTS).rglob("*.parquet"))) == 7)
     a = ResultsQuery.open(big)
     if chunk:
         monkeypatch.setattr(scan, "CHUNK_ROWS", chunk)

@@ -51,7 +51,7 @@ _PRE_KEYS = ("crop_size", "resize_size", "mean", "std", "interpolation", "fit")
 _OTHER_TABLES = frozenset({"atlas.parquet", "compare.parquet"})  # other tools' tables beside the results
 _IDENTITY = ("_size", "_mtime_ns")  # the files' identities in parts (what a rerun compares), not results
 _SAMPLE = 2048  # rows whose maps are checked against their shapes when the folder opens
-CHUNK_ROWS = 2_000_000  # rows loaded (uncompressed) at a time in a larger folder (see load_rows)
+CHUNK_ROWS = 1_000_000  # rows loaded (uncompressed) at a time in a larger folder (see load_rows)
 
 Progress = Callable[[float, float | None], None]  # (share done 0..1, seconds left or None while unknown)
 
