@@ -55,9 +55,10 @@ def truth_ui(root: Path, owner: str | None) -> str:
         )
     with c2:
         up = st.file_uploader("…or upload a COCO JSON / CSV", type=UPLOAD_TYPES, key="ds_truth_upload",
-                              help="Paths in it: relative to the chosen folder, or file names. "
-                              f"At most {mb(MAX_BOXES_FILE_BYTES)}.")
+                              help="Paths in it: relative to the chosen folder, or file names.")
     if up is not None:
+        if pick != NONE:
+            st.caption(f":material/info: The upload is used, not {plain(pick)}.")
         return _uploaded(up)
     if pick == NONE:
         return NONE
