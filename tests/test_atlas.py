@@ -63,6 +63,8 @@ def test_blank_maps_are_cluster_minus_one_without_layout(planted) -> None:
     assert set(atlas.paths[blank]) == set(truth.paths[:4])
     assert np.isnan(atlas.xy[blank]).all() and np.isfinite(atlas.xy[~blank]).all()
     assert sum(c.blank for c in atlas.classes) == 4
+    # The true class's maps (--of label): here the same maps, so the same clusters.
+    np.testing.assert_array_equal(build_atlas(out, whose="label").cluster, atlas.cluster)
 
 
 def test_the_grid_keeps_mass_shares_and_normalises(tmp_path) -> None:
@@ -203,3 +205,20 @@ def test_a_folder_of_parts_is_read_and_a_paths_newest_row_wins(tmp_path) -> None
     assert len(latest.paths) == 120
     blank = set(latest.paths[latest.cluster == -1])
     assert blank == set(truth.paths[:10])
+
+
+def test_the_query_engines_paths_filter_narrows_to_a_cluster(planted) -> None:
+    from cam_core.batch.query import Filters, ResultsQuery
+
+    out, _ = planted
+    atlas = build_atlas(out)
+    flagged = next(k for c in atlas.classes for k in c.clusters if k.flags)
+    paths = sorted(atlas.paths[(atlas.class_ids == 0) & (atlas.cluster == flagged.id)])
+    q = ResultsQuery.open(out)
+    try:
+        assert q.count(Filters(paths=tuple(paths))) == len(paths) == flagged.size
+        shown = q.page("path", Filters(paths=tuple(paths)), 0, 1000)
+        assert [r["path"] for r in shown] == paths
+        assert q.count(Filters(pred=(1,), paths=tuple(paths))) == 0  # with the other filters, not instead
+    finally:
+        q.close()

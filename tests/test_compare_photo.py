@@ -19,14 +19,16 @@ from cam_core.analysis.compare_photo import (
     photo_grid,
     prediction_changed,
 )
+from cam_core.batch import BatchJob, run_local
+from cam_core.batch.compare_table import PHOTO_SIDE, join_runs, on_photo
 from cam_core.io.samples import SAMPLE_NAMES, load_sample
 from cam_core.models.preprocess import Preprocess
-from cam_core.render import maps_on_image, place_on_grid
+from cam_core.render import maps_on_image
 
 
-def _side(model, image, classes, fit=None) -> ModelSide:
+def _side(model, image, classes, fit=None, layer=None) -> ModelSide:
     x, place = model.prepare(image, fit)
-    res = explain(model, x[None], layer=model.recommended_layer, classes=list(classes), methods=["gradcam"])
+    res = explain(model, x[None], layer=layer or model.recommended_layer, classes=list(classes), methods=["gradcam"])
     maps = res.maps["gradcam"][0].numpy()
     return ModelSide(
         names=model.class_names, logits=res.logits[0].numpy(), probs=res.probs[0].numpy(), place=place,
@@ -45,7 +47,7 @@ def _swapped(model, p: int, q: int):
 
 @pytest.fixture(scope="module")
 def photos() -> dict[str, object]:
-    return {name: load_sample(name) for name in SAMPLE_NAMES}
+    return {name: load_sample(name) for name in SAMPLE_NAMES[:3]}  # chelsea, coffee, astronaut
 
 
 def test_a_model_against_itself_did_not_move(lite0, photos) -> None:
@@ -75,9 +77,8 @@ def test_a_head_with_two_classes_swapped_flips_exactly_those_predictions(lite0, 
         # B's class p is A's class q: its probability and its map are A's for q, so the shift is A's q against p.
         assert rows[p].prob_b == pytest.approx(float(a.probs[q]), rel=1e-5)
         assert rows[p].prob_change == pytest.approx(float(a.probs[q] - a.probs[p]), abs=1e-6)
-        grid = photo_grid(image.size)
-        on_photo = maps_on_image(np.stack([a.maps[p], a.maps[q]]), place_on_grid(a.place, image.size, grid), grid)
-        by_hand = map_shift(on_photo[0], on_photo[1], photo_size=image.size[::-1])
+        carried = on_photo(np.stack([a.maps[p], a.maps[q]]), a.place, image.size, PHOTO_SIDE)
+        by_hand = map_shift(carried[0], carried[1], photo_size=image.size[::-1])
         assert rows[p].shift.shift == pytest.approx(by_hand.shift, abs=1e-5)
         assert rows[p].shift.peak_px == pytest.approx(by_hand.peak_px, abs=1e-3)
         assert rows[0].shift.shift == pytest.approx(0.0, abs=1e-5)  # an untouched class did not move
@@ -107,11 +108,47 @@ def test_map_difference_by_hand() -> None:
     assert photo_grid((1024, 512)) == (256, 128) and photo_grid((100, 80)) == (100, 80)
 
 
+def test_maps_lie_over_the_whole_photo_whatever_the_fit(lite0, photos) -> None:
+    """A map that grows left to right over the model's input grows left to right over the whole photo: the carried
+    map's first column is near its minimum and its last near its maximum (a centre crop leaves the cut sides
+    at 0)."""
+    image = photos["chelsea"]  # 451 × 300
+    ramp = np.tile(np.arange(7, dtype=np.float32), (7, 1))  # 0 … 6 across the input
+    for fit in ("whole", "squash", "letterbox"):
+        _, place = lite0.prepare(image, fit)
+        side = ModelSide(names=["x"], logits=np.zeros(1), probs=np.ones(1), place=place, maps={0: ramp})
+        (row,) = compare_classes(side, side, [0], image.size)
+        assert row.map_a.shape == (75, 112)  # the compare command's grid: 112 px on the longer side
+        assert row.map_a[:, 0].mean() < 0.6 and row.map_a[:, -1].mean() > 5.4, fit
+    _, crop = lite0.prepare(image, "crop")
+    side = ModelSide(names=["x"], logits=np.zeros(1), probs=np.ones(1), place=crop, maps={0: ramp + 1})
+    (row,) = compare_classes(side, side, [0], image.size)
+    assert row.map_a[:, 0].max() == 0 and row.map_a[:, -1].max() == 0 and row.map_a[:, 56].min() > 0
+
+
+def test_the_page_and_the_compare_command_give_the_same_numbers(lite0, photos, tmp_path) -> None:
+    """The same photo, the same two models (here: one model at two layers): the page's map shift and peak shift
+    equal ``compare.parquet``'s."""
+    (tmp_path / "photos").mkdir()
+    photos["chelsea"].save(tmp_path / "photos" / "chelsea.png")
+    for out, layer in (("a", None), ("b", "_blocks.12")):
+        run_local(BatchJob(classes="top3", layer=layer), tmp_path / "photos", tmp_path / out, workers=0, model=lite0)
+    table, _ = join_runs(tmp_path / "a", tmp_path / "b", "gradcam")
+    (row,) = table.to_pylist()
+    ids = [lite0.class_names.index(n) for n in row["class_names"]]
+    image = photos["chelsea"]
+    a, b = _side(lite0, image, ids), _side(lite0, image, ids, layer="_blocks.12")
+    page = compare_classes(a, b, ids, image.size)
+    np.testing.assert_allclose([r.shift.shift for r in page], row["map_shift"], atol=1e-5)
+    np.testing.assert_allclose([r.shift.peak_px for r in page], row["peak_shift_px"], atol=1e-3)
+    assert min(row["map_shift"]) > 0.05  # the two layers' maps do differ: the equality is not 0 = 0
+
+
 def test_maps_land_where_the_model_saw_them_on_a_photo_larger_than_the_grid(photos) -> None:
     """The grid is a smaller copy of the photo: evidence in the input's right-most column lies at its right edge
     (the photo's box scaled with it; unscaled, the map of the photo's top-left part covered the whole grid)."""
     image = photos["chelsea"]
-    assert max(image.size) > max(photo_grid(image.size))  # the case: the grid is smaller than the photo
+    assert max(image.size) > PHOTO_SIDE  # the case: the grid is smaller than the photo
     place = Preprocess((224, 224), 256, (0.5,) * 3, (0.5,) * 3, fit="whole").place(*image.size)
     cam = np.zeros((7, 10), np.float32)
     cam[:, -1] = 1.0

@@ -60,6 +60,7 @@ def data_root(tmp_path_factory, lite0) -> Path:
     write_corner_photos(root / "photos" / SAMPLE_CLASSES["chelsea"])
     run_local(BatchJob(classes="pred,label", labels=True), root / "photos", root / "runs" / "a", workers=0,
               model=lite0)
+    run_local(BatchJob(classes="pred", labels=True), root / "photos", root / "runs" / "b", workers=0, model=lite0)
     return root
 
 
@@ -110,9 +111,12 @@ def test_the_atlas_flags_the_corner_cluster_and_narrows_the_gallery(page, data_r
     assert sheet.format == "PNG" and sheet.height > 300
 
 
-def test_a_confusion_cell_shows_both_maps_and_the_contrast(page, tmp_path) -> None:
+@pytest.mark.parametrize(("run", "stored"), [("a", True), ("b", False)])
+def test_a_confusion_cell_shows_both_maps_and_the_contrast(page, tmp_path, run, stored) -> None:
+    # runs/a explained both classes (pred,label): the contrast is the stored maps' difference; runs/b only the
+    # prediction: the sidebar's model (the run's) computes the true class's map for the images shown.
     pg, url = page
-    pg.goto(f"{url}/dataset?folder=runs/a")
+    pg.goto(f"{url}/dataset?folder=runs/{run}")
     pg.wait_for_selector(CARD)
     _idle(pg)
     pg.locator(CONFUSION).scroll_into_view_if_needed()
@@ -124,8 +128,24 @@ def test_a_confusion_cell_shows_both_maps_and_the_contrast(page, tmp_path) -> No
     _idle(pg)
     text = box.inner_text()
     assert "Why Egyptian cat and not tabby?" in text
-    assert "exactly map(B) − map(A)" in text  # Grad-CAM: the difference of the stored maps
+    assert "exactly map(B) − map(A)" in text  # Grad-CAM
     shown = min(6, len(_titles(pg)))
     assert box.locator("img").count() == 3 * shown
-    assert f"{shown} from the run's stored maps, 0 computed with the model now" in text
-    box.screenshot(path=str(tmp_path / "contrast.png"))
+    counts = (shown, 0) if stored else (0, shown)
+    assert f"{counts[0]} from the run's stored maps, {counts[1]} computed with the model now" in text
+    box.screenshot(path=str(tmp_path / f"contrast_{run}.png"))
+
+
+def test_the_command_lines_sheet_draws_example_images(data_root, capsys) -> None:
+    import json
+
+    from cam_core.analysis.atlas_sheet import sheet_image
+    from cam_core.cli import main
+
+    out = data_root / "runs" / "b"
+    assert main(["atlas", "--results", str(out), "--sheet"]) == 0
+    assert "Egyptian cat · cluster" in capsys.readouterr().out  # the corner photos, flagged
+    sheet = Image.open(out / "atlas.png")
+    entry = json.loads((out / "atlas.json").read_text())["methods"]["gradcam"]
+    bare = sheet_image(entry, "no examples")
+    assert sheet.width > bare.width  # the typical images sit beside the mean maps

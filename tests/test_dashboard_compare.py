@@ -73,7 +73,7 @@ def test_a_model_against_itself_did_not_move(itself: AppTest) -> None:
     picked = at.multiselect(key="class_picker").value
     assert len(lines) == len(picked) == 3
     for line in lines.values():
-        assert "map shift 0.00 (r = 1.00)" in line and "peak shift 0 px" in line and "(+0.0%)" in line, line
+        assert "map shift 0.00 (r = 1.00)" in line and "peak shift 0 px" in line and "(+0.0 pts)" in line, line
     assert any("same prediction" in md.value for md in at.markdown)
     figs = _compare_figures(at)
     assert set(figs) == {f"compare_{c}" for c in picked}
@@ -129,7 +129,8 @@ def test_a_finetuned_checkpoint_with_two_classes_swapped(itself: AppTest, finetu
     # B's Egyptian cat is A's tiger cat: B predicts tiger cat with A's Egyptian cat's probability.
     (top,) = [md.value for md in at.markdown if md.value.startswith("Top class")]
     assert "A says **Egyptian cat** (45.4%), B says **tiger cat** (45.4%)" in top and "prediction changed" in top
-    assert "45.4% → 16.3%" in lines["Egyptian cat"] and "16.3% → 45.4%" in lines["tiger cat"]
+    assert "45.4% → 16.3% (-29.1 pts)" in lines["Egyptian cat"]
+    assert "16.3% → 45.4% (+29.1 pts)" in lines["tiger cat"]
     assert "map shift 0.00" not in lines["Egyptian cat"]
     assert set(_compare_figures(at)) == {f"compare_{EGYPTIAN}", f"compare_{TIGER}"}  # none for the missing class
     assert "model_b" not in at.query_params and "layer_b" not in at.query_params  # an upload cannot travel
@@ -143,3 +144,20 @@ def test_visitors_of_a_shared_server_get_no_code_for_model_b(monkeypatch: pytest
     assert at.radio(key="b_model_source").value == "default"
     assert "factory" not in at.radio(key="b_model_source").options
     assert at.query_params["model_b"] == "efficientnet_lite0"
+
+
+def test_a_demo_with_pinned_models_offers_only_those_for_model_b(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    models = tmp_path / "demo.toml"
+    models.write_text('[[model]]\ntitle = "Cat spotter"\nmodel = "efficientnet_lite0"\n\n'
+                      '[[model]]\ntitle = "Tiny"\nmodel = "tests.tiny:gapnet"\n'
+                      f'import_path = "{Path(__file__).resolve().parents[1]}"\n')
+    monkeypatch.setenv("CAMDASH_TRUST_VISITORS", "no")
+    monkeypatch.setenv("CAMDASH_MODELS", str(models))
+    at = _app(model_b="pinned:Tiny")
+    _ok(at)
+    assert at.selectbox(key="b_pinned_model").options == ["Cat spotter", "Tiny"]
+    assert at.selectbox(key="b_pinned_model").value == "Tiny"  # the link's model B, among the operator's
+    assert not [r for r in at.radio if r.key == "b_model_source"]
+    assert at.query_params["model_b"] == "pinned:Tiny"
+    lines = _lines(at)  # the tiny net's classes are not ImageNet's: every class of A is missing from B
+    assert lines and all("not in model B" in line for line in lines.values())

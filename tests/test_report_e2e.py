@@ -114,3 +114,18 @@ def test_dataset_page_downloads_the_runs_report(browser, data_root, tmp_path) ->
     assert widths and all(w > 0 for w in widths)
     assert str(data_root) not in text  # paths from the data root: no server path leaves in the file
     assert "maps shown\thirescam" in text  # the method the gallery showed at the click
+
+
+def test_the_comparison_on_the_image_page_downloads_its_report(browser, tmp_path) -> None:
+    url, b = browser
+    page = b.new_page(viewport={"width": 1500, "height": 1400})
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(f"{url}/?model_b=efficientnet_lite0&weights_b=DEFAULT")  # model B: the same model
+    page.get_by_role("button", name="Report with model B (HTML)").wait_for()
+    _idle(page)
+    path = _download(page, "Report with model B (HTML)", tmp_path)
+    page.close()
+    text, widths = _offline(b, path, tmp_path / "comparison_report.png")
+    assert widths and all(w > 0 for w in widths)
+    assert "Model A vs model B" in text and "the same top class" in text
+    assert "map shift 0.00 (r = 1.00)" in text  # a model beside itself did not move

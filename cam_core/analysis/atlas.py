@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from threadpoolctl import threadpool_limits
 
 from ..batch.results import read_run
 from ..batch.scan import results_stamp
@@ -231,6 +232,11 @@ def build_atlas(out: str | os.PathLike[str], method: str | None = None, clusters
         whose: ``pred`` (each row's predicted class's map) or ``label`` (its true class's).
         grid: Cells a side of the common grid.
     """
+    with threadpool_limits(1):  # per class the linear algebra is tiny: a BLAS thread pool costs more than it brings
+        return _build(out, method, clusters, whose, grid)
+
+
+def _build(out: str | os.PathLike[str], method: str | None, clusters: int | None, whose: str, grid: int) -> Atlas:
     start = time.perf_counter()
     names = list(read_run(out).get("class_names") or [])
     method, maps = read_grid_maps(out, method, whose, grid)

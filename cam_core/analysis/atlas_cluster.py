@@ -45,36 +45,45 @@ def sq_distances(x: np.ndarray, centres: np.ndarray) -> np.ndarray:
     return np.maximum(d, 0.0)
 
 
-def _seeds(x: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+def _seeds(x: np.ndarray, xx: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
     """k-means++ (Arthur & Vassilvitskii 2007): each next seed drawn in proportion to its squared distance."""
-    centres = [x[rng.integers(len(x))]]
-    closest = sq_distances(x, centres[0][None])[:, 0]
-    for _ in range(1, k):
+    centres = np.empty((k, x.shape[1]))
+    centres[0] = x[rng.integers(len(x))]
+    closest = _to(x, xx, centres[:1])[:, 0]
+    for i in range(1, k):
         total = closest.sum()
         pick = rng.choice(len(x), p=closest / total) if total > 0 else rng.integers(len(x))
-        centres.append(x[pick])
-        closest = np.minimum(closest, sq_distances(x, x[pick][None])[:, 0])
-    return np.stack(centres)
+        centres[i] = x[pick]
+        closest = np.minimum(closest, _to(x, xx, centres[i : i + 1])[:, 0])
+    return centres
+
+
+def _to(x: np.ndarray, xx: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """:func:`sq_distances` with the rows' squared norms ``xx`` computed once."""
+    return np.maximum(xx[:, None] - 2.0 * x @ centres.T + (centres * centres).sum(axis=1)[None, :], 0.0)
 
 
 def kmeans(x: np.ndarray, k: int, seed: int = 0, n_init: int = 3) -> tuple[np.ndarray, np.ndarray, float]:
     """Lloyd's k-means from ``n_init`` k-means++ starts: (labels (n,), centres (k, d), inertia) of the best."""
     x = np.asarray(x, dtype=np.float64)
+    xx = (x * x).sum(axis=1)
     rng = np.random.default_rng(seed)
+    rows = np.arange(len(x))
     best: tuple[np.ndarray, np.ndarray, float] = (np.zeros(len(x), dtype=np.int64), x[:1].copy(), np.inf)
     for _ in range(n_init):
-        centres = _seeds(x, k, rng)
+        centres = _seeds(x, xx, k, rng)
         labels = np.full(len(x), -1)
         for _ in range(_ITERATIONS):
-            new = sq_distances(x, centres).argmin(axis=1)
+            new = _to(x, xx, centres).argmin(axis=1)
             if np.array_equal(new, labels):
                 break
             labels = new
-            counts = np.bincount(labels, minlength=k)
-            sums = np.stack([np.bincount(labels, weights=x[:, j], minlength=k) for j in range(x.shape[1])], axis=1)
+            onehot = np.zeros((len(x), k))
+            onehot[rows, labels] = 1.0
+            counts = onehot.sum(axis=0)
             filled = counts > 0
-            centres[filled] = sums[filled] / counts[filled, None]  # an emptied cluster keeps its centre
-        inertia = float(sq_distances(x, centres)[np.arange(len(x)), labels].sum())
+            centres[filled] = (onehot.T @ x)[filled] / counts[filled, None]  # an emptied cluster keeps its centre
+        inertia = float(_to(x, xx, centres)[rows, labels].sum())
         if inertia < best[2] - 1e-12:
             best = (labels, centres, inertia)
     return best

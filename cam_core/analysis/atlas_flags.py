@@ -79,6 +79,6 @@ def cluster_flags(mean: np.ndarray, box_energy: np.ndarray) -> list[Flag]:
         energy = float(boxed.mean())
         if energy < OUTSIDE_BOX_ENERGY:
             flags.append(Flag("outside_box", energy, f"most of the map's mass lies outside the object's box: "
-                                                     f"{energy:.0%} inside, on average over {boxed.size} image(s) "
+                                                     f"{energy:.1%} inside, on average over {boxed.size} image(s) "
                                                      "with a box"))
     return flags

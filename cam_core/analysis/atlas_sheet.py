@@ -3,8 +3,9 @@
 Drawn from ``atlas.json``'s entry for one method (what :func:`.atlas.write_atlas` writes), so the
 command line and the Dataset page draw the same sheet. Flagged clusters come first in their row,
 framed in red with the flag's short name under the tile; flagged classes come first on the sheet.
-``examples`` (optional) turns a cluster's example paths into small RGB pictures (the page passes its
-thumbnails with their maps) drawn beside the mean map.
+``examples`` (optional) turns a cluster's example paths into small RGB pictures of those images with their own
+maps (:mod:`.row_pictures`; the command line reads them through the query engine, the page from its cache),
+drawn beside the mean map.
 """
 
 from __future__ import annotations
@@ -19,15 +20,18 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from ..batch.query import ResultsQuery
 from ..render import colorize, view_map
 from .atlas import ATLAS_JSON, Atlas
+from .row_pictures import picture, rows_with_maps
 
-__all__ = ["MAX_SHEET_CLASSES", "SHEET", "mean_tile", "sheet_image", "sheet_png", "write_sheet"]
+__all__ = ["MAX_SHEET_CLASSES", "SHEET", "example_paths", "mean_tile", "sheet_image", "sheet_png", "write_sheet"]
 
 SHEET = "atlas.png"
 MAX_SHEET_CLASSES = 60  # rows drawn; the rest are counted in the footer
 TILE = 112
 EXAMPLE = 72
+_SHOWN_EXAMPLES = 3
 _GAP, _LABEL_W, _TEXT_H = 10, 190, 30
 _FLAG_COLOUR = (215, 38, 30)
 Examples = Callable[[str], np.ndarray | None]
@@ -44,7 +48,7 @@ def mean_tile(mean: Sequence[Sequence[float]] | np.ndarray, side: int = TILE) ->
 
 
 def _cluster_width(cluster: dict[str, Any], examples: Examples | None) -> int:
-    shown = min(len(cluster.get("examples", [])), 3) if examples else 0
+    shown = min(len(cluster.get("examples", [])), _SHOWN_EXAMPLES) if examples else 0
     return TILE + shown * (EXAMPLE + 4)
 
 
@@ -97,7 +101,7 @@ def _draw_cluster(sheet: Image.Image, draw: ImageDraw.ImageDraw, k: dict[str, An
     if examples is None:
         return
     ex_x = x + TILE + 4
-    for path in k.get("examples", [])[:3]:
+    for path in k.get("examples", [])[:_SHOWN_EXAMPLES]:
         picture = examples(path)
         if picture is None:
             continue
@@ -114,11 +118,36 @@ def sheet_png(entry: dict[str, Any], title: str, examples: Examples | None = Non
     return buffer.getvalue()
 
 
+def example_paths(entry: dict[str, Any]) -> list[str]:
+    """The example images the sheet draws: three a cluster, of the classes it shows."""
+    return sorted({p for c in _ordered(list(entry.get("classes", [])))[:MAX_SHEET_CLASSES]
+                   for k in c["clusters"] for p in k.get("examples", [])[:_SHOWN_EXAMPLES]})
+
+
+def _example_pictures(out: str | os.PathLike[str], entry: dict[str, Any], method: str, whose: str,
+                      ) -> dict[str, np.ndarray]:
+    """The sheet's example images (the classes drawn, three a cluster) with their own maps, read through the query
+    engine in one query and one pass over the maps; a file that is gone or unreadable is left out."""
+    paths = example_paths(entry)
+    if not paths:
+        return {}
+    q = ResultsQuery.open(out)
+    try:
+        return rows_with_maps(q, paths, method, whose, lambda p: picture(p, q.preprocess, q.fit))
+    finally:
+        q.close()
+
+
 def write_sheet(out: str | os.PathLike[str], atlases: list[Atlas]) -> Path:
-    """``OUT/atlas.png``: the sheets of ``atlases`` (one method each) one under the other."""
+    """``OUT/atlas.png``: the sheets of ``atlases`` (one method each) one under the other, with example images."""
     doc = json.loads((Path(out) / ATLAS_JSON).read_text(encoding="utf-8"))
-    images = [sheet_image(doc["methods"][a.method], f"Atlas of attention · {a.method} · map of each image's "
-                          f"{'prediction' if a.whose == 'pred' else 'true class'}") for a in atlases]
+    images = []
+    for a in atlases:
+        entry = doc["methods"][a.method]
+        pictures = _example_pictures(out, entry, a.method, a.whose)
+        whose = "prediction" if a.whose == "pred" else "true class"
+        images.append(sheet_image(entry, f"Atlas of attention · {a.method} · map of each image's {whose}",
+                                  pictures.get))
     sheet = Image.new("RGB", (max(i.width for i in images), sum(i.height for i in images)), (255, 255, 255))
     y = 0
     for im in images:

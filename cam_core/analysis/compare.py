@@ -50,7 +50,8 @@ def map_shift(map_a: np.ndarray, map_b: np.ndarray, photo_size: tuple[int, int] 
 
     Args:
         map_a, map_b: Two signed maps over the same whole photo (each (h, w), any resolution: callers bring a
-            model's map onto the photo with :func:`cam_core.render.maps_on_image`, at full or reduced size).
+            model's map onto the photo with :func:`cam_core.batch.compare_table.on_photo`, which undoes that
+            model's fit on a reduced copy of the photo).
         photo_size: The photo's (height, width) in pixels, for ``peak_px``; default the common grid's.
 
     Both are compared on the finer of the two grids. A map with no positive evidence (blank after ReLU) has no

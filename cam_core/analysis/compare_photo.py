@@ -1,10 +1,12 @@
 """Two models on one photo: their scores and maps for the same classes, side by side.
 
 Each model sees the photo its own way (its own input size and fit), so its maps are first carried back onto the
-photo (:func:`cam_core.render.maps_on_image`, each through its own placement) and compared there, on one grid:
-the map shift (:func:`~cam_core.analysis.compare.map_shift`), the probability change, and a signed difference
-to draw. Classes are matched by name (:func:`~cam_core.analysis.compare.match_classes`), so a fine-tuned head
-with another label set still lines up, and a class model B lacks is said to be missing rather than skipped.
+photo (:func:`cam_core.batch.compare_table.on_photo`, each through its own placement) and compared there, on the
+grid the ``compare`` command uses (:data:`~cam_core.batch.compare_table.PHOTO_SIDE` on the longer side), so the page
+and ``compare.parquet`` give the same numbers for the same photo: the map shift
+(:func:`~cam_core.analysis.compare.map_shift`), the probability change, and a signed difference to draw. Classes
+are matched by name (:func:`~cam_core.analysis.compare.match_classes`), so a fine-tuned head with another label
+set still lines up, and a class model B lacks is said to be missing rather than skipped.
 """
 
 from __future__ import annotations
@@ -13,10 +15,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from cam_core.analysis.compare import MapShift, map_shift, match_classes, normalise_class_name, on_grid
+from cam_core.batch.compare_table import PHOTO_SIDE, on_photo
 from cam_core.models import Placement
-from cam_core.render import maps_on_image, place_on_grid
 
 __all__ = [
     "ClassComparison",
@@ -25,9 +29,10 @@ __all__ = [
     "map_difference",
     "photo_grid",
     "prediction_changed",
+    "resized",
 ]
 
-GRID_SIDE = 256  # the longer side of the grid maps are compared and drawn on (a map is smooth: more adds nothing)
+DRAW_SIDE = 256  # the longer side of a photo drawn beside its maps (the maps are smooth: they are resized to it)
 
 
 @dataclass(frozen=True)
@@ -47,8 +52,8 @@ class ClassComparison:
     """One class of model A beside the same class (by name) of model B.
 
     ``id_b``, ``prob_b``, ``logit_b``, ``map_b`` and ``shift`` are ``None`` when B has no such class; ``map_a`` and
-    ``map_b`` lie over the photo on :func:`photo_grid` (rows, columns), signed; ``shift`` is ``None`` also when a
-    model has no map for the class.
+    ``map_b`` lie over the photo on the grid they were compared on (signed; :func:`resized` brings them to a
+    drawing's size); ``shift`` is ``None`` also when a model has no map for the class.
     """
 
     name: str
@@ -68,7 +73,7 @@ class ClassComparison:
         return None if self.prob_b is None else self.prob_b - self.prob_a
 
 
-def photo_grid(size: tuple[int, int], side: int = GRID_SIDE) -> tuple[int, int]:
+def photo_grid(size: tuple[int, int], side: int = DRAW_SIDE) -> tuple[int, int]:
     """(width, height) of the grid over a photo of ``size`` (width, height): the photo's own, or smaller with
     its longer side ``side``, at the photo's aspect."""
     width, height = size
@@ -76,15 +81,12 @@ def photo_grid(size: tuple[int, int], side: int = GRID_SIDE) -> tuple[int, int]:
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def _on_photo(
-    cam: np.ndarray | None, place: Placement, size: tuple[int, int], grid: tuple[int, int]
-) -> np.ndarray | None:
-    """A map over the photo of ``size`` (width, height), sampled on ``grid`` (its smaller copy)."""
-    return None if cam is None else maps_on_image(np.asarray(cam)[None], place_on_grid(place, size, grid), grid)[0]
+def _on_photo(cam: np.ndarray | None, place: Placement, size: tuple[int, int], side: int) -> np.ndarray | None:
+    return None if cam is None else on_photo(np.asarray(cam)[None], place, size, side)[0]
 
 
 def compare_classes(
-    a: ModelSide, b: ModelSide, classes: Sequence[int], photo_size: tuple[int, int]
+    a: ModelSide, b: ModelSide, classes: Sequence[int], photo_size: tuple[int, int], side: int = PHOTO_SIDE
 ) -> list[ClassComparison]:
     """A's ``classes`` (ids of A) beside B's class of the same name, on the photo.
 
@@ -92,15 +94,15 @@ def compare_classes(
         a, b: The two models' views of the photo.
         classes: The classes to compare, as A's ids.
         photo_size: The photo's (width, height) in pixels (``peak_px`` is in these pixels).
+        side: The longer side of the grid over the photo the maps are compared on (the ``compare`` command's).
     """
     matched = match_classes(a.names, b.names)
-    grid = photo_grid(photo_size)
     width, height = photo_size
     out = []
     for c in classes:
         j = matched[c]
-        map_a = _on_photo(a.maps.get(c), a.place, photo_size, grid)
-        map_b = None if j is None else _on_photo(b.maps.get(j), b.place, photo_size, grid)
+        map_a = _on_photo(a.maps.get(c), a.place, photo_size, side)
+        map_b = None if j is None else _on_photo(b.maps.get(j), b.place, photo_size, side)
         shift = None if map_a is None or map_b is None else map_shift(map_a, map_b, photo_size=(height, width))
         out.append(
             ClassComparison(
@@ -138,3 +140,9 @@ def prediction_changed(
     class when its name is the same)."""
     top_a, top_b = names_a[int(np.argmax(probs_a))], names_b[int(np.argmax(probs_b))]
     return normalise_class_name(top_a) != normalise_class_name(top_b)
+
+
+def resized(cam: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A signed map (h, w) bilinearly at ``size`` (rows, columns), to draw over a photo of that size."""
+    t = torch.from_numpy(np.ascontiguousarray(cam, dtype=np.float32))[None, None]
+    return F.interpolate(t, size=size, mode="bilinear", align_corners=False)[0, 0].numpy()

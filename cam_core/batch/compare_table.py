@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,7 @@ import pyarrow.parquet as pq
 from ..analysis.compare import map_shift, match_classes
 from ..devices import one_intraop_thread
 from ..models.preprocess import Placement, Preprocess
-from ..render import maps_on_image
+from ..render import maps_on_image, place_on_grid
 from .job import photo_size
 from .results import RESULTS, map_column, read_run
 from .scan import preprocess_of
@@ -100,9 +100,7 @@ def on_photo(cams: np.ndarray, place: Placement, size: tuple[int, int], side: in
     width, height = size
     scale = min(1.0, side / max(width, height))
     w, h = max(1, round(width * scale)), max(1, round(height * scale))
-    left, top, right, bottom = place.used
-    sx, sy = w / width, h / height
-    return maps_on_image(cams, replace(place, used=(left * sx, top * sy, right * sx, bottom * sy)), (w, h))
+    return maps_on_image(cams, place_on_grid(place, size, (w, h)), (w, h))
 
 
 def _read(out: Path, method: str) -> tuple[dict[str, dict[str, Any]], dict[str, np.ndarray], dict[str, Any]]:

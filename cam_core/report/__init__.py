@@ -7,5 +7,14 @@ from __future__ import annotations
 from .compare import compare_report
 from .dataset import dataset_report
 from .image import ImageReport, diagnose_maps, explain_image, image_report
+from .image_compare import SecondModel
 
-__all__ = ["ImageReport", "compare_report", "dataset_report", "diagnose_maps", "explain_image", "image_report"]
+__all__ = [
+    "ImageReport",
+    "SecondModel",
+    "compare_report",
+    "dataset_report",
+    "diagnose_maps",
+    "explain_image",
+    "image_report",
+]

@@ -19,14 +19,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from ..batch.compare_table import COMPARE, COMPARE_JSON
 from ..errors import CamError
 from ..versions import versions
 from .html import cards, document, esc, pct, section, table
 from .runs import RunMaps
 
-__all__ = ["COMPARE", "compare_report", "read_compare"]
-
-COMPARE = "compare.parquet"
+__all__ = ["compare_report", "read_compare"]
 PAIR_SIDE = 300  # each map's longer side, pixels
 FLIP_ROWS = 200  # flipped images listed in the table at most
 _COLUMNS = ("path", "pred_a", "pred_name_a", "prob_pred_a", "pred_b", "pred_name_b", "prob_pred_b", "pred_changed",
@@ -50,7 +49,7 @@ def read_compare(folder: str | os.PathLike[str]) -> tuple[pd.DataFrame, dict[str
     missing = [c for c in _COLUMNS if c not in frame.columns]
     if missing:
         raise CamError(f"{path} lacks the columns {', '.join(missing)}: not what `compare` writes")
-    meta_path = Path(folder) / "compare.json"
+    meta_path = Path(folder) / COMPARE_JSON
     try:
         meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}
     except (OSError, ValueError) as exc:

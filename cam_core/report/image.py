@@ -25,6 +25,7 @@ from ..models.preprocess import Placement
 from ..render import View
 from ..versions import versions
 from .html import colour_scale, document, esc, figure, picture, prose, section, table
+from .image_compare import SecondModel, comparison_section
 from .pictures import map_over_photo
 
 __all__ = ["ImageReport", "diagnose_maps", "explain_image", "finding_html", "image_report"]
@@ -51,6 +52,7 @@ class ImageReport:
         model, pretrained, layer: What explained it; ``recommended``: the model's recommended layer.
         probs_kind: ``softmax`` or ``sigmoid``; ``target``: the explained score.
         views, cmap, signed_cmap, alpha: How the maps are drawn (the page's display).
+        second: A second model beside this one on the photo (the page's *Model A vs model B*), when shown.
     """
 
     name: str
@@ -73,6 +75,7 @@ class ImageReport:
     cmap: str | None = None
     signed_cmap: str | None = None
     alpha: float = 0.6
+    second: SecondModel | None = None
 
 
 def _title(method: str) -> str:
@@ -171,7 +174,8 @@ def image_report(r: ImageReport) -> str:
     """The whole HTML file for one image."""
     top = int(np.argmax(r.probs))
     subtitle = f"{r.model} · {r.class_names[top]} ({float(r.probs[top]):.1%}) · {r.layer}"
-    return document(f"CAM report: {r.name}", subtitle, [_prediction(r), _maps(r), _findings(r), _about(r)],
+    second = [comparison_section(r.photo, r.second, r.probs_kind)] if r.second is not None else []
+    return document(f"CAM report: {r.name}", subtitle, [_prediction(r), _maps(r), *second, _findings(r), _about(r)],
                     versions())
 
 

@@ -3,6 +3,8 @@ as the overlay PNGs are), with the scale the colour bar shows."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from PIL import Image
 
@@ -61,7 +63,7 @@ def map_on_file(
     try:
         photo = load_image(path)
         place = preprocess.place(photo.width, photo.height, preprocess.fit)
-    except (CamError, OSError) as exc:
-        return f'<p class="muted">the photo cannot be read here: {esc(exc)}</p>'
+    except (CamError, OSError):  # its message names the path: a report may leave the server, the path may not
+        return f'<p class="muted">the photo {esc(Path(path).name)} cannot be read here</p>'
     rgb, top = map_over_photo(photo, cam, place, side=side, view=view)
     return picture(rgb, side=side, alt=alt) + colour_scale(top, view)

@@ -28,8 +28,10 @@ from cam_core.analysis.compare_photo import (
     map_difference,
     photo_grid,
     prediction_changed,
+    resized,
 )
 from cam_core.engine.methods import METHODS
+from cam_core.report import SecondModel
 from dashboard import shell
 from dashboard.caches import figure_cache
 from dashboard.display import Display
@@ -39,6 +41,7 @@ from dashboard.model import Bundle, ImageItem, ModelSpec
 from dashboard.state import K, UrlView, set_layer
 from dashboard.text import plain
 from dashboard.views.image.compute import ViewResult, compute_view
+from dashboard.views.image.report_export import comparison_button, report_html
 
 __all__ = ["show_comparison"]
 
@@ -98,6 +101,9 @@ def show_comparison(
     side_a, side_b = _side(view_a, method, names_a), _side(view_b, method, names_b)
     rows = compare_classes(side_a, side_b, list(ids), item.image.size)
     _top_classes(side_a, side_b)
+    second = SecondModel(bundle_b.model.name, layer_b, item_b.fit, method, rows, _top(side_a), _top(side_b),
+                         bool(shared))
+    comparison_button(partial(report_html, bundle_a, item, view_a, list(ids), list(methods), layer_a, display, second))
     background = np.asarray(item.image.convert("RGB").resize(photo_grid(item.image.size), Image.Resampling.BILINEAR))
     for row in rows:
         st.markdown(_summary(row, view_a.probs_kind))
@@ -108,6 +114,11 @@ def show_comparison(
         fig = figure_cache().get_or_build(key, partial(_figure, background, row, shared, display))
         st.plotly_chart(fig, config=PLOTLY_CONFIG, key=f"compare_{row.id_a}")
     return layer_b
+
+
+def _top(side: ModelSide) -> tuple[str, float]:
+    top = int(np.argmax(side.probs))
+    return side.names[top], float(side.probs[top])
 
 
 def _side(view: ViewResult, method: str, names: Sequence[str]) -> ModelSide:
@@ -174,6 +185,11 @@ def _models_line(
         f"**B**: {plain(bundle_b.model.name)} at `{layer_b}` ({view_b.place.describe(*size)})"
         + ("" if item_b.fit == item.fit else f" · model B cannot take the fit *{item.fit}*: its own default")
     )
+    if bundle_b.spec == bundle_a.spec and layer_a == layer_b and item_b.fit == item.fit:
+        st.info("Model B is model A at the same layer: pick another model for B in the sidebar (or another layer "
+                "above) to see what changes.", icon=":material/compare:")
+    if bundle_b.spec.url_model is None:
+        st.caption(":material/link_off: Model B is an upload (or code): a link to this page cannot carry it.")
     if not bundle_b.model.pretrained:
         st.warning("Model B has untrained (random) weights: its maps say nothing about the image.",
                    icon=":material/warning:")
@@ -199,26 +215,27 @@ def _summary(row: ClassComparison, kind: str) -> str:
     """One line for a class: in B or not, map shift, peak shift and the probability change."""
     name = f"**{plain(row.name)}**"
     if row.id_b is None:
-        return f"{name} ({row.id_a}): :orange[not in model B] (no class of that name): A {format_prob(row.prob_a)}."
-    prob = (f"{kind} p {format_prob(row.prob_a)} → {format_prob(row.prob_b)} "
-            f"({row.prob_change:+.1%})" if row.prob_change is not None else "")
+        return (f"{name} ({row.id_a}): :orange[**not in model B**] (it has no class of that name) · A's {kind} p "
+                f"{format_prob(row.prob_a)}")
+    prob = f"{kind} p {format_prob(row.prob_a)} → {format_prob(row.prob_b)} ({100 * row.prob_change:+.1f} pts)"
     if row.shift is None:
         return f"{name}: no map to compare; {prob}."
     peak = "no peak (a blank map)" if math.isnan(row.shift.peak_px) else f"peak shift {row.shift.peak_px:.0f} px"
-    return f"{name}: map shift {row.shift.shift:.2f} (r = {row.shift.correlation:.2f}), {peak}, {prob}."
+    return f"{name}: map shift {row.shift.shift:.2f} (r = {row.shift.correlation:.2f}) · {peak} · {prob}"
 
 
 def _figure(background: np.ndarray, row: ClassComparison, shared: bool, display: Display) -> go.Figure:
     """A's map, B's map and B − A over the photo (ReLU'd, ReLU'd, signed)."""
     top = max(float(row.map_a.max()), float(row.map_b.max())) if shared else None
-    name = html.escape(row.name)
+    name, size = html.escape(row.name), background.shape[:2]
     panels = [
-        Panel(f"A: {name}<br><span style='font-size:0.85em'>p = {format_prob(row.prob_a)}</span>", row.map_a,
-              f"A · {row.name}", top=top),
-        Panel(f"B: {name}<br><span style='font-size:0.85em'>p = {format_prob(row.prob_b)}</span>", row.map_b,
-              f"B · {row.name}", top=top),
+        Panel(f"A: {name}<br><span style='font-size:0.85em'>p = {format_prob(row.prob_a)}</span>",
+              resized(row.map_a, size), f"A · {row.name}", top=top),
+        Panel(f"B: {name}<br><span style='font-size:0.85em'>p = {format_prob(row.prob_b)}</span>",
+              resized(row.map_b, size), f"B · {row.name}", top=top),
         Panel("B − A<br><span style='font-size:0.85em'>signed: red where B looks more</span>",
-              map_difference(row.map_a, row.map_b, shared), f"B − A · {row.name}", top=1.0, view="signed"),
+              resized(map_difference(row.map_a, row.map_b, shared), size), f"B − A · {row.name}", top=1.0,
+              view="signed"),
     ]
     return overlay_figure(background, panels, views=("relu",), cmap=display.cmap, signed_cmap="bwr",
                           opacity=display.opacity, panel_height=panel_height(background.shape[:2], 3, FIGURE_WIDTH))

@@ -21,11 +21,13 @@ import streamlit as st
 from PIL import Image
 
 from cam_core.analysis.atlas import ATLAS_JSON, ATLAS_PARQUET, build_atlas, read_atlas, write_atlas
-from cam_core.analysis.atlas_sheet import mean_tile, sheet_png
+from cam_core.analysis.atlas_sheet import example_paths, mean_tile, sheet_png
 from cam_core.batch.scan import results_stamp
 from cam_core.engine.methods import METHODS
 from dashboard.feedback import guarded
+from dashboard.figures import PLOTLY_CONFIG
 from dashboard.text import plain
+from dashboard.views.dataset.figures import atlas_layout_figure
 
 __all__ = ["AK", "ClusterFilter", "atlas_ui", "clear_cluster_filter", "cluster_filter"]
 
@@ -68,8 +70,9 @@ def _doc(folder: str, stamp: int, rows: tuple[int, int, int]) -> dict[str, Any] 
 
 @st.cache_data(max_entries=8, show_spinner=False)
 def _members(folder: str, stamp: int) -> pd.DataFrame:
-    """``atlas.parquet`` (path, method, class id, cluster)."""
-    return pq.read_table(Path(folder) / ATLAS_PARQUET, columns=["path", "method", "class_id", "cluster"]).to_pandas()
+    """``atlas.parquet`` (path, method, class id, cluster, x, y)."""
+    return pq.read_table(Path(folder) / ATLAS_PARQUET,
+                         columns=["path", "method", "class_id", "cluster", "x", "y"]).to_pandas()
 
 
 def cluster_filter(folder: Path) -> ClusterFilter | None:
@@ -169,8 +172,9 @@ def atlas_ui(folder: Path, run: dict[str, Any], method: str, examples: Examples)
     entry = (doc or {}).get("methods", {}).get(method)
     with st.expander("**Atlas of attention** · where the maps of each class look, in clusters",
                      expanded=entry is not None and any(k["flags"] for c in entry["classes"] for k in c["clusters"])):
-        st.caption("Each image's map of its predicted class, ReLU'd and brought to a 16×16 grid, grouped per class "
-                   "by where it looks. A cluster whose mass piles up in a corner, on the border or outside the "
+        whose = "true class" if (entry or {}).get("whose") == "label" else "predicted class"
+        st.caption(f"Each image's map of its {whose}, ReLU'd and brought to a 16×16 grid, grouped per class by "
+                   "where it looks. A cluster whose mass piles up in a corner, on the border or outside the "
                    "objects' boxes is flagged: a shortcut a person should look at.")
         if entry is None:
             stale = doc is None and (folder / ATLAS_JSON).is_file()
@@ -178,7 +182,8 @@ def atlas_ui(folder: Path, run: dict[str, Any], method: str, examples: Examples)
                     + f"Building it reads every {METHODS[method].title} map once (about a second per 5 000 images).",
                     icon=":material/scatter_plot:")
             if st.button("Build the atlas", key="ds_atlas_build", icon=":material/hub:"):
-                guarded("building the atlas", _build, folder, list(run.get("methods") or [method]))
+                with st.spinner("Building the atlas…"):
+                    guarded("building the atlas", _build, folder, list(run.get("methods") or [method]))
                 st.rerun(scope="fragment")
             return
         classes = _ordered(entry["classes"])
@@ -193,22 +198,34 @@ def atlas_ui(folder: Path, run: dict[str, Any], method: str, examples: Examples)
                              help="Classes with a flagged cluster come first.")
         right.download_button(
             "Atlas sheet (PNG)", lambda: sheet_png(entry, f"Atlas of attention · {run.get('model', '')} · "
-                                                          f"{METHODS[method].title}", _sheet_examples(examples)),
+                                                          f"{METHODS[method].title}",
+                                                   examples(example_paths(entry)).get),
             file_name="atlas.png", mime="image/png", icon=":material/download:", key="ds_atlas_sheet",
             help="Every class's clusters on one sheet (flagged classes first), with example images.",
         )
         c = by_id[cid]
         st.caption(plain(c["chosen"]) + (f" · {c['blank']} blank map(s) left out" if c["blank"] else ""))
         ordered = sorted(c["clusters"], key=lambda k: (not k["flags"], k["id"]))
-        for start in range(0, len(ordered), _PER_ROW):
-            cols = st.columns(_PER_ROW)
-            for col, k in zip(cols, ordered[start : start + _PER_ROW], strict=False):
-                with col:
-                    _cluster_card(folder, method, c, k, examples)
+        cards, per_row = st.container(), _PER_ROW
+        if len(ordered) > 1:  # the layout on the left, the cards beside it
+            left, cards = st.columns([1, 1.5], gap="medium")
+            with left:
+                _layout(folder, method, c)
+            per_row = _PER_ROW // 2
+        with cards:
+            for start in range(0, len(ordered), per_row):
+                for col, k in zip(st.columns(per_row), ordered[start : start + per_row], strict=False):
+                    with col:
+                        _cluster_card(folder, method, c, k, examples)
 
 
-def _sheet_examples(examples: Examples) -> Callable[[str], np.ndarray | None]:
-    def one(path: str) -> np.ndarray | None:
-        return examples([path]).get(path)
-
-    return one
+def _layout(folder: Path, method: str, c: dict[str, Any]) -> None:
+    """The class's maps as points at their layout coordinates, coloured by cluster."""
+    m = _members(str(folder), _stamp(folder, ATLAS_PARQUET))
+    mine = m[(m.method == method) & (m.class_id == int(c["class_id"])) & (m.cluster >= 0)]
+    labels = {int(k["id"]): f"#{k['id']} ({k['size']})" + (f" ⚑ {_codes(k)}" if k["flags"] else "")
+              for k in c["clusters"]}
+    flagged = {int(k["id"]) for k in c["clusters"] if k["flags"]}
+    fig = atlas_layout_figure(mine.x.to_numpy(), mine.y.to_numpy(), mine.cluster.to_numpy(),
+                              [Path(p).name for p in mine.path], labels, flagged)
+    st.plotly_chart(fig, key=f"ds_atlas_layout_{c['class_id']}", config={**PLOTLY_CONFIG, "displayModeBar": False})

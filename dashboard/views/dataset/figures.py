@@ -1,4 +1,4 @@
-"""The confusion matrix as a Plotly heatmap whose cells can be clicked.
+"""The confusion matrix as a Plotly heatmap whose cells can be clicked; one class's atlas layout as a scatter.
 
 Streamlit's ``on_select`` returns nothing for clicks on a plain heatmap (streamlit#8760), so an
 invisible scatter grid lies over it (as :func:`dashboard.views.image.debug.figures.point_figure` does): one
@@ -13,7 +13,7 @@ import plotly.graph_objects as go
 from cam_core.batch.query import Confusion
 from dashboard.text import plotly_text
 
-__all__ = ["confusion_figure"]
+__all__ = ["atlas_layout_figure", "confusion_figure"]
 
 _SHORT = 18
 
@@ -69,5 +69,35 @@ def confusion_figure(conf: Confusion, selected: tuple[int, int] | None = None) -
         yaxis={"title": "true class", "tickvals": ys, "ticktext": [plotly_text(_short(n)) for n in conf.row_names],
                "autorange": "reversed", "fixedrange": True},
         dragmode=False, clickmode="event+select", plot_bgcolor="white",
+    )
+    return fig
+
+
+_CLUSTER_COLOURS = ("#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#17becf", "#7f7f7f", "#bcbd22")
+
+
+def atlas_layout_figure(x: np.ndarray, y: np.ndarray, cluster: np.ndarray, names: list[str],
+                        labels: dict[int, str], flagged: set[int]) -> go.Figure:
+    """One class's maps at their atlas coordinates (the class's first two principal components), a colour per
+    cluster; flagged clusters in red, their legend entry saying why.
+
+    Args:
+        names: Each point's file name (hover).
+        labels: Cluster id → legend text.
+    """
+    fig = go.Figure()
+    for i, c in enumerate(sorted(labels)):
+        at = cluster == c
+        colour = "#d62728" if c in flagged else _CLUSTER_COLOURS[i % len(_CLUSTER_COLOURS)]
+        fig.add_trace(go.Scattergl(
+            x=x[at], y=y[at], mode="markers", name=plotly_text(labels[c]),
+            marker={"size": 7, "color": colour, "opacity": 0.75, "line": {"width": 0}},
+            hovertext=[plotly_text(names[j]) for j in np.flatnonzero(at)], hovertemplate="%{hovertext}<extra></extra>",
+        ))
+    fig.update_layout(
+        height=380, margin={"l": 10, "r": 10, "t": 10, "b": 10}, plot_bgcolor="white", dragmode="pan",
+        xaxis={"showticklabels": False, "zeroline": False, "title": "where the maps look (1st component)"},
+        yaxis={"showticklabels": False, "zeroline": False, "title": "2nd component"},
+        legend={"orientation": "h", "y": -0.12},
     )
     return fig

@@ -15,12 +15,13 @@ from pathlib import Path
 import numpy as np
 import streamlit as st
 
+from cam_core.analysis.row_pictures import rows_with_maps
 from cam_core.batch.query import Filters, ResultsQuery
 from cam_core.errors import CamError
 from dashboard.model import Bundle, ModelSpec
 from dashboard.views.dataset import atlas_ui
 from dashboard.views.dataset.confusion_ui import SHOWN, ContrastRow, contrast_ui
-from dashboard.views.dataset.pictures import cached_picture, with_map
+from dashboard.views.dataset.pictures import cached_picture
 from dashboard.views.dataset.thumbs import caption_lines
 
 __all__ = ["NO_MODEL", "sections"]
@@ -71,18 +72,8 @@ def _atlas(results: ResultsQuery, reachable: Reachable, method: str, opacity: fl
     """The atlas section; its examples are the images with their stored map of the predicted class."""
 
     def examples(paths: list[str]) -> dict[str, np.ndarray]:
-        rows = results.page("path", {"paths": paths}, 0, len(paths), method, "pred")
-        maps = results.maps([int(r["rid"]) for r in rows], method)
-        out = {}
-        for r in rows:
-            cams = maps.get(int(r["rid"]))
-            try:
-                if cams is not None:
-                    pic = cached_picture(str(reachable(r["path"])), results.preprocess, results.fit)
-                    out[r["path"]] = with_map(pic, cams[min(int(r["slot"]), len(cams) - 1)], "relu", opacity)
-            except (CamError, OSError):
-                continue  # a file gone or outside the root: the example is left out
-        return out
+        return rows_with_maps(results, paths, method, "pred",
+                              lambda p: cached_picture(str(reachable(p)), results.preprocess, results.fit), opacity)
 
     atlas_ui.atlas_ui(results.folder, results.run, method, examples)
 

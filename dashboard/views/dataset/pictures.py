@@ -1,55 +1,17 @@
-"""Small still pictures of a results row for the atlas and the contrast view: the image as the model saw it (the
-run's preprocessing and fit), with a map blended over it in Python (``cam_core.render.overlay``).
-
-The gallery blends its maps in the browser (opacity without a rerun); these panels are few and fixed, so a
-plain image is enough, and the same picture goes into the atlas sheet download.
-"""
+"""The Dataset page's row pictures (:mod:`cam_core.analysis.row_pictures`), kept once per file version for every
+session of this process."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import streamlit as st
-import torch
-from PIL import Image
 
+from cam_core.analysis.row_pictures import Picture, picture, with_map
 from cam_core.cache import BoundedCache
-from cam_core.engine import upsample
-from cam_core.io.images import load_image
 from cam_core.models.preprocess import Preprocess
-from cam_core.render import model_view, overlay
 
-__all__ = ["PICTURE_SIDE", "Picture", "cached_picture", "picture", "with_map"]
-
-PICTURE_SIDE = 200
-
-
-@dataclass(frozen=True)
-class Picture:
-    """The model's view of an image, shrunk (``rgb``), with the input's size and the image's box in it."""
-
-    rgb: np.ndarray
-    input_size: tuple[int, int]
-    region: tuple[int, int, int, int] | None
-
-
-def picture(path: str, preprocess: Preprocess, fit: str, side: int = PICTURE_SIDE) -> Picture:
-    """Decode ``path`` and preprocess it as the run did; the model's view with its longer side ``side``."""
-    x, place = preprocess.prepare(load_image(path), fit)  # type: ignore[arg-type]
-    view = model_view(x, preprocess.mean, preprocess.std)
-    scale = side / max(view.shape[:2])
-    size = (max(1, round(view.shape[1] * scale)), max(1, round(view.shape[0] * scale)))
-    rgb = np.asarray(Image.fromarray(view).resize(size, Image.Resampling.LANCZOS))
-    return Picture(rgb, place.size, place.content if place.padded else None)
-
-
-def with_map(pic: Picture, cam: np.ndarray, view: str = "relu", alpha: float = 0.6) -> np.ndarray:
-    """``cam`` (h, w, raw signed) upsampled onto the picture as the gallery does, blended: RGB uint8."""
-    maps = torch.tensor(np.array(cam, dtype=np.float32))[None, None]  # a copy: table buffers are read-only
-    up = upsample(maps, pic.input_size, pic.rgb.shape[:2], pic.region)[0, 0].numpy()
-    return overlay(pic.rgb, up, view=view, cmap="bwr" if view == "signed" else "jet", alpha=alpha)  # type: ignore[arg-type]
+__all__ = ["cached_picture", "with_map"]
 
 
 @st.cache_resource(show_spinner=False)
