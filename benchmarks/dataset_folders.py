@@ -9,6 +9,7 @@ leaves before compaction), hive-partitioned or not. The maps are the real run's 
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -110,6 +111,7 @@ def replicate(src: Path, out: Path, rows: int, *, seed: int = 0, parts: int = 0,
     names = list(run["class_names"])
     table = pq.read_table(src / RESULTS).replace_schema_metadata(None)
     rng = np.random.default_rng(seed)
+    sources: dict[str, str] = {}  # a real image → the file its links are made to now
 
     def path_of(i: int, real: str) -> str:
         name = f"{i:08d}_{Path(real).name}"
@@ -118,7 +120,16 @@ def replicate(src: Path, out: Path, rows: int, *, seed: int = 0, parts: int = 0,
         target = links / f"{i // 1000:05d}" / name
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
-            os.link(real, target)
+            try:
+                os.link(sources.get(real, real), target)
+            except OSError as exc:  # a file takes at most ~65 000 links (ext4): link to a fresh copy from now on
+                if exc.errno != errno.EMLINK:
+                    raise
+                copy = links / "copies" / f"{i:08d}_{Path(real).name}"
+                copy.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(real, copy)
+                sources[real] = str(copy)
+                os.link(copy, target)
         return str(target)
 
     (out / RUN).write_text(json.dumps(run))

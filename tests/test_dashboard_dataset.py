@@ -178,7 +178,8 @@ def test_upload_a_zip_and_run_it(app, root) -> None:
 
 def test_ten_thousand_rows_build_only_the_thumbnails_on_screen(app, root) -> None:
     """A 10 000-row table (the 8 real rows, each file hard-linked 1 250 times): one page of thumbnails is built."""
-    from dashboard.views.dataset.ui import PAGE_SIZES, thumb_cache
+    from dashboard.views.dataset.items import thumb_cache
+    from dashboard.views.dataset.ui import PAGE_SIZES
 
     src = root / "runs" / "a"
     big = root / "runs" / "big"
@@ -367,3 +368,10 @@ def test_thumbnails_leave_the_photo_clear_where_there_is_no_evidence() -> None:
     uri = build_heat(cam, Base("", (112, 112), (224, 224), None), "relu", "jet")
     rgba = np.asarray(Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1]))).convert("RGBA"))
     assert rgba[0, 0, 3] == 0 and rgba[56, 56, 3] > 200  # clear at the low end, covered at the peak
+
+
+def test_confusion_counts_fit_their_cells_at_a_million_images() -> None:
+    from dashboard.views.dataset.figures import _count
+
+    assert [_count(n) for n in (0, 7, 999, 1000, 5606, 12_240, 150_000, 2_500_000)] == [
+        "", "7", "999", "1k", "5.6k", "12k", "150k", "2.5M"]

@@ -21,6 +21,7 @@ share an opened folder safely.
 
 from __future__ import annotations
 
+import tempfile
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -195,7 +196,7 @@ class ResultsQuery:
             raise CamError(f"{folder} holds no results.parquet and no Parquet parts (run a batch first)")
         con = duckdb.connect(":memory:", config={
             "threads": threads or scan.default_threads(), "memory_limit": f"{memory_bytes // 2**20}MB",
-            "preserve_insertion_order": False,
+            "preserve_insertion_order": False, "temp_directory": str(Path(tempfile.gettempdir()) / "cam_core-duckdb"),
         })
         con.execute("SET enable_progress_bar = true; SET enable_progress_bar_print = false")
         try:

@@ -22,6 +22,19 @@ def _short(name: str) -> str:
     return name if len(name) <= _SHORT else name[: _SHORT - 1] + "…"
 
 
+def _count(n: int) -> str:
+    """A cell's count in at most four characters (a million images put five-digit counts in 22-pixel cells)."""
+    if not n:
+        return ""
+    if n < 1000:
+        return str(n)
+    for unit, size in (("M", 1e6), ("k", 1e3)):
+        if n >= size * 0.9995:
+            value = n / size
+            return f"{value:.1f}".rstrip("0").rstrip(".") + unit if value < 10 else f"{value:.0f}{unit}"
+    return str(n)
+
+
 def confusion_figure(conf: Confusion, selected: tuple[int, int] | None = None) -> go.Figure:
     """Rows: true classes; columns: predicted classes; the diagonal holds the correct answers.
 
@@ -32,7 +45,7 @@ def confusion_figure(conf: Confusion, selected: tuple[int, int] | None = None) -
     n_rows, n_cols = conf.counts.shape
     xs, ys = list(range(n_cols)), list(range(n_rows))
     share = conf.counts / np.maximum(conf.counts.sum(axis=1, keepdims=True), 1)
-    text = [[str(v) if v else "" for v in row] for row in conf.counts]
+    text = [[_count(v) for v in row] for row in conf.counts]
     hover = [
         [f"true {plotly_text(conf.row_names[i])}<br>predicted {plotly_text(conf.col_names[j])}<br>"
          f"{conf.counts[i, j]} images "

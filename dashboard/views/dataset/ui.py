@@ -34,7 +34,7 @@ from dashboard.views.dataset import insight, localisation_ui, truth_ui
 from dashboard.views.dataset import table as tb
 from dashboard.views.dataset.export_ui import export_ui
 from dashboard.views.dataset.figures import confusion_figure
-from dashboard.views.dataset.thumbs import ThumbCache, caption_lines, file_stamp
+from dashboard.views.dataset.items import gallery_items
 from dashboard.widgets.gallery import gallery_ui
 
 __all__ = ["DS", "Source", "goto_requested", "results_ui", "source_ui"]
@@ -71,12 +71,6 @@ class DS:
     CELL_NONCE = "_ds_cell_nonce"
     GOTO = "_ds_goto_image"
     LAST_JOB = "_ds_last_job"  # the run folder the controls named last run
-
-
-@st.cache_resource(show_spinner=False)
-def thumb_cache() -> ThumbCache:
-    """Thumbnails for every session of this process."""
-    return ThumbCache()
 
 
 @st.cache_resource(show_spinner=False)
@@ -550,7 +544,7 @@ def results_ui(root: Path, results: ResultsQuery, bundle: Bundle | None, image_p
     n = results.count(filters, method, whose)
     first, last = _pager(n)
     page = results.page(sort, filters, first, last - first, method, whose)
-    items = _items(results, root, page, method, whose, view)
+    items = gallery_items(results, page, method, whose, view, partial(_reachable, root))
     gallery_ui(
         items, opacity=opacity, columns=COLUMNS,
         on_open=partial(_open_row, results, root, bundle),
@@ -563,35 +557,3 @@ def results_ui(root: Path, results: ResultsQuery, bundle: Bundle | None, image_p
             st.dataframe(tb.failed_files(results.failed(FAILED_SHOWN), root), hide_index=True, width="stretch")
             if failed > FAILED_SHOWN:
                 st.caption(f"The first {FAILED_SHOWN:,} by path; the CSV export lists every row.")
-
-
-def _items(results: ResultsQuery, root: Path, page: list[dict], method: str, whose: str, view: str) -> list[dict]:
-    """The gallery items of one page; thumbnails come from the cache or are built now (only these)."""
-    cache = thumb_cache()
-    truth = results.truth_of([int(r["rid"]) for r in page], method, whose)  # boxes, energy, hit ({}: no boxes)
-    labelled = bool(results.run.get("boxes", {}).get("labelled"))
-    pre, fit = results.preprocess, results.fit
-    cmap = "bwr" if view == "signed" else "jet"
-    items = []
-    for row in page:
-        rid, slot = int(row["rid"]), int(row["slot"])
-        lines, badge = caption_lines(row)
-        title = Path(row["path"]).name
-        try:
-            path = str(_reachable(root, row["path"]))
-        except CamError:
-            items.append({"id": rid, "title": title, "lines": lines, "badge": badge,
-                          "problem": "outside the data root: not shown"})
-            continue
-        stamp = file_stamp(path)
-        if stamp is None:
-            items.append({"id": rid, "title": title, "lines": lines, "badge": badge, "problem": "file not found"})
-            continue
-        thumb = cache.thumb(
-            path, stamp, pre, fit, (str(results.folder), results.stamp, rid, method, slot),
-            lambda rid=rid, slot=slot: results.map_of(rid, method, slot), view, cmap,
-        )
-        items.append({"id": rid, "base": thumb.base, "heat": thumb.heat, "title": title, "lines": lines,
-                      "badge": badge, "blank": bool(row["shown_blank"]), "problem": thumb.problem})
-        localisation_ui.decorate_item(items[-1], truth.get(rid), thumb.place, labelled)
-    return items
