@@ -23,7 +23,7 @@ import os
 import re
 from pathlib import Path
 
-from cam_core.batch.compare_table import COMPARE
+from cam_core.batch.compare_table import COMPARE, COMPARE_JSON
 from cam_core.batch.results import PARTS, RESULTS, RUN
 from cam_core.errors import CamError
 from cam_core.io import zips
@@ -55,6 +55,7 @@ __all__ = [
     "results_folders",
     "run_folder",
     "shared_uploads",
+    "truth_sources",
     "upload_quota",
     "uploads_place",
     "used_bytes",
@@ -188,17 +189,45 @@ def results_folders(root: Path, owner: str | None = None) -> list[str]:
     return [rel for rel in (relative(root, f) for f in found) if visible(rel, owner)]
 
 
+def truth_sources(root: Path, owner: str | None = None) -> list[str]:
+    """Ground truth a run may be given (``batch --boxes``), relative: COCO ``*.json`` and ``*.csv`` files, folders
+    of Pascal VOC ``*.xml`` or of mask ``*.png``; outside runs and results folders, of ``uploads/`` only ``owner``'s."""
+    found: set[str] = set()
+    walks = [_walk(root)] + [_walk(place, _DEPTH) for place in _upload_places(root, owner)]
+    for walk in walks:
+        for folder, names in walk:
+            rel = relative(root, folder)
+            if RUN in names or COMPARE_JSON in names or not _offered(rel) or not visible(rel, owner):
+                continue
+            lower = [n.lower() for n in names]
+            found.update(f"{rel}/{n}".removeprefix("./") for n, low in zip(names, lower, strict=True)
+                         if low.endswith((".json", ".csv")))
+            if folder != root and any(n.endswith((".xml", ".png")) for n in lower):
+                found.add(rel)
+    return sorted(found)
+
+
+def truth_tag(source: Path) -> str:
+    """A short name for a ground-truth file or folder as it is now: a changed file makes a new run folder."""
+    stat = source.stat()
+    return hashlib.sha1(f"{source}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()[:10]
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.") or "x"
 
 
-def run_folder(root: Path, images: str, model: str, layer: str, method: str, classes: str) -> Path:
-    """Where a run from the page writes: one folder per (images, model, layer, method, classes), so a rerun resumes."""
+def run_folder(root: Path, images: str, model: str, layer: str, method: str, classes: str,
+               boxes: Path | None = None) -> Path:
+    """Where a run from the page writes: one folder per (images, model, layer, method, classes, ground truth), so
+    a rerun resumes."""
     name = "__".join(_slug(p) for p in (images.replace("/", "_"), model, layer, method, classes))
+    tail = f"__boxes-{truth_tag(boxes)}" if boxes is not None else ""
+    name = name[:200 - len(tail)] + tail
     parts = images.split("/")
     if parts[0] == UPLOADS and len(parts) > 2 and not shared_uploads():  # a session's own upload: its runs too
-        return root / UPLOADS / parts[1] / RUNS / name[:200]
-    return root / RUNS / name[:200]
+        return root / UPLOADS / parts[1] / RUNS / name
+    return root / RUNS / name
 
 
 def shared_uploads() -> bool:

@@ -10,7 +10,6 @@ temporary folder. Skipped when Chromium is not installed.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,14 +18,11 @@ import pytest
 from benchmarks.bench_ui import ARGS
 from cam_core.batch import BatchJob, read_results, run_local
 from cam_core.io import write_sample_folder
-from tests.serve import dashboard
+from tests.serve import chromium_or_skip, dashboard
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM = shutil.which("chromium")
-if CHROMIUM is None:
-    pytest.skip("chromium is not installed (apt-get install -y chromium)", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+CHROMIUM, sync_api = chromium_or_skip()
 
 TIMEOUT_MS = 120_000
 CARD = "[data-testid='gallery-card']"

@@ -29,14 +29,11 @@ import pytest
 from streamlit import file_util
 
 from benchmarks.bench_ui import ARGS as BROWSER_ARGS
-from tests.serve import dashboard
+from tests.serve import chromium_or_skip, dashboard
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM = shutil.which("chromium")
-if CHROMIUM is None:
-    pytest.skip("chromium is not installed (apt-get install -y chromium)", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+CHROMIUM, sync_api = chromium_or_skip()
 
 ROOT = Path(__file__).resolve().parents[1]
 ARGS = [

@@ -7,7 +7,6 @@ the default model). Skipped when Chromium is not installed.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,15 +15,12 @@ import pytest
 from benchmarks.bench_ui import ARGS
 from cam_core.analysis.localisation import WRONG_REASONS_ENERGY
 from cam_core.batch.query import ResultsQuery
-from tests.serve import dashboard
+from tests.serve import chromium_or_skip, dashboard
 from tests.test_dashboard_localisation import PHOTOS, make_truth_root
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM = shutil.which("chromium")
-if CHROMIUM is None:
-    pytest.skip("chromium is not installed (apt-get install -y chromium)", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+CHROMIUM, sync_api = chromium_or_skip()
 
 CARD = "[data-testid='gallery-card']"
 

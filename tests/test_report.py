@@ -29,11 +29,9 @@ from cam_core.io import write_sample_folder
 from cam_core.io.images import load_image
 from cam_core.models import load_model
 from cam_core.report import compare_report, dataset_report, explain_image, image_report
+from tests.serve import chromium_or_skip
 
-CHROMIUM = shutil.which("chromium")
-if CHROMIUM is None:
-    pytest.skip("chromium is not installed (apt-get install -y chromium)", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+CHROMIUM, sync_api = chromium_or_skip()
 
 TESTS = Path(__file__).resolve().parent
 HOSTILE_FILE = "<img src=x onerror=alert(1)> 'q' \"x\".jpg"

@@ -7,7 +7,6 @@ Screenshots go to a temporary folder (printed). Skipped when Chromium is not ins
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,14 +15,11 @@ import pytest
 from benchmarks.bench_ui import ARGS
 from cam_core.batch import BatchJob, read_results, run_local
 from cam_core.io import write_sample_folder
-from tests.serve import dashboard
+from tests.serve import chromium_or_skip, dashboard
 
 pytestmark = pytest.mark.e2e
 
-CHROMIUM = shutil.which("chromium")
-if CHROMIUM is None:
-    pytest.skip("chromium is not installed (apt-get install -y chromium)", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+CHROMIUM, sync_api = chromium_or_skip()
 
 TIMEOUT_MS = 120_000
 OVERLAY = ".st-key-overlay_gradcam_0 .js-plotly-plot"

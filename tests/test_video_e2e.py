@@ -13,18 +13,16 @@ Skipped when Chromium is not installed (``apt-get install -y chromium``).
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from tests.serve import chromium_or_skip
+
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-CHROMIUM = shutil.which("chromium")
-if CHROMIUM is None:
-    pytest.skip("chromium is not installed (apt-get install -y chromium)", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+CHROMIUM, sync_api = chromium_or_skip()
 
 from tests import test_dashboard_e2e as image_e2e  # noqa: E402
 

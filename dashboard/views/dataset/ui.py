@@ -30,7 +30,7 @@ from dashboard.figures import PLOTLY_CONFIG
 from dashboard.model import Bundle, ImageItem, ModelSpec, decode_image, model_args
 from dashboard.model_ui import request_model
 from dashboard.text import plain
-from dashboard.views.dataset import insight, localisation_ui
+from dashboard.views.dataset import insight, localisation_ui, truth_ui
 from dashboard.views.dataset import table as tb
 from dashboard.views.dataset.export_ui import export_ui
 from dashboard.views.dataset.figures import confusion_figure
@@ -137,6 +137,7 @@ class Source:
     classes: str
     layer: str
     method: str
+    boxes: str | None = None  # ground truth (batch --boxes): an absolute path under the root or an upload
 
 
 def _layer_ui(bundle: Bundle) -> str:
@@ -170,11 +171,8 @@ def _zip_ui(root: Path) -> str | None:
 
 
 def source_ui(root: Path, bundle: Bundle) -> Source | None:
-    """Where the images come from and what to compute; ``None`` while nothing is chosen.
-
-    A folder of the server (under the data root) or an uploaded zip; opening an existing results
-    folder is handled here too (it only switches what is shown).
-    """
+    """Where the images come from (a folder under the data root, an uploaded zip) and what to compute, with the
+    ground truth if any; ``None`` while nothing is chosen. Opening results is here too (it switches what is shown)."""
     images, results = _listing(str(root), _owner())
     mode = st.segmented_control(
         "Images", ["folder", "zip", "results"], key=DS.SOURCE, required=True, default="folder",
@@ -220,7 +218,8 @@ def source_ui(root: Path, bundle: Bundle) -> Source | None:
         st.session_state.setdefault(DS.METHOD, "gradcam")
         method = st.selectbox("Method", list(METHODS), format_func=lambda m: METHODS[m].title, key=DS.METHOD,
                               help="Score-CAM and Ablation-CAM run one forward pass per channel: slow on a CPU.")
-    return Source(folder, labels, classes, layer, method)
+    boxes = guarded("choosing the ground truth", truth_ui.truth_ui, root, _owner())
+    return None if boxes is None else Source(folder, labels, classes, layer, method, boxes or None)
 
 
 def _progress_text(done: int, total: int, start: float) -> str:
@@ -233,7 +232,8 @@ def _progress_text(done: int, total: int, start: float) -> str:
 
 def run_ui(root: Path, bundle: Bundle, src: Source, fit: str) -> None:
     """The Run button and its progress; when done (or when this job ran before) its results are shown."""
-    out = dataroot.run_folder(root, src.folder, bundle.model.name, src.layer, src.method, src.classes)
+    out = dataroot.run_folder(root, src.folder, bundle.model.name, src.layer, src.method, src.classes,
+                              Path(src.boxes) if src.boxes else None)
     rel_out = dataroot.relative(root, out) if out.is_relative_to(root) else str(out)
     earlier = (out / RESULTS).is_file()
     c1, c2 = st.columns([1, 4], vertical_alignment="center")
@@ -249,7 +249,7 @@ def run_ui(root: Path, bundle: Bundle, src: Source, fit: str) -> None:
     if not go:
         return
     job = BatchJob(model=model_args(bundle.spec), layer=src.layer, methods=(src.method,), classes=src.classes,
-                   labels=src.labels, fit=fit)
+                   labels=src.labels, fit=fit, boxes=src.boxes)
     try:
         folder = dataroot.resolve_under(root, src.folder)
     except CamError as exc:
@@ -272,6 +272,7 @@ def run_ui(root: Path, bundle: Bundle, src: Source, fit: str) -> None:
         return
     bar.empty()
     st.success(plain(summary.line().replace(str(out / RESULTS), rel_out)), icon=":material/task_alt:")
+    truth_ui.ran(out)
     _listing.clear()  # the new results folder shows under "Open results" at once
     show_results_folder(rel_out)
 
