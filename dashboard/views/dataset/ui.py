@@ -200,7 +200,7 @@ def source_ui(root: Path, bundle: Bundle) -> Source | None:
         if st.session_state.get(DS.FOLDER) not in images:
             st.session_state[DS.FOLDER] = "samples" if "samples" in images else images[0]
         folder = st.selectbox("Folder", images, key=DS.FOLDER, help="Folders under the server's data root.")
-    c1, c2, c3, c4 = st.columns([1.0, 2.0, 1.5, 1.3], vertical_alignment="bottom")
+    c1, c2 = st.columns([1.0, 2.0], vertical_alignment="bottom")  # two rows: four in one clipped the pills
     with c1:
         labels = st.toggle("Labels from folders", key=DS.LABELS, value=True,
                            help="Class folders (ImageFolder) give each image's true class: a class name of the "
@@ -212,6 +212,7 @@ def source_ui(root: Path, bundle: Bundle) -> Source | None:
         )
         if "label" in classes and not labels:
             classes = "pred"
+    c3, c4 = st.columns(2, vertical_alignment="bottom")
     with c3:
         layer = _layer_ui(bundle)
     with c4:
