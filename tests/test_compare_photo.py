@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from cam_core import explain
-from cam_core.analysis.compare import map_shift
+from cam_core.analysis.compare import PHOTO_SIDE, map_shift, on_photo
 from cam_core.analysis.compare_photo import (
     ModelSide,
     compare_classes,
@@ -20,7 +20,7 @@ from cam_core.analysis.compare_photo import (
     prediction_changed,
 )
 from cam_core.batch import BatchJob, run_local
-from cam_core.batch.compare_table import PHOTO_SIDE, join_runs, on_photo
+from cam_core.batch.compare_table import join_runs
 from cam_core.io.samples import SAMPLE_NAMES, load_sample
 from cam_core.models.preprocess import Preprocess
 from cam_core.render import maps_on_image

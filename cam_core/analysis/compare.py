@@ -19,8 +19,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["MapShift", "map_shift", "match_classes", "normalise_class_name", "on_grid"]
+from ..models.preprocess import Placement
+from ..render import maps_on_image, place_on_grid
 
+__all__ = ["PHOTO_SIDE", "MapShift", "map_shift", "match_classes", "normalise_class_name", "on_grid", "on_photo"]
+
+
+PHOTO_SIDE = 112  # the longer side of the grid two models' maps are compared on (``compare --photo-side``)
 
 @dataclass(frozen=True)
 class MapShift:
@@ -45,12 +50,21 @@ def _peak(m: np.ndarray, cell: tuple[float, float]) -> tuple[float, float]:
     return (r + 0.5) * cell[0], (c + 0.5) * cell[1]
 
 
+def on_photo(cams: np.ndarray, place: Placement, size: tuple[int, int], side: int = PHOTO_SIDE) -> np.ndarray:
+    """Maps (K, h, w) over one model's input → over the photo (``size`` = (width, height)), its longer side
+    shrunk to ``side`` (never enlarged): the grid two models' maps are compared on."""
+    width, height = size
+    scale = min(1.0, side / max(width, height))
+    w, h = max(1, round(width * scale)), max(1, round(height * scale))
+    return maps_on_image(cams, place_on_grid(place, size, (w, h)), (w, h))
+
+
 def map_shift(map_a: np.ndarray, map_b: np.ndarray, photo_size: tuple[int, int] | None = None) -> MapShift:
     """How far the map moved from ``map_a`` to ``map_b``.
 
     Args:
         map_a, map_b: Two signed maps over the same whole photo (each (h, w), any resolution: callers bring a
-            model's map onto the photo with :func:`cam_core.batch.compare_table.on_photo`, which undoes that
+            model's map onto the photo with :func:`on_photo`, which undoes that
             model's fit on a reduced copy of the photo).
         photo_size: The photo's (height, width) in pixels, for ``peak_px``; default the common grid's.
 

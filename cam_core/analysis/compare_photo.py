@@ -1,8 +1,8 @@
 """Two models on one photo: their scores and maps for the same classes, side by side.
 
 Each model sees the photo its own way (its own input size and fit), so its maps are first carried back onto the
-photo (:func:`cam_core.batch.compare_table.on_photo`, each through its own placement) and compared there, on the
-grid the ``compare`` command uses (:data:`~cam_core.batch.compare_table.PHOTO_SIDE` on the longer side), so the page
+photo (:func:`cam_core.analysis.compare.on_photo`, each through its own placement) and compared there, on the
+grid the ``compare`` command uses (:data:`~cam_core.analysis.compare.PHOTO_SIDE` on the longer side), so the page
 and ``compare.parquet`` give the same numbers for the same photo: the map shift
 (:func:`~cam_core.analysis.compare.map_shift`), the probability change, and a signed difference to draw. Classes
 are matched by name (:func:`~cam_core.analysis.compare.match_classes`), so a fine-tuned head with another label
@@ -18,8 +18,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cam_core.analysis.compare import MapShift, map_shift, match_classes, normalise_class_name, on_grid
-from cam_core.batch.compare_table import PHOTO_SIDE, on_photo
+from cam_core.analysis.compare import (
+    PHOTO_SIDE,
+    MapShift,
+    map_shift,
+    match_classes,
+    normalise_class_name,
+    on_grid,
+    on_photo,
+)
 from cam_core.models import Placement
 
 __all__ = [

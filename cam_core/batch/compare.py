@@ -22,11 +22,11 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
-from ..analysis.compare import match_classes
+from ..analysis.compare import PHOTO_SIDE, match_classes
 from ..errors import CamError
 from ..io.folders import output_folder
 from ..models.load import LoadedModel, load_model
-from .compare_table import COMPARE, COMPARE_JSON, PHOTO_SIDE, CompareCounts, join_runs
+from .compare_table import COMPARE, COMPARE_JSON, CompareCounts, join_runs
 from .files import Found, ImageFile, discover, labels_from_folders
 from .job import BatchJob
 from .local import run_local

@@ -44,22 +44,19 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..analysis.compare import map_shift, match_classes
+from ..analysis.compare import PHOTO_SIDE, map_shift, match_classes, on_photo
 from ..devices import one_intraop_thread
 from ..models.preprocess import Placement, Preprocess
-from ..render import maps_on_image, place_on_grid
 from .job import photo_size
 from .results import RESULTS, map_column, read_run
 from .scan import preprocess_of
 
-__all__ = ["COMPARE", "COMPARE_JSON", "PHOTO_SIDE", "CompareCounts", "RunPlace", "compare_schema", "join_runs",
-           "on_photo"]
+__all__ = ["COMPARE", "COMPARE_JSON", "CompareCounts", "RunPlace", "compare_schema", "join_runs"]
 
 COMPARE = "compare.parquet"
 COMPARE_JSON = "compare.json"
 # The photo grid's longer side: 8× a 14-cell layer grid (the usual CAM layer has 7-14 cells a side, ViT 14, HiResCAM
 # at a stride-16 layer 14-28), so resampling does not decide the measure; 224 would cost three times as much.
-PHOTO_SIDE = 112
 _F32, _I32 = pa.float32(), pa.int32()
 _ROW = ("path", "label", "label_name", "pred", "pred_name", "prob_pred", "correct", "class_ids", "class_probs",
         "map_shape", "error")
@@ -92,15 +89,6 @@ class CompareCounts:
     def to_dict(self) -> dict[str, Any]:
         """For ``compare.json`` (NaN as null)."""
         return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in asdict(self).items()}
-
-
-def on_photo(cams: np.ndarray, place: Placement, size: tuple[int, int], side: int = PHOTO_SIDE) -> np.ndarray:
-    """Maps (K, h, w) over one model's input → over the photo (``size`` = (width, height)), its longer side
-    shrunk to ``side`` (never enlarged): the grid two models' maps are compared on."""
-    width, height = size
-    scale = min(1.0, side / max(width, height))
-    w, h = max(1, round(width * scale)), max(1, round(height * scale))
-    return maps_on_image(cams, place_on_grid(place, size, (w, h)), (w, h))
 
 
 def _read(out: Path, method: str) -> tuple[dict[str, dict[str, Any]], dict[str, np.ndarray], dict[str, Any]]:

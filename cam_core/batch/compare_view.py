@@ -4,7 +4,7 @@ The page's order: flipped predictions first, then by how far the maps moved (``s
 filters and the order are declared as data in the Dataset engine's form (:class:`.query.Filter`, :class:`.query.Sort`:
 SQL over ``compare.parquet``'s columns, run by DuckDB where the file lies), the shown class too (:data:`SHOWN`), so a
 page lists them and a report can reuse them. The maps come from the two runs' own results (``OUT/a``, ``OUT/b``),
-brought over the photo as the join did (:func:`.compare_table.on_photo`).
+brought over the photo as the join did (:func:`cam_core.analysis.compare.on_photo`).
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ..analysis.compare import normalise_class_name
+from ..analysis.compare import normalise_class_name, on_photo
 from ..errors import CamError
-from .compare_table import COMPARE, COMPARE_JSON, CompareCounts, RunPlace, compare_schema, on_photo
+from .compare_table import COMPARE, COMPARE_JSON, CompareCounts, RunPlace, compare_schema
 from .job import photo_size
 from .query import Filter, Sort
 from .results import map_column, read_results, read_run
