@@ -24,6 +24,7 @@ from cam_core.batch.results import map_column, read_results, read_run
 from cam_core.engine.methods import METHODS
 from cam_core.errors import CamError
 from cam_core.models.preprocess import FITS, Preprocess
+from dashboard.views.dataset.table import shown_path
 
 __all__ = [
     "SORTS",
@@ -344,16 +345,6 @@ def blank_by_class(results: Results, method: str) -> tuple[int, int, list[tuple[
             if flags[m * k + j]:
                 counts[names[int(cid)]] += 1
     return sum(counts.values()), total, counts.most_common()
-
-
-def shown_path(path: str, root: Path | None) -> str:
-    """A file's path as visitors see it: relative to the data root (its name alone when outside it)."""
-    if root is None:
-        return path
-    try:
-        return Path(path).relative_to(root).as_posix()
-    except ValueError:
-        return Path(path).name
 
 
 def _shown_text(text: object, root: Path | None) -> object:
