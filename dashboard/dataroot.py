@@ -21,6 +21,10 @@ import contextlib
 import hashlib
 import os
 import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from cam_core.batch.compare_table import COMPARE, COMPARE_JSON
@@ -45,6 +49,8 @@ __all__ = [
     "MAX_ZIP_FILES",
     "RUNS",
     "UPLOADS",
+    "Listed",
+    "Survey",
     "data_root",
     "default_root",
     "extract_zip",
@@ -60,6 +66,7 @@ __all__ = [
     "uploads_place",
     "used_bytes",
     "visible",
+    "walk",
 ]
 
 ENV = "CAMDASH_DATA_ROOT"
@@ -129,19 +136,101 @@ def relative(root: Path, path: Path) -> str:
     return rel.as_posix() if rel.parts else "."
 
 
-def _walk(root: Path, depth: int = _DEPTH):
-    """Folders under ``root`` to ``depth`` (dot folders left out), with their file names."""
-    stack = [(root, 0)]
+def _listed_rel(root: Path, path: Path) -> str:
+    """:func:`relative` of a walked folder: by its name alone when it lies under ``root`` by name (the walks follow
+    no folder symlinks, so that is where it is), resolving it only otherwise."""
+    if path.is_relative_to(root):
+        rel = path.relative_to(root)
+        return rel.as_posix() if rel.parts else "."
+    return relative(root, path)
+
+
+@dataclass(frozen=True)
+class Listed:
+    """A walked folder as the listings need it: what its files are, not their names (it may hold a million)."""
+
+    path: Path
+    level: int  # below the folder the walk started from
+    images: bool  # holds image files
+    marks: frozenset[str]  # which of run.json, results.parquet, compare.parquet, compare.json it holds
+    tables: tuple[str, ...]  # its *.json and *.csv files (ground truth, maybe)
+    masks: bool  # holds *.xml or *.png files (Pascal VOC boxes or masks, maybe)
+
+
+_MARKS = frozenset({RUN, RESULTS, COMPARE, COMPARE_JSON})
+Walk = Callable[[Path, int], Iterable[Listed]]  # (start, depth) → its folders to that depth
+
+
+def _listed(folder: Path, level: int, depth: int) -> tuple[Listed, list[Path]] | None:
+    """One folder summarised in one pass over its entries, with the folders below it to walk next."""
+    images = masks = False
+    marks: set[str] = set()
+    tables: list[str] = []
+    below: list[Path] = []
+    try:
+        with os.scandir(folder) as entries:
+            for e in entries:
+                if e.is_file():
+                    low = e.name.lower()
+                    images = images or low.endswith(_SUFFIXES)
+                    masks = masks or low.endswith((".xml", ".png"))
+                    if low.endswith((".json", ".csv", ".parquet")):
+                        tables += [e.name] if low.endswith((".json", ".csv")) else []
+                        marks.update({e.name} & _MARKS)
+                elif level < depth and e.is_dir(follow_symlinks=False) and not e.name.startswith("."):
+                    below.append(Path(e.path))
+    except OSError:
+        return None
+    return Listed(folder, level, images, frozenset(marks), tuple(tables), masks), below
+
+
+def walk(start: Path, depth: int = _DEPTH) -> Iterator[Listed]:
+    """Folders under ``start`` to ``depth`` (dot folders left out, folder symlinks not followed), summarised."""
+    stack = [(start, 0)]
     while stack:
         folder, level = stack.pop()
+        found = _listed(folder, level, depth)
+        if found is not None:
+            stack += [(p, level + 1) for p in found[1]]
+            yield found[0]
+
+
+class Survey:
+    """Walks of the data root kept ``ttl`` seconds, then walked again in the background while the last walk is
+    still served: a root holding a million images takes seconds to walk, which no page view should wait for
+    (only the very first one does). One per process, shared by every session."""
+
+    def __init__(self, ttl: float = 20.0) -> None:
+        self._ttl = ttl
+        self._lock = threading.Lock()
+        self._walks: dict[tuple[Path, int], tuple[float, list[Listed]]] = {}
+        self._busy: set[tuple[Path, int]] = set()
+
+    def walk(self, start: Path, depth: int = _DEPTH) -> list[Listed]:
+        """The folders :func:`walk` finds, as of at most ``ttl`` seconds ago (or of the last walk, while the next
+        one runs)."""
+        key = (start, depth)
+        with self._lock:
+            found = self._walks.get(key)
+            if found is not None and time.monotonic() - found[0] > self._ttl and key not in self._busy:
+                self._busy.add(key)
+                threading.Thread(target=self._walk, args=(key,), name="data-root-walk", daemon=True).start()
+        return found[1] if found is not None else self._walk(key)
+
+    def _walk(self, key: tuple[Path, int]) -> list[Listed]:
         try:
-            entries = list(os.scandir(folder))
-        except OSError:
-            continue
-        yield folder, [e.name for e in entries if e.is_file()]
-        if level < depth:
-            stack += [(Path(e.path), level + 1) for e in entries
-                      if e.is_dir(follow_symlinks=False) and not e.name.startswith(".")]
+            walked = list(walk(*key))
+            with self._lock:
+                self._walks[key] = (time.monotonic(), walked)
+            return walked
+        finally:
+            with self._lock:
+                self._busy.discard(key)
+
+    def clear(self) -> None:
+        """Forget every walk (a run just wrote a results folder: the next listing walks again)."""
+        with self._lock:
+            self._walks.clear()
 
 
 def _upload_places(root: Path, owner: str | None) -> list[Path]:
@@ -151,18 +240,24 @@ def _upload_places(root: Path, owner: str | None) -> list[Path]:
     return [root / UPLOADS / owner]
 
 
-def image_folders(root: Path, owner: str | None = None) -> list[str]:
+def _offer_walks(root: Path, owner: str | None, root_walk: Walk) -> Iterator[Listed]:
+    """The folders image and ground-truth listings look at: the root to :data:`_DEPTH` (through ``root_walk``,
+    maybe a :class:`Survey`'s), and the session's upload folder, walked now (a zip just unpacked shows at once)."""
+    yield from (f for f in root_walk(root, _DEPTH + 1) if f.level <= _DEPTH)
+    for place in _upload_places(root, owner):
+        yield from walk(place, _DEPTH)
+
+
+def image_folders(root: Path, owner: str | None = None, root_walk: Walk = walk) -> list[str]:
     """Folders (relative) that hold images directly or one level down (ImageFolder classes), outside ``runs/``;
     of ``uploads/``, only those :func:`visible` to ``owner``'s session."""
     holding: set[Path] = set()
-    walks = [_walk(root)] + [_walk(place, _DEPTH) for place in _upload_places(root, owner)]
-    for walk in walks:
-        for folder, names in walk:
-            if any(n.lower().endswith(_SUFFIXES) for n in names):
-                holding.add(folder)
-                if folder != root:
-                    holding.add(folder.parent)
-    shown = {relative(root, f) for f in holding if f.is_relative_to(root)}
+    for f in _offer_walks(root, owner, root_walk):
+        if f.images:
+            holding.add(f.path)
+            if f.path != root:
+                holding.add(f.path.parent)
+    shown = {_listed_rel(root, f) for f in holding if f.is_relative_to(root)}
     return sorted(s for s in shown if _offered(s) and visible(s, owner))
 
 
@@ -176,34 +271,36 @@ def _offered(rel: str) -> bool:
     return True
 
 
-def results_folders(root: Path, owner: str | None = None) -> list[str]:
+def _mtime(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime
+    except OSError:  # gone since the walk
+        return None
+
+
+def results_folders(root: Path, owner: str | None = None, root_walk: Walk = walk) -> list[str]:
     """Folders (relative) that hold a ``results.parquet``, or a ``run.json`` with Parquet parts (a run not yet
     compacted, Ray's), or a comparison's ``compare.parquet``, newest first (of ``uploads/``, only ``owner``'s)."""
+    found: list[tuple[float, Path]] = []
+    for f in root_walk(root, _DEPTH + 1):
+        if f.marks & {RESULTS, COMPARE} or (RUN in f.marks and (f.path / PARTS).is_dir()):
+            when = _mtime(f.path / next((n for n in (RESULTS, COMPARE) if n in f.marks), RUN))
+            found += [(when, f.path)] if when is not None else []
+    found.sort(key=lambda wf: wf[0], reverse=True)
+    return [rel for rel in (_listed_rel(root, f) for _, f in found) if visible(rel, owner)]
 
-    def newest(f: Path) -> Path:
-        return f / next((n for n in (RESULTS, COMPARE) if (f / n).is_file()), RUN)
 
-    found = [folder for folder, names in _walk(root, _DEPTH + 1)
-             if RESULTS in names or COMPARE in names or (RUN in names and (folder / PARTS).is_dir())]
-    found.sort(key=lambda f: newest(f).stat().st_mtime, reverse=True)
-    return [rel for rel in (relative(root, f) for f in found) if visible(rel, owner)]
-
-
-def truth_sources(root: Path, owner: str | None = None) -> list[str]:
+def truth_sources(root: Path, owner: str | None = None, root_walk: Walk = walk) -> list[str]:
     """Ground truth a run may be given (``batch --boxes``), relative: COCO ``*.json`` and ``*.csv`` files, folders
     of Pascal VOC ``*.xml`` or of mask ``*.png``; outside runs and results folders, of ``uploads/`` only ``owner``'s."""
     found: set[str] = set()
-    walks = [_walk(root)] + [_walk(place, _DEPTH) for place in _upload_places(root, owner)]
-    for walk in walks:
-        for folder, names in walk:
-            rel = relative(root, folder)
-            if RUN in names or COMPARE_JSON in names or not _offered(rel) or not visible(rel, owner):
-                continue
-            lower = [n.lower() for n in names]
-            found.update(f"{rel}/{n}".removeprefix("./") for n, low in zip(names, lower, strict=True)
-                         if low.endswith((".json", ".csv")))
-            if folder != root and any(n.endswith((".xml", ".png")) for n in lower):
-                found.add(rel)
+    for f in _offer_walks(root, owner, root_walk):
+        rel = _listed_rel(root, f.path)
+        if f.marks & {RUN, COMPARE_JSON} or not _offered(rel) or not visible(rel, owner):
+            continue
+        found.update(f"{rel}/{n}".removeprefix("./") for n in f.tables)
+        if f.path != root and f.masks:
+            found.add(rel)
     return sorted(found)
 
 

@@ -17,18 +17,13 @@ from cam_core.batch.truth import GroundTruth
 from cam_core.errors import CamError
 from cam_core.limits import MAX_BOXES_FILE_BYTES, mb
 from dashboard import dataroot, uploads
+from dashboard.caches import root_survey
 from dashboard.text import plain
 
 __all__ = ["NONE", "ran", "truth_ui"]
 
 NONE = ""  # the choice "no ground truth"
 UPLOAD_TYPES = ["json", "csv"]
-
-
-@st.cache_data(ttl=20, show_spinner=False)
-def _sources(root: str, owner: str | None) -> list[str]:
-    """The ground-truth files and folders under the root that ``owner``'s session sees, looked up at most every 20 s."""
-    return dataroot.truth_sources(Path(root), owner)
 
 
 def _uploaded(up) -> str:  # up: UploadedFile
@@ -46,7 +41,7 @@ def truth_ui(root: Path, owner: str | None) -> str:
     """
     c1, c2 = st.columns([1.0, 1.0], vertical_alignment="bottom")
     with c1:
-        listed = _sources(str(root), owner)
+        listed = dataroot.truth_sources(root, owner, root_survey().walk)
         pick = st.selectbox(
             "Ground truth (boxes or masks)", [NONE, *listed], key="ds_truth",
             format_func=lambda rel: rel or "none", help="Optional: a COCO *.json, a *.csv (path,x0,y0,x1,y1[,label]), "

@@ -25,6 +25,7 @@ from cam_core.engine.methods import METHODS
 from cam_core.errors import CamError
 from cam_core.limits import QUERY_FOLDERS
 from dashboard import dataroot, state, uploads
+from dashboard.caches import root_survey
 from dashboard.feedback import bounded, guarded, message, show_error
 from dashboard.figures import PLOTLY_CONFIG
 from dashboard.model import Bundle, ImageItem, ModelSpec, decode_image, model_args
@@ -84,10 +85,11 @@ def _holds_results(folder: Path) -> bool:  # a batch run's results, or a compari
     return ((folder / RUN).is_file() and bool(parquet_files(folder))) or is_compare(folder)
 
 
-@st.cache_data(ttl=20, show_spinner=False)
-def _listing(root: str, owner: str | None) -> tuple[list[str], list[str]]:
-    """(image folders, results folders) under the root that ``owner``'s session sees, looked up at most every 20 s."""
-    return dataroot.image_folders(Path(root), owner), dataroot.results_folders(Path(root), owner)
+def _listing(root: Path, owner: str | None) -> tuple[list[str], list[str]]:
+    """(image folders, results folders) under the root that ``owner``'s session sees (the root walked at most every
+    20 s, in the background, for every session)."""
+    walked = root_survey().walk
+    return dataroot.image_folders(root, owner, walked), dataroot.results_folders(root, owner, walked)
 
 
 def _owner() -> str | None:
@@ -173,7 +175,7 @@ def _zip_ui(root: Path) -> str | None:
 def source_ui(root: Path, bundle: Bundle) -> Source | None:
     """Where the images come from (a folder under the data root, an uploaded zip) and what to compute, with the
     ground truth if any; ``None`` while nothing is chosen. Opening results is here too (it switches what is shown)."""
-    images, results = _listing(str(root), _owner())
+    images, results = _listing(root, _owner())
     mode = st.segmented_control(
         "Images", ["folder", "zip", "results"], key=DS.SOURCE, required=True, default="folder",
         format_func={"folder": "A folder on the server", "zip": "Upload a zip", "results": "Open results"}.get,
@@ -274,7 +276,7 @@ def run_ui(root: Path, bundle: Bundle, src: Source, fit: str) -> None:
     bar.empty()
     st.success(plain(summary.line().replace(str(out / RESULTS), rel_out)), icon=":material/task_alt:")
     truth_ui.ran(out)
-    _listing.clear()  # the new results folder shows under "Open results" at once
+    root_survey().clear()  # the new results folder shows under "Open results" at once
     show_results_folder(rel_out)
 
 
