@@ -44,6 +44,7 @@ __all__ = [
     "MIN_INPUT_SIDE",
     "MODEL_CACHE_BYTES",
     "QUERY_FOLDERS",
+    "QUERY_LARGE_MEMORY_BYTES",
     "QUERY_MEMORY_BYTES",
     "VIDEO_RUN_CACHE_BYTES",
     "mb",
@@ -136,6 +137,9 @@ FILM_CACHE_BYTES = 256 * 2**20
 """The video page's overlay films (MP4) and the frames its scrubber shows (JPEG)."""
 QUERY_MEMORY_BYTES = 2 * 2**30
 """DuckDB's memory for one opened results folder (its light columns: ~150 MB a million rows); beyond it, spills."""
+QUERY_LARGE_MEMORY_BYTES = 512 * 2**20
+"""DuckDB's memory for a results folder of more than a million rows, whose rows it keeps in a temporary database
+file (paged in and out) rather than in memory."""
 QUERY_FOLDERS = 4
 """Results folders kept open on the Dataset page (each a DuckDB database of its light columns)."""
 

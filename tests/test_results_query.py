@@ -181,6 +181,8 @@ def test_ray_parts_open_in_place_with_the_same_answers(real_run, big, tmp_path, 
     if chunk:
         monkeypatch.setattr(scan, "CHUNK_ROWS", chunk)
     b = ResultsQuery.open(parts)
+    assert a.database is None and (b.database is not None) == bool(chunk)  # beyond a chunk: rows in a file
+    assert b.database is None or b.database.is_file()
     assert a.summary() == b.summary() and a.rows == b.rows
     ca, cb = a.confusion(), b.confusion()
     assert ca.rows == cb.rows and ca.cols == cb.cols and np.array_equal(ca.counts, cb.counts)
@@ -190,6 +192,9 @@ def test_ray_parts_open_in_place_with_the_same_answers(real_run, big, tmp_path, 
         assert [Path(r["path"]).name for r in pa_] == [Path(r["path"]).name for r in pb], sort  # paths name the folder
     for ra, rb in zip(pa_, pb, strict=True):
         np.testing.assert_array_equal(a.map_of(ra["rid"], "gradcam", 0), b.map_of(rb["rid"], "gradcam", 0))
+    file = b.database
+    b.close()
+    assert file is None or not file.parent.exists()  # closing deletes the database's folder
 
 
 def test_a_path_in_several_parts_keeps_its_newest_row(real_run, tmp_path) -> None:

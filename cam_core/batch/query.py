@@ -2,8 +2,9 @@
 
 A results folder of a million rows is too much for pandas in memory (every sort a pass in Python, the
 maps converted to objects). Here the light columns (everything but the maps) are loaded once into a
-DuckDB table of the folder's own in-memory database; counts, accuracy, the per-class table, the
-confusion matrix, sorting, filtering and paging are SQL over it, and only the rows on screen leave it.
+DuckDB table of the folder's own database (in memory; beyond a million rows, a temporary file paged in and
+out); counts, accuracy, the per-class table, the confusion matrix, sorting, filtering and paging are SQL over
+it, and only the rows on screen leave it.
 Maps are read from the Parquet files for the requested rows alone (their row groups, one column).
 
 Sorts and filters are data: :data:`SORTS` and :data:`FILTERS` map a name to a SQL expression over the
@@ -21,8 +22,10 @@ share an opened folder safely.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import threading
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +38,7 @@ import pyarrow.parquet as pq
 
 from ..analysis.localisation import WRONG_REASONS_ENERGY
 from ..errors import CamError
-from ..limits import QUERY_MEMORY_BYTES
+from ..limits import QUERY_LARGE_MEMORY_BYTES, QUERY_MEMORY_BYTES
 from ..models.preprocess import Preprocess
 from . import scan
 from .results import map_column, read_run
@@ -158,11 +161,45 @@ _WHOSE = {
 }
 
 
+def _database(large: bool, memory_bytes: int, threads: int | None) -> tuple[duckdb.DuckDBPyConnection, Path | None]:
+    """A DuckDB database for one folder's rows, and its folder on disk (``None``: in memory).
+
+    A folder of more than :data:`.scan.CHUNK_ROWS` rows keeps them in a database file in the temporary folder,
+    with :data:`QUERY_LARGE_MEMORY_BYTES` of memory: DuckDB pages the compressed table in and out as queries
+    read it, so ten million rows need no more memory than one. A smaller folder stays in memory (faster).
+    """
+    spill = Path(tempfile.gettempdir()) / "cam_core-duckdb"
+    place = Path(tempfile.mkdtemp(prefix="results-", dir=_made(spill))) if large else None
+    memory = min(memory_bytes, QUERY_LARGE_MEMORY_BYTES) if large else memory_bytes
+    con = duckdb.connect(str(place / "rows.duckdb") if place else ":memory:", config={
+        "threads": threads or scan.default_threads(), "memory_limit": f"{memory // 2**20}MB",
+        "preserve_insertion_order": False,
+        # memory freed by compressing the rows goes back to the system, not kept for later
+        "allocator_flush_threshold": "16MB", "allocator_background_threads": True,
+        "temp_directory": str(place / "spill" if place else spill),
+    })
+    con.execute("SET enable_progress_bar = true; SET enable_progress_bar_print = false")
+    return con, place
+
+
+def _made(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _drop(con: duckdb.DuckDBPyConnection, place: Path | None) -> None:
+    """Close a folder's database and delete its file."""
+    con.close()
+    if place is not None:
+        shutil.rmtree(place, ignore_errors=True)
+
+
 class ResultsQuery:
-    """One opened results folder. Build with :meth:`open`."""
+    """One opened results folder. Build with :meth:`open`; :meth:`close` (or dropping it) frees its database."""
 
     def __init__(self, folder: Path, run: dict[str, Any], con: duckdb.DuckDBPyConnection, files: list[Path],
-                 loaded: scan.Loaded, columns: set[str], stamp: tuple[int, int, int]) -> None:
+                 loaded: scan.Loaded, columns: set[str], stamp: tuple[int, int, int],
+                 place: Path | None = None) -> None:
         self.folder, self.run, self.files = folder, run, files
         self.stamp = stamp  # the version of the rows opened (:func:`.scan.results_stamp`)
         self.columns = columns
@@ -170,6 +207,8 @@ class ResultsQuery:
         self._memo: dict[tuple[object, ...], object] = {}
         self._lock = threading.Lock()
         self._meta: dict[int, pq.FileMetaData] = {}
+        self.database = place / "rows.duckdb" if place else None  # the database's file (None: in memory)
+        self._finalizer = weakref.finalize(self, _drop, con, place)
 
     @classmethod
     def open(cls, folder: str | Path, progress: scan.Progress | None = None, *,
@@ -194,27 +233,21 @@ class ResultsQuery:
         stamp = scan.results_stamp(folder)
         if not files:
             raise CamError(f"{folder} holds no results.parquet and no Parquet parts (run a batch first)")
-        con = duckdb.connect(":memory:", config={
-            "threads": threads or scan.default_threads(), "memory_limit": f"{memory_bytes // 2**20}MB",
-            "preserve_insertion_order": False,
-            # memory freed by compressing the rows goes back to the system, not kept for later
-            "allocator_flush_threshold": "16MB", "allocator_background_threads": True,
-            "temp_directory": str(Path(tempfile.gettempdir()) / "cam_core-duckdb"),
-        })
-        con.execute("SET enable_progress_bar = true; SET enable_progress_bar_print = false")
+        counts = scan.row_counts(files)
+        con, place = _database(sum(counts) > scan.CHUNK_ROWS, memory_bytes, threads)
         try:
             types = scan.column_types(con, files)
             scan.check_schema(types, methods)
-            loaded = scan.load_rows(con, files, types, methods, progress)
+            loaded = scan.load_rows(con, files, counts, types, methods, progress)
             scan.check_rows(con, files, names, methods)
         except BaseException:
-            con.close()
+            _drop(con, place)
             raise
-        return cls(folder, run, con, files, loaded, set(types), stamp)
+        return cls(folder, run, con, files, loaded, set(types), stamp, place)
 
     def close(self) -> None:
-        """Free the folder's database."""
-        self._con.close()
+        """Free the folder's database (and delete its file, if it has one)."""
+        self._finalizer()
 
     # ---- what the run says ---------------------------------------------------------------------------------
 

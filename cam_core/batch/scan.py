@@ -40,6 +40,7 @@ __all__ = [
     "parquet_files",
     "preprocess_of",
     "results_stamp",
+    "row_counts",
 ]
 
 # The columns every results table has besides the maps (what the page sorts, filters and counts).
@@ -51,7 +52,8 @@ _PRE_KEYS = ("crop_size", "resize_size", "mean", "std", "interpolation", "fit")
 _OTHER_TABLES = frozenset({"atlas.parquet", "compare.parquet"})  # other tools' tables beside the results
 _IDENTITY = ("_size", "_mtime_ns")  # the files' identities in parts (what a rerun compares), not results
 _SAMPLE = 2048  # rows whose maps are checked against their shapes when the folder opens
-CHUNK_ROWS = 1_000_000  # rows loaded (uncompressed) at a time in a larger folder (see load_rows)
+CHUNK_ROWS = 1_000_000  # rows loaded (uncompressed) at a time in a larger folder (see load_rows), which also
+# keeps its rows in a database file rather than in memory (see ResultsQuery.open)
 
 Progress = Callable[[float, float | None], None]  # (share done 0..1, seconds left or None while unknown)
 
@@ -171,19 +173,26 @@ def _select(types: dict[str, str], methods: Sequence[str]) -> tuple[str, tuple[s
     return ", ".join([*cols, *(f'"{c}"' for c in extra)]), extra
 
 
-def load_rows(con: duckdb.DuckDBPyConnection, files: Sequence[Path], types: dict[str, str], methods: Sequence[str],
-              progress: Progress | None = None) -> Loaded:
+def row_counts(files: Sequence[Path]) -> list[int]:
+    """Rows in each file, from its footer."""
+    try:
+        return [pq.read_metadata(f).num_rows for f in files]
+    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+        raise CamError(f"the results cannot be read as Parquet: {str(exc).splitlines()[0][:300]}") from exc
+
+
+def load_rows(con: duckdb.DuckDBPyConnection, files: Sequence[Path], counts: Sequence[int], types: dict[str, str],
+              methods: Sequence[str], progress: Progress | None = None) -> Loaded:
     """Create the table ``rows`` (light columns + ``rid``) from ``files``, reporting progress while DuckDB scans.
 
-    A folder of more than :data:`CHUNK_ROWS` rows is loaded a chunk at a time, each compressed (a checkpoint)
-    before the next: memory then holds the compressed table plus one chunk, not the whole table uncompressed
-    (about a quarter of it: the paths, names and lists compress well). A smaller folder stays uncompressed,
-    which opens and sorts faster.
+    A folder of more than :data:`CHUNK_ROWS` rows is loaded a chunk at a time, each compressed and written (a
+    checkpoint) before the next: memory then holds at most one chunk uncompressed, and the compressed table
+    (about a quarter of its size: the paths, names and lists compress well) lies in the database's file, paged
+    in as queries need it. A smaller folder stays uncompressed in memory, which opens and sorts faster.
 
     Raises:
         CamError: A file cannot be read (one line).
     """
-    counts = [pq.read_metadata(f).num_rows for f in files]
     offsets = [0]
     for n in counts[:-1]:
         offsets.append(offsets[-1] + n)

@@ -23,7 +23,7 @@ from dashboard import dataroot, uploads
 from dashboard.feedback import show_error
 from dashboard.figures import format_prob, image_uri
 from dashboard.text import plain
-from dashboard.views.dataset.thumbs import file_stamp
+from dashboard.views.dataset.thumbs import file_stamp, heat_uri
 from dashboard.views.image.exports import safe_stem
 from dashboard.widgets.gallery import gallery_ui
 
@@ -80,8 +80,8 @@ def _pair(folder: str, mtime_ns: int, i: int, k: int, path: str, stamp: object) 
     gap = np.full((h, GAP, 3), 255, np.uint8)
     base = Image.fromarray(np.concatenate([small, gap, small], axis=1))
     layers = [heat_rgba(m) if m is not None else np.zeros((h, w, 4), np.uint8) for m in (a, b)]
-    heat = Image.fromarray(np.concatenate([layers[0], np.zeros((h, GAP, 4), np.uint8), layers[1]], axis=1), "RGBA")
-    return image_uri(base, "JPEG", quality=85), image_uri(heat, "WEBP", quality=85), ""
+    heat = np.concatenate([layers[0], np.zeros((h, GAP, 4), np.uint8), layers[1]], axis=1)
+    return image_uri(base, "JPEG", quality=85), heat_uri(heat), ""
 
 
 def _fixed(x: float, digits: int) -> str:

@@ -538,9 +538,7 @@ def results_ui(root: Path, results: ResultsQuery, bundle: Bundle | None, image_p
     _describe(results, root, bundle)
     with st.container(key="ds_controls"):
         sort, filters, method, whose, view = _controls(results)
-    _metrics(results, method)
-    _confusion_ui(results, method, whose)
-    localisation_ui.truth_ui(results, method)
+    numbers = st.container()  # filled after the gallery: a browser then draws the thumbnails before the charts
     opacity = float(st.session_state.get(DS.OPACITY, 0.6))
     filters = insight.sections(results, partial(_reachable, root), bundle, _run_spec(results, bundle), sort, filters,
                                method, whose, opacity)  # a confusion cell's contrast, the atlas and its cluster filter
@@ -554,6 +552,10 @@ def results_ui(root: Path, results: ResultsQuery, bundle: Bundle | None, image_p
         on_opacity=lambda v: st.session_state.__setitem__(DS.OPACITY, v),
     )
     export_ui(n, lambda: results.table(sort, filters, method, whose), root)
+    with numbers:
+        _metrics(results, method)
+        _confusion_ui(results, method, whose)
+        localisation_ui.truth_ui(results, method)
     failed = results.summary().failed
     if failed:
         with st.expander(f"{failed:,} file(s) could not be read"):
