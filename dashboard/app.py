@@ -46,7 +46,8 @@ def main() -> None:
     nav = st.navigation(list(pages.values()))
     drawn = []
     with_fit = nav is not pages["video"]  # the video page scales its frames with its own control
-    boundary(lambda: drawn.append(shell.shared_sidebar(with_fit)), "drawing the sidebar")()
+    charts_first = nav is not pages["dataset"]  # its gallery and matrix are HTML: no Plotly to warm up
+    boundary(lambda: drawn.append(shell.shared_sidebar(with_fit, charts_first)), "drawing the sidebar")()
     if drawn:  # else the sidebar said what failed (one line); the page needs its model
         nav.run()
 

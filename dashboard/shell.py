@@ -158,12 +158,14 @@ def _preload_plotly() -> None:
         st.plotly_chart(_preload_figure(), config={"staticPlot": True}, key="plotly_preload_chart")
 
 
-def shared_sidebar(with_fit: bool = True) -> Shared:
+def shared_sidebar(with_fit: bool = True, charts_first: bool = True) -> Shared:
     """Draw the model section of the sidebar, load the model, and remember the result for the page.
 
     Args:
         with_fit: Draw the *Fit* control (pages that feed photos to the model; the video page has its own
             scale). Without it the fit stays what it was (its default until the user picks one).
+        charts_first: The page's first view draws Plotly charts: warm Plotly up (:func:`_preload_plotly`).
+            Elsewhere (the Dataset page) its 4.7 MB script would only hold up the page's own elements.
     """
     url = state.read_url_once()
     rights = access.current()
@@ -186,7 +188,8 @@ def shared_sidebar(with_fit: bool = True) -> Shared:
         _offline_note()
         if spec is not None:
             _wait_for_warm_start(spec)
-        _preload_plotly()
+        if charts_first:
+            _preload_plotly()
         bundle = load(spec) if spec is not None else None
     with st.sidebar:
         fit = "whole" if bundle is None else _fit_ui(bundle, url) if with_fit else _kept_fit(bundle)

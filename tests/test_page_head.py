@@ -12,7 +12,8 @@ from streamlit import file_util
 from dashboard.server.page_head import HEAD, PageHead, html_import, plotly_preload, with_head
 
 
-def _serve(content_type: bytes, chunks: list[bytes], extra: list[tuple[bytes, bytes]] | None = None) -> list[dict]:
+def _serve(content_type: bytes, chunks: list[bytes], extra: list[tuple[bytes, bytes]] | None = None,
+           path: str = "/") -> list[dict]:
     """The messages a client gets from PageHead around an app that answers with ``chunks``."""
 
     async def app(scope, receive, send) -> None:
@@ -26,7 +27,7 @@ def _serve(content_type: bytes, chunks: list[bytes], extra: list[tuple[bytes, by
     async def send(message: dict) -> None:
         sent.append(message)
 
-    asyncio.run(PageHead(app)({"type": "http", "path": "/"}, None, send))
+    asyncio.run(PageHead(app)({"type": "http", "path": path}, None, send))
     return sent
 
 
@@ -41,6 +42,16 @@ def test_an_html_page_gets_the_style_before_its_head_ends_and_its_true_length() 
     assert body == b"<html><head><title>x</title>" + HEAD + b"</head><body></body></html>"
     lengths = [v for k, v in sent[0]["headers"] if k == b"content-length"]
     assert lengths == [str(len(body)).encode()]
+
+
+def test_the_dataset_page_gets_no_plotly_preload_the_others_do() -> None:
+    page = [b"<html><head></head><body></body></html>"]
+    link = plotly_preload()
+    for path in ("/", "/video", "/base/video/"):
+        assert link in _body(_serve(b"text/html", page, path=path)), path
+    for path in ("/dataset", "/base/dataset/"):
+        body = _body(_serve(b"text/html", page, path=path))
+        assert link not in body and html_import() in body and b"camdash-head" in body, path
 
 
 def test_a_gzipped_page_is_sent_back_plain_with_the_style() -> None:

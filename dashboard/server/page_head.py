@@ -4,7 +4,8 @@
   without a GPU) the pulse costs CPU the page's own work needs while every element waits for Plotly's script.
   A style sent with the script's messages comes too late (its element's code loads with the rest).
 - A ``modulepreload`` of Streamlit's Plotly chunk: otherwise the browser asks for it only when the first chart's
-  message comes; asked for from the head, it is fetched and parsed while Streamlit's own code starts.
+  message comes; asked for from the head, it is fetched and parsed while Streamlit's own code starts (not on the
+  Dataset page, whose first view has no chart).
 - Streamlit's ``st.html`` chunk, fetched and run as soon as Streamlit's own code has run: the overlays' stills
   (:mod:`dashboard.views.image.still`) are ``st.html`` elements, and left to Streamlit their code waited behind
   Plotly's start, so the still came hardly before the chart it stands in for.
@@ -28,7 +29,7 @@ import streamlit as st
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from streamlit import file_util
 
-__all__ = ["HEAD", "PageHead", "base_url", "html_import", "plotly_preload", "with_head"]
+__all__ = ["HEAD", "PageHead", "base_url", "head_for", "html_import", "plotly_preload", "with_head"]
 
 
 def _chunk(stem: str, static_dir: Path | None) -> str | None:
@@ -74,20 +75,30 @@ def base_url(base_path: str | None = None) -> bytes:
             f"{{BACKEND_BASE_URL:location.origin+{where}}});</script>").encode()
 
 
-HEAD = (base_url() + b'<style id="camdash-head">[data-testid="stSkeleton"]{animation:none!important}</style>'
-        + plotly_preload() + html_import())
+_COMMON = base_url() + b'<style id="camdash-head">[data-testid="stSkeleton"]{animation:none!important}</style>'
+HEAD = _COMMON + plotly_preload() + html_import()
+_NO_CHART_FIRST = frozenset({"dataset"})  # pages whose first view draws no Plotly chart
 
 
-def with_head(html: bytes) -> bytes:
-    """``html`` with :data:`HEAD` before its ``</head>`` (unchanged when it has none)."""
+def head_for(path: str) -> bytes:
+    """The head of the page at ``path``: :data:`HEAD`, less Plotly's preload on a page whose first view draws no
+    chart (the Dataset page: its gallery and matrix are HTML; fetching and compiling Plotly's 4.7 MB there only
+    delayed them on the browser's main thread)."""
+    page = path.rstrip("/").rsplit("/", 1)[-1]
+    return _COMMON + html_import() if page in _NO_CHART_FIRST else HEAD
+
+
+def with_head(html: bytes, head: bytes = HEAD) -> bytes:
+    """``html`` with ``head`` before its ``</head>`` (unchanged when it has none)."""
     at = html.find(b"</head>")
-    return html if at < 0 else html[:at] + HEAD + html[at:]
+    return html if at < 0 else html[:at] + head + html[at:]
 
 
 class PageHead:
-    """Adds :data:`HEAD` to every HTML page (plain or gzipped); everything else passes untouched, downloads too:
-    an HTML file a download button sends (a report, ``Content-Disposition: attachment``) is the user's file, and
-    the head's scripts, pointing at this server, would break it where it is opened offline."""
+    """Adds its head (:func:`head_for` its path) to every HTML page (plain or gzipped); everything else passes
+    untouched, downloads too: an HTML file a download button sends (a report, ``Content-Disposition: attachment``)
+    is the user's file, and the head's scripts, pointing at this server, would break it where it is opened
+    offline."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -116,7 +127,7 @@ class PageHead:
                 if message.get("more_body", False):
                     return
                 html = b"".join(body)
-                html = with_head(gzip.decompress(html) if gzipped else html)
+                html = with_head(gzip.decompress(html) if gzipped else html, head_for(scope.get("path", "/")))
                 dropped = (b"content-length", b"content-encoding")
                 headers = [(k, v) for k, v in start.get("headers", []) if k.lower() not in dropped]
                 await send({**start, "headers": [*headers, (b"content-length", str(len(html)).encode())]})
