@@ -84,7 +84,7 @@ def results_root(tmp_path_factory, lite0) -> Path:
     return base
 
 
-def _craft(root: Path, name: str, *, run=None, table=None) -> str:
+def _craft(root: Path, name: str, *, run=None, table=None, statistics: bool = True) -> str:
     """A copy of ``runs/good`` as ``runs/<name>`` with ``run`` (a function of run.json) and ``table`` changed."""
     good, bad = root / "runs" / "good", root / "runs" / name
     shutil.rmtree(bad, ignore_errors=True)
@@ -92,7 +92,7 @@ def _craft(root: Path, name: str, *, run=None, table=None) -> str:
     info = json.loads((good / "run.json").read_text())
     (bad / "run.json").write_text(json.dumps(run(info) if run else info))
     t = pq.read_table(good / "results.parquet")
-    pq.write_table(table(t) if table else t, bad / "results.parquet")
+    pq.write_table(table(t) if table else t, bad / "results.parquet", write_statistics=statistics)
     return f"runs/{name}"
 
 
@@ -110,6 +110,7 @@ CRAFTED = {
     "pred_out_of_range": (None, lambda t: _set(t, "pred", [5000] * t.num_rows), "outside"),
     "null_pred": (None, lambda t: _set(t, "pred", [None] * t.num_rows), "no prediction and no error"),
     "negative_class_id": (None, lambda t: _set(t, "class_ids", [[-3]] * t.num_rows), "outside"),
+    "top5_out_of_range": (None, lambda t: _set(t, "top5_ids", [[1, 0, 9000]] * t.num_rows), "top5_ids holds"),
     "missing_columns": (None, lambda t: t.drop_columns(["pred", "map_shape"]), "lacks the columns pred, map_shape"),
     "unknown_method": (lambda r: _edit(r, methods=["nosuchcam"]), None, "unknown method"),
     "wrong_map_shape": (None, lambda t: _set(t, "map_shape", [[2, 99, 99]] * t.num_rows), "map_shape"),
@@ -127,6 +128,16 @@ def test_crafted_results_are_refused_in_one_line_when_opened(results_root: Path,
     with pytest.raises(CamError, match=needle) as err:
         ResultsQuery.open(results_root / rel)
     assert "\n" not in str(err.value) and str(results_root) not in str(err.value)
+
+
+def test_top5_ids_are_checked_by_a_scan_where_the_files_keep_no_statistics(results_root: Path) -> None:
+    """The top-5 lists stay in the files: their range comes from the footers' statistics, or else a scan."""
+    bad = _craft(results_root, "top5_no_stats", statistics=False,
+                 table=lambda t: _set(t, "top5_ids", [[1, 0, 9000]] * t.num_rows))
+    with pytest.raises(CamError, match="top5_ids holds class ids outside"):
+        ResultsQuery.open(results_root / bad)
+    good = _craft(results_root, "good_no_stats", statistics=False)
+    assert ResultsQuery.open(results_root / good).rows == 4
 
 
 def test_the_good_results_pass_the_check(results_root: Path) -> None:

@@ -233,17 +233,20 @@ class ResultsQuery:
         stamp = scan.results_stamp(folder)
         if not files:
             raise CamError(f"{folder} holds no results.parquet and no Parquet parts (run a batch first)")
-        counts = scan.row_counts(files)
+        metas = scan.footers(files)
+        counts = [m.num_rows for m in metas]
         con, place = _database(sum(counts) > scan.CHUNK_ROWS, memory_bytes, threads)
         try:
             types = scan.column_types(con, files)
             scan.check_schema(types, methods)
             loaded = scan.load_rows(con, files, counts, types, methods, progress)
-            scan.check_rows(con, files, names, methods)
+            scan.check_rows(con, files, metas, names, methods)
         except BaseException:
             _drop(con, place)
             raise
-        return cls(folder, run, con, files, loaded, set(types), stamp, place)
+        opened = cls(folder, run, con, files, loaded, set(types), stamp, place)
+        opened._meta.update(enumerate(metas))
+        return opened
 
     def close(self) -> None:
         """Free the folder's database (and delete its file, if it has one)."""
@@ -435,7 +438,11 @@ class ResultsQuery:
             raise CamError(f"unknown sort {sort!r} (known: {', '.join(SORTS)})")
         where, params = self._where(filters)
         return (f"SELECT {columns} FROM {self._shown(method or self.methods[0], whose)} WHERE {where} "
-                f"ORDER BY {SORTS[sort].order}, path ASC, rid ASC"), params
+                f"ORDER BY {self._order(sort)}"), params
+
+    @staticmethod
+    def _order(sort: str) -> str:
+        return f"{SORTS[sort].order}, path ASC, rid ASC"
 
     def page(self, sort: str, filters: Filters | Mapping[str, object] = Filters(), offset: int = 0, limit: int = 24,
              method: str | None = None, whose: str = "pred") -> list[dict[str, Any]]:
@@ -454,14 +461,17 @@ class ResultsQuery:
               whose: str = "pred") -> pa.Table:
         """Every row passing ``filters``, in order, without maps (what a CSV export writes); top-5 as
         ``id:prob`` pairs joined by ``;``."""
-        top5 = ("array_to_string(list_transform(list_zip(top5_ids, top5_probs), "
-                "lambda x: CAST(x[1] AS VARCHAR) || ':' || printf('%.4f', x[2])), ';') AS top5")
-        cols = "path, label, label_name, pred, pred_name, prob_pred, prob_label, correct, entropy, error, " + top5
+        cols = "rid, path, label, label_name, pred, pred_name, prob_pred, prob_label, correct, entropy, error"
         if self.has_boxes:  # the ground truth, and the shown map's pointing game and energy
             cols += (", boxes, box_labels, point_hit[shown_index] AS point_hit, box_energy[shown_index] AS box_energy, "
                      "box_cut")
-        sql, params = self._ordered(sort, filters, method, whose, cols)
-        return self._arrow(sql, params)
+        sql, params = self._ordered(sort, filters, method, whose, f"{cols}, row_number() OVER "
+                                    f"(ORDER BY {self._order(sort)}) AS place")
+        top5 = ("array_to_string(list_transform(list_zip(t.top5_ids, t.top5_probs), "
+                "lambda x: CAST(x[1] AS VARCHAR) || ':' || printf('%.4f', x[2])), ';') AS top5")
+        return self._arrow(  # the top-5 lists stay in the files: read here, for the rows exported
+            f"SELECT s.* EXCLUDE (rid, place), {top5} FROM ({sql}) s LEFT JOIN "
+            f"({scan.by_rid(self.files, self._loaded.offsets, scan.IN_FILES)}) t USING (rid) ORDER BY s.place", params)
 
     # ---- ground truth (batch --boxes) ------------------------------------------------------------------------
 

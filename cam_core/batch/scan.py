@@ -12,6 +12,7 @@ of the first rows only; a map that does not match its shape further on is report
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from torchvision.transforms import InterpolationMode
 
@@ -30,22 +32,26 @@ from ..models.preprocess import FITS, Preprocess
 from .results import PARTS, RESULTS, map_column
 
 __all__ = [
+    "IN_FILES",
     "LIGHT",
     "Progress",
     "bad",
+    "by_rid",
     "check_rows",
     "check_run",
     "check_schema",
+    "footers",
     "load_rows",
     "parquet_files",
     "preprocess_of",
     "results_stamp",
-    "row_counts",
 ]
 
-# The columns every results table has besides the maps (what the page sorts, filters and counts).
+# The columns every results table has besides the maps: what the page sorts, filters and counts (loaded), and
+# what only an export reads (left in the files: the top-5 lists took a quarter of the loading).
 LIGHT = ("path", "label", "label_name", "pred", "pred_name", "prob_pred", "prob_label", "correct", "entropy",
-         "class_ids", "top5_ids", "top5_probs", "map_shape", "blank", "error")
+         "class_ids", "map_shape", "blank", "error")
+IN_FILES = ("top5_ids", "top5_probs")
 _IDS = ("label", "pred")
 _ID_LISTS = ("class_ids", "top5_ids")
 _PRE_KEYS = ("crop_size", "resize_size", "mean", "std", "interpolation", "fit")
@@ -129,7 +135,7 @@ def _is_int(typ: str) -> bool:
 
 def check_schema(types: dict[str, str], methods: Sequence[str]) -> None:
     """Refuse missing columns and class ids that are not integers, from the footers alone."""
-    needed = [*LIGHT, *(map_column(m) for m in methods)]
+    needed = [*LIGHT, *IN_FILES, *(map_column(m) for m in methods)]
     missing = [c for c in needed if c not in types]
     if missing:
         raise bad(f"results.parquet lacks the column{'s' if len(missing) > 1 else ''} {', '.join(missing[:4])}")
@@ -167,18 +173,26 @@ def _select(types: dict[str, str], methods: Sequence[str]) -> tuple[str, tuple[s
              "correct": "BOOLEAN", "path": "VARCHAR", "label_name": "VARCHAR", "pred_name": "VARCHAR",
              "error": "VARCHAR"}
     maps = {map_column(m) for m in methods}
-    skip = {*LIGHT, *maps, *_IDENTITY, "filename", "file_row_number"}
+    skip = {*LIGHT, *IN_FILES, *maps, *_IDENTITY, "filename", "file_row_number"}
     extra = tuple(c for c in types if c not in skip and not c.startswith("map_"))
     cols = [f'CAST("{c}" AS {casts[c]}) AS "{c}"' if c in casts else f'"{c}"' for c in LIGHT]
     return ", ".join([*cols, *(f'"{c}"' for c in extra)]), extra
 
 
-def row_counts(files: Sequence[Path]) -> list[int]:
-    """Rows in each file, from its footer."""
+def footers(files: Sequence[Path]) -> list[pq.FileMetaData]:
+    """Each file's footer (its rows, row groups and column statistics)."""
     try:
-        return [pq.read_metadata(f).num_rows for f in files]
+        return [pq.read_metadata(f) for f in files]
     except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
         raise CamError(f"the results cannot be read as Parquet: {str(exc).splitlines()[0][:300]}") from exc
+
+
+def by_rid(files: Sequence[Path], offsets: Sequence[int], columns: Sequence[str]) -> str:
+    """SQL: ``rid`` and ``columns`` of every row of the files (columns left in them, read where an export asks)."""
+    starts = ", ".join("('" + str(f).replace("'", "''") + f"', {o})" for f, o in zip(files, offsets, strict=True))
+    cols = ", ".join(f's."{c}"' for c in columns)
+    return (f"SELECT starts.start + s.file_row_number AS rid, {cols} FROM {_source(files)} s "
+            f"JOIN (VALUES {starts}) AS starts(name, start) ON s.filename = starts.name")
 
 
 def load_rows(con: duckdb.DuckDBPyConnection, files: Sequence[Path], counts: Sequence[int], types: dict[str, str],
@@ -269,38 +283,76 @@ def _run_with_progress(con: duckdb.DuckDBPyConnection, sql: str, progress: Progr
         raise exc
 
 
-def check_rows(con: duckdb.DuckDBPyConnection, files: Sequence[Path], names: Sequence[str],
-               methods: Sequence[str]) -> None:
+def check_rows(con: duckdb.DuckDBPyConnection, files: Sequence[Path], metas: Sequence[pq.FileMetaData],
+               names: Sequence[str], methods: Sequence[str]) -> None:
     """Refuse class ids out of range, rows without a prediction or error, map shapes or blank flags that do not
-    match the explained classes (over the loaded light columns), and maps of the first rows that do not match
-    their shapes.
+    match the explained classes (in one pass over the loaded light columns; the top-5 ids from the footers'
+    statistics), and maps of the first rows that do not match their shapes.
 
     Raises:
         CamError: What is wrong, in one line.
     """
+    shape = "len(map_shape) = 3 AND map_shape[1] = len(class_ids) AND map_shape[2] > 0 AND map_shape[3] > 0"
+    found = con.execute(
+        "SELECT min(label), max(label), min(pred), max(pred), min(list_min(class_ids)), max(list_max(class_ids)), "
+        "min(rid) FILTER (error IS NULL AND pred IS NULL), "
+        f"min(rid) FILTER (error IS NULL AND NOT coalesce({shape}, false)), "
+        f"min(rid) FILTER (error IS NULL AND coalesce(len(blank), -1) <> {len(methods)} * len(class_ids)) "
+        "FROM rows").fetchall()[0]
+    ranges = dict(zip((*_IDS, "class_ids"), zip(found[0:6:2], found[1:6:2], strict=True), strict=True))
+    ranges["top5_ids"] = _id_range(con, files, metas, "top5_ids")
     n = len(names)
     for col in (*_IDS, *_ID_LISTS):
-        values = f"unnest({col})" if col in _ID_LISTS else col
-        lo, hi = con.execute(f"SELECT min(v), max(v) FROM (SELECT {values} AS v FROM rows)").fetchall()[0]
+        lo, hi = ranges[col]
         if lo is not None and (lo < 0 or hi >= n):
             raise bad(f"the column {col} holds class ids outside 0-{n - 1}")
-    ok = con.execute("SELECT min(rid) FROM rows WHERE error IS NULL AND pred IS NULL").fetchall()[0][0]
-    if ok is not None:
-        raise bad(f"row {ok} has no prediction and no error")
-    shape = ("len(map_shape) = 3 AND map_shape[1] = len(class_ids) AND map_shape[2] > 0 AND map_shape[3] > 0")
-    row = con.execute(f"SELECT min(rid) FROM rows WHERE error IS NULL AND NOT coalesce({shape}, false)"
-                      ).fetchall()[0][0]
+    no_pred, bad_shape, bad_blank = found[6:]
+    if no_pred is not None:
+        raise bad(f"row {no_pred} has no prediction and no error")
+    if bad_shape is not None:
+        raise bad(f"row {bad_shape}'s map_shape does not match its maps")
+    if bad_blank is not None:
+        raise bad(f"row {bad_blank}'s blank flags do not match its maps")
+    row = _first_misshapen(files[0], metas[0], methods)
     if row is not None:
         raise bad(f"row {row}'s map_shape does not match its maps")
-    row = con.execute(f"SELECT min(rid) FROM rows WHERE error IS NULL AND "
-                      f"coalesce(len(blank), -1) <> {len(methods)} * len(class_ids)").fetchall()[0][0]
-    if row is not None:
-        raise bad(f"row {row}'s blank flags do not match its maps")
-    lengths = " OR ".join(f'coalesce(len("{map_column(m)}"), -1) <> list_product(map_shape)' for m in methods)
-    row = con.execute(f"SELECT min(file_row_number) FROM (SELECT * FROM {_source(files[:1])} LIMIT {_SAMPLE}) "
-                      f"WHERE error IS NULL AND ({lengths})").fetchall()[0][0]
-    if row is not None:
-        raise bad(f"row {row}'s map_shape does not match its maps")
+
+
+def _first_misshapen(file: Path, meta: pq.FileMetaData, methods: Sequence[str]) -> int | None:
+    """The first of the file's first :data:`_SAMPLE` rows whose maps do not hold ``map_shape``'s values (read from
+    their row groups alone, through the footer already read)."""
+    groups, rows = [], 0
+    while rows < _SAMPLE and len(groups) < meta.num_row_groups:
+        rows += meta.row_group(len(groups)).num_rows
+        groups.append(len(groups))
+    columns = [*(map_column(m) for m in methods), "map_shape", "error"]
+    t = pq.ParquetFile(file, metadata=meta).read_row_groups(groups, columns=columns).slice(0, _SAMPLE)
+    shapes, errors = t["map_shape"].to_pylist(), t["error"].to_pylist()
+    lengths = [pc.list_value_length(t[map_column(m)]).to_pylist() for m in methods]
+    for i, (shape, error) in enumerate(zip(shapes, errors, strict=True)):
+        if error is None and any(n[i] is None or n[i] != math.prod(shape or [-1]) for n in lengths):
+            return i
+    return None
+
+
+def _id_range(con: duckdb.DuckDBPyConnection, files: Sequence[Path], metas: Sequence[pq.FileMetaData],
+              column: str) -> tuple[Any, Any]:
+    """(min, max) of a list column of ids left in the files: from the footers' statistics, or, where a row group
+    has none (a writer that keeps none), a scan of that column."""
+    lo = hi = None
+    for meta in metas:
+        leaf = next((i for i in range(meta.num_columns) if meta.schema.column(i).path.split(".")[0] == column), None)
+        for g in range(meta.num_row_groups if leaf is not None else 0):
+            chunk = meta.row_group(g).column(leaf)
+            stats = chunk.statistics
+            if stats is not None and stats.null_count == chunk.num_values:
+                continue  # only failed files' rows
+            if stats is None or not stats.has_min_max:
+                return tuple(con.execute(f'SELECT min(v), max(v) FROM (SELECT unnest("{column}") AS v '
+                                         f"FROM {_source(files)})").fetchall()[0])
+            lo = stats.min if lo is None else min(lo, stats.min)
+            hi = stats.max if hi is None else max(hi, stats.max)
+    return lo, hi
 
 
 def default_threads() -> int:
