@@ -155,6 +155,20 @@ def test_run_a_folder_from_the_page(app, root) -> None:
     assert len(_gallery(at)["items"]) == 8
 
 
+def test_open_results_opens_nothing_until_a_folder_is_chosen(app, root) -> None:
+    """Switching to *Open results* must not start reading the newest folder (a large one takes a while)."""
+    at = app()
+    at.segmented_control(key="ds_source").set_value("results").run()
+    _no_failure(at)
+    pick = next(s for s in at.selectbox if s.label == "Results folder")
+    assert pick.value is None and "runs/a" in pick.options
+    assert not [c for c in at.get("bidi_component") if "items" in json.loads(c.proto.json)]
+    assert "folder" not in at.query_params
+    pick.set_value("runs/a").run()
+    _no_failure(at)
+    assert len(_gallery(at)["items"]) == 8 and at.query_params["folder"] == "runs/a"
+
+
 def test_upload_a_zip_and_run_it(app, root) -> None:
     """A zip of class folders (one top folder, a traversal attempt, a text file) is unpacked under uploads/ and run."""
     photos = sorted((root / "photos").rglob("*.jpg"))[:3]

@@ -185,9 +185,10 @@ def source_ui(root: Path, bundle: Bundle) -> Source | None:
             st.info("No results yet under the data root: run a folder first.", icon=":material/folder_open:")
             return None
         current = st.session_state.get(DS.RESULTS)
-        pick = st.selectbox("Results folder", results, index=results.index(current) if current in results else 0,
-                            help=f"Folders under the data root that hold a {RESULTS}.")
-        if pick != current:
+        pick = st.selectbox("Results folder", results, index=results.index(current) if current in results else None,
+                            placeholder="choose one (newest first)", help=f"Folders under the data root that hold "
+                            f"a {RESULTS} or its parts. Nothing opens until you choose: a large one takes a while.")
+        if pick is not None and pick != current:
             show_results_folder(pick)
         return None
     if mode == "zip":
