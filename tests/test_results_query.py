@@ -195,6 +195,11 @@ def test_ray_parts_open_in_place_with_the_same_answers(real_run, big, tmp_path, 
     file = b.database
     b.close()
     assert file is None or not file.parent.exists()  # closing deletes the database's folder
+    if chunk:  # a crashed server's database files go when another folder is opened
+        dead = file.parent.with_name("results-999999999-x")
+        dead.mkdir()
+        ResultsQuery.open(parts).close()
+        assert not dead.exists()
 
 
 def test_a_path_in_several_parts_keeps_its_newest_row(real_run, tmp_path) -> None:

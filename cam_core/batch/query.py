@@ -22,6 +22,7 @@ share an opened folder safely.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import threading
@@ -169,7 +170,7 @@ def _database(large: bool, memory_bytes: int, threads: int | None) -> tuple[duck
     read it, so ten million rows need no more memory than one. A smaller folder stays in memory (faster).
     """
     spill = Path(tempfile.gettempdir()) / "cam_core-duckdb"
-    place = Path(tempfile.mkdtemp(prefix="results-", dir=_made(spill))) if large else None
+    place = Path(tempfile.mkdtemp(prefix=f"results-{os.getpid()}-", dir=_swept(spill))) if large else None
     memory = min(memory_bytes, QUERY_LARGE_MEMORY_BYTES) if large else memory_bytes
     con = duckdb.connect(str(place / "rows.duckdb") if place else ":memory:", config={
         "threads": threads or scan.default_threads(), "memory_limit": f"{memory // 2**20}MB",
@@ -182,9 +183,24 @@ def _database(large: bool, memory_bytes: int, threads: int | None) -> tuple[duck
     return con, place
 
 
-def _made(folder: Path) -> Path:
+def _swept(folder: Path) -> Path:
+    """``folder``, made, without the database files of processes that ended without deleting theirs (a crash)."""
     folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("results-*-*"):
+        pid = old.name.split("-")[1]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
     return folder
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _drop(con: duckdb.DuckDBPyConnection, place: Path | None) -> None:
