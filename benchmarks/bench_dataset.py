@@ -38,7 +38,8 @@ sys.path.insert(0, str(ROOT))
 PAGE = 24
 TIMEOUT_MS = int(os.environ.get("BENCH_TIMEOUT_MS", "300000"))
 CARD = "[data-testid='gallery-card']"
-CONFUSION = "[class*='st-key-ds_confusion_'] .js-plotly-plot"
+DIAGONAL = ".st-key-ds_confusion [data-testid='matrix-cell'][data-row='0'][data-col='0']"  # never empty
+LEGACY_CONFUSION = "[class*='st-key-ds_confusion_'] .js-plotly-plot"  # the former page's Plotly matrix
 
 
 def _rss_mb(pid: int | str = "self", field: str = "VmRSS") -> float:
@@ -230,12 +231,17 @@ def _timed(page, action) -> float:
 
 
 def _click_cell(page) -> None:
+    """Click the first diagonal cell: the matrix widget's HTML cell, or on the former page, Plotly's."""
+    cell = page.locator(DIAGONAL)
+    if cell.count():
+        cell.click()
+        return
     x, y = page.evaluate(
         """(sel) => {
           const gd = document.querySelector(sel);
           const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis, r = gd.getBoundingClientRect();
-          return [r.left + xa._offset + xa.d2p(0), r.top + ya._offset + ya.d2p(0)];  // a diagonal cell: never empty
-        }""", CONFUSION)
+          return [r.left + xa._offset + xa.d2p(0), r.top + ya._offset + ya.d2p(0)];
+        }""", LEGACY_CONFUSION)
     page.mouse.move(x, y)
     page.wait_for_timeout(300)
     page.mouse.click(x, y)

@@ -26,9 +26,8 @@ from tests.serve import dashboard
 from tests.test_dashboard_dataset_e2e import (
     CARD,
     CHROMIUM,
-    CONFUSION,
     TIMEOUT_MS,
-    _cell_center,
+    _cell,
     _idle,
     _titles,
     sync_api,
@@ -119,9 +118,7 @@ def test_a_confusion_cell_shows_both_maps_and_the_contrast(page, tmp_path, run, 
     pg.goto(f"{url}/dataset?folder=runs/{run}")
     pg.wait_for_selector(CARD)
     _idle(pg)
-    pg.locator(CONFUSION).scroll_into_view_if_needed()
-    x, y = _cell_center(pg, "tabby", "Egyptian cat")
-    pg.mouse.click(x, y)
+    _cell(pg, "tabby", "Egyptian cat").click()
     _idle(pg)
     box = pg.locator(".st-key-ds_contrast")
     box.wait_for()

@@ -1,14 +1,13 @@
 """The Dataset page's wiring (AppTest, no browser) and its data root (plain functions).
 
 The page is driven as ``app.py`` draws it (the shared sidebar, then the page) through
-``AppTest.from_function``; the gallery's items and the confusion matrix are read back from the
-component's data and the Plotly spec. Clicks on the matrix and on a thumbnail need a browser:
-tests/test_dashboard_dataset_e2e.py does those.
+``AppTest.from_function``; the gallery's items and the confusion matrix are read back from their
+components' data, and a click on a matrix cell is its component's trigger sent with the next run. What the
+browser draws and a click on a thumbnail: tests/test_dashboard_dataset_e2e.py.
 """
 
 from __future__ import annotations
 
-import base64
 import io
 import json
 import os
@@ -49,12 +48,21 @@ def _gallery(at: AppTest) -> dict:
     return data
 
 
-def _array(value) -> np.ndarray:
-    """A Plotly JSON array: a list, or a typed array ``{dtype, bdata, shape}``."""
-    if isinstance(value, dict):
-        flat = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
-        return flat.reshape([int(d) for d in str(value.get("shape", len(flat))).split(",")])
-    return np.asarray(value)
+def _matrix(at: AppTest) -> dict:
+    (data,) = [d for d in (json.loads(c.proto.json) for c in at.get("bidi_component")) if "counts" in d]
+    return data
+
+
+def _click_cell(at: AppTest, i: int, j: int) -> AppTest:
+    """Run again as after a click on cell (i, j): the matrix's "cell" trigger with the other widgets' values."""
+    from streamlit.components.v2.bidi_component.main import _make_trigger_id
+    from streamlit.proto.WidgetStates_pb2 import WidgetState
+
+    (matrix,) = [c for c in at.get("bidi_component") if "counts" in json.loads(c.proto.json)]
+    states = at._tree.get_widget_states()
+    states.widgets.append(WidgetState(id=_make_trigger_id(matrix.proto.id, "events"),
+                                      json_trigger_value=json.dumps([{"event": "cell", "value": [i, j]}])))
+    return at._run(states)
 
 
 def _no_failure(at: AppTest) -> None:
@@ -72,18 +80,18 @@ def test_a_link_opens_results_with_gallery_summary_and_confusion(app, root) -> N
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Images"] == "8" and metrics["Failed"] == "0"
     assert metrics["Accuracy"] == f"{table.correct.astype(bool).mean():.1%}"
-    (fig,) = [json.loads(c.proto.spec) for c in at.get("plotly_chart") if c.key != "plotly_preload_chart"]
-    heat, grid = fig["data"]
-    assert heat["type"] == "heatmap" and grid["type"] == "scatter"
-    # The invisible grid has one clickable point per cell, carrying (row, column).
-    cells = _array(grid["customdata"])
-    n_rows, n_cols = len(heat["text"]), len(heat["text"][0])
-    assert cells.shape == (n_rows * n_cols, 2) and {tuple(c) for c in cells} == {
-        (i, j) for i in range(n_rows) for j in range(n_cols)}
-    assert fig["layout"]["yaxis"]["ticktext"] == sorted(table.label_name.unique(), key=str.lower)
-    tabby = fig["layout"]["yaxis"]["ticktext"].index("tabby")
-    counts = [[int(v) if v else 0 for v in row] for row in heat["text"]]
-    assert sum(map(sum, counts)) == 8 and sum(counts[tabby]) == 2
+    matrix = _matrix(at)
+    assert matrix["rows"] == sorted(table.label_name.unique(), key=str.lower)
+    n_rows, n_cols = len(matrix["rows"]), len(matrix["cols"])
+    # Every cell (i, j) is drawn: its count, the count as written in it, its colour (the row share).
+    for part in ("counts", "text", "share"):
+        assert [len(row) for row in matrix[part]] == [n_cols] * n_rows, part
+    counts = np.array(matrix["counts"])
+    tabby = matrix["rows"].index("tabby")
+    assert counts.sum() == 8 and counts[tabby].sum() == 2
+    assert matrix["text"] == [[str(v) if v else "" for v in row] for row in counts]
+    assert np.allclose(np.array(matrix["share"]), counts / counts.sum(axis=1, keepdims=True), atol=1e-4)
+    assert matrix["selected"] is None
     assert at.query_params["folder"] == "runs/a"
 
 
@@ -117,6 +125,33 @@ def test_filters_narrow_the_gallery_like_a_confusion_cell(app, root, lite0) -> N
     assert _gallery(at)["items"] == []  # tabby is never right here
     csv = at.get("download_button")[0]
     assert "0 rows" in csv.proto.label
+
+
+def test_a_click_on_a_matrix_cell_filters_the_gallery_to_it(app, root) -> None:
+    at = app(folder="runs/a")
+    at.segmented_control(key="ds_outcome").set_value("correct").run()
+    table = read_results(root / "runs" / "a").to_pandas()
+    matrix = _matrix(at)
+    i, j = matrix["rows"].index("tabby"), matrix["cols"].index("Egyptian cat")
+    for _ in range(2):  # the same cell again: a trigger per click, not a changed value
+        _click_cell(at, i, j)
+        _no_failure(at)
+        assert at.multiselect(key="ds_true").value == [281] and at.multiselect(key="ds_pred").value == [285]
+        assert at.segmented_control(key="ds_outcome").value == "all"
+        want = table[(table.label == 281) & (table.pred == 285)]
+        assert sorted(item["title"] for item in _gallery(at)["items"]) == sorted(Path(p).name for p in want.path)
+        assert _matrix(at)["selected"] == [i, j]
+        at.multiselect(key="ds_pred").set_value([]).run()  # a filter changed by hand: no cell outlined
+        assert _matrix(at)["selected"] is None
+
+
+def test_a_cells_filters_are_its_true_class_and_its_columns_predictions() -> None:
+    from cam_core.batch.query import Confusion
+    from dashboard.views.dataset.ui import DS, cell_filters
+
+    conf = Confusion([3, 7], [(3,), (7,), (9, 11)], ["c", "g"], ["c", "g", "2 other classes"], np.ones((2, 3), int))
+    assert cell_filters(conf, 1, 2) == {DS.TRUE: [7], DS.PRED: [9, 11], DS.OUTCOME: "all", DS.PAGE: 1,
+                                        DS.CELL: (1, 2)}
 
 
 def test_a_path_outside_the_data_root_is_refused(app, root, tmp_path) -> None:

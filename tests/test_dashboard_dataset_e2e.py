@@ -1,6 +1,6 @@
 """The Dataset page in headless Chromium: a link to a results folder, the gallery sorted wrong-first, a click
-on a confusion-matrix cell filtering it, a click on a thumbnail opening that image on the image page, and a
-link outside the data root refused.
+on a confusion-matrix cell filtering it (the cell outlined; clicked again, it filters again), a click on a
+thumbnail opening that image on the image page, and a link outside the data root refused.
 
 The server gets a data root made here (``photos/<class>/`` and the batch results ``runs/a``); the very first
 page a fresh server serves is ``/dataset?folder=runs/a`` (a direct first visit to a page other than ``/``
@@ -26,7 +26,8 @@ CHROMIUM, sync_api = chromium_or_skip()
 
 TIMEOUT_MS = 120_000
 CARD = "[data-testid='gallery-card']"
-CONFUSION = "[class*='st-key-ds_confusion_'] .js-plotly-plot"
+CONFUSION = ".st-key-ds_confusion"
+MATRIX_CELL = "[data-testid='matrix-cell']"
 OVERLAY = ".st-key-overlay_gradcam_0 .js-plotly-plot"
 
 
@@ -77,17 +78,9 @@ def _choose(page, label: str, option: str) -> None:
     _idle(page)
 
 
-def _cell_center(page, true_name: str, pred_name: str) -> tuple[float, float]:
-    """Where the confusion cell (true, predicted) is on screen, from the figure's own axes."""
-    return page.evaluate(
-        """([sel, t, p]) => {
-          const gd = document.querySelector(sel);
-          const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis, r = gd.getBoundingClientRect();
-          const i = ya.ticktext.indexOf(t), j = xa.ticktext.indexOf(p);
-          return [r.left + xa._offset + xa.d2p(j), r.top + ya._offset + ya.d2p(i)];
-        }""",
-        [CONFUSION, true_name, pred_name],
-    )
+def _cell(page, true_name: str, pred_name: str):
+    """The confusion cell (true, predicted): an HTML cell in the matrix widget's shadow root (locators pierce it)."""
+    return page.locator(f"{CONFUSION} {MATRIX_CELL}[data-true='{true_name}'][data-pred='{pred_name}']")
 
 
 def test_link_sort_click_cell_click_thumbnail(page, server, data_root, shots) -> None:
@@ -116,13 +109,26 @@ def test_link_sort_click_cell_click_thumbnail(page, server, data_root, shots) ->
     # Click the cell (true tabby, predicted Egyptian cat): the gallery shows exactly those images.
     cell = table[(table.label_name == "tabby") & (table.pred_name == "Egyptian cat")]
     assert len(cell) >= 1
-    x, y = _cell_center(page, "tabby", "Egyptian cat")
-    page.mouse.move(x, y)
-    page.wait_for_timeout(300)  # let Plotly register the hover that a click selects
-    page.mouse.click(x, y)
+    target = _cell(page, "tabby", "Egyptian cat")
+    assert target.inner_text() == str(len(cell))
+    assert target.get_attribute("title").startswith(f"true tabby\npredicted Egyptian cat\n{len(cell)} image")
+    target.click()
     sync_api.expect(page.locator(CARD)).to_have_count(len(cell), timeout=TIMEOUT_MS)  # the cards: in a shadow root
     _idle(page)
     assert sorted(_titles(page)) == sorted(Path(p).name for p in cell.path)
+    # The cell shown is outlined (orange-red), and only it.
+    sync_api.expect(page.locator(f"{MATRIX_CELL}.mx-selected")).to_have_count(1)
+    outline = _cell(page, "tabby", "Egyptian cat").evaluate(
+        "e => [e.classList.contains('mx-selected'), getComputedStyle(e).outlineStyle, getComputedStyle(e).outlineColor]"
+    )
+    assert outline == [True, "solid", "rgb(228, 87, 46)"]
+    # Only correct ones (none here), then the same cell again: each click counts, and sets "Show" back to all.
+    page.locator(".st-key-ds_outcome").get_by_role("radio", name="Correct").click()
+    sync_api.expect(page.locator(CARD)).to_have_count(0, timeout=TIMEOUT_MS)
+    _idle(page)
+    _cell(page, "tabby", "Egyptian cat").click()
+    sync_api.expect(page.locator(CARD)).to_have_count(len(cell), timeout=TIMEOUT_MS)
+    _idle(page)
     page.screenshot(path=shots / "dataset_02_cell_filtered.png")
 
     # Click a thumbnail: the image page opens on it, with the run's classes (prediction and true class).

@@ -1,11 +1,9 @@
-"""The confusion matrix as a Plotly heatmap whose cells can be clicked; one class's atlas layout as a scatter.
-
-Streamlit's ``on_select`` returns nothing for clicks on a plain heatmap (streamlit#8760), so an
-invisible scatter grid lies over it (as :func:`dashboard.views.image.debug.figures.point_figure` does): one
-marker per cell, carrying the cell's (row, column) in ``customdata``.
-"""
+"""The confusion matrix's data for the HTML matrix widget (:mod:`dashboard.widgets.matrix`: a Plotly heatmap
+cost the browser over a second per draw); one class's atlas layout as a Plotly scatter."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 import plotly.graph_objects as go
@@ -13,7 +11,7 @@ import plotly.graph_objects as go
 from cam_core.batch.query import Confusion
 from dashboard.text import plotly_text
 
-__all__ = ["atlas_layout_figure", "confusion_figure"]
+__all__ = ["atlas_layout_figure", "confusion_data"]
 
 _SHORT = 18
 
@@ -35,55 +33,23 @@ def _count(n: int) -> str:
     return str(n)
 
 
-def confusion_figure(conf: Confusion, selected: tuple[int, int] | None = None) -> go.Figure:
-    """Rows: true classes; columns: predicted classes; the diagonal holds the correct answers.
+def confusion_data(conf: Confusion, selected: tuple[int, int] | None = None) -> dict[str, Any]:
+    """What the matrix widget draws (see dashboard/widgets/matrix.js): rows are true classes, columns predicted
+    ones, the diagonal the correct answers; each cell's share of its row colours it.
 
     Args:
         conf: From :meth:`cam_core.batch.query.ResultsQuery.confusion`.
         selected: (row, column) of the cell the gallery is filtered to, outlined.
     """
     n_rows, n_cols = conf.counts.shape
-    xs, ys = list(range(n_cols)), list(range(n_rows))
     share = conf.counts / np.maximum(conf.counts.sum(axis=1, keepdims=True), 1)
-    text = [[_count(v) for v in row] for row in conf.counts]
-    hover = [
-        [f"true {plotly_text(conf.row_names[i])}<br>predicted {plotly_text(conf.col_names[j])}<br>"
-         f"{conf.counts[i, j]} images "
-         f"({share[i, j]:.0%} of the class)<br>click to show them" for j in xs]
-        for i in ys
-    ]
-    fig = go.Figure(
-        go.Heatmap(
-            z=share, x=xs, y=ys, text=text, texttemplate="%{text}", colorscale="Blues", zmin=0, zmax=1,
-            showscale=False, hoverinfo="skip", xgap=1, ygap=1,
-        )
-    )
-    gx, gy = np.meshgrid(xs, ys)
-    clear = "rgba(0,0,0,0)"
-    fig.add_trace(
-        go.Scatter(
-            x=gx.ravel(), y=gy.ravel(), mode="markers", name="cells", showlegend=False,
-            marker={"size": 28, "color": clear, "symbol": "square"},
-            customdata=np.stack([gy.ravel(), gx.ravel()], axis=1),
-            hovertext=[hover[i][j] for i, j in zip(gy.ravel(), gx.ravel(), strict=True)],
-            hovertemplate="%{hovertext}<extra></extra>",
-            selected={"marker": {"opacity": 0}}, unselected={"marker": {"opacity": 0}},
-        )
-    )
-    if selected is not None:
-        i, j = selected
-        fig.add_shape(type="rect", x0=j - 0.5, x1=j + 0.5, y0=i - 0.5, y1=i + 0.5,
-                      line={"color": "#e4572e", "width": 3})
-    cell = 34 if max(n_rows, n_cols) <= 12 else 22
-    fig.update_layout(
-        height=max(260, 110 + cell * n_rows), margin={"l": 10, "r": 10, "t": 10, "b": 10},
-        xaxis={"title": "predicted", "tickvals": xs, "ticktext": [plotly_text(_short(n)) for n in conf.col_names],
-               "tickangle": -40, "side": "bottom", "fixedrange": True},
-        yaxis={"title": "true class", "tickvals": ys, "ticktext": [plotly_text(_short(n)) for n in conf.row_names],
-               "autorange": "reversed", "fixedrange": True},
-        dragmode=False, clickmode="event+select", plot_bgcolor="white",
-    )
-    return fig
+    return {
+        "rows": list(conf.row_names), "cols": list(conf.col_names),
+        "row_labels": [_short(n) for n in conf.row_names], "col_labels": [_short(n) for n in conf.col_names],
+        "counts": conf.counts.astype(int).tolist(), "text": [[_count(int(v)) for v in row] for row in conf.counts],
+        "share": np.round(share, 4).tolist(), "selected": list(selected) if selected is not None else None,
+        "cell": 34 if max(n_rows, n_cols) <= 12 else 22, "other": bool(conf.cols) and len(conf.cols[-1]) > 1,
+    }
 
 
 _CLUSTER_COLOURS = ("#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#17becf", "#7f7f7f", "#bcbd22")

@@ -27,18 +27,18 @@ from cam_core.limits import QUERY_FOLDERS
 from dashboard import dataroot, state, uploads
 from dashboard.caches import root_survey
 from dashboard.feedback import bounded, guarded, message, show_error
-from dashboard.figures import PLOTLY_CONFIG
 from dashboard.model import Bundle, ImageItem, ModelSpec, decode_image, model_args
 from dashboard.model_ui import request_model
 from dashboard.text import plain
 from dashboard.views.dataset import insight, localisation_ui, truth_ui
 from dashboard.views.dataset import table as tb
 from dashboard.views.dataset.export_ui import export_ui
-from dashboard.views.dataset.figures import confusion_figure
+from dashboard.views.dataset.figures import confusion_data
 from dashboard.views.dataset.items import gallery_items
 from dashboard.widgets.gallery import gallery_ui
+from dashboard.widgets.matrix import matrix_ui
 
-__all__ = ["DS", "Source", "goto_requested", "results_ui", "source_ui"]
+__all__ = ["DS", "Source", "cell_filters", "goto_requested", "results_ui", "source_ui"]
 
 PAGE_SIZES = (24, 48, 96)
 COLUMNS = 6
@@ -69,7 +69,6 @@ class DS:
     PAGE_SIZE = "ds_page_size"
     OPACITY = "_ds_opacity"
     CELL = "_ds_cell"  # (row, col) of the confusion cell the gallery is filtered to
-    CELL_NONCE = "_ds_cell_nonce"
     GOTO = "_ds_goto_image"
     LAST_JOB = "_ds_last_job"  # the run folder the controls named last run
 
@@ -367,19 +366,15 @@ def _metrics(results: ResultsQuery, method: str) -> None:
                    + (" …" if len(by_class) > 8 else ""))
 
 
-def _cell_clicked(conf: Confusion, chart_key: str) -> None:
-    event = st.session_state.get(chart_key) or {}
-    points = (event.get("selection") or {}).get("points") or []
-    picked = next((p for p in points if isinstance(p.get("x"), int | float) and isinstance(p.get("y"), int | float)),
-                  None)
-    if picked is not None:
-        i, j = int(picked["y"]), int(picked["x"])
-        st.session_state[DS.TRUE] = [conf.rows[i]]
-        st.session_state[DS.PRED] = list(conf.cols[j])
-        st.session_state[DS.OUTCOME] = "all"
-        st.session_state[DS.PAGE] = 1
-        st.session_state[DS.CELL] = (i, j)
-    st.session_state[DS.CELL_NONCE] = st.session_state.get(DS.CELL_NONCE, 0) + 1  # a fresh chart: clickable again
+def cell_filters(conf: Confusion, i: int, j: int) -> dict[str, object]:
+    """The session state a click on cell (i, j) sets: that true class, the column's predicted class(es), both
+    outcomes, the first page, and the cell (outlined)."""
+    return {DS.TRUE: [conf.rows[i]], DS.PRED: list(conf.cols[j]), DS.OUTCOME: "all", DS.PAGE: 1, DS.CELL: (i, j)}
+
+
+def _cell_clicked(conf: Confusion, i: int, j: int) -> None:
+    if 0 <= i < len(conf.rows) and 0 <= j < len(conf.cols):
+        st.session_state.update(cell_filters(conf, i, j))
 
 
 def _confusion_ui(results: ResultsQuery, method: str, whose: str) -> None:
@@ -389,12 +384,8 @@ def _confusion_ui(results: ResultsQuery, method: str, whose: str) -> None:
     left, right = st.columns([1.35, 1], gap="medium")
     with left:
         st.markdown("**Confusion matrix** · click a cell to show its images")
-        key = f"ds_confusion_{st.session_state.get(DS.CELL_NONCE, 0)}"
-        cell = st.session_state.get(DS.CELL)
-        st.plotly_chart(
-            confusion_figure(conf, cell), key=key, on_select=partial(_cell_clicked, conf, key),
-            selection_mode="points", config={**PLOTLY_CONFIG, "displayModeBar": False},
-        )
+        matrix_ui(confusion_data(conf, st.session_state.get(DS.CELL)), on_cell=partial(_cell_clicked, conf),
+                  key="ds_confusion")
         if conf.hidden_rows:
             st.caption(f"The {len(conf.rows)} most frequent true classes are shown ({conf.hidden_rows} more).")
     with right:
