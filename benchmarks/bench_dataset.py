@@ -2,6 +2,7 @@
 
     python benchmarks/bench_dataset.py                      # 10k, 100k, 1M; both implementations
     python benchmarks/bench_dataset.py --sizes 10000 --no-browser
+    python benchmarks/bench_dataset.py --sizes 10000000 --no-browser --no-legacy   # the engine at 10 M rows
 
 A real batch run (EfficientNet-Lite0, Grad-CAM, pred,label, the sample photos) is replicated into results
 folders of each size (:mod:`benchmarks.dataset_folders`: many classes, mistakes, blank maps, failed
@@ -65,18 +66,19 @@ def real_run(base: Path) -> Path:
     return out
 
 
-def make_folders(base: Path, sizes: list[int]) -> dict[int, str]:
-    """One results folder per size under ``base/root/runs`` (kept between runs), its images hard-linked."""
+def make_folders(base: Path, sizes: list[int], links: bool = True) -> dict[int, str]:
+    """One results folder per size under ``base/root/runs`` (kept between runs), its images hard-linked (without
+    ``links``, for the server times alone: no thumbnails are drawn, and ten million links take a while)."""
     from benchmarks.dataset_folders import replicate
 
     src = real_run(base)
     made = {}
     for n in sizes:
-        rel = f"runs/r{n}"
+        rel = f"runs/r{n}" if links else f"runs/r{n}-unlinked"
         folder = base / "root" / rel
         if not (folder / "done").is_file():
             start = time.perf_counter()
-            replicate(src, folder, n, seed=1, links=base / "root" / "images" / f"r{n}")
+            replicate(src, folder, n, seed=1, links=base / "root" / "images" / f"r{n}" if links else None)
             (folder / "done").write_text("")
             print(f"made {n:,} rows in {time.perf_counter() - start:.0f} s", flush=True)
         made[n] = rel
@@ -314,7 +316,7 @@ def main() -> None:
         _child(args.child[0], Path(args.child[1]))
         return
     sizes = [int(s) for s in args.sizes.split(",")]
-    folders = make_folders(args.base, sizes)
+    folders = make_folders(args.base, sizes, links=not args.no_browser)
     root = args.base / "root"
     legacy = None if args.no_browser or args.no_legacy else legacy_checkout(Path(tempfile.mkdtemp()))
     lines = ["| rows | implementation | open → gallery (Chromium) | open (server) | sort (server / Chromium) | "
