@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from cam_core.batch.results import PARTS, RESULTS, RUN
+from cam_core.batch.results import PARTS, RESULTS, RUN, LightWriter
 
 __all__ = ["replicate"]
 
@@ -149,6 +149,7 @@ def replicate(src: Path, out: Path, rows: int, *, seed: int = 0, parts: int = 0,
                 writers[part] = pq.ParquetWriter(folder / f"{part:06d}_000000.parquet", schema)
         return writers[part]
 
+    light: LightWriter | None = None  # results.parquet's light copy, as compaction writes it
     for start in range(0, rows, chunk):  # the same chunks whatever the parts: the same rows
         t = _chunk(table, start, min(chunk, rows - start), names, rng, path_of)
         at = start
@@ -158,6 +159,11 @@ def replicate(src: Path, out: Path, rows: int, *, seed: int = 0, parts: int = 0,
             writer_for(part, t.schema).write_table(t.slice(at - start, end - at),
                                                    row_group_size=8192 if parts else 1024)
             at = end
+        if not parts:
+            light = light or LightWriter(out, t.schema)
+            light.write(t)
     for w in writers.values():
         w.close()
+    if light is not None:
+        light.close()
     return out

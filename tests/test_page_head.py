@@ -52,6 +52,8 @@ def test_the_dataset_page_gets_no_plotly_preload_the_others_do() -> None:
     for path in ("/dataset", "/base/dataset/"):
         body = _body(_serve(b"text/html", page, path=path))
         assert link not in body and html_import() in body and b"camdash-head" in body, path
+        widgets = html_import(stem="BidiComponent")  # the gallery's and the matrix's code, imported early
+        assert widgets and widgets in body and widgets not in HEAD, path
 
 
 def test_a_gzipped_page_is_sent_back_plain_with_the_style() -> None:

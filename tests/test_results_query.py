@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from benchmarks.dataset_folders import replicate
 from cam_core import CamError
 from cam_core.batch import BatchJob, run_local, scan
 from cam_core.batch.query import FILTERS, SORTS, Filter, Filters, ResultsQuery, Sort
-from cam_core.batch.results import PARTS, RESULTS, RUN
+from cam_core.batch.results import LIGHT_COPY, NOT_COPIED, PARTS, RESULTS, RUN, light_copy
 from cam_core.io import write_sample_folder
 
 ROWS = 3000
@@ -239,3 +240,48 @@ def test_bad_folders_are_one_line(big, tmp_path) -> None:
     with pytest.raises(CamError, match="unknown method"):
         ResultsQuery.open(tmp_path)
     os.remove(tmp_path / RESULTS)
+
+
+def test_results_are_loaded_from_their_light_copy_while_it_is_current(both, big, tmp_path) -> None:
+    """The light copy (no maps, no top-5; large row groups) stands in for results.parquet, same answers; a copy
+    that is stale, short or lacks a column is passed over."""
+    _, q = both
+    assert [p.name for p in q._loaded.sources] == [LIGHT_COPY] and light_copy(big) == big / LIGHT_COPY
+    copy = pq.read_metadata(big / LIGHT_COPY)
+    assert copy.num_rows == ROWS and copy.num_row_groups == 1 < pq.read_metadata(big / RESULTS).num_row_groups
+    names = copy.schema.to_arrow_schema().names
+    assert "map_shape" in names and not any(n.startswith(("map_g", "top5")) for n in names)
+
+    def reference(folder: Path) -> tuple:
+        r = ResultsQuery.open(folder)
+        pages = [[row["path"] for row in r.page(s, Filters(), 0, PAGE)] for s in r.sorts()]
+        return r._loaded.sources[0].name, r.summary(), r.confusion().counts.tolist(), pages
+
+    stale = tmp_path / "stale"
+    shutil.copytree(big, stale)
+    os.utime(stale / RESULTS, ns=(1, 1))  # results.parquet of another version than its copy
+    short = tmp_path / "short"
+    shutil.copytree(big, short)
+    t = pq.read_table(short / LIGHT_COPY)
+    pq.write_table(t.slice(0, 10).replace_schema_metadata(t.schema.metadata), short / LIGHT_COPY)
+    lacking = tmp_path / "lacking"
+    shutil.copytree(big, lacking)
+    pq.write_table(t.drop_columns(["blank"]).replace_schema_metadata(t.schema.metadata), lacking / LIGHT_COPY)
+    for folder in (short, lacking):  # copies still stamped with the results.parquet there
+        os.utime(folder / RESULTS, ns=(os.stat(big / RESULTS).st_atime_ns, os.stat(big / RESULTS).st_mtime_ns))
+    want = reference(big)
+    assert want[0] == LIGHT_COPY
+    for folder in (stale, short, lacking):
+        got = reference(folder)
+        assert got[0] == RESULTS and got[1:] == want[1:], folder.name
+
+
+def test_compaction_writes_the_light_copy(lite0, tmp_path) -> None:
+    write_sample_folder(tmp_path / "photos", per_photo=1, seed=2)
+    out = tmp_path / "run"
+    run_local(BatchJob(classes="pred", labels=True), tmp_path / "photos", out, workers=0, model=lite0)
+    assert light_copy(out) == out / LIGHT_COPY
+    full, copy = pq.read_table(out / RESULTS), pq.read_table(out / LIGHT_COPY)
+    assert copy.column_names == [c for c in full.column_names
+                                 if c not in NOT_COPIED and (c == "map_shape" or not c.startswith("map_"))]
+    assert copy.equals(full.select(copy.column_names).replace_schema_metadata(copy.schema.metadata))

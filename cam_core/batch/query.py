@@ -255,7 +255,8 @@ class ResultsQuery:
         try:
             types = scan.column_types(con, files)
             scan.check_schema(types, methods)
-            loaded = scan.load_rows(con, files, counts, types, methods, progress)
+            sources = scan.light_sources(folder, files, counts, types, methods)
+            loaded = scan.load_rows(con, sources, counts, types, methods, progress)
             scan.check_rows(con, files, metas, names, methods)
         except BaseException:
             _drop(con, place)

@@ -29,7 +29,7 @@ from torchvision.transforms import InterpolationMode
 from ..engine.methods import METHODS
 from ..errors import CamError
 from ..models.preprocess import FITS, Preprocess
-from .results import PARTS, RESULTS, map_column
+from .results import LIGHT_COPY, NOT_COPIED, PARTS, RESULTS, light_copy, map_column
 
 __all__ = [
     "IN_FILES",
@@ -41,6 +41,7 @@ __all__ = [
     "check_run",
     "check_schema",
     "footers",
+    "light_sources",
     "load_rows",
     "parquet_files",
     "preprocess_of",
@@ -51,11 +52,11 @@ __all__ = [
 # what only an export reads (left in the files: the top-5 lists took a quarter of the loading).
 LIGHT = ("path", "label", "label_name", "pred", "pred_name", "prob_pred", "prob_label", "correct", "entropy",
          "class_ids", "map_shape", "blank", "error")
-IN_FILES = ("top5_ids", "top5_probs")
+IN_FILES = NOT_COPIED
 _IDS = ("label", "pred")
 _ID_LISTS = ("class_ids", "top5_ids")
 _PRE_KEYS = ("crop_size", "resize_size", "mean", "std", "interpolation", "fit")
-_OTHER_TABLES = frozenset({"atlas.parquet", "compare.parquet"})  # other tools' tables beside the results
+_OTHER_TABLES = frozenset({"atlas.parquet", "compare.parquet", LIGHT_COPY})  # other tables beside the results
 _IDENTITY = ("_size", "_mtime_ns")  # the files' identities in parts (what a rerun compares), not results
 _SAMPLE = 2048  # rows whose maps are checked against their shapes when the folder opens
 CHUNK_ROWS = 1_000_000  # rows loaded (uncompressed) at a time in a larger folder (see load_rows), which also
@@ -165,6 +166,7 @@ class Loaded:
 
     offsets: tuple[int, ...]  # global row id of each file's first row (``rid = offsets[file] + row in file``)
     extra: tuple[str, ...]  # optional columns beyond the contract that came along (boxes, energies, ...)
+    sources: tuple[Path, ...] = ()  # the files they were read from (a light copy in results.parquet's place)
 
 
 def _select(types: dict[str, str], methods: Sequence[str]) -> tuple[str, tuple[str, ...]]:
@@ -193,6 +195,23 @@ def by_rid(files: Sequence[Path], offsets: Sequence[int], columns: Sequence[str]
     cols = ", ".join(f's."{c}"' for c in columns)
     return (f"SELECT starts.start + s.file_row_number AS rid, {cols} FROM {_source(files)} s "
             f"JOIN (VALUES {starts}) AS starts(name, start) ON s.filename = starts.name")
+
+
+def light_sources(folder: Path, files: Sequence[Path], counts: Sequence[int], types: dict[str, str],
+                  methods: Sequence[str]) -> list[Path]:
+    """Where to load the light columns from: ``files``, with ``results.parquet`` replaced by its light copy
+    (:data:`.results.LIGHT_COPY`: the same rows in the same order, in large row groups) where that copy is current,
+    as long, and holds every column loaded."""
+    copy = light_copy(folder)
+    if copy is None or not files or files[0] != folder / RESULTS:
+        return list(files)
+    try:
+        meta = pq.read_metadata(copy)
+    except (OSError, ValueError):
+        return list(files)
+    needed = {*LIGHT, *_select(types, methods)[1]}
+    return [copy, *files[1:]] if meta.num_rows == counts[0] and needed <= set(meta.schema.to_arrow_schema().names) \
+        else list(files)
 
 
 def load_rows(con: duckdb.DuckDBPyConnection, files: Sequence[Path], counts: Sequence[int], types: dict[str, str],
@@ -226,7 +245,7 @@ def load_rows(con: duckdb.DuckDBPyConnection, files: Sequence[Path], counts: Seq
                     "QUALIFY row_number() OVER (PARTITION BY path ORDER BY rid DESC) > 1)")
     if progress is not None:
         progress(1.0, 0.0)
-    return Loaded(tuple(offsets), extra)
+    return Loaded(tuple(offsets), extra, tuple(files))
 
 
 def _chunks(files: Sequence[Path], counts: Sequence[int]) -> list[str]:

@@ -5,7 +5,7 @@
   A style sent with the script's messages comes too late (its element's code loads with the rest).
 - A ``modulepreload`` of Streamlit's Plotly chunk: otherwise the browser asks for it only when the first chart's
   message comes; asked for from the head, it is fetched and parsed while Streamlit's own code starts (not on the
-  Dataset page, whose first view has no chart).
+  Dataset page, whose first view has no chart: there, the code of its widgets, ``st.components.v2``, instead).
 - Streamlit's ``st.html`` chunk, fetched and run as soon as Streamlit's own code has run: the overlays' stills
   (:mod:`dashboard.views.image.still`) are ``st.html`` elements, and left to Streamlit their code waited behind
   Plotly's start, so the still came hardly before the chart it stands in for.
@@ -50,13 +50,14 @@ def plotly_preload(static_dir: Path | None = None) -> bytes:
     return b"" if name is None else f'<link rel="modulepreload" crossorigin href="./static/js/{name}">'.encode()
 
 
-def html_import(static_dir: Path | None = None) -> bytes:
-    """Streamlit's ``st.html`` chunk preloaded and imported by the page itself (none when there is no single one).
+def html_import(static_dir: Path | None = None, stem: str = "Html") -> bytes:
+    """Streamlit's ``st.html`` chunk (or another, ``stem``) preloaded and imported by the page itself (none when
+    there is no single one).
 
     A module runs once per page whoever imports it first, so Streamlit's own import of it later finds it done.
     A module script runs after the document's earlier ones (Streamlit's own), and a failed import changes nothing.
     """
-    name = _chunk("Html", static_dir)
+    name = _chunk(stem, static_dir)
     if name is None:
         return b""
     src = f"./static/js/{name}"
@@ -80,12 +81,16 @@ HEAD = _COMMON + plotly_preload() + html_import()
 _NO_CHART_FIRST = frozenset({"dataset"})  # pages whose first view draws no Plotly chart
 
 
+_WIDGETS_FIRST = _COMMON + html_import() + html_import(stem="BidiComponent")
+
+
 def head_for(path: str) -> bytes:
-    """The head of the page at ``path``: :data:`HEAD`, less Plotly's preload on a page whose first view draws no
-    chart (the Dataset page: its gallery and matrix are HTML; fetching and compiling Plotly's 4.7 MB there only
-    delayed them on the browser's main thread)."""
+    """The head of the page at ``path``: :data:`HEAD`; on a page whose first view draws no chart (the Dataset
+    page: its gallery and matrix are HTML widgets), no Plotly preload (fetching and compiling its 4.7 MB there only
+    delayed them on the browser's main thread) but the widgets' own code (``st.components.v2``), imported while the
+    server reads the results."""
     page = path.rstrip("/").rsplit("/", 1)[-1]
-    return _COMMON + html_import() if page in _NO_CHART_FIRST else HEAD
+    return _WIDGETS_FIRST if page in _NO_CHART_FIRST else HEAD
 
 
 def with_head(html: bytes, head: bytes = HEAD) -> bytes:
