@@ -22,9 +22,6 @@ share an opened folder safely.
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 import threading
 import weakref
 from collections.abc import Callable, Mapping, Sequence
@@ -39,9 +36,9 @@ import pyarrow.parquet as pq
 
 from ..analysis.localisation import WRONG_REASONS_ENERGY
 from ..errors import CamError
-from ..limits import QUERY_LARGE_MEMORY_BYTES, QUERY_MEMORY_BYTES
+from ..limits import QUERY_MEMORY_BYTES
 from ..models.preprocess import Preprocess
-from . import scan
+from . import database, scan
 from .results import map_column, read_run
 
 __all__ = ["FILTERS", "SORTS", "Confusion", "Filter", "Filters", "ResultsQuery", "Sort", "Summary"]
@@ -162,54 +159,6 @@ _WHOSE = {
 }
 
 
-def _database(large: bool, memory_bytes: int, threads: int | None) -> tuple[duckdb.DuckDBPyConnection, Path | None]:
-    """A DuckDB database for one folder's rows, and its folder on disk (``None``: in memory).
-
-    A folder of more than :data:`.scan.CHUNK_ROWS` rows keeps them in a database file in the temporary folder,
-    with :data:`QUERY_LARGE_MEMORY_BYTES` of memory: DuckDB pages the compressed table in and out as queries
-    read it, so ten million rows need no more memory than one. A smaller folder stays in memory (faster).
-    """
-    spill = Path(tempfile.gettempdir()) / "cam_core-duckdb"
-    place = Path(tempfile.mkdtemp(prefix=f"results-{os.getpid()}-", dir=_swept(spill))) if large else None
-    memory = min(memory_bytes, QUERY_LARGE_MEMORY_BYTES) if large else memory_bytes
-    con = duckdb.connect(str(place / "rows.duckdb") if place else ":memory:", config={
-        "threads": threads or scan.default_threads(), "memory_limit": f"{memory // 2**20}MB",
-        "preserve_insertion_order": False,
-        # memory freed by compressing the rows goes back to the system, not kept for later
-        "allocator_flush_threshold": "16MB", "allocator_background_threads": True,
-        "temp_directory": str(place / "spill" if place else spill),
-    })
-    con.execute("SET enable_progress_bar = true; SET enable_progress_bar_print = false")
-    return con, place
-
-
-def _swept(folder: Path) -> Path:
-    """``folder``, made, without the database files of processes that ended without deleting theirs (a crash)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    for old in folder.glob("results-*-*"):
-        pid = old.name.split("-")[1]
-        if pid.isdigit() and not _alive(int(pid)):
-            shutil.rmtree(old, ignore_errors=True)
-    return folder
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
-
-
-def _drop(con: duckdb.DuckDBPyConnection, place: Path | None) -> None:
-    """Close a folder's database and delete its file."""
-    con.close()
-    if place is not None:
-        shutil.rmtree(place, ignore_errors=True)
-
-
 class ResultsQuery:
     """One opened results folder. Build with :meth:`open`; :meth:`close` (or dropping it) frees its database."""
 
@@ -224,7 +173,7 @@ class ResultsQuery:
         self._lock = threading.Lock()
         self._meta: dict[int, pq.FileMetaData] = {}
         self.database = place / "rows.duckdb" if place else None  # the database's file (None: in memory)
-        self._finalizer = weakref.finalize(self, _drop, con, place)
+        self._finalizer = weakref.finalize(self, database.drop, con, place)
 
     @classmethod
     def open(cls, folder: str | Path, progress: scan.Progress | None = None, *,
@@ -251,7 +200,7 @@ class ResultsQuery:
             raise CamError(f"{folder} holds no results.parquet and no Parquet parts (run a batch first)")
         metas = scan.footers(files)
         counts = [m.num_rows for m in metas]
-        con, place = _database(sum(counts) > scan.CHUNK_ROWS, memory_bytes, threads)
+        con, place = database.open_database(sum(counts) > scan.CHUNK_ROWS, memory_bytes, threads)
         try:
             types = scan.column_types(con, files)
             scan.check_schema(types, methods)
@@ -259,7 +208,7 @@ class ResultsQuery:
             loaded = scan.load_rows(con, sources, counts, types, methods, progress)
             scan.check_rows(con, files, metas, names, methods)
         except BaseException:
-            _drop(con, place)
+            database.drop(con, place)
             raise
         opened = cls(folder, run, con, files, loaded, set(types), stamp, place)
         opened._meta.update(enumerate(metas))

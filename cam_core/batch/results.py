@@ -46,7 +46,9 @@ temporary name, then renamed, so a part is whole or absent); at the end, and at 
 rerun, the parts are *compacted* with the previous ``results.parquet`` into a new one (again
 written aside and renamed), keeping the newest row per path, sorted by path. The files' identities
 (size, mtime) travel in the parts as two extra columns and in ``results.parquet`` as file
-metadata, which is what a rerun compares.
+metadata, which is what a rerun compares. Beside it, compaction writes ``results.light.parquet``
+(:data:`LIGHT_COPY`: every column but the maps and the top-5 lists, for the Dataset page; a convenience, not
+part of the contract: a reader may ignore it, and it is ignored once ``results.parquet`` changes).
 """
 
 from __future__ import annotations

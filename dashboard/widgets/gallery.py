@@ -8,20 +8,15 @@ the ``open`` trigger with the clicked row's id, and the ``opacity`` state when t
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import streamlit as st
-from streamlit.components.v2 import component
+
+from dashboard.widgets import inline_component
 
 __all__ = ["gallery_ui"]
 
-_HERE = Path(__file__).parent
-_COMPONENT = component(
-    "cam_dashboard_gallery",
-    js=(_HERE / "gallery.js").read_text(encoding="utf-8"),
-    css=(_HERE / "gallery.css").read_text(encoding="utf-8"),
-)
+_COMPONENT = inline_component("gallery")
 
 
 def gallery_ui(

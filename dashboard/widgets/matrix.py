@@ -10,20 +10,15 @@ once per click, the same cell again included.
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import streamlit as st
-from streamlit.components.v2 import component
+
+from dashboard.widgets import inline_component
 
 __all__ = ["matrix_ui"]
 
-_HERE = Path(__file__).parent
-_COMPONENT = component(
-    "cam_dashboard_matrix",
-    js=(_HERE / "matrix.js").read_text(encoding="utf-8"),
-    css=(_HERE / "matrix.css").read_text(encoding="utf-8"),
-)
+_COMPONENT = inline_component("matrix")
 
 
 def _cell(value: object) -> tuple[int, int] | None:

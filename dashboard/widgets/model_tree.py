@@ -16,22 +16,16 @@ a test set the layer without a browser.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import streamlit as st
-from streamlit.components.v2 import component
 
 from cam_core.models.layers import shape_text
+from dashboard.widgets import inline_component
 
 __all__ = ["format_shape", "model_tree_ui", "signed_output", "tree_nodes"]
 
-_HERE = Path(__file__).parent
-_COMPONENT = component(
-    "cam_dashboard_model_tree",
-    js=(_HERE / "model_tree.js").read_text(encoding="utf-8"),
-    css=(_HERE / "model_tree.css").read_text(encoding="utf-8"),
-)
+_COMPONENT = inline_component("model_tree")
 
 
 def format_shape(shape: Sequence[int] | None, time_dim: int | None = None) -> str:
