@@ -246,7 +246,7 @@ def test_results_are_loaded_from_their_light_copy_while_it_is_current(both, big,
     """The light copy (no maps, no top-5; large row groups) stands in for results.parquet, same answers; a copy
     that is stale, short or lacks a column is passed over."""
     _, q = both
-    assert [p.name for p in q._loaded.sources] == [LIGHT_COPY] and light_copy(big) == big / LIGHT_COPY
+    assert [p.name for p in q._loaded.sources] == [LIGHT_COPY] and light_copy(big).num_rows == ROWS
     copy = pq.read_metadata(big / LIGHT_COPY)
     assert copy.num_rows == ROWS and copy.num_row_groups == 1 < pq.read_metadata(big / RESULTS).num_row_groups
     names = copy.schema.to_arrow_schema().names
@@ -280,7 +280,7 @@ def test_compaction_writes_the_light_copy(lite0, tmp_path) -> None:
     write_sample_folder(tmp_path / "photos", per_photo=1, seed=2)
     out = tmp_path / "run"
     run_local(BatchJob(classes="pred", labels=True), tmp_path / "photos", out, workers=0, model=lite0)
-    assert light_copy(out) == out / LIGHT_COPY
+    assert light_copy(out) is not None and light_copy(out).num_rows == pq.read_metadata(out / RESULTS).num_rows
     full, copy = pq.read_table(out / RESULTS), pq.read_table(out / LIGHT_COPY)
     assert copy.column_names == [c for c in full.column_names
                                  if c not in NOT_COPIED and (c == "map_shape" or not c.startswith("map_"))]

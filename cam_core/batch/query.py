@@ -435,9 +435,10 @@ class ResultsQuery:
                                     f"(ORDER BY {self._order(sort)}) AS place")
         top5 = ("array_to_string(list_transform(list_zip(t.top5_ids, t.top5_probs), "
                 "lambda x: CAST(x[1] AS VARCHAR) || ':' || printf('%.4f', x[2])), ';') AS top5")
+        in_files = scan.by_rid(self.files, self._loaded.offsets, ", ".join(scan.IN_FILES))
         return self._arrow(  # the top-5 lists stay in the files: read here, for the rows exported
-            f"SELECT s.* EXCLUDE (rid, place), {top5} FROM ({sql}) s LEFT JOIN "
-            f"({scan.by_rid(self.files, self._loaded.offsets, scan.IN_FILES)}) t USING (rid) ORDER BY s.place", params)
+            f"SELECT s.* EXCLUDE (rid, place), {top5} FROM ({sql}) s LEFT JOIN ({in_files}) t USING (rid) "
+            "ORDER BY s.place", params)
 
     # ---- ground truth (batch --boxes) ------------------------------------------------------------------------
 

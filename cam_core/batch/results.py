@@ -134,12 +134,12 @@ class LightWriter:
             self._tmp.unlink(missing_ok=True)
 
 
-def light_copy(out: Path) -> Path | None:
-    """``out``'s :data:`LIGHT_COPY`, when it copies the ``results.parquet`` there now (``None``: none, or stale)."""
-    copy = out / LIGHT_COPY
+def light_copy(out: Path) -> pq.FileMetaData | None:
+    """The footer of ``out``'s :data:`LIGHT_COPY`, when it copies the ``results.parquet`` there now (``None``: no
+    copy, or a stale one)."""
     try:
-        meta = pq.read_metadata(copy).metadata or {}
-        return copy if meta.get(_COPY_OF) == _stamp(out / RESULTS) else None
+        meta = pq.read_metadata(out / LIGHT_COPY)
+        return meta if (meta.metadata or {}).get(_COPY_OF) == _stamp(out / RESULTS) else None
     except (OSError, ValueError):  # absent, or not Parquet
         return None
 

@@ -189,11 +189,11 @@ def footers(files: Sequence[Path]) -> list[pq.FileMetaData]:
         raise CamError(f"the results cannot be read as Parquet: {str(exc).splitlines()[0][:300]}") from exc
 
 
-def by_rid(files: Sequence[Path], offsets: Sequence[int], columns: Sequence[str]) -> str:
-    """SQL: ``rid`` and ``columns`` of every row of the files (columns left in them, read where an export asks)."""
+def by_rid(files: Sequence[Path], offsets: Sequence[int], columns: str) -> str:
+    """SQL: ``rid`` (the row's global id) and ``columns`` (a select list over the scan ``s``) of every row of the
+    files: what the engine loads, and what an export reads of the columns left in the files."""
     starts = ", ".join("('" + str(f).replace("'", "''") + f"', {o})" for f, o in zip(files, offsets, strict=True))
-    cols = ", ".join(f's."{c}"' for c in columns)
-    return (f"SELECT starts.start + s.file_row_number AS rid, {cols} FROM {_source(files)} s "
+    return (f"SELECT starts.start + s.file_row_number AS rid, {columns} FROM {_source(files)} s "
             f"JOIN (VALUES {starts}) AS starts(name, start) ON s.filename = starts.name")
 
 
@@ -202,16 +202,11 @@ def light_sources(folder: Path, files: Sequence[Path], counts: Sequence[int], ty
     """Where to load the light columns from: ``files``, with ``results.parquet`` replaced by its light copy
     (:data:`.results.LIGHT_COPY`: the same rows in the same order, in large row groups) where that copy is current,
     as long, and holds every column loaded."""
-    copy = light_copy(folder)
-    if copy is None or not files or files[0] != folder / RESULTS:
-        return list(files)
-    try:
-        meta = pq.read_metadata(copy)
-    except (OSError, ValueError):
-        return list(files)
+    meta = light_copy(folder) if files and files[0] == folder / RESULTS else None
     needed = {*LIGHT, *_select(types, methods)[1]}
-    return [copy, *files[1:]] if meta.num_rows == counts[0] and needed <= set(meta.schema.to_arrow_schema().names) \
-        else list(files)
+    if meta is None or meta.num_rows != counts[0] or not needed <= set(meta.schema.to_arrow_schema().names):
+        return list(files)
+    return [folder / LIGHT_COPY, *files[1:]]
 
 
 def load_rows(con: duckdb.DuckDBPyConnection, files: Sequence[Path], counts: Sequence[int], types: dict[str, str],
@@ -229,11 +224,8 @@ def load_rows(con: duckdb.DuckDBPyConnection, files: Sequence[Path], counts: Seq
     offsets = [0]
     for n in counts[:-1]:
         offsets.append(offsets[-1] + n)
-    con.execute("CREATE OR REPLACE TEMP TABLE files (name VARCHAR, start BIGINT)")
-    con.executemany("INSERT INTO files VALUES (?, ?)", [(str(f), o) for f, o in zip(files, offsets, strict=True)])
     cols, extra = _select(types, methods)
-    scanned = (f"SELECT files.start + s.file_row_number AS rid, {cols} FROM {_source(files)} s "
-               "JOIN files ON s.filename = files.name")
+    scanned = by_rid(files, offsets, cols)
     chunks = _chunks(files, counts)
     for i, where in enumerate(chunks):
         into = "CREATE OR REPLACE TABLE rows AS" if i == 0 else "INSERT INTO rows"
