@@ -227,10 +227,12 @@ class Survey:
             with self._lock:
                 self._busy.discard(key)
 
-    def clear(self) -> None:
-        """Forget every walk (a run just wrote a results folder: the next listing walks again)."""
+    def clear(self, start: Path | None = None) -> None:
+        """Forget the walks from ``start`` (``None``: every walk): the next listing walks again (a run just wrote a
+        results folder, a zip was just unpacked)."""
         with self._lock:
-            self._walks.clear()
+            for key in [k for k in self._walks if start is None or k[0] == start]:
+                del self._walks[key]
 
 
 def _upload_places(root: Path, owner: str | None) -> list[Path]:
@@ -241,11 +243,14 @@ def _upload_places(root: Path, owner: str | None) -> list[Path]:
 
 
 def _offer_walks(root: Path, owner: str | None, root_walk: Walk) -> Iterator[Listed]:
-    """The folders image and ground-truth listings look at: the root to :data:`_DEPTH` (through ``root_walk``,
-    maybe a :class:`Survey`'s), and the session's upload folder, walked now (a zip just unpacked shows at once)."""
+    """The folders image and ground-truth listings look at: the root and the session's upload folder, each to
+    :data:`_DEPTH`, through ``root_walk`` (maybe a :class:`Survey`'s: two walks, the root's and ``uploads/``'s,
+    whatever the number of sessions)."""
     yield from (f for f in root_walk(root, _DEPTH + 1) if f.level <= _DEPTH)
     for place in _upload_places(root, owner):
-        yield from walk(place, _DEPTH)
+        below = len(place.relative_to(root / UPLOADS).parts)  # 0: uploads/ itself; 1: uploads/<owner>
+        yield from (f for f in root_walk(root / UPLOADS, _DEPTH + 1)
+                    if f.path.is_relative_to(place) and f.level - below <= _DEPTH)
 
 
 def image_folders(root: Path, owner: str | None = None, root_walk: Walk = walk) -> list[str]:

@@ -51,3 +51,20 @@ def test_a_folder_gone_since_the_walk_is_not_listed(tmp_path) -> None:
     assert dataroot.results_folders(tmp_path, None, survey.walk) == ["runs/a"]
     (run / "results.parquet").unlink()
     assert dataroot.results_folders(tmp_path, None, survey.walk) == []
+
+
+def test_upload_folders_come_from_one_walk_of_uploads_whatever_the_sessions(tmp_path, monkeypatch) -> None:
+    """Each session's upload folder, to the same depth as before, out of one cached walk of ``uploads/``."""
+    monkeypatch.delenv(dataroot.ENV_SHARED_UPLOADS, raising=False)
+    _image(tmp_path / "uploads" / "me" / "z" / "cls" / "deep" / "a.jpg")  # uploads/me/z/cls/deep: depth 3 in me/
+    _image(tmp_path / "uploads" / "me" / "z" / "cls" / "deep" / "deeper" / "b.jpg")  # depth 4: beyond
+    _image(tmp_path / "uploads" / "you" / "y" / "c.jpg")
+    survey = dataroot.Survey(ttl=60)
+    mine = dataroot.image_folders(tmp_path, "me", survey.walk)
+    assert mine == dataroot.image_folders(tmp_path, "me") == ["uploads/me/z/cls", "uploads/me/z/cls/deep"]
+    assert dataroot.image_folders(tmp_path, "you", survey.walk) == ["uploads/you/y"]
+    assert {key[0] for key in survey._walks} == {tmp_path, tmp_path / "uploads"}
+    _image(tmp_path / "uploads" / "me" / "new" / "d.jpg")
+    survey.clear(tmp_path / "uploads")  # a zip just unpacked: uploads/ walked again, the root's walk kept
+    assert "uploads/me/new" in dataroot.image_folders(tmp_path, "me", survey.walk)
+    assert tmp_path in {key[0] for key in survey._walks}

@@ -168,6 +168,7 @@ def _zip_ui(root: Path) -> str | None:
     if up is None:
         return None
     folder = guarded("unpacking the zip", dataroot.extract_zip, up.getvalue(), root, _owner())
+    root_survey().clear(root / dataroot.UPLOADS)  # the unpacked folder listed at once (a small walk)
     return dataroot.relative(root, folder) if folder is not None else None
 
 
